@@ -1,0 +1,174 @@
+"""Validate one extract against its contract: typed valid rows + row-level rejections.
+
+Two vectorised passes:
+1. typing: every contract column is parsed from its text form (dates strictly
+   ``YYYY-MM-DD``, timestamps ISO 8601, numbers, integers); a value that does
+   not parse is rejected with the value quoted in the reason;
+2. rules: the pandera contract (nullability, ranges, enums, primary key unique
+   within the file) plus the run-time rules (sku/location known in master
+   data, event dates not after the extract date), validated lazily so every
+   failing row is reported, not just the first.
+A row with any failure is rejected whole; every other row flows on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Set
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import pandera.pandas as pa
+
+from data_contracts.sources import SourceContract
+
+REJECTION_COLUMNS = ["row_number", "column", "reason"]
+
+
+@dataclass(frozen=True)
+class MasterData:
+    """Valid keys of the master data, for referential integrity."""
+
+    sku_ids: Set[str]
+    location_ids: Set[str]
+
+
+@dataclass
+class ValidationResult:
+    typed: pd.DataFrame  # every row: typed contract columns (null where unparseable) + ``_row_number``
+    rejections: pd.DataFrame  # row_number, column, reason (one row per failure)
+
+    @property
+    def valid(self) -> pd.DataFrame:
+        return self.typed[~self.typed["_row_number"].isin(self.rejections["row_number"])]
+
+
+def missing_columns(source: SourceContract, header: list[str]) -> list[str]:
+    present = set(header)
+    return [column for column in source.columns if column not in present]
+
+
+def _parse_column(kind: str, text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse one text column; return (typed values, mask of unparseable non-empty values)."""
+    stripped = text.str.strip()
+    empty = stripped.eq("") | stripped.isna()
+    if kind == "str":
+        return stripped.where(~empty, None), pd.Series(False, index=text.index)
+    if kind == "date":
+        parsed = pd.to_datetime(stripped, format="%Y-%m-%d", errors="coerce")
+    elif kind == "ts":
+        parsed = pd.to_datetime(stripped, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+    elif kind == "int":
+        numbers = pd.to_numeric(stripped, errors="coerce")
+        whole = numbers.notna() & (numbers % 1 == 0)
+        parsed = numbers.where(whole).astype("Int64")
+    else:
+        parsed = pd.to_numeric(stripped, errors="coerce").astype(float)
+    return parsed, parsed.isna() & ~empty
+
+
+_KIND_WORDS = {"date": "a date (YYYY-MM-DD)", "ts": "an ISO 8601 timestamp", "int": "an integer", "num": "a number"}
+
+
+def _describe_check(check: str, column: str, pk: list[str]) -> str:
+    if check == "not_nullable":
+        return f"{column} is empty but required"
+    if check == "multiple_fields_uniqueness" or check == "field_uniqueness":
+        return f"duplicated primary key ({', '.join(pk)}) within the file: every copy is quarantined"
+    match = re.fullmatch(r"(greater_than_or_equal_to|greater_than|less_than_or_equal_to|less_than)\((.*)\)", check)
+    if match:
+        symbol = {
+            "greater_than_or_equal_to": ">=",
+            "greater_than": ">",
+            "less_than_or_equal_to": "<=",
+            "less_than": "<",
+        }[match.group(1)]
+        return f"{column} must be {symbol} {match.group(2)}"
+    match = re.fullmatch(r"isin\((.*)\)", check, flags=re.S)
+    if match:
+        return f"{column} must be one of {match.group(1).strip('[]').replace(chr(39), '')}"
+    return check if column in check else f"{column}: {check}"
+
+
+def _runtime_checks(source: SourceContract, master: MasterData | None, extract_date: date) -> dict[str, list[pa.Check]]:
+    checks: dict[str, list[pa.Check]] = {}
+    if master is not None:
+        for column in source.sku_columns:
+            checks.setdefault(column, []).append(
+                pa.Check(lambda s: s.isin(master.sku_ids), error=f"unknown {column} (not in master data skus)")
+            )
+        for column in source.location_columns:
+            checks.setdefault(column, []).append(
+                pa.Check(
+                    lambda s: s.isin(master.location_ids), error=f"unknown {column} (not in master data locations)"
+                )
+            )
+    limit = pd.Timestamp(extract_date)
+    for column in source.not_after_extract:
+        checks.setdefault(column, []).append(
+            pa.Check(
+                lambda s: s <= limit,
+                ignore_na=True,
+                error=f"{column} is after the extract date {extract_date.isoformat()} (a future event cannot be reported)",
+            )
+        )
+    return checks
+
+
+def validate_extract(
+    source: SourceContract, text: pd.DataFrame, *, extract_date: date, master: MasterData | None
+) -> ValidationResult:
+    """Validate the text rows of one extract (columns as read, plus ``_row_number``)."""
+    typed = pd.DataFrame({"_row_number": text["_row_number"].to_numpy()}, index=text.index)
+    rejections: list[pd.DataFrame] = []
+    for column, kind in source.columns.items():
+        values, unparseable = _parse_column(kind, text[column].astype("string"))
+        typed[column] = values
+        if unparseable.any():
+            rejections.append(
+                pd.DataFrame(
+                    {
+                        "row_number": text.loc[unparseable, "_row_number"],
+                        "column": column,
+                        "reason": f"{column} is not {_KIND_WORDS[kind]}: '" + text.loc[unparseable, column].astype(str) + "'",
+                    }
+                )
+            )
+
+    schema = source.schema
+    for column, extra in _runtime_checks(source, master, extract_date).items():
+        schema = schema.update_column(column, checks=[*schema.columns[column].checks, *extra])
+    try:
+        schema.validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        cases = cases[cases["index"].notna()]
+        described = pd.DataFrame(
+            {
+                "row_number": typed.loc[cases["index"].astype(int), "_row_number"].to_numpy(),
+                "column": cases["column"].astype(str).to_numpy(),
+                "check": cases["check"].astype(str).to_numpy(),
+            }
+        )
+        pk = source.primary_key
+        reasons = described[["check", "column"]].drop_duplicates()
+        reasons["reason"] = [_describe_check(check, column, pk) for check, column in reasons.itertuples(index=False)]
+        described = described.merge(reasons, on=["check", "column"]).drop(columns="check")
+        # A duplicated key is one failure of the row, not one per key column.
+        duplicated_key = described["reason"].str.startswith("duplicated primary key")
+        described.loc[duplicated_key, "column"] = ", ".join(pk)
+        # A value that did not parse is already reported; its null is not a second error.
+        if rejections:
+            unparsed = pd.concat(rejections)[["row_number", "column"]].assign(_unparsed=True)
+            described = described.merge(unparsed, on=["row_number", "column"], how="left")
+            described = described[described["_unparsed"].isna()].drop(columns="_unparsed")
+        rejections.append(described)
+
+    rejected = (
+        pd.concat(rejections, ignore_index=True)
+        if rejections
+        else pd.DataFrame({name: pd.Series(dtype=object) for name in REJECTION_COLUMNS})
+    )
+    rejected = rejected.drop_duplicates().sort_values(["row_number", "column"], kind="stable", ignore_index=True)
+    return ValidationResult(typed=typed, rejections=rejected)

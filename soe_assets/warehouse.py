@@ -1,0 +1,81 @@
+"""The DuckDB warehouse shared by the Python stages and dbt.
+
+DuckDB allows one writing process per file and dbt keeps its connection open
+for the whole build, so every stage opens the file only for the duration of
+its own step (the in-process executor runs one step at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+
+@contextmanager
+def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(path), read_only=read_only, config={"threads": threads})
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file (``SOE_WAREHOUSE``)."""
+
+    path: str
+    threads: int = 2
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connect(self.path, read_only=read_only, threads=self.threads) as conn:
+            yield conn
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run parameters every stage reads from ``raw.run_context``."""
+
+    as_of: date
+    horizon_weeks: int
+    time_fence_weeks: int
+    run_id: str
+    started_at: datetime
+
+
+def quote(identifier: str) -> str:
+    """A SQL identifier, safely quoted whatever it contains."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def replace_table(
+    conn: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pd.DataFrame, types: dict[str, str] | None = None
+) -> None:
+    """Create or replace ``schema.name`` from a frame, casting columns to the given SQL types."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    types = types or {}
+    select = ", ".join(
+        f"CAST({quote(c)} AS {types[c]}) AS {quote(c)}" if c in types else quote(c) for c in frame.columns
+    )
+    conn.register("_frame", frame)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {quote(schema)}.{quote(name)} AS SELECT {select} FROM _frame")
+    finally:
+        conn.unregister("_frame")
+
+
+def read_run_context(conn: duckdb.DuckDBPyConnection) -> RunContext:
+    row = conn.execute(
+        "SELECT as_of, horizon_weeks, time_fence_weeks, run_id, started_at FROM raw.run_context"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("raw.run_context is empty: run the ingest stage first")
+    return RunContext(*row)
