@@ -1,0 +1,66 @@
+-- The plan version in force: the latest committed_at not after the end of
+-- the as_of day. All weeks of that version, past and future.
+
+with
+
+run_context as (
+
+    select * from {{ ref('stg_run_context') }}
+
+),
+
+sop_plan as (
+
+    select * from {{ ref('stg_sop_plan') }}
+
+),
+
+versions as (
+
+    select
+        sop_plan.plan_version,
+        max(sop_plan.committed_at) as committed_at
+    from sop_plan
+    cross join run_context
+    where sop_plan.committed_at
+        < cast({{ dbt.dateadd('day', 1, 'run_context.as_of') }} as {{ dbt.type_timestamp() }})
+    group by sop_plan.plan_version
+
+),
+
+ranked_versions as (
+
+    select
+        plan_version,
+        committed_at,
+        row_number() over (order by committed_at desc, plan_version desc) as version_rank
+    from versions
+
+),
+
+committed_version as (
+
+    select plan_version, committed_at
+    from ranked_versions
+    where version_rank = 1
+
+),
+
+final as (
+
+    select
+        sop_plan.sku_id,
+        sop_plan.location_id,
+        sop_plan.week_start,
+        sop_plan.plan_version,
+        committed_version.committed_at,
+        sop_plan.demand_qty,
+        sop_plan.supply_qty,
+        sop_plan.safety_stock_qty
+    from sop_plan
+    inner join committed_version
+        on sop_plan.plan_version = committed_version.plan_version
+
+)
+
+select * from final

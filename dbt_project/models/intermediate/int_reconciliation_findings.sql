@@ -1,0 +1,301 @@
+-- Rows valid on their own that disagree across sources. Kept and reported,
+-- never quarantined. One row per (finding_type, source, reference_id).
+--
+--   shipment_without_lane    a shipment between two locations with no lane
+--   receipt_not_in_snapshot  a receipt (shipment arrival, PO receipt, production
+--                            completion) on or before as_of that the next end-of-day
+--                            snapshot at that location (the first snapshot dated on
+--                            or after the receipt) cannot account for: on hand there
+--                            (0 when the SKU has no row) plus the recorded outflows
+--                            from the receipt date to that snapshot (shipped order
+--                            lines, departed transfers, POS sales) is less than the
+--                            quantity received. Stock cannot vanish between a receipt
+--                            and the next count without a recorded outflow.
+--   sales_order_without_plan an open sales-order line on a SKU-location the
+--                            committed plan has no row for
+
+with
+
+run_context as (
+
+    select * from {{ ref('stg_run_context') }}
+
+),
+
+shipments as (
+
+    select * from {{ ref('stg_shipments') }}
+
+),
+
+lanes as (
+
+    select * from {{ ref('stg_lanes') }}
+
+),
+
+purchase_orders as (
+
+    select * from {{ ref('stg_purchase_orders') }}
+
+),
+
+production_orders as (
+
+    select * from {{ ref('stg_production_orders') }}
+
+),
+
+snapshots as (
+
+    select * from {{ ref('stg_inventory_snapshots') }}
+
+),
+
+sales_orders as (
+
+    select * from {{ ref('stg_sales_orders') }}
+
+),
+
+pos_sales as (
+
+    select * from {{ ref('stg_pos_sales') }}
+
+),
+
+committed_plan as (
+
+    select * from {{ ref('int_committed_plan') }}
+
+),
+
+booked_demand as (
+
+    select * from {{ ref('int_booked_demand') }}
+
+),
+
+shipments_without_lane as (
+
+    select
+        'shipment_without_lane' as finding_type,
+        'shipments' as source,
+        shipments.sku_id,
+        shipments.to_location_id as location_id,
+        shipments.shipment_id as reference_id,
+        shipments.ship_date as event_date,
+        shipments.qty,
+        'Shipment ' || shipments.shipment_id || ' moves ' || cast(shipments.qty as {{ dbt.type_string() }})
+            || ' units from ' || shipments.from_location_id || ' to ' || shipments.to_location_id
+            || ' but no lane exists between them.' as detail
+    from shipments
+    left join lanes
+        on shipments.from_location_id = lanes.from_location_id
+        and shipments.to_location_id = lanes.to_location_id
+    where lanes.from_location_id is null
+
+),
+
+receipts as (
+
+    select
+        'shipments' as source,
+        shipments.shipment_id as reference_id,
+        shipments.sku_id,
+        shipments.to_location_id as location_id,
+        shipments.actual_arrival_date as receipt_date,
+        shipments.qty
+    from shipments
+    where shipments.actual_arrival_date is not null
+
+    union all
+
+    select
+        'purchase_orders' as source,
+        purchase_orders.po_id || ':' || cast(purchase_orders.line_no as {{ dbt.type_string() }}) as reference_id,
+        purchase_orders.sku_id,
+        purchase_orders.location_id,
+        purchase_orders.received_date as receipt_date,
+        purchase_orders.received_qty as qty
+    from purchase_orders
+    where purchase_orders.received_date is not null
+      and purchase_orders.received_qty > 0
+
+    union all
+
+    select
+        'production_orders' as source,
+        production_orders.production_order_id as reference_id,
+        production_orders.sku_id,
+        production_orders.location_id,
+        production_orders.actual_finish_date as receipt_date,
+        production_orders.completed_qty as qty
+    from production_orders
+    where production_orders.actual_finish_date is not null
+      and production_orders.completed_qty > 0
+
+),
+
+receipts_until_as_of as (
+
+    select receipts.*
+    from receipts
+    cross join run_context
+    where receipts.receipt_date <= run_context.as_of
+
+),
+
+location_snapshot_dates as (
+
+    -- a location was counted on a day when its snapshot has any row that day
+    select distinct snapshots.location_id, snapshots.snapshot_date
+    from snapshots
+    cross join run_context
+    where snapshots.snapshot_date <= run_context.as_of
+
+),
+
+receipt_next_snapshot as (
+
+    select
+        receipts_until_as_of.source,
+        receipts_until_as_of.reference_id,
+        receipts_until_as_of.sku_id,
+        receipts_until_as_of.location_id,
+        receipts_until_as_of.receipt_date,
+        receipts_until_as_of.qty,
+        min(location_snapshot_dates.snapshot_date) as next_snapshot_date
+    from receipts_until_as_of
+    inner join location_snapshot_dates
+        on receipts_until_as_of.location_id = location_snapshot_dates.location_id
+        and location_snapshot_dates.snapshot_date >= receipts_until_as_of.receipt_date
+    group by
+        receipts_until_as_of.source,
+        receipts_until_as_of.reference_id,
+        receipts_until_as_of.sku_id,
+        receipts_until_as_of.location_id,
+        receipts_until_as_of.receipt_date,
+        receipts_until_as_of.qty
+
+),
+
+outflows as (
+
+    select sku_id, location_id, ship_date as outflow_date, shipped_qty as qty
+    from sales_orders
+    where ship_date is not null and shipped_qty > 0 and status <> 'cancelled'
+
+    union all
+
+    select sku_id, from_location_id as location_id, ship_date as outflow_date, qty
+    from shipments
+
+    union all
+
+    select sku_id, location_id, sale_date as outflow_date, qty
+    from pos_sales
+
+),
+
+receipt_outflows as (
+
+    select
+        receipt_next_snapshot.source,
+        receipt_next_snapshot.reference_id,
+        sum(outflows.qty) as outflow_qty
+    from receipt_next_snapshot
+    inner join outflows
+        on receipt_next_snapshot.sku_id = outflows.sku_id
+        and receipt_next_snapshot.location_id = outflows.location_id
+        and outflows.outflow_date >= receipt_next_snapshot.receipt_date
+        and outflows.outflow_date <= receipt_next_snapshot.next_snapshot_date
+    group by receipt_next_snapshot.source, receipt_next_snapshot.reference_id
+
+),
+
+receipts_not_in_snapshot as (
+
+    select
+        'receipt_not_in_snapshot' as finding_type,
+        receipt_next_snapshot.source,
+        receipt_next_snapshot.sku_id,
+        receipt_next_snapshot.location_id,
+        receipt_next_snapshot.reference_id,
+        receipt_next_snapshot.receipt_date as event_date,
+        receipt_next_snapshot.qty,
+        'Received ' || cast(receipt_next_snapshot.qty as {{ dbt.type_string() }}) || ' units on '
+            || cast(receipt_next_snapshot.receipt_date as {{ dbt.type_string() }})
+            || ' but the snapshot of '
+            || cast(receipt_next_snapshot.next_snapshot_date as {{ dbt.type_string() }})
+            || case
+                when snapshots.sku_id is null then ' has no stock row for the SKU'
+                else ' shows only ' || cast(snapshots.on_hand_qty as {{ dbt.type_string() }}) || ' on hand'
+            end
+            || ' and only ' || cast(coalesce(receipt_outflows.outflow_qty, 0) as {{ dbt.type_string() }})
+            || ' units left in between.' as detail
+    from receipt_next_snapshot
+    left join snapshots
+        on receipt_next_snapshot.sku_id = snapshots.sku_id
+        and receipt_next_snapshot.location_id = snapshots.location_id
+        and receipt_next_snapshot.next_snapshot_date = snapshots.snapshot_date
+    left join receipt_outflows
+        on receipt_next_snapshot.source = receipt_outflows.source
+        and receipt_next_snapshot.reference_id = receipt_outflows.reference_id
+    where coalesce(snapshots.on_hand_qty, 0) + coalesce(receipt_outflows.outflow_qty, 0)
+        < receipt_next_snapshot.qty
+
+),
+
+planned_sku_locations as (
+
+    select distinct sku_id, location_id
+    from committed_plan
+
+),
+
+sales_orders_without_plan as (
+
+    select
+        'sales_order_without_plan' as finding_type,
+        'sales_orders' as source,
+        booked_demand.sku_id,
+        booked_demand.location_id,
+        booked_demand.reference_id,
+        booked_demand.due_date as event_date,
+        booked_demand.qty,
+        'Open order line ' || booked_demand.reference_id || ' for '
+            || cast(booked_demand.qty as {{ dbt.type_string() }}) || ' units of ' || booked_demand.sku_id
+            || ' at ' || booked_demand.location_id
+            || ' has no committed plan for that SKU-location.' as detail
+    from booked_demand
+    left join planned_sku_locations
+        on booked_demand.sku_id = planned_sku_locations.sku_id
+        and booked_demand.location_id = planned_sku_locations.location_id
+    where booked_demand.demand_kind = 'sales_order'
+      and planned_sku_locations.sku_id is null
+
+),
+
+findings as (
+
+    select * from shipments_without_lane
+    union all
+    select * from receipts_not_in_snapshot
+    union all
+    select * from sales_orders_without_plan
+
+)
+
+select
+    findings.finding_type,
+    findings.source,
+    findings.sku_id,
+    findings.location_id,
+    findings.reference_id,
+    findings.event_date,
+    findings.qty,
+    findings.detail,
+    run_context.as_of
+from findings
+cross join run_context

@@ -1,0 +1,64 @@
+-- Every SKU-location with a committed plan, stock, open booked demand or open
+-- supply, times every horizon week.
+
+with
+
+run_weeks as (
+
+    select * from {{ ref('int_run_weeks') }}
+
+),
+
+committed_plan as (
+
+    select * from {{ ref('int_committed_plan') }}
+
+),
+
+available_stock as (
+
+    select * from {{ ref('int_available_stock') }}
+
+),
+
+booked_demand as (
+
+    select * from {{ ref('int_booked_demand') }}
+
+),
+
+open_supply as (
+
+    select * from {{ ref('int_open_supply') }}
+
+),
+
+sku_locations as (
+
+    select sku_id, location_id from committed_plan
+    union
+    select sku_id, location_id from available_stock
+    union
+    select sku_id, location_id from booked_demand
+    union
+    select sku_id, location_id from open_supply
+
+),
+
+final as (
+
+    select
+        sku_locations.sku_id,
+        sku_locations.location_id,
+        run_weeks.week_index,
+        run_weeks.week_start,
+        run_weeks.week_end,
+        run_weeks.inside_time_fence,
+        run_weeks.days_after_as_of,
+        run_weeks.as_of
+    from sku_locations
+    cross join run_weeks
+
+)
+
+select * from final

@@ -1,0 +1,305 @@
+"""`dbt build` on a hand-made raw warehouse; marts checked against hand-computed values.
+
+Scenario (as_of = Wednesday 2026-11-18, week 0 = 2026-11-16, 4 days of week 0 ahead):
+
+SKU A at DC1
+- snapshot 2026-11-17: on hand 120, quality hold 20 -> available 100
+  (an older and a later snapshot are ignored)
+- committed plan v2 (committed on as_of afternoon): demand 70/week, safety 30;
+  v1 (older) and v3 (committed the day after as_of) are ignored
+- PO-1 line 1: promised 11-10, confirmed 11-12, 100 ordered, 40 received, open
+  -> 60 late, in week 0
+- PO-2 line 1: confirmed 12-02 -> 50 in week 2; PO-3 cancelled -> ignored
+- shipment S1 PLANT1 -> DC1, departed 11-17, eta 11-25 (planned 11-24) -> 80 in week 1
+- order O1 requested 11-16 (past due), 30 ordered, 10 shipped -> 20 in week 0
+- order O2 requested 11-26, 150 -> week 1, above the plan of 70
+- shipment S2 DC1 -> STORE1, ships 12-01 (not departed) -> 10 booked in week 2
+
+Hand computation (plan week 0 = 70 * 4/7 = 40):
+  week  sensed  receipts  projected   ATP net C(k)
+  0     40      60        120         100+60-20 = 140
+  1     150     80        50          140+80-150 = 70
+  2     70      50        30          70+50-10 = 110
+  3+    70      0         30-70*(w-2) 110
+  ATP (min over later C, >= 0): 70, 70, 110, 110, ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from tests.dbt_raw_fixture import build_raw_warehouse
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+AS_OF = dt.date(2026, 11, 18)
+WEEK0 = dt.date(2026, 11, 16)
+
+
+def _scenario() -> dict[str, pd.DataFrame]:
+    plan_rows = []
+    for version, committed_at, demand in [
+        ("v1", "2026-11-01 08:00:00", 50.0),
+        ("v2", "2026-11-18 15:00:00", 70.0),
+        ("v3", "2026-11-19 09:00:00", 999.0),
+    ]:
+        for week in range(-2, 13):
+            plan_rows.append(
+                {
+                    "plan_version": version,
+                    "committed_at": committed_at,
+                    "sku_id": "A",
+                    "location_id": "DC1",
+                    "week_start": WEEK0 + dt.timedelta(weeks=week),
+                    "demand_qty": demand,
+                    "supply_qty": 60.0,
+                    "safety_stock_qty": 30.0,
+                }
+            )
+    return {
+        "skus": pd.DataFrame(
+            {
+                "sku_id": ["A", "B"],
+                "product_family": ["F1", "F2"],
+                "unit_cost": [2.0, 3.0],
+                "unit_price": [5.0, 7.0],
+            }
+        ),
+        "locations": pd.DataFrame(
+            {
+                "location_id": ["PLANT1", "DC1", "STORE1"],
+                "location_type": ["plant", "dc", "store"],
+                "region": ["EU", "EU", "EU"],
+            }
+        ),
+        "lanes": pd.DataFrame(
+            {
+                "from_location_id": ["PLANT1", "DC1"],
+                "to_location_id": ["DC1", "STORE1"],
+                "transit_days": [7, 2],
+                "cost_per_unit": [0.5, 0.2],
+            }
+        ),
+        "sop_plan": pd.DataFrame(plan_rows),
+        "inventory_snapshots": pd.DataFrame(
+            {
+                "snapshot_date": ["2026-11-10", "2026-11-17", "2026-11-19", "2026-11-17"],
+                "sku_id": ["A", "A", "A", "B"],
+                "location_id": ["DC1", "DC1", "DC1", "STORE1"],
+                "on_hand_qty": [50.0, 120.0, 500.0, 5.0],
+                "quality_hold_qty": [0.0, 20.0, 0.0, 0.0],
+            }
+        ),
+        "purchase_orders": pd.DataFrame(
+            {
+                "po_id": ["PO-1", "PO-2", "PO-3"],
+                "line_no": [1, 1, 1],
+                "supplier_id": ["SUP1", "SUP1", "SUP2"],
+                "sku_id": ["A", "A", "A"],
+                "location_id": ["DC1", "DC1", "DC1"],
+                "order_date": ["2026-10-01", "2026-11-01", "2026-11-01"],
+                "promised_date": ["2026-11-10", "2026-12-02", "2026-11-20"],
+                "confirmed_date": ["2026-11-12", "2026-12-02", "2026-11-20"],
+                "ordered_qty": [100.0, 50.0, 70.0],
+                "received_qty": [40.0, 0.0, 0.0],
+                "received_date": ["2026-11-12", None, None],
+                "status": ["open", "open", "cancelled"],
+            }
+        ),
+        "production_orders": pd.DataFrame(
+            {
+                "production_order_id": ["MO-1"],
+                "sku_id": ["A"],
+                "location_id": ["PLANT1"],
+                "resource_id": ["R1"],
+                "planned_start_date": ["2026-12-01"],
+                "planned_finish_date": ["2026-12-09"],
+                "planned_qty": [200.0],
+                "completed_qty": [50.0],
+                "actual_finish_date": [None],
+                "status": ["in_progress"],
+            }
+        ),
+        "shipments": pd.DataFrame(
+            {
+                "shipment_id": ["S1", "S2", "S3"],
+                "sku_id": ["A", "A", "A"],
+                "from_location_id": ["PLANT1", "DC1", "PLANT1"],
+                "to_location_id": ["DC1", "STORE1", "STORE1"],
+                "ship_date": ["2026-11-17", "2026-12-01", "2026-11-10"],
+                "planned_arrival_date": ["2026-11-24", "2026-12-03", "2026-11-14"],
+                "eta_date": ["2026-11-25", "2026-12-03", "2026-11-14"],
+                "actual_arrival_date": [None, None, "2026-11-14"],
+                "qty": [80.0, 10.0, 25.0],
+            }
+        ),
+        "sales_orders": pd.DataFrame(
+            {
+                "order_id": ["O1", "O2", "O3", "O4"],
+                "line_no": [1, 1, 1, 1],
+                "customer_id": ["C1", "C2", "C1", "C3"],
+                "sku_id": ["A", "A", "A", "B"],
+                "location_id": ["DC1", "DC1", "DC1", "STORE1"],
+                "order_date": ["2026-11-01", "2026-11-10", "2026-11-01", "2026-11-15"],
+                "requested_date": ["2026-11-16", "2026-11-26", "2026-11-12", "2026-11-20"],
+                "promised_date": ["2026-11-16", "2026-11-26", "2026-11-12", "2026-11-20"],
+                "ordered_qty": [30.0, 150.0, 40.0, 8.0],
+                "shipped_qty": [10.0, 0.0, 40.0, 0.0],
+                "ship_date": ["2026-11-16", None, "2026-11-12", None],
+                "status": ["open", "open", "shipped", "open"],
+            }
+        ),
+        "quarantine": pd.DataFrame(
+            {
+                "source": ["sales_orders"],
+                "file": ["2026-11-18.csv"],
+                "row_number": [7],
+                "column": ["ordered_qty"],
+                "reason": ["ordered_qty must be > 0"],
+                "raw_record": ['{"order_id": "O9", "ordered_qty": "-1"}'],
+                "detected_at": [pd.Timestamp("2026-11-18 06:00:00")],
+            }
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("dbt_trusted_view")
+    path = build_raw_warehouse(tmp / "warehouse.duckdb", _scenario(), as_of=AS_OF)
+    # A subprocess, as Dagster's DbtCliResource does: dbt-duckdb keeps its
+    # connection open inside the process that ran it.
+    env = {**os.environ, "SOE_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(tmp / "target"),
+            "--log-path", str(tmp / "logs"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-5000:] + completed.stderr[-2000:]
+    return path
+
+
+def _query(path: Path, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+@pytest.fixture(scope="module")
+def dc1_a(warehouse: Path) -> pd.DataFrame:
+    frame = _query(
+        warehouse,
+        "select * from marts.sku_location_week "
+        "where sku_id = 'A' and location_id = 'DC1' order by week_index",
+    )
+    return frame.set_index("week_index")
+
+
+def test_grain_covers_every_sku_location_with_activity(warehouse: Path) -> None:
+    pairs = _query(
+        warehouse,
+        "select sku_id, location_id, count(*) as weeks, min(week_start) as first_week, "
+        "min(as_of) as as_of from marts.sku_location_week group by all order by all",
+    )
+    # DC1/A: plan+stock+orders+supply; PLANT1/A: production; STORE1/A: transfer S2
+    # inbound; STORE1/B: stock and an order.
+    assert list(zip(pairs.sku_id, pairs.location_id)) == [
+        ("A", "DC1"), ("A", "PLANT1"), ("A", "STORE1"), ("B", "STORE1"),
+    ]
+    assert set(pairs.weeks) == {13}
+    assert set(pd.to_datetime(pairs.first_week).dt.date) == {WEEK0}
+    assert set(pd.to_datetime(pairs.as_of).dt.date) == {AS_OF}
+
+
+def test_week_zero_starts_from_available_stock_net_of_quality_hold(dc1_a: pd.DataFrame) -> None:
+    week0 = dc1_a.loc[0]
+    assert week0.available_stock_qty == 100
+    assert week0.quality_hold_qty == 20
+    assert week0.opening_available_qty == pytest.approx(100)
+
+
+def test_committed_plan_is_the_latest_committed_by_end_of_as_of(dc1_a: pd.DataFrame) -> None:
+    assert set(dc1_a.plan_version) == {"v2"}
+    assert set(dc1_a.demand_plan_qty) == {70}
+    assert set(dc1_a.safety_stock_qty) == {30}
+
+
+def test_receipts_by_week(dc1_a: pd.DataFrame) -> None:
+    # late PO remainder in week 0, in-transit shipment by eta in week 1, PO-2 in week 2
+    assert dc1_a.scheduled_receipts_qty.head(4).tolist() == [60, 80, 50, 0]
+    assert dc1_a.po_receipts_qty.head(3).tolist() == [60, 0, 50]
+    assert dc1_a.transfer_receipts_qty.head(3).tolist() == [0, 80, 0]
+    assert dc1_a.late_receipts_qty.head(3).tolist() == [60, 80, 0]
+
+
+def test_sensed_demand_consumes_the_plan(dc1_a: pd.DataFrame) -> None:
+    assert dc1_a.open_order_qty.head(4).tolist() == [20, 150, 10, 0]
+    assert dc1_a.booked_transfer_out_qty.head(3).tolist() == [0, 0, 10]
+    assert dc1_a.past_due_order_qty.head(2).tolist() == [20, 0]
+    assert dc1_a.sensed_demand_qty.head(4).tolist() == pytest.approx([40, 150, 70, 70])
+
+
+def test_projected_available(dc1_a: pd.DataFrame) -> None:
+    expected = [120, 50, 30] + [30 - 70 * (w - 2) for w in range(3, 13)]
+    assert dc1_a.projected_available_qty.tolist() == pytest.approx(expected)
+
+
+def test_cumulative_atp_with_backward_netting(dc1_a: pd.DataFrame) -> None:
+    assert dc1_a.atp_qty.tolist() == pytest.approx([70, 70] + [110] * 11)
+
+
+def test_days_of_supply(dc1_a: pd.DataFrame) -> None:
+    following_daily = (150 + 70 * 11) / (12 * 7)
+    assert dc1_a.loc[0, "days_of_supply"] == pytest.approx(120 / following_daily)
+    assert dc1_a.loc[3, "days_of_supply"] == 0  # shortage
+
+
+def test_inside_time_fence(dc1_a: pd.DataFrame) -> None:
+    assert dc1_a.inside_time_fence.tolist() == [True] * 4 + [False] * 9
+
+
+def test_plant_projection_has_production_and_no_departed_transfer(warehouse: Path) -> None:
+    plant = _query(
+        warehouse,
+        "select week_index, scheduled_receipts_qty, open_order_qty, projected_available_qty "
+        "from marts.sku_location_week where sku_id = 'A' and location_id = 'PLANT1' "
+        "order by week_index",
+    )
+    assert plant.scheduled_receipts_qty.head(4).tolist() == [0, 0, 0, 150]
+    assert plant.open_order_qty.sum() == 0  # S1 already departed: history
+    assert plant.projected_available_qty.iloc[-1] == 150
+
+
+def test_reconciliation_findings(warehouse: Path) -> None:
+    findings = _query(
+        warehouse,
+        "select finding_type, source, reference_id, sku_id, location_id "
+        "from marts.reconciliation_findings order by all",
+    )
+    assert findings.values.tolist() == [
+        ["receipt_not_in_snapshot", "shipments", "S3", "A", "STORE1"],
+        ["sales_order_without_plan", "sales_orders", "O4:1", "B", "STORE1"],
+        ["shipment_without_lane", "shipments", "S3", "A", "STORE1"],
+    ]
+
+
+def test_data_quality_issues_publish_the_quarantine(warehouse: Path) -> None:
+    issues = _query(warehouse, "select * from marts.data_quality_issues")
+    assert issues[["source", "file", "row_number", "column"]].values.tolist() == [
+        ["sales_orders", "2026-11-18.csv", 7, "ordered_qty"]
+    ]
+    assert pd.Timestamp(issues.as_of.iloc[0]).date() == AS_OF
