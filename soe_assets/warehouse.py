@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pandas as pd
 
@@ -26,18 +25,6 @@ def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> I
         yield conn
     finally:
         conn.close()
-
-
-class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file (``SOE_WAREHOUSE``)."""
-
-    path: str
-    threads: int = 2
-
-    @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.path, read_only=read_only, threads=self.threads) as conn:
-            yield conn
 
 
 @dataclass(frozen=True)

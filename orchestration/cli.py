@@ -1,0 +1,259 @@
+"""The ``soe`` command line: generate a sample network, run the pipeline, look at results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+DEFAULT_DEMO_DIR = Path("soe-demo")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one soe installation keeps its data."""
+
+    landing: Path
+    warehouse: Path
+    publish: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.warehouse.parent / "dagster_home"
+
+    def export(self) -> None:
+        """Make the paths visible to dbt's profile and to the ``EnvVar`` resources of the UI."""
+        os.environ["SOE_LANDING_DIR"] = str(self.landing.resolve())
+        os.environ["SOE_WAREHOUSE"] = str(self.warehouse.resolve())
+        os.environ["SOE_PUBLISH_DIR"] = str(self.publish.resolve())
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        instance_config = self.dagster_home / "dagster.yaml"
+        if not instance_config.exists():
+            instance_config.write_text("telemetry:\n  enabled: false\n")
+        os.environ["DAGSTER_HOME"] = str(self.dagster_home.resolve())
+        os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def demo_workspace(folder: Path) -> Workspace:
+    return Workspace(landing=folder / "landing", warehouse=folder / "warehouse" / "soe.duckdb", publish=folder / "publish")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
+    return value
+
+
+# --- generate -------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from soe_assets.sample_network import NetworkSize, generate_landing_zone
+
+    started = time.monotonic()
+    summary = generate_landing_zone(
+        args.out,
+        seed=args.seed,
+        size=NetworkSize(skus=args.skus, dcs=args.dcs, plants=args.plants, stores=args.stores),
+        as_of=args.as_of,
+        progress=print,
+    )
+    rows = sum(summary.rows.values()) if hasattr(summary, "rows") else None
+    print(f"landing zone written to {args.out}" + (f" ({rows:,} rows)" if rows is not None else "")
+          + f" in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    as_of: date | None = None
+    horizon_weeks: int = 13
+    time_fence_weeks: int = 4
+    max_open_exceptions: int = 0
+
+
+def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = print) -> bool:
+    """Materialise every asset once, in order, in this process. Returns True on success."""
+    from soe_assets.ingest.pipeline import LandingZoneError, check_landing_zone
+
+    try:
+        check_landing_zone(workspace.landing)
+    except LandingZoneError as error:
+        raise UserError(str(error)) from None
+    if options.time_fence_weeks > options.horizon_weeks:
+        raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
+    workspace.export()
+    os.environ["SOE_TERSE_OUTPUT"] = "1"
+    started = time.monotonic()
+    echo("loading pipeline definitions ...")
+    import dagster as dg
+
+    from orchestration.definitions import FULL_RUN_JOB, build_definitions
+    from orchestration.resources import SoeSettings, WarehouseResource
+
+    defs = build_definitions(
+        SoeSettings(
+            landing_dir=str(workspace.landing.resolve()),
+            publish_dir=str(workspace.publish.resolve()),
+            as_of=options.as_of.isoformat() if options.as_of else "",
+            horizon_weeks=options.horizon_weeks,
+            time_fence_weeks=options.time_fence_weeks,
+            max_open_exceptions=options.max_open_exceptions,
+        ),
+        WarehouseResource(path=str(workspace.warehouse.resolve())),
+    )
+    job = defs.resolve_job_def(FULL_RUN_JOB)
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False
+        )
+    elapsed = time.monotonic() - started
+    if not result.success:
+        echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
+             "The previously published marts are untouched.")
+        return False
+    _print_summary(workspace, elapsed, echo)
+    return True
+
+
+def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], None]) -> None:
+    from soe_assets.warehouse import connect
+
+    with connect(workspace.warehouse, read_only=True) as conn:
+        rows_in, quarantined, files = conn.execute(
+            "SELECT sum(rows_read), sum(rows_quarantined), sum(files_read) FROM raw.ingest_log"
+        ).fetchone()
+        as_of = conn.execute("SELECT as_of FROM raw.run_context").fetchone()[0]
+        whole_files = conn.execute("SELECT count(*) FROM raw.quarantine WHERE row_number IS NULL").fetchone()[0]
+    published = sorted(p.name for p in workspace.publish.glob("*.parquet"))
+    echo("")
+    echo(f"run complete for as_of {as_of} in {elapsed:.1f} s")
+    echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files")
+    echo(f"  rows quarantined: {quarantined or 0:,} (+ {whole_files} whole files rejected) -> data_quality_issues")
+    echo(f"  tables published: {len(published)} in {workspace.publish}: {', '.join(published)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    workspace = Workspace(landing=args.landing, warehouse=args.warehouse, publish=args.publish or args.warehouse.parent / "publish")
+    ok = run_pipeline(
+        workspace,
+        RunOptions(
+            as_of=args.as_of,
+            horizon_weeks=args.horizon_weeks,
+            time_fence_weeks=args.time_fence_weeks,
+            max_open_exceptions=args.max_open_exceptions,
+        ),
+    )
+    return 0 if ok else 1
+
+
+# --- demo / ui ------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from soe_assets.sample_network import generate_landing_zone
+
+    workspace = demo_workspace(args.dir)
+    print(f"generating the sample network into {workspace.landing} ...")
+    generate_landing_zone(workspace.landing, seed=args.seed, progress=print)
+    if not run_pipeline(workspace, RunOptions()):
+        return 1
+    print("")
+    print(f"warehouse (DuckDB):  {workspace.warehouse}")
+    print(f"published marts:     {workspace.publish}/<table>.parquet")
+    print(f"planner views:       soe exceptions --dir {args.dir}   |   soe recommendations --dir {args.dir}")
+    print(f"Dagster UI:          soe ui --dir {args.dir}   (then open http://127.0.0.1:3000)")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    workspace = demo_workspace(args.dir)
+    workspace.export()
+    command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
+    print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
+    bin_dir = Path(sys.executable).parent
+    os.execv(str(bin_dir / "dagster"), command)
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soe", description="soe: Sales & Operations Execution pipeline (landing zone -> marts)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
+    gen.add_argument("--out", type=Path, required=True, help="landing-zone folder to write")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
+    gen.add_argument("--skus", type=_positive, default=40)
+    gen.add_argument("--dcs", type=_positive, default=3)
+    gen.add_argument("--plants", type=_positive, default=2)
+    gen.add_argument("--stores", type=_positive, default=0)
+    gen.add_argument("--as-of", type=_iso_date, default=None, help="the date of the latest extract (YYYY-MM-DD)")
+    gen.set_defaults(func=cmd_generate)
+
+    run = sub.add_parser("run", help="run every stage once on a landing zone")
+    run.add_argument("--landing", type=Path, required=True, help="landing-zone folder (one folder per source)")
+    run.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (created if missing)")
+    run.add_argument("--publish", type=Path, default=None, help="folder for the published Parquet marts "
+                     "(default: 'publish' beside the warehouse)")
+    run.add_argument("--as-of", type=_iso_date, default=None, help="the day the run describes (default: latest extract date)")
+    run.add_argument("--horizon-weeks", type=_positive, default=13)
+    run.add_argument("--time-fence-weeks", type=_positive, default=4)
+    run.add_argument("--max-open-exceptions", type=_positive, default=0,
+                     help="alert budget: keep only the top N open exceptions (0: no budget)")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")
+    demo.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="demo folder (default: ./soe-demo)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions")
+    ui.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder whose data the UI uses")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"soe: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("soe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The one Dagster ``Definitions`` of soe."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.dbt import dbt_resource, soe_dbt_models
+from orchestration.progress import progress_logger
+from orchestration.publishing import build_publish_asset
+from orchestration.resources import SoeSettings, WarehouseResource
+from soe_assets.ingest.assets import landing_zone
+
+FULL_RUN_JOB = "soe_full_run"
+
+STAGE_ASSETS = [landing_zone, soe_dbt_models]
+
+
+def build_definitions(settings: SoeSettings, warehouse: WarehouseResource) -> dg.Definitions:
+    """Definitions bound to the given resources (the CLI passes concrete paths, the UI ``EnvVar``s)."""
+    produced = [key for asset in STAGE_ASSETS for key in asset.keys if key.path[0] != "raw"]
+    published_marts = build_publish_asset(produced)
+    full_run = dg.define_asset_job(
+        FULL_RUN_JOB, selection=dg.AssetSelection.all(), description="Every stage once, in order."
+    )
+    return dg.Definitions(
+        assets=[*STAGE_ASSETS, published_marts],
+        jobs=[full_run],
+        resources={"settings": settings, "warehouse": warehouse, "dbt": dbt_resource()},
+        loggers={"soe_progress": progress_logger},
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(
+    settings=SoeSettings(landing_dir=dg.EnvVar("SOE_LANDING_DIR"), publish_dir=dg.EnvVar("SOE_PUBLISH_DIR")),
+    warehouse=WarehouseResource(path=dg.EnvVar("SOE_WAREHOUSE")),
+)

@@ -1,0 +1,52 @@
+"""A terse Dagster logger for the terminal: one line per stage event and progress message."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+
+import dagster as dg
+
+STAGE_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None)
+        if meta is None:
+            return
+        event = meta.get("dagster_event")
+        step = meta.get("step_key") or ""
+        if event is None:
+            message = ANSI.sub("", meta["orig_message"]).strip()
+            if step and message and record.levelno >= logging.INFO:
+                print(f"    {message}", file=sys.__stdout__, flush=True)
+            return
+        kind = event.event_type_value
+        if kind not in STAGE_EVENTS:
+            return
+        now = time.monotonic()
+        if kind == "STEP_START":
+            self._started[step] = now
+            print(f"[{step}] started", file=sys.__stdout__, flush=True)
+        else:
+            elapsed = now - self._started.get(step, now)
+            print(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
+            if kind == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
+                print(f"    {event.step_failure_data.error.message.strip()}", file=sys.__stderr__, flush=True)
+
+
+@dg.logger(description="Terse progress lines for the soe command line.")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = logging.getLogger("soe.progress")
+    logger.setLevel(logging.DEBUG)  # step events are logged at DEBUG
+    logger.handlers = [_ProgressHandler()]
+    logger.propagate = False
+    return logger

@@ -1,0 +1,107 @@
+"""Publish every mart as Parquet for BI readers, atomically as a set.
+
+Layout of ``<publish_dir>``::
+
+    .versions/<version>/<table>.parquet + _manifest.json   (one complete set per run)
+    current -> .versions/<version>                         (switched with one rename)
+    <table>.parquet -> current/<table>.parquet              (stable names for readers)
+    _manifest.json  -> current/_manifest.json
+
+A set is written completely under a new version folder before ``current`` is
+switched by an atomic ``rename`` of a symlink, so a reader sees the previous
+complete set or the new one, never a half-written file. A reader that opens
+several tables and wants them from one run resolves ``current`` once
+(``os.path.realpath``) and reads from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from soe_assets.warehouse import quote
+
+SCHEMA_VERSION = "1"
+VERSIONS = ".versions"
+CURRENT = "current"
+MANIFEST = "_manifest.json"
+KEEP_VERSIONS = 3
+
+
+@dataclass(frozen=True)
+class PublishedSet:
+    version_dir: Path
+    row_counts: dict[str, int]
+
+
+def mart_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' ORDER BY table_name"
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def _switch_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` atomically (rename of a fresh symlink over the old one)."""
+    staging = link.with_name(f".{link.name}.switching")
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(target)
+    os.replace(staging, link)
+
+
+def publish_marts(
+    conn: duckdb.DuckDBPyConnection, publish_dir: Path, *, run_id: str, as_of: str, extra_files: dict[str, Path] | None = None
+) -> PublishedSet:
+    """Write every ``marts.*`` table to a new version folder, then switch ``current`` to it."""
+    publish_dir.mkdir(parents=True, exist_ok=True)
+    version = f"{datetime.now():%Y%m%dT%H%M%S%f}_{run_id[:8]}"
+    building = publish_dir / VERSIONS / f".{version}.building"
+    building.mkdir(parents=True)
+    row_counts: dict[str, int] = {}
+    for table in mart_tables(conn):
+        target = building / f"{table}.parquet"
+        conn.execute(
+            f"COPY (SELECT * FROM marts.{quote(table)}) TO '{_sql_string(str(target))}' (FORMAT parquet)"
+        )
+        row_counts[table] = conn.execute(f"SELECT count(*) FROM marts.{quote(table)}").fetchone()[0]
+    for name, source in (extra_files or {}).items():
+        shutil.copyfile(source, building / name)
+    manifest = {
+        "as_of": as_of,
+        "run_id": run_id,
+        "published_at": datetime.now().isoformat(timespec="seconds"),
+        "schema_version": SCHEMA_VERSION,
+        "row_counts": row_counts,
+        "files": sorted([f"{t}.parquet" for t in row_counts] + list(extra_files or {})),
+    }
+    (building / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    final = publish_dir / VERSIONS / version
+    os.replace(building, final)
+
+    _switch_symlink(publish_dir / CURRENT, f"{VERSIONS}/{version}")
+    for name in manifest["files"] + [MANIFEST]:
+        link = publish_dir / name
+        if not link.is_symlink() or os.readlink(link) != f"{CURRENT}/{name}":
+            _switch_symlink(link, f"{CURRENT}/{name}")
+    _prune_versions(publish_dir / VERSIONS, keep=final)
+    return PublishedSet(version_dir=final, row_counts=row_counts)
+
+
+def _prune_versions(versions: Path, keep: Path) -> None:
+    """Keep the newest few complete sets (readers may still hold an older one open)."""
+    complete = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in complete[:-KEEP_VERSIONS]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    for leftover in versions.glob(".*.building"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _sql_string(text: str) -> str:
+    return text.replace("'", "''")
