@@ -1,0 +1,195 @@
+"""Landing-zone contracts: every kind of bad input is quarantined with its reason, nothing valid is lost."""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from support import AS_OF, minimal_network, write_landing_zone, write_source
+
+from soe_assets.ingest.pipeline import LandingZoneError, ingest_landing_zone
+
+
+def _order(order_id: str, **changes) -> dict:
+    row = {
+        "order_id": order_id, "line_no": 1, "customer_id": "C1", "sku_id": "SKU-A", "location_id": "DC-1",
+        "order_date": "2026-11-10", "requested_date": "2026-11-25", "promised_date": "2026-11-25",
+        "ordered_qty": 10, "shipped_qty": 0, "ship_date": "", "status": "open",
+    }
+    row.update(changes)
+    return row
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    network = minimal_network()
+    network["sales_orders"] = [_order("GOOD-1"), _order("GOOD-2", line_no=2)]
+    return write_landing_zone(tmp_path / "landing", network)
+
+
+def _quarantine(result, source: str) -> pd.DataFrame:
+    return result.quarantine[result.quarantine["source"] == source].reset_index(drop=True)
+
+
+BAD_ROWS = [
+    ("negative quantity", {"shipped_qty": -3}, "shipped_qty", "shipped_qty must be >= 0"),
+    ("zero ordered", {"ordered_qty": 0}, "ordered_qty", "ordered_qty must be > 0"),
+    ("unknown sku", {"sku_id": "SKU-NOPE"}, "sku_id", "unknown sku_id"),
+    ("unknown location", {"location_id": "DC-9"}, "location_id", "unknown location_id"),
+    ("bad date", {"requested_date": "2026-02-30"}, "requested_date", "requested_date is not a date"),
+    ("enum outside set", {"status": "opened"}, "status", "status must be one of open, shipped, cancelled"),
+    ("not a number", {"ordered_qty": "ten"}, "ordered_qty", "ordered_qty is not a number: 'ten'"),
+    ("required empty", {"customer_id": ""}, "customer_id", "customer_id is empty but required"),
+    ("future event", {"order_date": "2026-11-30"}, "order_date", "after the extract date"),
+]
+
+
+@pytest.mark.parametrize("label,change,column,reason", BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_each_bad_row_is_quarantined_with_its_reason_and_valid_rows_flow_on(landing, label, change, column, reason):
+    write_source(landing, "sales_orders", [_order("OK-1"), _order("BAD-1", **change), _order("OK-2")],
+                 extract=AS_OF, suffix="_erp")
+    result = ingest_landing_zone(landing, AS_OF)
+
+    quarantined = _quarantine(result, "sales_orders")
+    assert len(quarantined) == 1, quarantined
+    row = quarantined.iloc[0]
+    assert row["file"] == f"{AS_OF.isoformat()}_erp.csv"
+    assert row["row_number"] == 2
+    assert row["column"] == column
+    assert reason in row["reason"]
+    assert '"order_id":"BAD-1"' in row["raw_record"]
+    kept = set(result.tables["sales_orders"]["order_id"])
+    assert kept == {"GOOD-1", "GOOD-2", "OK-1", "OK-2"}
+
+
+def test_duplicated_key_in_one_file_quarantines_every_copy(landing):
+    write_source(landing, "sales_orders", [_order("DUP"), _order("OK"), _order("DUP", ordered_qty=11)],
+                 suffix="_erp")
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [1, 3]
+    assert (quarantined["column"] == "order_id, line_no").all()
+    assert quarantined["reason"].str.contains("duplicated primary key").all()
+    assert "DUP" not in set(result.tables["sales_orders"]["order_id"])
+    assert "OK" in set(result.tables["sales_orders"]["order_id"])
+
+
+def test_missing_column_quarantines_the_whole_file_and_other_files_flow_on(landing):
+    path = write_source(landing, "sales_orders", [_order("X")], suffix="_broken")
+    frame = pd.read_csv(path).drop(columns=["promised_date"])
+    frame.to_csv(path, index=False)
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert len(quarantined) == 1
+    assert pd.isna(quarantined.loc[0, "row_number"])
+    assert quarantined.loc[0, "column"] == "promised_date"
+    assert "missing required column(s) promised_date" in quarantined.loc[0, "reason"]
+    assert set(result.tables["sales_orders"]["order_id"]) == {"GOOD-1", "GOOD-2"}
+
+
+def test_unreadable_and_undated_files_are_quarantined_whole(landing):
+    (landing / "sales_orders" / f"{AS_OF.isoformat()}_empty.csv").write_text("")
+    (landing / "sales_orders" / "orders_without_date.csv").write_text("order_id\nX\n")
+    (landing / "sales_orders" / f"{AS_OF.isoformat()}_broken.parquet").write_bytes(b"not parquet at all")
+    result = ingest_landing_zone(landing, AS_OF)
+    reasons = dict(zip(_quarantine(result, "sales_orders")["file"], _quarantine(result, "sales_orders")["reason"]))
+    assert "empty" in reasons[f"{AS_OF.isoformat()}_empty.csv"]
+    assert "does not start with an extract date" in reasons["orders_without_date.csv"]
+    assert "not a readable Parquet file" in reasons[f"{AS_OF.isoformat()}_broken.parquet"]
+    assert set(result.tables["sales_orders"]["order_id"]) == {"GOOD-1", "GOOD-2"}
+
+
+def test_wrong_delimiter_says_so(landing):
+    frame = pd.DataFrame([_order("SEMI")])
+    frame.to_csv(landing / "sales_orders" / f"{AS_OF.isoformat()}_semi.csv", sep=";", index=False)
+    result = ingest_landing_zone(landing, AS_OF)
+    reason = _quarantine(result, "sales_orders").loc[0, "reason"]
+    assert "is the delimiter a comma?" in reason
+
+
+def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing):
+    path = write_source(landing, "sales_orders", [_order("U1"), _order("U2", customer_id="CAFE"), _order("U3")],
+                        suffix="_latin")
+    path.write_bytes(path.read_bytes().replace(b"CAFE", b"CAF\xe9"))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [2]
+    assert "not valid UTF-8" in quarantined.loc[0, "reason"]
+    assert {"U1", "U3"} <= set(result.tables["sales_orders"]["order_id"])
+
+
+def test_latest_extract_wins_and_csv_parquet_mix(landing):
+    earlier = AS_OF - timedelta(days=7)
+    write_source(landing, "sales_orders", [_order("UPS", status="open", ordered_qty=10)], extract=earlier, fmt="parquet")
+    write_source(landing, "sales_orders", [_order("UPS", status="shipped", shipped_qty=10, ship_date="2026-11-17")],
+                 extract=AS_OF, suffix="_b")
+    # Same date, later file name (byte order) wins over "_a".
+    write_source(landing, "sales_orders", [_order("SAME", ordered_qty=1)], extract=AS_OF, suffix="_a")
+    write_source(landing, "sales_orders", [_order("SAME", ordered_qty=2)], extract=AS_OF, suffix="_c")
+    result = ingest_landing_zone(landing, AS_OF)
+    orders = result.tables["sales_orders"].set_index("order_id")
+    assert orders.loc["UPS", "status"] == "shipped"
+    assert orders.loc["UPS", "_file"] == f"{AS_OF.isoformat()}_b.csv"
+    assert orders.loc["SAME", "ordered_qty"] == 2
+    assert result.tables["sales_orders"]["order_id"].is_unique
+
+
+def test_rejected_newest_version_leaves_the_newest_valid_version_standing(landing):
+    earlier = AS_OF - timedelta(days=7)
+    write_source(landing, "sales_orders", [_order("KEEP", ordered_qty=10)], extract=earlier)
+    write_source(landing, "sales_orders", [_order("KEEP", ordered_qty=-1)], extract=AS_OF, suffix="_b")
+    result = ingest_landing_zone(landing, AS_OF)
+    orders = result.tables["sales_orders"].set_index("order_id")
+    assert orders.loc["KEEP", "ordered_qty"] == 10
+    reason = _quarantine(result, "sales_orders").loc[0, "reason"]
+    assert f"the valid version of this key from {earlier.isoformat()}.csv stands" in reason
+
+
+def test_extracts_dated_after_as_of_are_not_read(landing):
+    write_source(landing, "sales_orders", [_order("LATER")], extract=AS_OF + timedelta(days=1))
+    result = ingest_landing_zone(landing, AS_OF)
+    assert "LATER" not in set(result.tables["sales_orders"]["order_id"])
+    assert result.reports["sales_orders"].files_skipped == 1
+
+
+def test_default_as_of_is_the_latest_extract_date(landing):
+    write_source(landing, "inventory_snapshots", minimal_network()["inventory_snapshots"], extract=AS_OF + timedelta(days=2))
+    assert ingest_landing_zone(landing).as_of == AS_OF + timedelta(days=2)
+
+
+def test_missing_required_source_is_a_clear_error_naming_it(landing):
+    for path in (landing / "shipments").iterdir():
+        path.unlink()
+    (landing / "shipments").rmdir()
+    with pytest.raises(LandingZoneError, match="shipments"):
+        ingest_landing_zone(landing, AS_OF)
+
+
+def test_missing_optional_pos_sales_is_fine(landing):
+    assert not (landing / "pos_sales").exists()
+    result = ingest_landing_zone(landing, AS_OF)
+    assert result.tables["pos_sales"].empty
+    assert result.quarantine.empty
+
+
+def test_plan_week_start_must_be_a_monday(landing):
+    plan = minimal_network()["sop_plan"][:1]
+    plan[0] = {**plan[0], "plan_version": "BAD", "week_start": "2026-11-18"}
+    write_source(landing, "sop_plan", plan, suffix="_bad")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert "Monday" in _quarantine(result, "sop_plan").loc[0, "reason"]
+
+
+def test_timestamps_accept_iso_8601_with_offset(landing):
+    plan = minimal_network()["sop_plan"][:1]
+    plan[0] = {**plan[0], "plan_version": "TZ", "committed_at": "2026-11-03T10:00:00+01:00"}
+    write_source(landing, "sop_plan", plan, suffix="_tz")
+    result = ingest_landing_zone(landing, AS_OF)
+    committed = result.tables["sop_plan"].set_index("plan_version").loc["TZ", "committed_at"]
+    assert committed == pd.Timestamp("2026-11-03 09:00:00")
+    assert _quarantine(result, "sop_plan").empty
+
+
+def test_empty_landing_zone_is_a_clear_error(tmp_path):
+    with pytest.raises(LandingZoneError, match="does not exist"):
+        ingest_landing_zone(tmp_path / "nowhere", date(2026, 1, 1))
