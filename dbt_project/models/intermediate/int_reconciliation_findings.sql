@@ -86,9 +86,13 @@ shipments_without_lane as (
         shipments.shipment_id as reference_id,
         shipments.ship_date as event_date,
         shipments.qty,
-        'Shipment ' || shipments.shipment_id || ' moves ' || cast(shipments.qty as {{ dbt.type_string() }})
-            || ' units from ' || shipments.from_location_id || ' to ' || shipments.to_location_id
-            || ' but no lane exists between them.' as detail
+        {{ dbt.concat([
+            "'Shipment '", 'shipments.shipment_id',
+            "' moves '", dbt.cast('shipments.qty', dbt.type_string()),
+            "' units from '", 'shipments.from_location_id',
+            "' to '", 'shipments.to_location_id',
+            "' but no lane exists between them.'",
+        ]) }} as detail
     from shipments
     left join lanes
         on shipments.from_location_id = lanes.from_location_id
@@ -113,7 +117,7 @@ receipts as (
 
     select
         'purchase_orders' as source,
-        purchase_orders.po_id || ':' || cast(purchase_orders.line_no as {{ dbt.type_string() }}) as reference_id,
+        {{ dbt.concat(['purchase_orders.po_id', "':'", dbt.cast('purchase_orders.line_no', dbt.type_string())]) }} as reference_id,
         purchase_orders.sku_id,
         purchase_orders.location_id,
         purchase_orders.received_date as receipt_date,
@@ -224,16 +228,16 @@ receipts_not_in_snapshot as (
         receipt_next_snapshot.reference_id,
         receipt_next_snapshot.receipt_date as event_date,
         receipt_next_snapshot.qty,
-        'Received ' || cast(receipt_next_snapshot.qty as {{ dbt.type_string() }}) || ' units on '
-            || cast(receipt_next_snapshot.receipt_date as {{ dbt.type_string() }})
-            || ' but the snapshot of '
-            || cast(receipt_next_snapshot.next_snapshot_date as {{ dbt.type_string() }})
-            || case
-                when snapshots.sku_id is null then ' has no stock row for the SKU'
-                else ' shows only ' || cast(snapshots.on_hand_qty as {{ dbt.type_string() }}) || ' on hand'
-            end
-            || ' and only ' || cast(coalesce(receipt_outflows.outflow_qty, 0) as {{ dbt.type_string() }})
-            || ' units left in between.' as detail
+        {{ dbt.concat([
+            "'Received '", dbt.cast('receipt_next_snapshot.qty', dbt.type_string()),
+            "' units on '", dbt.cast('receipt_next_snapshot.receipt_date', dbt.type_string()),
+            "' but the snapshot of '", dbt.cast('receipt_next_snapshot.next_snapshot_date', dbt.type_string()),
+            "case when snapshots.sku_id is null then ' has no stock row for the SKU'"
+                ~ " else " ~ dbt.concat(["' shows only '", dbt.cast('snapshots.on_hand_qty', dbt.type_string()), "' on hand'"])
+                ~ " end",
+            "' and only '", dbt.cast('coalesce(receipt_outflows.outflow_qty, 0)', dbt.type_string()),
+            "' units left in between.'",
+        ]) }} as detail
     from receipt_next_snapshot
     left join snapshots
         on receipt_next_snapshot.sku_id = snapshots.sku_id
@@ -264,10 +268,13 @@ sales_orders_without_plan as (
         booked_demand.reference_id,
         booked_demand.due_date as event_date,
         booked_demand.qty,
-        'Open order line ' || booked_demand.reference_id || ' for '
-            || cast(booked_demand.qty as {{ dbt.type_string() }}) || ' units of ' || booked_demand.sku_id
-            || ' at ' || booked_demand.location_id
-            || ' has no committed plan for that SKU-location.' as detail
+        {{ dbt.concat([
+            "'Open order line '", 'booked_demand.reference_id',
+            "' for '", dbt.cast('booked_demand.qty', dbt.type_string()),
+            "' units of '", 'booked_demand.sku_id',
+            "' at '", 'booked_demand.location_id',
+            "' has no committed plan for that SKU-location.'",
+        ]) }} as detail
     from booked_demand
     left join planned_sku_locations
         on booked_demand.sku_id = planned_sku_locations.sku_id
