@@ -1,0 +1,415 @@
+"""The weekly KPIs, one function per definition (``shared/spec/marts.md``, ``docs/kpis.md``).
+
+Every function takes a DuckDB connection holding the staging views
+(``staging.stg_*``), the committed plan (``intermediate.int_committed_plan``)
+and, when the detect stage has run, ``marts.exception_history``, plus the run
+date ``as_of``. It returns a long frame with ``KPI_COLUMNS``: one row per past
+week W (``week_start + 6 <= as_of``) and scope (``total`` with a NULL
+``scope_id``, each ``product_family``, each ``location``). A scope-week whose
+denominator is 0 or NULL gets no row (never a division by zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+import duckdb
+import pandas as pd
+
+KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
+
+TRAILING_WEEKS = 13  # inventory_turns: COGS and average inventory over the last 13 weeks
+WEEKS_PER_YEAR = 52
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchone()[0] > 0
+
+
+def _last_past_week(as_of: date) -> str:
+    """SQL for the Monday of the last week that ended on or before as_of."""
+    return f"(date_trunc('week', DATE '{as_of.isoformat()}' - INTERVAL 6 DAY))::DATE"
+
+
+def _frame(conn: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    frame = conn.execute(sql).df()
+    frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
+    return frame
+
+
+def _rollup(
+    conn: duckdb.DuckDBPyConnection,
+    base_sql: str,
+    kpi_name: str,
+    as_of: date,
+    *,
+    value: str = "sum(num) / sum(den)",
+    numerator: str = "sum(num)",
+    denominator: str = "sum(den)",
+) -> pd.DataFrame:
+    """Aggregate a base relation (``week_start, product_family, location_id, num, den``) to the three scopes.
+
+    Weeks not yet ended on ``as_of`` are dropped; so is every scope-week whose
+    denominator is 0 or NULL.
+    """
+    sql = f"""
+        WITH base AS ({base_sql}),
+        past AS (SELECT * FROM base WHERE week_start <= {_last_past_week(as_of)}),
+        grouped AS (
+            SELECT
+                week_start,
+                CASE
+                    WHEN grouping(product_family) = 0 THEN 'product_family'
+                    WHEN grouping(location_id) = 0 THEN 'location'
+                    ELSE 'total'
+                END AS scope_type,
+                CASE
+                    WHEN grouping(product_family) = 0 THEN product_family
+                    WHEN grouping(location_id) = 0 THEN location_id
+                END AS scope_id,
+                {value} AS value,
+                {numerator} AS numerator,
+                {denominator} AS denominator
+            FROM past
+            GROUP BY GROUPING SETS ((week_start), (week_start, product_family), (week_start, location_id))
+        )
+        SELECT week_start, '{kpi_name}' AS kpi_name, scope_type, scope_id,
+               CAST(value AS DOUBLE) AS value, CAST(numerator AS DOUBLE) AS numerator,
+               CAST(denominator AS DOUBLE) AS denominator
+        FROM grouped
+        WHERE denominator IS NOT NULL AND denominator <> 0
+          AND (scope_type = 'total' OR scope_id IS NOT NULL)
+        ORDER BY week_start, scope_type, scope_id
+    """
+    return _frame(conn, sql)
+
+
+_FAMILY = "LEFT JOIN staging.stg_skus AS skus USING (sku_id)"
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def otif_line_rate(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Share of non-cancelled sales-order lines promised in W shipped in full on or before the promised date."""
+    base = f"""
+        SELECT date_trunc('week', so.promised_date)::DATE AS week_start, skus.product_family, so.location_id,
+               CASE WHEN so.shipped_qty >= so.ordered_qty AND so.ship_date <= so.promised_date
+                    THEN 1.0 ELSE 0.0 END AS num,
+               1.0 AS den
+        FROM staging.stg_sales_orders AS so {_FAMILY}
+        WHERE so.status <> 'cancelled' AND so.promised_date IS NOT NULL
+    """
+    return _rollup(conn, base, "otif_line_rate", as_of)
+
+
+def fill_rate_units(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Units shipped on or before the promised date (capped at ordered) / units ordered, same lines as OTIF."""
+    base = f"""
+        SELECT date_trunc('week', so.promised_date)::DATE AS week_start, skus.product_family, so.location_id,
+               CASE WHEN so.ship_date <= so.promised_date
+                    THEN least(coalesce(so.shipped_qty, 0), so.ordered_qty) ELSE 0.0 END AS num,
+               so.ordered_qty AS den
+        FROM staging.stg_sales_orders AS so {_FAMILY}
+        WHERE so.status <> 'cancelled' AND so.promised_date IS NOT NULL
+    """
+    return _rollup(conn, base, "fill_rate_units", as_of)
+
+
+def schedule_adherence(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Production units completed on or before the planned finish (capped at planned) / units planned."""
+    base = f"""
+        SELECT date_trunc('week', mo.planned_finish_date)::DATE AS week_start, skus.product_family, mo.location_id,
+               CASE WHEN mo.actual_finish_date <= mo.planned_finish_date
+                    THEN least(coalesce(mo.completed_qty, 0), mo.planned_qty) ELSE 0.0 END AS num,
+               mo.planned_qty AS den
+        FROM staging.stg_production_orders AS mo {_FAMILY}
+        WHERE mo.status <> 'cancelled' AND mo.planned_finish_date IS NOT NULL
+    """
+    return _rollup(conn, base, "schedule_adherence", as_of)
+
+
+def supplier_on_time_rate(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Share of non-cancelled PO lines promised in W received in full on or before the promised date."""
+    base = f"""
+        SELECT date_trunc('week', po.promised_date)::DATE AS week_start, skus.product_family, po.location_id,
+               CASE WHEN po.received_qty >= po.ordered_qty AND po.received_date <= po.promised_date
+                    THEN 1.0 ELSE 0.0 END AS num,
+               1.0 AS den
+        FROM staging.stg_purchase_orders AS po {_FAMILY}
+        WHERE po.status <> 'cancelled' AND po.promised_date IS NOT NULL
+    """
+    return _rollup(conn, base, "supplier_on_time_rate", as_of)
+
+
+# --- forecast accuracy ----------------------------------------------------------------------
+
+
+def plan_vs_actual_sql() -> str:
+    """Plan and actual demand per customer-serving SKU-location and week (a missing side counts 0).
+
+    actual = ordered units of non-cancelled sales-order lines by requested_date
+    + POS units by sale_date; plan = the committed plan's demand_qty.
+    """
+    return f"""
+        WITH serving AS (
+            SELECT DISTINCT sku_id, location_id FROM staging.stg_sales_orders
+            UNION
+            SELECT DISTINCT sku_id, location_id FROM staging.stg_pos_sales
+        ),
+        actual_rows AS (
+            SELECT sku_id, location_id, date_trunc('week', requested_date)::DATE AS week_start, ordered_qty AS qty
+            FROM staging.stg_sales_orders
+            WHERE status <> 'cancelled' AND requested_date IS NOT NULL
+            UNION ALL
+            SELECT sku_id, location_id, date_trunc('week', sale_date)::DATE AS week_start, qty
+            FROM staging.stg_pos_sales
+        ),
+        actual AS (
+            SELECT sku_id, location_id, week_start, sum(qty) AS actual_qty FROM actual_rows GROUP BY ALL
+        ),
+        plan AS (
+            SELECT plan.sku_id, plan.location_id, plan.week_start, sum(plan.demand_qty) AS plan_qty
+            FROM intermediate.int_committed_plan AS plan
+            INNER JOIN serving USING (sku_id, location_id)
+            GROUP BY ALL
+        ),
+        joined AS (
+            SELECT
+                coalesce(plan.sku_id, actual.sku_id) AS sku_id,
+                coalesce(plan.location_id, actual.location_id) AS location_id,
+                coalesce(plan.week_start, actual.week_start) AS week_start,
+                coalesce(plan.plan_qty, 0.0) AS plan_qty,
+                coalesce(actual.actual_qty, 0.0) AS actual_qty
+            FROM plan
+            FULL OUTER JOIN actual USING (sku_id, location_id, week_start)
+        )
+        SELECT joined.*, skus.product_family
+        FROM joined {_FAMILY}
+    """
+
+
+def forecast_wape(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """sum |actual - plan| / sum actual over the customer-serving SKU-locations of W."""
+    base = f"""
+        SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) AS num, actual_qty AS den
+        FROM ({plan_vs_actual_sql()})
+    """
+    return _rollup(conn, base, "forecast_wape", as_of)
+
+
+def forecast_bias(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """sum (plan - actual) / sum actual: positive = over-forecast."""
+    base = f"""
+        SELECT week_start, product_family, location_id, plan_qty - actual_qty AS num, actual_qty AS den
+        FROM ({plan_vs_actual_sql()})
+    """
+    return _rollup(conn, base, "forecast_bias", as_of)
+
+
+def forecast_mape(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Mean of |actual - plan| / actual over the SKU-locations of W with actual > 0."""
+    base = f"""
+        SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) / actual_qty AS num, 1.0 AS den
+        FROM ({plan_vs_actual_sql()})
+        WHERE actual_qty > 0
+    """
+    return _rollup(conn, base, "forecast_mape", as_of)
+
+
+# --- exceptions -----------------------------------------------------------------------------
+
+
+def exception_resolution_days(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Median days from first detection to resolution of the exceptions resolved in W.
+
+    ``numerator`` = total days, ``denominator`` = exceptions resolved; ``value``
+    is the median (not their ratio). Empty until ``marts.exception_history`` exists.
+    """
+    if not table_exists(conn, "marts", "exception_history"):
+        return pd.DataFrame(columns=KPI_COLUMNS)
+    base = f"""
+        WITH resolved AS (
+            SELECT exception_id, any_value(sku_id) AS sku_id, any_value(location_id) AS location_id,
+                   min(CAST(first_detected_on AS DATE)) AS first_detected_on,
+                   max(CAST(resolved_on AS DATE)) AS resolved_on
+            FROM marts.exception_history
+            WHERE resolved_on IS NOT NULL
+            GROUP BY exception_id
+        )
+        SELECT date_trunc('week', resolved_on)::DATE AS week_start, skus.product_family,
+               nullif(resolved.location_id, '') AS location_id,
+               CAST(date_diff('day', first_detected_on, resolved_on) AS DOUBLE) AS days
+        FROM resolved {_FAMILY}
+    """
+    return _rollup(
+        conn, base, "exception_resolution_days", as_of,
+        value="median(days)", numerator="sum(days)", denominator="CAST(count(days) AS DOUBLE)",
+    )
+
+
+# --- working capital ------------------------------------------------------------------------
+
+
+def _inventory_weeks_sql(as_of: date) -> str:
+    """Each past week from the first snapshot's week, with every SKU-location's latest snapshot on or before its Sunday."""
+    return f"""
+        WITH bounds AS (
+            SELECT date_trunc('week', min(snapshot_date))::DATE AS first_week, {_last_past_week(as_of)} AS last_week
+            FROM staging.stg_inventory_snapshots
+        ),
+        weeks AS (
+            SELECT CAST(unnest(generate_series(first_week, last_week, INTERVAL 7 DAY)) AS DATE) AS week_start
+            FROM bounds WHERE first_week <= last_week
+        ),
+        sku_locations AS (SELECT DISTINCT sku_id, location_id FROM staging.stg_inventory_snapshots),
+        grid AS (
+            SELECT weeks.week_start, CAST(weeks.week_start + INTERVAL 6 DAY AS DATE) AS week_end,
+                   sku_locations.sku_id, sku_locations.location_id
+            FROM weeks CROSS JOIN sku_locations
+        ),
+        stock AS (
+            SELECT grid.week_start, grid.sku_id, grid.location_id, snap.on_hand_qty
+            FROM grid
+            ASOF JOIN staging.stg_inventory_snapshots AS snap
+                ON snap.sku_id = grid.sku_id AND snap.location_id = grid.location_id
+                AND grid.week_end >= snap.snapshot_date
+        )
+        SELECT stock.week_start, stock.sku_id, stock.location_id, skus.product_family,
+               stock.on_hand_qty, stock.on_hand_qty * coalesce(skus.unit_cost, 0.0) AS stock_value
+        FROM stock {_FAMILY}
+    """
+
+
+def inventory_value(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Σ on_hand_qty × unit_cost at the end of W (each SKU-location's latest snapshot on or before W's Sunday).
+
+    A level, not a ratio: ``value`` = ``numerator``, ``denominator`` = 1.
+    """
+    base = f"""
+        SELECT week_start, product_family, location_id, stock_value AS num, 1.0 AS den
+        FROM ({_inventory_weeks_sql(as_of)})
+    """
+    return _rollup(conn, base, "inventory_value", as_of, value="sum(num)", denominator="1.0")
+
+
+def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """On-hand units at the end of W / average daily actual demand of W (actual demand / 7).
+
+    Actual demand as for forecast accuracy (non-cancelled lines by
+    requested_date + POS). No row where W had no demand in the scope.
+    """
+    base = f"""
+        WITH stock AS ({_inventory_weeks_sql(as_of)}),
+        weeks AS (SELECT DISTINCT week_start FROM stock),
+        demand AS (
+            SELECT pva.week_start, pva.product_family, pva.location_id, pva.actual_qty
+            FROM ({plan_vs_actual_sql()}) AS pva
+            INNER JOIN weeks USING (week_start)
+        )
+        SELECT week_start, product_family, location_id, on_hand_qty AS num, 0.0 AS den FROM stock
+        UNION ALL
+        SELECT week_start, product_family, location_id, 0.0 AS num, actual_qty / 7.0 AS den FROM demand
+    """
+    return _rollup(conn, base, "days_of_supply", as_of)
+
+
+def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Annualised turns: COGS of the trailing 13 weeks × 52 / n_weeks ÷ average inventory value of those weeks.
+
+    COGS = shipped_qty × unit_cost of non-cancelled sales-order lines by
+    ship_date + POS qty × unit_cost by sale_date. The trailing window holds W
+    and up to 12 earlier weeks, never before the first snapshot week (n_weeks
+    <= 13). ``numerator`` = annualised COGS, ``denominator`` = average
+    inventory value.
+    """
+    sql = f"""
+        WITH stock AS ({_inventory_weeks_sql(as_of)}),
+        weeks AS (SELECT DISTINCT week_start FROM stock),
+        cogs_rows AS (
+            SELECT date_trunc('week', so.ship_date)::DATE AS week_start, skus.product_family, so.location_id,
+                   least(coalesce(so.shipped_qty, 0), so.ordered_qty) * coalesce(skus.unit_cost, 0.0) AS cogs
+            FROM staging.stg_sales_orders AS so {_FAMILY}
+            WHERE so.status <> 'cancelled' AND so.ship_date IS NOT NULL
+            UNION ALL
+            SELECT date_trunc('week', pos.sale_date)::DATE, skus.product_family, pos.location_id,
+                   pos.qty * coalesce(skus.unit_cost, 0.0)
+            FROM staging.stg_pos_sales AS pos {_FAMILY}
+        ),
+        base AS (
+            SELECT week_start, product_family, location_id, stock_value, 0.0 AS cogs FROM stock
+            UNION ALL
+            SELECT cogs_rows.week_start, product_family, location_id, 0.0, cogs
+            FROM cogs_rows INNER JOIN weeks USING (week_start)
+        ),
+        scoped AS (
+            SELECT week_start,
+                   CASE WHEN grouping(product_family) = 0 THEN 'product_family'
+                        WHEN grouping(location_id) = 0 THEN 'location' ELSE 'total' END AS scope_type,
+                   CASE WHEN grouping(product_family) = 0 THEN product_family
+                        WHEN grouping(location_id) = 0 THEN location_id END AS scope_id,
+                   sum(stock_value) AS stock_value, sum(cogs) AS cogs
+            FROM base
+            GROUP BY GROUPING SETS ((week_start), (week_start, product_family), (week_start, location_id))
+        ),
+        scopes AS (
+            SELECT DISTINCT scope_type, scope_id FROM scoped WHERE scope_type = 'total' OR scope_id IS NOT NULL
+        ),
+        filled AS (
+            SELECT weeks.week_start, scopes.scope_type, scopes.scope_id,
+                   coalesce(scoped.stock_value, 0.0) AS stock_value, coalesce(scoped.cogs, 0.0) AS cogs
+            FROM weeks CROSS JOIN scopes
+            LEFT JOIN scoped ON scoped.week_start = weeks.week_start AND scoped.scope_type = scopes.scope_type
+                AND scoped.scope_id IS NOT DISTINCT FROM scopes.scope_id
+        ),
+        trail AS (
+            SELECT week_start, scope_type, scope_id,
+                   sum(cogs) OVER w AS cogs, avg(stock_value) OVER w AS avg_stock, count(*) OVER w AS n_weeks
+            FROM filled
+            WINDOW w AS (PARTITION BY scope_type, scope_id ORDER BY week_start
+                         ROWS BETWEEN {TRAILING_WEEKS - 1} PRECEDING AND CURRENT ROW)
+        )
+        SELECT week_start, 'inventory_turns' AS kpi_name, scope_type, scope_id,
+               CAST(cogs * {WEEKS_PER_YEAR} / n_weeks / avg_stock AS DOUBLE) AS value,
+               CAST(cogs * {WEEKS_PER_YEAR} / n_weeks AS DOUBLE) AS numerator,
+               CAST(avg_stock AS DOUBLE) AS denominator
+        FROM trail
+        WHERE avg_stock > 0
+        ORDER BY week_start, scope_type, scope_id
+    """
+    return _frame(conn, sql)
+
+
+KPI_FUNCTIONS: dict[str, Callable[[duckdb.DuckDBPyConnection, date], pd.DataFrame]] = {
+    "otif_line_rate": otif_line_rate,
+    "fill_rate_units": fill_rate_units,
+    "schedule_adherence": schedule_adherence,
+    "supplier_on_time_rate": supplier_on_time_rate,
+    "forecast_wape": forecast_wape,
+    "forecast_bias": forecast_bias,
+    "forecast_mape": forecast_mape,
+    "exception_resolution_days": exception_resolution_days,
+    "inventory_value": inventory_value,
+    "days_of_supply": days_of_supply,
+    "inventory_turns": inventory_turns,
+}
+
+KPI_TYPES = {
+    "week_start": "DATE", "kpi_name": "VARCHAR", "scope_type": "VARCHAR", "scope_id": "VARCHAR",
+    "value": "DOUBLE", "numerator": "DOUBLE", "denominator": "DOUBLE", "as_of": "DATE",
+}
+
+
+def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Every KPI, long format, with ``as_of``."""
+    frames = [frame for fn in KPI_FUNCTIONS.values() if not (frame := fn(conn, as_of)).empty]
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KPI_COLUMNS)
+    result = result[KPI_COLUMNS].copy()
+    result["week_start"] = pd.to_datetime(result["week_start"]).dt.date
+    result["as_of"] = as_of
+    return result.sort_values(["kpi_name", "week_start", "scope_type", "scope_id"], na_position="first").reset_index(
+        drop=True
+    )

@@ -1,0 +1,256 @@
+"""KPI definitions on hand-made rows; every expected value is worked out in the test."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+import pytest
+
+from soe_assets.kpis import metrics
+
+AS_OF = date(2026, 11, 18)  # Wednesday of week 2026-11-16 (week 0, not yet ended)
+W1 = date(2026, 11, 9)  # last past week (Mon 9 .. Sun 15)
+W2 = date(2026, 11, 2)
+W0 = date(2026, 11, 16)  # current week: never reported
+
+TABLES = {
+    "staging.stg_skus": "sku_id VARCHAR, product_family VARCHAR, unit_cost DOUBLE, unit_price DOUBLE",
+    "staging.stg_sales_orders": "order_id VARCHAR, line_no BIGINT, customer_id VARCHAR, sku_id VARCHAR, "
+    "location_id VARCHAR, order_date DATE, requested_date DATE, promised_date DATE, ordered_qty DOUBLE, "
+    "shipped_qty DOUBLE, ship_date DATE, status VARCHAR",
+    "staging.stg_pos_sales": "sale_date DATE, sku_id VARCHAR, location_id VARCHAR, qty DOUBLE",
+    "staging.stg_purchase_orders": "po_id VARCHAR, line_no BIGINT, supplier_id VARCHAR, sku_id VARCHAR, "
+    "location_id VARCHAR, order_date DATE, promised_date DATE, confirmed_date DATE, ordered_qty DOUBLE, "
+    "received_qty DOUBLE, received_date DATE, status VARCHAR",
+    "staging.stg_production_orders": "production_order_id VARCHAR, sku_id VARCHAR, location_id VARCHAR, "
+    "resource_id VARCHAR, planned_start_date DATE, planned_finish_date DATE, planned_qty DOUBLE, "
+    "completed_qty DOUBLE, actual_finish_date DATE, status VARCHAR",
+    "staging.stg_inventory_snapshots": "snapshot_date DATE, sku_id VARCHAR, location_id VARCHAR, "
+    "on_hand_qty DOUBLE, quality_hold_qty DOUBLE",
+    "staging.stg_resource_capacity": "location_id VARCHAR, resource_id VARCHAR, week_start DATE, capacity_qty DOUBLE",
+    "intermediate.int_committed_plan": "sku_id VARCHAR, location_id VARCHAR, week_start DATE, "
+    "plan_version VARCHAR, committed_at TIMESTAMP, demand_qty DOUBLE, supply_qty DOUBLE, safety_stock_qty DOUBLE",
+}
+
+SKUS = [("A", "bikes", 50.0, 100.0), ("B", "parts", 5.0, 12.0)]
+
+
+def make_warehouse(**rows: list[dict]) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with every table the KPIs read, filled with the given rows (by short name)."""
+    conn = duckdb.connect()
+    for schema in ("staging", "intermediate", "marts"):
+        conn.execute(f"CREATE SCHEMA {schema}")
+    for table, columns in TABLES.items():
+        conn.execute(f"CREATE TABLE {table} ({columns})")
+    conn.executemany("INSERT INTO staging.stg_skus VALUES (?, ?, ?, ?)", SKUS)
+    for short, records in rows.items():
+        table = next(t for t in TABLES if t.endswith("." + short))
+        frame = pd.DataFrame(records)
+        conn.register("_rows", frame)
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+        conn.unregister("_rows")
+    return conn
+
+
+def so(line: int, promised: date, ordered: float, shipped: float, ship_date: date | None, status: str = "shipped",
+       sku: str = "A", loc: str = "DC-1", requested: date | None = None) -> dict:
+    return {"order_id": "SO", "line_no": line, "customer_id": "C", "sku_id": sku, "location_id": loc,
+            "order_date": promised - timedelta(days=10), "requested_date": requested or promised,
+            "promised_date": promised, "ordered_qty": ordered, "shipped_qty": shipped, "ship_date": ship_date,
+            "status": status}
+
+
+def pick(frame: pd.DataFrame, week: date, scope_type: str = "total", scope_id: str | None = None) -> pd.Series:
+    rows = frame[(frame.week_start == week) & (frame.scope_type == scope_type)]
+    rows = rows[rows.scope_id.isna()] if scope_id is None else rows[rows.scope_id == scope_id]
+    assert len(rows) == 1, f"expected one row for {week} {scope_type} {scope_id}, got\n{frame}"
+    return rows.iloc[0]
+
+
+# --- OTIF and fill rate ---------------------------------------------------------------------
+
+ORDER_LINES = [
+    so(1, W1 + timedelta(days=1), 10, 10, W1 + timedelta(days=1)),            # on time, in full
+    so(2, W1 + timedelta(days=1), 10, 6, W1),                                  # partial, on time: 6 units
+    so(3, W1 + timedelta(days=2), 10, 10, W1 + timedelta(days=4)),            # in full but late: 0 units
+    so(4, W1 + timedelta(days=2), 10, 0, None, "cancelled"),                   # cancelled: excluded
+    so(5, W1 + timedelta(days=3), 20, 25, W1 + timedelta(days=3), sku="B", loc="DC-2"),  # over-shipped: capped 20
+    so(6, W1 + timedelta(days=3), 10, 0, None, "open"),                        # not shipped: 0
+    so(7, W0 + timedelta(days=1), 10, 10, W0 + timedelta(days=1)),            # current week: not reported
+]
+
+
+def test_otif_counts_full_and_on_time_lines_only():
+    conn = make_warehouse(stg_sales_orders=ORDER_LINES)
+    otif = metrics.otif_line_rate(conn, AS_OF)
+    # Lines 1,2,3,5,6 count (4 cancelled, 7 not past). OTIF: 1 and 5 -> 2/5.
+    total = pick(otif, W1)
+    assert (total.numerator, total.denominator) == (2, 5)
+    assert total.value == pytest.approx(0.4)
+    # DC-1: lines 1,2,3,6 -> 1/4; family parts (line 5) -> 1/1.
+    assert pick(otif, W1, "location", "DC-1").value == pytest.approx(0.25)
+    assert pick(otif, W1, "product_family", "parts").value == pytest.approx(1.0)
+    assert set(otif.week_start) == {W1}  # W0 has not ended, W2 has no lines: no row, no divide by zero
+
+
+def test_fill_rate_units_caps_at_ordered_and_ignores_late_units():
+    conn = make_warehouse(stg_sales_orders=ORDER_LINES)
+    fill = metrics.fill_rate_units(conn, AS_OF)
+    # Units on time: 10 + 6 + 0 (late) + 20 (capped) + 0 = 36; ordered: 10+10+10+20+10 = 60.
+    total = pick(fill, W1)
+    assert (total.numerator, total.denominator) == (36, 60)
+    assert total.value == pytest.approx(0.6)
+    assert pick(fill, W1, "product_family", "bikes").value == pytest.approx(16 / 40)
+
+
+def test_week_without_lines_yields_no_row():
+    conn = make_warehouse(stg_sales_orders=[so(1, W1, 10, 0, None, "cancelled")])
+    assert metrics.otif_line_rate(conn, AS_OF).empty
+    assert metrics.fill_rate_units(conn, AS_OF).empty
+
+
+# --- production and suppliers ---------------------------------------------------------------
+
+
+def mo(order_id: str, finish: date, planned: float, completed: float, actual: date | None, status: str) -> dict:
+    return {"production_order_id": order_id, "sku_id": "A", "location_id": "PLANT-1", "resource_id": "L1",
+            "planned_start_date": finish - timedelta(days=3), "planned_finish_date": finish,
+            "planned_qty": planned, "completed_qty": completed, "actual_finish_date": actual, "status": status}
+
+
+def test_schedule_adherence():
+    conn = make_warehouse(stg_production_orders=[
+        mo("M1", W1 + timedelta(days=4), 100, 100, W1 + timedelta(days=3), "completed"),  # 100
+        mo("M2", W1 + timedelta(days=4), 100, 120, W1 + timedelta(days=4), "completed"),  # capped 100
+        mo("M3", W1 + timedelta(days=4), 100, 100, W1 + timedelta(days=6), "completed"),  # late: 0
+        mo("M4", W1 + timedelta(days=4), 100, 60, None, "in_progress"),                 # not finished: 0
+        mo("M5", W1 + timedelta(days=4), 100, 0, None, "cancelled"),                    # excluded
+    ])
+    total = pick(metrics.schedule_adherence(conn, AS_OF), W1)
+    assert (total.numerator, total.denominator) == (200, 400)
+    assert total.value == pytest.approx(0.5)
+
+
+def po(line: int, promised: date, ordered: float, received: float, received_date: date | None, status: str) -> dict:
+    return {"po_id": "PO", "line_no": line, "supplier_id": "S1", "sku_id": "B", "location_id": "DC-1",
+            "order_date": promised - timedelta(days=20), "promised_date": promised, "confirmed_date": promised,
+            "ordered_qty": ordered, "received_qty": received, "received_date": received_date, "status": status}
+
+
+def test_supplier_on_time_rate():
+    conn = make_warehouse(stg_purchase_orders=[
+        po(1, W2, 50, 50, W2, "received"),                           # on time in full
+        po(2, W2, 50, 40, W2, "received"),                           # short: not in full
+        po(3, W2, 50, 50, W2 + timedelta(days=1), "received"),       # late in full
+        po(4, W2, 50, 0, None, "cancelled"),                         # excluded
+        po(5, W1, 50, 0, None, "open"),                              # not received
+    ])
+    rate = metrics.supplier_on_time_rate(conn, AS_OF)
+    assert pick(rate, W2).value == pytest.approx(1 / 3)
+    assert (pick(rate, W1).numerator, pick(rate, W1).denominator) == (0, 1)
+
+
+# --- forecast accuracy ----------------------------------------------------------------------
+
+
+def plan(sku: str, loc: str, week: date, qty: float) -> dict:
+    return {"sku_id": sku, "location_id": loc, "week_start": week, "plan_version": "v1",
+            "committed_at": pd.Timestamp("2026-10-01"), "demand_qty": qty, "supply_qty": qty, "safety_stock_qty": 0.0}
+
+
+def forecast_warehouse() -> duckdb.DuckDBPyConnection:
+    return make_warehouse(
+        stg_sales_orders=[
+            so(1, W1, 80, 80, W1, sku="A", loc="DC-1"),
+            so(2, W1, 30, 0, None, "cancelled", sku="A", loc="DC-1"),   # cancelled: not demand
+            so(3, W1, 50, 50, W1, sku="B", loc="DC-1"),                  # no plan: plan counts 0
+            so(4, W2, 10, 10, W2, sku="A", loc="DC-2", requested=W2 + timedelta(days=8)),  # requested in W1
+        ],
+        stg_pos_sales=[{"sale_date": W1 + timedelta(days=5), "sku_id": "A", "location_id": "DC-1", "qty": 20.0}],
+        int_committed_plan=[
+            plan("A", "DC-1", W1, 120), plan("A", "DC-2", W1, 0), plan("B", "DC-2", W1, 40),  # B@DC-2 never sells
+            plan("A", "PLANT-1", W1, 500),  # a plant that serves no customer: outside the set
+        ],
+    )
+
+
+def test_forecast_wape_bias_and_mape():
+    conn = forecast_warehouse()
+    # Week W1, serving SKU-locations: A@DC-1 actual 80+20=100 plan 120; B@DC-1 actual 50 plan 0;
+    # A@DC-2 actual 10 (by requested_date) plan 0.
+    wape = pick(metrics.forecast_wape(conn, AS_OF), W1)
+    assert (wape.numerator, wape.denominator) == (20 + 50 + 10, 160)
+    assert wape.value == pytest.approx(0.5)
+    bias = pick(metrics.forecast_bias(conn, AS_OF), W1)
+    assert bias.numerator == pytest.approx(20 - 50 - 10)
+    assert bias.value == pytest.approx(-40 / 160)
+    mape = pick(metrics.forecast_mape(conn, AS_OF), W1)
+    assert mape.value == pytest.approx((0.2 + 1.0 + 1.0) / 3)
+    assert mape.denominator == 3
+    dc1 = pick(metrics.forecast_wape(conn, AS_OF), W1, "location", "DC-1")
+    assert dc1.value == pytest.approx(70 / 150)
+
+
+# --- exceptions and working capital ---------------------------------------------------------
+
+
+def test_exception_resolution_days_median_and_missing_history():
+    conn = make_warehouse()
+    assert metrics.exception_resolution_days(conn, AS_OF).empty  # no marts.exception_history yet
+    conn.execute("""CREATE TABLE marts.exception_history AS SELECT * FROM (VALUES
+        ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', DATE '2026-11-10', 'resolved', DATE '2026-11-10'),
+        ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', NULL,             'open',     DATE '2026-11-05'),
+        ('E2', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', DATE '2026-11-11', 'resolved', DATE '2026-11-11'),
+        ('E3', 'capacity_overload',   '',  'PLANT-1', DATE '2026-11-02', DATE '2026-11-12', 'resolved', DATE '2026-11-12'),
+        ('E4', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', NULL, 'open', DATE '2026-11-18')
+    ) AS t(exception_id, exception_type, sku_id, location_id, first_detected_on, resolved_on, status, as_of)""")
+    days = metrics.exception_resolution_days(conn, AS_OF)
+    total = pick(days, W1)  # E1: 9 days, E2: 2 days, E3: 10 days -> median 9
+    assert total.value == 9 and total.numerator == 21 and total.denominator == 3
+    assert pick(days, W1, "location", "DC-1").value == pytest.approx(5.5)
+
+
+def inventory_warehouse() -> duckdb.DuckDBPyConnection:
+    snap = lambda d, sku, qty: {"snapshot_date": d, "sku_id": sku, "location_id": "DC-1",  # noqa: E731
+                                "on_hand_qty": qty, "quality_hold_qty": 0.0}
+    return make_warehouse(
+        stg_inventory_snapshots=[
+            snap(W2 + timedelta(days=6), "A", 10), snap(W2 + timedelta(days=6), "B", 100),
+            snap(W1 + timedelta(days=3), "A", 20),  # A's latest in W1; B carries forward 100
+            snap(W0, "A", 999),  # after W1's Sunday: ignored for W1
+        ],
+        stg_sales_orders=[so(1, W1, 70, 70, W1, sku="A"), so(2, W2, 14, 14, W2 + timedelta(days=1), sku="B")],
+    )
+
+
+def test_inventory_value_days_of_supply_and_turns():
+    conn = inventory_warehouse()
+    value = metrics.inventory_value(conn, AS_OF)
+    assert pick(value, W2).value == pytest.approx(10 * 50 + 100 * 5)   # 1000
+    assert pick(value, W1).value == pytest.approx(20 * 50 + 100 * 5)   # 1500
+    assert pick(value, W1, "product_family", "parts").value == pytest.approx(500)
+
+    dos = metrics.days_of_supply(conn, AS_OF)
+    assert pick(dos, W1).value == pytest.approx(120 / (70 / 7))  # 120 units on hand, 10 a day
+    assert pick(dos, W2).value == pytest.approx(110 / (14 / 7))
+    with pytest.raises(AssertionError):  # bikes had no demand in W2: no row
+        pick(dos, W2, "product_family", "bikes")
+
+    turns = metrics.inventory_turns(conn, AS_OF)
+    # W2 (first week, n=1): COGS 14*5 = 70 -> 70*52 / 1000 = 3.64
+    assert pick(turns, W2).value == pytest.approx(70 * 52 / 1000)
+    # W1 (n=2): COGS 70 + 70*50 = 3570, annualised 3570*52/2; avg inventory (1000+1500)/2
+    assert pick(turns, W1).value == pytest.approx(3570 * 52 / 2 / 1250)
+    assert pick(turns, W1).denominator == pytest.approx(1250)
+
+
+def test_compute_kpis_long_format_and_no_nan():
+    conn = forecast_warehouse()
+    frame = metrics.compute_kpis(conn, AS_OF)
+    assert list(frame.columns) == [*metrics.KPI_COLUMNS, "as_of"]
+    assert set(frame.scope_type) == {"total", "product_family", "location"}
+    assert not any(math.isnan(v) or math.isinf(v) for v in frame.value)
+    assert (frame.week_start <= AS_OF - timedelta(days=6)).all()
