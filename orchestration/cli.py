@@ -79,9 +79,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         as_of=args.as_of,
         progress=print,
     )
-    rows = sum(summary.rows.values()) if hasattr(summary, "rows") else None
-    print(f"landing zone written to {args.out}" + (f" ({rows:,} rows)" if rows is not None else "")
-          + f" in {time.monotonic() - started:.1f} s")
+    rows = sum(summary.rows_per_source.values())
+    print(f"landing zone for as_of {summary.as_of} written to {args.out}: {rows:,} rows in "
+          f"{len(summary.files_written)} files, {len(summary.planted_problems)} planted problems "
+          f"({time.monotonic() - started:.1f} s)")
     return 0
 
 

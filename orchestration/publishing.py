@@ -21,7 +21,7 @@ def build_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         with warehouse.connect(read_only=True) as conn:
             run = read_run_context(conn)
             published = publish_marts(
-                conn, settings.publish_path, run_id=context.run_id, as_of=run.as_of.isoformat()
+                conn, settings.publish_path, run_id=context.run.run_id, as_of=run.as_of.isoformat()
             )
         context.log.info(f"published {len(published.row_counts)} tables to {settings.publish_path}")
         return dg.MaterializeResult(

@@ -48,7 +48,7 @@ def landing_zone(context: dg.AssetExecutionContext, settings: SoeSettings, wareh
         as_of=result.as_of,
         horizon_weeks=settings.horizon_weeks,
         time_fence_weeks=settings.time_fence_weeks,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         started_at=datetime.now().replace(microsecond=0),
     )
     with warehouse.connect() as conn:

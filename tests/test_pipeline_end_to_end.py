@@ -1,0 +1,138 @@
+"""The real pipeline (ingest -> dbt build -> Python stages -> publish) on a hand-made landing zone."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone, write_source
+
+CHECK_MARTS = Path(__file__).resolve().parents[2] / "shared" / "tools" / "check_marts.py"
+RUN_SPECIFIC_COLUMNS = {"detected_at", "run_id", "published_at"}
+
+
+def _bad_orders() -> list[dict]:
+    base = minimal_network()["sales_orders"][0]
+    return [
+        {**base, "order_id": "BAD-QTY", "ordered_qty": -5},
+        {**base, "order_id": "BAD-SKU", "sku_id": "SKU-GHOST"},
+        {**base, "order_id": "OK-LATE-FILE"},
+        {**base, "order_id": "BAD-DATE", "requested_date": "31/12/2026"},
+    ]
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    landing = tmp_path_factory.mktemp("e2e") / "landing"
+    network = minimal_network()
+    write_landing_zone(landing, network)
+    plan = pd.DataFrame(network["sop_plan"])
+    # An older version and one committed after as_of: neither may be used.
+    older = plan.assign(plan_version="2026-10", committed_at="2026-10-05T09:00:00", demand_qty=1.0)
+    newer = plan.assign(plan_version="2026-12", committed_at="2026-11-19T08:00:00", demand_qty=999.0)
+    write_source(landing, "sop_plan", older, suffix="_older", fmt="parquet")
+    write_source(landing, "sop_plan", newer, suffix="_newer")
+    write_source(landing, "sales_orders", _bad_orders(), suffix="_erp2")
+    return landing
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, landing):
+    run = run_soe(tmp_path_factory.mktemp("run"), landing)
+    assert run.ok
+    return run
+
+
+def test_every_valid_row_reaches_staging(first_run, landing):
+    staged = first_run.query("select order_id from staging.stg_sales_orders")
+    expected = {row["order_id"] for row in minimal_network()["sales_orders"]} | {"OK-LATE-FILE"}
+    assert set(staged["order_id"]) == expected
+    for source in ("skus", "locations", "lanes", "purchase_orders", "shipments", "production_orders"):
+        count = first_run.query(f"select count(*) as n from staging.stg_{source}")["n"][0]
+        assert count == len(minimal_network()[source]), source
+
+
+def test_every_planted_bad_row_is_in_data_quality_issues(first_run):
+    issues = first_run.query("select * from marts.data_quality_issues where source = 'sales_orders'")
+    by_row = issues.set_index("row_number")
+    assert set(by_row.index) == {1, 2, 4}
+    assert "ordered_qty must be > 0" in by_row.loc[1, "reason"]
+    assert "unknown sku_id" in by_row.loc[2, "reason"]
+    assert "requested_date is not a date" in by_row.loc[4, "reason"]
+    assert (issues["file"] == f"{AS_OF.isoformat()}_erp2.csv").all()
+    assert json.loads(by_row.loc[2, "raw_record"])["sku_id"] == "SKU-GHOST"
+    assert (issues["as_of"] == pd.Timestamp(AS_OF)).all()
+
+
+def test_committed_plan_is_the_latest_committed_not_after_as_of(first_run):
+    plan = first_run.query(
+        "select distinct plan_version, demand_qty from intermediate.int_committed_plan "
+        "where sku_id = 'SKU-A' and location_id = 'DC-1'"
+    )
+    assert plan.to_dict("records") == [{"plan_version": "2026-11", "demand_qty": 70.0}]
+    week1 = first_run.query(
+        "select demand_plan_qty from marts.sku_location_week "
+        "where sku_id = 'SKU-A' and location_id = 'DC-1' and week_start = ?", [monday(1)]
+    )
+    assert week1["demand_plan_qty"].tolist() == [70.0]
+
+
+def test_marts_are_published_as_one_set_with_a_manifest(first_run):
+    publish = first_run.workspace.publish
+    manifest = json.loads((publish / "_manifest.json").read_text())
+    assert manifest["as_of"] == AS_OF.isoformat()
+    for table, rows in manifest["row_counts"].items():
+        assert len(pd.read_parquet(publish / f"{table}.parquet")) == rows
+    assert {"sku_location_week", "data_quality_issues"} <= set(manifest["row_counts"])
+    assert os.path.realpath(publish / "sku_location_week.parquet").startswith(os.path.realpath(publish / "current"))
+
+
+def _published_tables(publish: Path) -> dict[str, pd.DataFrame]:
+    tables = {}
+    for path in sorted(publish.glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        frame = frame.drop(columns=[c for c in frame.columns if c in RUN_SPECIFIC_COLUMNS])
+        tables[path.stem] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    return tables
+
+
+def test_running_twice_on_the_same_input_gives_identical_marts(first_run, landing):
+    before = _published_tables(first_run.workspace.publish)
+    again = run_soe(first_run.workspace.warehouse.parent.parent, landing)
+    assert again.ok
+    after = _published_tables(again.workspace.publish)
+    assert before.keys() == after.keys()
+    for table in before:
+        pd.testing.assert_frame_equal(before[table], after[table], obj=table)
+
+
+def test_published_marts_conform_to_the_marts_contract(first_run):
+    if not CHECK_MARTS.exists():
+        pytest.skip(f"{CHECK_MARTS} is not beside this checkout")
+    result = subprocess.run(
+        [sys.executable, str(CHECK_MARTS), "--warehouse", str(first_run.workspace.warehouse),
+         "--publish", str(first_run.workspace.publish)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
+    from orchestration.cli import main
+
+    landing = write_landing_zone(tmp_path / "landing", {k: v for k, v in minimal_network().items() if k != "skus"})
+    code = main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "skus" in err and "Traceback" not in err
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_warehouse_raw_tables_keep_lineage(first_run):
+    with duckdb.connect(str(first_run.workspace.warehouse), read_only=True) as conn:
+        files = conn.execute("select distinct _file from raw.sales_orders order by 1").fetchall()
+    assert files == [(f"{AS_OF.isoformat()}.csv",), (f"{AS_OF.isoformat()}_erp2.csv",)]
