@@ -89,11 +89,11 @@ def _scenario() -> dict[str, pd.DataFrame]:
         "sop_plan": pd.DataFrame(plan_rows),
         "inventory_snapshots": pd.DataFrame(
             {
-                "snapshot_date": ["2026-11-10", "2026-11-17", "2026-11-19", "2026-11-17"],
-                "sku_id": ["A", "A", "A", "B"],
-                "location_id": ["DC1", "DC1", "DC1", "STORE1"],
-                "on_hand_qty": [50.0, 120.0, 500.0, 5.0],
-                "quality_hold_qty": [0.0, 20.0, 0.0, 0.0],
+                "snapshot_date": ["2026-11-10", "2026-11-17", "2026-11-19", "2026-11-17", "2026-11-17"],
+                "sku_id": ["A", "A", "A", "B", "B"],
+                "location_id": ["DC1", "DC1", "DC1", "STORE1", "DC1"],
+                "on_hand_qty": [50.0, 120.0, 500.0, 5.0, 0.0],
+                "quality_hold_qty": [0.0, 20.0, 0.0, 0.0, 0.0],
             }
         ),
         "purchase_orders": pd.DataFrame(
@@ -216,7 +216,7 @@ def test_grain_covers_every_sku_location_with_activity(warehouse: Path) -> None:
         "min(as_of) as as_of from marts.sku_location_week group by all order by all",
     )
     # DC1/A: plan+stock+orders+supply; PLANT1/A: production; STORE1/A: transfer S2
-    # inbound; STORE1/B: stock and an order.
+    # inbound; STORE1/B: stock and an order. DC1/B was counted empty: not in the view.
     assert list(zip(pairs.sku_id, pairs.location_id)) == [
         ("A", "DC1"), ("A", "PLANT1"), ("A", "STORE1"), ("B", "STORE1"),
     ]

@@ -1,5 +1,6 @@
--- Every SKU-location with a committed plan, stock, open booked demand or open
--- supply, times every horizon week.
+-- Every SKU-location with a committed plan row, stock (on hand or held at the
+-- latest snapshot <= as_of), open booked demand or open supply, times every
+-- horizon week.
 
 with
 
@@ -37,7 +38,9 @@ sku_locations as (
 
     select sku_id, location_id from committed_plan
     union
+    -- a SKU-location counted empty (nothing on hand, nothing held) has no stock
     select sku_id, location_id from available_stock
+    where on_hand_qty <> 0 or quality_hold_qty <> 0
     union
     select sku_id, location_id from booked_demand
     union
