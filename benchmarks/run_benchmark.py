@@ -1,0 +1,102 @@
+"""Time `soe run` end to end and per stage on large generated networks, with peak memory.
+
+    python benchmarks/run_benchmark.py [--sizes 20000 200000] [--dcs 4] [--workdir /tmp/soe-bench]
+
+For each size it generates a landing zone (once; reused when present), measures a
+floor (DuckDB reading every input file once), then runs `soe run` in a child
+process and reports wall time, per-stage times (from the run's progress lines) and
+the child's peak resident memory. Results are appended to
+`<workdir>/results.jsonl` and printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+STAGE_LINE = re.compile(r"^\[(?P<step>[^\]]+)\] done in (?P<seconds>[\d.]+) s")
+SOE = Path(sys.executable).parent / "soe"
+
+
+def _generate(landing: Path, skus: int, dcs: int) -> None:
+    if (landing / "_planted_problems.json").exists():
+        print(f"reusing {landing}", flush=True)
+        return
+    print(f"generating {skus:,} SKUs x {dcs} DCs into {landing} ...", flush=True)
+    subprocess.run([str(SOE), "generate", "--out", str(landing), "--skus", str(skus), "--dcs", str(dcs)], check=True)
+
+
+def read_floor(landing: Path) -> tuple[float, int]:
+    """Seconds for DuckDB to read every extract once (all rows, all columns), and the row count."""
+    started = time.perf_counter()
+    rows = 0
+    with duckdb.connect() as conn:
+        for path in sorted(landing.glob("*/*")):
+            reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
+            options = "" if path.suffix == ".parquet" else ", all_varchar = true"
+            rows += conn.execute(f"SELECT count(*) FROM (SELECT * FROM {reader}(?{options}))", [str(path)]).fetchone()[0]
+    return time.perf_counter() - started, rows
+
+
+def run_once(landing: Path, workdir: Path) -> dict:
+    warehouse = workdir / "warehouse" / "soe.duckdb"
+    for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(SOE), "run", "--landing", str(landing), "--warehouse", str(warehouse), "--publish", str(workdir / "publish")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    stages: dict[str, float] = {}
+    for line in process.stdout:
+        print("   ", line.rstrip(), flush=True)
+        match = STAGE_LINE.match(line.strip())
+        if match:
+            stages[match["step"]] = float(match["seconds"])
+    code = process.wait()
+    elapsed = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"ok": code == 0, "seconds": round(elapsed, 1), "peak_rss_gb": round(peak_kb / 1024**2, 2), "stages": stages}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 200000], help="SKU counts to benchmark")
+    parser.add_argument("--dcs", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/soe-bench"))
+    args = parser.parse_args()
+    results = []
+    for skus in args.sizes:
+        workdir = args.workdir / f"skus{skus}_dcs{args.dcs}"
+        landing = workdir / "landing"
+        _generate(landing, skus, args.dcs)
+        floor, input_rows = read_floor(landing)
+        print(f"floor: DuckDB reads {input_rows:,} input rows in {floor:.1f} s", flush=True)
+        outcome = run_once(landing, workdir)
+        with duckdb.connect(str(workdir / "warehouse" / "soe.duckdb"), read_only=True) as conn:
+            slw = conn.execute("SELECT count(*) FROM marts.sku_location_week").fetchone()[0] if outcome["ok"] else None
+        result = {"skus": skus, "dcs": args.dcs, "input_rows": input_rows, "sku_location_weeks": slw,
+                  "floor_seconds": round(floor, 1), **outcome,
+                  "ratio_to_floor": round(outcome["seconds"] / floor, 1) if floor else None}
+        results.append(result)
+        with (args.workdir / "results.jsonl").open("a") as log:
+            log.write(json.dumps(result) + "\n")
+    print()
+    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'run s':>7} {'x floor':>8} {'peak GB':>8}  stages")
+    for r in results:
+        stages = ", ".join(f"{k} {v:.0f}s" for k, v in r["stages"].items())
+        print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {r['floor_seconds']:>8} "
+              f"{r['seconds']:>7} {r['ratio_to_floor'] or 0:>8} {r['peak_rss_gb']:>8}  {stages}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
