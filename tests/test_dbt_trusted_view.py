@@ -35,7 +35,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from tests.dbt_raw_fixture import build_raw_warehouse
+from dbt_raw_fixture import build_raw_warehouse
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 AS_OF = dt.date(2026, 11, 18)
