@@ -172,6 +172,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --- exceptions -----------------------------------------------------------------------------
+
+
+def cmd_exceptions(args: argparse.Namespace) -> int:
+    from soe_assets.detect.report import NoExceptionsYet, format_exceptions, load_exceptions
+
+    try:
+        if args.warehouse is not None:
+            frame = load_exceptions(warehouse=args.warehouse)
+        else:
+            frame = load_exceptions(publish_dir=args.publish or demo_workspace(args.dir).publish)
+    except NoExceptionsYet as error:
+        raise UserError(str(error)) from None
+    print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location))
+    return 0
+
+
 # --- demo / ui ------------------------------------------------------------------------------
 
 
@@ -235,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="demo folder (default: ./soe-demo)")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+
+    exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")
+    exc.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
+    exc.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
+    exc.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
+    exc.add_argument("--top", type=_positive, default=20, help="show the N most important (default 20)")
+    exc.add_argument("--type", default=None, help="only this exception type, e.g. projected_stockout")
+    exc.add_argument("--location", default=None, help="only this location")
+    exc.set_defaults(func=cmd_exceptions)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions")
     ui.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder whose data the UI uses")

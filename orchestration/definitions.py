@@ -8,11 +8,12 @@ from orchestration.dbt import dbt_resource, soe_dbt_models
 from orchestration.progress import progress_logger
 from orchestration.publishing import build_publish_asset
 from orchestration.resources import SoeSettings, WarehouseResource
+from soe_assets.detect.assets import detected_exceptions
 from soe_assets.ingest.assets import landing_zone
 
 FULL_RUN_JOB = "soe_full_run"
 
-STAGE_ASSETS = [landing_zone, soe_dbt_models]
+STAGE_ASSETS = [landing_zone, soe_dbt_models, detected_exceptions]
 
 
 def build_definitions(settings: SoeSettings, warehouse: WarehouseResource) -> dg.Definitions:

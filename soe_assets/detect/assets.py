@@ -1,0 +1,79 @@
+"""Dagster wrappers of the detect stage: the ``exceptions`` mart and its history across runs."""
+
+import dagster as dg
+
+from orchestration.dbt import soe_dbt_models
+from orchestration.resources import SoeSettings, WarehouseResource
+from soe_assets.detect.config import DetectionConfig
+from soe_assets.detect.engine import apply_alert_budget, detect_exceptions
+from soe_assets.detect.lifecycle import SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
+from soe_assets.warehouse import read_run_context, replace_table
+
+# dbt model names this stage reads; their asset keys are looked up on the dbt assets (the key may carry
+# the schema as a prefix, e.g. marts/sku_location_week)
+_DBT_KEYS = {key.path[-1]: key for key in soe_dbt_models.keys}
+READS = ["sku_location_week", "int_open_supply", "int_committed_plan", "reconciliation_findings",
+         "stg_sales_orders", "stg_pos_sales", "stg_shipments", "stg_production_orders", "stg_resource_capacity",
+         "stg_skus", "stg_lanes"]
+DEPS = [_DBT_KEYS.get(name, dg.AssetKey(name)) for name in READS]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "exceptions", group_name="detect", kinds={"python", "duckdb"},
+            deps=DEPS,
+            description="What needs attention, most important first: open exceptions of this run (priority 1 = "
+            "act first) + those resolved since the last run. Thresholds and formulas: docs/exceptions.md.",
+        ),
+        dg.AssetSpec(
+            "exception_history", group_name="detect", kinds={"python", "duckdb"},
+            deps=DEPS,
+            description="Every run's exceptions (one row per as_of and exception_id), kept across runs: "
+            "first_detected_on, resolved_on, status. Re-running an as_of replaces its rows.",
+        ),
+    ],
+    check_specs=[dg.AssetCheckSpec("priority_unique", asset="exceptions", blocking=True,
+                                   description="priority unique among open exceptions; exception_id unique.")],
+    can_subset=False,
+)
+def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource):
+    """Detect every exception type, value and rank it, link root causes, track it from run to run."""
+    config = DetectionConfig()
+    with warehouse.connect() as conn:
+        run = read_run_context(conn)
+        detected = detect_exceptions(conn, config)
+        kept, budget = apply_alert_budget(detected, settings.max_open_exceptions)
+        history_rows = track_lifecycle(detected, previous_run(conn, run.as_of), run.as_of,
+                                       kept_ids=set(kept["exception_id"]))
+        mart = mart_rows(history_rows)
+        replace_table(conn, "marts", "exceptions", mart, SQL_TYPES)
+        write_history(conn, history_rows, run.as_of)
+        history_size = conn.execute("SELECT count(*), count(DISTINCT as_of) FROM marts.exception_history").fetchone()
+    status = mart["status"].value_counts().to_dict()
+    new = int((mart["status"].eq("open") & mart["first_detected_on"].eq(run.as_of)).sum())
+    context.log.info(
+        f"{status.get('open', 0)} open exception(s) ({new} new), {status.get('resolved', 0)} resolved since the last "
+        f"run, open impact {mart.loc[mart['status'].eq('open'), 'impact_value'].sum():,.0f}")
+    if budget.held_back:
+        context.log.warning(
+            f"alert budget {settings.max_open_exceptions}: held back {budget.held_back} lower-priority open "
+            f"exception(s) worth {budget.held_back_value:,.0f} (kept in exception_history)")
+    by_type = mart[mart["status"].eq("open")]["exception_type"].value_counts().to_dict()
+    yield dg.MaterializeResult(
+        asset_key="exceptions",
+        metadata={
+            "open": int(status.get("open", 0)), "new": new, "resolved": int(status.get("resolved", 0)),
+            "open_by_type": dg.MetadataValue.json(by_type),
+            "open_impact_value": float(mart.loc[mart["status"].eq("open"), "impact_value"].sum()),
+            "held_back": budget.held_back, "held_back_value": budget.held_back_value,
+        },
+    )
+    open_priorities = mart.loc[mart["status"].eq("open"), "priority"]
+    yield dg.AssetCheckResult(
+        asset_key="exceptions", check_name="priority_unique",
+        passed=bool(open_priorities.is_unique and mart["exception_id"].is_unique),
+        metadata={"open": len(open_priorities)},
+    )
+    yield dg.MaterializeResult(asset_key="exception_history",
+                               metadata={"rows": int(history_size[0]), "runs": int(history_size[1])})

@@ -1,0 +1,59 @@
+"""The exception engine: run every rule, value, link, escalate and rank the open exceptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from soe_assets.detect.config import DetectionConfig
+from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
+from soe_assets.detect.rules import RULES
+from soe_assets.warehouse import read_run_context
+
+DETECTED_COLUMNS = [
+    "exception_id", "exception_type", "sku_id", "location_id", "week_start", "reference_id", "impact_value",
+    "priority", "escalate_to_sop", "explanation", "caused_by_exception_id", "shortfall_qty", "weeks_affected",
+    "week_index",
+]
+
+
+@dataclass(frozen=True)
+class AlertBudget:
+    """What an alert budget held back: how many open exceptions and the money they represent."""
+
+    kept: int
+    held_back: int
+    held_back_value: float
+
+
+def detect_exceptions(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Every open exception of this run, ranked (priority 1 = act first), one row per stable id."""
+    run = read_run_context(conn)
+    parts = [rule(conn, config) for rule in RULES.values()]
+    candidates = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
+        not p.empty for p in parts) else parts[0]
+    if candidates.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in DETECTED_COLUMNS})
+    candidates["horizon_weeks"] = run.horizon_weeks
+    candidates["impact_value"] = impact_value(candidates, config)
+    candidates = candidates[candidates["impact_value"] >= config.min_impact_value].copy()
+    candidates["week_start"] = pd.to_datetime(candidates["week_start"]).dt.date
+    candidates["exception_id"] = exception_ids(candidates)
+    # the same key twice (cannot happen by construction) would break the grain: keep the biggest
+    candidates = candidates.sort_values("impact_value", ascending=False).drop_duplicates("exception_id")
+    candidates = link_root_causes(candidates)
+    candidates["escalate_to_sop"] = escalate_to_sop(candidates, run.time_fence_weeks)
+    candidates["priority"] = rank_priority(candidates, config)
+    candidates["shortfall_qty"] = candidates["qty"].astype(float).round(2)
+    return candidates.sort_values("priority")[DETECTED_COLUMNS].reset_index(drop=True)
+
+
+def apply_alert_budget(detected: pd.DataFrame, max_open: int) -> tuple[pd.DataFrame, AlertBudget]:
+    """Keep the top ``max_open`` exceptions by priority (0: all); report what was held back."""
+    if max_open <= 0 or len(detected) <= max_open:
+        return detected, AlertBudget(kept=len(detected), held_back=0, held_back_value=0.0)
+    ranked = detected.sort_values("priority")
+    kept, held = ranked.iloc[:max_open], ranked.iloc[max_open:]
+    return kept, AlertBudget(kept=len(kept), held_back=len(held), held_back_value=float(held["impact_value"].sum()))

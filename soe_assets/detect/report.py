@@ -1,0 +1,69 @@
+"""The planner's view of the ``exceptions`` mart on a terminal (``soe exceptions``)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+
+class NoExceptionsYet(Exception):
+    """No run has published exceptions at the given place."""
+
+
+def load_exceptions(*, publish_dir: Path | None = None, warehouse: Path | None = None) -> pd.DataFrame:
+    """The latest ``exceptions`` mart: the published Parquet file, or the warehouse opened read-only."""
+    if warehouse is not None:
+        if not warehouse.exists():
+            raise NoExceptionsYet(f"no warehouse at {warehouse}: run 'soe run' first")
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            found = conn.execute("SELECT count(*) FROM information_schema.tables "
+                                 "WHERE table_schema = 'marts' AND table_name = 'exceptions'").fetchone()[0]
+            if not found:
+                raise NoExceptionsYet(f"{warehouse} has no marts.exceptions yet: run 'soe run' first")
+            return conn.execute("SELECT * FROM marts.exceptions").df()
+    path = Path(publish_dir or ".") / "exceptions.parquet"
+    if not path.exists():
+        raise NoExceptionsYet(f"no published exceptions at {path}: run 'soe run' (or 'soe demo') first")
+    return pd.read_parquet(path)
+
+
+def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str | None = None,
+                      location: str | None = None, width: int = 160) -> str:
+    """The ranked open exceptions as a readable table, plus a line on what was resolved."""
+    rows = frame
+    if exception_type:
+        rows = rows[rows["exception_type"].eq(exception_type)]
+    if location:
+        rows = rows[rows["location_id"].eq(location)]
+    open_rows = rows[rows["status"].eq("open")].sort_values("priority")
+    resolved = rows[rows["status"].eq("resolved")]
+    as_of = str(frame["as_of"].iloc[0])[:10] if len(frame) else "?"
+    lines = [f"exceptions as of {as_of}: {len(open_rows)} open"
+             + (f" (showing the top {top})" if len(open_rows) > top else "")
+             + f", {len(resolved)} resolved since the last run; open impact {open_rows['impact_value'].sum():,.0f}"]
+    if open_rows.empty:
+        lines.append("nothing needs attention.")
+    else:
+        shown = open_rows.head(top).copy()
+        shown["where"] = shown["sku_id"].fillna("").astype(str).where(shown["sku_id"].notna(), "-") + " @ " + \
+            shown["location_id"].fillna("-").astype(str)
+        shown["when"] = shown["week_start"].astype(str).str[:10].replace({"NaT": "-", "None": "-", "nan": "-"})
+        shown["new"] = (shown["first_detected_on"].astype(str).str[:10] == as_of).map({True: "new", False: ""})
+        shown["sop"] = shown["escalate_to_sop"].map({True: "S&OP", False: ""})
+        header = f"{'#':>3}  {'type':<20} {'where':<22} {'when':<10} {'impact':>12}  {'':<4} {'':<3}  explanation"
+        lines += [header, "-" * min(width, len(header) + 60)]
+        indent = 3 + 2 + 21 + 23 + 11 + 13 + 2 + 5 + 4 + 2
+        wrap = max(40, width - indent)
+        for row in shown.itertuples():
+            text = textwrap.wrap(str(row.explanation), wrap) or [""]
+            lines.append(f"{int(row.priority):>3}  {row.exception_type:<20} {row.where[:22]:<22} {row.when:<10} "
+                         f"{row.impact_value:>12,.0f}  {row.sop:<4} {row.new:<3}  {text[0]}")
+            lines += [" " * indent + more for more in text[1:]]
+    if len(resolved):
+        lines.append("resolved since the last run: " + ", ".join(
+            (resolved["exception_type"] + " " + resolved["sku_id"].fillna("").astype(str) + "@"
+             + resolved["location_id"].fillna("").astype(str)).head(10)) + (" ..." if len(resolved) > 10 else ""))
+    return "\n".join(lines)

@@ -1,0 +1,556 @@
+"""Detection rules: one function per exception type, DuckDB SQL over the trusted view and staging.
+
+Every rule returns a frame of *candidates* with the columns of ``CANDIDATE_COLUMNS``:
+where it bites, the first affected week, the quantity at stake (``qty``, the
+basis of ``impact_value``), the unit money values and one planner sentence.
+``absorbable`` says whether a response inside the time fence can absorb it
+(NULL: decided by the week alone). Thresholds come from ``DetectionConfig``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+import pandas as pd
+
+from soe_assets.detect.config import DetectionConfig
+
+CANDIDATE_COLUMNS = [
+    "exception_type", "sku_id", "location_id", "week_start", "week_index", "reference_id",
+    "qty", "unit_price", "unit_cost", "weeks_affected", "absorbable", "explanation",
+]
+
+RUN = """
+run as (
+    select
+        as_of,
+        horizon_weeks,
+        time_fence_weeks,
+        cast(date_trunc('week', as_of) as date) as week0
+    from raw.run_context
+)"""
+
+
+def _week_index(date_sql: str) -> str:
+    """Horizon week of a date (negative in the past), relative to ``run.week0``."""
+    return f"cast(floor(datediff('day', run.week0, {date_sql}) / 7.0) as integer)"
+
+
+def _num(sql: str) -> str:
+    """A quantity as text for an explanation (no decimals)."""
+    return f"printf('%,.0f', {sql})"
+
+
+def _money(sql: str) -> str:
+    return f"printf('%,.0f', {sql})"
+
+
+def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
+    frame = conn.execute(sql, params or []).df()
+    for column in CANDIDATE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    return frame[CANDIDATE_COLUMNS]
+
+
+# --------------------------------------------------------------------------- demand vs plan
+
+
+def _weekly_demand_sql(config: DetectionConfig) -> str:
+    """Per customer-facing SKU-location and week -recent..near-1: actual/booked demand and plan.
+
+    Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers
+    out by ship_date (the plan at a location covers the replenishment it ships too).
+    """
+    first, last = -config.demand_recent_weeks, config.demand_near_weeks - 1
+    return f"""
+with {RUN},
+customer_locations as (
+    select distinct sku_id, location_id from staging.stg_sales_orders
+    union
+    select distinct sku_id, location_id from staging.stg_pos_sales
+),
+demand_events as (
+    select sku_id, location_id, requested_date as event_date, ordered_qty as qty
+    from staging.stg_sales_orders where status <> 'cancelled'
+    union all
+    select sku_id, location_id, sale_date, qty from staging.stg_pos_sales
+    union all
+    select sku_id, from_location_id, ship_date, qty from staging.stg_shipments
+),
+weeks as (
+    select range as week_index from range({first}, {last + 1})
+),
+demand as (
+    select demand_events.sku_id, demand_events.location_id,
+           {_week_index('demand_events.event_date')} as week_index,
+           sum(demand_events.qty) as demand_qty
+    from demand_events cross join run
+    group by all
+),
+plan as (
+    select p.sku_id, p.location_id, {_week_index('p.week_start')} as week_index, p.demand_qty as plan_qty
+    from intermediate.int_committed_plan as p cross join run
+),
+grid as (
+    select c.sku_id, c.location_id, weeks.week_index,
+           cast(run.week0 + to_days(cast(7 * weeks.week_index as integer)) as date) as week_start,
+           coalesce(demand.demand_qty, 0) as demand_qty,
+           coalesce(plan.plan_qty, 0) as plan_qty
+    from customer_locations as c
+    cross join weeks
+    cross join run
+    left join demand using (sku_id, location_id, week_index)
+    left join plan using (sku_id, location_id, week_index)
+)
+select grid.*, skus.unit_price, skus.unit_cost
+from grid left join staging.stg_skus as skus using (sku_id)
+"""
+
+
+def _demand_windows_sql(config: DetectionConfig, last_start: int) -> str:
+    """Rolling windows of ``demand_window_weeks`` weeks starting at weeks -recent..last_start: demand and
+    plan summed over the window (a line booked a week early or late cancels out inside it)."""
+    n = config.demand_window_weeks
+    return f"""
+with {RUN},
+weekly as ({_weekly_demand_sql(config)}),
+windows as (
+    select *,
+        sum(demand_qty) over w as window_demand_qty,
+        sum(plan_qty) over w as window_plan_qty,
+        count(*) over w as window_weeks,
+        strftime(week_start, '%Y-%m-%d') || ' to ' || strftime(cast(week_start + to_days({7 * n - 1}) as date), '%Y-%m-%d')
+            as window_label
+    from weekly
+    window w as (partition by sku_id, location_id order by week_index rows between current row and {n - 1} following)
+)
+select * from windows where window_weeks = {n} and week_index <= {last_start}
+"""
+
+
+def demand_above_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Actual (past weeks) plus booked (weeks 0..3) demand well above the committed plan over a few
+    consecutive weeks. Booked orders can only grow, so booked above plan is a firm signal."""
+    last_start = config.demand_near_weeks - config.demand_window_weeks
+    sql = f"""
+with windows as ({_demand_windows_sql(config, last_start)}),
+flagged as (
+    select *, window_demand_qty - window_plan_qty as gap
+    from windows
+    where window_demand_qty >= window_plan_qty * (1 + ?) and window_demand_qty - window_plan_qty >= ?
+),
+best as (
+    select *, row_number() over (partition by sku_id, location_id order by gap desc, week_index) as rank,
+           count(*) over (partition by sku_id, location_id) as windows_flagged,
+           min(week_index) over (partition by sku_id, location_id) as first_week
+    from flagged
+),
+{RUN}
+select
+    'demand_above_plan' as exception_type, sku_id, location_id,
+    cast(run.week0 + to_days(cast(7 * greatest(first_week, 0) as integer)) as date) as week_start,
+    greatest(first_week, 0) as week_index, null as reference_id, gap as qty, unit_price, unit_cost,
+    windows_flagged as weeks_affected,
+    case when window_plan_qty > 0 and window_demand_qty / window_plan_qty < 1 + ? then true else false end as absorbable,
+    'Demand for ' || sku_id || ' at ' || location_id || ' runs ' || {_num('window_demand_qty')} || ' units against a plan of '
+        || {_num('window_plan_qty')}
+        || case when window_plan_qty > 0 then ' (' || printf('%+.0f', 100 * (window_demand_qty / window_plan_qty - 1)) || '%)' else '' end
+        || ' from ' || window_label || ' (actual, and booked orders for coming weeks): '
+        || {_num('gap')} || ' units more than the supply planned for them.' as explanation
+from best cross join run
+where rank = 1
+"""
+    return _frame(conn, sql, [config.demand_above_rel, config.demand_min_units, config.escalate_demand_variance])
+
+
+def demand_below_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Actual demand well below plan over the last completed weeks and week 0.
+
+    Only weeks whose demand is known count (past weeks, and week 0 whose order book
+    is nearly complete): later weeks are normally only partly booked, so booked
+    below plan there is no drop.
+    """
+    sql = f"""
+with windows as ({_demand_windows_sql(config, -config.demand_recent_weeks)})
+, {RUN}
+select
+    'demand_below_plan' as exception_type, sku_id, location_id,
+    run.week0 as week_start, 0 as week_index, null as reference_id,
+    window_plan_qty - window_demand_qty as qty, unit_price, unit_cost, {config.demand_window_weeks} as weeks_affected,
+    case when window_demand_qty / window_plan_qty > 1 - ? then true else false end as absorbable,
+    'Demand for ' || sku_id || ' at ' || location_id || ' was ' || {_num('window_demand_qty')} || ' units against a plan of '
+        || {_num('window_plan_qty')} || ' (' || printf('%+.0f', 100 * (window_demand_qty / window_plan_qty - 1))
+        || '%) from ' || window_label || ': ' || {_num('window_plan_qty - window_demand_qty')}
+        || ' planned units did not sell; supply still follows the plan.' as explanation
+from windows cross join run
+where week_index = -{config.demand_recent_weeks} and window_plan_qty > 0
+  and window_demand_qty <= window_plan_qty * (1 - ?) and window_plan_qty - window_demand_qty >= ?
+"""
+    return _frame(conn, sql, [config.escalate_demand_variance, config.demand_below_rel, config.demand_min_units])
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def _spare_stock_sql() -> str:
+    """Per SKU and receiving location: stock other locations could send along a lane inside the fence
+    (their lowest projected balance above safety stock over the fence weeks)."""
+    return """
+spare as (
+    select sku_id, location_id, greatest(min(projected_available_qty - safety_stock_qty), 0) as spare_qty
+    from marts.sku_location_week where inside_time_fence
+    group by sku_id, location_id
+),
+reachable as (
+    select lanes.to_location_id as location_id, spare.sku_id, sum(spare.spare_qty) as spare_qty
+    from spare
+    inner join staging.stg_lanes as lanes on lanes.from_location_id = spare.location_id
+    group by all
+)"""
+
+
+def projected_stockout(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """The projected available balance goes negative in some horizon week."""
+    sql = f"""
+with {RUN}, {_spare_stock_sql()},
+slw as (
+    select *, avg(sensed_demand_qty) over (partition by sku_id, location_id) as avg_week_demand
+    from marts.sku_location_week
+),
+short as (
+    select * from slw
+    where projected_available_qty < -greatest(?, ? * avg_week_demand)
+),
+agg as (
+    select sku_id, location_id, min(week_index) as first_week, count(*) as weeks_affected,
+           -min(projected_available_qty) as qty, any_value(unit_price) as unit_price, any_value(unit_cost) as unit_cost,
+           arg_min(week_start, week_index) as week_start,
+           arg_min(projected_available_qty, week_index) as first_balance
+    from short group by sku_id, location_id
+)
+select
+    'projected_stockout' as exception_type, agg.sku_id, agg.location_id, agg.week_start, agg.first_week as week_index,
+    null as reference_id, agg.qty, agg.unit_price, agg.unit_cost, agg.weeks_affected,
+    coalesce(reachable.spare_qty, 0) >= agg.qty as absorbable,
+    agg.sku_id || ' at ' || agg.location_id || ' is projected to run out in the week of '
+        || strftime(agg.week_start, '%Y-%m-%d') || ' (balance ' || {_num('agg.first_balance')} || '), short '
+        || {_num('agg.qty')} || ' units at worst over ' || agg.weeks_affected || ' week(s); '
+        || {_num('coalesce(reachable.spare_qty, 0)')} || ' units are spare at locations with a lane to it.' as explanation
+from agg
+left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id = agg.location_id
+"""
+    return _frame(conn, sql, [config.stockout_min_units, config.stockout_min_rel])
+
+
+def below_safety_stock(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Inside the fence, the projection drops materially below the safety stock."""
+    sql = f"""
+with {RUN}, {_spare_stock_sql()},
+below as (
+    select *, safety_stock_qty - projected_available_qty as gap
+    from marts.sku_location_week
+    where inside_time_fence and safety_stock_qty > 0
+      and safety_stock_qty - projected_available_qty > greatest(? * safety_stock_qty, ?)
+),
+agg as (
+    select sku_id, location_id, min(week_index) as first_week, count(*) as weeks_affected,
+           least(max(gap), max(safety_stock_qty)) as qty, any_value(unit_price) as unit_price,
+           any_value(unit_cost) as unit_cost, arg_min(week_start, week_index) as week_start,
+           arg_min(projected_available_qty, week_index) as first_balance,
+           arg_min(safety_stock_qty, week_index) as first_safety
+    from below group by sku_id, location_id
+)
+select
+    'below_safety_stock' as exception_type, agg.sku_id, agg.location_id, agg.week_start, agg.first_week as week_index,
+    null as reference_id, agg.qty, agg.unit_price, agg.unit_cost, agg.weeks_affected,
+    coalesce(reachable.spare_qty, 0) >= agg.qty as absorbable,
+    agg.sku_id || ' at ' || agg.location_id || ' is projected at ' || {_num('agg.first_balance')}
+        || ' units against a safety stock of ' || {_num('agg.first_safety')} || ' in the week of '
+        || strftime(agg.week_start, '%Y-%m-%d') || ', up to ' || {_num('agg.qty')} || ' units of the buffer missing in '
+        || agg.weeks_affected || ' fence week(s).' as explanation
+from agg
+left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id = agg.location_id
+"""
+    return _frame(conn, sql, [config.safety_stock_rel, config.safety_stock_min_units])
+
+
+def excess_inventory(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Available stock now and at the end of the fence far above safety stock + N weeks of demand."""
+    sql = f"""
+with {RUN},
+slw as (
+    select *,
+        avg(case when week_index > 0 then sensed_demand_qty end) over (partition by sku_id, location_id) as avg_week_demand
+    from marts.sku_location_week
+),
+now as (
+    select * from slw where week_index = 0
+),
+fence_end as (
+    select slw.* from slw cross join run where slw.week_index = least(run.time_fence_weeks, run.horizon_weeks) - 1
+),
+measured as (
+    select now.sku_id, now.location_id, now.week_start, now.unit_price, now.unit_cost,
+           now.available_stock_qty, coalesce(now.avg_week_demand, 0) as avg_week_demand,
+           now.available_stock_qty - now.safety_stock_qty - ? * coalesce(now.avg_week_demand, 0) as excess_now,
+           fence_end.projected_available_qty - fence_end.safety_stock_qty
+               - ? * coalesce(now.avg_week_demand, 0) as excess_at_fence
+    from now inner join fence_end using (sku_id, location_id)
+)
+select
+    'excess_inventory' as exception_type, sku_id, location_id, week_start, 0 as week_index, null as reference_id,
+    least(excess_now, excess_at_fence) as qty, unit_price, unit_cost, 1 as weeks_affected, null as absorbable,
+    sku_id || ' at ' || location_id || ' holds ' || {_num('available_stock_qty')} || ' units available = '
+        || case when avg_week_demand > 0 then printf('%.1f', available_stock_qty / avg_week_demand) || ' weeks'
+                else 'unlimited weeks' end
+        || ' of cover against safety stock + ' || printf('%g', ?) || ' weeks; about '
+        || {_num('least(excess_now, excess_at_fence)')} || ' units (' || {_money('least(excess_now, excess_at_fence) * unit_cost')}
+        || ' at cost) are excess.' as explanation
+from measured
+where excess_now >= ? and excess_at_fence >= ?
+"""
+    k = config.excess_cover_weeks
+    return _frame(conn, sql, [k, k, k, config.excess_min_units, config.excess_min_units])
+
+
+# --------------------------------------------------------------------------- supply execution
+
+
+def _late_supply(conn: duckdb.DuckDBPyConnection, config: DetectionConfig, kind: str, exception_type: str,
+                 describe: str) -> pd.DataFrame:
+    """Open supply expected later than promised: confirmed/ETA after the promised date, or past due.
+
+    delay_days = greatest(due_date, as_of) - promised_date: a supply item still open after its
+    due date is expected no earlier than today.
+    """
+    sql = f"""
+with {RUN},
+late as (
+    select s.*, datediff('day', s.promised_date, greatest(s.due_date, run.as_of)) as delay_days,
+           {_week_index('s.promised_date')} as promised_week
+    from intermediate.int_open_supply as s cross join run
+    where s.supply_kind = ?
+)
+select
+    ? as exception_type, late.sku_id, late.location_id,
+    cast(run.week0 + to_days(cast(7 * late.promised_week as integer)) as date) as week_start,
+    late.promised_week as week_index, late.reference_id, late.qty, skus.unit_price, skus.unit_cost,
+    1 as weeks_affected, null as absorbable,
+    {describe} as explanation
+from late cross join run left join staging.stg_skus as skus using (sku_id)
+where late.delay_days > ?
+"""
+    return _frame(conn, sql, [kind, exception_type, config.slip_tolerance_days])
+
+
+def late_purchase_order(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    describe = (
+        "'PO line ' || late.reference_id || coalesce(' from ' || late.supplier_id, '') || ': ' || " + _num("late.qty")
+        + " || ' units of ' || late.sku_id || ' for ' || late.location_id || ' promised '"
+        " || strftime(late.promised_date, '%Y-%m-%d') || case when late.due_date <= run.as_of"
+        " then ', confirmed ' || strftime(late.due_date, '%Y-%m-%d') || ' and still not received'"
+        " else ', now confirmed for ' || strftime(late.due_date, '%Y-%m-%d') end"
+        " || ' (' || late.delay_days || ' days late).'"
+    )
+    return _late_supply(conn, config, "purchase_order", "late_purchase_order", describe)
+
+
+def late_transfer(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    describe = (
+        "'Transfer ' || late.reference_id || ' of ' || " + _num("late.qty")
+        + " || ' units of ' || late.sku_id || ' from ' || coalesce(late.from_location_id, '?') || ' to ' || late.location_id"
+        " || ' was due to arrive ' || strftime(late.promised_date, '%Y-%m-%d') || case when late.due_date <= run.as_of"
+        " then ', ETA ' || strftime(late.due_date, '%Y-%m-%d') || ' has passed and it has not arrived'"
+        " else ', ETA now ' || strftime(late.due_date, '%Y-%m-%d') end || ' (' || late.delay_days || ' days late).'"
+    )
+    return _late_supply(conn, config, "transfer", "late_transfer", describe)
+
+
+def production_shortfall(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Production orders behind schedule: still open after their planned finish, or finished recently
+    materially short of the planned quantity."""
+    sql = f"""
+with {RUN},
+orders as (
+    select p.*, {_week_index('p.planned_finish_date')} as finish_week,
+           datediff('day', p.planned_finish_date, run.as_of) as days_past_finish
+    from staging.stg_production_orders as p cross join run
+    where p.status <> 'cancelled'
+),
+behind as (
+    select *, planned_qty - completed_qty as qty, 'late' as reason
+    from orders
+    where status in ('planned', 'released', 'in_progress') and days_past_finish > ? and planned_qty > completed_qty
+    union all
+    select *, planned_qty - completed_qty as qty, 'short' as reason
+    from orders
+    where status = 'completed' and completed_qty < planned_qty * (1 - ?)
+      and days_past_finish between 0 and ?
+)
+select
+    'production_shortfall' as exception_type, behind.sku_id, behind.location_id,
+    cast(run.week0 + to_days(cast(7 * behind.finish_week as integer)) as date) as week_start,
+    behind.finish_week as week_index, behind.production_order_id as reference_id, behind.qty,
+    skus.unit_price, skus.unit_cost, 1 as weeks_affected, null as absorbable,
+    'Production order ' || behind.production_order_id || ' (' || behind.sku_id || ' on ' || behind.resource_id
+        || ' at ' || behind.location_id || ') planned ' || {_num('behind.planned_qty')} || ' units by '
+        || strftime(behind.planned_finish_date, '%Y-%m-%d') || case when behind.reason = 'late'
+            then ' is still ' || behind.status || ' with ' || {_num('behind.completed_qty')} || ' done ('
+                 || behind.days_past_finish || ' days late)'
+            else ' but finished only ' || {_num('behind.completed_qty')} end
+        || ': ' || {_num('behind.qty')} || ' units short.' as explanation
+from behind cross join run left join staging.stg_skus as skus using (sku_id)
+"""
+    return _frame(conn, sql, [config.slip_tolerance_days, config.production_short_rel,
+                              config.production_short_lookback_days])
+
+
+def capacity_overload(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Planned output of a resource in a horizon week (non-cancelled orders by planned finish) above
+    its capacity. Absorbable when earlier fence weeks of the same resource have the spare capacity."""
+    sql = f"""
+with {RUN},
+load as (
+    select p.location_id, p.resource_id, {_week_index('p.planned_finish_date')} as week_index,
+           sum(p.planned_qty) as load_qty,
+           sum(p.planned_qty * skus.unit_price) / nullif(sum(p.planned_qty), 0) as unit_price,
+           sum(p.planned_qty * skus.unit_cost) / nullif(sum(p.planned_qty), 0) as unit_cost
+    from staging.stg_production_orders as p
+    cross join run
+    left join staging.stg_skus as skus using (sku_id)
+    where p.status <> 'cancelled'
+    group by all
+),
+weekly as (
+    select c.location_id, c.resource_id, c.week_start, {_week_index('c.week_start')} as week_index,
+           c.capacity_qty, coalesce(load.load_qty, 0) as load_qty, load.unit_price, load.unit_cost,
+           run.time_fence_weeks
+    from staging.stg_resource_capacity as c
+    cross join run
+    left join load on load.location_id = c.location_id and load.resource_id = c.resource_id
+        and load.week_index = {_week_index('c.week_start')}
+    where {_week_index('c.week_start')} between 0 and run.horizon_weeks - 1
+),
+with_spare as (
+    select *,
+        coalesce(sum(case when week_index < time_fence_weeks then greatest(capacity_qty - load_qty, 0) end) over (
+            partition by location_id, resource_id order by week_index
+            rows between unbounded preceding and 1 preceding), 0) as spare_before
+    from weekly
+)
+select
+    'capacity_overload' as exception_type, null as sku_id, location_id, week_start, week_index,
+    resource_id as reference_id, load_qty - capacity_qty as qty, unit_price, unit_cost, 1 as weeks_affected,
+    (week_index < time_fence_weeks and spare_before >= load_qty - capacity_qty) as absorbable,
+    'Resource ' || resource_id || ' at ' || location_id || ' has ' || {_num('load_qty')} || ' units planned in the week of '
+        || strftime(week_start, '%Y-%m-%d') || ' against a capacity of ' || {_num('capacity_qty')} || ': '
+        || {_num('load_qty - capacity_qty')} || ' units over (' || printf('%+.0f', 100 * (load_qty / nullif(capacity_qty, 0) - 1))
+        || '%); ' || {_num('spare_before')} || ' units are free in earlier fence weeks.' as explanation
+from with_spare
+where load_qty - capacity_qty > greatest(? * capacity_qty, ?)
+"""
+    return _frame(conn, sql, [config.capacity_overload_rel, config.capacity_min_units])
+
+
+def quality_hold(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Stock on quality hold where the projection without it falls materially below safety stock (or
+    below zero) inside the fence: the hold causes or threatens a shortage."""
+    sql = f"""
+with {RUN},
+short as (
+    select *, safety_stock_qty - projected_available_qty as gap
+    from marts.sku_location_week
+    where inside_time_fence and quality_hold_qty >= ?
+      and (safety_stock_qty - projected_available_qty > greatest(? * safety_stock_qty, ?)
+           or projected_available_qty < -?)
+),
+agg as (
+    select sku_id, location_id, min(week_index) as first_week, count(*) as weeks_affected,
+           max(quality_hold_qty) as hold_qty, max(on_hand_qty) as on_hand_qty, max(gap) as gap,
+           arg_min(week_start, week_index) as week_start,
+           any_value(unit_price) as unit_price, any_value(unit_cost) as unit_cost
+    from short group by sku_id, location_id
+)
+select
+    'quality_hold' as exception_type, sku_id, location_id, week_start, first_week as week_index, null as reference_id,
+    least(hold_qty, gap) as qty, unit_price, unit_cost, weeks_affected, null as absorbable,
+    {_num('hold_qty')} || ' of ' || {_num('on_hand_qty')} || ' units of ' || sku_id || ' at ' || location_id
+        || ' are on quality hold; without them the projection falls ' || {_num('gap')}
+        || ' units below safety stock from the week of ' || strftime(week_start, '%Y-%m-%d')
+        || ': releasing ' || {_num('least(hold_qty, gap)')} || ' units would cover it.' as explanation
+from agg
+"""
+    return _frame(conn, sql, [config.quality_hold_min_units, config.safety_stock_rel, config.safety_stock_min_units,
+                              config.stockout_min_units])
+
+
+# --------------------------------------------------------------------------- data quality
+
+
+def data_quality(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """Bad data is itself an exception: one per source file with quarantined rows (a whole rejected
+    file counts as 50 rows), one per reconciliation finding, one per stale source."""
+    sql = f"""
+with {RUN},
+quarantined as (
+    select source, file, count(*) as rows, count(*) filter (where row_number is null) as whole_files,
+           any_value(reason) as example_reason
+    from raw.quarantine group by source, file
+),
+from_quarantine as (
+    select 'data_quality' as exception_type, null as sku_id, null as location_id, null as week_start,
+           null as week_index, source || '/' || file as reference_id,
+           case when whole_files > 0 then 50 else rows end as qty, null as unit_price, ? as unit_cost,
+           1 as weeks_affected, true as absorbable,
+           case when whole_files > 0 then 'The whole file ' || source || '/' || file || ' was rejected: ' || example_reason
+                else rows || ' row(s) of ' || source || '/' || file || ' were quarantined (e.g. ' || example_reason || ')'
+           end || '; see data_quality_issues.' as explanation
+    from quarantined
+),
+findings as (
+    select 'data_quality' as exception_type, f.sku_id, f.location_id, null as week_start, null as week_index,
+           f.finding_type || ':' || f.reference_id as reference_id, coalesce(f.qty, 0) as qty,
+           skus.unit_price, skus.unit_cost, 1 as weeks_affected, true as absorbable,
+           'Reconciliation finding (' || f.finding_type || '): ' || f.detail as explanation
+    from marts.reconciliation_findings as f left join staging.stg_skus as skus using (sku_id)
+),
+stale as (
+    select 'data_quality' as exception_type, null as sku_id, null as location_id, null as week_start,
+           null as week_index, 'freshness:' || log.source as reference_id, 50 as qty, null as unit_price,
+           ? as unit_cost, 1 as weeks_affected, true as absorbable,
+           'The newest extract of ' || log.source || ' is from ' || strftime(log.latest_extract_date, '%Y-%m-%d') || ', '
+               || datediff('day', log.latest_extract_date, run.as_of) || ' days before as_of (limit '
+               || case when log.source in ('skus', 'locations', 'lanes', 'sop_plan') then ? else ? end
+               || ' days): its data may be stale.' as explanation
+    from raw.ingest_log as log cross join run
+    where log.files_read > 0
+      and datediff('day', log.latest_extract_date, run.as_of)
+          > case when log.source in ('skus', 'locations', 'lanes', 'sop_plan') then ? else ? end
+)
+select * from from_quarantine
+union all by name select * from findings
+union all by name select * from stale
+"""
+    dq = config.dq_value_per_row
+    params = [dq, dq, config.freshness_days_master, config.freshness_days_execution,
+              config.freshness_days_master, config.freshness_days_execution]
+    frame = _frame(conn, sql, params)
+    frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
+    return frame
+
+
+RULES: dict[str, Callable[[duckdb.DuckDBPyConnection, DetectionConfig], pd.DataFrame]] = {
+    "demand_above_plan": demand_above_plan,
+    "demand_below_plan": demand_below_plan,
+    "projected_stockout": projected_stockout,
+    "below_safety_stock": below_safety_stock,
+    "excess_inventory": excess_inventory,
+    "late_purchase_order": late_purchase_order,
+    "late_transfer": late_transfer,
+    "production_shortfall": production_shortfall,
+    "capacity_overload": capacity_overload,
+    "quality_hold": quality_hold,
+    "data_quality": data_quality,
+}

@@ -1,0 +1,157 @@
+"""Unit tests of the exception engine's pure functions on hand-made frames (no pipeline run)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from soe_assets.detect.config import DetectionConfig
+from soe_assets.detect.engine import apply_alert_budget
+from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
+from soe_assets.detect.lifecycle import mart_rows, track_lifecycle
+from soe_assets.detect.report import format_exceptions
+
+CONFIG = DetectionConfig()
+
+
+def candidates(rows: list[dict]) -> pd.DataFrame:
+    base = {"sku_id": "SKU-A", "location_id": "DC-1", "reference_id": None, "week_start": date(2026, 11, 16),
+            "week_index": 0, "unit_price": 100.0, "unit_cost": 40.0, "absorbable": None, "explanation": "x",
+            "horizon_weeks": 13}
+    return pd.DataFrame([base | row for row in rows])
+
+
+@pytest.mark.parametrize(
+    ("exception_type", "qty", "expected"),
+    [
+        ("projected_stockout", 30, 30 * 100.0),  # shortfall x unit price
+        ("below_safety_stock", 12, 12 * 100.0),
+        ("quality_hold", 5, 5 * 100.0),
+        ("demand_above_plan", 80, 80 * 100.0),
+        ("demand_below_plan", 50, 50 * 100.0),
+        ("capacity_overload", 10, 10 * 100.0),
+        ("late_purchase_order", 200, 200 * 40.0),  # delayed supply at cost
+        ("late_transfer", 70, 70 * 40.0),
+        ("production_shortfall", 76, 76 * 40.0),
+        ("excess_inventory", 520, 520 * 40.0 * 0.25 * 13 / 52),  # carrying cost over the horizon = 1,300
+        ("data_quality", 3, 3 * 40.0),
+    ],
+)
+def test_impact_formula_per_type(exception_type: str, qty: float, expected: float) -> None:
+    frame = candidates([{"exception_type": exception_type, "qty": qty}])
+    assert impact_value(frame, CONFIG).iloc[0] == pytest.approx(expected)
+
+
+def test_excess_carrying_cost_worked_example() -> None:
+    # 520 excess units x 40 cost x 25 %/year x 13/52 year = 1,300
+    frame = candidates([{"exception_type": "excess_inventory", "qty": 520}])
+    assert impact_value(frame, CONFIG).iloc[0] == 1300.0
+
+
+def test_negative_or_missing_quantities_are_worth_nothing() -> None:
+    frame = candidates([{"exception_type": "projected_stockout", "qty": -5},
+                        {"exception_type": "projected_stockout", "qty": None, "unit_price": None}])
+    assert impact_value(frame, CONFIG).tolist() == [0.0, 0.0]
+
+
+def test_exception_ids_are_stable_and_independent_of_row_order() -> None:
+    frame = candidates([
+        {"exception_type": "late_purchase_order", "reference_id": "PO-1:1", "qty": 1},
+        {"exception_type": "late_purchase_order", "reference_id": "PO-1:2", "qty": 1},
+        {"exception_type": "projected_stockout", "qty": 1},
+        {"exception_type": "capacity_overload", "sku_id": None, "reference_id": "LINE-1", "qty": 1},
+        {"exception_type": "capacity_overload", "sku_id": None, "reference_id": "LINE-1", "qty": 1,
+         "week_start": date(2026, 11, 23)},
+    ])
+    ids = exception_ids(frame)
+    assert ids.is_unique and ids.str.match(r"^EX-[0-9a-f]{16}$").all()
+    reversed_ids = exception_ids(frame.iloc[::-1].reset_index(drop=True))
+    assert reversed_ids.tolist() == ids.tolist()[::-1]
+    # a different impact or week (outside capacity) does not change the id: only the problem's key does
+    moved = frame.assign(qty=99, week_start=date(2026, 12, 7))
+    assert exception_ids(moved).iloc[:3].tolist() == ids.iloc[:3].tolist()
+
+
+def test_priority_ranks_by_money_discounted_by_distance_and_is_unique() -> None:
+    frame = candidates([
+        {"exception_type": "projected_stockout", "qty": 1, "week_index": 0},
+        {"exception_type": "projected_stockout", "qty": 1, "week_index": 10},
+        {"exception_type": "projected_stockout", "qty": 1, "week_index": 0},
+        {"exception_type": "data_quality", "qty": 1, "week_index": None},
+    ])
+    frame["exception_id"] = ["EX-b", "EX-c", "EX-a", "EX-d"]
+    # scores: 5000, 9000 / (1 + 0.1 x 10) = 4500, 5000, 2000 x 0.5 = 1000
+    frame["impact_value"] = [5000.0, 9000.0, 5000.0, 2000.0]
+    assert rank_priority(frame, CONFIG).tolist() == [2, 3, 1, 4]
+
+
+def test_escalation_beyond_fence_or_not_absorbable() -> None:
+    frame = candidates([
+        {"exception_type": "projected_stockout", "week_index": 2, "absorbable": True},
+        {"exception_type": "projected_stockout", "week_index": 2, "absorbable": False},
+        {"exception_type": "projected_stockout", "week_index": 4, "absorbable": True},
+        {"exception_type": "late_purchase_order", "week_index": -1, "absorbable": None},
+        {"exception_type": "data_quality", "week_index": None, "absorbable": True},
+    ])
+    assert escalate_to_sop(frame, time_fence_weeks=4).tolist() == [False, True, True, False, False]
+
+
+def test_root_cause_links_stockout_to_late_supply_and_upstream_production() -> None:
+    frame = candidates([
+        {"exception_type": "projected_stockout", "exception_id": "EX-so", "impact_value": 900.0},
+        {"exception_type": "demand_above_plan", "exception_id": "EX-dem", "impact_value": 5000.0},
+        {"exception_type": "late_purchase_order", "exception_id": "EX-po", "reference_id": "PO-7:1",
+         "impact_value": 100.0},
+        {"exception_type": "below_safety_stock", "sku_id": "SKU-B", "exception_id": "EX-ss", "impact_value": 50.0},
+        {"exception_type": "production_shortfall", "sku_id": "SKU-B", "location_id": "PLANT-1",
+         "exception_id": "EX-mo", "reference_id": "MO-3", "impact_value": 80.0},
+        {"exception_type": "projected_stockout", "sku_id": "SKU-C", "exception_id": "EX-alone", "impact_value": 1.0},
+    ])
+    linked = link_root_causes(frame).set_index("exception_id")
+    # late supply is stronger evidence than demand above plan, whatever the money
+    assert linked.loc["EX-so", "caused_by_exception_id"] == "EX-po"
+    assert "late purchase order PO-7:1" in linked.loc["EX-so", "explanation"]
+    assert linked.loc["EX-ss", "caused_by_exception_id"] == "EX-mo"
+    assert pd.isna(linked.loc["EX-alone", "caused_by_exception_id"])
+    assert pd.isna(linked.loc["EX-po", "caused_by_exception_id"])
+
+
+def detected(ids: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "exception_id": ids, "exception_type": "projected_stockout", "sku_id": "SKU-A", "location_id": "DC-1",
+        "week_start": date(2026, 11, 16), "reference_id": None, "impact_value": [100.0 * (i + 1) for i in range(len(ids))],
+        "priority": list(range(1, len(ids) + 1)), "escalate_to_sop": False, "explanation": "short",
+        "caused_by_exception_id": None, "shortfall_qty": 1.0, "weeks_affected": 1, "week_index": 0,
+    })
+
+
+def test_lifecycle_new_still_open_and_resolved() -> None:
+    first = track_lifecycle(detected(["EX-1", "EX-2"]), pd.DataFrame(), date(2026, 11, 18))
+    assert first["status"].eq("open").all() and first["first_detected_on"].eq(date(2026, 11, 18)).all()
+    second = track_lifecycle(detected(["EX-2", "EX-3"]), first, date(2026, 11, 25)).set_index("exception_id")
+    assert second.loc["EX-2", "status"] == "open" and second.loc["EX-2", "first_detected_on"] == date(2026, 11, 18)
+    assert second.loc["EX-3", "first_detected_on"] == date(2026, 11, 25)
+    assert second.loc["EX-1", "status"] == "resolved" and second.loc["EX-1", "resolved_on"] == date(2026, 11, 25)
+    assert pd.isna(second.loc["EX-1", "priority"])
+    # resolved ones are reported once: the next run no longer carries them
+    third = track_lifecycle(detected(["EX-2", "EX-3"]), second.reset_index(), date(2026, 12, 2))
+    assert set(third["exception_id"]) == {"EX-2", "EX-3"}
+
+
+def test_alert_budget_keeps_top_n_and_reports_the_rest() -> None:
+    frame = detected(["EX-1", "EX-2", "EX-3"])
+    kept, budget = apply_alert_budget(frame, 2)
+    assert kept["exception_id"].tolist() == ["EX-1", "EX-2"]
+    assert (budget.held_back, budget.held_back_value) == (1, 300.0)
+    rows = track_lifecycle(frame, pd.DataFrame(), date(2026, 11, 18), kept_ids=set(kept["exception_id"]))
+    assert mart_rows(rows)["exception_id"].tolist() == ["EX-1", "EX-2"]
+    assert apply_alert_budget(frame, 0)[1].held_back == 0
+
+
+def test_planner_table_filters_and_orders() -> None:
+    rows = mart_rows(track_lifecycle(detected(["EX-1", "EX-2"]), pd.DataFrame(), date(2026, 11, 18)))
+    text = format_exceptions(rows, top=1)
+    assert "2 open (showing the top 1)" in text and "projected_stockout" in text
+    assert "nothing needs attention" in format_exceptions(rows, exception_type="late_transfer")
