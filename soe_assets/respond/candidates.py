@@ -1,0 +1,312 @@
+"""Inputs of the respond stage and its candidate actions, built set-wise (DuckDB SQL + pandas, no row loops).
+
+A candidate action is a variable of the optimisation model (``model.py``). Each has one or two
+*effects* on the projection: ``(sku, location, weeks start..end, sign)`` adds ``sign x qty`` to the
+end-of-week projected balance of those weeks.
+
+- ``reallocate_stock`` / ``alternate_source``: move stock along a lane from a donor to a short
+  location, departing in fence week d (week 0: tomorrow, later: the Monday), arriving after the
+  lane's transit days. Effects: -qty at the donor from week d on, +qty at the receiver from the
+  arrival week on. ``alternate_source`` when the donor is of another tier (plant -> DC) and is not the
+  receiver's usual source of that SKU (no shipment of it on that lane in the data), else
+  ``reallocate_stock``.
+- ``expedite_purchase_order`` / ``expedite_transfer``: pull an open PO line (confirmed date) or a
+  departed shipment (ETA) due in week a into an earlier fence week t (limited in days). Effect:
+  +qty at the receiving location in weeks t..a-1 (the receipt itself is unchanged from week a on).
+- ``pull_in_production``: finish an open production order due in week a in an earlier fence week t,
+  using the spare capacity of its resource in week t. Effect: +qty at the plant in weeks t..a-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from soe_assets.respond.config import RespondConfig
+from soe_assets.warehouse import RunContext
+
+ACTION_COLUMNS = [
+    "action_id", "sku_id", "action_type", "reference_id", "from_location_id", "to_location_id",
+    "depart_week", "arrive_week", "transit_days", "old_date", "new_date", "days_pulled",
+    "cost_per_unit", "upper_qty", "item_key", "item_qty", "resource_key", "capacity_week",
+]
+EFFECT_COLUMNS = ["action_id", "sku_id", "location_id", "start_week", "end_week", "sign"]
+
+
+@dataclass
+class Problem:
+    """Everything the model and the verifier need, for the SKUs with a shortage inside the fence."""
+
+    as_of: date
+    week0: date
+    horizon_weeks: int
+    fence_weeks: int
+    positions: pd.DataFrame
+    """sku_id, location_id, location_type, week_index, week_start, inside_time_fence, proj, ss, price,
+    sensed_demand, atp (one row per SKU-location-week of the SKUs concerned)."""
+    shortages: pd.DataFrame
+    """sku_id, location_id, short_qty (worst fence shortage), first_week (first short fence week)."""
+    actions: pd.DataFrame
+    effects: pd.DataFrame
+    capacity: pd.DataFrame
+    """resource_key, week_index, spare_qty (capacity minus planned load, >= 0)."""
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name]).fetchone()[0])
+
+
+SHORT_LOCATIONS_SQL = """
+with slw as (
+    select *, avg(sensed_demand_qty) over (partition by sku_id, location_id) as avg_week_demand
+    from marts.sku_location_week
+),
+flagged as (
+    select *, projected_available_qty < -greatest(?, ? * avg_week_demand) as is_short from slw
+)
+select sku_id, location_id,
+       max(case when inside_time_fence then greatest(-projected_available_qty, 0) else 0 end) as short_qty,
+       min(case when inside_time_fence and is_short then week_index end) as first_week,
+       min(case when is_short then week_index end) as first_short_week_any,
+       max(greatest(-projected_available_qty, 0)) as worst_short_qty,
+       any_value(unit_price) as price
+from flagged
+group by sku_id, location_id
+having bool_or(is_short)
+"""
+
+
+def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[Problem, pd.DataFrame]:
+    """Read the trusted view and the open supply; return the problem and every shortage of the horizon.
+
+    The second frame lists all short SKU-locations (``first_week`` NULL when the shortage lies only
+    beyond the fence): the caller escalates what the model cannot cover.
+    """
+    week0 = run.as_of - timedelta(days=run.as_of.weekday())
+    all_short = conn.execute(SHORT_LOCATIONS_SQL, [config.stockout_min_units, config.stockout_min_rel]).df()
+    in_fence = all_short[all_short["first_week"].notna()].copy()
+    in_fence["first_week"] = in_fence["first_week"].astype(int)
+    conn.register("_short", in_fence[["sku_id", "location_id"]])
+    try:
+        positions = conn.execute("""
+            select slw.sku_id, slw.location_id, coalesce(loc.location_type, '') as location_type, slw.week_index,
+                   slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
+                   slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
+                   slw.atp_qty as atp
+            from marts.sku_location_week as slw
+            left join staging.stg_locations as loc using (location_id)
+            where slw.sku_id in (select distinct sku_id from _short)
+            order by slw.sku_id, slw.location_id, slw.week_index
+        """).df()
+        lanes = conn.execute("""
+            select lanes.from_location_id, lanes.to_location_id, lanes.transit_days, lanes.cost_per_unit
+            from staging.stg_lanes as lanes
+            where lanes.to_location_id in (select distinct location_id from _short)
+        """).df()
+        usual = conn.execute("""
+            select distinct sh.sku_id, sh.from_location_id, sh.to_location_id
+            from staging.stg_shipments as sh
+            inner join _short on _short.sku_id = sh.sku_id and _short.location_id = sh.to_location_id
+        """).df()
+        supply = conn.execute("""
+            select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index, s.qty,
+                   sh.ship_date
+            from intermediate.int_open_supply as s
+            left join staging.stg_shipments as sh on s.supply_kind = 'transfer' and sh.shipment_id = s.reference_id
+            where s.sku_id in (select distinct sku_id from _short) and s.week_index >= 1 and s.week_index < ?
+        """, [run.horizon_weeks]).df()
+        capacity = conn.execute(f"""
+            with load as (
+                select location_id, resource_id,
+                       cast(floor(datediff('day', DATE '{week0}', planned_finish_date) / 7.0) as integer) as week_index,
+                       sum(planned_qty) as load_qty
+                from staging.stg_production_orders where status <> 'cancelled' group by all
+            )
+            select c.location_id || '/' || c.resource_id as resource_key,
+                   cast(datediff('day', DATE '{week0}', c.week_start) / 7 as integer) as week_index,
+                   greatest(c.capacity_qty - coalesce(load.load_qty, 0), 0) as spare_qty
+            from staging.stg_resource_capacity as c
+            left join load on load.location_id = c.location_id and load.resource_id = c.resource_id
+                and load.week_index = cast(datediff('day', DATE '{week0}', c.week_start) / 7 as integer)
+            where c.week_start >= DATE '{week0}' and c.week_start < DATE '{week0}' + {7 * run.time_fence_weeks}
+        """).df()
+    finally:
+        conn.unregister("_short")
+    positions["week_start"] = pd.to_datetime(positions["week_start"]).dt.date
+    problem = build_problem(run.as_of, run.horizon_weeks, run.time_fence_weeks, positions, in_fence, lanes, usual,
+                            supply, capacity, config)
+    return problem, all_short
+
+
+def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: pd.DataFrame, shortages: pd.DataFrame,
+                  lanes: pd.DataFrame, usual: pd.DataFrame, supply: pd.DataFrame, capacity: pd.DataFrame,
+                  config: RespondConfig) -> Problem:
+    """Assemble the candidate actions from plain frames (the unit tests call this directly)."""
+    week0 = as_of - timedelta(days=as_of.weekday())
+    shortages = shortages[["sku_id", "location_id", "short_qty", "first_week"]].reset_index(drop=True)
+    parts = [
+        _transfers(as_of, week0, horizon_weeks, fence_weeks, positions, shortages, lanes, usual, config),
+        _expedites(as_of, week0, fence_weeks, shortages, supply, config),
+        _pull_ins(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
+    ]
+    actions = pd.concat([p[0] for p in parts if len(p[0])], ignore_index=True) if any(len(p[0]) for p in parts) \
+        else pd.DataFrame(columns=ACTION_COLUMNS)
+    effects = pd.concat([p[1] for p in parts if len(p[1])], ignore_index=True) if any(len(p[1]) for p in parts) \
+        else pd.DataFrame(columns=EFFECT_COLUMNS)
+    # global action ids (each part numbered its own actions 0..n-1 in 'local_id')
+    offsets = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
+    if len(actions):
+        actions["action_id"] = np.concatenate([p[0]["local_id"].to_numpy() + off for p, off in zip(parts, offsets) if len(p[0])])
+        effects["action_id"] = np.concatenate([p[1]["local_id"].to_numpy() + off for p, off in zip(parts, offsets) if len(p[1])])
+        actions = actions[ACTION_COLUMNS]
+        effects = effects[EFFECT_COLUMNS]
+    return Problem(as_of=as_of, week0=week0, horizon_weeks=horizon_weeks, fence_weeks=fence_weeks,
+                   positions=positions, shortages=shortages, actions=actions, effects=effects,
+                   capacity=capacity[["resource_key", "week_index", "spare_qty"]] if len(capacity)
+                   else pd.DataFrame(columns=["resource_key", "week_index", "spare_qty"]))
+
+
+def _empty() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.DataFrame(columns=[*ACTION_COLUMNS, "local_id"]), pd.DataFrame(columns=[*EFFECT_COLUMNS, "local_id"])
+
+
+def _week_of(days_from_week0: pd.Series | np.ndarray) -> np.ndarray:
+    return np.floor_divide(np.asarray(days_from_week0, dtype=np.int64), 7)
+
+
+def _transfers(as_of, week0, horizon, fence, positions, shortages, lanes, usual, config):
+    if not len(shortages) or not len(lanes):
+        return _empty()
+    present = positions[["sku_id", "location_id", "location_type"]].drop_duplicates()
+    short_keys = shortages[["sku_id", "location_id"]].assign(_short=True)
+    cand = shortages[["sku_id", "location_id"]].rename(columns={"location_id": "to_location_id"}).merge(
+        lanes, on="to_location_id")
+    cand = cand.merge(present.rename(columns={"location_id": "from_location_id", "location_type": "from_type"}),
+                      on=["sku_id", "from_location_id"])
+    cand = cand.merge(present.rename(columns={"location_id": "to_location_id", "location_type": "to_type"}),
+                      on=["sku_id", "to_location_id"])
+    # a short location never donates
+    cand = cand.merge(short_keys.rename(columns={"location_id": "from_location_id"}), how="left",
+                      on=["sku_id", "from_location_id"])
+    cand = cand[cand["_short"].isna() & (cand["from_location_id"] != cand["to_location_id"])].drop(columns="_short")
+    if not len(cand):
+        return _empty()
+    departs = pd.DataFrame({"depart_week": np.arange(fence)})
+    cand = cand.merge(departs, how="cross")
+    depart_day = np.where(cand["depart_week"] == 0, (as_of - week0).days + 1, 7 * cand["depart_week"])
+    arrive_day = depart_day + cand["transit_days"].fillna(0).astype(int).to_numpy()
+    cand["arrive_week"] = _week_of(arrive_day)
+    cand["new_date"] = pd.Timestamp(week0) + pd.to_timedelta(arrive_day, unit="D")
+    cand = cand[cand["arrive_week"] < horizon]
+    usual_flag = usual.assign(_usual=True)
+    cand = cand.merge(usual_flag, how="left", on=["sku_id", "from_location_id", "to_location_id"])
+    other_tier = cand["from_type"] != cand["to_type"]
+    cand["action_type"] = np.where(other_tier & cand["_usual"].isna(), "alternate_source", "reallocate_stock")
+    cand = cand.reset_index(drop=True)
+    cand["local_id"] = np.arange(len(cand))
+    cand["reference_id"] = None
+    cand["old_date"] = pd.NaT
+    cand["days_pulled"] = 0
+    cand["cost_per_unit"] = cand["cost_per_unit"].fillna(0) + config.transfer_handling_cost_per_unit
+    cand["upper_qty"] = np.inf
+    cand["item_key"] = None
+    cand["item_qty"] = np.nan
+    cand["resource_key"] = None
+    cand["capacity_week"] = -1
+    out = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["from_location_id"],
+                        "start_week": cand["depart_week"], "end_week": horizon - 1, "sign": -1})
+    inn = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["to_location_id"],
+                        "start_week": cand["arrive_week"], "end_week": horizon - 1, "sign": 1})
+    return cand, pd.concat([out, inn], ignore_index=True)
+
+
+def _pulled(as_of, week0, fence, items: pd.DataFrame, max_days: int) -> pd.DataFrame:
+    """Cross each item due in week a with the earlier fence weeks t it can land in (new date = the
+    Sunday of t, or later in week t if that is on or before as_of), within ``max_days``."""
+    targets = pd.DataFrame({"target_week": np.arange(fence)})
+    cand = items.merge(targets, how="cross")
+    cand = cand[cand["target_week"] < cand["week_index"]]
+    sunday = pd.Timestamp(week0) + pd.to_timedelta(7 * cand["target_week"] + 6, unit="D")
+    cand = cand.assign(new_date=sunday)
+    cand = cand[cand["new_date"] > pd.Timestamp(as_of)]
+    cand["old_date"] = pd.to_datetime(cand["due_date"])
+    cand["days_pulled"] = (cand["old_date"] - cand["new_date"]).dt.days
+    return cand[(cand["days_pulled"] > 0) & (cand["days_pulled"] <= max_days)].reset_index(drop=True)
+
+
+def _expedites(as_of, week0, fence, shortages, supply, config):
+    if not len(shortages) or not len(supply):
+        return _empty()
+    items = supply.merge(shortages[["sku_id", "location_id"]], on=["sku_id", "location_id"])
+    departed = items["ship_date"].notna() & (pd.to_datetime(items["ship_date"]) <= pd.Timestamp(as_of))
+    po = items[items["supply_kind"] == "purchase_order"]
+    tr = items[(items["supply_kind"] == "transfer") & departed]
+    frames = []
+    for kind, part, per_unit, per_day, max_days in [
+        ("expedite_purchase_order", po, config.expedite_po_cost_per_unit, config.expedite_po_cost_per_unit_day,
+         config.max_po_pull_in_days),
+        ("expedite_transfer", tr, config.expedite_transfer_cost_per_unit, config.expedite_transfer_cost_per_unit_day,
+         config.max_transfer_pull_in_days),
+    ]:
+        if len(part):
+            cand = _pulled(as_of, week0, fence, part, max_days)
+            cand["action_type"] = kind
+            cand["cost_per_unit"] = per_unit + per_day * cand["days_pulled"]
+            frames.append(cand)
+    if not frames or not sum(len(f) for f in frames):
+        return _empty()
+    cand = pd.concat(frames, ignore_index=True)
+    cand["local_id"] = np.arange(len(cand))
+    cand["from_location_id"] = None
+    cand["to_location_id"] = cand["location_id"]
+    cand["depart_week"] = -1
+    cand["arrive_week"] = cand["target_week"]
+    cand["transit_days"] = 0
+    cand["upper_qty"] = cand["qty"]
+    cand["item_key"] = cand["supply_kind"] + "|" + cand["reference_id"]
+    cand["item_qty"] = cand["qty"]
+    cand["resource_key"] = None
+    cand["capacity_week"] = -1
+    eff = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["location_id"],
+                        "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": 1})
+    return cand, eff
+
+
+def _pull_ins(as_of, week0, fence, positions, shortages, lanes, supply, capacity, config):
+    if not len(shortages) or not len(supply) or not len(capacity):
+        return _empty()
+    # plants that are short themselves, or can ship along a lane to a short location of the SKU
+    feeders = shortages[["sku_id", "location_id"]].rename(columns={"location_id": "to_location_id"}).merge(
+        lanes[["from_location_id", "to_location_id"]], on="to_location_id")[["sku_id", "from_location_id"]]
+    places = pd.concat([shortages[["sku_id", "location_id"]],
+                        feeders.rename(columns={"from_location_id": "location_id"})]).drop_duplicates()
+    items = supply[supply["supply_kind"] == "production"].merge(places, on=["sku_id", "location_id"])
+    if not len(items):
+        return _empty()
+    items = items.assign(resource_key=items["location_id"] + "/" + items["resource_id"])
+    cand = _pulled(as_of, week0, fence, items, config.max_production_pull_in_days)
+    cand = cand.merge(capacity.rename(columns={"week_index": "target_week"}), on=["resource_key", "target_week"])
+    cand = cand[cand["spare_qty"] > 0].reset_index(drop=True)
+    if not len(cand):
+        return _empty()
+    cand["local_id"] = np.arange(len(cand))
+    cand["action_type"] = "pull_in_production"
+    cand["cost_per_unit"] = config.pull_in_cost_per_unit + config.pull_in_cost_per_unit_day * cand["days_pulled"]
+    cand["from_location_id"] = None
+    cand["to_location_id"] = cand["location_id"]
+    cand["depart_week"] = -1
+    cand["arrive_week"] = cand["target_week"]
+    cand["transit_days"] = 0
+    cand["upper_qty"] = cand["qty"]
+    cand["item_key"] = "production|" + cand["reference_id"]
+    cand["item_qty"] = cand["qty"]
+    cand["capacity_week"] = cand["target_week"]
+    eff = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["location_id"],
+                        "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": 1})
+    return cand, eff

@@ -1,0 +1,216 @@
+"""The joint decision: one linear programme per block of SKUs, solved with HiGHS (``scipy.optimize.linprog``).
+
+Notation (per SKU s; locations l; horizon weeks k = 0..H-1; fence weeks k < F):
+
+- ``P[l,k]`` projected available balance (end of week) of the trusted view, ``SS[l,k]`` safety stock.
+- ``S[l] = max(0, max_{k<F} -P[l,k])``: the shortage of a short location inside the fence.
+
+Variables
+
+- ``x[a] >= 0`` units of candidate action ``a`` (``candidates.py``): a lane transfer departing in a
+  fence week, an expedite of a PO line / in-transit shipment into an earlier fence week, a
+  production pull-in into an earlier fence week. Each action changes the projection of the weeks
+  it covers by ``E[a,l,k]`` in {-1, 0, +1} per unit, so the new balance is
+  ``P'[l,k] = P[l,k] + sum_a E[a,l,k] x[a]``.
+- ``u[l] in [0, S[l]]`` the shortage left uncovered at short location l.
+
+Objective (minimise; equal to maximising revenue protected minus action cost, up to a constant)
+
+    sum_l price[s] * u[l]  +  sum_a cost[a] * x[a]
+
+``price[s] * (S[l] - u[l])`` is the revenue protected; ``cost[a]`` per unit is the lane cost +
+handling for transfers, premium + per-day rate for expedites and pull-ins (``RespondConfig``), plus
+a tiny epsilon so no unneeded unit moves.
+
+Constraints
+
+1. No new exception at a location that gives stock (donors, every week of the horizon, which also
+   covers the transfer's arrival): ``P'[l,k] >= min(SS[l,k], P[l,k])``, i.e.
+   ``sum_a E[a,l,k] x[a] >= -max(0, P[l,k] - SS[l,k])``. A donor at or above safety stock stays at or
+   above it; one already below gives nothing in and before that week.
+2. Shortage cover (short locations, fence weeks with ``P < 0``): ``sum_a E[a,l,k] x[a] + u[l] >= -P[l,k]``.
+   Lane transit times are in ``E``: a transfer counts at the receiver only from its arrival week.
+3. Resource capacity (per resource and fence week t): ``sum of pull-ins finishing in t <= spare[r,t]``
+   (capacity minus planned load), so no capacity overload is created.
+4. Supply availability (per PO line / shipment / production order): ``sum over its target weeks of
+   x[a] <= open qty``.
+
+Decomposition: SKUs are independent except through shared resources (3). SKUs linked by a
+resource candidate are merged into one connected component (``scipy.sparse.csgraph``); components
+are packed into blocks of about ``block_max_variables`` variables and each block is one sparse LP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.optimize import linprog
+from scipy.sparse.csgraph import connected_components
+
+from soe_assets.respond.candidates import Problem
+from soe_assets.respond.config import RespondConfig
+
+
+@dataclass
+class Solution:
+    actions: pd.DataFrame
+    """The candidate actions with ``qty`` (LP value, continuous) added."""
+    uncovered: pd.DataFrame
+    """shortages with ``uncovered_qty`` (LP u)."""
+    blocks: int
+    status: list[str]
+
+
+def expand_weeks(effects: pd.DataFrame) -> pd.DataFrame:
+    """One row per (effect, week) the effect covers: action_id, sku_id, location_id, week_index, sign."""
+    if not len(effects):
+        return pd.DataFrame(columns=["action_id", "sku_id", "location_id", "week_index", "sign"])
+    start = effects["start_week"].to_numpy(dtype=np.int64)
+    n = np.maximum(effects["end_week"].to_numpy(dtype=np.int64) - start + 1, 0)
+    rep = np.repeat(np.arange(len(effects)), n)
+    within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    out = effects.iloc[rep][["action_id", "sku_id", "location_id", "sign"]].reset_index(drop=True)
+    out["week_index"] = start[rep] + within
+    return out
+
+
+def _blocks(problem: Problem, config: RespondConfig) -> pd.Series:
+    """Block number per SKU (index sku_id): connected components over shared resources, packed."""
+    skus = pd.Index(problem.shortages["sku_id"].unique())
+    acts = problem.actions
+    linked = acts[acts["resource_key"].notna()][["sku_id", "resource_key"]].drop_duplicates()
+    resources = pd.Index(linked["resource_key"].unique())
+    n = len(skus) + len(resources)
+    graph = sparse.coo_matrix(
+        (np.ones(len(linked)), (skus.get_indexer(linked["sku_id"]), len(skus) + resources.get_indexer(linked["resource_key"]))),
+        shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    per_sku = acts.groupby("sku_id").size().reindex(skus, fill_value=0).to_numpy() + 1
+    comp = pd.DataFrame({"component": component[: len(skus)], "size": per_sku}, index=skus)
+    sizes = comp.groupby("component")["size"].sum()
+    packed = (sizes.cumsum() - sizes) // max(config.block_max_variables, 1)
+    return comp["component"].map(packed).rename("block")
+
+
+def solve(problem: Problem, config: RespondConfig) -> Solution:
+    acts = problem.actions.reset_index(drop=True)
+    shortages = problem.shortages.reset_index(drop=True)
+    if not len(shortages):
+        return Solution(acts.assign(qty=0.0), shortages.assign(uncovered_qty=0.0), 0, [])
+    block_of_sku = _blocks(problem, config)
+    n_a, n_u = len(acts), len(shortages)
+    # ---- variables: actions then u
+    price = problem.positions.groupby("sku_id")["price"].first()
+    var_block = np.concatenate([block_of_sku.reindex(acts["sku_id"]).to_numpy(),
+                                block_of_sku.reindex(shortages["sku_id"]).to_numpy()]).astype(np.int64)
+    cost = np.concatenate([acts["cost_per_unit"].to_numpy(dtype=float) + config.epsilon_cost_per_unit,
+                           price.reindex(shortages["sku_id"]).fillna(0).to_numpy(dtype=float)])
+    upper = np.concatenate([acts["upper_qty"].to_numpy(dtype=float), shortages["short_qty"].to_numpy(dtype=float)])
+    action_pos = pd.Series(np.arange(n_a), index=acts["action_id"].to_numpy())
+
+    cells = expand_weeks(problem.effects)
+    cells["col"] = action_pos.reindex(cells["action_id"]).to_numpy()
+    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence"]]
+    rows_g, cols_g, vals_g, rhs_g, block_g = [], [], [], [], []
+    n_rows = 0
+
+    # 1. donor floors (only locations some action lowers), as  -sum E x <= max(0, P - SS)
+    lowered = cells[cells["sign"] < 0][["sku_id", "location_id"]].drop_duplicates()
+    floor_rows = pos.merge(lowered, on=["sku_id", "location_id"]).reset_index(drop=True)
+    floor_rows["row"] = n_rows + np.arange(len(floor_rows))
+    n_rows += len(floor_rows)
+    nz = cells.merge(floor_rows[["sku_id", "location_id", "week_index", "row"]], on=["sku_id", "location_id", "week_index"])
+    rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(-nz["sign"].to_numpy(float))
+    rhs_g.append(np.maximum(floor_rows["proj"] - floor_rows["ss"], 0).to_numpy(float))
+    block_g.append(block_of_sku.reindex(floor_rows["sku_id"]).to_numpy())
+
+    # 2. shortage cover, as  -sum E x - u <= P
+    short_pos = shortages[["sku_id", "location_id"]].assign(u_col=n_a + np.arange(n_u))
+    cover_rows = pos[pos["inside_time_fence"] & (pos["proj"] < 0)].merge(short_pos, on=["sku_id", "location_id"])
+    cover_rows = cover_rows.reset_index(drop=True)
+    cover_rows["row"] = n_rows + np.arange(len(cover_rows))
+    n_rows += len(cover_rows)
+    nz = cells.merge(cover_rows[["sku_id", "location_id", "week_index", "row"]], on=["sku_id", "location_id", "week_index"])
+    rows_g += [nz["row"].to_numpy(), cover_rows["row"].to_numpy()]
+    cols_g += [nz["col"].to_numpy(), cover_rows["u_col"].to_numpy()]
+    vals_g += [-nz["sign"].to_numpy(float), -np.ones(len(cover_rows))]
+    rhs_g.append(cover_rows["proj"].to_numpy(float))
+    block_g.append(block_of_sku.reindex(cover_rows["sku_id"]).to_numpy())
+
+    # 3. resource capacity:  sum x <= spare
+    acts_pos = acts.assign(col=np.arange(n_a), block=var_block[:n_a])
+    pulls = acts_pos[acts_pos["resource_key"].notna()]
+    if len(pulls):
+        cap_rows = pulls.groupby(["resource_key", "capacity_week"]).agg(block=("block", "first")).reset_index()
+        cap_rows = cap_rows.merge(problem.capacity.rename(columns={"week_index": "capacity_week"}),
+                                  on=["resource_key", "capacity_week"], how="left")
+        cap_rows["row"] = n_rows + np.arange(len(cap_rows))
+        n_rows += len(cap_rows)
+        nz = pulls.merge(cap_rows[["resource_key", "capacity_week", "row"]], on=["resource_key", "capacity_week"])
+        rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(np.ones(len(nz)))
+        rhs_g.append(cap_rows["spare_qty"].fillna(0).to_numpy(float))
+        block_g.append(cap_rows["block"].to_numpy())
+
+    # 4. supply availability per item:  sum x <= open qty
+    items = acts_pos[acts_pos["item_key"].notna()]
+    if len(items):
+        item_rows = items.groupby("item_key").agg(qty=("item_qty", "first"), block=("block", "first")).reset_index()
+        item_rows["row"] = n_rows + np.arange(len(item_rows))
+        n_rows += len(item_rows)
+        nz = items.merge(item_rows[["item_key", "row"]], on="item_key")
+        rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(np.ones(len(nz)))
+        rhs_g.append(item_rows["qty"].to_numpy(float))
+        block_g.append(item_rows["block"].to_numpy())
+
+    row_idx = np.concatenate(rows_g).astype(np.int64)
+    col_idx = np.concatenate(cols_g).astype(np.int64)
+    vals = np.concatenate(vals_g)
+    rhs = np.concatenate(rhs_g).astype(float)
+    row_block = np.concatenate(block_g).astype(np.int64)
+
+    # ---- local numbering inside each block
+    n_vars = n_a + n_u
+    var_order = np.argsort(var_block, kind="stable")
+    var_local = np.empty(n_vars, dtype=np.int64)
+    var_counts = np.bincount(var_block, minlength=row_block.max(initial=0) + 1)
+    var_starts = np.concatenate([[0], np.cumsum(var_counts)[:-1]])
+    var_local[var_order] = np.arange(n_vars) - np.repeat(var_starts, var_counts)
+    row_order = np.argsort(row_block, kind="stable")
+    row_local = np.empty(n_rows, dtype=np.int64)
+    n_blocks = len(var_counts)
+    row_counts = np.bincount(row_block, minlength=n_blocks)
+    row_starts = np.concatenate([[0], np.cumsum(row_counts)[:-1]])
+    row_local[row_order] = np.arange(n_rows) - np.repeat(row_starts, row_counts)
+    nz_block = row_block[row_idx]
+    nz_order = np.argsort(nz_block, kind="stable")
+    nz_counts = np.bincount(nz_block, minlength=n_blocks)
+    nz_starts = np.concatenate([[0], np.cumsum(nz_counts)[:-1]])
+
+    x = np.zeros(n_vars)
+    status = []
+    for b in range(n_blocks):
+        if var_counts[b] == 0:
+            continue
+        vsel = var_order[var_starts[b]: var_starts[b] + var_counts[b]]
+        rsel = row_order[row_starts[b]: row_starts[b] + row_counts[b]]
+        zsel = nz_order[nz_starts[b]: nz_starts[b] + nz_counts[b]]
+        c_b = cost[vsel]
+        bounds = np.column_stack([np.zeros(len(vsel)), upper[vsel]])
+        if len(rsel):
+            a_b = sparse.csr_matrix((vals[zsel], (row_local[row_idx[zsel]], var_local[col_idx[zsel]])),
+                                    shape=(len(rsel), len(vsel)))
+            b_b = np.empty(len(rsel))
+            b_b[row_local[rsel]] = rhs[rsel]
+            result = linprog(c_b, A_ub=a_b, b_ub=b_b, bounds=bounds, method="highs")
+        else:
+            result = linprog(c_b, bounds=bounds, method="highs")
+        status.append(result.message if result.status else "optimal")
+        if result.status == 0:
+            x[vsel] = result.x
+        else:  # infeasible cannot happen (x = 0, u = S is feasible); keep "do nothing" on any failure
+            x[vsel[var_local[vsel] >= 0]] = 0.0
+            x[np.intersect1d(vsel, np.arange(n_a, n_vars))] = upper[np.intersect1d(vsel, np.arange(n_a, n_vars))]
+    return Solution(acts.assign(qty=x[:n_a]), shortages.assign(uncovered_qty=x[n_a:]), n_blocks, status)

@@ -1,0 +1,273 @@
+"""From the trusted view to the ``recommendations`` mart: candidates -> joint LP -> verification -> rows.
+
+Besides the optimised actions, every short SKU-location whose shortage the fence cannot fully cover
+gets ``adjust_order_promise`` rows (its booked order lines that cannot be met, lowest-priority
+customers first, re-promised to the first week the balance is back above zero) and one
+``escalate_to_sop`` row; a shortage that lies only beyond the fence is escalated directly.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from soe_assets.respond.candidates import Problem, load_problem
+from soe_assets.respond.config import RespondConfig
+from soe_assets.respond.model import solve
+from soe_assets.respond.verify import verified
+from soe_assets.warehouse import RunContext
+
+MART_COLUMNS = [
+    "recommendation_id", "exception_id", "resolves_exception_ids", "action_type", "sku_id", "from_location_id",
+    "to_location_id", "reference_id", "qty", "cost", "impact_resolved_value", "creates_new_exception", "explanation",
+]
+SQL_TYPES = {
+    "recommendation_id": "VARCHAR", "exception_id": "VARCHAR", "resolves_exception_ids": "VARCHAR",
+    "action_type": "VARCHAR", "sku_id": "VARCHAR", "from_location_id": "VARCHAR", "to_location_id": "VARCHAR",
+    "reference_id": "VARCHAR", "qty": "DOUBLE", "cost": "DOUBLE", "impact_resolved_value": "DOUBLE",
+    "creates_new_exception": "BOOLEAN", "explanation": "VARCHAR", "week_start": "DATE", "rank": "INTEGER",
+    "as_of": "DATE",
+}
+EXTRA_COLUMNS = ["week_start", "rank", "as_of"]
+
+
+def _n(values: pd.Series) -> pd.Series:
+    return values.astype(float).map("{:,.0f}".format)
+
+
+def _money(values: pd.Series) -> pd.Series:
+    return "$" + values.astype(float).map("{:,.0f}".format)
+
+
+def _week_label(week0: date, week_index: pd.Series) -> pd.Series:
+    starts = pd.Timestamp(week0) + pd.to_timedelta(7 * week_index.astype(int), unit="D")
+    return "week-" + starts.dt.isocalendar().week.astype(str) + " (" + starts.dt.strftime("%Y-%m-%d") + ")"
+
+
+def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Solve, round down to whole units, verify. Returns (actions, withdrawn, re-projection)."""
+    solution = solve(problem, config)
+    acts = solution.actions
+    acts = acts.assign(qty=np.floor(acts["qty"] + 1e-6))
+    acts = acts[acts["qty"] >= config.min_action_qty]
+    return verified(problem, acts)
+
+
+def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Covered units and revenue protected per short location, shared among the actions that deliver
+    into it in proportion to their quantity (actions that only free stock at a donor get 0)."""
+    fence = projected[projected["inside_time_fence"]]
+    after = fence.groupby(["sku_id", "location_id"]).agg(left_qty=("proj_new", lambda s: max(0.0, -s.min())),
+                                                         price=("price", "first"))
+    short = problem.shortages.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
+    short["covered_qty"] = (short["short_qty"] - short["left_qty"].fillna(short["short_qty"])).clip(lower=0)
+    short["protected_value"] = short["covered_qty"] * short["price"].fillna(0)
+    into = actions.merge(short[["sku_id", "location_id", "protected_value", "covered_qty", "short_qty", "first_week"]]
+                         .rename(columns={"location_id": "to_location_id"}), on=["sku_id", "to_location_id"], how="left")
+    total_in = into.groupby(["sku_id", "to_location_id"])["qty"].transform("sum")
+    share = into["qty"] / total_in
+    into["impact_resolved_value"] = (into["protected_value"] * share).fillna(0.0)
+    into["covered_share_qty"] = (into["covered_qty"] * share).fillna(0.0)
+    into["cost"] = into["qty"] * into["cost_per_unit"]
+    return into, short
+
+
+def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
+    if not len(acts):
+        return pd.DataFrame(columns=MART_COLUMNS + ["week_start", "first_week"])
+    week0 = problem.week0
+    donors = projected[projected["delta"] < 0].groupby(["sku_id", "location_id"]).apply(
+        lambda g: pd.Series({"low": (g["proj_new"] - g["ss"]).min(), "low_ss": g.loc[(g["proj_new"] - g["ss"]).idxmin(), "ss"]}),
+        include_groups=False).reset_index() if (projected["delta"] < 0).any() else \
+        pd.DataFrame(columns=["sku_id", "location_id", "low", "low_ss"])
+    a = acts.merge(donors.rename(columns={"location_id": "from_location_id"}), on=["sku_id", "from_location_id"], how="left")
+    has_short = a["short_qty"].notna()
+    short_week = _week_label(week0, a["first_week"].fillna(0))
+    covers = np.where(
+        has_short,
+        "covers " + _n(a["covered_share_qty"]) + " of the " + short_week + " shortfall of " + _n(a["short_qty"].fillna(0))
+        + " units at " + a["to_location_id"].astype(str) + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
+        "frees stock at " + a["to_location_id"].astype(str) + " for the transfers recommended from it")
+    transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
+    verb = np.where(a["action_type"] == "alternate_source", "Supply ", "Move ")
+    t_text = (verb + _n(a["qty"]) + " units of " + a["sku_id"] + " from " + a["from_location_id"].astype(str) + " to "
+              + a["to_location_id"].astype(str) + " (" + a["transit_days"].astype("Int64").astype(str) + " days, "
+              + _money(a["cost"]) + ", arriving " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d") + "): " + covers
+              + "; " + a["from_location_id"].astype(str) + " stays at or above safety stock (lowest margin "
+              + _n(a["low"].fillna(0)) + " units).")
+    ref_text = np.where(a["action_type"] == "pull_in_production", "production order ",
+                        np.where(a["action_type"] == "expedite_transfer", "shipment ", "PO line "))
+    verb2 = np.where(a["action_type"] == "pull_in_production", "Pull in ", "Expedite ")
+    p_text = (verb2 + ref_text + a["reference_id"].astype(str) + " (" + _n(a["qty"]) + " units of " + a["sku_id"]
+              + " into " + a["to_location_id"].astype(str) + ") from " + pd.to_datetime(a["old_date"]).dt.strftime("%Y-%m-%d")
+              + " to " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d") + " (" + a["days_pulled"].astype("Int64").astype(str)
+              + " days earlier, " + _money(a["cost"])
+              + np.where(a["action_type"] == "pull_in_production", " within the resource's spare capacity", "")
+              + "): " + covers + ".")
+    a["explanation"] = np.where(transfer, t_text, p_text)
+    a["week_start"] = pd.Timestamp(week0) + pd.to_timedelta(7 * a["first_week"].fillna(0).astype(int), unit="D")
+    return a
+
+
+def _booked_lines(conn: duckdb.DuckDBPyConnection, places: pd.DataFrame) -> pd.DataFrame:
+    conn.register("_places", places[["sku_id", "location_id"]])
+    try:
+        return conn.execute("""
+            with value as (
+                select customer_id, sum(b.qty * coalesce(s.unit_price, 0)) as customer_value
+                from intermediate.int_booked_demand as b left join staging.stg_skus as s using (sku_id)
+                where b.demand_kind = 'sales_order' group by customer_id
+            )
+            select b.reference_id, b.sku_id, b.location_id, b.customer_id, b.week_index, b.qty, b.promised_date,
+                   coalesce(value.customer_value, 0) as customer_value
+            from intermediate.int_booked_demand as b
+            inner join _places using (sku_id, location_id)
+            left join value using (customer_id)
+            where b.demand_kind = 'sales_order'
+        """).df()
+    finally:
+        conn.unregister("_places")
+
+
+def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+    """Re-promise the booked lines that cannot be met: from the lowest-priority customer (smallest open
+    booked value) and the latest requested line, until the uncovered fence shortage is accounted for.
+    New promise: the Monday of the first week from which the re-projected balance stays >= 0 (ATP
+    is positive again); no such week in the horizon: no re-promise (the escalation covers it)."""
+    left = short[short["left_qty"].fillna(short["short_qty"]) >= 1][["sku_id", "location_id", "left_qty", "first_week", "price"]]
+    if not len(left) or not len(lines):
+        return pd.DataFrame()
+    p = projected.sort_values(["sku_id", "location_id", "week_index"])
+    neg = p.assign(neg=p["proj_new"] < -1e-6)
+    last_neg = neg[neg["neg"]].groupby(["sku_id", "location_id"])["week_index"].max().rename("last_neg").reset_index()
+    left = left.merge(last_neg, on=["sku_id", "location_id"], how="left")
+    left["recovery_week"] = left["last_neg"].fillna(-1).astype(int) + 1
+    cand = lines.merge(left, on=["sku_id", "location_id"])
+    cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)]
+    cand = cand.sort_values(["sku_id", "location_id", "customer_value", "week_index", "reference_id"],
+                            ascending=[True, True, True, False, True])
+    before = cand.groupby(["sku_id", "location_id"])["qty"].cumsum() - cand["qty"]
+    cand = cand[(before < cand["left_qty"]) & (cand["recovery_week"] < problem.horizon_weeks)
+                & (cand["recovery_week"] > cand["week_index"])]
+    if not len(cand):
+        return pd.DataFrame()
+    new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
+    atp = problem.positions[["sku_id", "location_id", "week_index", "atp"]].rename(columns={"week_index": "recovery_week"})
+    cand = cand.merge(atp, on=["sku_id", "location_id", "recovery_week"], how="left")
+    new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
+    return pd.DataFrame({
+        "action_type": "adjust_order_promise", "sku_id": cand["sku_id"], "from_location_id": cand["location_id"],
+        "to_location_id": None, "reference_id": cand["reference_id"], "qty": cand["qty"], "cost": 0.0,
+        "impact_resolved_value": 0.0, "to_place": cand["location_id"],
+        "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["first_week"].astype(int), unit="D"),
+        "explanation": "Re-promise order line " + cand["reference_id"] + " (" + _n(cand["qty"]) + " units of " + cand["sku_id"]
+        + " from " + cand["location_id"] + ", customer " + cand["customer_id"].astype(str) + ", one of the lowest-priority by open value) from "
+        + pd.to_datetime(cand["promised_date"]).dt.strftime("%Y-%m-%d") + " to " + new_date.dt.strftime("%Y-%m-%d")
+        + ": " + _n(cand["left_qty"]) + " units of the fence shortage cannot be covered and the balance is back above zero"
+        + " from that week (cumulative ATP " + _n(cand["atp"].fillna(0)) + ").",
+    })
+
+
+def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFrame, projected: pd.DataFrame,
+                    config: RespondConfig) -> pd.DataFrame:
+    """One ``escalate_to_sop`` per short SKU-location still short after the actions."""
+    after = projected.groupby(["sku_id", "location_id"]).agg(worst_after=("proj_new", lambda s: max(0.0, -s.min())))
+    rows = all_short.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
+    rows = rows.merge(short[["sku_id", "location_id", "covered_qty", "left_qty"]], on=["sku_id", "location_id"], how="left")
+    rows["worst_after"] = rows["worst_after"].fillna(rows["worst_short_qty"])
+    rows["covered_qty"] = rows["covered_qty"].fillna(0.0)
+    rows = rows[rows["worst_after"] >= config.stockout_min_units].copy()
+    if not len(rows):
+        return pd.DataFrame()
+    beyond = rows["first_week"].isna()
+    week = rows["first_week"].fillna(rows["first_short_week_any"]).astype(int)
+    label = _week_label(problem.week0, week)
+    fence_left = rows["left_qty"].fillna(0)
+    text = np.where(
+        beyond,
+        rows["sku_id"] + " at " + rows["location_id"] + " is projected short " + _n(rows["worst_after"]) + " units ("
+        + _money(rows["worst_after"] * rows["price"]) + ") from " + label + ", beyond the " + str(problem.fence_weeks)
+        + "-week time fence: escalate to S&OP to re-plan supply.",
+        rows["sku_id"] + " at " + rows["location_id"] + " is short " + _n(rows["worst_short_qty"]) + " units from " + label
+        + "; the actions inside the " + str(problem.fence_weeks) + "-week fence cover " + _n(rows["covered_qty"])
+        + ", leaving " + _n(np.maximum(fence_left, rows["worst_after"])) + " units ("
+        + _money(np.maximum(fence_left, rows["worst_after"]) * rows["price"]) + ") for S&OP to resolve.")
+    return pd.DataFrame({
+        "action_type": "escalate_to_sop", "sku_id": rows["sku_id"], "from_location_id": None,
+        "to_location_id": rows["location_id"], "reference_id": None, "qty": np.round(np.maximum(fence_left, rows["worst_after"])),
+        "cost": 0.0, "impact_resolved_value": 0.0, "to_place": rows["location_id"],
+        "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * week, unit="D"), "explanation": text,
+    })
+
+
+def _link_exceptions(conn: duckdb.DuckDBPyConnection | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """exception_id (the shortage at the place it bites) and every exception the row resolves."""
+    exists = conn is not None and conn.execute(
+        "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'exceptions'"
+    ).fetchone()[0]
+    exc = conn.execute("""select exception_id, exception_type, sku_id, location_id, coalesce(reference_id, '') as reference_id
+                          from marts.exceptions where status = 'open'""").df() if exists else \
+        pd.DataFrame(columns=["exception_id", "exception_type", "sku_id", "location_id", "reference_id"])
+    place = exc[exc["exception_type"].isin(["projected_stockout", "below_safety_stock"])]
+    stockout = place[place["exception_type"] == "projected_stockout"].groupby(["sku_id", "location_id"])["exception_id"].first()
+    bss = place[place["exception_type"] == "below_safety_stock"].groupby(["sku_id", "location_id"])["exception_id"].first()
+    key = pd.MultiIndex.from_arrays([rows["sku_id"], rows["to_place"]])
+    fallback = "projected_stockout:" + rows["sku_id"] + ":" + rows["to_place"]
+    main = pd.Series(stockout.reindex(key).to_numpy(), index=rows.index)
+    rows["exception_id"] = main.fillna(pd.Series(bss.reindex(key).to_numpy(), index=rows.index)).fillna(fallback)
+    # supply-side exceptions the action also resolves (the late PO / shipment / production order it expedites)
+    by_ref = exc[exc["reference_id"] != ""].groupby("reference_id")["exception_id"].agg(",".join)
+    extra_ref = pd.Series(by_ref.reindex(rows["reference_id"].fillna("")).to_numpy(), index=rows.index)
+    extra_bss = pd.Series(bss.reindex(key).to_numpy(), index=rows.index)
+    resolves = rows["exception_id"]
+    acting = ~rows["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])
+    resolves = resolves.where(~(acting & extra_bss.notna() & (extra_bss != rows["exception_id"])),
+                              resolves + "," + extra_bss.fillna(""))
+    resolves = resolves.where(~(acting & extra_ref.notna()), resolves + "," + extra_ref.fillna(""))
+    rows["resolves_exception_ids"] = resolves
+    return rows
+
+
+def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[pd.DataFrame, dict]:
+    """The ``recommendations`` mart (columns ``MART_COLUMNS`` + ``EXTRA_COLUMNS``) and run statistics."""
+    problem, all_short = load_problem(conn, run, config)
+    acts, withdrawn, projected = choose_actions(problem, config)
+    attributed, short = attribute(problem, acts, projected)
+    rows = _action_rows(problem, attributed, projected)
+    if len(rows):
+        rows["to_place"] = np.where(rows["short_qty"].notna(), rows["to_location_id"], rows["to_location_id"])
+        # enabling actions at a donor link to the shortage of the location they feed
+        feeds = rows[rows["action_type"].isin(["reallocate_stock", "alternate_source"])].groupby(
+            ["sku_id", "from_location_id"])["to_location_id"].first()
+        enabler = rows["short_qty"].isna()
+        fed = pd.Series(feeds.reindex(pd.MultiIndex.from_arrays([rows["sku_id"], rows["to_location_id"]])).to_numpy(),
+                        index=rows.index)
+        rows.loc[enabler, "to_place"] = fed[enabler].fillna(rows.loc[enabler, "to_location_id"])
+    lines = _booked_lines(conn, short[["sku_id", "location_id"]]) if len(short) else pd.DataFrame()
+    parts = [rows, promise_rows(problem, short, projected, lines), escalation_rows(problem, all_short, short, projected, config)]
+    mart = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(
+        columns=[*MART_COLUMNS, "to_place", "week_start"])
+    mart = _link_exceptions(conn, mart) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
+    mart["creates_new_exception"] = False
+    order = {"escalate_to_sop": 2, "adjust_order_promise": 1}
+    mart["_kind"] = mart["action_type"].map(order).fillna(0)
+    mart = mart.sort_values(["_kind", "impact_resolved_value", "sku_id", "to_place"], ascending=[True, False, True, True])
+    mart["rank"] = np.arange(1, len(mart) + 1)
+    key = (mart["action_type"].astype(str) + "|" + mart["sku_id"].astype(str) + "|" + mart["from_location_id"].fillna("").astype(str)
+           + "|" + mart["to_location_id"].fillna("").astype(str) + "|" + mart["reference_id"].fillna("").astype(str)
+           + "|" + mart.get("new_date", pd.Series(index=mart.index, dtype=object)).astype(str))
+    mart["recommendation_id"] = "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).str[:12]
+    mart["as_of"] = run.as_of
+    mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date
+    for column in ["qty", "cost", "impact_resolved_value"]:
+        mart[column] = mart[column].astype(float).round(2)
+    stats = {
+        "shortages_in_fence": int(len(problem.shortages)), "candidate_actions": int(len(problem.actions)),
+        "recommended_actions": int(len(rows)), "withdrawn_by_verification": int(len(withdrawn)),
+        "value_protected": float(mart["impact_resolved_value"].sum()), "action_cost": float(mart["cost"].sum()),
+        "escalations": int((mart["action_type"] == "escalate_to_sop").sum()),
+    }
+    return mart[MART_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True), stats

@@ -1,0 +1,79 @@
+"""Verify before recommending: re-project the trusted view with the chosen actions applied.
+
+The projection is linear in the actions, so the re-projection adds each action's effect (see
+``candidates.py``) to the end-of-week balances of ``marts.sku_location_week``. An action set
+*creates a new exception* when, anywhere it touches:
+
+- a balance falls below ``min(safety stock, balance before)`` in any horizon week (a new or deeper
+  stockout / below-safety-stock: donors must stay at or above safety stock);
+- a resource-week gets more pull-ins than its spare capacity (a new capacity overload);
+- a receiving location ends the fence with excess it did not have (the exception engine's
+  excess rule: more than safety stock + ``excess_cover_weeks`` of demand, by ``excess_min_units``).
+
+Actions touching a violating SKU-location or resource-week are withdrawn and the rest re-checked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from soe_assets.respond.candidates import Problem
+from soe_assets.respond.model import expand_weeks
+
+TOLERANCE = 1e-6
+EXCESS_COVER_WEEKS = 6.0  # as DetectionConfig.excess_cover_weeks
+EXCESS_MIN_UNITS = 10.0  # as DetectionConfig.excess_min_units
+
+
+def reproject(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
+    """``problem.positions`` with ``delta`` and ``proj_new`` for the given actions (``action_id``, ``qty``)."""
+    cells = expand_weeks(problem.effects[problem.effects["action_id"].isin(actions["action_id"])])
+    cells = cells.merge(actions[["action_id", "qty"]], on="action_id")
+    cells["delta"] = cells["sign"] * cells["qty"]
+    delta = cells.groupby(["sku_id", "location_id", "week_index"], as_index=False)["delta"].sum()
+    out = problem.positions.merge(delta, on=["sku_id", "location_id", "week_index"], how="left")
+    out["delta"] = out["delta"].fillna(0.0)
+    out["proj_new"] = out["proj"] + out["delta"]
+    return out
+
+
+def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> pd.Series:
+    """Boolean per action (index aligned with ``actions``): it would create a new exception."""
+    lower = projected["proj_new"] < np.minimum(projected["ss"], projected["proj"]) - TOLERANCE
+    bad_places = projected.loc[lower, ["sku_id", "location_id"]].drop_duplicates()
+    # excess at the end of the fence where there was none
+    fence_end = projected[projected["week_index"] == problem.fence_weeks - 1]
+    avg = projected[projected["week_index"] > 0].groupby(["sku_id", "location_id"])["sensed_demand"].mean()
+    fe = fence_end.set_index(["sku_id", "location_id"])
+    cover = fe["ss"] + EXCESS_COVER_WEEKS * avg.reindex(fe.index).fillna(0)
+    new_excess = (fe["delta"] > TOLERANCE) & (fe["proj_new"] - cover >= EXCESS_MIN_UNITS) & (fe["proj"] - cover < EXCESS_MIN_UNITS)
+    bad_places = pd.concat([bad_places, new_excess[new_excess].index.to_frame(index=False)]).drop_duplicates()
+    touched = problem.effects[["action_id", "sku_id", "location_id"]].merge(bad_places, on=["sku_id", "location_id"])
+    bad = actions["action_id"].isin(touched["action_id"])
+    pulls = actions[actions["resource_key"].notna()]
+    if len(pulls):
+        load = pulls.groupby(["resource_key", "capacity_week"], as_index=False)["qty"].sum().merge(
+            problem.capacity.rename(columns={"week_index": "capacity_week"}), on=["resource_key", "capacity_week"], how="left")
+        over = load[load["qty"] > load["spare_qty"].fillna(0) + TOLERANCE][["resource_key", "capacity_week"]]
+        bad |= actions.set_index(["resource_key", "capacity_week"]).index.isin(pd.MultiIndex.from_frame(over)) \
+            if len(over) else False
+    return pd.Series(np.asarray(bad, dtype=bool), index=actions.index)
+
+
+def verified(problem: Problem, actions: pd.DataFrame, max_rounds: int = 5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Withdraw actions that create new exceptions until none does.
+
+    Returns (kept actions, withdrawn actions, re-projection with the kept ones).
+    """
+    kept = actions
+    withdrawn = [actions.iloc[0:0]]
+    for _ in range(max_rounds):
+        projected = reproject(problem, kept)
+        bad = find_violations(problem, kept, projected)
+        if not bad.any():
+            return kept, pd.concat(withdrawn), projected
+        withdrawn.append(kept[bad])
+        kept = kept[~bad]
+    kept = kept.iloc[0:0]
+    return kept, pd.concat([*withdrawn, actions]).drop_duplicates("action_id"), reproject(problem, kept)
