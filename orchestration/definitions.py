@@ -10,10 +10,11 @@ from orchestration.publishing import build_publish_asset
 from orchestration.resources import SoeSettings, WarehouseResource
 from soe_assets.detect.assets import detected_exceptions
 from soe_assets.ingest.assets import landing_zone
+from soe_assets.respond.assets import recommendations
 
 FULL_RUN_JOB = "soe_full_run"
 
-STAGE_ASSETS = [landing_zone, soe_dbt_models, detected_exceptions]
+STAGE_ASSETS = [landing_zone, soe_dbt_models, detected_exceptions, recommendations]
 
 
 def build_definitions(settings: SoeSettings, warehouse: WarehouseResource) -> dg.Definitions:
