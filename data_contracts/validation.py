@@ -68,10 +68,10 @@ def _parse_column(kind: str, text: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parsed, parsed.isna() & ~empty
 
 
-_KIND_WORDS = {"date": "a date (YYYY-MM-DD)", "ts": "an ISO 8601 timestamp", "int": "an integer", "num": "a number"}
+KIND_WORDS = {"date": "a date (YYYY-MM-DD)", "ts": "an ISO 8601 timestamp", "int": "an integer", "num": "a number"}
 
 
-def _describe_check(check: str, column: str, pk: list[str]) -> str:
+def describe_check(check: str, column: str, pk: list[str]) -> str:
     if check == "not_nullable":
         return f"{column} is empty but required"
     if check == "multiple_fields_uniqueness" or check == "field_uniqueness":
@@ -131,7 +131,7 @@ def validate_extract(
                     {
                         "row_number": text.loc[unparseable, "_row_number"],
                         "column": column,
-                        "reason": f"{column} is not {_KIND_WORDS[kind]}: '" + text.loc[unparseable, column].astype(str) + "'",
+                        "reason": f"{column} is not {KIND_WORDS[kind]}: '" + text.loc[unparseable, column].astype(str) + "'",
                     }
                 )
             )
@@ -153,7 +153,7 @@ def validate_extract(
         )
         pk = source.primary_key
         reasons = described[["check", "column"]].drop_duplicates()
-        reasons["reason"] = [_describe_check(check, column, pk) for check, column in reasons.itertuples(index=False)]
+        reasons["reason"] = [describe_check(check, column, pk) for check, column in reasons.itertuples(index=False)]
         described = described.merge(reasons, on=["check", "column"]).drop(columns="check")
         # A duplicated key is one failure of the row, not one per key column.
         duplicated_key = described["reason"].str.startswith("duplicated primary key")

@@ -58,7 +58,7 @@ def test_each_bad_row_is_quarantined_with_its_reason_and_valid_rows_flow_on(land
     assert row["column"] == column
     assert reason in row["reason"]
     assert '"order_id":"BAD-1"' in row["raw_record"]
-    kept = set(result.tables["sales_orders"]["order_id"])
+    kept = set(result.table("sales_orders")["order_id"])
     assert kept == {"GOOD-1", "GOOD-2", "OK-1", "OK-2"}
 
 
@@ -70,8 +70,8 @@ def test_duplicated_key_in_one_file_quarantines_every_copy(landing):
     assert list(quarantined["row_number"]) == [1, 3]
     assert (quarantined["column"] == "order_id, line_no").all()
     assert quarantined["reason"].str.contains("duplicated primary key").all()
-    assert "DUP" not in set(result.tables["sales_orders"]["order_id"])
-    assert "OK" in set(result.tables["sales_orders"]["order_id"])
+    assert "DUP" not in set(result.table("sales_orders")["order_id"])
+    assert "OK" in set(result.table("sales_orders")["order_id"])
 
 
 def test_missing_column_quarantines_the_whole_file_and_other_files_flow_on(landing):
@@ -84,7 +84,7 @@ def test_missing_column_quarantines_the_whole_file_and_other_files_flow_on(landi
     assert pd.isna(quarantined.loc[0, "row_number"])
     assert quarantined.loc[0, "column"] == "promised_date"
     assert "missing required column(s) promised_date" in quarantined.loc[0, "reason"]
-    assert set(result.tables["sales_orders"]["order_id"]) == {"GOOD-1", "GOOD-2"}
+    assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2"}
 
 
 def test_unreadable_and_undated_files_are_quarantined_whole(landing):
@@ -96,7 +96,7 @@ def test_unreadable_and_undated_files_are_quarantined_whole(landing):
     assert "empty" in reasons[f"{AS_OF.isoformat()}_empty.csv"]
     assert "does not start with an extract date" in reasons["orders_without_date.csv"]
     assert "not a readable Parquet file" in reasons[f"{AS_OF.isoformat()}_broken.parquet"]
-    assert set(result.tables["sales_orders"]["order_id"]) == {"GOOD-1", "GOOD-2"}
+    assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2"}
 
 
 def test_wrong_delimiter_says_so(landing):
@@ -115,7 +115,7 @@ def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing):
     quarantined = _quarantine(result, "sales_orders")
     assert list(quarantined["row_number"]) == [2]
     assert "not valid UTF-8" in quarantined.loc[0, "reason"]
-    assert {"U1", "U3"} <= set(result.tables["sales_orders"]["order_id"])
+    assert {"U1", "U3"} <= set(result.table("sales_orders")["order_id"])
 
 
 def test_latest_extract_wins_and_csv_parquet_mix(landing):
@@ -127,11 +127,11 @@ def test_latest_extract_wins_and_csv_parquet_mix(landing):
     write_source(landing, "sales_orders", [_order("SAME", ordered_qty=1)], extract=AS_OF, suffix="_a")
     write_source(landing, "sales_orders", [_order("SAME", ordered_qty=2)], extract=AS_OF, suffix="_c")
     result = ingest_landing_zone(landing, AS_OF)
-    orders = result.tables["sales_orders"].set_index("order_id")
+    orders = result.table("sales_orders").set_index("order_id")
     assert orders.loc["UPS", "status"] == "shipped"
     assert orders.loc["UPS", "_file"] == f"{AS_OF.isoformat()}_b.csv"
     assert orders.loc["SAME", "ordered_qty"] == 2
-    assert result.tables["sales_orders"]["order_id"].is_unique
+    assert result.table("sales_orders")["order_id"].is_unique
 
 
 def test_rejected_newest_version_leaves_the_newest_valid_version_standing(landing):
@@ -139,7 +139,7 @@ def test_rejected_newest_version_leaves_the_newest_valid_version_standing(landin
     write_source(landing, "sales_orders", [_order("KEEP", ordered_qty=10)], extract=earlier)
     write_source(landing, "sales_orders", [_order("KEEP", ordered_qty=-1)], extract=AS_OF, suffix="_b")
     result = ingest_landing_zone(landing, AS_OF)
-    orders = result.tables["sales_orders"].set_index("order_id")
+    orders = result.table("sales_orders").set_index("order_id")
     assert orders.loc["KEEP", "ordered_qty"] == 10
     reason = _quarantine(result, "sales_orders").loc[0, "reason"]
     assert f"the valid version of this key from {earlier.isoformat()}.csv stands" in reason
@@ -148,7 +148,7 @@ def test_rejected_newest_version_leaves_the_newest_valid_version_standing(landin
 def test_extracts_dated_after_as_of_are_not_read(landing):
     write_source(landing, "sales_orders", [_order("LATER")], extract=AS_OF + timedelta(days=1))
     result = ingest_landing_zone(landing, AS_OF)
-    assert "LATER" not in set(result.tables["sales_orders"]["order_id"])
+    assert "LATER" not in set(result.table("sales_orders")["order_id"])
     assert result.reports["sales_orders"].files_skipped == 1
 
 
@@ -168,7 +168,7 @@ def test_missing_required_source_is_a_clear_error_naming_it(landing):
 def test_missing_optional_pos_sales_is_fine(landing):
     assert not (landing / "pos_sales").exists()
     result = ingest_landing_zone(landing, AS_OF)
-    assert result.tables["pos_sales"].empty
+    assert result.table("pos_sales").empty
     assert result.quarantine.empty
 
 
@@ -185,7 +185,7 @@ def test_timestamps_accept_iso_8601_with_offset(landing):
     plan[0] = {**plan[0], "plan_version": "TZ", "committed_at": "2026-11-03T10:00:00+01:00"}
     write_source(landing, "sop_plan", plan, suffix="_tz")
     result = ingest_landing_zone(landing, AS_OF)
-    committed = result.tables["sop_plan"].set_index("plan_version").loc["TZ", "committed_at"]
+    committed = result.table("sop_plan").set_index("plan_version").loc["TZ", "committed_at"]
     assert committed == pd.Timestamp("2026-11-03 09:00:00")
     assert _quarantine(result, "sop_plan").empty
 

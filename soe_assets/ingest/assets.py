@@ -7,7 +7,7 @@ import dagster as dg
 
 from data_contracts.sources import SOURCES
 from orchestration.resources import SoeSettings, WarehouseResource
-from soe_assets.ingest.pipeline import ingest_landing_zone, write_raw
+from soe_assets.ingest.pipeline import ingest_landing_zone, write_run_metadata
 from soe_assets.warehouse import RunContext
 
 RAW_TABLE_DESCRIPTIONS = {
@@ -43,16 +43,20 @@ def landing_zone(context: dg.AssetExecutionContext, settings: SoeSettings, wareh
     master data of the same run, and the default as_of is the latest extract
     date across the whole landing zone.
     """
-    result = ingest_landing_zone(settings.landing_path, settings.requested_as_of, progress=context.log.info)
-    run = RunContext(
-        as_of=result.as_of,
-        horizon_weeks=settings.horizon_weeks,
-        time_fence_weeks=settings.time_fence_weeks,
-        run_id=context.run.run_id,
-        started_at=datetime.now().replace(microsecond=0),
-    )
+    started_at = datetime.now().replace(microsecond=0)
     with warehouse.connect() as conn:
-        write_raw(conn, result, run)
+        result = ingest_landing_zone(
+            settings.landing_path, settings.requested_as_of, progress=context.log.info, conn=conn, detected_at=started_at
+        )
+        run = RunContext(
+            as_of=result.as_of,
+            horizon_weeks=settings.horizon_weeks,
+            time_fence_weeks=settings.time_fence_weeks,
+            run_id=context.run.run_id,
+            started_at=started_at,
+        )
+        write_run_metadata(conn, result, run)
+        quarantined_rows = conn.execute("SELECT count(*) FROM raw.quarantine").fetchone()[0]
     for source in SOURCES:
         report = result.reports[source.name]
         yield dg.MaterializeResult(
@@ -66,7 +70,7 @@ def landing_zone(context: dg.AssetExecutionContext, settings: SoeSettings, wareh
             },
         )
     yield dg.MaterializeResult(
-        asset_key=["raw", "quarantine"], metadata={"rows": len(result.quarantine)}
+        asset_key=["raw", "quarantine"], metadata={"rows": quarantined_rows}
     )
     yield dg.MaterializeResult(asset_key=["raw", "run_context"], metadata={"as_of": str(result.as_of)})
     yield dg.MaterializeResult(asset_key=["raw", "ingest_log"])

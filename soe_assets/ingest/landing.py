@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -102,15 +102,15 @@ def _parquet_text(path: Path) -> pa.Table:
     return pa.table(columns)
 
 
-def read_extract_text(extract: Extract) -> pd.DataFrame:
-    """The extract as a frame of text columns plus ``_row_number`` (1-based data row)."""
+def read_extract_text(extract: Extract) -> pa.Table:
+    """The extract as a table of text columns (as received) plus ``_row_number`` (1-based data row)."""
     suffix = extract.path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
     if extract.path.stat().st_size == 0:
         raise UnreadableFile("the file is empty (no header row)")
     table = _csv_text(extract.path) if suffix == ".csv" else _parquet_text(extract.path)
-    frame = table.to_pandas()
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame["_row_number"] = range(1, len(frame) + 1)
-    return frame
+    table = table.rename_columns([str(c).strip() for c in table.column_names])
+    if len(set(table.column_names)) != len(table.column_names):
+        raise UnreadableFile("the header names a column twice")
+    return table.append_column("_row_number", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))

@@ -11,19 +11,19 @@ date in its name or lacks a contract column is quarantined whole.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import date
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.validation import MasterData, missing_columns, validate_extract
+from data_contracts.sql_rules import compile_contract, literal
+from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import INVALID_UTF8, Extract, UnreadableFile, list_extracts, read_extract_text
-from soe_assets.warehouse import RunContext, replace_table
-
-QUARANTINE_COLUMNS = ["source", "file", "row_number", "column", "reason", "raw_record"]
+from soe_assets.warehouse import RunContext, quote, replace_table
 
 Progress = Callable[[str], None]
 
@@ -46,9 +46,15 @@ class SourceReport:
 @dataclass
 class IngestResult:
     as_of: date
-    tables: dict[str, pd.DataFrame]
-    quarantine: pd.DataFrame
-    reports: dict[str, SourceReport] = field(default_factory=dict)
+    reports: dict[str, SourceReport]
+    conn: duckdb.DuckDBPyConnection  # holds schema ``raw`` with the validated tables and the quarantine
+
+    def table(self, source: str) -> pd.DataFrame:
+        return self.conn.execute(f"SELECT * FROM raw.{quote(source)}").df()
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        return self.conn.execute("SELECT * FROM raw.quarantine ORDER BY source, file, row_number").df()
 
     @property
     def rows_read(self) -> int:
@@ -81,167 +87,186 @@ def check_landing_zone(landing_dir: Path) -> None:
         )
 
 
-def _whole_file(extract: Extract, reason: str, column: str | None = None, raw: str | None = None) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"source": extract.source, "file": extract.file, "row_number": None, "column": column,
-          "reason": reason, "raw_record": raw}],
-        columns=QUARANTINE_COLUMNS,
-    )
+def _json_object(columns: list[str]) -> str:
+    """SQL building the raw record (text as received) of a row of ``_text``."""
+    pairs = ", ".join(f"{literal(c)}, {quote(c)}" for c in columns)
+    return f"CAST(json_object({pairs}) AS VARCHAR)"
 
 
-def _row_quarantine(extract: Extract, text: pd.DataFrame, rejections: pd.DataFrame) -> pd.DataFrame:
-    rows = text.set_index("_row_number").loc[rejections["row_number"].unique()]
-    rows = rows.drop(columns=[c for c in rows.columns if c.startswith("_")])
-    raw = pd.Series(rows.to_json(orient="records", lines=True).splitlines(), index=rows.index)
-    return pd.DataFrame(
-        {
-            "source": extract.source,
-            "file": extract.file,
-            "row_number": rejections["row_number"].to_numpy(),
-            "column": rejections["column"].to_numpy(),
-            "reason": rejections["reason"].to_numpy(),
-            "raw_record": raw.loc[rejections["row_number"]].to_numpy(),
-        }
-    )
+class _SourceIngest:
+    """Validates, upserts and quarantines one source inside the DuckDB connection."""
 
+    def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
+                 master_tables: dict[str, str] | None) -> None:
+        self.conn = conn
+        self.source = source
+        self.detected_at = detected_at
+        self.master_tables = master_tables
+        self.report = SourceReport(source.name)
+        self.valid = f"_valid_{source.name}"
+        self.rejected = f"_rejected_{source.name}"
+        typed = ", ".join(f"CAST(NULL AS {t}) AS {quote(c)}" for c, t in source.sql_columns.items())
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE {self.valid} AS SELECT {typed}, CAST(NULL AS VARCHAR) AS _file, "
+            "CAST(NULL AS DATE) AS _extract_date, CAST(NULL AS BIGINT) AS _row_number, "
+            "CAST(NULL AS INTEGER) AS _file_order LIMIT 0"
+        )
+        pk = ", ".join(f"CAST(NULL AS {source.sql_columns[c]}) AS {quote(c)}" for c in source.primary_key)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE {self.rejected} AS SELECT {pk}, CAST(NULL AS VARCHAR) AS file, "
+            "CAST(NULL AS BIGINT) AS row_number LIMIT 0"
+        )
 
-def _with_utf8_rejections(text: pd.DataFrame, rejections: pd.DataFrame) -> pd.DataFrame:
-    if INVALID_UTF8 not in text:
-        return rejections
-    bad = text.loc[text[INVALID_UTF8], "_row_number"]
-    extra = pd.DataFrame({"row_number": bad, "column": None, "reason": "the row holds bytes that are not valid UTF-8"})
-    return pd.concat([rejections, extra], ignore_index=True)
+    def quarantine_file(self, extract: Extract, reason: str, column: str | None = None, raw: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO raw.quarantine VALUES (?, ?, NULL, ?, ?, ?, ?)",
+            [self.source.name, extract.file, column, reason, raw, self.detected_at],
+        )
 
-
-def _ingest_source(
-    source: SourceContract, landing_dir: Path, as_of: date, master: MasterData | None
-) -> tuple[pd.DataFrame, pd.DataFrame, SourceReport]:
-    report = SourceReport(source.name)
-    valid_parts: list[pd.DataFrame] = []
-    rejected_keys: list[pd.DataFrame] = []
-    quarantine: list[pd.DataFrame] = []
-    for extract in list_extracts(landing_dir, source.name):
-        if extract.extract_date is None:
-            quarantine.append(_whole_file(extract, "file name does not start with an extract date YYYY-MM-DD"))
-            continue
-        if extract.extract_date > as_of:
-            report.files_skipped += 1  # not yet happened from this run's point of view
-            continue
+    def add(self, extract: Extract, file_order: int) -> None:
+        source, conn = self.source, self.conn
         try:
             text = read_extract_text(extract)
         except UnreadableFile as error:
-            quarantine.append(_whole_file(extract, str(error)))
-            continue
-        report.files_read += 1
-        report.latest_extract_date = max(filter(None, [report.latest_extract_date, extract.extract_date]))
-        report.rows_read += len(text)
-        missing = missing_columns(source, list(text.columns))
+            self.quarantine_file(extract, str(error))
+            return
+        self.report.files_read += 1
+        self.report.latest_extract_date = max(filter(None, [self.report.latest_extract_date, extract.extract_date]))
+        self.report.rows_read += text.num_rows
+        header = [c for c in text.column_names if not c.startswith("_")]
+        missing = missing_columns(source, header)
         if missing:
-            hint = " (is the delimiter a comma?)" if len(text.columns) <= 2 and ";" in "".join(text.columns) else ""
-            header = pd.Series([[c for c in text.columns if not c.startswith("_")]]).to_json(orient="values")
-            quarantine.append(
-                _whole_file(
-                    extract,
-                    f"missing required column(s) {', '.join(missing)}{hint}: the whole file is quarantined",
-                    column=", ".join(missing),
-                    raw=header,
-                )
+            hint = " (is the delimiter a comma?)" if len(header) <= 2 and ";" in "".join(header) else ""
+            self.quarantine_file(
+                extract,
+                f"missing required column(s) {', '.join(missing)}{hint}: the whole file is quarantined",
+                column=", ".join(missing),
+                raw=json.dumps(header),
             )
-            report.rows_quarantined += len(text)
-            continue
-        result = validate_extract(source, text, extract_date=extract.extract_date, master=master)
-        rejections = _with_utf8_rejections(text, result.rejections)
-        if len(rejections):
-            quarantine.append(_row_quarantine(extract, text, rejections))
-            bad = result.typed["_row_number"].isin(rejections["row_number"])
-            rejected_keys.append(result.typed.loc[bad, [*source.primary_key, "_row_number"]].assign(_file=extract.file))
-            report.rows_quarantined += int(bad.sum())
-            valid = result.typed[~bad]
+            self.report.rows_quarantined += text.num_rows
+            return
+        rules = compile_contract(source, extract_date=extract.extract_date.isoformat(), master_tables=self.master_tables)
+        failures = list(rules.failures)
+        if INVALID_UTF8 in text.column_names:
+            failures.append(("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8")))
+        failure_list = ", ".join(
+            f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
+            for column, condition, reason in failures
+        )
+        typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in rules.typed_columns.items())
+        conn.register("_text", text)
+        try:
+            conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE _checked AS SELECT _row_number, {typed}, "
+                f"list_filter([{failure_list}], lambda f: f IS NOT NULL) AS _failures FROM _text"
+            )
+            columns = ", ".join(quote(c) for c in source.columns)
+            conn.execute(
+                f"INSERT INTO {self.valid} SELECT {columns}, ?, ?, _row_number, ? FROM _checked "
+                "WHERE len(_failures) = 0",
+                [extract.file, extract.extract_date, file_order],
+            )
+            conn.execute(
+                f"""
+                INSERT INTO raw.quarantine
+                SELECT ?, ?, _row_number, f.failure.column, f.failure.reason, {_json_object(header)}, ?
+                FROM (SELECT _row_number, unnest(_failures) AS failure FROM _checked WHERE len(_failures) > 0) AS f
+                JOIN _text USING (_row_number)
+                ORDER BY _row_number, f.failure.column
+                """,
+                [source.name, extract.file, self.detected_at],
+            )
+            pk = ", ".join(quote(c) for c in source.primary_key)
+            conn.execute(
+                f"INSERT INTO {self.rejected} SELECT {pk}, ?, _row_number FROM _checked WHERE len(_failures) > 0",
+                [extract.file],
+            )
+            self.report.rows_quarantined += conn.execute(
+                "SELECT count(*) FROM _checked WHERE len(_failures) > 0"
+            ).fetchall()[0][0]
+        finally:
+            conn.unregister("_text")
+            conn.execute("DROP TABLE IF EXISTS _checked")
+
+    def finish(self) -> None:
+        """Upsert: per key the valid row of the latest file wins; note where a rejected newer key fell back."""
+        source, conn = self.source, self.conn
+        pk = ", ".join(quote(c) for c in source.primary_key)
+        columns = ", ".join(quote(c) for c in source.columns)
+        conn.execute(
+            f"CREATE OR REPLACE TABLE raw.{quote(source.name)} AS SELECT {columns}, _file, _extract_date, _row_number "
+            f"FROM {self.valid} QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _file_order DESC) = 1"
+        )
+        join = " AND ".join(f"k.{quote(c)} = t.{quote(c)}" for c in source.primary_key)
+        conn.execute(
+            f"""
+            UPDATE raw.quarantine AS q
+            SET reason = q.reason || '; the valid version of this key from ' || s.kept_file || ' stands'
+            FROM (SELECT k.file, k.row_number, t._file AS kept_file
+                  FROM {self.rejected} AS k JOIN raw.{quote(source.name)} AS t ON {join}) AS s
+            WHERE q.source = ? AND q.file = s.file AND q.row_number = s.row_number
+            """,
+            [source.name],
+        )
+        self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
+        conn.execute(f"DROP TABLE {self.valid}")
+        conn.execute(f"DROP TABLE {self.rejected}")
+
+
+def _ingest_source(
+    conn: duckdb.DuckDBPyConnection, source: SourceContract, landing_dir: Path, as_of: date,
+    detected_at: datetime, master_tables: dict[str, str] | None,
+) -> SourceReport:
+    ingest = _SourceIngest(conn, source, detected_at, master_tables)
+    for file_order, extract in enumerate(list_extracts(landing_dir, source.name)):
+        if extract.extract_date is None:
+            ingest.quarantine_file(extract, "file name does not start with an extract date YYYY-MM-DD")
+        elif extract.extract_date > as_of:
+            ingest.report.files_skipped += 1  # not yet happened from this run's point of view
         else:
-            valid = result.typed
-        valid_parts.append(valid.assign(_file=extract.file, _extract_date=pd.Timestamp(extract.extract_date)))
-
-    columns = [*source.columns, "_file", "_extract_date", "_row_number"]
-    if valid_parts:
-        union = pd.concat(valid_parts, ignore_index=True)
-        table = union.drop_duplicates(subset=source.primary_key, keep="last")[columns].reset_index(drop=True)
-    else:
-        table = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-    report.rows_valid = len(table)
-    quarantined = pd.concat(quarantine, ignore_index=True) if quarantine else pd.DataFrame(columns=QUARANTINE_COLUMNS)
-    if rejected_keys and len(table):
-        quarantined = _note_surviving_versions(source, quarantined, pd.concat(rejected_keys), table)
-    return table, quarantined, report
+            ingest.add(extract, file_order)
+    ingest.finish()
+    return ingest.report
 
 
-def _note_surviving_versions(
-    source: SourceContract, quarantined: pd.DataFrame, rejected_keys: pd.DataFrame, table: pd.DataFrame
-) -> pd.DataFrame:
-    """Say in the quarantine which valid version of a rejected key stands instead."""
-    pk = source.primary_key
-    keys = rejected_keys.dropna(subset=pk)
-    survivors = keys.merge(table[[*pk, "_file"]].rename(columns={"_file": "_kept_file"}), on=pk)
-    if survivors.empty:
-        return quarantined
-    survivors = survivors[["_file", "_row_number", "_kept_file"]].rename(
-        columns={"_file": "file", "_row_number": "row_number"}
-    )
-    noted = quarantined.merge(survivors, on=["file", "row_number"], how="left")
-    has_survivor = noted["_kept_file"].notna()
-    noted.loc[has_survivor, "reason"] = (
-        noted.loc[has_survivor, "reason"]
-        + "; the valid version of this key from "
-        + noted.loc[has_survivor, "_kept_file"]
-        + " stands"
-    )
-    return noted.drop(columns="_kept_file")
-
-
-def ingest_landing_zone(landing_dir: Path, as_of: date | None = None, progress: Progress | None = None) -> IngestResult:
-    """Ingest every source of the landing zone (see module docstring)."""
+def ingest_landing_zone(
+    landing_dir: Path,
+    as_of: date | None = None,
+    progress: Progress | None = None,
+    conn: duckdb.DuckDBPyConnection | None = None,
+    detected_at: datetime | None = None,
+) -> IngestResult:
+    """Ingest every source into schema ``raw`` of ``conn`` (an in-memory database if none)."""
     resolved = resolve_as_of(landing_dir, as_of)
-    tables: dict[str, pd.DataFrame] = {}
-    quarantines: list[pd.DataFrame] = []
+    conn = conn or duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    conn.execute(
+        "CREATE OR REPLACE TABLE raw.quarantine (source VARCHAR, file VARCHAR, row_number BIGINT, "
+        '"column" VARCHAR, reason VARCHAR, raw_record VARCHAR, detected_at TIMESTAMP)'
+    )
+    detected_at = detected_at or datetime.now().replace(microsecond=0)
     reports: dict[str, SourceReport] = {}
-    master: MasterData | None = None
+    master_tables: dict[str, str] | None = None
     for source in SOURCES:
-        if master is None and {"skus", "locations"} <= tables.keys():
-            master = MasterData(
-                sku_ids=set(tables["skus"]["sku_id"]), location_ids=set(tables["locations"]["location_id"])
+        if master_tables is None and {"skus", "locations"} <= reports.keys():
+            conn.execute("CREATE OR REPLACE TEMP TABLE _master_sku AS SELECT DISTINCT sku_id AS id FROM raw.skus")
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE _master_location AS SELECT DISTINCT location_id AS id FROM raw.locations"
             )
-        table, quarantined, report = _ingest_source(source, landing_dir, resolved, master)
-        tables[source.name] = table
-        quarantines.append(quarantined)
+            master_tables = {"sku": "_master_sku", "location": "_master_location"}
+        report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables)
         reports[source.name] = report
         if progress:
             progress(
-                f"  {source.name:<20} {report.files_read} file(s), {report.rows_read:>9,} rows read, "
-                f"{report.rows_valid:>9,} kept, {report.rows_quarantined:>6,} quarantined"
+                f"{source.name:<20} {report.files_read} file(s), {report.rows_read:>11,} rows read, "
+                f"{report.rows_valid:>11,} kept, {report.rows_quarantined:>7,} quarantined"
             )
-    quarantine = pd.concat(quarantines, ignore_index=True)
-    quarantine["row_number"] = quarantine["row_number"].astype("Int64")
-    return IngestResult(as_of=resolved, tables=tables, quarantine=quarantine, reports=reports)
+    return IngestResult(as_of=resolved, reports=reports, conn=conn)
 
 
-QUARANTINE_SQL_TYPES = {
-    "source": "VARCHAR",
-    "file": "VARCHAR",
-    "row_number": "BIGINT",
-    "column": "VARCHAR",
-    "reason": "VARCHAR",
-    "raw_record": "VARCHAR",
-    "detected_at": "TIMESTAMP",
-}
-
-
-def write_raw(conn: duckdb.DuckDBPyConnection, result: IngestResult, context: RunContext) -> None:
-    """Replace schema ``raw`` with this run's validated tables, quarantine, run context and log."""
-    lineage = {"_file": "VARCHAR", "_extract_date": "DATE", "_row_number": "BIGINT"}
-    for source in SOURCES:
-        replace_table(conn, "raw", source.name, result.tables[source.name], {**source.sql_columns, **lineage})
-    replace_table(
-        conn, "raw", "quarantine", result.quarantine.assign(detected_at=context.started_at), QUARANTINE_SQL_TYPES
-    )
+def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, context: RunContext) -> None:
+    """Write ``raw.run_context`` (the run parameters every stage reads) and ``raw.ingest_log``."""
     replace_table(
         conn,
         "raw",
