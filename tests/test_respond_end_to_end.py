@@ -1,0 +1,120 @@
+"""Recommendations through the real pipeline: one landing zone, one case per SKU (one run, ~20 s)."""
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone
+
+
+def _add_sku(net: dict, sku: str, stock: dict[str, float], *, demand: float = 70.0, safety: dict[str, float] | None = None,
+             extra_orders: list[tuple[str, int, float]] = ()) -> None:
+    """A SKU with plan, orders and weekly POs matching demand at the given DCs: level from week 1 at stock - demand."""
+    net["skus"].append({"sku_id": sku, "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0})
+    for loc, qty in stock.items():
+        ss = (safety or {}).get(loc, 30.0)
+        net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku,
+                             "location_id": loc, "week_start": monday(w).isoformat(), "demand_qty": demand,
+                             "supply_qty": demand, "safety_stock_qty": ss} for w in range(-2, 13)]
+        net["inventory_snapshots"].append({"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": loc,
+                                           "on_hand_qty": qty, "quality_hold_qty": 0.0})
+        net["purchase_orders"] += [{"po_id": f"PO-{sku}-{loc}-{w}", "line_no": 1, "supplier_id": "SUP-1", "sku_id": sku,
+                                    "location_id": loc, "order_date": (AS_OF - timedelta(days=20)).isoformat(),
+                                    "promised_date": monday(w).isoformat(), "confirmed_date": monday(w).isoformat(),
+                                    "ordered_qty": demand, "received_qty": 0.0, "received_date": "", "status": "open"}
+                                   for w in range(1, 13)]
+        orders = [(loc, 0, demand), (loc, 1, demand)] + [o for o in extra_orders if o[0] == loc]
+        net["sales_orders"] += [{"order_id": f"SO-{sku}-{loc}-{w}-{i}", "line_no": 1, "customer_id": f"CUST-{i % 2 + 1}",
+                                 "sku_id": sku, "location_id": loc, "order_date": (AS_OF - timedelta(days=3)).isoformat(),
+                                 "requested_date": (monday(w) + timedelta(days=4)).isoformat(),
+                                 "promised_date": (monday(w) + timedelta(days=4)).isoformat(), "ordered_qty": qty,
+                                 "shipped_qty": 0.0, "ship_date": "", "status": "open"}
+                                for i, (_, w, qty) in enumerate(orders)]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    net = minimal_network()
+    # SKU-R: DC-1 has nothing (70 short from week 0); DC-2 holds 400 against a safety stock of 30.
+    _add_sku(net, "SKU-R", {"DC-1": 0.0, "DC-2": 400.0})
+    # SKU-D: DC-1 short; the only neighbour holding it sits below its own safety stock: a decoy.
+    _add_sku(net, "SKU-D", {"DC-1": 0.0, "DC-2": 120.0}, safety={"DC-2": 60.0})
+    # SKU-F: fine inside the fence, a 600-unit order in week 6 makes DC-1 short beyond it.
+    _add_sku(net, "SKU-F", {"DC-1": 150.0}, extra_orders=[("DC-1", 6, 600.0)])
+    # SKU-P: the plant runs short until MO-P-1 (400) finishes in week 3; LINE-2 is idle.
+    net["skus"].append({"sku_id": "SKU-P", "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0})
+    net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": "SKU-P",
+                         "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": 100.0,
+                         "supply_qty": 100.0, "safety_stock_qty": 0.0} for w in range(-2, 13)]
+    net["inventory_snapshots"].append({"snapshot_date": AS_OF.isoformat(), "sku_id": "SKU-P", "location_id": "PLANT-1",
+                                       "on_hand_qty": 50.0, "quality_hold_qty": 0.0})
+    net["production_orders"] += [
+        {"production_order_id": f"MO-P-{w}", "sku_id": "SKU-P", "location_id": "PLANT-1", "resource_id": "LINE-2",
+         "planned_start_date": monday(w).isoformat(), "planned_finish_date": (monday(w) + timedelta(days=4)).isoformat(),
+         "planned_qty": 400.0 if w == 3 else 100.0, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
+        for w in range(3, 13)]
+    net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-2", "week_start": monday(w).isoformat(),
+                                  "capacity_qty": 500.0} for w in range(-8, 13)]
+    root = tmp_path_factory.mktemp("respond")
+    result = run_soe(root, write_landing_zone(root / "landing", net))
+    assert result.ok
+    return result
+
+
+@pytest.fixture(scope="module")
+def recs(run) -> pd.DataFrame:
+    return run.query("select * from marts.recommendations")
+
+
+def test_mart_has_the_contract_columns_and_nothing_creates_an_exception(recs):
+    expected = ["recommendation_id", "exception_id", "resolves_exception_ids", "action_type", "sku_id",
+                "from_location_id", "to_location_id", "reference_id", "qty", "cost", "impact_resolved_value",
+                "creates_new_exception", "explanation", "as_of"]
+    assert set(expected) <= set(recs.columns)
+    assert not recs["creates_new_exception"].any()
+    assert recs["recommendation_id"].is_unique
+    assert recs["exception_id"].notna().all()
+
+
+def test_stockout_next_to_a_donor_gets_a_reallocation_from_it(run, recs):
+    r = recs[recs["sku_id"] == "SKU-R"]
+    moves = r[r["action_type"] == "reallocate_stock"]
+    assert moves[["from_location_id", "to_location_id"]].values.tolist() == [["DC-2", "DC-1"]]
+    assert moves["qty"].iloc[0] == pytest.approx(70)
+    assert moves["impact_resolved_value"].iloc[0] == pytest.approx(70 * 50)
+    assert moves["cost"].iloc[0] == pytest.approx(70 * (0.5 + 0.5))
+    assert "DC-2 stays at or above safety stock" in moves["explanation"].iloc[0]
+    stockouts = run.query("select exception_id from marts.exceptions where exception_type = 'projected_stockout' "
+                          "and sku_id = 'SKU-R' and location_id = 'DC-1'")
+    if len(stockouts):
+        assert moves["exception_id"].iloc[0] == stockouts["exception_id"].iloc[0]
+
+
+def test_donor_below_its_own_safety_stock_is_not_used_and_the_shortage_escalates(recs):
+    d = recs[recs["sku_id"] == "SKU-D"]
+    assert not d["action_type"].isin(["reallocate_stock", "alternate_source"]).any()
+    assert (d["action_type"] == "escalate_to_sop").sum() == 1
+
+
+def test_shortage_beyond_the_fence_is_escalated(recs):
+    f = recs[recs["sku_id"] == "SKU-F"]
+    assert f["action_type"].tolist() == ["escalate_to_sop"]
+    assert "beyond the 4-week time fence" in f["explanation"].iloc[0]
+
+
+def test_idle_resource_gets_a_pull_in(recs):
+    p = recs[(recs["sku_id"] == "SKU-P") & (recs["action_type"] == "pull_in_production")]
+    assert set(p["reference_id"]) == {"MO-P-3"}
+    # plant: 50 - 100 x 4/7 = -7 in week 0, -107, -207 in weeks 1-2: 207 units pulled in on idle LINE-2,
+    # staged as late as each week needs (7 by week 0, 100 more by week 1, 100 more by week 2: fewer days pulled)
+    assert p["qty"].sum() == pytest.approx(207)
+    assert sorted(p["qty"]) == pytest.approx([7, 100, 100])
+
+
+def test_every_recommended_action_applied_leaves_no_new_shortfall(run, recs):
+    slw = run.query("select sku_id, location_id, week_index, projected_available_qty as proj, safety_stock_qty as ss "
+                    "from marts.sku_location_week")
+    moves = recs[recs["action_type"].isin(["reallocate_stock", "alternate_source"])]
+    out = moves.groupby(["sku_id", "from_location_id"])["qty"].sum().rename("out").reset_index()
+    donors = slw.merge(out.rename(columns={"from_location_id": "location_id"}), on=["sku_id", "location_id"])
+    assert (donors["proj"] - donors["out"] >= donors[["ss", "proj"]].min(axis=1) - 1e-6).all()
