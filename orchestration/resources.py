@@ -49,3 +49,42 @@ class SoeSettings(dg.ConfigurableResource):
     @property
     def requested_as_of(self) -> date | None:
         return date.fromisoformat(self.as_of) if self.as_of else None
+
+
+class QualitySettings(dg.ConfigurableResource):
+    """Data-quality limits of the asset checks and where alerts go (``docs/operations.md``).
+
+    ``freshness_days`` overrides the contract defaults per source (2 days for
+    execution sources, 35 for master data and the plan). The webhook URL is
+    deliberately not a field: it is read from ``SOE_ALERT_WEBHOOK_URL`` when an
+    alert is sent, so it never shows in the UI, the run config or the logs.
+    """
+
+    freshness_days: dict[str, int] = {}
+    warn_quarantine_share: float = 0.02
+    block_quarantine_share: float = 0.25
+    alert_log: str = ""  # empty: $SOE_ALERT_LOG, else alerts.jsonl beside the warehouse
+
+    @classmethod
+    def from_env(cls) -> "QualitySettings":
+        """``SOE_FRESHNESS_DAYS`` ("sales_orders=1,sop_plan=31"), ``SOE_WARN_QUARANTINE_SHARE``, ``SOE_BLOCK_QUARANTINE_SHARE``."""
+        import os
+
+        from soe_assets.ingest.health import parse_freshness_days
+
+        values: dict = {"freshness_days": parse_freshness_days(os.environ.get("SOE_FRESHNESS_DAYS", ""))}
+        for field, env in (("warn_quarantine_share", "SOE_WARN_QUARANTINE_SHARE"),
+                           ("block_quarantine_share", "SOE_BLOCK_QUARANTINE_SHARE")):
+            if os.environ.get(env, "").strip():
+                values[field] = float(os.environ[env])
+        return cls(**values)
+
+    def limits(self):
+        from soe_assets.ingest.health import QualityLimits
+
+        return QualityLimits(dict(self.freshness_days), self.warn_quarantine_share, self.block_quarantine_share)
+
+    def alert_log_path(self, warehouse_path: str) -> Path:
+        from soe_assets.alerts import default_alert_log
+
+        return Path(self.alert_log) if self.alert_log else default_alert_log(warehouse_path)

@@ -1,0 +1,65 @@
+"""Great Expectations suite on the trusted view ``marts.sku_location_week``.
+
+Run through an ephemeral context only (no checkpoints, no Data Docs folders),
+from the blocking asset check ``sku_location_week_expectations``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+KEY_COLUMNS = ("sku_id", "location_id", "week_start", "week_index")
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    success: bool
+    evaluated: int
+    failed: list[str]  # one readable line per failed expectation
+
+
+def sku_location_week_suite(horizon_weeks: int):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="sku_location_week")
+    for column in (*KEY_COLUMNS, "inside_time_fence", "as_of"):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["sku_id", "location_id", "week_start"]))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="week_index", min_value=0, max_value=horizon_weeks - 1))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="inside_time_fence", value_set=[True, False]))
+    for column in ("atp_qty", "safety_stock_qty", "demand_plan_qty", "open_order_qty", "scheduled_receipts_qty"):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="projected_available_qty"))
+    return suite
+
+
+def validate_sku_location_week(frame: pd.DataFrame, horizon_weeks: int) -> SuiteOutcome:
+    """Validate the mart as a whole DataFrame batch in an ephemeral GX context."""
+    import great_expectations as gx
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_definition = (
+        context.data_sources.add_pandas("soe_marts")
+        .add_dataframe_asset("sku_location_week")
+        .add_batch_definition_whole_dataframe("whole_mart")
+    )
+    suite = context.suites.add(sku_location_week_suite(horizon_weeks))
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    failed = []
+    for item in result.results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
+        observed = item.result.get("unexpected_count", item.result.get("observed_value", ""))
+        failed.append(f"{config.type} {kwargs}: {observed} unexpected")
+    return SuiteOutcome(success=bool(result.success), evaluated=len(result.results), failed=failed)

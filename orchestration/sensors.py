@@ -1,0 +1,111 @@
+"""Sensors: start a run when new extracts land; alert when a run fails.
+
+``landing_zone_sensor`` keeps, as its cursor, the files it has already seen
+per source (``{source: ["name|mtime_ns|size", ...]}``). A tick that finds new
+or changed files requests one run of the full job for the whole batch (the
+run key is a digest of the landing-zone state, so the same state never starts
+a second run); unchanged files never re-trigger. Files still being written
+(modified less than ``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60) wait for
+the next tick, so a half-copied drop is not picked up.
+"""
+
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from data_contracts.sources import SOURCES
+from orchestration.resources import SoeSettings
+from soe_assets.alerts import Alert, default_alert_log, deliver
+
+FULL_RUN_JOB = "soe_full_run"
+CLI_TAG = "soe/launched_by"
+DEFAULT_SETTLE_SECONDS = 60.0
+
+LandingState = dict[str, list[str]]
+
+
+def scan_landing_zone(landing: Path, settle_seconds: float = 0.0, now: float | None = None) -> LandingState:
+    """Every settled extract file per source folder as ``name|mtime_ns|size`` (sorted)."""
+    now = time.time() if now is None else now
+    state: LandingState = {}
+    for source in SOURCES:
+        folder = landing / source.name
+        if not folder.is_dir():
+            continue
+        entries = []
+        for path in folder.iterdir():
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            stat = path.stat()
+            if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
+                continue
+            entries.append(f"{path.name}|{stat.st_mtime_ns}|{stat.st_size}")
+        if entries:
+            state[source.name] = sorted(entries)
+    return state
+
+
+@dataclass(frozen=True)
+class Batch:
+    new_files: dict[str, list[str]]  # source -> file names new or changed since the cursor
+    cursor: str
+    run_key: str
+
+
+def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
+    """The new batch since ``cursor``, or None when nothing is new or changed."""
+    seen: LandingState = json.loads(cursor) if cursor else {}
+    new_files = {}
+    for source, entries in state.items():
+        fresh = sorted(set(entries) - set(seen.get(source, [])))
+        if fresh:
+            new_files[source] = [entry.split("|", 1)[0] for entry in fresh]
+    if not new_files:
+        return None
+    text = json.dumps(state, sort_keys=True)
+    return Batch(new_files=new_files, cursor=text, run_key="landing-" + hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+@dg.sensor(
+    job_name=FULL_RUN_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Starts one full run per new batch of landing-zone extracts (cursor: files already seen).",
+)
+def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettings):
+    settle = float(os.environ.get("SOE_SENSOR_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS))
+    state = scan_landing_zone(settings.landing_path, settle_seconds=settle)
+    batch = next_batch(context.cursor, state)
+    if batch is None:
+        return dg.SkipReason("no new or changed extract in the landing zone")
+    context.update_cursor(batch.cursor)
+    summary = ", ".join(f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items()))
+    return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})
+
+
+def run_failure_alert(run_id: str, job_name: str, message: str) -> Alert:
+    return Alert(
+        kind="run_failed", severity="ERROR", subject=job_name, name=job_name, run_id=run_id,
+        message=f"{message.strip()[:500]} The previously published marts are untouched.",
+    )
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sends every failed run to the alert sink (alert log, webhook when configured).",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
+    if context.dagster_run.tags.get(CLI_TAG) == "cli":
+        return  # `soe run` delivers its own run-failure alert
+    message = context.failure_event.message or "the run failed"
+    alert = run_failure_alert(context.dagster_run.run_id, context.dagster_run.job_name, message)
+    deliver([alert], default_alert_log(os.environ.get("SOE_WAREHOUSE", "soe.duckdb")), warn=context.log.warning)
+
+
+SENSORS = [landing_zone_sensor, run_failure_alert_sensor]

@@ -1,0 +1,109 @@
+"""The alert sink: failed checks and failed runs, delivered where teams look.
+
+Every alert is appended as one JSON line to the alert log (always), and
+POSTed as JSON to a webhook when ``SOE_ALERT_WEBHOOK_URL`` is set. The payload
+carries a Slack-compatible ``text`` field next to the structured fields, so
+the same URL style works for a Slack incoming webhook, Teams/Mattermost
+bridges or any HTTP endpoint that takes JSON.
+
+The webhook URL (which usually embeds a secret token) is read from the
+environment at delivery time only: it is never stored in a resource, never
+written to the alert log, never logged; delivery errors are reported without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+WEBHOOK_ENV = "SOE_ALERT_WEBHOOK_URL"
+ALERT_LOG_ENV = "SOE_ALERT_LOG"
+WEBHOOK_TIMEOUT_SECONDS = 5.0
+ALERT_LOG_NAME = "alerts.jsonl"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing a team must look at: a failed check or a failed run."""
+
+    kind: str  # "check_failed" | "run_failed"
+    severity: str  # "ERROR" | "WARN"
+    subject: str  # the asset or job concerned, e.g. "raw/sales_orders"
+    name: str  # the check name or the job name
+    message: str
+    run_id: str = ""
+    as_of: str = ""
+    details: dict = field(default_factory=dict)
+    raised_at: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+
+    def headline(self) -> str:
+        scope = f" (as_of {self.as_of})" if self.as_of else ""
+        what = "check failed" if self.kind == "check_failed" else "run failed"
+        return f"[soe {self.severity}] {what}: {self.subject} / {self.name}{scope}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    logged_to: Path
+    webhook_status: str  # "not configured" | "delivered" | "failed: <reason without the URL>"
+
+
+def default_alert_log(warehouse_path: str | Path) -> Path:
+    """``$SOE_ALERT_LOG`` when set, else ``alerts.jsonl`` beside the warehouse file."""
+    configured = os.environ.get(ALERT_LOG_ENV, "").strip()
+    return Path(configured) if configured else Path(warehouse_path).parent / ALERT_LOG_NAME
+
+
+def webhook_payload(alert: Alert) -> dict:
+    """Generic JSON with a Slack-compatible ``text`` (Slack ignores the other keys)."""
+    return {"text": alert.headline(), **asdict(alert)}
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "<webhook url>") if secret else text
+
+
+def post_webhook(url: str, payload: dict, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> str:
+    """POST ``payload`` as JSON; returns a status line that never contains the URL."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "soe-alerts"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (URL from the operator)
+            return "delivered" if 200 <= response.status < 300 else f"failed: HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"failed: HTTP {error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return _redact(f"failed: {type(error).__name__}: {reason}", url)
+
+
+def deliver(alerts: Iterable[Alert], alert_log: Path, warn: Callable[[str], None] | None = None) -> list[Delivery]:
+    """Append every alert to the JSON-lines log, then POST it to the webhook if one is configured."""
+    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    deliveries = []
+    alert_log.parent.mkdir(parents=True, exist_ok=True)
+    for alert in alerts:
+        status = post_webhook(url, webhook_payload(alert)) if url else "not configured"
+        record = {**asdict(alert), "webhook": status}
+        with alert_log.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(record, default=str) + "\n")
+        if warn and status.startswith("failed"):
+            warn(f"alert webhook delivery {status}")
+        deliveries.append(Delivery(logged_to=alert_log, webhook_status=status))
+    return deliveries
+
+
+def read_alert_log(alert_log: Path) -> list[dict]:
+    if not alert_log.exists():
+        return []
+    return [json.loads(line) for line in alert_log.read_text(encoding="utf-8").splitlines() if line.strip()]

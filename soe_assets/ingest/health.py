@@ -1,0 +1,233 @@
+"""Input health after ingest: contract violations, rejected files, freshness (no Dagster here).
+
+Read from ``raw.ingest_log``, ``raw.quarantine`` and ``raw.run_context``, so
+the same findings back the Dagster asset checks, the alert sink and tests.
+
+Two levels, on purpose (bad rows never stop a run):
+- per-source *warnings*: some rows quarantined above the warning share, a
+  file rejected whole, a source older than its freshness limit. The run goes
+  on and publishes; the alert tells the owning team.
+- *publish gates* (block publishing, the previous published set stays): the
+  newest extract of a source was rejected whole (the marts would present the
+  previous extract as today's picture), a required source has no valid row
+  at all, or a source lost more than the blocking share of its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+
+from data_contracts.sources import SOURCES, SOURCES_BY_NAME
+from soe_assets.warehouse import quote
+
+DEFAULT_WARN_QUARANTINE_SHARE = 0.02
+DEFAULT_BLOCK_QUARANTINE_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    """Per-source freshness limits (days) over the contract defaults, and quarantine shares."""
+
+    freshness_days: Mapping[str, int]
+    warn_quarantine_share: float = DEFAULT_WARN_QUARANTINE_SHARE
+    block_quarantine_share: float = DEFAULT_BLOCK_QUARANTINE_SHARE
+
+    def freshness_limit(self, source: str) -> int:
+        return int(self.freshness_days.get(source, SOURCES_BY_NAME[source].default_freshness_days))
+
+
+def parse_freshness_days(text: str) -> dict[str, int]:
+    """``"sales_orders=1, sop_plan=31"`` -> ``{"sales_orders": 1, "sop_plan": 31}`` (clear errors)."""
+    limits: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, days = item.partition("=")
+        name = name.strip()
+        if not sep or name not in SOURCES_BY_NAME:
+            known = ", ".join(SOURCES_BY_NAME)
+            raise ValueError(f"freshness limit '{item}' must be SOURCE=DAYS with SOURCE one of: {known}")
+        try:
+            limits[name] = int(days)
+        except ValueError:
+            raise ValueError(f"freshness limit '{item}': '{days.strip()}' is not a whole number of days") from None
+        if limits[name] < 0:
+            raise ValueError(f"freshness limit '{item}' must not be negative")
+    return limits
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    source: str
+    required: bool
+    as_of: date
+    files_read: int
+    files_rejected: int
+    rejected_files: tuple[str, ...]
+    rows_read: int
+    rows_valid: int
+    rows_quarantined: int
+    latest_accepted: date | None
+    latest_rejected: date | None
+
+    @property
+    def present(self) -> bool:
+        return self.files_read > 0 or self.files_rejected > 0
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def newest_extract_rejected(self) -> bool:
+        """Every file of the newest extract date was rejected whole."""
+        return self.latest_rejected is not None and (
+            self.latest_accepted is None or self.latest_rejected > self.latest_accepted
+        )
+
+    @property
+    def age_days(self) -> int | None:
+        return (self.as_of - self.latest_accepted).days if self.latest_accepted else None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The verdict of one check: ``passed`` or a message saying what is wrong."""
+
+    passed: bool
+    message: str
+    metadata: dict
+
+
+def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealth]:
+    """Per source, from ``raw.run_context``, ``raw.ingest_log``, ``raw.quarantine`` and ``raw.<source>``."""
+    as_of = conn.execute("SELECT as_of FROM raw.run_context").fetchone()[0]
+    log = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT source, files_read, rows_read, rows_valid, rows_quarantined, latest_extract_date FROM raw.ingest_log"
+        ).fetchall()
+    }
+    rejected: dict[str, list[str]] = {}
+    for source, file in conn.execute(
+        "SELECT DISTINCT source, file FROM raw.quarantine WHERE row_number IS NULL ORDER BY source, file"
+    ).fetchall():
+        rejected.setdefault(source, []).append(file)
+    health = {}
+    for contract in SOURCES:
+        files_read, rows_read, rows_valid, rows_quarantined, latest_read = log.get(contract.name, (0, 0, 0, 0, None))
+        files = tuple(rejected.get(contract.name, []))
+        rejected_dates = {d for d in (extract_date_of(f) for f in files) if d is not None and d <= as_of}
+        accepted = conn.execute(f"SELECT max(_extract_date) FROM raw.{quote(contract.name)}").fetchone()[0]
+        if latest_read is not None and latest_read not in rejected_dates:
+            accepted = max(filter(None, [accepted, latest_read]))  # e.g. a newest file with a header only
+        health[contract.name] = SourceHealth(
+            source=contract.name,
+            required=contract.required,
+            as_of=as_of,
+            files_read=int(files_read or 0),
+            files_rejected=len(files),
+            rejected_files=files,
+            rows_read=int(rows_read or 0),
+            rows_valid=int(rows_valid or 0),
+            rows_quarantined=int(rows_quarantined or 0),
+            latest_accepted=accepted,
+            latest_rejected=max(rejected_dates) if rejected_dates else None,
+        )
+    return health
+
+
+def extract_date_of(file: str) -> date | None:
+    """The extract date a file name starts with (``YYYY-MM-DD...``), else None."""
+    try:
+        return date.fromisoformat(file[:10])
+    except ValueError:
+        return None
+
+
+def _files(names: tuple[str, ...], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
+    """Warning: rows quarantined above the warning share, or files rejected whole."""
+    share = health.quarantine_share
+    metadata = {
+        "rows_read": health.rows_read,
+        "rows_quarantined": health.rows_quarantined,
+        "quarantine_share": round(share, 4),
+        "warn_share": limits.warn_quarantine_share,
+        "files_rejected": health.files_rejected,
+    }
+    problems = []
+    if share > limits.warn_quarantine_share:
+        problems.append(
+            f"{health.rows_quarantined:,} of {health.rows_read:,} rows quarantined ({share:.1%}, "
+            f"warning above {limits.warn_quarantine_share:.0%})"
+        )
+    if health.files_rejected:
+        problems.append(f"{health.files_rejected} file(s) rejected whole: {_files(health.rejected_files)}")
+    if not problems:
+        return Finding(True, f"{health.rows_quarantined:,} of {health.rows_read:,} rows quarantined", metadata)
+    return Finding(False, f"{health.source}: " + "; ".join(problems) + " (see data_quality_issues)", metadata)
+
+
+def freshness(health: SourceHealth, limits: QualityLimits) -> Finding:
+    """Warning: the newest accepted extract is older than the source's freshness limit."""
+    limit = limits.freshness_limit(health.source)
+    metadata = {
+        "limit_days": limit,
+        "latest_accepted_extract": str(health.latest_accepted or ""),
+        "as_of": str(health.as_of),
+    }
+    if not health.present and not health.required:
+        return Finding(True, f"{health.source} is an optional source and absent", metadata)
+    if health.latest_accepted is None:
+        return Finding(False, f"{health.source}: no usable extract on or before as_of {health.as_of}", metadata)
+    age = health.age_days
+    metadata["age_days"] = age
+    if age > limit:
+        return Finding(
+            False,
+            f"{health.source}: newest usable extract is from {health.latest_accepted} ({age} days before as_of "
+            f"{health.as_of}; limit {limit} days)",
+            metadata,
+        )
+    return Finding(True, f"{health.source}: newest extract {age} day(s) old (limit {limit})", metadata)
+
+
+def newest_extracts_accepted(healths: Mapping[str, SourceHealth]) -> Finding:
+    """Publish gate: no source's newest extract rejected whole; every required source has valid rows."""
+    problems = []
+    for health in healths.values():
+        if health.newest_extract_rejected:
+            problems.append(
+                f"{health.source}: every file of its newest extract ({health.latest_rejected}) was rejected whole "
+                f"({_files(health.rejected_files)})"
+            )
+        elif health.required and health.rows_valid == 0:
+            problems.append(f"{health.source}: no valid row at all")
+    metadata = {"sources_blocking": len(problems)}
+    if problems:
+        return Finding(False, "publishing blocked: " + "; ".join(problems), metadata)
+    return Finding(True, "every source's newest extract was read", metadata)
+
+
+def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
+    """Publish gate: no source lost more than the blocking share of its rows to the quarantine."""
+    over = [h for h in healths.values() if h.quarantine_share > limits.block_quarantine_share]
+    metadata = {"block_share": limits.block_quarantine_share,
+                **{f"share.{h.source}": round(h.quarantine_share, 4) for h in healths.values() if h.rows_read}}
+    if over:
+        listed = "; ".join(
+            f"{h.source}: {h.rows_quarantined:,} of {h.rows_read:,} rows ({h.quarantine_share:.0%})" for h in over
+        )
+        return Finding(
+            False,
+            f"publishing blocked: more than {limits.block_quarantine_share:.0%} of the rows quarantined in {listed}",
+            metadata,
+        )
+    return Finding(True, f"no source above {limits.block_quarantine_share:.0%} quarantined", metadata)

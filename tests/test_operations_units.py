@@ -1,0 +1,264 @@
+"""Operations pieces on their own: alert sink (real local webhook), landing-zone sensor cursor,
+input-health findings, the GX suite on the trusted view, the definitions' checks and sensors."""
+
+import json
+import os
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from soe_assets.alerts import WEBHOOK_ENV, Alert, deliver, read_alert_log
+from soe_assets.ingest.health import (
+    QualityLimits,
+    SourceHealth,
+    contract_violations,
+    freshness,
+    newest_extracts_accepted,
+    parse_freshness_days,
+    quarantine_share_below_limit,
+)
+
+SECRET = "T0KEN-s3cret-9f8e7d"
+
+
+class WebhookServer:
+    """A real HTTP server on 127.0.0.1 that records every JSON POST."""
+
+    def __init__(self, status: int = 200) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server API)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"path": self.path, "content_type": self.headers["Content-Type"],
+                                 "json": json.loads(body)})
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{SECRET}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _alert(**overrides) -> Alert:
+    base = dict(kind="check_failed", severity="WARN", subject="raw/sales_orders", name="freshness",
+                message="sales_orders: newest usable extract is 4 days old", run_id="r1", as_of="2026-11-18")
+    return Alert(**{**base, **overrides})
+
+
+def test_alert_goes_to_the_log_and_to_a_real_webhook_without_leaking_the_url(tmp_path, monkeypatch):
+    log = tmp_path / "alerts.jsonl"
+    with WebhookServer() as server:
+        monkeypatch.setenv(WEBHOOK_ENV, server.url)
+        deliveries = deliver([_alert(), _alert(kind="run_failed", severity="ERROR", name="soe_full_run")], log)
+    assert [d.webhook_status for d in deliveries] == ["delivered", "delivered"]
+    assert len(server.received) == 2
+    first = server.received[0]
+    assert first["content_type"] == "application/json" and first["path"] == f"/hooks/{SECRET}"
+    assert first["json"]["text"].startswith("[soe WARN] check failed: raw/sales_orders / freshness")  # Slack field
+    assert first["json"]["as_of"] == "2026-11-18" and first["json"]["severity"] == "WARN"
+    logged = read_alert_log(log)
+    assert [a["name"] for a in logged] == ["freshness", "soe_full_run"]
+    assert logged[0]["webhook"] == "delivered"
+    assert SECRET not in log.read_text()
+
+
+def test_a_failing_webhook_is_reported_without_the_url_and_the_log_still_gets_the_alert(tmp_path, monkeypatch):
+    log = tmp_path / "alerts.jsonl"
+    warnings = []
+    with WebhookServer(status=500) as server:
+        monkeypatch.setenv(WEBHOOK_ENV, server.url)
+        (http_error,) = deliver([_alert()], log, warn=warnings.append)
+    # Nothing listens on this port any more: connection refused.
+    (refused,) = deliver([_alert()], log, warn=warnings.append)
+    assert http_error.webhook_status == "failed: HTTP 500"
+    assert refused.webhook_status.startswith("failed: URLError")
+    assert len(read_alert_log(log)) == 2
+    assert all(SECRET not in text for text in [log.read_text(), *warnings])
+
+
+def test_without_a_webhook_alerts_are_only_logged(tmp_path, monkeypatch):
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    (delivery,) = deliver([_alert()], tmp_path / "a" / "alerts.jsonl")
+    assert delivery.webhook_status == "not configured"
+    assert read_alert_log(tmp_path / "a" / "alerts.jsonl")[0]["message"].startswith("sales_orders")
+
+
+# --- landing-zone sensor ------------------------------------------------------------------
+
+
+def test_sensor_requests_one_run_per_new_batch_and_never_for_unchanged_files(tmp_path):
+    from orchestration.sensors import next_batch, scan_landing_zone
+
+    landing = tmp_path / "landing"
+    (landing / "skus").mkdir(parents=True)
+    (landing / "skus" / "2026-11-18.csv").write_text("sku_id\n")
+    (landing / "sales_orders").mkdir()
+    (landing / "sales_orders" / "2026-11-18.csv").write_text("order_id\n")
+    (landing / "not_a_source").mkdir()
+    (landing / "not_a_source" / "x.csv").write_text("x\n")
+
+    first = next_batch(None, scan_landing_zone(landing))
+    assert first is not None and first.new_files == {"skus": ["2026-11-18.csv"], "sales_orders": ["2026-11-18.csv"]}
+    assert next_batch(first.cursor, scan_landing_zone(landing)) is None  # unchanged: no second run
+
+    (landing / "sales_orders" / "2026-11-19.csv").write_text("order_id\n")
+    (landing / "sales_orders" / "2026-11-19_eu.csv").write_text("order_id\n")
+    second = next_batch(first.cursor, scan_landing_zone(landing))
+    assert second.new_files == {"sales_orders": ["2026-11-19.csv", "2026-11-19_eu.csv"]}  # one run for the batch
+    assert second.run_key != first.run_key
+    assert next_batch(second.cursor, scan_landing_zone(landing)) is None
+
+    rewritten = landing / "skus" / "2026-11-18.csv"
+    rewritten.write_text("sku_id\nSKU-A\n")
+    os.utime(rewritten, ns=(rewritten.stat().st_atime_ns, rewritten.stat().st_mtime_ns + 1_000_000_000))
+    assert next_batch(second.cursor, scan_landing_zone(landing)).new_files == {"skus": ["2026-11-18.csv"]}
+
+
+def test_sensor_waits_for_files_still_being_written(tmp_path):
+    from orchestration.sensors import next_batch, scan_landing_zone
+
+    (tmp_path / "skus").mkdir()
+    path = tmp_path / "skus" / "2026-11-18.csv"
+    path.write_text("sku_id\n")
+    now = path.stat().st_mtime
+    assert scan_landing_zone(tmp_path, settle_seconds=60, now=now + 5) == {}
+    assert next_batch(None, scan_landing_zone(tmp_path, settle_seconds=60, now=now + 61)) is not None
+
+
+def test_sensor_evaluates_through_dagster(tmp_path):
+    import dagster as dg
+
+    from orchestration.resources import SoeSettings
+    from orchestration.sensors import landing_zone_sensor
+
+    (tmp_path / "skus").mkdir()
+    (tmp_path / "skus" / "2026-11-18.csv").write_text("sku_id\n")
+    os.environ["SOE_SENSOR_SETTLE_SECONDS"] = "0"
+    try:
+        settings = SoeSettings(landing_dir=str(tmp_path), publish_dir=str(tmp_path / "p"))
+        context = dg.build_sensor_context(resources={"settings": settings})
+        request = landing_zone_sensor(context)
+        assert isinstance(request, dg.RunRequest) and request.run_key.startswith("landing-")
+        again = dg.build_sensor_context(cursor=context.cursor, resources={"settings": settings})
+        assert isinstance(landing_zone_sensor(again), dg.SkipReason)
+    finally:
+        del os.environ["SOE_SENSOR_SETTLE_SECONDS"]
+
+
+# --- input health -------------------------------------------------------------------------
+
+
+def _health(**overrides) -> SourceHealth:
+    base = dict(source="sales_orders", required=True, as_of=date(2026, 11, 18), files_read=1, files_rejected=0,
+                rejected_files=(), rows_read=1000, rows_valid=990, rows_quarantined=10,
+                latest_accepted=date(2026, 11, 18), latest_rejected=None)
+    return SourceHealth(**{**base, **overrides})
+
+
+def test_freshness_limits_come_from_config_over_the_contract_defaults():
+    limits = QualityLimits(parse_freshness_days("sales_orders=1, sop_plan=31"))
+    assert limits.freshness_limit("sales_orders") == 1
+    assert limits.freshness_limit("inventory_snapshots") == 2  # execution default
+    assert limits.freshness_limit("skus") == 35  # master data default
+    two_days_old = _health(latest_accepted=date(2026, 11, 16))
+    assert not freshness(two_days_old, limits).passed
+    assert "limit 1 days" in freshness(two_days_old, limits).message
+    assert freshness(two_days_old, QualityLimits({})).passed
+    absent_optional = _health(source="pos_sales", required=False, files_read=0, latest_accepted=None)
+    assert freshness(absent_optional, limits).passed
+    with pytest.raises(ValueError, match="SOURCE=DAYS"):
+        parse_freshness_days("orders=1")
+
+
+def test_contract_violations_warn_on_share_and_rejected_files():
+    limits = QualityLimits({}, warn_quarantine_share=0.02)
+    assert contract_violations(_health(), limits).passed  # 1%
+    assert not contract_violations(_health(rows_quarantined=50), limits).passed
+    rejected = contract_violations(_health(files_rejected=1, rejected_files=("2026-11-17_x.csv",)), limits)
+    assert not rejected.passed and "2026-11-17_x.csv" in rejected.message
+
+
+def test_publish_gates():
+    limits = QualityLimits({}, block_quarantine_share=0.25)
+    fine = {"sales_orders": _health()}
+    assert newest_extracts_accepted(fine).passed and quarantine_share_below_limit(fine, limits).passed
+    newest_rejected = {"inventory_snapshots": _health(source="inventory_snapshots", files_rejected=1,
+                                                      rejected_files=("2026-11-19.csv",),
+                                                      latest_rejected=date(2026, 11, 19))}
+    gate = newest_extracts_accepted(newest_rejected)
+    assert not gate.passed and "inventory_snapshots" in gate.message and "2026-11-19" in gate.message
+    older_rejected = {"x": _health(latest_rejected=date(2026, 11, 10), files_rejected=1)}
+    assert newest_extracts_accepted(older_rejected).passed
+    assert not newest_extracts_accepted({"skus": _health(source="skus", rows_valid=0)}).passed
+    assert not quarantine_share_below_limit({"s": _health(rows_quarantined=300)}, limits).passed
+
+
+# --- GX suite -----------------------------------------------------------------------------
+
+
+def _trusted_view(rows: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({
+        "sku_id": ["SKU-A"] * rows, "location_id": ["DC-1"] * rows,
+        "week_start": pd.date_range("2026-11-16", periods=rows, freq="7D"), "week_index": range(rows),
+        "inside_time_fence": [True] * rows, "as_of": pd.Timestamp("2026-11-18"),
+        "demand_plan_qty": 1.0, "open_order_qty": 0.0, "sensed_demand_qty": 1.0, "scheduled_receipts_qty": 0.0,
+        "projected_available_qty": 5.0, "safety_stock_qty": 1.0, "atp_qty": 2.0, "days_of_supply": 7.0,
+    })
+
+
+def test_gx_suite_passes_a_sound_view_and_names_what_breaks():
+    from data_contracts.gx_suites import validate_sku_location_week
+
+    assert validate_sku_location_week(_trusted_view(), horizon_weeks=13).success
+    broken = _trusted_view()
+    broken.loc[0, "atp_qty"] = -1.0
+    broken.loc[1, "week_index"] = 13
+    broken.loc[2, "sku_id"] = None
+    outcome = validate_sku_location_week(broken, horizon_weeks=13)
+    assert not outcome.success
+    text = " ".join(outcome.failed)
+    assert "atp_qty" in text and "week_index" in text and "sku_id" in text
+
+
+# --- definitions --------------------------------------------------------------------------
+
+
+def test_definitions_carry_the_checks_sensors_and_blocking_gates(monkeypatch, tmp_path):
+    import dagster as dg
+
+    for name in ("SOE_WAREHOUSE", "SOE_LANDING_DIR", "SOE_PUBLISH_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+    from orchestration.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    for expected in [("raw/sales_orders", "freshness"), ("raw/sales_orders", "contract_violations"),
+                     ("raw/ingest_log", "newest_extracts_accepted"), ("raw/ingest_log", "quarantine_share_below_limit")]:
+        assert expected in checks
+    assert any(name == "sku_location_week_expectations" for _, name in checks)
+    assert any(name == "no_open_findings" for _, name in checks)
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert {"newest_extracts_accepted", "quarantine_share_below_limit", "sku_location_week_expectations"} <= blocking
+    assert "freshness" not in blocking and "contract_violations" not in blocking
+    # The publish gates hold back only the publish: nothing but published_marts depends on raw/ingest_log.
+    children = graph.get(dg.AssetKey(["raw", "ingest_log"])).child_keys
+    assert {key.to_user_string() for key in children} == {"published_marts"}
+    sensors = {sensor.name for sensor in defs.sensors}
+    assert {"landing_zone_sensor", "run_failure_alert_sensor"} <= sensors
