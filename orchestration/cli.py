@@ -189,6 +189,23 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- recommendations ------------------------------------------------------------------------
+
+
+def cmd_recommendations(args: argparse.Namespace) -> int:
+    from soe_assets.respond.report import NoRecommendationsYet, format_recommendations, load_recommendations
+
+    try:
+        if args.warehouse is not None:
+            frame = load_recommendations(warehouse=args.warehouse)
+        else:
+            frame = load_recommendations(publish_dir=args.publish or demo_workspace(args.dir).publish)
+    except NoRecommendationsYet as error:
+        raise UserError(str(error)) from None
+    print(format_recommendations(frame, top=args.top, action_type=args.action))
+    return 0
+
+
 # --- demo / ui ------------------------------------------------------------------------------
 
 
@@ -261,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     exc.add_argument("--type", default=None, help="only this exception type, e.g. projected_stockout")
     exc.add_argument("--location", default=None, help="only this location")
     exc.set_defaults(func=cmd_exceptions)
+
+    recs = sub.add_parser("recommendations", help="the coordinated responses of the latest run (planner's view)")
+    recs.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
+    recs.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
+    recs.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
+    recs.add_argument("--top", type=_positive, default=20, help="show the N first (default 20; 0: all)")
+    recs.add_argument("--action", default=None, help="only this action type, e.g. reallocate_stock")
+    recs.set_defaults(func=cmd_recommendations)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions")
     ui.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder whose data the UI uses")

@@ -1,0 +1,56 @@
+"""The planner's view of the recommendations (``soe recommendations``)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+
+class NoRecommendationsYet(Exception):
+    """No run has produced the recommendations mart yet."""
+
+
+def load_recommendations(*, publish_dir: Path | None = None, warehouse: Path | None = None) -> pd.DataFrame:
+    """The latest ``recommendations`` mart: the published Parquet file, or the warehouse opened read-only."""
+    if warehouse is not None:
+        if not warehouse.exists():
+            raise NoRecommendationsYet(f"no warehouse at {warehouse}: run 'soe run' first")
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            found = conn.execute("SELECT count(*) FROM information_schema.tables "
+                                 "WHERE table_schema = 'marts' AND table_name = 'recommendations'").fetchone()[0]
+            if not found:
+                raise NoRecommendationsYet(f"{warehouse} has no marts.recommendations yet: run 'soe run' first")
+            return conn.execute("SELECT * FROM marts.recommendations").df()
+    path = Path(publish_dir or ".") / "recommendations.parquet"
+    if not path.exists():
+        raise NoRecommendationsYet(f"no published recommendations at {path}: run 'soe run' (or 'soe demo') first")
+    return pd.read_parquet(path)
+
+
+def format_recommendations(frame: pd.DataFrame, *, top: int = 20, action_type: str | None = None,
+                           width: int = 160) -> str:
+    """The recommendations, actions with the most value protected first, then re-promises and escalations."""
+    rows = frame[frame["action_type"].eq(action_type)] if action_type else frame
+    rows = rows.sort_values("rank") if "rank" in rows.columns else rows
+    if not len(rows):
+        return "no recommendations: nothing inside the time fence needs a response"
+    acting = rows[~rows["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])]
+    lines = [f"{len(rows)} recommendation(s): {len(acting)} action(s) protecting "
+             f"{acting['impact_resolved_value'].sum():,.0f} for {acting['cost'].sum():,.0f} of cost, "
+             f"{int(rows['action_type'].eq('adjust_order_promise').sum())} re-promise(s), "
+             f"{int(rows['action_type'].eq('escalate_to_sop').sum())} escalation(s) to S&OP"]
+    shown = rows.head(top) if top else rows
+    for i, row in enumerate(shown.itertuples(), start=1):
+        route = " -> ".join(str(x) for x in (row.from_location_id, row.to_location_id) if isinstance(x, str) and x)
+        lines.append("")
+        lines.append(f"{i:>3}. {row.action_type:<24} {row.sku_id:<12} {route:<24} qty {row.qty:>9,.0f}  "
+                     f"protects {row.impact_resolved_value:>11,.0f}  cost {row.cost:>9,.0f}")
+        lines.append(f"     resolves {row.resolves_exception_ids}  [{row.recommendation_id}]")
+        lines += textwrap.wrap(str(row.explanation), width=width - 5, initial_indent="     ", subsequent_indent="     ")
+    if top and len(rows) > top:
+        lines.append("")
+        lines.append(f"... {len(rows) - top} more (--top 0 shows all)")
+    return "\n".join(lines)
