@@ -1,0 +1,81 @@
+"""Exception lifecycle across runs on one warehouse: stable ids, resolution, idempotent re-runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone, write_source
+
+NEXT_DAY = AS_OF + timedelta(days=1)
+
+
+def network_with_problems() -> dict:
+    net = minimal_network()
+    # SKU-B's week-1 PO into DC-1 slips two weeks; SKU-A at DC-2 holds far too much stock
+    late = next(p for p in net["purchase_orders"] if p["sku_id"] == "SKU-B" and p["promised_date"] == monday(1).isoformat())
+    late["confirmed_date"] = (monday(3)).isoformat()
+    for snap in net["inventory_snapshots"]:
+        if (snap["sku_id"], snap["location_id"]) == ("SKU-A", "DC-2"):
+            snap["on_hand_qty"] = 2000.0
+    return net
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("lifecycle")
+    net = network_with_problems()
+    landing = write_landing_zone(root / "landing", net)
+    first = run_soe(root, landing, as_of=AS_OF)
+    out = {"first": first.query("SELECT * FROM marts.exceptions")}
+    # next day: the supplier confirms the original date again (new PO extract); the excess is still there
+    fixed = [dict(p) for p in net["purchase_orders"]]
+    for p in fixed:
+        p["confirmed_date"] = p["promised_date"]
+    write_source(landing, "purchase_orders", fixed, extract=NEXT_DAY)
+    second = run_soe(root, landing, as_of=NEXT_DAY)
+    out["second"] = second.query("SELECT * FROM marts.exceptions")
+    out["history_before_rerun"] = second.query("SELECT * FROM marts.exception_history")
+    again = run_soe(root, landing, as_of=NEXT_DAY)
+    out["again"] = again.query("SELECT * FROM marts.exceptions")
+    out["history"] = again.query("SELECT * FROM marts.exception_history")
+    return out
+
+
+def one(frame: pd.DataFrame, exception_type: str) -> pd.Series:
+    rows = frame[frame["exception_type"].eq(exception_type)]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+def test_first_run_opens_both(runs: dict[str, pd.DataFrame]) -> None:
+    first = runs["first"]
+    assert one(first, "late_purchase_order")["reference_id"] == "PO-SKU-B-DC-1-1:1"
+    assert one(first, "excess_inventory")["status"] == "open"
+    assert first["first_detected_on"].eq(pd.Timestamp(AS_OF)).all() or (first["first_detected_on"] == AS_OF).all()
+
+
+def test_same_problem_keeps_its_id_and_first_detection(runs: dict[str, pd.DataFrame]) -> None:
+    before, after = one(runs["first"], "excess_inventory"), one(runs["second"], "excess_inventory")
+    assert after["exception_id"] == before["exception_id"]
+    assert after["status"] == "open"
+    assert pd.Timestamp(after["first_detected_on"]) == pd.Timestamp(AS_OF)
+
+
+def test_fixed_problem_shows_as_resolved_on_the_next_run(runs: dict[str, pd.DataFrame]) -> None:
+    late = one(runs["second"], "late_purchase_order")
+    assert late["exception_id"] == one(runs["first"], "late_purchase_order")["exception_id"]
+    assert late["status"] == "resolved"
+    assert pd.Timestamp(late["resolved_on"]) == pd.Timestamp(NEXT_DAY)
+    assert pd.Timestamp(late["first_detected_on"]) == pd.Timestamp(AS_OF)
+    assert pd.isna(late["priority"])
+
+
+def test_rerunning_an_as_of_replaces_its_history_rows(runs: dict[str, pd.DataFrame]) -> None:
+    history = runs["history"]
+    assert len(history) == len(runs["history_before_rerun"])
+    assert not history.duplicated(["as_of", "exception_id"]).any()
+    assert sorted(history["as_of"].astype(str).str[:10].unique()) == [AS_OF.isoformat(), NEXT_DAY.isoformat()]
+    # a re-run compares with the run before it, not with itself: the resolution is still reported
+    assert one(runs["again"], "late_purchase_order")["status"] == "resolved"

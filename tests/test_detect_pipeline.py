@@ -1,0 +1,203 @@
+"""End-to-end tests of the exception engine: real pipeline runs on hand-made landing zones.
+
+One landing zone per module: the clean ``minimal_network()`` plus, on SKUs of their
+own, a planted problem of every type next to a near-miss that must stay quiet.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone, write_source
+
+
+def add_clean_sku(network: dict, sku: str, location: str, *, weekly: float = 100.0, safety: float = 40.0,
+                  stock: float = 200.0, price: float = 20.0, po_weeks: range = range(1, 13)) -> None:
+    """A SKU-location that runs level: plan = orders = weekly PO receipts, stock covering safety stock."""
+    network["skus"].append({"sku_id": sku, "product_family": "test", "unit_cost": price / 2, "unit_price": price})
+    network["sop_plan"] += [
+        {"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku, "location_id": location,
+         "week_start": monday(w).isoformat(), "demand_qty": weekly, "supply_qty": weekly, "safety_stock_qty": safety}
+        for w in range(-8, 13)
+    ]
+    network["inventory_snapshots"].append({"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": location,
+                                           "on_hand_qty": stock, "quality_hold_qty": 0.0})
+    set_orders(network, sku, location, {w: weekly for w in range(-8, 2)})
+    network["purchase_orders"] += [
+        {"po_id": f"PO-{sku}-{w}", "line_no": 1, "supplier_id": "SUP-1", "sku_id": sku, "location_id": location,
+         "order_date": (AS_OF - timedelta(days=20)).isoformat(), "promised_date": monday(w).isoformat(),
+         "confirmed_date": monday(w).isoformat(), "ordered_qty": weekly, "received_qty": 0.0, "received_date": "",
+         "status": "open"}
+        for w in po_weeks
+    ]
+
+
+def set_orders(network: dict, sku: str, location: str, qty_by_week: dict[int, float]) -> None:
+    """Replace the sales orders of a SKU-location: one line per week, requested on the Wednesday."""
+    network["sales_orders"] = [o for o in network["sales_orders"]
+                               if not (o["sku_id"] == sku and o["location_id"] == location)]
+    for w, qty in qty_by_week.items():
+        day = monday(w) + timedelta(days=2)
+        past = day < AS_OF
+        network["sales_orders"].append(
+            {"order_id": f"SO-{sku}-{location}-{w}", "line_no": 1, "customer_id": "CUST-1", "sku_id": sku,
+             "location_id": location, "order_date": (day - timedelta(days=10)).isoformat(),
+             "requested_date": day.isoformat(), "promised_date": day.isoformat(), "ordered_qty": qty,
+             "shipped_qty": qty if past else 0.0, "ship_date": day.isoformat() if past else "",
+             "status": "shipped" if past else "open"})
+
+
+def po(network: dict, sku: str, week: int) -> dict:
+    return next(p for p in network["purchase_orders"] if p["sku_id"] == sku and p["promised_date"] == monday(week).isoformat())
+
+
+def planted_network() -> dict:
+    net = minimal_network()
+    # demand above plan: orders 2x plan from week -1 (fires) / +12 % every week (near miss)
+    add_clean_sku(net, "UP", "DC-1", stock=400)
+    set_orders(net, "UP", "DC-1", {**{w: 100.0 for w in range(-8, -1)}, -1: 200.0, 0: 200.0, 1: 200.0})
+    add_clean_sku(net, "UP-NEAR", "DC-1", stock=400)
+    set_orders(net, "UP-NEAR", "DC-1", {w: 112.0 for w in range(-8, 2)})
+    # demand below plan: 40 % of plan since week -2 (fires) / week 1 only 30 % booked, the normal order book (near miss)
+    add_clean_sku(net, "DOWN", "DC-1")
+    set_orders(net, "DOWN", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 40.0, -1: 40.0, 0: 40.0, 1: 40.0})
+    add_clean_sku(net, "DOWN-NEAR", "DC-1")
+    set_orders(net, "DOWN-NEAR", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 88.0, -1: 90.0, 0: 95.0, 1: 30.0})
+    # projected stockout inside the fence, nothing spare anywhere: no receipts in weeks 1..4 (fires, escalates)
+    add_clean_sku(net, "OUT", "DC-2", po_weeks=range(5, 13))
+    # stockout beyond the fence: receipts stop after week 6 (fires, escalates as beyond the fence)
+    add_clean_sku(net, "FAR", "DC-2", po_weeks=range(1, 7))
+    # stockout at DC-1 that DC-2's spare stock of the same SKU can absorb (fires, no escalation)
+    add_clean_sku(net, "SPARE", "DC-1", po_weeks=range(3, 13))
+    add_clean_sku(net, "SPARE", "DC-2", stock=600)
+    net["skus"].pop()  # the SKU is already in master data
+    # below safety stock without a stockout (fires) / 7 units under it, less than the 20 % tolerance (near miss)
+    add_clean_sku(net, "LOW", "DC-2", stock=70)
+    add_clean_sku(net, "LOW-NEAR", "DC-2", stock=90)
+    # excess: 15 weeks of cover (fires) / 5 weeks (near miss)
+    add_clean_sku(net, "EXCESS", "DC-2", stock=1500)
+    add_clean_sku(net, "EXCESS-NEAR", "DC-2", stock=500)
+    # late PO: week-1 line confirmed 14 days after promise (fires) / 1 day (near miss)
+    add_clean_sku(net, "LATEPO", "DC-2", stock=300)
+    po(net, "LATEPO", 1)["confirmed_date"] = (monday(1) + timedelta(days=14)).isoformat()
+    add_clean_sku(net, "LATEPO-NEAR", "DC-2", stock=300)
+    po(net, "LATEPO-NEAR", 1)["confirmed_date"] = (monday(1) + timedelta(days=1)).isoformat()
+    # late transfers of SKU-B into DC-2, already departed: ETA 10 days late (fires) / 1 day late (near miss)
+    for shipment_id, slip in (("SH-LATE", 10), ("SH-NEAR", 1)):
+        net["shipments"].append({
+            "shipment_id": shipment_id, "sku_id": "SKU-B", "from_location_id": "DC-1", "to_location_id": "DC-2",
+            "ship_date": (AS_OF - timedelta(days=2)).isoformat(), "planned_arrival_date": (AS_OF + timedelta(days=1)).isoformat(),
+            "eta_date": (AS_OF + timedelta(days=1 + slip)).isoformat(), "actual_arrival_date": "", "qty": 5.0})
+    # production: due 5 days ago and 40 % done (fires) / 1 day late (near miss) / finished 96 % (near miss)
+    mo = {"sku_id": "SKU-A", "location_id": "PLANT-1", "resource_id": "LINE-9", "planned_qty": 50.0}
+    net["production_orders"] += [
+        mo | {"production_order_id": "MO-LATE", "planned_start_date": (AS_OF - timedelta(days=9)).isoformat(),
+              "planned_finish_date": (AS_OF - timedelta(days=5)).isoformat(), "completed_qty": 20.0,
+              "actual_finish_date": "", "status": "in_progress"},
+        mo | {"production_order_id": "MO-NEAR", "planned_start_date": (AS_OF - timedelta(days=5)).isoformat(),
+              "planned_finish_date": (AS_OF - timedelta(days=1)).isoformat(), "completed_qty": 45.0,
+              "actual_finish_date": "", "status": "in_progress"},
+        mo | {"production_order_id": "MO-DONE", "planned_start_date": (AS_OF - timedelta(days=8)).isoformat(),
+              "planned_finish_date": (AS_OF - timedelta(days=4)).isoformat(), "completed_qty": 48.0,
+              "actual_finish_date": (AS_OF - timedelta(days=4)).isoformat(), "status": "completed"},
+    ]
+    # capacity: LINE-2 loaded 150 against 100 in week 2 (fires) / LINE-3 103 against 100 (near miss)
+    for line, qty in (("LINE-2", 150.0), ("LINE-3", 103.0)):
+        net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": line, "week_start": monday(w).isoformat(),
+                                      "capacity_qty": 100.0} for w in range(0, 13)]
+        net["production_orders"].append({
+            "production_order_id": f"MO-{line}", "sku_id": "SKU-A", "location_id": "PLANT-1", "resource_id": line,
+            "planned_start_date": monday(2).isoformat(), "planned_finish_date": (monday(2) + timedelta(days=3)).isoformat(),
+            "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "planned"})
+    # quality hold: 170 of 200 held, below safety stock (fires) / 50 of 300 held, plenty left (near miss)
+    add_clean_sku(net, "HOLD", "DC-1")
+    add_clean_sku(net, "HOLD-NEAR", "DC-1", stock=300)
+    for snap in net["inventory_snapshots"]:
+        if snap["sku_id"] == "HOLD":
+            snap["quality_hold_qty"] = 170.0
+        if snap["sku_id"] == "HOLD-NEAR":
+            snap["quality_hold_qty"] = 50.0
+    return net
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("planted")
+    landing = write_landing_zone(root / "landing", planted_network())
+    # data quality: a file with a negative quantity
+    bad = dict(minimal_network()["sales_orders"][0], order_id="SO-BAD", ordered_qty=-5.0)
+    write_source(landing, "sales_orders", [bad], suffix="_bad")
+    run = run_soe(root, landing)
+    return run.query("SELECT * FROM marts.exceptions")
+
+
+def fired(exceptions: pd.DataFrame, exception_type: str) -> set[str]:
+    rows = exceptions[exceptions["exception_type"].eq(exception_type) & exceptions["status"].eq("open")]
+    return set(rows["reference_id"].where(rows["reference_id"].notna(), rows["sku_id"] + "@" + rows["location_id"]))
+
+
+def test_clean_minimal_network_raises_no_exception(tmp_path: Path) -> None:
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    run = run_soe(tmp_path, landing)
+    assert run.query("SELECT * FROM marts.exceptions").empty
+
+
+@pytest.mark.parametrize(
+    ("exception_type", "expected"),
+    [
+        ("demand_above_plan", {"UP@DC-1"}),
+        ("demand_below_plan", {"DOWN@DC-1"}),
+        ("excess_inventory", {"EXCESS@DC-2"}),
+        ("late_purchase_order", {"PO-LATEPO-1:1"}),
+        ("late_transfer", {"SH-LATE"}),
+        ("production_shortfall", {"MO-LATE"}),
+        ("capacity_overload", {"LINE-2"}),
+        ("quality_hold", {"HOLD@DC-1"}),
+    ],
+)
+def test_each_type_fires_on_its_plant_and_not_on_the_near_miss(planted: pd.DataFrame, exception_type: str,
+                                                               expected: set[str]) -> None:
+    assert fired(planted, exception_type) == expected
+
+
+def test_shortages_fire_where_stock_runs_short_only(planted: pd.DataFrame) -> None:
+    stockouts = fired(planted, "projected_stockout")
+    assert {"OUT@DC-2", "FAR@DC-2", "SPARE@DC-1", "HOLD@DC-1"} <= stockouts
+    assert not stockouts & {"LOW@DC-2", "LOW-NEAR@DC-2", "UP-NEAR@DC-1", "LATEPO-NEAR@DC-2", "EXCESS@DC-2"}
+    below = fired(planted, "below_safety_stock")
+    assert {"LOW@DC-2", "OUT@DC-2", "HOLD@DC-1"} <= below
+    assert not below & {"LOW-NEAR@DC-2", "FAR@DC-2", "HOLD-NEAR@DC-1", "EXCESS-NEAR@DC-2"}
+
+
+def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:
+    assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv"}
+
+
+def test_time_fence_rule(planted: pd.DataFrame) -> None:
+    stockouts = planted[planted["exception_type"].eq("projected_stockout")].set_index("sku_id")
+    assert stockouts.loc["FAR", "escalate_to_sop"]  # first short week beyond the fence
+    assert stockouts.loc["FAR", "week_start"] >= monday(4)
+    assert stockouts.loc["OUT", "escalate_to_sop"]  # inside the fence but nothing can absorb it
+    spare = planted[planted["exception_type"].eq("projected_stockout") & planted["sku_id"].eq("SPARE")].iloc[0]
+    assert not spare["escalate_to_sop"]  # DC-2 holds enough spare SPARE along a lane
+
+
+def test_root_cause_is_linked(planted: pd.DataFrame) -> None:
+    by_key = planted.set_index(["exception_type", "sku_id"])
+    hold = by_key.loc[("quality_hold", "HOLD"), "exception_id"]
+    assert by_key.loc[("projected_stockout", "HOLD"), "caused_by_exception_id"] == hold
+    assert "quality hold" in by_key.loc[("projected_stockout", "HOLD"), "explanation"]
+
+
+def test_priority_unique_and_money_ranks(planted: pd.DataFrame) -> None:
+    open_rows = planted[planted["status"].eq("open")]
+    assert open_rows["priority"].is_unique and sorted(open_rows["priority"]) == list(range(1, len(open_rows) + 1))
+    assert open_rows["exception_id"].is_unique
+    assert (open_rows["impact_value"] >= 0).all() and open_rows["explanation"].str.len().gt(20).all()
+    assert open_rows[open_rows["exception_type"].eq("capacity_overload")]["sku_id"].isna().all()
+    # inside the same week, more money ranks first
+    week0 = open_rows[open_rows["week_start"].eq(monday(0))].sort_values("priority")
+    assert week0["impact_value"].is_monotonic_decreasing
