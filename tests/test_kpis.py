@@ -10,49 +10,12 @@ import pandas as pd
 import pytest
 
 from soe_assets.kpis import metrics
+from tests.kpi_fixture import make_warehouse
 
 AS_OF = date(2026, 11, 18)  # Wednesday of week 2026-11-16 (week 0, not yet ended)
 W1 = date(2026, 11, 9)  # last past week (Mon 9 .. Sun 15)
 W2 = date(2026, 11, 2)
 W0 = date(2026, 11, 16)  # current week: never reported
-
-TABLES = {
-    "staging.stg_skus": "sku_id VARCHAR, product_family VARCHAR, unit_cost DOUBLE, unit_price DOUBLE",
-    "staging.stg_sales_orders": "order_id VARCHAR, line_no BIGINT, customer_id VARCHAR, sku_id VARCHAR, "
-    "location_id VARCHAR, order_date DATE, requested_date DATE, promised_date DATE, ordered_qty DOUBLE, "
-    "shipped_qty DOUBLE, ship_date DATE, status VARCHAR",
-    "staging.stg_pos_sales": "sale_date DATE, sku_id VARCHAR, location_id VARCHAR, qty DOUBLE",
-    "staging.stg_purchase_orders": "po_id VARCHAR, line_no BIGINT, supplier_id VARCHAR, sku_id VARCHAR, "
-    "location_id VARCHAR, order_date DATE, promised_date DATE, confirmed_date DATE, ordered_qty DOUBLE, "
-    "received_qty DOUBLE, received_date DATE, status VARCHAR",
-    "staging.stg_production_orders": "production_order_id VARCHAR, sku_id VARCHAR, location_id VARCHAR, "
-    "resource_id VARCHAR, planned_start_date DATE, planned_finish_date DATE, planned_qty DOUBLE, "
-    "completed_qty DOUBLE, actual_finish_date DATE, status VARCHAR",
-    "staging.stg_inventory_snapshots": "snapshot_date DATE, sku_id VARCHAR, location_id VARCHAR, "
-    "on_hand_qty DOUBLE, quality_hold_qty DOUBLE",
-    "staging.stg_resource_capacity": "location_id VARCHAR, resource_id VARCHAR, week_start DATE, capacity_qty DOUBLE",
-    "intermediate.int_committed_plan": "sku_id VARCHAR, location_id VARCHAR, week_start DATE, "
-    "plan_version VARCHAR, committed_at TIMESTAMP, demand_qty DOUBLE, supply_qty DOUBLE, safety_stock_qty DOUBLE",
-}
-
-SKUS = [("A", "bikes", 50.0, 100.0), ("B", "parts", 5.0, 12.0)]
-
-
-def make_warehouse(**rows: list[dict]) -> duckdb.DuckDBPyConnection:
-    """An in-memory warehouse with every table the KPIs read, filled with the given rows (by short name)."""
-    conn = duckdb.connect()
-    for schema in ("staging", "intermediate", "marts"):
-        conn.execute(f"CREATE SCHEMA {schema}")
-    for table, columns in TABLES.items():
-        conn.execute(f"CREATE TABLE {table} ({columns})")
-    conn.executemany("INSERT INTO staging.stg_skus VALUES (?, ?, ?, ?)", SKUS)
-    for short, records in rows.items():
-        table = next(t for t in TABLES if t.endswith("." + short))
-        frame = pd.DataFrame(records)
-        conn.register("_rows", frame)
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
-        conn.unregister("_rows")
-    return conn
 
 
 def so(line: int, promised: date, ordered: float, shipped: float, ship_date: date | None, status: str = "shipped",
@@ -254,3 +217,49 @@ def test_compute_kpis_long_format_and_no_nan():
     assert set(frame.scope_type) == {"total", "product_family", "location"}
     assert not any(math.isnan(v) or math.isinf(v) for v in frame.value)
     assert (frame.week_start <= AS_OF - timedelta(days=6)).all()
+
+
+# --- end to end: the real pipeline on the minimal network -----------------------------------
+
+
+def test_kpi_weekly_end_to_end_on_minimal_network(tmp_path):
+    from tests.support import minimal_network, monday, run_soe, write_landing_zone
+
+    network = minimal_network()
+    orders = {row["order_id"]: row for row in network["sales_orders"]}
+    late = orders["SO-SKU-A-DC-1--1"]  # week -1: shipped in full, one day late
+    late["ship_date"] = (date.fromisoformat(late["promised_date"]) + timedelta(days=1)).isoformat()
+    orders["SO-SKU-B-DC-1--2"]["shipped_qty"] = 100.0  # week -2: partial, on time
+    cancelled = orders["SO-SKU-A-DC-2--3"]  # week -3: cancelled, not shipped
+    cancelled.update(status="cancelled", shipped_qty=0.0, ship_date="")
+    run = run_soe(tmp_path, write_landing_zone(tmp_path / "landing", network))
+    # Only the KPI stage is under test: later stages (publish, responses) need not succeed for its table.
+    tables = set(run.query("SELECT table_schema || '.' || table_name AS t FROM information_schema.tables").t)
+    assert "marts.kpi_weekly" in tables, f"kpi_weekly not built (run ok: {run.ok})"
+
+    kpis = run.query("SELECT * FROM marts.kpi_weekly")
+    kpis["week_start"] = pd.to_datetime(kpis["week_start"]).dt.date
+
+    def value(kpi: str, week: int, scope_type: str = "total", scope_id: str | None = None) -> float:
+        return pick(kpis[kpis.kpi_name == kpi], monday(week), scope_type, scope_id).value
+
+    # 8 past weeks (-8..-1) of 3 lines each; week 0 has not ended.
+    assert sorted(kpis[kpis.kpi_name == "otif_line_rate"].week_start.unique()) == [monday(w) for w in range(-8, 0)]
+    assert value("otif_line_rate", -1) == pytest.approx(2 / 3)
+    assert value("otif_line_rate", -1, "location", "DC-1") == pytest.approx(1 / 2)
+    assert value("fill_rate_units", -1) == pytest.approx(210 / 280)
+    assert value("otif_line_rate", -2) == pytest.approx(2 / 3)
+    assert value("fill_rate_units", -2) == pytest.approx(240 / 280)
+    assert value("fill_rate_units", -2, "product_family", "parts") == pytest.approx(100 / 140)
+    assert value("otif_line_rate", -3) == 1.0  # the cancelled line is not counted
+    assert value("otif_line_rate", -4) == 1.0
+    # Plan = actual except week -3, where A@DC-2 had its only line cancelled: actual 0 against plan 70.
+    assert value("forecast_wape", -4) == 0.0
+    assert value("forecast_wape", -3) == pytest.approx(70 / 210)
+    assert value("forecast_bias", -3) == pytest.approx(70 / 210)
+    dc2 = kpis[(kpis.kpi_name == "forecast_bias") & (kpis.scope_id == "DC-2")]
+    assert monday(-3) not in set(dc2.week_start)  # DC-2: plan 70, actual 0 -> no row, not a division by zero
+    assert monday(-4) in set(dc2.week_start)
+    # No past PO, production order or snapshot in the minimal network: those KPIs have no rows.
+    assert kpis[kpis.kpi_name.isin(["supplier_on_time_rate", "schedule_adherence", "inventory_value"])].empty
+    assert kpis.scope_id[kpis.scope_type == "total"].isna().all()

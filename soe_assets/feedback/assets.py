@@ -1,0 +1,64 @@
+"""Dagster wrapper of the feedback stage: ``marts.sop_feedback`` and the HTML report."""
+
+
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+
+from orchestration.resources import SoeSettings, WarehouseResource
+from soe_assets.feedback.calendar import SopCalendar, next_cycle, previous_cycle
+from soe_assets.feedback.patterns import FEEDBACK_TYPES, FeedbackRules, detect_patterns, feedback_window
+from soe_assets.feedback.report import render_report, write_report
+from soe_assets.kpis.assets import dbt_model_keys, kpi_weekly
+from soe_assets.kpis.metrics import table_exists
+from soe_assets.warehouse import read_run_context, replace_table
+
+
+class SopFeedbackConfig(dg.Config):
+    """``sop_cycle``: the cycle date (YYYY-MM-DD) to prepare; empty = the next cycle on or after as_of."""
+
+    sop_cycle: str = ""
+    bias_weeks: int = FeedbackRules.bias_weeks
+    min_abs_bias: float = FeedbackRules.min_abs_bias
+    min_occurrences: int = FeedbackRules.min_occurrences
+
+
+@dg.asset(
+    group_name="feedback",
+    deps=[kpi_weekly, *dbt_model_keys("stg_purchase_orders", "stg_production_orders", "stg_resource_capacity",
+                                       "int_committed_plan")],
+    kinds={"python", "duckdb", "html"},
+    description="Recurring variance since the previous S&OP cycle (persistent forecast bias, chronic supplier "
+    "delay, chronic capacity shortfall, repeated expedites) with a suggested S&OP action; also writes "
+    "<publish_dir>/sop_report.html.",
+)
+def sop_feedback(
+    context: dg.AssetExecutionContext, config: SopFeedbackConfig, settings: SoeSettings,
+    warehouse: WarehouseResource, sop_calendar: SopCalendar,
+) -> dg.MaterializeResult:
+    rules = FeedbackRules(bias_weeks=config.bias_weeks, min_abs_bias=config.min_abs_bias,
+                          min_occurrences=config.min_occurrences)
+    with warehouse.connect() as conn:
+        as_of = read_run_context(conn).as_of
+        cycles = sop_calendar.cycles(around=as_of)
+        cycle = date.fromisoformat(config.sop_cycle) if config.sop_cycle else next_cycle(cycles, as_of) or as_of
+        previous = previous_cycle(cycles, cycle)
+        feedback = detect_patterns(conn, as_of, cycle, previous, rules)
+        replace_table(conn, "marts", "sop_feedback", feedback, FEEDBACK_TYPES)
+        kpis = conn.execute("SELECT * FROM marts.kpi_weekly").df() if table_exists(conn, "marts", "kpi_weekly") \
+            else pd.DataFrame(columns=["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator",
+                                       "denominator"])
+    window = feedback_window(as_of, previous, rules)
+    page = render_report(kpis, feedback, as_of=as_of, sop_cycle=cycle, window_start=window.start)
+    path = write_report(page, settings.publish_path)
+    context.log.info(f"sop_feedback: {len(feedback)} patterns for the S&OP cycle of {cycle}; report {path}")
+    return dg.MaterializeResult(
+        metadata={
+            "sop_cycle": str(cycle),
+            "window_start": str(window.start),
+            "patterns": len(feedback),
+            "report": dg.MetadataValue.path(str(path)),
+            **{f"patterns.{p}": int(n) for p, n in feedback.pattern.value_counts().items()},
+        }
+    )

@@ -1,0 +1,376 @@
+"""Recurring variance since the previous S&OP cycle (``marts.sop_feedback``).
+
+Each detector is a plain function over the warehouse (staging views, the
+committed plan and, when present, ``marts.exception_history`` /
+``marts.recommendations``) returning rows in ``FEEDBACK_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from soe_assets.kpis.metrics import plan_vs_actual_sql, table_exists
+
+FEEDBACK_COLUMNS = [
+    "sop_cycle", "pattern", "product_family", "sku_id", "location_id", "supplier_id", "resource_id",
+    "weeks_observed", "occurrences", "mean_bias", "mean_delay_days", "impact_value",
+    "suggested_sop_action", "explanation", "window_start", "as_of",
+]
+FEEDBACK_TYPES = {
+    "sop_cycle": "DATE", "pattern": "VARCHAR", "product_family": "VARCHAR", "sku_id": "VARCHAR",
+    "location_id": "VARCHAR", "supplier_id": "VARCHAR", "resource_id": "VARCHAR", "weeks_observed": "INTEGER",
+    "occurrences": "INTEGER", "mean_bias": "DOUBLE", "mean_delay_days": "DOUBLE", "impact_value": "DOUBLE",
+    "suggested_sop_action": "VARCHAR", "explanation": "VARCHAR", "window_start": "DATE", "as_of": "DATE",
+}
+
+
+@dataclass(frozen=True)
+class FeedbackRules:
+    """Thresholds of the detectors (documented in docs/kpis.md)."""
+
+    bias_weeks: int = 4  # the latest N past weeks must all be biased the same way
+    min_abs_bias: float = 0.10  # and |mean bias| over the window at least this
+    min_occurrences: int = 3  # late PO lines, short resource-weeks, repeated actions, recurring exceptions
+    min_late_share: float = 0.5  # share of a supplier-SKU's PO lines that were late
+    min_output_share: float = 0.9  # a resource-week is short when on-time output < 90 % of its load
+    lookback_weeks: int = 8  # window when the calendar has no previous cycle
+
+
+@dataclass(frozen=True)
+class Window:
+    """The past weeks the feedback looks at: from ``start`` (a Monday) to ``last_week`` (the last ended week)."""
+
+    start: date
+    last_week: date
+    as_of: date
+
+    @property
+    def weeks(self) -> list[date]:
+        count = (self.last_week - self.start).days // 7 + 1
+        return [self.start + timedelta(weeks=i) for i in range(max(count, 0))]
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def feedback_window(as_of: date, previous_cycle: date | None, rules: FeedbackRules = FeedbackRules()) -> Window:
+    """Weeks since the previous cycle, but never fewer than ``bias_weeks``."""
+    last_week = _monday(as_of - timedelta(days=6))
+    shortest = last_week - timedelta(weeks=rules.bias_weeks - 1)
+    start = _monday(previous_cycle) if previous_cycle else last_week - timedelta(weeks=rules.lookback_weeks - 1)
+    return Window(start=min(start, shortest), last_week=last_week, as_of=as_of)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=FEEDBACK_COLUMNS)
+
+
+def _fmt(qty: float) -> str:
+    return f"{qty:,.0f}"
+
+
+# --- forecast bias --------------------------------------------------------------------------
+
+
+def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
+    """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks."""
+    weekly = conn.execute(
+        f"""
+        SELECT pva.sku_id, pva.location_id, pva.product_family, pva.week_start, pva.plan_qty, pva.actual_qty,
+               coalesce(skus.unit_cost, 0.0) AS unit_cost, coalesce(skus.unit_price, 0.0) AS unit_price
+        FROM ({plan_vs_actual_sql()}) AS pva
+        LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+        WHERE pva.week_start BETWEEN ? AND ?
+        """,
+        [window.start, window.last_week],
+    ).df()
+    if weekly.empty:
+        return _empty()
+    weekly["week_start"] = pd.to_datetime(weekly["week_start"]).dt.date
+    weeks = window.weeks
+    rows = []
+    for (sku, loc), group in weekly.groupby(["sku_id", "location_id"], sort=True):
+        series = group.set_index("week_start").reindex(weeks)
+        plan = series["plan_qty"].fillna(0.0).to_numpy()
+        actual = series["actual_qty"].fillna(0.0).to_numpy()
+        sign = np.sign(plan - actual)
+        recent = sign[-rules.bias_weeks:]
+        if len(recent) < rules.bias_weeks or recent[0] == 0 or not (recent == recent[0]).all():
+            continue
+        over = recent[0] > 0
+        plan_sum, actual_sum = plan.sum(), actual.sum()
+        mean_bias = (plan_sum - actual_sum) / actual_sum if actual_sum > 0 else None
+        if mean_bias is not None and abs(mean_bias) < rules.min_abs_bias:
+            continue
+        family = group["product_family"].iloc[0]
+        n = len(weeks)
+        gap = abs(plan_sum - actual_sum)
+        cost = group["unit_cost"].iloc[0] if over else group["unit_price"].iloc[0]
+        occurrences = int((sign == recent[0]).sum())
+        where = f"{sku} (family {family}) at {loc}"
+        if plan_sum > 0:
+            change = gap / plan_sum * 100
+            verb = "lower" if over else "raise"
+            action = (f"{verb} the demand plan of {where} by ~{change:.0f}% "
+                      f"(from ~{_fmt(plan_sum / n)} to ~{_fmt(actual_sum / n)} units/week)")
+        else:
+            action = f"add a demand plan of ~{_fmt(actual_sum / n)} units/week for {where} (none today)"
+        bias_text = f"{mean_bias:+.0%}" if mean_bias is not None else "no actual demand"
+        explanation = (
+            f"Plan {'above' if over else 'below'} actual demand in {occurrences} of {n} weeks since "
+            f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(plan_sum)}, "
+            f"actual {_fmt(actual_sum)} units, mean bias {bias_text}; "
+            + (f"~{_fmt(gap * cost)} of stock built beyond demand at cost."
+               if over else f"~{_fmt(gap * cost)} of revenue at risk.")
+        )
+        rows.append({
+            "pattern": "persistent_over_forecast" if over else "persistent_under_forecast",
+            "product_family": family, "sku_id": sku, "location_id": loc, "weeks_observed": n,
+            "occurrences": occurrences, "mean_bias": mean_bias, "impact_value": gap * cost,
+            "suggested_sop_action": action, "explanation": explanation,
+        })
+    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+
+
+# --- suppliers ------------------------------------------------------------------------------
+
+
+def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
+    """Supplier-SKUs with at least ``min_occurrences`` late PO lines, late on ``min_late_share`` of their lines.
+
+    A line promised in the window is late unless received in full on or before
+    its promised date; its delay runs to the receipt date, or to as_of while
+    it is still outstanding.
+    """
+    frame = conn.execute(
+        """
+        WITH lines AS (
+            SELECT po.*, skus.product_family, coalesce(skus.unit_cost, 0.0) AS unit_cost,
+                   NOT (po.received_qty >= po.ordered_qty AND po.received_date <= po.promised_date) AS late,
+                   date_diff('day', po.order_date, po.promised_date) AS promised_lead,
+                   date_diff('day', po.order_date, coalesce(po.received_date, CAST(? AS DATE))) AS actual_lead,
+                   greatest(date_diff('day', po.promised_date, coalesce(po.received_date, CAST(? AS DATE))), 0) AS delay
+            FROM staging.stg_purchase_orders AS po
+            LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+            WHERE po.status <> 'cancelled' AND po.promised_date BETWEEN ? AND ?
+        )
+        SELECT supplier_id, sku_id, any_value(product_family) AS product_family,
+               CASE WHEN count(DISTINCT location_id) = 1 THEN any_value(location_id) END AS location_id,
+               string_agg(DISTINCT location_id, ', ' ORDER BY location_id) AS locations,
+               count(*) AS lines, count(*) FILTER (WHERE late) AS late_lines,
+               count(DISTINCT date_trunc('week', promised_date)) AS weeks_observed,
+               avg(delay) FILTER (WHERE late) AS mean_delay,
+               median(promised_lead) AS promised_lead, median(greatest(actual_lead, promised_lead)) AS actual_lead,
+               sum(ordered_qty * unit_cost) FILTER (WHERE late) AS late_value
+        FROM lines
+        GROUP BY supplier_id, sku_id
+        HAVING count(*) FILTER (WHERE late) >= ? AND count(*) FILTER (WHERE late) >= ? * count(*)
+        ORDER BY late_value DESC
+        """,
+        [window.as_of, window.as_of, window.start, window.as_of, rules.min_occurrences, rules.min_late_share],
+    ).df()
+    rows = []
+    for r in frame.itertuples():
+        quoted, actual = round(r.promised_lead), round(r.actual_lead)
+        action = (f"re-quote the lead time of supplier {r.supplier_id} for {r.sku_id} from {quoted} to {actual} days "
+                  f"(or agree a recovery plan with {r.supplier_id})")
+        explanation = (
+            f"{r.late_lines} of {r.lines} PO lines of {r.sku_id} from {r.supplier_id} promised since {window.start} "
+            f"arrived late or short (to {r.locations}), {r.mean_delay:.1f} days late on average; "
+            f"quoted lead time {quoted} days, actual about {actual} days; ~{_fmt(r.late_value)} of goods late."
+        )
+        rows.append({
+            "pattern": "chronic_supplier_delay", "product_family": r.product_family, "sku_id": r.sku_id,
+            "location_id": r.location_id, "supplier_id": r.supplier_id, "weeks_observed": r.weeks_observed,
+            "occurrences": r.late_lines, "mean_delay_days": r.mean_delay, "impact_value": r.late_value,
+            "suggested_sop_action": action, "explanation": explanation,
+        })
+    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+
+
+# --- capacity -------------------------------------------------------------------------------
+
+
+def chronic_capacity_shortfall(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
+    """Resources short in at least ``min_occurrences`` weeks of the window.
+
+    A resource-week is short when the output planned to finish in it exceeds
+    its capacity, or when less than ``min_output_share`` of it finished on
+    time. Shortfall units = max(load - capacity, load - on-time output).
+    """
+    frame = conn.execute(
+        """
+        WITH orders AS (
+            SELECT mo.location_id, mo.resource_id, date_trunc('week', mo.planned_finish_date)::DATE AS week_start,
+                   mo.planned_qty, coalesce(skus.unit_cost, 0.0) AS unit_cost,
+                   CASE WHEN mo.actual_finish_date <= mo.planned_finish_date
+                        THEN least(coalesce(mo.completed_qty, 0), mo.planned_qty) ELSE 0.0 END AS on_time_qty
+            FROM staging.stg_production_orders AS mo
+            LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+            WHERE mo.status <> 'cancelled'
+        ),
+        weeks AS (
+            SELECT location_id, resource_id, week_start, sum(planned_qty) AS load, sum(on_time_qty) AS output,
+                   sum(planned_qty * unit_cost) / nullif(sum(planned_qty), 0) AS unit_cost
+            FROM orders WHERE week_start BETWEEN ? AND ?
+            GROUP BY ALL
+        ),
+        scored AS (
+            SELECT weeks.*, cap.capacity_qty,
+                   greatest(weeks.load - coalesce(cap.capacity_qty, weeks.load), weeks.load - weeks.output, 0)
+                       AS shortfall,
+                   (weeks.load > coalesce(cap.capacity_qty, weeks.load) OR weeks.output < ? * weeks.load) AS short
+            FROM weeks
+            LEFT JOIN staging.stg_resource_capacity AS cap USING (location_id, resource_id, week_start)
+        )
+        SELECT location_id, resource_id, count(*) AS weeks_observed, count(*) FILTER (WHERE short) AS short_weeks,
+               avg(load) AS mean_load, avg(capacity_qty) AS mean_capacity, avg(output) AS mean_output,
+               sum(shortfall) FILTER (WHERE short) AS shortfall,
+               sum(shortfall * unit_cost) FILTER (WHERE short) AS impact
+        FROM scored
+        GROUP BY ALL
+        HAVING count(*) FILTER (WHERE short) >= ?
+        ORDER BY impact DESC
+        """,
+        [window.start, window.last_week, rules.min_output_share, rules.min_occurrences],
+    ).df()
+    rows = []
+    for r in frame.itertuples():
+        per_week = r.shortfall / r.short_weeks
+        capacity = "unknown" if pd.isna(r.mean_capacity) else _fmt(r.mean_capacity)
+        action = (f"add ~{_fmt(per_week)} units/week of capacity on {r.resource_id} at {r.location_id} "
+                  f"or move ~{_fmt(per_week)} units/week of its supply plan to other weeks or plants")
+        explanation = (
+            f"{r.resource_id} at {r.location_id} fell short in {r.short_weeks} of {r.weeks_observed} weeks since "
+            f"{window.start}: planned {_fmt(r.mean_load)} units/week against capacity {capacity}, "
+            f"{_fmt(r.mean_output)} finished on time; {_fmt(r.shortfall)} units missed in all."
+        )
+        rows.append({
+            "pattern": "chronic_capacity_shortfall", "location_id": r.location_id, "resource_id": r.resource_id,
+            "weeks_observed": r.weeks_observed, "occurrences": r.short_weeks, "impact_value": r.impact,
+            "suggested_sop_action": action, "explanation": explanation,
+        })
+    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+
+
+# --- responses and exceptions (when those stages exist) -------------------------------------
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {name for (name,) in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+        [schema, table]).fetchall()}
+
+
+def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
+    """SKU-locations expedited or reallocated to at least ``min_occurrences`` times.
+
+    Reads ``marts.recommendation_history`` when the respond stage keeps one,
+    else this run's ``marts.recommendations``; nothing when neither exists.
+    """
+    table = next((t for t in ("recommendation_history", "recommendations") if table_exists(conn, "marts", t)), None)
+    if table is None:
+        return _empty()
+    columns = _columns(conn, "marts", table)
+    if not {"action_type", "sku_id", "to_location_id"} <= columns:
+        return _empty()
+    cost = "coalesce(cost, 0.0)" if "cost" in columns else "0.0"
+    in_window = "AND CAST(as_of AS DATE) >= ?" if "as_of" in columns else ""
+    params = [window.start] if in_window else []
+    frame = conn.execute(
+        f"""
+        SELECT CASE WHEN action_type = 'reallocate_stock' THEN 'repeated_reallocation' ELSE 'repeated_expedite' END
+                   AS pattern,
+               rec.sku_id, rec.to_location_id AS location_id, any_value(skus.product_family) AS product_family,
+               count(*) AS occurrences, sum({cost}) AS impact_value,
+               string_agg(DISTINCT action_type, ', ') AS actions
+        FROM marts.{table} AS rec
+        LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+        WHERE action_type IN ('expedite_purchase_order', 'expedite_transfer', 'reallocate_stock')
+          AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' {in_window}
+        GROUP BY ALL
+        HAVING count(*) >= ?
+        """,
+        [*params, rules.min_occurrences],
+    ).df()
+    rows = []
+    for r in frame.itertuples():
+        what = "reallocated stock to" if r.pattern == "repeated_reallocation" else "expedited supply into"
+        rows.append({
+            "pattern": r.pattern, "product_family": r.product_family, "sku_id": r.sku_id,
+            "location_id": r.location_id, "occurrences": r.occurrences, "impact_value": r.impact_value,
+            "weeks_observed": len(window.weeks),
+            "suggested_sop_action": f"raise the safety stock or the supply plan of {r.sku_id} at {r.location_id} "
+            f"so it stops needing firefighting",
+            "explanation": f"S&OE {what} {r.sku_id} at {r.location_id} {r.occurrences} times ({r.actions}) "
+            f"since {window.start}, costing {_fmt(r.impact_value)}.",
+        })
+    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+
+
+def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
+    """Exception types raised at least ``min_occurrences`` times on one SKU-location in the window."""
+    if not table_exists(conn, "marts", "exception_history"):
+        return _empty()
+    frame = conn.execute(
+        """
+        WITH ex AS (
+            SELECT exception_id, any_value(exception_type) AS exception_type, any_value(sku_id) AS sku_id,
+                   any_value(location_id) AS location_id, min(CAST(first_detected_on AS DATE)) AS first_detected_on,
+                   max(coalesce(impact_value, 0.0)) AS impact_value
+            FROM marts.exception_history
+            WHERE exception_type NOT IN ('data_quality')
+            GROUP BY exception_id
+        )
+        SELECT exception_type, nullif(ex.sku_id, '') AS sku_id, ex.location_id,
+               any_value(skus.product_family) AS product_family, count(*) AS occurrences,
+               sum(ex.impact_value) AS impact_value
+        FROM ex LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+        WHERE first_detected_on BETWEEN ? AND ?
+        GROUP BY ALL
+        HAVING count(*) >= ?
+        """,
+        [window.start, window.as_of, rules.min_occurrences],
+    ).df()
+    rows = []
+    for r in frame.itertuples():
+        where = f"{r.sku_id} at {r.location_id}" if r.sku_id else r.location_id
+        rows.append({
+            "pattern": f"recurring_{r.exception_type}", "product_family": r.product_family, "sku_id": r.sku_id,
+            "location_id": r.location_id, "occurrences": r.occurrences, "impact_value": r.impact_value,
+            "weeks_observed": len(window.weeks),
+            "suggested_sop_action": f"review the plan parameters of {where}: {r.exception_type.replace('_', ' ')} "
+            f"keeps coming back",
+            "explanation": f"{r.occurrences} separate {r.exception_type} exceptions on {where} since {window.start}, "
+            f"{_fmt(r.impact_value)} at stake in all.",
+        })
+    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+
+
+DETECTORS = [persistent_forecast_bias, chronic_supplier_delay, chronic_capacity_shortfall, repeated_responses,
+             recurring_exceptions]
+
+
+def detect_patterns(
+    conn: duckdb.DuckDBPyConnection, as_of: date, sop_cycle: date, previous: date | None,
+    rules: FeedbackRules = FeedbackRules(),
+) -> pd.DataFrame:
+    """Every recurring pattern for the cycle, largest impact first."""
+    window = feedback_window(as_of, previous, rules)
+    frames = [f for detect in DETECTORS if not (f := detect(conn, window, rules)).empty]
+    result = pd.concat(frames, ignore_index=True) if frames else _empty()
+    result = result[FEEDBACK_COLUMNS].copy()
+    result["sop_cycle"] = sop_cycle
+    result["window_start"] = window.start
+    result["as_of"] = as_of
+    for column in ("weeks_observed", "occurrences"):
+        result[column] = pd.to_numeric(result[column]).astype("Int64")
+    for column in ("mean_bias", "mean_delay_days", "impact_value"):
+        result[column] = pd.to_numeric(result[column]).astype(float)
+    return result.sort_values("impact_value", ascending=False, na_position="last").reset_index(drop=True)

@@ -1,0 +1,43 @@
+"""Dagster wrapper of the KPI stage: ``marts.kpi_weekly``."""
+
+
+import dagster as dg
+from dagster_dbt import get_asset_key_for_model
+
+from orchestration.dbt import soe_dbt_models
+from orchestration.resources import WarehouseResource
+from soe_assets.kpis.metrics import KPI_TYPES, compute_kpis
+from soe_assets.warehouse import read_run_context, replace_table
+
+KPI_INPUTS = [
+    "stg_sales_orders", "stg_pos_sales", "stg_purchase_orders", "stg_production_orders",
+    "stg_inventory_snapshots", "stg_skus", "int_committed_plan",
+]
+
+
+def dbt_model_keys(*models: str) -> list[dg.AssetKey]:
+    """The Dagster keys of dbt models (whatever prefix the dbt translation gives them)."""
+    return [get_asset_key_for_model([soe_dbt_models], model) for model in models]
+
+
+@dg.asset(
+    group_name="kpis",
+    deps=dbt_model_keys(*KPI_INPUTS),
+    kinds={"python", "duckdb"},
+    description="Weekly KPIs of every past week (total, per product family, per location), long format "
+    "with numerator and denominator. Definitions: docs/kpis.md.",
+)
+def kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        as_of = read_run_context(conn).as_of
+        frame = compute_kpis(conn, as_of)
+        replace_table(conn, "marts", "kpi_weekly", frame, KPI_TYPES)
+    latest = frame[frame.scope_type == "total"].sort_values("week_start").groupby("kpi_name").tail(1)
+    context.log.info(f"kpi_weekly: {len(frame)} rows, {frame.week_start.nunique()} weeks")
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(frame),
+            "weeks": int(frame.week_start.nunique()),
+            **{f"latest.{r.kpi_name}": float(r.value) for r in latest.itertuples()},
+        }
+    )
