@@ -27,6 +27,7 @@ Hand computation (plan week 0 = 70 * 4/7 = 40):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,25 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 AS_OF = dt.date(2026, 11, 18)
 WEEK0 = dt.date(2026, 11, 16)
 
+
+def _dbt(args: list[str], warehouse: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """Run dbt in a subprocess, as Dagster's DbtCliResource does (dbt-duckdb keeps its
+    connection open inside the process that ran it)."""
+    env = {**os.environ, "SOE_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            *args,
+            "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(tmp / "target"),
+            "--log-path", str(tmp / "logs"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 def _scenario() -> dict[str, pd.DataFrame]:
     plan_rows = []
@@ -173,23 +193,7 @@ def _scenario() -> dict[str, pd.DataFrame]:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("dbt_trusted_view")
     path = build_raw_warehouse(tmp / "warehouse.duckdb", _scenario(), as_of=AS_OF)
-    # A subprocess, as Dagster's DbtCliResource does: dbt-duckdb keeps its
-    # connection open inside the process that ran it.
-    env = {**os.environ, "SOE_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dbt")),
-            "build",
-            "--project-dir", str(DBT_PROJECT_DIR),
-            "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(tmp / "target"),
-            "--log-path", str(tmp / "logs"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    completed = _dbt(["build"], path, tmp)
     assert completed.returncode == 0, completed.stdout[-5000:] + completed.stderr[-2000:]
     return path
 
@@ -303,3 +307,26 @@ def test_data_quality_issues_publish_the_quarantine(warehouse: Path) -> None:
         ["sales_orders", "2026-11-18.csv", 7, "ordered_qty"]
     ]
     assert pd.Timestamp(issues.as_of.iloc[0]).date() == AS_OF
+
+
+def test_staging_tests_fail_on_rows_ingest_should_have_rejected(tmp_path: Path) -> None:
+    """The generic tests are real: a duplicated key, an unknown status, an unknown SKU and a
+    non-positive quantity each make their test fail."""
+    frames = _scenario()
+    orders = frames["sales_orders"]
+    bad = orders.iloc[[0, 1, 3]].copy()
+    bad["status"] = ["open", "bogus", "open"]
+    bad["sku_id"] = ["A", "A", "NO-SUCH-SKU"]
+    bad["ordered_qty"] = [30.0, 150.0, 0.0]
+    frames["sales_orders"] = pd.concat([orders, bad], ignore_index=True)
+    path = build_raw_warehouse(tmp_path / "bad.duckdb", frames, as_of=AS_OF)
+    completed = _dbt(["build", "--select", "stg_skus", "stg_locations", "stg_sales_orders"], path, tmp_path)
+    assert completed.returncode != 0
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    failed = {r["unique_id"].split(".")[2] for r in results if r["status"] == "fail"}
+    assert failed == {
+        "unique_combination_of_columns_stg_sales_orders_order_id__line_no",
+        "accepted_values_stg_sales_orders_status__open__shipped__cancelled",
+        "relationships_stg_sales_orders_sku_id__sku_id__ref_stg_skus_",
+        "accepted_range_stg_sales_orders_ordered_qty__False__0",
+    }
