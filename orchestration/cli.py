@@ -95,6 +95,7 @@ class RunOptions:
     horizon_weeks: int = 13
     time_fence_weeks: int = 4
     max_open_exceptions: int = 0
+    freshness_days: str = ""  # "source=days,..." over $SOE_FRESHNESS_DAYS and the contract defaults
 
 
 def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = print) -> bool:
@@ -114,7 +115,19 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     import dagster as dg
 
     from orchestration.definitions import FULL_RUN_JOB, build_definitions
-    from orchestration.resources import SoeSettings, WarehouseResource
+    from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
+    from orchestration.sensors import CLI_TAG
+    from soe_assets.ingest.health import parse_freshness_days
+
+    quality = QualitySettings.from_env()
+    try:
+        freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    quality = QualitySettings(
+        freshness_days=freshness, warn_quarantine_share=quality.warn_quarantine_share,
+        block_quarantine_share=quality.block_quarantine_share,
+    )
 
     defs = build_definitions(
         SoeSettings(
@@ -126,19 +139,48 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
             max_open_exceptions=options.max_open_exceptions,
         ),
         WarehouseResource(path=str(workspace.warehouse.resolve())),
+        quality,
     )
     job = defs.resolve_job_def(FULL_RUN_JOB)
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
-            run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False
+            run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False,
+            tags={CLI_TAG: "cli"},
         )
     elapsed = time.monotonic() - started
+    _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
     if not result.success:
+        _alert_run_failure(result, workspace)
         echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
              "The previously published marts are untouched.")
         return False
     _print_summary(workspace, elapsed, echo)
     return True
+
+
+def _print_failed_checks(result, alert_log: Path, echo: Callable[[str], None]) -> None:
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    if not failed:
+        return
+    echo("")
+    echo(f"{len(failed)} check(s) failed (also in {alert_log}):")
+    for evaluation in failed:
+        message = evaluation.metadata.get("message")
+        text = message.value if message is not None else evaluation.description or ""
+        echo(f"  {evaluation.severity.value:<5} {evaluation.asset_key.to_user_string()}:{evaluation.check_name}: {text}")
+
+
+def _alert_run_failure(result, workspace: Workspace) -> None:
+    from orchestration.sensors import run_failure_alert
+    from soe_assets.alerts import default_alert_log, deliver
+
+    failures = [
+        f"step {event.step_key} failed: "
+        + (event.step_failure_data.error.message if event.step_failure_data and event.step_failure_data.error else "")
+        for event in result.all_events if event.is_step_failure
+    ]
+    message = " | ".join(failures) if failures else "the run failed"
+    deliver([run_failure_alert(result.run_id, result.job_def.name, message)], default_alert_log(workspace.warehouse))
 
 
 def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], None]) -> None:
@@ -167,6 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             horizon_weeks=args.horizon_weeks,
             time_fence_weeks=args.time_fence_weeks,
             max_open_exceptions=args.max_open_exceptions,
+            freshness_days=",".join(args.freshness or []),
         ),
     )
     return 0 if ok else 1
@@ -263,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-fence-weeks", type=_positive, default=4)
     run.add_argument("--max-open-exceptions", type=_positive, default=0,
                      help="alert budget: keep only the top N open exceptions (0: no budget)")
+    run.add_argument("--freshness", action="append", metavar="SOURCE=DAYS",
+                     help="freshness limit of a source in days, e.g. sales_orders=1 (repeatable; defaults: "
+                     "2 for execution sources, 35 for master data and sop_plan)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")

@@ -40,7 +40,11 @@ class _ProgressHandler(logging.Handler):
             elapsed = now - self._started.get(step, now)
             print(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
             if kind == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
-                print(f"    {event.step_failure_data.error.message.strip()}", file=sys.__stderr__, flush=True)
+                error = event.step_failure_data.error
+                print(f"    {error.message.strip()}", file=sys.__stderr__, flush=True)
+                while error.cause is not None:  # the user's own error is the innermost cause
+                    error = error.cause
+                    print(f"    caused by: {error.message.strip()}", file=sys.__stderr__, flush=True)
 
 
 @dg.logger(description="Terse progress lines for the soe command line.")
