@@ -130,3 +130,17 @@ def test_pull_in_is_capped_by_spare_capacity():
     capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": 1, "spare_qty": 30.0}])
     acts, _ = chosen(problem(pos, lanes(), supply, capacity))
     assert acts["qty"].sum() == 30
+
+
+def test_explanation_states_the_numbers():
+    from soe_assets.respond.recommend import _action_rows
+
+    pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "D"): ([300] * 6, 100)})
+    prob = problem(pos, lanes(("D", "A", 2, 1.0)))
+    acts, projected = chosen(prob)
+    into, _ = attribute(prob, acts, projected)
+    row = _action_rows(prob, into, projected).iloc[0]
+    assert row["explanation"] == (
+        "Move 60 units of X from D to A (2 days, $60, arriving 2026-11-21): covers 60 of the week-48 (2026-11-23) "
+        "shortfall of 60 units at A ($3,000 of revenue protected); D stays at or above safety stock "
+        "(lowest margin 140 units).")

@@ -106,7 +106,9 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     price = problem.positions.groupby("sku_id")["price"].first()
     var_block = np.concatenate([block_of_sku.reindex(acts["sku_id"]).to_numpy(),
                                 block_of_sku.reindex(shortages["sku_id"]).to_numpy()]).astype(np.int64)
-    cost = np.concatenate([acts["cost_per_unit"].to_numpy(dtype=float) + config.epsilon_cost_per_unit,
+    # + tie-breaker 0.001 per week of later departure: between equal plans, ship early (a buffer on transit)
+    tie = 0.001 * np.clip(acts["depart_week"].to_numpy(dtype=float), 0, None)
+    cost = np.concatenate([acts["cost_per_unit"].to_numpy(dtype=float) + config.epsilon_cost_per_unit + tie,
                            price.reindex(shortages["sku_id"]).fillna(0).to_numpy(dtype=float)])
     upper = np.concatenate([acts["upper_qty"].to_numpy(dtype=float), shortages["short_qty"].to_numpy(dtype=float)])
     action_pos = pd.Series(np.arange(n_a), index=acts["action_id"].to_numpy())

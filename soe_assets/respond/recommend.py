@@ -79,10 +79,10 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
     if not len(acts):
         return pd.DataFrame(columns=MART_COLUMNS + ["week_start", "first_week"])
     week0 = problem.week0
-    donors = projected[projected["delta"] < 0].groupby(["sku_id", "location_id"]).apply(
-        lambda g: pd.Series({"low": (g["proj_new"] - g["ss"]).min(), "low_ss": g.loc[(g["proj_new"] - g["ss"]).idxmin(), "ss"]}),
-        include_groups=False).reset_index() if (projected["delta"] < 0).any() else \
-        pd.DataFrame(columns=["sku_id", "location_id", "low", "low_ss"])
+    lowered = projected[projected["delta"] < 0].assign(margin=lambda f: f["proj_new"] - f["ss"])
+    lowest = lowered.loc[lowered.groupby(["sku_id", "location_id"])["margin"].idxmin()] if len(lowered) else lowered
+    donors = lowest[["sku_id", "location_id", "margin", "ss"]].rename(columns={"margin": "low", "ss": "low_ss"}) \
+        if len(lowest) else pd.DataFrame(columns=["sku_id", "location_id", "low", "low_ss"])
     a = acts.merge(donors.rename(columns={"location_id": "from_location_id"}), on=["sku_id", "from_location_id"], how="left")
     has_short = a["short_qty"].notna()
     short_week = _week_label(week0, a["first_week"].fillna(0))
@@ -94,7 +94,8 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
     transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
     verb = np.where(a["action_type"] == "alternate_source", "Supply ", "Move ")
     t_text = (verb + _n(a["qty"]) + " units of " + a["sku_id"] + " from " + a["from_location_id"].astype(str) + " to "
-              + a["to_location_id"].astype(str) + " (" + a["transit_days"].astype("Int64").astype(str) + " days, "
+              + a["to_location_id"].astype(str) + " (" + a["transit_days"].astype("Int64").astype(str)
+              + np.where(a["transit_days"] == 1, " day, ", " days, ")
               + _money(a["cost"]) + ", arriving " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d") + "): " + covers
               + "; " + a["from_location_id"].astype(str) + " stays at or above safety stock (lowest margin "
               + _n(a["low"].fillna(0)) + " units).")
@@ -238,7 +239,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     attributed, short = attribute(problem, acts, projected)
     rows = _action_rows(problem, attributed, projected)
     if len(rows):
-        rows["to_place"] = np.where(rows["short_qty"].notna(), rows["to_location_id"], rows["to_location_id"])
+        rows["to_place"] = rows["to_location_id"]
         # enabling actions at a donor link to the shortage of the location they feed
         feeds = rows[rows["action_type"].isin(["reallocate_stock", "alternate_source"])].groupby(
             ["sku_id", "from_location_id"])["to_location_id"].first()
