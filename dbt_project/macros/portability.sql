@@ -20,7 +20,7 @@
 
 {% macro snowflake__iso_week_start(date_expr) -%}
     {#- Snowflake's week start depends on WEEK_START; ISO weeks are explicit. -#}
-    cast(dateadd('day', 1 - dayofweekiso({{ date_expr }}), {{ date_expr }}) as date)
+    cast(dateadd(day, 1 - dayofweekiso({{ date_expr }}), {{ date_expr }}) as date)
 {%- endmacro %}
 
 
