@@ -263,3 +263,9 @@ def test_kpi_weekly_end_to_end_on_minimal_network(tmp_path):
     # No past PO, production order or snapshot in the minimal network: those KPIs have no rows.
     assert kpis[kpis.kpi_name.isin(["supplier_on_time_rate", "schedule_adherence", "inventory_value"])].empty
     assert kpis.scope_id[kpis.scope_type == "total"].isna().all()
+
+    # The feedback stage ran on the same warehouse: one week of bias is no pattern; the report is published.
+    assert "marts.sop_feedback" in tables
+    feedback = run.query("SELECT * FROM marts.sop_feedback")
+    assert not feedback.pattern.str.startswith("persistent_").any()
+    assert (run.workspace.publish / "sop_report.html").is_file()

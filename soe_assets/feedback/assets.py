@@ -27,7 +27,8 @@ class SopFeedbackConfig(dg.Config):
 @dg.asset(
     group_name="feedback",
     deps=[kpi_weekly, *dbt_model_keys("stg_purchase_orders", "stg_production_orders", "stg_resource_capacity",
-                                       "int_committed_plan")],
+                                       "int_committed_plan"),
+          dg.AssetKey("exception_history")],  # recommendations: read when present, not waited for
     kinds={"python", "duckdb", "html"},
     description="Recurring variance since the previous S&OP cycle (persistent forecast bias, chronic supplier "
     "delay, chronic capacity shortfall, repeated expedites) with a suggested S&OP action; also writes "

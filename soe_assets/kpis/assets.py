@@ -22,7 +22,7 @@ def dbt_model_keys(*models: str) -> list[dg.AssetKey]:
 
 @dg.asset(
     group_name="kpis",
-    deps=dbt_model_keys(*KPI_INPUTS),
+    deps=[*dbt_model_keys(*KPI_INPUTS), dg.AssetKey("exception_history")],
     kinds={"python", "duckdb"},
     description="Weekly KPIs of every past week (total, per product family, per location), long format "
     "with numerator and denominator. Definitions: docs/kpis.md.",

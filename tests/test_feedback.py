@@ -1,0 +1,230 @@
+"""S&OP feedback: the calendar sensor (fixed clock), pattern detection on planted data, the HTML report."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from soe_assets.feedback.calendar import SopCalendar, due_cycle, first_mondays, next_cycle, previous_cycle
+from soe_assets.feedback.patterns import FeedbackRules, detect_patterns, feedback_window
+from soe_assets.feedback.report import render_report, write_report
+from soe_assets.feedback.sensor import build_sop_sensor, run_key
+from soe_assets.kpis.metrics import compute_kpis
+from tests.kpi_fixture import make_warehouse
+
+AS_OF = date(2026, 11, 18)
+LAST_WEEK = date(2026, 11, 9)
+CYCLES = ["2026-11-02", "2026-12-07", "2027-01-04"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- calendar and sensor --------------------------------------------------------------------
+
+
+def test_default_calendar_is_the_first_monday_of_each_month():
+    cycles = first_mondays(date(2026, 11, 18), months_each_side=1)
+    assert cycles == [date(2026, 10, 5), date(2026, 11, 2), date(2026, 12, 7)]
+    assert next_cycle(cycles, date(2026, 11, 18)) == date(2026, 12, 7)
+    assert previous_cycle(cycles, date(2026, 12, 7)) == date(2026, 11, 2)
+    assert due_cycle(cycles, date(2026, 12, 2), lead_days=5) == date(2026, 12, 7)
+    assert due_cycle(cycles, date(2026, 12, 1), lead_days=5) is None
+
+
+def test_calendar_file_overrides(tmp_path):
+    path = tmp_path / "sop_calendar.csv"
+    path.write_text("cycle_date,name\n2027-02-15,Feb\n2027-01-18,Jan\n")
+    assert SopCalendar(calendar_file=str(path)).cycles(around=AS_OF) == [date(2027, 1, 18), date(2027, 2, 15)]
+
+
+@dataclass
+class Tick:
+    run_requests: list[dg.RunRequest]
+    skip_message: str | None
+    cursor: str | None
+
+
+def tick(day: date, cursor: str | None, instance: dg.DagsterInstance) -> Tick:
+    """One sensor evaluation on ``day`` (a fixed clock) with the given cursor."""
+    sensor = build_sop_sensor(clock=lambda: day)
+    context = dg.build_sensor_context(
+        cursor=cursor, instance=instance, resources={"sop_calendar": SopCalendar(cycle_dates=CYCLES, lead_days=5)}
+    )
+    result = sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return Tick([], result.skip_message, context.cursor)
+    return Tick([result], None, context.cursor)
+
+
+def test_sensor_fires_once_per_cycle_inside_its_window():
+    with dg.DagsterInstance.ephemeral() as instance:
+        before = tick(date(2026, 12, 1), None, instance)  # 6 days before 7 Dec: outside
+        assert before.run_requests == [] and before.skip_message
+
+        first = tick(date(2026, 12, 2), None, instance)  # 5 days before: the window opens
+        assert [r.run_key for r in first.run_requests] == [run_key(date(2026, 12, 7))] == ["sop_feedback:2026-12-07"]
+        request = first.run_requests[0]
+        assert request.run_config == {"ops": {"sop_feedback": {"config": {"sop_cycle": "2026-12-07"}}}}
+        assert first.cursor == "2026-12-07"
+
+        for day in (date(2026, 12, 2), date(2026, 12, 5), date(2026, 12, 7)):  # same cycle again: never
+            again = tick(day, first.cursor, instance)
+            assert again.run_requests == [] and "already requested" in again.skip_message
+
+        after = tick(date(2026, 12, 8), first.cursor, instance)  # past the cycle date: outside
+        assert after.run_requests == []
+
+        following = tick(date(2026, 12, 31), first.cursor, instance)  # next cycle's window
+        assert [r.run_key for r in following.run_requests] == ["sop_feedback:2027-01-04"]
+
+
+def test_sensor_is_registered_and_targets_the_feedback_asset(monkeypatch, tmp_path):
+    for name in ("SOE_LANDING_DIR", "SOE_WAREHOUSE", "SOE_PUBLISH_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name))
+    from orchestration.definitions import defs
+
+    sensor = defs.resolve_sensor_def("sop_cycle_sensor")
+    assert sensor.asset_selection.resolve(defs.resolve_asset_graph()) == {dg.AssetKey("sop_feedback")}
+    assert {s.name for s in defs.schedules} >= {"soe_daily_0600", "soe_weekly_monday_0700"}
+    assert defs.resolve_job_def("soe_weekly") and defs.resolve_job_def("soe_daily")
+
+
+# --- pattern detection ----------------------------------------------------------------------
+
+
+def weeks_back(n: int) -> list[date]:
+    return [LAST_WEEK - timedelta(weeks=i) for i in range(n)]
+
+
+def clean_rows() -> dict[str, list[dict]]:
+    """Eight past weeks where plan = actual, every PO on time and production on plan."""
+    rows: dict[str, list[dict]] = {"stg_sales_orders": [], "int_committed_plan": [], "stg_purchase_orders": [],
+                                   "stg_production_orders": [], "stg_resource_capacity": []}
+    for i, week in enumerate(weeks_back(8)):
+        for sku, loc, qty in (("A", "DC-1", 100.0), ("B", "DC-1", 40.0), ("A", "DC-2", 60.0)):
+            rows["stg_sales_orders"].append({
+                "order_id": f"SO-{sku}-{loc}-{i}", "line_no": 1, "customer_id": "C", "sku_id": sku,
+                "location_id": loc, "order_date": week - timedelta(days=7), "requested_date": week + timedelta(days=2),
+                "promised_date": week + timedelta(days=2), "ordered_qty": qty, "shipped_qty": qty,
+                "ship_date": week + timedelta(days=2), "status": "shipped"})
+            rows["int_committed_plan"].append({
+                "sku_id": sku, "location_id": loc, "week_start": week, "plan_version": "v1",
+                "committed_at": "2026-09-01", "demand_qty": qty, "supply_qty": qty, "safety_stock_qty": 0.0})
+        for sup, sku in (("SUP-1", "B"), ("SUP-2", "A")):
+            rows["stg_purchase_orders"].append({
+                "po_id": f"PO-{sup}-{i}", "line_no": 1, "supplier_id": sup, "sku_id": sku, "location_id": "DC-1",
+                "order_date": week - timedelta(days=14), "promised_date": week + timedelta(days=1),
+                "confirmed_date": week + timedelta(days=1), "ordered_qty": 50.0, "received_qty": 50.0,
+                "received_date": week + timedelta(days=1), "status": "received"})
+        rows["stg_production_orders"].append({
+            "production_order_id": f"MO-{i}", "sku_id": "A", "location_id": "PLANT-1", "resource_id": "LINE-1",
+            "planned_start_date": week, "planned_finish_date": week + timedelta(days=4), "planned_qty": 160.0,
+            "completed_qty": 160.0, "actual_finish_date": week + timedelta(days=4), "status": "completed"})
+        rows["stg_resource_capacity"].append(
+            {"location_id": "PLANT-1", "resource_id": "LINE-1", "week_start": week, "capacity_qty": 200.0})
+    return rows
+
+
+def test_nothing_on_clean_data():
+    conn = make_warehouse(**clean_rows())
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert feedback.empty, feedback[["pattern", "explanation"]]
+
+
+def planted_rows() -> dict[str, list[dict]]:
+    rows = clean_rows()
+    # Persistent over-forecast: A@DC-1 sells 75 a week in the last 5 weeks against a plan of 100.
+    for line in rows["stg_sales_orders"]:
+        if line["sku_id"] == "A" and line["location_id"] == "DC-1" and line["requested_date"] >= weeks_back(5)[-1]:
+            line["ordered_qty"] = line["shipped_qty"] = 75.0
+    # One noisy week on B@DC-1 only (not persistent): must not be flagged.
+    rows["stg_sales_orders"][1]["ordered_qty"] = 55.0
+    # Chronic supplier delay: SUP-1's lines of B arrive 6 days late in 5 of the last 6 weeks.
+    for line in rows["stg_purchase_orders"]:
+        if line["supplier_id"] == "SUP-1" and line["promised_date"] >= weeks_back(5)[-1]:
+            line["received_date"] = line["promised_date"] + timedelta(days=6)
+    return rows
+
+
+def test_detects_planted_bias_and_supplier_delay_only():
+    conn = make_warehouse(**planted_rows())
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert sorted(feedback.pattern) == ["chronic_supplier_delay", "persistent_over_forecast"]
+    assert (feedback.sop_cycle == date(2026, 12, 7)).all()
+
+    bias = feedback[feedback.pattern == "persistent_over_forecast"].iloc[0]
+    assert (bias.sku_id, bias.location_id) == ("A", "DC-1")
+    # Window: bias_weeks=4 weeks back from the last past week (the previous cycle, 2 Nov, is more recent).
+    assert feedback_window(AS_OF, date(2026, 11, 2)).start == date(2026, 10, 19)
+    assert bias.weeks_observed == 4 and bias.occurrences == 4
+    assert bias.mean_bias == pytest.approx((400 - 300) / 300)
+    assert bias.impact_value == pytest.approx(100 * 50.0)  # 100 excess units at unit cost 50
+    assert "lower the demand plan of A (family bikes) at DC-1 by ~25%" in bias.suggested_sop_action
+
+    delay = feedback[feedback.pattern == "chronic_supplier_delay"].iloc[0]
+    assert (delay.supplier_id, delay.sku_id, delay.location_id) == ("SUP-1", "B", "DC-1")
+    assert delay.occurrences == 4 and delay.mean_delay_days == pytest.approx(6)
+    assert "re-quote the lead time of supplier SUP-1 for B from 15 to 21 days" in delay.suggested_sop_action
+
+
+def test_capacity_shortfall_and_missing_downstream_tables():
+    rows = clean_rows()
+    for order in rows["stg_production_orders"][:4]:  # the last 4 weeks: 260 planned against 200 capacity,
+        order.update(planned_qty=260.0, completed_qty=200.0)  # 200 finished on time: 60 short a week
+    conn = make_warehouse(**rows)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    assert list(feedback.pattern) == ["chronic_capacity_shortfall"]
+    short = feedback.iloc[0]
+    assert (short.resource_id, short.location_id, short.occurrences, short.weeks_observed) == ("LINE-1", "PLANT-1", 4, 8)
+    assert "add ~60 units/week of capacity on LINE-1" in short.suggested_sop_action
+    assert short.impact_value == pytest.approx(4 * 60 * 50.0)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def build_report(tmp_path: Path) -> Path:
+    conn = make_warehouse(**planted_rows())
+    kpis = compute_kpis(conn, AS_OF)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    page = render_report(kpis, feedback, as_of=AS_OF, sop_cycle=date(2026, 12, 7), window_start=date(2026, 10, 19))
+    return write_report(page, tmp_path / "publish")
+
+
+def test_report_is_self_contained_html(tmp_path):
+    path = build_report(tmp_path)
+    text = path.read_text()
+    assert path.name == "sop_report.html" and text.startswith("<!DOCTYPE html>")
+    assert text.count("<svg") >= 5 and "<script" not in text and "http://" not in text.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    assert "re-quote the lead time of supplier SUP-1" in text and "Forecast bias by family" in text
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="python playwright not installed")
+    path = build_report(tmp_path)
+    shot = REPO / "test-output" / "sop_report.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(path.as_uri())
+        assert page.title().startswith("S&OP feedback")
+        charts = page.locator("svg")
+        assert charts.count() >= 5
+        box = charts.first.bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 50
+        assert page.locator("table tbody tr").count() == 2
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
