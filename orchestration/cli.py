@@ -277,6 +277,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     os.execv(str(bin_dir / "dagster"), command)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from soe_assets.feedback.report import REPORT_FILE
+
+    publish = args.publish or demo_workspace(args.dir).publish
+    path = publish / REPORT_FILE
+    if not path.is_file():
+        raise UserError(f"no S&OP report in {publish} yet: it is written by the sop_feedback asset "
+                        f"(soe run / soe demo, the weekly job, or the S&OP-calendar sensor)")
+    print(path.resolve())
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -338,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    report = sub.add_parser("report", help="print the path of the S&OP feedback report (HTML)")
+    report.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
+    report.add_argument("--publish", type=Path, default=None, help="publish folder (default: <dir>/publish)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

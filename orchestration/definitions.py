@@ -9,15 +9,20 @@ from orchestration.dbt import dbt_resource, soe_dbt_models
 from orchestration.progress import progress_logger
 from orchestration.publishing import build_publish_asset
 from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
+from orchestration.schedules import JOBS, SCHEDULES
 from orchestration.sensors import SENSORS
 from soe_assets.detect.assets import detected_exceptions
+from soe_assets.feedback.assets import sop_feedback
+from soe_assets.feedback.calendar import SopCalendar
+from soe_assets.feedback.sensor import sop_cycle_sensor
 from soe_assets.ingest.assets import landing_zone
 from soe_assets.ingest.checks import INGEST_CHECKS, INGEST_LOG_KEY
+from soe_assets.kpis.assets import kpi_weekly
 from soe_assets.respond.assets import recommendations
 
 FULL_RUN_JOB = "soe_full_run"
 
-STAGE_ASSETS = [landing_zone, soe_dbt_models, detected_exceptions, recommendations]
+STAGE_ASSETS = [landing_zone, soe_dbt_models, detected_exceptions, recommendations, kpi_weekly, sop_feedback]
 
 
 def build_definitions(
@@ -33,10 +38,11 @@ def build_definitions(
     return dg.Definitions(
         assets=[*STAGE_ASSETS, published_marts],
         asset_checks=[*INGEST_CHECKS, *MART_CHECKS],
-        jobs=[full_run],
-        sensors=SENSORS,
+        jobs=[full_run, *JOBS],
+        schedules=SCHEDULES,
+        sensors=[sop_cycle_sensor, *SENSORS],
         resources={"settings": settings, "warehouse": warehouse, "dbt": dbt_resource(),
-                   "quality": quality or QualitySettings()},
+                   "sop_calendar": SopCalendar(), "quality": quality or QualitySettings()},
         loggers={"soe_progress": progress_logger},
         executor=dg.in_process_executor,
     )
