@@ -1,0 +1,305 @@
+"""Run it like production, through the real `soe run` command in separate processes.
+
+One workspace, one sequence (each full run is ~20-60 s, so runs are shared):
+1. a landing zone with a corpus of broken extracts and hostile file/column names, and a real
+   local webhook: clear messages, quarantine rows, no lost valid row, alerts delivered, no leak;
+2. the newest inventory extract rejected whole: the publish gate holds the previous set;
+3. a run killed (SIGKILL) when the detect stage starts: the published set is intact;
+4. two more runs while a second process reads the published set in a loop: it never sees a
+   partial or mixed set; the re-run of the same as_of replaces its exception-history rows.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from support import AS_OF, minimal_network, write_landing_zone, write_source
+from test_operations_units import SECRET, WebhookServer
+
+REPO = Path(__file__).resolve().parents[1]
+HOSTILE_FILE = "x'; drop table raw.skus; --.csv"
+HOSTILE_DATED_FILE = "2026-11-18_x'; drop table raw.locations; --.csv"
+HOSTILE_COLUMN = 'note"; drop table raw.locations; --'
+BULK_ROWS = 100_000
+
+
+def _soe(args: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", *args], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=timeout,
+    )
+
+
+def _run_args(root: Path, *extra: str) -> list[str]:
+    return ["run", "--landing", str(root / "landing"), "--warehouse", str(root / "warehouse" / "soe.duckdb"),
+            "--publish", str(root / "publish"), *extra]
+
+
+def _query(root: Path, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(root / "warehouse" / "soe.duckdb"), read_only=True) as conn:
+        return conn.execute(sql).df()
+
+
+def _order(order_id: str, **overrides) -> dict:
+    base = dict(minimal_network()["sales_orders"][0], order_id=order_id, status="cancelled", shipped_qty=0.0,
+                ship_date="", ordered_qty=1.0)
+    return {**base, **overrides}
+
+
+def build_corpus(landing: Path) -> set[str]:
+    """The bad-input corpus beside a clean network; returns every valid sales-order id in it."""
+    network = minimal_network()
+    write_landing_zone(landing, network)
+    orders = landing / "sales_orders"
+    header = ",".join(pd.DataFrame([_order("H")]).columns)
+    valid = {row["order_id"] for row in network["sales_orders"]}
+
+    (orders / "2026-11-18_empty.csv").write_bytes(b"")
+    (orders / "2026-11-18_header_only.csv").write_text(header + "\n")
+    pd.DataFrame([_order("SEMI-1")]).to_csv(orders / "2026-11-18_semicolon.csv", sep=";", index=False)
+    latin = pd.DataFrame([_order("LATIN-OK"), _order("LATIN-BAD", customer_id="Caf\u00e9")]).to_csv(index=False)
+    (orders / "2026-11-18_latin1.csv").write_bytes(latin.encode("latin-1"))
+    valid.add("LATIN-OK")
+    future = [_order("FUTURE-OK"), _order("FUTURE-BAD", order_date="2026-12-24")]
+    write_source(landing, "sales_orders", future, suffix="_future")
+    valid.add("FUTURE-OK")
+    pd.DataFrame([_order("NODATE-1")]).to_csv(orders / "orders_latest.csv", index=False)
+    write_source(landing, "sales_orders", network["sales_orders"], suffix="_copy")  # a duplicate file
+
+    bulk = pd.DataFrame([_order("BULK")] * BULK_ROWS)
+    bulk["order_id"] = [f"BULK-{i:06d}" for i in range(BULK_ROWS)]
+    bad = bulk.index % 100 == 0
+    bulk.loc[bad, "ordered_qty"] = -1.0
+    write_source(landing, "sales_orders", bulk, suffix="_bulk")
+    valid |= set(bulk.loc[~bad, "order_id"])
+
+    # Hostile names: an undated file and a dated one with a hostile extra column.
+    (landing / "skus" / HOSTILE_FILE).write_text("sku_id,product_family,unit_cost,unit_price\nEVIL,x,1,2\n")
+    locations = pd.DataFrame(network["locations"]).assign(**{HOSTILE_COLUMN: "'); drop table raw.skus; --"})
+    locations.to_csv(landing / "locations" / HOSTILE_DATED_FILE, index=False)
+    return valid
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("production")
+
+
+@pytest.fixture(scope="module")
+def corpus_run(root):
+    valid = build_corpus(root / "landing")
+    with WebhookServer() as server:
+        result = _soe(_run_args(root), env={"SOE_ALERT_WEBHOOK_URL": server.url})
+    return {"result": result, "valid": valid, "posts": server.received}
+
+
+# --- 1. bad input end to end, alerts, security --------------------------------------------
+
+
+def test_corpus_run_succeeds_with_clear_messages_and_no_traceback(corpus_run):
+    result = corpus_run["result"]
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Traceback" not in output
+    assert "run complete for as_of 2026-11-18" in output
+    assert "WARN  raw/sales_orders:contract_violations" in output
+
+
+def test_every_broken_extract_is_quarantined_with_its_reason(corpus_run, root):
+    issues = _query(root, "select * from marts.data_quality_issues where source = 'sales_orders'")
+    by_file = {file: frame for file, frame in issues.groupby("file")}
+    assert "empty" in by_file["2026-11-18_empty.csv"]["reason"].iloc[0]
+    assert "is the delimiter a comma?" in by_file["2026-11-18_semicolon.csv"]["reason"].iloc[0]
+    assert "does not start with an extract date" in by_file["orders_latest.csv"]["reason"].iloc[0]
+    latin = by_file["2026-11-18_latin1.csv"]
+    assert latin["row_number"].tolist() == [2] and "UTF-8" in latin["reason"].iloc[0]
+    future = by_file["2026-11-18_future.csv"]
+    assert future["row_number"].tolist() == [2] and "after the extract date" in future["reason"].iloc[0]
+    bulk = by_file["2026-11-18_bulk.csv"]
+    assert len(bulk) == BULK_ROWS // 100 and set(bulk["row_number"]) == set(range(1, BULK_ROWS + 1, 100))
+    assert bulk["reason"].str.contains("ordered_qty must be > 0").all()
+    assert "2026-11-18_header_only.csv" not in by_file  # a header-only extract is valid and empty
+    assert "2026-11-18_copy.csv" not in by_file  # a duplicate file is an upsert, not an error
+
+
+def test_no_valid_row_is_lost_and_duplicate_files_do_not_duplicate_rows(corpus_run, root):
+    kept = _query(root, "select order_id, line_no, _file from raw.sales_orders")
+    assert set(kept["order_id"]) == corpus_run["valid"]
+    assert not kept.duplicated(["order_id", "line_no"]).any()
+    # Same date, later file name wins: the copy stands for the network's orders.
+    network_ids = {row["order_id"] for row in minimal_network()["sales_orders"]}
+    assert set(kept.loc[kept["order_id"].isin(network_ids), "_file"]) == {"2026-11-18_copy.csv"}
+
+
+def test_hostile_file_and_column_names_never_reach_sql(corpus_run, root):
+    assert _query(root, "select count(*) as n from raw.skus")["n"][0] == 2
+    assert _query(root, "select count(*) as n from raw.locations")["n"][0] == 3
+    rejected = _query(root, "select file, reason from marts.data_quality_issues where source = 'skus'")
+    assert rejected["file"].tolist() == [HOSTILE_FILE]
+    files = set(_query(root, "select distinct _file from raw.locations")["_file"])
+    assert files == {HOSTILE_DATED_FILE}
+
+
+def test_failed_checks_reach_the_alert_log_and_the_webhook_without_leaking_the_url(corpus_run, root):
+    alerts = [json.loads(line) for line in (root / "warehouse" / "alerts.jsonl").read_text().splitlines()]
+    names = {(a["subject"], a["name"]) for a in alerts}
+    assert ("raw/sales_orders", "contract_violations") in names
+    assert ("raw/skus", "contract_violations") in names
+    assert all(a["webhook"] == "delivered" for a in alerts)
+    posted = [post["json"] for post in corpus_run["posts"]]
+    assert len(posted) == len(alerts) and all(p["text"].startswith("[soe ") for p in posted)
+    result = corpus_run["result"]
+    assert SECRET not in result.stdout + result.stderr
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.suffix != ".csv":
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+# --- 2. the publish gate ------------------------------------------------------------------
+
+
+def _manifest(root: Path) -> dict:
+    return json.loads((root / "publish" / "_manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def gated_run(corpus_run, root):
+    before = _manifest(root)
+    broken = root / "landing" / "inventory_snapshots" / "2026-11-19.csv"
+    snapshot = pd.DataFrame(minimal_network()["inventory_snapshots"]).assign(snapshot_date="2026-11-19")
+    snapshot.to_csv(broken, sep=";", index=False)
+    try:
+        result = _soe(_run_args(root, "--as-of", "2026-11-19"))
+    finally:
+        broken.unlink()
+    return {"result": result, "before": before}
+
+
+def test_a_rejected_newest_extract_blocks_publishing_and_keeps_the_previous_set(gated_run, root):
+    result = gated_run["result"]
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in output
+    assert "publishing blocked: inventory_snapshots" in output
+    assert "The previously published marts are untouched" in output
+    assert _manifest(root) == gated_run["before"]
+    alerts = [json.loads(line) for line in (root / "warehouse" / "alerts.jsonl").read_text().splitlines()]
+    gate = [a for a in alerts if a["name"] == "newest_extracts_accepted"]
+    assert gate and gate[-1]["severity"] == "ERROR" and gate[-1]["as_of"] == "2026-11-19"
+    assert alerts[-1]["kind"] == "run_failed"
+
+
+# --- 3. crash safety ----------------------------------------------------------------------
+
+
+def _read_published(publish: Path) -> dict:
+    current = Path(os.path.realpath(publish / "current"))
+    manifest = json.loads((current / "_manifest.json").read_text())
+    counts = {table: len(pd.read_parquet(current / f"{table}.parquet")) for table in manifest["row_counts"]}
+    return {"manifest": manifest, "counts": counts}
+
+
+@pytest.fixture(scope="module")
+def killed_run(gated_run, root):
+    before = _read_published(root / "publish")
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "orchestration.cli", *_run_args(root)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 600
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("[detected_exceptions] started") or time.monotonic() > deadline:
+                break
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    return {"before": before, "seen": "".join(seen), "returncode": process.returncode}
+
+
+def test_a_run_killed_in_the_detect_stage_leaves_the_published_marts_intact(killed_run, root):
+    assert "[detected_exceptions] started" in killed_run["seen"], killed_run["seen"][-2000:]
+    assert killed_run["returncode"] == -signal.SIGKILL
+    after = _read_published(root / "publish")
+    assert after == killed_run["before"]
+    assert after["counts"] == after["manifest"]["row_counts"]
+
+
+# --- 4. readers while runs publish; re-runs -----------------------------------------------
+
+READER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import pyarrow.parquet as pq
+    publish, stop = sys.argv[1], sys.argv[2]
+    seen, errors, reads = set(), [], 0
+    deadline = time.monotonic() + 900
+    while not os.path.exists(stop) and time.monotonic() < deadline:
+        try:
+            current = os.path.realpath(os.path.join(publish, "current"))
+            with open(os.path.join(current, "_manifest.json")) as f:
+                manifest = json.load(f)
+            for table, rows in manifest["row_counts"].items():
+                data = pq.read_table(os.path.join(current, table + ".parquet"))
+                if data.num_rows != rows:
+                    errors.append(f"{table}: {data.num_rows} rows, manifest says {rows}")
+                if "as_of" in data.column_names and not table.endswith("history") and data.num_rows:
+                    values = {str(v) for v in data.column("as_of").to_pylist()}
+                    if values != {manifest["as_of"]}:
+                        errors.append(f"{table}: as_of {sorted(values)} in a set for {manifest['as_of']}")
+            seen.add((manifest["run_id"], manifest["as_of"]))
+            reads += 1
+        except Exception as error:  # any failure to read a complete set is a finding
+            errors.append(f"{type(error).__name__}: {error}")
+        time.sleep(0.05)
+    print(json.dumps({"reads": reads, "sets": sorted(seen), "errors": errors[:20]}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def reruns(killed_run, root):
+    stop = root / "stop-reader"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(root / "publish"), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        first = _soe(_run_args(root, "--as-of", "2026-11-19"))
+        history_before = _query(root, "select count(*) as n from marts.exception_history where as_of = '2026-11-18'")
+        second = _soe(_run_args(root, "--as-of", "2026-11-18"))
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=120)
+    return {"first": first, "second": second, "reader": json.loads(out), "history_before": history_before["n"][0]}
+
+
+def test_the_next_run_after_a_kill_completes_normally(reruns, root):
+    assert reruns["first"].returncode == 0, (reruns["first"].stdout + reruns["first"].stderr)[-3000:]
+    assert reruns["second"].returncode == 0, (reruns["second"].stdout + reruns["second"].stderr)[-3000:]
+    assert _manifest(root)["as_of"] == "2026-11-18"
+
+
+def test_a_reader_process_never_sees_a_partial_or_mixed_set(reruns):
+    reader = reruns["reader"]
+    assert reader["errors"] == []
+    assert reader["reads"] > 10
+    assert {as_of for _, as_of in reader["sets"]} == {"2026-11-18", "2026-11-19"}  # both switches were seen
+
+
+def test_rerunning_an_as_of_replaces_its_exception_history(reruns, root):
+    history = _query(root, "select as_of, exception_id from marts.exception_history")
+    assert not history.duplicated().any()
+    after = int((history["as_of"] == pd.Timestamp("2026-11-18")).sum())
+    assert after == reruns["history_before"]
+    manifest = _manifest(root)
+    assert set(manifest) >= {"as_of", "run_id", "row_counts", "schema_version"}
