@@ -40,7 +40,7 @@ def typed_expression(kind: str, text: str) -> str:
     if kind == "str":
         return text
     if kind == "date":
-        return f"CAST(TRY_STRPTIME({text}, '%Y-%m-%d') AS DATE)"
+        return f"TRY_CAST({text} AS DATE)"
     if kind == "ts":
         # Offsets are honoured and normalised to UTC (the connection runs in UTC).
         return f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
@@ -67,45 +67,55 @@ def _check_predicate(check, column: str, typed: str) -> str:
     raise UntranslatableCheck(f"no SQL translation for check {check.name!r} on {column}")
 
 
+def text_alias(column: str) -> str:
+    return quote(f"{column}__text")
+
+
 @dataclass(frozen=True)
 class CompiledContract:
-    typed_columns: dict[str, str]  # contract column -> SQL typed expression over the text table
-    failures: list[tuple[str, str, str]]  # (column, SQL condition for failure, SQL reason expression)
+    """Three layers of SQL over the extract: text, typed, failures (each value is parsed once)."""
+
+    text_columns: dict[str, str]  # contract column -> trimmed, empty-as-NULL text of the raw value
+    typed_columns: dict[str, str]  # contract column -> typed expression over its text alias
+    failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over both aliases
+
+
+def _unparseable_reason(column: str, kind: str) -> str:
+    prefix = literal(f"{column} is not {KIND_WORDS[kind]}: '")
+    return f"{prefix} || {text_alias(column)} || {literal(chr(39))}"
 
 
 def compile_contract(source: SourceContract, *, extract_date: str, master_tables: dict[str, str] | None) -> CompiledContract:
-    """Typed expressions and failure rules for one extract of ``source``.
+    """Text, typed and failure expressions for one extract of ``source``.
 
     ``master_tables`` maps ``"sku"``/``"location"`` to a table of valid ids
     (column ``id``); None skips referential integrity (master data itself).
     """
     schema = source.schema
+    text_columns: dict[str, str] = {}
     typed_columns: dict[str, str] = {}
     failures: list[tuple[str, str, str]] = []
     pk = source.primary_key
     for column, kind in source.columns.items():
-        text = f"NULLIF(trim({quote(column)}), '')"
-        typed = typed_expression(kind, text)
-        typed_columns[column] = typed
+        text_columns[column] = f"NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '')"
+        text = text_alias(column)
+        typed_columns[column] = typed_expression(kind, text)
+        typed = quote(column)
         spec = schema.columns[column]
         if not spec.nullable:
             failures.append((column, f"{text} IS NULL", literal(describe_check("not_nullable", column, pk))))
         if kind != "str":
-            failures.append(
-                (column, f"{text} IS NOT NULL AND {typed} IS NULL",
-                 f"{literal(f'{column} is not {KIND_WORDS[kind]}: ' + chr(39))} || {quote(column)} || ''''")
-            )
+            failures.append((column, f"{text} IS NOT NULL AND {typed} IS NULL", _unparseable_reason(column, kind)))
         for check in spec.checks:
-            reason = describe_check(check.error or check.name, column, pk) if check.name in {
-                "greater_than_or_equal_to", "greater_than", "less_than_or_equal_to", "isin"} else check.name
+            builtin = check.name in {"greater_than_or_equal_to", "greater_than", "less_than_or_equal_to", "isin"}
+            reason = describe_check(check.error, column, pk) if builtin else check.name
             failures.append((column, f"{typed} IS NOT NULL AND NOT ({_check_predicate(check, column, typed)})",
                              literal(reason)))
         if master_tables is not None:
             for kind_of_id, columns in (("sku", source.sku_columns), ("location", source.location_columns)):
                 if column in columns:
-                    table = master_tables[kind_of_id]
                     failures.append(
-                        (column, f"{typed} IS NOT NULL AND {typed} NOT IN (SELECT id FROM {table})",
+                        (column, f"{typed} IS NOT NULL AND {typed} NOT IN (SELECT id FROM {master_tables[kind_of_id]})",
                          literal(f"unknown {column} (not in master data {kind_of_id}s)"))
                     )
         if column in source.not_after_extract:
@@ -118,4 +128,4 @@ def compile_contract(source: SourceContract, *, extract_date: str, master_tables
         (", ".join(pk), f"count(*) OVER (PARTITION BY {key}) > 1",
          literal(describe_check("multiple_fields_uniqueness", "", pk)))
     )
-    return CompiledContract(typed_columns=typed_columns, failures=failures)
+    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures)

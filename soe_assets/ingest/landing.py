@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -85,31 +84,22 @@ def _csv_text_lenient(path: Path) -> pa.Table:
     return pa.table(columns)
 
 
-def _parquet_text(path: Path) -> pa.Table:
+def _parquet_table(path: Path) -> pa.Table:
+    """The Parquet extract with its stored types: the contract reads every value through its text form."""
     try:
-        table = pq.read_table(path)
+        return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise UnreadableFile(f"not a readable Parquet file: {error}") from error
-    columns = {}
-    for name, column in zip(table.column_names, table.columns):
-        if pa.types.is_timestamp(column.type):
-            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
-        elif pa.types.is_date(column.type):
-            column = pc.strftime(column, format="%Y-%m-%d")
-        elif not pa.types.is_string(column.type):
-            column = pc.cast(column, pa.string())
-        columns[name] = pc.fill_null(column, "")
-    return pa.table(columns)
 
 
 def read_extract_text(extract: Extract) -> pa.Table:
-    """The extract as a table of text columns (as received) plus ``_row_number`` (1-based data row)."""
+    """The extract as received (CSV: every column as text) plus ``_row_number`` (1-based data row)."""
     suffix = extract.path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
     if extract.path.stat().st_size == 0:
         raise UnreadableFile("the file is empty (no header row)")
-    table = _csv_text(extract.path) if suffix == ".csv" else _parquet_text(extract.path)
+    table = _csv_text(extract.path) if suffix == ".csv" else _parquet_table(extract.path)
     table = table.rename_columns([str(c).strip() for c in table.column_names])
     if len(set(table.column_names)) != len(table.column_names):
         raise UnreadableFile("the header names a column twice")

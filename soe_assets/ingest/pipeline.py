@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import compile_contract, literal
+from data_contracts.sql_rules import compile_contract, literal, text_alias
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import INVALID_UTF8, Extract, UnreadableFile, list_extracts, read_extract_text
 from soe_assets.warehouse import RunContext, quote, replace_table
@@ -153,12 +153,20 @@ class _SourceIngest:
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
             for column, condition, reason in failures
         )
+        as_text = ", ".join(f"{expression} AS {text_alias(c)}" for c, expression in rules.text_columns.items())
         typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in rules.typed_columns.items())
+        utf8 = f", {quote(INVALID_UTF8)}" if INVALID_UTF8 in text.column_names else ""
         conn.register("_text", text)
         try:
             conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE _checked AS SELECT _row_number, {typed}, "
-                f"list_filter([{failure_list}], lambda f: f IS NOT NULL) AS _failures FROM _text"
+                f"""
+                CREATE OR REPLACE TEMP TABLE _checked AS
+                WITH as_text AS (SELECT _row_number, {as_text}{utf8} FROM _text),
+                     typed AS (SELECT *, {typed} FROM as_text)
+                SELECT _row_number, {", ".join(quote(c) for c in source.columns)},
+                       list_filter([{failure_list}], lambda f: f IS NOT NULL) AS _failures
+                FROM typed
+                """
             )
             columns = ", ".join(quote(c) for c in source.columns)
             conn.execute(
