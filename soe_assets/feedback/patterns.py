@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from soe_assets.kpis.metrics import plan_vs_actual_sql, table_exists
@@ -79,61 +78,64 @@ def _fmt(qty: float) -> str:
 
 
 def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
-    """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks."""
-    weekly = conn.execute(
+    """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks.
+
+    Set-based: a week with neither plan nor actual has sign 0 and breaks the run,
+    exactly as if the series were filled with zeros.
+    """
+    recent_start = window.last_week - timedelta(weeks=rules.bias_weeks - 1)
+    frame = conn.execute(
         f"""
-        SELECT pva.sku_id, pva.location_id, pva.product_family, pva.week_start, pva.plan_qty, pva.actual_qty,
-               coalesce(skus.unit_cost, 0.0) AS unit_cost, coalesce(skus.unit_price, 0.0) AS unit_price
-        FROM ({plan_vs_actual_sql()}) AS pva
-        LEFT JOIN staging.stg_skus AS skus USING (sku_id)
-        WHERE pva.week_start BETWEEN ? AND ?
+        WITH weekly AS (
+            SELECT * FROM ({plan_vs_actual_sql()}) AS pva WHERE pva.week_start BETWEEN ? AND ?
+        ),
+        scored AS (
+            SELECT sku_id, location_id, any_value(product_family) AS product_family,
+                   sum(plan_qty) AS plan_sum, sum(actual_qty) AS actual_sum,
+                   count(*) FILTER (WHERE week_start >= ? AND plan_qty > actual_qty) AS recent_over,
+                   count(*) FILTER (WHERE week_start >= ? AND plan_qty < actual_qty) AS recent_under,
+                   count(*) FILTER (WHERE plan_qty > actual_qty) AS weeks_over,
+                   count(*) FILTER (WHERE plan_qty < actual_qty) AS weeks_under
+            FROM weekly
+            GROUP BY sku_id, location_id
+        )
+        SELECT scored.*, recent_over = ? AS over,
+               CASE WHEN actual_sum > 0 THEN (plan_sum - actual_sum) / actual_sum END AS mean_bias,
+               CASE WHEN recent_over = ? THEN weeks_over ELSE weeks_under END AS occurrences,
+               abs(plan_sum - actual_sum)
+                   * CASE WHEN recent_over = ? THEN coalesce(skus.unit_cost, 0.0) ELSE coalesce(skus.unit_price, 0.0) END
+                   AS impact_value
+        FROM scored LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+        WHERE (recent_over = ? OR recent_under = ?)
+          AND (actual_sum = 0 OR abs(plan_sum - actual_sum) >= ? * actual_sum)
+        ORDER BY sku_id, location_id
         """,
-        [window.start, window.last_week],
+        [window.start, window.last_week, recent_start, recent_start, *[rules.bias_weeks] * 5, rules.min_abs_bias],
     ).df()
-    if weekly.empty:
-        return _empty()
-    weekly["week_start"] = pd.to_datetime(weekly["week_start"]).dt.date
-    weeks = window.weeks
+    n = len(window.weeks)
     rows = []
-    for (sku, loc), group in weekly.groupby(["sku_id", "location_id"], sort=True):
-        series = group.set_index("week_start").reindex(weeks)
-        plan = series["plan_qty"].fillna(0.0).to_numpy()
-        actual = series["actual_qty"].fillna(0.0).to_numpy()
-        sign = np.sign(plan - actual)
-        recent = sign[-rules.bias_weeks:]
-        if len(recent) < rules.bias_weeks or recent[0] == 0 or not (recent == recent[0]).all():
-            continue
-        over = recent[0] > 0
-        plan_sum, actual_sum = plan.sum(), actual.sum()
-        mean_bias = (plan_sum - actual_sum) / actual_sum if actual_sum > 0 else None
-        if mean_bias is not None and abs(mean_bias) < rules.min_abs_bias:
-            continue
-        family = group["product_family"].iloc[0]
-        n = len(weeks)
-        gap = abs(plan_sum - actual_sum)
-        cost = group["unit_cost"].iloc[0] if over else group["unit_price"].iloc[0]
-        occurrences = int((sign == recent[0]).sum())
-        where = f"{sku} (family {family}) at {loc}"
-        if plan_sum > 0:
-            change = gap / plan_sum * 100
-            verb = "lower" if over else "raise"
-            action = (f"{verb} the demand plan of {where} by ~{change:.0f}% "
-                      f"(from ~{_fmt(plan_sum / n)} to ~{_fmt(actual_sum / n)} units/week)")
+    for r in frame.itertuples():  # the flagged SKU-locations only: a handful, not the data
+        gap = abs(r.plan_sum - r.actual_sum)
+        where = f"{r.sku_id} (family {r.product_family}) at {r.location_id}"
+        if r.plan_sum > 0:
+            action = (f"{'lower' if r.over else 'raise'} the demand plan of {where} by ~{gap / r.plan_sum * 100:.0f}% "
+                      f"(from ~{_fmt(r.plan_sum / n)} to ~{_fmt(r.actual_sum / n)} units/week)")
         else:
-            action = f"add a demand plan of ~{_fmt(actual_sum / n)} units/week for {where} (none today)"
+            action = f"add a demand plan of ~{_fmt(r.actual_sum / n)} units/week for {where} (none today)"
+        mean_bias = None if pd.isna(r.mean_bias) else float(r.mean_bias)
         bias_text = f"{mean_bias:+.0%}" if mean_bias is not None else "no actual demand"
         explanation = (
-            f"Plan {'above' if over else 'below'} actual demand in {occurrences} of {n} weeks since "
-            f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(plan_sum)}, "
-            f"actual {_fmt(actual_sum)} units, mean bias {bias_text}; "
-            + (f"~{_fmt(gap * cost)} of stock built beyond demand at cost."
-               if over else f"~{_fmt(gap * cost)} of revenue at risk.")
+            f"Plan {'above' if r.over else 'below'} actual demand in {r.occurrences} of {n} weeks since "
+            f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(r.plan_sum)}, "
+            f"actual {_fmt(r.actual_sum)} units, mean bias {bias_text}; "
+            + (f"~{_fmt(r.impact_value)} of stock built beyond demand at cost."
+               if r.over else f"~{_fmt(r.impact_value)} of revenue at risk.")
         )
         rows.append({
-            "pattern": "persistent_over_forecast" if over else "persistent_under_forecast",
-            "product_family": family, "sku_id": sku, "location_id": loc, "weeks_observed": n,
-            "occurrences": occurrences, "mean_bias": mean_bias, "impact_value": gap * cost,
-            "suggested_sop_action": action, "explanation": explanation,
+            "pattern": "persistent_over_forecast" if r.over else "persistent_under_forecast",
+            "product_family": r.product_family, "sku_id": r.sku_id, "location_id": r.location_id,
+            "weeks_observed": n, "occurrences": int(r.occurrences), "mean_bias": mean_bias,
+            "impact_value": r.impact_value, "suggested_sop_action": action, "explanation": explanation,
         })
     return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
 
