@@ -260,7 +260,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     key = (mart["action_type"].astype(str) + "|" + mart["sku_id"].astype(str) + "|" + mart["from_location_id"].fillna("").astype(str)
            + "|" + mart["to_location_id"].fillna("").astype(str) + "|" + mart["reference_id"].fillna("").astype(str)
            + "|" + mart.get("new_date", pd.Series(index=mart.index, dtype=object)).astype(str))
-    mart["recommendation_id"] = "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).str[:12]
+    mart["recommendation_id"] = "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype(str).str[:12]
     mart["as_of"] = run.as_of
     mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date
     for column in ["qty", "cost", "impact_resolved_value"]:
