@@ -15,10 +15,10 @@ from dataclasses import dataclass
 class DetectionConfig:
     # --- demand vs committed plan (customer-facing SKU-locations only)
     demand_window_weeks: int = 3
-    """Demand is compared with the plan over rolling windows of this many weeks: weekly noise averages
-    out and an order booked into the neighbouring week cancels out."""
+    """Demand below plan is compared over weeks -2..0 (this many weeks); demand above plan cumulated from
+    week -2 to week 0, 2 and 3: weekly noise averages out, an order booked a week early cancels out."""
     demand_above_rel: float = 0.25
-    """Above plan: window demand >= window plan x (1 + this). Weekly noise of +-15% never gets there."""
+    """Above plan: cumulated demand >= cumulated plan x (1 + this). Weekly noise of +-15% never gets there."""
     demand_below_rel: float = 0.30
     """Below plan: demand of weeks -2..0 <= their plan x (1 - this)."""
     demand_min_units: float = 5.0

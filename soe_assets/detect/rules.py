@@ -131,28 +131,37 @@ select * from windows where window_weeks = {n} and week_index <= {last_start}
 
 
 def demand_above_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
-    """Actual (past weeks) plus booked (weeks 0..3) demand well above the committed plan over a few
-    consecutive weeks. Booked orders can only grow, so booked above plan is a firm signal."""
-    last_start = config.demand_near_weeks - config.demand_window_weeks
+    """Demand well above the committed plan, cumulated from week -2: over the known weeks -2..0, or
+    through the booked weeks 2 and 3 (booked orders can only grow, so booked above plan is firm).
+    Cumulating over 5-6 weeks makes an order booked a week early, or a week of noise, cancel out."""
+    first = -config.demand_recent_weeks
+    ends = sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
     sql = f"""
-with windows as ({_demand_windows_sql(config, last_start)}),
+with {RUN},
+weekly as ({_weekly_demand_sql(config)}),
+cumulated as (
+    select *,
+        sum(demand_qty) over w as window_demand_qty,
+        sum(plan_qty) over w as window_plan_qty,
+    from weekly
+    window w as (partition by sku_id, location_id order by week_index rows between unbounded preceding and current row)
+),
 flagged as (
-    select *, window_demand_qty - window_plan_qty as gap
-    from windows
-    where window_demand_qty >= window_plan_qty * (1 + ?) and window_demand_qty - window_plan_qty >= ?
+    select *, window_demand_qty - window_plan_qty as gap,
+           strftime(cast(run.week0 + to_days({7 * first}) as date), '%Y-%m-%d') || ' to '
+               || strftime(cast(week_start + to_days(6) as date), '%Y-%m-%d') as window_label
+    from cumulated cross join run
+    where week_index in ({", ".join(str(e) for e in ends)})
+      and window_demand_qty >= window_plan_qty * (1 + ?) and window_demand_qty - window_plan_qty >= ?
 ),
 best as (
     select *, row_number() over (partition by sku_id, location_id order by gap desc, week_index) as rank,
-           count(*) over (partition by sku_id, location_id) as windows_flagged,
-           min(week_index) over (partition by sku_id, location_id) as first_week
+           count(*) over (partition by sku_id, location_id) as windows_flagged
     from flagged
-),
-{RUN}
+)
 select
-    'demand_above_plan' as exception_type, sku_id, location_id,
-    cast(run.week0 + to_days(cast(7 * greatest(first_week, 0) as integer)) as date) as week_start,
-    greatest(first_week, 0) as week_index, null as reference_id, gap as qty, unit_price, unit_cost,
-    windows_flagged as weeks_affected,
+    'demand_above_plan' as exception_type, sku_id, location_id, run.week0 as week_start, 0 as week_index,
+    null as reference_id, gap as qty, unit_price, unit_cost, windows_flagged as weeks_affected,
     case when window_plan_qty > 0 and window_demand_qty / window_plan_qty < 1 + ? then true else false end as absorbable,
     'Demand for ' || sku_id || ' at ' || location_id || ' runs ' || {_num('window_demand_qty')} || ' units against a plan of '
         || {_num('window_plan_qty')}
