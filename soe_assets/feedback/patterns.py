@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from statistics import NormalDist
 
 import duckdb
 import pandas as pd
@@ -34,8 +35,16 @@ class FeedbackRules:
 
     bias_weeks: int = 4  # the latest N past weeks must all be biased the same way
     min_abs_bias: float = 0.10  # and |mean bias| over the window at least this
+    # ... and beyond the family's ordinary forecast noise: with tens of thousands of SKU-locations, pure noise
+    # puts a few hundred of them 4 weeks in a row on one side by >= 10 %. |Σplan - Σactual| / Σplan must reach
+    # z * sigma / sqrt(n) (sigma: std of the weekly relative error (plan - actual) / plan of the family's
+    # SKU-location-weeks over the window and the noise_weeks before it), z set so that noise alone is expected to
+    # raise at most bias_false_alarms patterns in the whole network (Bonferroni over the SKU-locations tested).
+    bias_false_alarms: float = 0.05
+    noise_weeks: int = 13
     min_occurrences: int = 3  # late PO lines, short resource-weeks, repeated actions, recurring exceptions
     min_late_share: float = 0.5  # share of a supplier-SKU's PO lines that were late
+    min_mean_delay_days: float = 2.0  # and their mean delay: a day of slip (or a short receipt on time) is noise
     min_output_share: float = 0.9  # a resource-week is short when on-time output < 90 % of its load
     lookback_weeks: int = 8  # window when the calendar has no previous cycle
 
@@ -77,17 +86,36 @@ def _fmt(qty: float) -> str:
 # --- forecast bias --------------------------------------------------------------------------
 
 
+def bias_z(tested: int, rules: FeedbackRules) -> float:
+    """The z-score a SKU-location's mean bias must reach so that noise alone raises ~``bias_false_alarms`` patterns."""
+    if tested <= 0:
+        return 0.0
+    return NormalDist().inv_cdf(1.0 - min(rules.bias_false_alarms / (2.0 * tested), 0.5))
+
+
 def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
     """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks.
 
     Set-based: a week with neither plan nor actual has sign 0 and breaks the run,
-    exactly as if the series were filled with zeros.
+    exactly as if the series were filled with zeros. The mean bias over the
+    window must reach ``min_abs_bias``, and the gap |Σplan − Σactual| / Σplan
+    must reach ``z * noise / sqrt(weeks)``, where ``noise`` is the standard
+    deviation of the weekly relative error (plan − actual) / plan of the
+    SKU-location's product family (window and ``noise_weeks`` before it) and
+    ``z`` keeps the expected false alarms of the whole network at
+    ``bias_false_alarms`` (see ``bias_z``).
     """
     recent_start = window.last_week - timedelta(weeks=rules.bias_weeks - 1)
+    history_start = window.start - timedelta(weeks=rules.noise_weeks)
+    n = len(window.weeks)
     frame = conn.execute(
         f"""
-        WITH weekly AS (
+        WITH weekly AS MATERIALIZED (
             SELECT * FROM ({plan_vs_actual_sql()}) AS pva WHERE pva.week_start BETWEEN ? AND ?
+        ),
+        noise AS (
+            SELECT product_family, coalesce(stddev_samp((plan_qty - actual_qty) / plan_qty), 0.0) AS noise
+            FROM weekly WHERE plan_qty > 0 GROUP BY product_family
         ),
         scored AS (
             SELECT sku_id, location_id, any_value(product_family) AS product_family,
@@ -97,22 +125,34 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
                    count(*) FILTER (WHERE plan_qty > actual_qty) AS weeks_over,
                    count(*) FILTER (WHERE plan_qty < actual_qty) AS weeks_under
             FROM weekly
+            WHERE week_start >= ?
             GROUP BY sku_id, location_id
-        )
-        SELECT scored.*, recent_over = ? AS over,
+        ),
+        tested AS (SELECT scored.*, count(*) OVER () AS tested FROM scored)
+        SELECT tested.*, recent_over = ? AS over, coalesce(noise.noise, 0.0) AS noise,
                CASE WHEN actual_sum > 0 THEN (plan_sum - actual_sum) / actual_sum END AS mean_bias,
                CASE WHEN recent_over = ? THEN weeks_over ELSE weeks_under END AS occurrences,
                abs(plan_sum - actual_sum)
                    * CASE WHEN recent_over = ? THEN coalesce(skus.unit_cost, 0.0) ELSE coalesce(skus.unit_price, 0.0) END
                    AS impact_value
-        FROM scored LEFT JOIN staging.stg_skus AS skus USING (sku_id)
+        FROM tested
+        LEFT JOIN noise ON noise.product_family IS NOT DISTINCT FROM tested.product_family
+        LEFT JOIN staging.stg_skus AS skus USING (sku_id)
         WHERE (recent_over = ? OR recent_under = ?)
           AND (actual_sum = 0 OR abs(plan_sum - actual_sum) >= ? * actual_sum)
         ORDER BY sku_id, location_id
         """,
-        [window.start, window.last_week, recent_start, recent_start, *[rules.bias_weeks] * 5, rules.min_abs_bias],
+        [history_start, window.last_week, recent_start, recent_start, window.start, *[rules.bias_weeks] * 5,
+         rules.min_abs_bias],
     ).df()
-    n = len(window.weeks)
+    if frame.empty:
+        return _empty()
+    # Beyond noise (in the noise's own unit, a share of plan): |plan - actual| / plan >= z * sigma / sqrt(n),
+    # vectorised over the few thousand same-sign candidates.
+    z = bias_z(int(frame.tested.iloc[0]), rules)
+    frame["noise_gap"] = z * frame.noise / n ** 0.5
+    gap_share = (frame.plan_sum - frame.actual_sum).abs() / frame.plan_sum.where(frame.plan_sum > 0)
+    frame = frame[gap_share.isna() | (gap_share >= frame.noise_gap)]
     rows = []
     for r in frame.itertuples():  # the flagged SKU-locations only: a handful, not the data
         gap = abs(r.plan_sum - r.actual_sum)
@@ -127,7 +167,8 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
         explanation = (
             f"Plan {'above' if r.over else 'below'} actual demand in {r.occurrences} of {n} weeks since "
             f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(r.plan_sum)}, "
-            f"actual {_fmt(r.actual_sum)} units, mean bias {bias_text}; "
+            f"actual {_fmt(r.actual_sum)} units, mean bias {bias_text}, beyond the "
+            f"±{r.noise_gap:.0%} of plan that week-to-week forecast noise of the family explains; "
             + (f"~{_fmt(r.impact_value)} of stock built beyond demand at cost."
                if r.over else f"~{_fmt(r.impact_value)} of revenue at risk.")
         )
@@ -144,11 +185,13 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
 
 
 def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
-    """Supplier-SKUs with at least ``min_occurrences`` late PO lines, late on ``min_late_share`` of their lines.
+    """Supplier-SKUs with at least ``min_occurrences`` late PO lines, late on ``min_late_share`` of their lines,
+    ``min_mean_delay_days`` late on average.
 
     A line promised in the window is late unless received in full on or before
     its promised date; its delay runs to the receipt date, or to as_of while
-    it is still outstanding.
+    it is still outstanding (0 for a short receipt on time). A supplier whose
+    late lines slip a day or arrive a few units short is ordinary noise.
     """
     frame = conn.execute(
         """
@@ -173,9 +216,11 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
         FROM lines
         GROUP BY supplier_id, sku_id
         HAVING count(*) FILTER (WHERE late) >= ? AND count(*) FILTER (WHERE late) >= ? * count(*)
+           AND avg(delay) FILTER (WHERE late) >= ?
         ORDER BY late_value DESC
         """,
-        [window.as_of, window.as_of, window.start, window.as_of, rules.min_occurrences, rules.min_late_share],
+        [window.as_of, window.as_of, window.start, window.as_of, rules.min_occurrences, rules.min_late_share,
+         rules.min_mean_delay_days],
     ).df()
     rows = []
     for r in frame.itertuples():
