@@ -36,10 +36,11 @@ class FeedbackRules:
     bias_weeks: int = 4  # the latest N past weeks must all be biased the same way
     min_abs_bias: float = 0.10  # and |mean bias| over the window at least this
     # ... and beyond the family's ordinary forecast noise: with tens of thousands of SKU-locations, pure noise
-    # puts a few hundred of them 4 weeks in a row on one side by >= 10 %. |Σplan - Σactual| / Σplan must reach
-    # z * sigma / sqrt(n) (sigma: std of the weekly relative error (plan - actual) / plan of the family's
-    # SKU-location-weeks over the window and the noise_weeks before it), z set so that noise alone is expected to
-    # raise at most bias_false_alarms patterns in the whole network (Bonferroni over the SKU-locations tested).
+    # puts a few hundred of them 4 weeks in a row on one side by >= 10 %. |Σplan - Σactual| must reach
+    # z * sqrt((sigma * Σplan)² / n + max(Σplan, Σactual)) (sigma: std of the weekly relative error
+    # (plan - actual) / plan of the family's SKU-location-weeks over the window and the noise_weeks before it;
+    # the second term is counting noise), z set so that noise alone is expected to raise at most
+    # bias_false_alarms patterns in the whole network (Bonferroni over the SKU-locations tested).
     bias_false_alarms: float = 0.05
     noise_weeks: int = 13
     min_occurrences: int = 3  # late PO lines, short resource-weeks, repeated actions, recurring exceptions
@@ -98,12 +99,12 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
 
     Set-based: a week with neither plan nor actual has sign 0 and breaks the run,
     exactly as if the series were filled with zeros. The mean bias over the
-    window must reach ``min_abs_bias``, and the gap |Σplan − Σactual| / Σplan
-    must reach ``z * noise / sqrt(weeks)``, where ``noise`` is the standard
-    deviation of the weekly relative error (plan − actual) / plan of the
-    SKU-location's product family (window and ``noise_weeks`` before it) and
-    ``z`` keeps the expected false alarms of the whole network at
-    ``bias_false_alarms`` (see ``bias_z``).
+    window must reach ``min_abs_bias``, and the gap |Σplan − Σactual| must
+    reach ``z * sqrt((noise * Σplan)² / weeks + max(Σplan, Σactual))``: ``noise``
+    is the standard deviation of the weekly relative error (plan − actual) / plan
+    of the SKU-location's product family (window and ``noise_weeks`` before it),
+    the second term counting noise (Poisson), and ``z`` keeps the expected false
+    alarms of the whole network at ``bias_false_alarms`` (see ``bias_z``).
     """
     recent_start = window.last_week - timedelta(weeks=rules.bias_weeks - 1)
     history_start = window.start - timedelta(weeks=rules.noise_weeks)
@@ -147,12 +148,13 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     ).df()
     if frame.empty:
         return _empty()
-    # Beyond noise (in the noise's own unit, a share of plan): |plan - actual| / plan >= z * sigma / sqrt(n),
-    # vectorised over the few thousand same-sign candidates.
+    # Beyond noise: |Σplan − Σactual| >= z × its standard error under "no bias", from the family's relative
+    # week-to-week error (σ × Σplan / sqrt(n)) plus counting noise (Poisson: sqrt of the units, which dominates
+    # for slow movers selling a few units a week). Vectorised over the few thousand same-sign candidates.
     z = bias_z(int(frame.tested.iloc[0]), rules)
-    frame["noise_gap"] = z * frame.noise / n ** 0.5
-    gap_share = (frame.plan_sum - frame.actual_sum).abs() / frame.plan_sum.where(frame.plan_sum > 0)
-    frame = frame[gap_share.isna() | (gap_share >= frame.noise_gap)]
+    volume = frame[["plan_sum", "actual_sum"]].max(axis=1)
+    frame["noise_gap"] = z * ((frame.noise * frame.plan_sum) ** 2 / n + volume) ** 0.5
+    frame = frame[(frame.plan_sum - frame.actual_sum).abs() >= frame.noise_gap]
     rows = []
     for r in frame.itertuples():  # the flagged SKU-locations only: a handful, not the data
         gap = abs(r.plan_sum - r.actual_sum)
@@ -167,8 +169,8 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
         explanation = (
             f"Plan {'above' if r.over else 'below'} actual demand in {r.occurrences} of {n} weeks since "
             f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(r.plan_sum)}, "
-            f"actual {_fmt(r.actual_sum)} units, mean bias {bias_text}, beyond the "
-            f"±{r.noise_gap:.0%} of plan that week-to-week forecast noise of the family explains; "
+            f"actual {_fmt(r.actual_sum)} units, mean bias {bias_text}, a gap beyond the "
+            f"±{_fmt(r.noise_gap)} units that ordinary forecast noise explains; "
             + (f"~{_fmt(r.impact_value)} of stock built beyond demand at cost."
                if r.over else f"~{_fmt(r.impact_value)} of revenue at risk.")
         )
