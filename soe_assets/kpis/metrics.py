@@ -12,6 +12,7 @@ denominator is 0 or NULL gets no row (never a division by zero).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 
 import duckdb
@@ -90,6 +91,23 @@ def _rollup(
 _FAMILY = "LEFT JOIN staging.stg_skus AS skus USING (sku_id)"
 
 
+@dataclass(frozen=True)
+class Sources:
+    """The relations several KPIs share: plan vs actual per SKU-location-week, stock per SKU-location-week.
+
+    Each is SQL usable after ``FROM``: a parenthesised query by default (a KPI
+    function called on its own), a temp table when ``compute_kpis`` has
+    materialised it once for all of them.
+    """
+
+    plan_vs_actual: str
+    stock: str
+
+    @classmethod
+    def inline(cls, as_of: date) -> Sources:
+        return cls(f"({plan_vs_actual_sql(last_week=_last_past_week(as_of))})", f"({_inventory_weeks_sql(as_of)})")
+
+
 # --- delivery -------------------------------------------------------------------------------
 
 
@@ -148,12 +166,16 @@ def supplier_on_time_rate(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.Da
 # --- forecast accuracy ----------------------------------------------------------------------
 
 
-def plan_vs_actual_sql() -> str:
+def plan_vs_actual_sql(first_week: str | None = None, last_week: str | None = None) -> str:
     """Plan and actual demand per customer-serving SKU-location and week (a missing side counts 0).
 
     actual = ordered units of non-cancelled sales-order lines by requested_date
     + POS units by sale_date; plan = the committed plan's demand_qty.
+    ``first_week`` / ``last_week`` (SQL date expressions, optional) keep only
+    those weeks, filtered before the join rather than after it.
     """
+    bounds = [f"week_start >= {first_week}" if first_week else "", f"week_start <= {last_week}" if last_week else ""]
+    in_weeks = " AND ".join(b for b in bounds if b) or "TRUE"
     return f"""
         WITH serving AS (
             SELECT DISTINCT sku_id, location_id FROM staging.stg_sales_orders
@@ -169,12 +191,14 @@ def plan_vs_actual_sql() -> str:
             FROM staging.stg_pos_sales
         ),
         actual AS (
-            SELECT sku_id, location_id, week_start, sum(qty) AS actual_qty FROM actual_rows GROUP BY ALL
+            SELECT sku_id, location_id, week_start, sum(qty) AS actual_qty FROM actual_rows
+            WHERE {in_weeks} GROUP BY ALL
         ),
         plan AS (
             SELECT plan.sku_id, plan.location_id, plan.week_start, sum(plan.demand_qty) AS plan_qty
             FROM intermediate.int_committed_plan AS plan
             INNER JOIN serving USING (sku_id, location_id)
+            WHERE {in_weeks}
             GROUP BY ALL
         ),
         joined AS (
@@ -192,29 +216,29 @@ def plan_vs_actual_sql() -> str:
     """
 
 
-def forecast_wape(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def forecast_wape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """sum |actual - plan| / sum actual over the customer-serving SKU-locations of W."""
     base = f"""
         SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) AS num, actual_qty AS den
-        FROM ({plan_vs_actual_sql()})
+        FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
     """
     return _rollup(conn, base, "forecast_wape", as_of)
 
 
-def forecast_bias(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def forecast_bias(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """sum (plan - actual) / sum actual: positive = over-forecast."""
     base = f"""
         SELECT week_start, product_family, location_id, plan_qty - actual_qty AS num, actual_qty AS den
-        FROM ({plan_vs_actual_sql()})
+        FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
     """
     return _rollup(conn, base, "forecast_bias", as_of)
 
 
-def forecast_mape(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def forecast_mape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """Mean of |actual - plan| / actual over the SKU-locations of W with actual > 0."""
     base = f"""
         SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) / actual_qty AS num, 1.0 AS den
-        FROM ({plan_vs_actual_sql()})
+        FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
         WHERE actual_qty > 0
     """
     return _rollup(conn, base, "forecast_mape", as_of)
@@ -284,30 +308,31 @@ def _inventory_weeks_sql(as_of: date) -> str:
     """
 
 
-def inventory_value(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def inventory_value(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """Σ on_hand_qty × unit_cost at the end of W (each SKU-location's latest snapshot on or before W's Sunday).
 
     A level, not a ratio: ``value`` = ``numerator``, ``denominator`` = 1.
     """
     base = f"""
         SELECT week_start, product_family, location_id, stock_value AS num, 1.0 AS den
-        FROM ({_inventory_weeks_sql(as_of)})
+        FROM {(sources or Sources.inline(as_of)).stock}
     """
     return _rollup(conn, base, "inventory_value", as_of, value="sum(num)", denominator="1.0")
 
 
-def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """On-hand units at the end of W / average daily actual demand of W (actual demand / 7).
 
     Actual demand as for forecast accuracy (non-cancelled lines by
     requested_date + POS). No row where W had no demand in the scope.
     """
+    sources = sources or Sources.inline(as_of)
     base = f"""
-        WITH stock AS ({_inventory_weeks_sql(as_of)}),
+        WITH stock AS (SELECT * FROM {sources.stock}),
         weeks AS (SELECT DISTINCT week_start FROM stock),
         demand AS (
             SELECT pva.week_start, pva.product_family, pva.location_id, pva.actual_qty
-            FROM ({plan_vs_actual_sql()}) AS pva
+            FROM {sources.plan_vs_actual} AS pva
             INNER JOIN weeks USING (week_start)
         )
         SELECT week_start, product_family, location_id, on_hand_qty AS num, 0.0 AS den FROM stock
@@ -317,7 +342,7 @@ def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame
     return _rollup(conn, base, "days_of_supply", as_of)
 
 
-def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """Annualised turns: COGS of the trailing 13 weeks × 52 / n_weeks ÷ average inventory value of those weeks.
 
     COGS = shipped_qty × unit_cost of non-cancelled sales-order lines by
@@ -326,8 +351,9 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFram
     <= 13). ``numerator`` = annualised COGS, ``denominator`` = average
     inventory value.
     """
+    sources = sources or Sources.inline(as_of)
     sql = f"""
-        WITH stock AS ({_inventory_weeks_sql(as_of)}),
+        WITH stock AS (SELECT * FROM {sources.stock}),
         weeks AS (SELECT DISTINCT week_start FROM stock),
         cogs_rows AS (
             SELECT date_trunc('week', so.ship_date)::DATE AS week_start, skus.product_family, so.location_id,
@@ -383,7 +409,7 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFram
     return _frame(conn, sql)
 
 
-KPI_FUNCTIONS: dict[str, Callable[[duckdb.DuckDBPyConnection, date], pd.DataFrame]] = {
+KPI_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
     "otif_line_rate": otif_line_rate,
     "fill_rate_units": fill_rate_units,
     "schedule_adherence": schedule_adherence,
@@ -403,9 +429,27 @@ KPI_TYPES = {
 }
 
 
+SHARED = {"forecast_wape", "forecast_bias", "forecast_mape", "inventory_value", "days_of_supply", "inventory_turns"}
+
+
 def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
-    """Every KPI, long format, with ``as_of``."""
-    frames = [frame for fn in KPI_FUNCTIONS.values() if not (frame := fn(conn, as_of)).empty]
+    """Every KPI, long format, with ``as_of``.
+
+    Plan vs actual and the weekly stock are materialised once (connection-local
+    temp tables, past weeks only) and shared by the six KPIs that read them.
+    """
+    shared = Sources("_kpi_plan_vs_actual", "_kpi_stock")
+    inline = Sources.inline(as_of)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {shared.plan_vs_actual} AS SELECT * FROM {inline.plan_vs_actual}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {shared.stock} AS SELECT * FROM {inline.stock}")
+    try:
+        frames = [
+            frame for name, fn in KPI_FUNCTIONS.items()
+            if not (frame := fn(conn, as_of, shared) if name in SHARED else fn(conn, as_of)).empty
+        ]
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {shared.plan_vs_actual}")
+        conn.execute(f"DROP TABLE IF EXISTS {shared.stock}")
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KPI_COLUMNS)
     result = result[KPI_COLUMNS].copy()
     result["week_start"] = pd.to_datetime(result["week_start"]).dt.date
