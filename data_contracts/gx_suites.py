@@ -1,7 +1,12 @@
 """Great Expectations suite on the trusted view ``marts.sku_location_week``.
 
 Run through an ephemeral context only (no checkpoints, no Data Docs folders),
-from the blocking asset check ``sku_location_week_expectations``.
+from the blocking asset check ``sku_location_week_expectations``. The check
+reads only the columns the suite looks at (``SUITE_COLUMNS``), through Arrow,
+with the string keys dictionary-encoded (pandas categoricals: null checks and
+the compound-unique check run on integer codes) and dates as datetime64, so
+GX validates 1.25M rows in about a second instead of ~7 s for the whole
+33-column mart as Python objects.
 """
 
 from __future__ import annotations
@@ -9,11 +14,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 KEY_COLUMNS = ("sku_id", "location_id", "week_start", "week_index")
+NON_NEGATIVE = ("atp_qty", "safety_stock_qty", "demand_plan_qty", "open_order_qty", "scheduled_receipts_qty")
+# Every column an expectation of the suite reads (a test keeps this in step with the suite).
+SUITE_COLUMNS = (*KEY_COLUMNS, "inside_time_fence", "as_of", *NON_NEGATIVE, "projected_available_qty")
+_STRING_KEYS = ("sku_id", "location_id")
+_DATES = ("week_start", "as_of")
 
 
 @dataclass(frozen=True)
@@ -33,10 +44,21 @@ def sku_location_week_suite(horizon_weeks: int):
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["sku_id", "location_id", "week_start"]))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="week_index", min_value=0, max_value=horizon_weeks - 1))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="inside_time_fence", value_set=[True, False]))
-    for column in ("atp_qty", "safety_stock_qty", "demand_plan_qty", "open_order_qty", "scheduled_receipts_qty"):
+    for column in NON_NEGATIVE:
         suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="projected_available_qty"))
     return suite
+
+
+def read_sku_location_week(conn: duckdb.DuckDBPyConnection, table: str = "marts.sku_location_week") -> pd.DataFrame:
+    """The suite's columns of the mart, cheap to validate: string keys as categoricals, dates as datetime64."""
+    select = ", ".join(
+        f"CAST({c} AS TIMESTAMP) AS {c}" if c in _DATES else c for c in SUITE_COLUMNS
+    )
+    arrow = conn.sql(f"SELECT {select} FROM {table}").to_arrow_table()  # no extra copy through DB-API
+    for column in _STRING_KEYS:  # nulls stay nulls (NaN in the categorical)
+        arrow = arrow.set_column(arrow.schema.get_field_index(column), column, arrow[column].dictionary_encode())
+    return arrow.to_pandas()
 
 
 def validate_sku_location_week(frame: pd.DataFrame, horizon_weeks: int) -> SuiteOutcome:

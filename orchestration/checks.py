@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from data_contracts.gx_suites import validate_sku_location_week
+from data_contracts.gx_suites import read_sku_location_week, validate_sku_location_week
 from orchestration.dbt import soe_dbt_models
 from orchestration.resources import QualitySettings, WarehouseResource
 from soe_assets.ingest.checks import evaluate
@@ -76,7 +76,7 @@ def trusted_view_expectations(
 ) -> Iterator[dg.AssetCheckResult]:
     with warehouse.connect(read_only=True) as conn:
         run = read_run_context(conn)
-        frame = conn.execute("SELECT * FROM marts.sku_location_week").df()
+        frame = read_sku_location_week(conn)  # only the columns the suite reads, keys as categoricals
     outcome = validate_sku_location_week(frame, run.horizon_weeks)
     metadata = {"rows": len(frame), "expectations": outcome.evaluated, "failed": len(outcome.failed)}
     if outcome.success:
