@@ -112,7 +112,7 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     frame = conn.execute(
         f"""
         WITH weekly AS MATERIALIZED (
-            SELECT * FROM ({plan_vs_actual_sql()}) AS pva WHERE pva.week_start BETWEEN ? AND ?
+            SELECT * FROM ({plan_vs_actual_sql(f"DATE '{history_start}'", f"DATE '{window.last_week}'")}) AS pva
         ),
         noise AS (
             SELECT product_family, coalesce(stddev_samp((plan_qty - actual_qty) / plan_qty), 0.0) AS noise
@@ -143,7 +143,7 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
           AND (actual_sum = 0 OR abs(plan_sum - actual_sum) >= ? * actual_sum)
         ORDER BY sku_id, location_id
         """,
-        [history_start, window.last_week, recent_start, recent_start, window.start, *[rules.bias_weeks] * 5,
+        [recent_start, recent_start, window.start, *[rules.bias_weeks] * 5,
          rules.min_abs_bias],
     ).df()
     if frame.empty:
