@@ -55,7 +55,8 @@ def read_sku_location_week(conn: duckdb.DuckDBPyConnection, table: str = "marts.
     select = ", ".join(
         f"CAST({c} AS TIMESTAMP) AS {c}" if c in _DATES else c for c in SUITE_COLUMNS
     )
-    arrow = conn.sql(f"SELECT {select} FROM {table}").to_arrow_table()  # no extra copy through DB-API
+    with conn.cursor() as cursor:  # its own result: the caller's pending one is left alone; Arrow without a copy
+        arrow = cursor.sql(f"SELECT {select} FROM {table}").to_arrow_table()
     for column in _STRING_KEYS:  # nulls stay nulls (NaN in the categorical)
         arrow = arrow.set_column(arrow.schema.get_field_index(column), column, arrow[column].dictionary_encode())
     return arrow.to_pandas()
