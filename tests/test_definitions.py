@@ -1,0 +1,53 @@
+"""The one Definitions: stages as groups, lineage from the landing-zone sources to the published marts."""
+
+import dagster as dg
+import pytest
+from dagster_dbt import get_asset_key_for_model
+
+
+@pytest.fixture(scope="module")
+def graph():
+    import os
+
+    for name in ("SOE_WAREHOUSE", "SOE_LANDING_DIR", "SOE_PUBLISH_DIR"):
+        os.environ.setdefault(name, f"/tmp/soe-definitions-test/{name}")
+    from orchestration.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    return defs.resolve_asset_graph()
+
+
+def _key(model: str) -> dg.AssetKey:
+    from orchestration.dbt import soe_dbt_models
+
+    return get_asset_key_for_model([soe_dbt_models], model)
+
+
+def test_every_stage_is_a_group(graph):
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert {"ingest", "reconcile", "detect", "respond", "kpis", "feedback", "publish"} <= groups
+    assert graph.get(dg.AssetKey(["raw", "sales_orders"])).group_name == "ingest"
+    assert graph.get(_key("sku_location_week")).group_name == "reconcile"
+    assert graph.get(dg.AssetKey("exceptions")).group_name == "detect"
+    assert graph.get(dg.AssetKey("recommendations")).group_name == "respond"
+
+
+def test_lineage_runs_from_landing_zone_source_to_published_marts(graph):
+    def upstream(key: dg.AssetKey) -> set[dg.AssetKey]:
+        return set(graph.get(key).parent_keys)
+
+    assert dg.AssetKey(["raw", "sales_orders"]) in upstream(_key("stg_sales_orders"))
+    assert dg.AssetKey(["raw", "quarantine"]) in upstream(_key("stg_quarantine"))
+    assert _key("sku_location_week") in upstream(dg.AssetKey("exceptions"))
+    assert dg.AssetKey("exceptions") in upstream(dg.AssetKey("recommendations"))
+    published = upstream(dg.AssetKey("published_marts"))
+    for mart in ("exceptions", "recommendations", "kpi_weekly", "sop_feedback"):
+        assert dg.AssetKey(mart) in published
+    assert {_key("sku_location_week"), _key("data_quality_issues")} <= published
+
+
+def test_jobs_and_schedules_are_defined():
+    from orchestration.definitions import defs
+
+    assert {"soe_full_run", "soe_daily", "soe_weekly"} <= {job.name for job in defs.jobs}
+    assert {s.job_name for s in defs.schedules} >= {"soe_daily", "soe_weekly"}
