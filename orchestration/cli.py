@@ -269,7 +269,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    workspace = demo_workspace(args.dir)
+    demo = demo_workspace(args.dir)
+    warehouse = args.warehouse or demo.warehouse
+    workspace = Workspace(
+        landing=args.landing or demo.landing,
+        warehouse=warehouse,
+        publish=args.publish or (warehouse.parent / "publish" if args.warehouse else demo.publish),
+    )
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
@@ -347,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions")
     ui.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder whose data the UI uses")
+    ui.add_argument("--landing", type=Path, default=None, help="landing zone (instead of the one in --dir)")
+    ui.add_argument("--warehouse", type=Path, default=None, help="DuckDB warehouse (instead of the one in --dir)")
+    ui.add_argument("--publish", type=Path, default=None, help="publish folder (default: beside the warehouse)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
