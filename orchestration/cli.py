@@ -219,14 +219,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_exceptions(args: argparse.Namespace) -> int:
-    from soe_assets.detect.report import NoExceptionsYet, format_exceptions, load_exceptions
+    from soe_assets.detect.report import format_exceptions
+    from soe_assets.publish import MartNotPublished, load_mart
 
     try:
         if args.warehouse is not None:
-            frame = load_exceptions(warehouse=args.warehouse)
+            frame = load_mart("exceptions", warehouse=args.warehouse)
         else:
-            frame = load_exceptions(publish_dir=args.publish or demo_workspace(args.dir).publish)
-    except NoExceptionsYet as error:
+            frame = load_mart("exceptions", publish_dir=args.publish or demo_workspace(args.dir).publish)
+    except MartNotPublished as error:
         raise UserError(str(error)) from None
     print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location))
     return 0
@@ -236,14 +237,15 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
 
 
 def cmd_recommendations(args: argparse.Namespace) -> int:
-    from soe_assets.respond.report import NoRecommendationsYet, format_recommendations, load_recommendations
+    from soe_assets.respond.report import format_recommendations
+    from soe_assets.publish import MartNotPublished, load_mart
 
     try:
         if args.warehouse is not None:
-            frame = load_recommendations(warehouse=args.warehouse)
+            frame = load_mart("recommendations", warehouse=args.warehouse)
         else:
-            frame = load_recommendations(publish_dir=args.publish or demo_workspace(args.dir).publish)
-    except NoRecommendationsYet as error:
+            frame = load_mart("recommendations", publish_dir=args.publish or demo_workspace(args.dir).publish)
+    except MartNotPublished as error:
         raise UserError(str(error)) from None
     print(format_recommendations(frame, top=args.top, action_type=args.action))
     return 0

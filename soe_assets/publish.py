@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from soe_assets.warehouse import quote
 
@@ -105,3 +106,22 @@ def _prune_versions(versions: Path, keep: Path) -> None:
 
 def _sql_string(text: str) -> str:
     return text.replace("'", "''")
+
+
+class MartNotPublished(Exception):
+    """No run has produced the mart at the given place yet."""
+
+
+def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | None = None) -> pd.DataFrame:
+    """The latest version of a mart: the published Parquet file, or the warehouse opened read-only."""
+    if warehouse is not None:
+        if not warehouse.exists():
+            raise MartNotPublished(f"no warehouse at {warehouse}: run 'soe run' first")
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            if table not in mart_tables(conn):
+                raise MartNotPublished(f"{warehouse} has no marts.{table} yet: run 'soe run' first")
+            return conn.execute(f"SELECT * FROM marts.{quote(table)}").df()
+    path = Path(publish_dir or ".") / f"{table}.parquet"
+    if not path.exists():
+        raise MartNotPublished(f"no published {table} at {path}: run 'soe run' (or 'soe demo') first")
+    return pd.read_parquet(path)

@@ -3,31 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
-import duckdb
 import pandas as pd
-
-
-class NoExceptionsYet(Exception):
-    """No run has published exceptions at the given place."""
-
-
-def load_exceptions(*, publish_dir: Path | None = None, warehouse: Path | None = None) -> pd.DataFrame:
-    """The latest ``exceptions`` mart: the published Parquet file, or the warehouse opened read-only."""
-    if warehouse is not None:
-        if not warehouse.exists():
-            raise NoExceptionsYet(f"no warehouse at {warehouse}: run 'soe run' first")
-        with duckdb.connect(str(warehouse), read_only=True) as conn:
-            found = conn.execute("SELECT count(*) FROM information_schema.tables "
-                                 "WHERE table_schema = 'marts' AND table_name = 'exceptions'").fetchone()[0]
-            if not found:
-                raise NoExceptionsYet(f"{warehouse} has no marts.exceptions yet: run 'soe run' first")
-            return conn.execute("SELECT * FROM marts.exceptions").df()
-    path = Path(publish_dir or ".") / "exceptions.parquet"
-    if not path.exists():
-        raise NoExceptionsYet(f"no published exceptions at {path}: run 'soe run' (or 'soe demo') first")
-    return pd.read_parquet(path)
 
 
 def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str | None = None,

@@ -3,31 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
-import duckdb
 import pandas as pd
-
-
-class NoRecommendationsYet(Exception):
-    """No run has produced the recommendations mart yet."""
-
-
-def load_recommendations(*, publish_dir: Path | None = None, warehouse: Path | None = None) -> pd.DataFrame:
-    """The latest ``recommendations`` mart: the published Parquet file, or the warehouse opened read-only."""
-    if warehouse is not None:
-        if not warehouse.exists():
-            raise NoRecommendationsYet(f"no warehouse at {warehouse}: run 'soe run' first")
-        with duckdb.connect(str(warehouse), read_only=True) as conn:
-            found = conn.execute("SELECT count(*) FROM information_schema.tables "
-                                 "WHERE table_schema = 'marts' AND table_name = 'recommendations'").fetchone()[0]
-            if not found:
-                raise NoRecommendationsYet(f"{warehouse} has no marts.recommendations yet: run 'soe run' first")
-            return conn.execute("SELECT * FROM marts.recommendations").df()
-    path = Path(publish_dir or ".") / "recommendations.parquet"
-    if not path.exists():
-        raise NoRecommendationsYet(f"no published recommendations at {path}: run 'soe run' (or 'soe demo') first")
-    return pd.read_parquet(path)
 
 
 def format_recommendations(frame: pd.DataFrame, *, top: int = 20, action_type: str | None = None,
