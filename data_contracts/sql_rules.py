@@ -77,7 +77,8 @@ class CompiledContract:
 
     text_columns: dict[str, str]  # contract column -> trimmed, empty-as-NULL text of the raw value
     typed_columns: dict[str, str]  # contract column -> typed expression over its text alias
-    failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over both aliases
+    key_copies: str  # window counting the rows of the file with the same primary key, as ``_key_copies``
+    failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over the aliases
 
 
 def _unparseable_reason(column: str, kind: str) -> str:
@@ -125,7 +126,11 @@ def compile_contract(source: SourceContract, *, extract_date: str, master_tables
             )
     key = ", ".join(quote(c) for c in pk)
     failures.append(
-        (", ".join(pk), f"count(*) OVER (PARTITION BY {key}) > 1",
-         literal(describe_check("multiple_fields_uniqueness", "", pk)))
+        (", ".join(pk), "_key_copies > 1", literal(describe_check("multiple_fields_uniqueness", "", pk)))
     )
-    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures)
+    return CompiledContract(
+        text_columns=text_columns,
+        typed_columns=typed_columns,
+        key_copies=f"count(*) OVER (PARTITION BY {key})",
+        failures=failures,
+    )

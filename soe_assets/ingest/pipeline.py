@@ -149,61 +149,73 @@ class _SourceIngest:
         failures = list(rules.failures)
         if INVALID_UTF8 in text.column_names:
             failures.append(("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8")))
+        as_text = ", ".join(f"{expression} AS {text_alias(c)}" for c, expression in rules.text_columns.items())
+        typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in rules.typed_columns.items())
+        utf8 = f", {quote(INVALID_UTF8)}" if INVALID_UTF8 in text.column_names else ""
+        keyed = (
+            f"as_text AS (SELECT _row_number, {as_text}{utf8} FROM _text), "
+            f"typed AS (SELECT *, {typed} FROM as_text), "
+            f"keyed AS (SELECT *, {rules.key_copies} AS _key_copies FROM typed)"
+        )
+        columns = ", ".join(quote(c) for c in source.columns)
+        any_failure = " OR ".join(f"coalesce({condition}, false)" for _, condition, _ in failures)
+        conn.register("_text", text)
+        try:
+            # Pass 1, every row: typed values and one boolean; cheap enough for millions of rows.
+            conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE _checked AS WITH {keyed} "
+                f"SELECT _row_number, {columns}, ({any_failure}) AS _failed FROM keyed"
+            )
+            conn.execute(
+                f"INSERT INTO {self.valid} SELECT {columns}, ?, ?, _row_number, ? FROM _checked WHERE NOT _failed",
+                [extract.file, extract.extract_date, file_order],
+            )
+            failed = conn.execute("SELECT count(*) FROM _checked WHERE _failed").fetchall()[0][0]
+            if failed:
+                self._quarantine_rows(extract, keyed, failures, header)
+            self.report.rows_quarantined += failed
+        finally:
+            conn.unregister("_text")
+            conn.execute("DROP TABLE IF EXISTS _checked")
+
+    def _quarantine_rows(self, extract: Extract, keyed: str, failures: list[tuple[str, str, str]],
+                         header: list[str]) -> None:
+        """Pass 2, failed rows only: every reason, with the raw record as received."""
         failure_list = ", ".join(
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
             for column, condition, reason in failures
         )
-        as_text = ", ".join(f"{expression} AS {text_alias(c)}" for c, expression in rules.text_columns.items())
-        typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in rules.typed_columns.items())
-        utf8 = f", {quote(INVALID_UTF8)}" if INVALID_UTF8 in text.column_names else ""
-        conn.register("_text", text)
-        try:
-            conn.execute(
-                f"""
-                CREATE OR REPLACE TEMP TABLE _checked AS
-                WITH as_text AS (SELECT _row_number, {as_text}{utf8} FROM _text),
-                     typed AS (SELECT *, {typed} FROM as_text)
-                SELECT _row_number, {", ".join(quote(c) for c in source.columns)},
-                       list_filter([{failure_list}], lambda f: f IS NOT NULL) AS _failures
-                FROM typed
-                """
-            )
-            columns = ", ".join(quote(c) for c in source.columns)
-            conn.execute(
-                f"INSERT INTO {self.valid} SELECT {columns}, ?, ?, _row_number, ? FROM _checked "
-                "WHERE len(_failures) = 0",
-                [extract.file, extract.extract_date, file_order],
-            )
-            conn.execute(
-                f"""
-                INSERT INTO raw.quarantine
-                SELECT ?, ?, _row_number, f.failure.column, f.failure.reason, {_json_object(header)}, ?
-                FROM (SELECT _row_number, unnest(_failures) AS failure FROM _checked WHERE len(_failures) > 0) AS f
-                JOIN _text USING (_row_number)
-                ORDER BY _row_number, f.failure.column
-                """,
-                [source.name, extract.file, self.detected_at],
-            )
-            pk = ", ".join(quote(c) for c in source.primary_key)
-            conn.execute(
-                f"INSERT INTO {self.rejected} SELECT {pk}, ?, _row_number FROM _checked WHERE len(_failures) > 0",
-                [extract.file],
-            )
-            self.report.rows_quarantined += conn.execute(
-                "SELECT count(*) FROM _checked WHERE len(_failures) > 0"
-            ).fetchall()[0][0]
-        finally:
-            conn.unregister("_text")
-            conn.execute("DROP TABLE IF EXISTS _checked")
+        self.conn.execute(
+            f"""
+            INSERT INTO raw.quarantine
+            WITH {keyed},
+                 listed AS (SELECT _row_number, unnest(list_filter([{failure_list}], lambda f: f IS NOT NULL))
+                                AS failure
+                            FROM keyed WHERE _row_number IN (SELECT _row_number FROM _checked WHERE _failed))
+            SELECT ?, ?, _row_number, listed.failure.column, listed.failure.reason, {_json_object(header)}, ?
+            FROM listed JOIN _text USING (_row_number)
+            ORDER BY _row_number, listed.failure.column
+            """,
+            [self.source.name, extract.file, self.detected_at],
+        )
+        pk = ", ".join(quote(c) for c in self.source.primary_key)
+        self.conn.execute(
+            f"INSERT INTO {self.rejected} SELECT {pk}, ?, _row_number FROM _checked WHERE _failed", [extract.file]
+        )
 
     def finish(self) -> None:
         """Upsert: per key the valid row of the latest file wins; note where a rejected newer key fell back."""
         source, conn = self.source, self.conn
         pk = ", ".join(quote(c) for c in source.primary_key)
         columns = ", ".join(quote(c) for c in source.columns)
+        # Keys are unique within a file, so with one file read there is nothing to upsert.
+        latest_only = (
+            f" QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _file_order DESC) = 1"
+            if self.report.files_read > 1 else ""
+        )
         conn.execute(
             f"CREATE OR REPLACE TABLE raw.{quote(source.name)} AS SELECT {columns}, _file, _extract_date, _row_number "
-            f"FROM {self.valid} QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _file_order DESC) = 1"
+            f"FROM {self.valid}{latest_only}"
         )
         join = " AND ".join(f"k.{quote(c)} = t.{quote(c)}" for c in source.primary_key)
         conn.execute(
