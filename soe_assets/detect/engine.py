@@ -32,8 +32,8 @@ def detect_exceptions(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
     """Every open exception of this run, ranked (priority 1 = act first), one row per stable id."""
     run = read_run_context(conn)
     parts = [rule(conn, config) for rule in RULES.values()]
-    candidates = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
-        not p.empty for p in parts) else parts[0]
+    found = [p.dropna(axis=1, how="all") for p in parts if not p.empty]  # all-NA columns would blur dtypes
+    candidates = pd.concat(found, ignore_index=True).reindex(columns=parts[0].columns) if found else parts[0]
     if candidates.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DETECTED_COLUMNS})
     candidates["horizon_weeks"] = run.horizon_weeks
