@@ -193,3 +193,14 @@ def test_timestamps_accept_iso_8601_with_offset(landing):
 def test_empty_landing_zone_is_a_clear_error(tmp_path):
     with pytest.raises(LandingZoneError, match="does not exist"):
         ingest_landing_zone(tmp_path / "nowhere", date(2026, 1, 1))
+
+
+def test_the_sample_network_passes_its_own_contracts(tmp_path):
+    from soe_assets.sample_network import NetworkSize, generate_landing_zone
+
+    summary = generate_landing_zone(tmp_path / "landing", seed=3, size=NetworkSize(skus=12, dcs=2, plants=1, stores=2))
+    result = ingest_landing_zone(tmp_path / "landing")
+    assert result.as_of == summary.as_of
+    assert result.quarantine.empty, result.quarantine.head().to_string()
+    assert result.rows_read == sum(summary.rows_per_source.values())
+    assert result.reports["pos_sales"].rows_valid > 0
