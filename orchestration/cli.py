@@ -220,15 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_exceptions(args: argparse.Namespace) -> int:
     from soe_assets.detect.report import format_exceptions
-    from soe_assets.publish import MartNotPublished, load_mart
 
-    try:
-        if args.warehouse is not None:
-            frame = load_mart("exceptions", warehouse=args.warehouse)
-        else:
-            frame = load_mart("exceptions", publish_dir=args.publish or demo_workspace(args.dir).publish)
-    except MartNotPublished as error:
-        raise UserError(str(error)) from None
+    frame = _load_mart_for(args, "exceptions")
     print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location))
     return 0
 
@@ -238,15 +231,8 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
 
 def cmd_recommendations(args: argparse.Namespace) -> int:
     from soe_assets.respond.report import format_recommendations
-    from soe_assets.publish import MartNotPublished, load_mart
 
-    try:
-        if args.warehouse is not None:
-            frame = load_mart("recommendations", warehouse=args.warehouse)
-        else:
-            frame = load_mart("recommendations", publish_dir=args.publish or demo_workspace(args.dir).publish)
-    except MartNotPublished as error:
-        raise UserError(str(error)) from None
+    frame = _load_mart_for(args, "recommendations")
     print(format_recommendations(frame, top=args.top, action_type=args.action))
     return 0
 
@@ -300,6 +286,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 # --- parser ---------------------------------------------------------------------------------
 
 
+def _add_mart_source(parser: argparse.ArgumentParser) -> None:
+    """Where a planner view reads its mart: a demo folder, a publish folder or the warehouse."""
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
+    parser.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
+    parser.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
+
+
+def _load_mart_for(args: argparse.Namespace, table: str):
+    from soe_assets.publish import MartNotPublished, load_mart
+
+    try:
+        if args.warehouse is not None:
+            return load_mart(table, warehouse=args.warehouse)
+        return load_mart(table, publish_dir=args.publish or demo_workspace(args.dir).publish)
+    except MartNotPublished as error:
+        raise UserError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soe", description="soe: Sales & Operations Execution pipeline (landing zone -> marts)."
@@ -337,18 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")
-    exc.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
-    exc.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
-    exc.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
+    _add_mart_source(exc)
     exc.add_argument("--top", type=_positive, default=20, help="show the N most important (default 20)")
     exc.add_argument("--type", default=None, help="only this exception type, e.g. projected_stockout")
     exc.add_argument("--location", default=None, help="only this location")
     exc.set_defaults(func=cmd_exceptions)
 
     recs = sub.add_parser("recommendations", help="the coordinated responses of the latest run (planner's view)")
-    recs.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
-    recs.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
-    recs.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
+    _add_mart_source(recs)
     recs.add_argument("--top", type=_positive, default=20, help="show the N first (default 20; 0: all)")
     recs.add_argument("--action", default=None, help="only this action type, e.g. reallocate_stock")
     recs.set_defaults(func=cmd_recommendations)
