@@ -136,3 +136,24 @@ def test_warehouse_raw_tables_keep_lineage(first_run):
     with duckdb.connect(str(first_run.workspace.warehouse), read_only=True) as conn:
         files = conn.execute("select distinct _file from raw.sales_orders order by 1").fetchall()
     assert files == [(f"{AS_OF.isoformat()}.csv",), (f"{AS_OF.isoformat()}_erp2.csv",)]
+
+
+def test_planner_views_read_the_published_run(first_run, capsys):
+    from orchestration.cli import main
+
+    publish = str(first_run.workspace.publish)
+    assert main(["exceptions", "--publish", publish]) == 0
+    assert f"exceptions as of {AS_OF.isoformat()}" in capsys.readouterr().out
+    assert main(["recommendations", "--warehouse", str(first_run.workspace.warehouse)]) == 0
+    assert "recommendation" in capsys.readouterr().out
+    assert main(["report", "--publish", publish]) == 0
+    assert capsys.readouterr().out.strip().endswith("sop_report.html")
+
+
+def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
+    from orchestration.cli import main
+
+    for command in ("exceptions", "recommendations", "report"):
+        assert main([command, "--dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("soe: error:") and "Traceback" not in err
