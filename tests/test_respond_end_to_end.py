@@ -55,6 +55,28 @@ def run(tmp_path_factory):
         for w in range(3, 13)]
     net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-2", "week_start": monday(w).isoformat(),
                                   "capacity_qty": 500.0} for w in range(-8, 13)]
+    # SKU-S: the plant is 57 short in week 3 until MO-S-4 (400) finishes on Fri 12-18 (week 4). LINE-3 is full
+    # every week (capacity = load), so no pull-in fits; MO-T-3 (100 units of SKU-T, Fri 12-11) shares its slot and
+    # SKU-T sits far above its safety stock (~320 against 100): run MO-S-4 first, MO-T-3's units move to 12-18.
+    net["skus"] += [{"sku_id": sku, "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0}
+                    for sku in ["SKU-S", "SKU-T"]]
+    net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku,
+                         "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": demand,
+                         "supply_qty": demand, "safety_stock_qty": ss}
+                        for sku, demand, ss in [("SKU-S", 100.0, 0.0), ("SKU-T", 50.0, 100.0)] for w in range(-2, 13)]
+    net["inventory_snapshots"] += [{"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": "PLANT-1",
+                                    "on_hand_qty": qty, "quality_hold_qty": 0.0} for sku, qty in [("SKU-S", 300.0),
+                                                                                                    ("SKU-T", 350.0)]]
+    line3 = [("SKU-S", w, 400.0 if w == 4 else 100.0) for w in range(4, 13)] + \
+        [("SKU-T", w, 100.0 if w == 3 else 50.0) for w in range(1, 13)]
+    net["production_orders"] += [
+        {"production_order_id": f"MO-{sku[-1]}-{w}", "sku_id": sku, "location_id": "PLANT-1", "resource_id": "LINE-3",
+         "planned_start_date": monday(w).isoformat(), "planned_finish_date": (monday(w) + timedelta(days=4)).isoformat(),
+         "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
+        for sku, w, qty in line3]
+    load = pd.DataFrame(line3, columns=["sku", "week", "qty"]).groupby("week")["qty"].sum()
+    net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-3", "week_start": monday(w).isoformat(),
+                                  "capacity_qty": float(load.get(w, 100.0))} for w in range(-8, 13)]
     root = tmp_path_factory.mktemp("respond")
     result = run_soe(root, write_landing_zone(root / "landing", net))
     assert result.ok
@@ -109,6 +131,21 @@ def test_idle_resource_gets_a_pull_in(recs):
     # staged as late as each week needs (7 by week 0, 100 more by week 1, 100 more by week 2: fewer days pulled)
     assert p["qty"].sum() == pytest.approx(207)
     assert sorted(p["qty"]) == pytest.approx([7, 100, 100])
+
+
+def test_full_resource_gets_a_reprioritisation(recs):
+    s = recs[recs["sku_id"] == "SKU-S"]
+    assert s["action_type"].tolist() == ["reprioritise_production"]
+    row = s.iloc[0]
+    # plant: 300 - 100 x 4/7 = 243 in week 0, 143, 43, -57 in week 3: 57 units (rounded down) in MO-T-3's slot
+    assert row["reference_id"] == "MO-S-4" and row["qty"] == pytest.approx(57)
+    assert row["impact_resolved_value"] == pytest.approx(57 * 50)
+    assert row["cost"] == pytest.approx(57 * (1.50 + 0.10 * 5))  # finishing Sun 12-13 instead of Fri 12-18
+    assert row["explanation"].startswith(
+        "Run MO-S-4 (57 units of SKU-S) before MO-T-3 on LINE-3 at PLANT-1 in week 2026-12-07 (finishing 2026-12-13 "
+        "instead of 2026-12-18, $114): 57 units of MO-T-3 (SKU-T) move from 2026-12-11 to 2026-12-18, SKU-T stays at "
+        "or above safety stock at PLANT-1")
+    assert not (recs["sku_id"] == "SKU-T").any()
 
 
 def test_every_recommended_action_applied_leaves_no_new_shortfall(run, recs):

@@ -144,3 +144,71 @@ def test_explanation_states_the_numbers():
         "Move 60 units of X from D to A (2 days, $60, arriving 2026-11-21): covers 60 of the week-48 (2026-11-23) "
         "shortfall of 60 units at A ($3,000 of revenue protected); D stays at or above safety stock "
         "(lowest margin 140 units).")
+
+
+# Reprioritisation: plant P is 50 short of X in weeks 2-3 until MO-1 (200 units of X) finishes on Fri 2026-12-18
+# (week 4). Resource R has no spare capacity in weeks 1-3, so no pull-in fits. MO-2 (100 units of Y) and MO-3
+# (100 units of Z) both finish on R on Fri 2026-12-04 (week 2). Running MO-1 in that slot (finishing Sunday
+# 12-06, 12 days earlier) pushes the swapped units of the other order to MO-1's old week (12-18): -qty of
+# its SKU at P in weeks 2-3.
+def _swap_problem(others: list[tuple[str, str]], series: dict[tuple[str, str], tuple[list[float], float]]):
+    pos = positions({("X", "P"): ([10, 5, -50, -50, 150, 150], 0), **series}, types={"P": "plant"})
+    orders = [("MO-1", "X", date(2026, 12, 18), 4, 200.0)] + [(mo, sku, date(2026, 12, 4), 2, 100.0) for mo, sku in others]
+    supply = pd.DataFrame([{"supply_kind": "production", "reference_id": mo, "sku_id": sku, "location_id": "P",
+                            "resource_id": "R", "due_date": due, "week_index": week, "qty": qty, "ship_date": None}
+                           for mo, sku, due, week, qty in orders])
+    capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": w, "spare_qty": 0.0} for w in range(F)])
+    return problem(pos, lanes(), supply, capacity)
+
+
+def test_full_resource_gets_a_reprioritisation_and_the_pushed_order_keeps_its_sku_above_safety_stock():
+    # Y at P has 300 against a safety stock of 100 (200 to spare); Z sits at its safety stock (the decoy:
+    # pushing MO-3 would take Z below it). The only cover is MO-1 in MO-2's slot, 50 units: X 0 in weeks 2-3,
+    # Y 250 there; Z untouched. Cost 50 x (1.50 + 0.10 x 12) = $135.
+    prob = _swap_problem([("MO-2", "Y"), ("MO-3", "Z")],
+                         {("Y", "P"): ([300] * 6, 100), ("Z", "P"): ([100] * 6, 100)})
+    assert sorted(prob.actions["other_reference_id"]) == ["MO-2", "MO-3"]
+    assert set(prob.actions["action_type"]) == {"reprioritise_production"}
+    acts, projected = chosen(prob)
+    assert acts[["action_type", "reference_id", "other_reference_id", "qty"]].values.tolist() == [
+        ["reprioritise_production", "MO-1", "MO-2", 50.0]]
+    new = projected.set_index(["sku_id", "week_index"])["proj_new"]
+    assert new.loc["X"].tolist() == [10, 5, 0, 0, 150, 150]
+    assert new.loc["Y"].tolist() == [300, 300, 250, 250, 300, 300]
+    assert new.loc["Z"].tolist() == [100] * 6
+    from soe_assets.respond.recommend import _action_rows
+    into, short = attribute(prob, acts, projected)
+    assert short["protected_value"].sum() == pytest.approx(50 * 50)
+    row = _action_rows(prob, into, projected).iloc[0]
+    assert row["cost"] == pytest.approx(135)
+    assert row["explanation"] == (
+        "Run MO-1 (50 units of X) before MO-2 on R at P in week 2026-11-30 (finishing 2026-12-06 instead of "
+        "2026-12-18, $135): 50 units of MO-2 (Y) move from 2026-12-04 to 2026-12-18, Y stays at or above safety stock "
+        "at P (lowest margin 150 units); covers 50 of the week-49 (2026-11-30) shortfall of 50 units at P "
+        "($2,500 of revenue protected).")
+
+
+def test_reprioritisation_that_would_take_the_other_sku_below_safety_stock_is_not_chosen():
+    # Only the decoy MO-3 shares the slot; Z would go below its safety stock: nothing moves, X stays 50 short.
+    prob = _swap_problem([("MO-3", "Z")], {("Z", "P"): ([100] * 6, 100)})
+    assert (prob.actions["action_type"] == "reprioritise_production").sum() == 1
+    acts, projected = chosen(prob)
+    assert acts.empty
+    assert (projected["proj_new"] == projected["proj"]).all()
+    # and the re-projection verifier withdraws it if it were proposed anyway
+    from soe_assets.respond.verify import verified
+    kept, withdrawn, _ = verified(prob, prob.actions.assign(qty=50.0))
+    assert kept.empty and withdrawn["other_reference_id"].tolist() == ["MO-3"]
+
+
+def test_spare_capacity_is_used_by_a_pull_in_before_any_reprioritisation():
+    # Same as above but R has 80 spare in week 2: the pull-in is generated and no swap is offered there.
+    prob = _swap_problem([("MO-2", "Y")], {("Y", "P"): ([300] * 6, 100)})
+    cap = prob.capacity.assign(spare_qty=lambda f: f["spare_qty"].where(f["week_index"] != 2, 80.0))
+    pos = prob.positions
+    supply = pd.DataFrame([{"supply_kind": "production", "reference_id": mo, "sku_id": sku, "location_id": "P",
+                            "resource_id": "R", "due_date": due, "week_index": week, "qty": 100.0 if mo == "MO-2" else 200.0,
+                            "ship_date": None}
+                           for mo, sku, due, week in [("MO-1", "X", date(2026, 12, 18), 4), ("MO-2", "Y", date(2026, 12, 4), 2)]])
+    acts, _ = chosen(problem(pos, lanes(), supply, cap))
+    assert acts[["action_type", "reference_id", "qty"]].values.tolist() == [["pull_in_production", "MO-1", 50.0]]

@@ -15,6 +15,12 @@ end-of-week projected balance of those weeks.
   +qty at the receiving location in weeks t..a-1 (the receipt itself is unchanged from week a on).
 - ``pull_in_production``: finish an open production order due in week a in an earlier fence week t,
   using the spare capacity of its resource in week t. Effect: +qty at the plant in weeks t..a-1.
+- ``reprioritise_production``: on a resource with no spare capacity in fence week t, run order A
+  (due in week a, serving a shortage) in the slot of order B (another SKU, due in week t), and B in
+  A's old slot (week a): capacity-neutral in every week. Effects: +qty of A's SKU and -qty of B's
+  SKU at the plant in weeks t..a-1. B's SKU-location is a donor for the model (it must stay at or
+  above safety stock through the horizon), so a swap that would create an exception there is never
+  chosen; the verifier re-checks it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ ACTION_COLUMNS = [
     "action_id", "sku_id", "action_type", "reference_id", "from_location_id", "to_location_id",
     "depart_week", "arrive_week", "transit_days", "old_date", "new_date", "days_pulled",
     "cost_per_unit", "upper_qty", "item_key", "item_qty", "resource_key", "capacity_week",
+    # reprioritise_production only: the order pushed later (B); other actions leave these empty
+    "other_reference_id", "other_sku_id", "other_item_key", "other_item_qty", "other_old_date", "other_new_date",
 ]
 EFFECT_COLUMNS = ["action_id", "sku_id", "location_id", "start_week", "end_week", "sign"]
 
@@ -93,7 +101,26 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
     in_fence = all_short[all_short["first_week"].notna()].copy()
     in_fence["first_week"] = in_fence["first_week"].astype(int)
     conn.register("_short", in_fence[["sku_id", "location_id"]])
+    conn.register("_others", in_fence[["sku_id", "location_id"]].iloc[0:0])
     try:
+        # open supply of the short SKUs, plus the other production orders finishing inside the fence on
+        # the resources that make a short SKU (the orders a reprioritisation could push later)
+        supply = conn.execute("""
+            with short_resources as (
+                select distinct location_id, resource_id from intermediate.int_open_supply
+                where supply_kind = 'production' and sku_id in (select distinct sku_id from _short)
+            )
+            select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index, s.qty,
+                   sh.ship_date
+            from intermediate.int_open_supply as s
+            left join staging.stg_shipments as sh on s.supply_kind = 'transfer' and sh.shipment_id = s.reference_id
+            where s.week_index >= 1 and s.week_index < ? and (
+                s.sku_id in (select distinct sku_id from _short)
+                or (s.supply_kind = 'production' and s.week_index < ? and exists (
+                    select 1 from short_resources as r where r.location_id = s.location_id and r.resource_id = s.resource_id)))
+        """, [run.horizon_weeks, run.time_fence_weeks]).df()
+        others = supply.loc[~supply["sku_id"].isin(in_fence["sku_id"]), ["sku_id", "location_id"]].drop_duplicates()
+        conn.register("_others", others)
         positions = conn.execute("""
             select slw.sku_id, slw.location_id, coalesce(loc.location_type, '') as location_type, slw.week_index,
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
@@ -102,6 +129,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             from marts.sku_location_week as slw
             left join staging.stg_locations as loc using (location_id)
             where slw.sku_id in (select distinct sku_id from _short)
+               or exists (select 1 from _others as o where o.sku_id = slw.sku_id and o.location_id = slw.location_id)
             order by slw.sku_id, slw.location_id, slw.week_index
         """).df()
         lanes = conn.execute("""
@@ -114,13 +142,6 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             from staging.stg_shipments as sh
             inner join _short on _short.sku_id = sh.sku_id and _short.location_id = sh.to_location_id
         """).df()
-        supply = conn.execute("""
-            select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index, s.qty,
-                   sh.ship_date
-            from intermediate.int_open_supply as s
-            left join staging.stg_shipments as sh on s.supply_kind = 'transfer' and sh.shipment_id = s.reference_id
-            where s.sku_id in (select distinct sku_id from _short) and s.week_index >= 1 and s.week_index < ?
-        """, [run.horizon_weeks]).df()
         capacity = conn.execute(f"""
             with load as (
                 select location_id, resource_id,
@@ -138,6 +159,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
         """).df()
     finally:
         conn.unregister("_short")
+        conn.unregister("_others")
     positions["week_start"] = pd.to_datetime(positions["week_start"]).dt.date
     problem = build_problem(run.as_of, run.horizon_weeks, run.time_fence_weeks, positions, in_fence, lanes, usual,
                             supply, capacity, config)
@@ -154,6 +176,7 @@ def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: 
         _transfers(as_of, week0, horizon_weeks, fence_weeks, positions, shortages, lanes, usual, config),
         _expedites(as_of, week0, fence_weeks, shortages, supply, config),
         _pull_ins(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
+        _reprioritisations(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
     ]
     actions = pd.concat([p[0] for p in parts if len(p[0])], ignore_index=True) if any(len(p[0]) for p in parts) \
         else pd.DataFrame(columns=ACTION_COLUMNS)
@@ -164,7 +187,9 @@ def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: 
     if len(actions):
         actions["action_id"] = np.concatenate([p[0]["local_id"].to_numpy() + off for p, off in zip(parts, offsets) if len(p[0])])
         effects["action_id"] = np.concatenate([p[1]["local_id"].to_numpy() + off for p, off in zip(parts, offsets) if len(p[1])])
-        actions = actions[ACTION_COLUMNS]
+        actions = actions.reindex(columns=ACTION_COLUMNS)
+        text = ["other_reference_id", "other_sku_id", "other_item_key"]
+        actions[text] = actions[text].astype(object)  # all-NaN (float) when no reprioritisation: keep them mergeable on ids
         effects = effects[EFFECT_COLUMNS]
     return Problem(as_of=as_of, week0=week0, horizon_weeks=horizon_weeks, fence_weeks=fence_weeks,
                    positions=positions, shortages=shortages, actions=actions, effects=effects,
@@ -174,6 +199,17 @@ def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: 
 
 def _empty() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(columns=[*ACTION_COLUMNS, "local_id"]), pd.DataFrame(columns=[*EFFECT_COLUMNS, "local_id"])
+
+
+def _production_to_pull(shortages: pd.DataFrame, lanes: pd.DataFrame, supply: pd.DataFrame) -> pd.DataFrame:
+    """Open production orders of a short SKU at a plant that is short itself or can ship along a lane
+    to a short location of the SKU, with their ``resource_key``."""
+    feeders = shortages[["sku_id", "location_id"]].rename(columns={"location_id": "to_location_id"}).merge(
+        lanes[["from_location_id", "to_location_id"]], on="to_location_id")[["sku_id", "from_location_id"]]
+    places = pd.concat([shortages[["sku_id", "location_id"]],
+                        feeders.rename(columns={"from_location_id": "location_id"})]).drop_duplicates()
+    items = supply[supply["supply_kind"] == "production"].merge(places, on=["sku_id", "location_id"])
+    return items.assign(resource_key=items["location_id"] + "/" + items["resource_id"])
 
 
 def _week_of(days_from_week0: pd.Series | np.ndarray) -> np.ndarray:
@@ -281,15 +317,9 @@ def _expedites(as_of, week0, fence, shortages, supply, config):
 def _pull_ins(as_of, week0, fence, positions, shortages, lanes, supply, capacity, config):
     if not len(shortages) or not len(supply) or not len(capacity):
         return _empty()
-    # plants that are short themselves, or can ship along a lane to a short location of the SKU
-    feeders = shortages[["sku_id", "location_id"]].rename(columns={"location_id": "to_location_id"}).merge(
-        lanes[["from_location_id", "to_location_id"]], on="to_location_id")[["sku_id", "from_location_id"]]
-    places = pd.concat([shortages[["sku_id", "location_id"]],
-                        feeders.rename(columns={"from_location_id": "location_id"})]).drop_duplicates()
-    items = supply[supply["supply_kind"] == "production"].merge(places, on=["sku_id", "location_id"])
+    items = _production_to_pull(shortages, lanes, supply)
     if not len(items):
         return _empty()
-    items = items.assign(resource_key=items["location_id"] + "/" + items["resource_id"])
     cand = _pulled(as_of, week0, fence, items, config.max_production_pull_in_days)
     cand = cand.merge(capacity.rename(columns={"week_index": "target_week"}), on=["resource_key", "target_week"])
     cand = cand[cand["spare_qty"] > 0].reset_index(drop=True)
@@ -310,3 +340,52 @@ def _pull_ins(as_of, week0, fence, positions, shortages, lanes, supply, capacity
     eff = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["location_id"],
                         "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": 1})
     return cand, eff
+
+
+def _reprioritisations(as_of, week0, fence, positions, shortages, lanes, supply, capacity, config):
+    """Order A (a short SKU's, due in week a) runs in fence week t instead of order B (another SKU on the
+    same resource, due in t), where the resource has no spare capacity in t; B takes A's slot in week a."""
+    if not len(shortages) or not len(supply) or not len(capacity):
+        return _empty()
+    items = _production_to_pull(shortages, lanes, supply)
+    if not len(items):
+        return _empty()
+    cand = _pulled(as_of, week0, fence, items, config.max_production_pull_in_days)
+    full = capacity.loc[capacity["spare_qty"] <= 1e-9, ["resource_key", "week_index"]].rename(
+        columns={"week_index": "target_week"})
+    cand = cand.merge(full, on=["resource_key", "target_week"])
+    production = supply[supply["supply_kind"] == "production"]
+    others = pd.DataFrame({
+        "resource_key": production["location_id"] + "/" + production["resource_id"],
+        "target_week": production["week_index"], "other_reference_id": production["reference_id"],
+        "other_sku_id": production["sku_id"], "other_item_qty": production["qty"],
+        "other_old_date": pd.to_datetime(production["due_date"])})
+    # B's SKU-location must be in the projection: the model and the verifier guard its safety stock there
+    known = positions[["sku_id", "location_id"]].drop_duplicates().rename(
+        columns={"sku_id": "other_sku_id", "location_id": "_loc"})
+    cand = cand.merge(others, on=["resource_key", "target_week"])
+    cand = cand[cand["other_sku_id"] != cand["sku_id"]]
+    cand = cand.merge(known, left_on=["other_sku_id", "location_id"], right_on=["other_sku_id", "_loc"]).drop(columns="_loc")
+    cand = cand.reset_index(drop=True)
+    if not len(cand):
+        return _empty()
+    cand["local_id"] = np.arange(len(cand))
+    cand["action_type"] = "reprioritise_production"
+    cand["cost_per_unit"] = config.reprioritise_cost_per_unit + config.reprioritise_cost_per_unit_day * cand["days_pulled"]
+    cand["from_location_id"] = None
+    cand["to_location_id"] = cand["location_id"]
+    cand["depart_week"] = -1
+    cand["arrive_week"] = cand["target_week"]
+    cand["transit_days"] = 0
+    cand["upper_qty"] = np.minimum(cand["qty"], cand["other_item_qty"])
+    cand["item_key"] = "production|" + cand["reference_id"]
+    cand["item_qty"] = cand["qty"]
+    cand["other_item_key"] = "production|" + cand["other_reference_id"]
+    # B moves into A's old week, same weekday: capacity-neutral in every week (not a capacity row)
+    cand["other_new_date"] = cand["other_old_date"] + pd.to_timedelta(7 * (cand["week_index"] - cand["target_week"]), unit="D")
+    cand["capacity_week"] = -1
+    pulled = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["location_id"],
+                           "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": 1})
+    pushed = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["other_sku_id"], "location_id": cand["location_id"],
+                           "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": -1})
+    return cand, pd.concat([pulled, pushed], ignore_index=True)

@@ -42,6 +42,15 @@ class RespondConfig:
     pull_in_cost_per_unit_day: float = 0.10
     max_production_pull_in_days: int = 21
 
+    # --- reprioritise production (swap two orders on a full resource)
+    reprioritise_cost_per_unit: float = 1.50
+    """Re-sequencing premium per unit when an order is run before another on a resource with no spare
+    capacity (two changeovers re-planned, the later order re-confirmed). Offered only in weeks with no
+    spare capacity, and dearer than a pull-in, so where a pull-in into another week's spare capacity
+    also covers the shortage the model takes the pull-in."""
+    reprioritise_cost_per_unit_day: float = 0.10
+    """... plus this per unit and per day the shortage's order is pulled in (as a pull-in)."""
+
     # --- solver and output
     epsilon_cost_per_unit: float = 0.01
     """Tiny cost on every action unit so the LP never moves stock it does not need (ties, zero-cost lanes)."""

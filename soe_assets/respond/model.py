@@ -9,7 +9,9 @@ Variables
 
 - ``x[a] >= 0`` units of candidate action ``a`` (``candidates.py``): a lane transfer departing in a
   fence week, an expedite of a PO line / in-transit shipment into an earlier fence week, a
-  production pull-in into an earlier fence week. Each action changes the projection of the weeks
+  production pull-in into an earlier fence week, a reprioritisation (order A of a short SKU runs in
+  fence week t in the slot of order B of another SKU on the same full resource; B takes A's old
+  week: +1 for A's SKU and -1 for B's SKU at the plant in weeks t..a-1). Each action changes the projection of the weeks
   it covers by ``E[a,l,k]`` in {-1, 0, +1} per unit, so the new balance is
   ``P'[l,k] = P[l,k] + sum_a E[a,l,k] x[a]``.
 - ``u[l] in [0, S[l]]`` the shortage left uncovered at short location l.
@@ -19,7 +21,8 @@ Objective (minimise; equal to maximising revenue protected minus action cost, up
     sum_l price[s] * u[l]  +  sum_a cost[a] * x[a]
 
 ``price[s] * (S[l] - u[l])`` is the revenue protected; ``cost[a]`` per unit is the lane cost +
-handling for transfers, premium + per-day rate for expedites and pull-ins (``RespondConfig``), plus
+handling for transfers, premium + per-day rate for expedites, pull-ins and reprioritisations
+(``RespondConfig``), plus
 a tiny epsilon so no unneeded unit moves.
 
 Constraints
@@ -27,16 +30,19 @@ Constraints
 1. No new exception at a location that gives stock (donors, every week of the horizon, which also
    covers the transfer's arrival): ``P'[l,k] >= min(SS[l,k], P[l,k])``, i.e.
    ``sum_a E[a,l,k] x[a] >= -max(0, P[l,k] - SS[l,k])``. A donor at or above safety stock stays at or
-   above it; one already below gives nothing in and before that week.
+   above it; one already below gives nothing in and before that week. The SKU-location of an order a
+   reprioritisation pushes later is such a location.
 2. Shortage cover (short locations, fence weeks with ``P < 0``): ``sum_a E[a,l,k] x[a] + u[l] >= -P[l,k]``.
    Lane transit times are in ``E``: a transfer counts at the receiver only from its arrival week.
 3. Resource capacity (per resource and fence week t): ``sum of pull-ins finishing in t <= spare[r,t]``
-   (capacity minus planned load), so no capacity overload is created.
+   (capacity minus planned load), so no capacity overload is created. Reprioritisations are
+   capacity-neutral (A and B swap slots) and take no spare capacity.
 4. Supply availability (per PO line / shipment / production order): ``sum over its target weeks of
-   x[a] <= open qty``.
+   x[a] <= open qty``; a reprioritisation counts against both the order it pulls in and the one it
+   pushes later.
 
-Decomposition: SKUs are independent except through shared resources (3). SKUs linked by a
-resource candidate are merged into one connected component (``scipy.sparse.csgraph``); components
+Decomposition: SKUs are independent except through shared resources (3) and reprioritisations
+(which lower another SKU). SKUs linked by a resource candidate or a reprioritisation are merged into one connected component (``scipy.sparse.csgraph``); components
 are packed into blocks of about ``block_max_variables`` variables and each block is one sparse LP.
 """
 
@@ -78,14 +84,21 @@ def expand_weeks(effects: pd.DataFrame) -> pd.DataFrame:
 
 
 def _blocks(problem: Problem, config: RespondConfig) -> pd.Series:
-    """Block number per SKU (index sku_id): connected components over shared resources, packed."""
-    skus = pd.Index(problem.shortages["sku_id"].unique())
+    """Block number per SKU (index sku_id): connected components over shared resources and over the
+    SKUs one action touches (a reprioritisation lowers another SKU), packed."""
     acts = problem.actions
+    skus = pd.Index(pd.unique(np.concatenate([problem.shortages["sku_id"].to_numpy(dtype=object),
+                                              problem.effects["sku_id"].to_numpy(dtype=object)])))
     linked = acts[acts["resource_key"].notna()][["sku_id", "resource_key"]].drop_duplicates()
     resources = pd.Index(linked["resource_key"].unique())
+    touched = problem.effects[["action_id", "sku_id"]].merge(
+        acts[["action_id", "sku_id"]].rename(columns={"sku_id": "action_sku"}), on="action_id")
+    touched = touched[touched["sku_id"] != touched["action_sku"]][["action_sku", "sku_id"]].drop_duplicates()
     n = len(skus) + len(resources)
     graph = sparse.coo_matrix(
-        (np.ones(len(linked)), (skus.get_indexer(linked["sku_id"]), len(skus) + resources.get_indexer(linked["resource_key"]))),
+        (np.ones(len(linked) + len(touched)),
+         (np.concatenate([skus.get_indexer(linked["sku_id"]), skus.get_indexer(touched["action_sku"])]),
+          np.concatenate([len(skus) + resources.get_indexer(linked["resource_key"]), skus.get_indexer(touched["sku_id"])]))),
         shape=(n, n))
     _, component = connected_components(graph, directed=False)
     per_sku = acts.groupby("sku_id").size().reindex(skus, fill_value=0).to_numpy() + 1
@@ -142,9 +155,9 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     rhs_g.append(cover_rows["proj"].to_numpy(float))
     block_g.append(block_of_sku.reindex(cover_rows["sku_id"]).to_numpy())
 
-    # 3. resource capacity:  sum x <= spare
+    # 3. resource capacity:  sum x <= spare (pull-ins; a reprioritisation is capacity-neutral: capacity_week -1)
     acts_pos = acts.assign(col=np.arange(n_a), block=var_block[:n_a])
-    pulls = acts_pos[acts_pos["resource_key"].notna()]
+    pulls = acts_pos[acts_pos["resource_key"].notna() & (acts_pos["capacity_week"] >= 0)]
     if len(pulls):
         cap_rows = pulls.groupby(["resource_key", "capacity_week"]).agg(block=("block", "first")).reset_index()
         cap_rows = cap_rows.merge(problem.capacity.rename(columns={"week_index": "capacity_week"}),
@@ -156,8 +169,11 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
         rhs_g.append(cap_rows["spare_qty"].fillna(0).to_numpy(float))
         block_g.append(cap_rows["block"].to_numpy())
 
-    # 4. supply availability per item:  sum x <= open qty
-    items = acts_pos[acts_pos["item_key"].notna()]
+    # 4. supply availability per item:  sum x <= open qty (a reprioritisation uses up both orders it swaps)
+    items = pd.concat([acts_pos[["item_key", "item_qty", "block", "col"]],
+                       acts_pos[["other_item_key", "other_item_qty", "block", "col"]].set_axis(
+                           ["item_key", "item_qty", "block", "col"], axis=1)], ignore_index=True)
+    items = items[items["item_key"].notna()]
     if len(items):
         item_rows = items.groupby("item_key").agg(qty=("item_qty", "first"), block=("block", "first")).reset_index()
         item_rows["row"] = n_rows + np.arange(len(item_rows))

@@ -84,6 +84,9 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
     donors = lowest[["sku_id", "location_id", "margin", "ss"]].rename(columns={"margin": "low", "ss": "low_ss"}) \
         if len(lowest) else pd.DataFrame(columns=["sku_id", "location_id", "low", "low_ss"])
     a = acts.merge(donors.rename(columns={"location_id": "from_location_id"}), on=["sku_id", "from_location_id"], how="left")
+    # a reprioritisation lowers the SKU of the order it pushes later, at the plant
+    pushed = donors.rename(columns={"sku_id": "other_sku_id", "location_id": "to_location_id", "low": "other_low"})
+    a = a.merge(pushed[["other_sku_id", "to_location_id", "other_low"]], on=["other_sku_id", "to_location_id"], how="left")
     has_short = a["short_qty"].notna()
     short_week = _week_label(week0, a["first_week"].fillna(0))
     covers = np.where(
@@ -108,7 +111,20 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
               + " days earlier, " + _money(a["cost"])
               + np.where(a["action_type"] == "pull_in_production", " within the resource's spare capacity", "")
               + "): " + covers + ".")
-    a["explanation"] = np.where(transfer, t_text, p_text)
+    # reprioritise_production: A runs in B's slot, B in A's old week; B's SKU-location is the one lowered
+    swap = a["action_type"] == "reprioritise_production"
+    resource = a["resource_key"].astype(str).str.split("/", n=1).str[-1]
+    slot = pd.Timestamp(week0) + pd.to_timedelta(7 * a["arrive_week"].astype(int), unit="D")
+    s_text = ("Run " + a["reference_id"].astype(str) + " (" + _n(a["qty"]) + " units of " + a["sku_id"] + ") before "
+              + a["other_reference_id"].astype(str) + " on " + resource + " at " + a["to_location_id"].astype(str)
+              + " in week " + slot.dt.strftime("%Y-%m-%d") + " (finishing " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d")
+              + " instead of " + pd.to_datetime(a["old_date"]).dt.strftime("%Y-%m-%d") + ", " + _money(a["cost"]) + "): "
+              + _n(a["qty"]) + " units of " + a["other_reference_id"].astype(str) + " (" + a["other_sku_id"].astype(str)
+              + ") move from " + pd.to_datetime(a["other_old_date"]).dt.strftime("%Y-%m-%d") + " to "
+              + pd.to_datetime(a["other_new_date"]).dt.strftime("%Y-%m-%d") + ", " + a["other_sku_id"].astype(str)
+              + " stays at or above safety stock at " + a["to_location_id"].astype(str) + " (lowest margin "
+              + _n(a["other_low"].fillna(0)) + " units); " + covers + ".")
+    a["explanation"] = np.where(transfer, t_text, np.where(swap, s_text, p_text))
     a["week_start"] = pd.Timestamp(week0) + pd.to_timedelta(7 * a["first_week"].fillna(0).astype(int), unit="D")
     return a
 
@@ -260,6 +276,8 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     key = (mart["action_type"].astype(str) + "|" + mart["sku_id"].astype(str) + "|" + mart["from_location_id"].fillna("").astype(str)
            + "|" + mart["to_location_id"].fillna("").astype(str) + "|" + mart["reference_id"].fillna("").astype(str)
            + "|" + mart.get("new_date", pd.Series(index=mart.index, dtype=object)).astype(str))
+    other = mart.get("other_reference_id", pd.Series(index=mart.index, dtype=object))
+    key = key.where(other.isna(), key + "|" + other.astype(str))  # a reprioritisation: also the order pushed later
     mart["recommendation_id"] = "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype(str).str[:12]
     mart["as_of"] = run.as_of
     mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date

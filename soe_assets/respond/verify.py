@@ -5,8 +5,10 @@ The projection is linear in the actions, so the re-projection adds each action's
 *creates a new exception* when, anywhere it touches:
 
 - a balance falls below ``min(safety stock, balance before)`` in any horizon week (a new or deeper
-  stockout / below-safety-stock: donors must stay at or above safety stock);
-- a resource-week gets more pull-ins than its spare capacity (a new capacity overload);
+  stockout / below-safety-stock: donors, and the SKU of an order a reprioritisation pushes later,
+  must stay at or above safety stock);
+- a resource-week gets more pull-ins than its spare capacity (a new capacity overload;
+  reprioritisations swap two orders' slots and leave every week's load unchanged);
 - a receiving location ends the fence with excess it did not have (the exception engine's
   excess rule: more than safety stock + ``excess_cover_weeks`` of demand, by ``excess_min_units``).
 
@@ -33,7 +35,7 @@ def reproject(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
     cells["delta"] = cells["sign"] * cells["qty"]
     delta = cells.groupby(["sku_id", "location_id", "week_index"], as_index=False)["delta"].sum()
     out = problem.positions.merge(delta, on=["sku_id", "location_id", "week_index"], how="left")
-    out["delta"] = out["delta"].fillna(0.0)
+    out["delta"] = out["delta"].astype(float).fillna(0.0)
     out["proj_new"] = out["proj"] + out["delta"]
     return out
 
@@ -51,7 +53,7 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
     bad_places = pd.concat([bad_places, new_excess[new_excess].index.to_frame(index=False)]).drop_duplicates()
     touched = problem.effects[["action_id", "sku_id", "location_id"]].merge(bad_places, on=["sku_id", "location_id"])
     bad = actions["action_id"].isin(touched["action_id"])
-    pulls = actions[actions["resource_key"].notna()]
+    pulls = actions[actions["resource_key"].notna() & (actions["capacity_week"] >= 0)]  # swaps are capacity-neutral
     if len(pulls):
         load = pulls.groupby(["resource_key", "capacity_week"], as_index=False)["qty"].sum().merge(
             problem.capacity.rename(columns={"week_index": "capacity_week"}), on=["resource_key", "capacity_week"], how="left")
