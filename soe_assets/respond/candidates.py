@@ -325,21 +325,34 @@ def _pull_ins(as_of, week0, fence, positions, shortages, lanes, supply, capacity
     cand = cand[cand["spare_qty"] > 0].reset_index(drop=True)
     if not len(cand):
         return _empty()
+    cand = _as_production_action(cand, "pull_in_production", config.pull_in_cost_per_unit,
+                                 config.pull_in_cost_per_unit_day, upper_qty=cand["qty"])
+    cand["capacity_week"] = cand["target_week"]
+    return cand, _pulled_effect(cand)
+
+
+def _as_production_action(cand: pd.DataFrame, action_type: str, cost_per_unit: float, cost_per_unit_day: float,
+                          upper_qty: pd.Series) -> pd.DataFrame:
+    """The columns every production order brought forward shares (pull-in or reprioritisation)."""
+    cand = cand.reset_index(drop=True)
     cand["local_id"] = np.arange(len(cand))
-    cand["action_type"] = "pull_in_production"
-    cand["cost_per_unit"] = config.pull_in_cost_per_unit + config.pull_in_cost_per_unit_day * cand["days_pulled"]
+    cand["action_type"] = action_type
+    cand["cost_per_unit"] = cost_per_unit + cost_per_unit_day * cand["days_pulled"]
     cand["from_location_id"] = None
     cand["to_location_id"] = cand["location_id"]
     cand["depart_week"] = -1
     cand["arrive_week"] = cand["target_week"]
     cand["transit_days"] = 0
-    cand["upper_qty"] = cand["qty"]
+    cand["upper_qty"] = upper_qty.to_numpy()
     cand["item_key"] = "production|" + cand["reference_id"]
     cand["item_qty"] = cand["qty"]
-    cand["capacity_week"] = cand["target_week"]
-    eff = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["location_id"],
-                        "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": 1})
-    return cand, eff
+    return cand
+
+
+def _pulled_effect(cand: pd.DataFrame, sku_column: str = "sku_id", sign: int = 1) -> pd.DataFrame:
+    """Stock of the order's SKU at the plant moves by the action's quantity from the new week to the old one."""
+    return pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand[sku_column], "location_id": cand["location_id"],
+                         "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": sign})
 
 
 def _reprioritisations(as_of, week0, fence, positions, shortages, lanes, supply, capacity, config):
@@ -369,23 +382,11 @@ def _reprioritisations(as_of, week0, fence, positions, shortages, lanes, supply,
     cand = cand.reset_index(drop=True)
     if not len(cand):
         return _empty()
-    cand["local_id"] = np.arange(len(cand))
-    cand["action_type"] = "reprioritise_production"
-    cand["cost_per_unit"] = config.reprioritise_cost_per_unit + config.reprioritise_cost_per_unit_day * cand["days_pulled"]
-    cand["from_location_id"] = None
-    cand["to_location_id"] = cand["location_id"]
-    cand["depart_week"] = -1
-    cand["arrive_week"] = cand["target_week"]
-    cand["transit_days"] = 0
-    cand["upper_qty"] = np.minimum(cand["qty"], cand["other_item_qty"])
-    cand["item_key"] = "production|" + cand["reference_id"]
-    cand["item_qty"] = cand["qty"]
+    cand = _as_production_action(cand, "reprioritise_production", config.reprioritise_cost_per_unit,
+                                 config.reprioritise_cost_per_unit_day,
+                                 upper_qty=np.minimum(cand["qty"], cand["other_item_qty"]))
     cand["other_item_key"] = "production|" + cand["other_reference_id"]
     # B moves into A's old week, same weekday: capacity-neutral in every week (not a capacity row)
     cand["other_new_date"] = cand["other_old_date"] + pd.to_timedelta(7 * (cand["week_index"] - cand["target_week"]), unit="D")
     cand["capacity_week"] = -1
-    pulled = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["sku_id"], "location_id": cand["location_id"],
-                           "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": 1})
-    pushed = pd.DataFrame({"local_id": cand["local_id"], "sku_id": cand["other_sku_id"], "location_id": cand["location_id"],
-                           "start_week": cand["target_week"], "end_week": cand["week_index"] - 1, "sign": -1})
-    return cand, pd.concat([pulled, pushed], ignore_index=True)
+    return cand, pd.concat([_pulled_effect(cand), _pulled_effect(cand, "other_sku_id", sign=-1)], ignore_index=True)
