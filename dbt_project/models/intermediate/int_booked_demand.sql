@@ -30,7 +30,7 @@ open_sales_orders as (
 
     select
         'sales_order' as demand_kind,
-        {{ dbt.concat(['sales_orders.order_id', "':'", dbt.cast('sales_orders.line_no', dbt.type_string())]) }} as reference_id,
+        {{ line_reference('sales_orders.order_id', 'sales_orders.line_no') }} as reference_id,
         sales_orders.sku_id,
         sales_orders.location_id,
         cast(null as {{ dbt.type_string() }}) as to_location_id,

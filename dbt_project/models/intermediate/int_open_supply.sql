@@ -38,7 +38,7 @@ open_purchase_orders as (
 
     select
         'purchase_order' as supply_kind,
-        {{ dbt.concat(['purchase_orders.po_id', "':'", dbt.cast('purchase_orders.line_no', dbt.type_string())]) }} as reference_id,
+        {{ line_reference('purchase_orders.po_id', 'purchase_orders.line_no') }} as reference_id,
         purchase_orders.sku_id,
         purchase_orders.location_id,
         cast(null as {{ dbt.type_string() }}) as from_location_id,

@@ -117,7 +117,7 @@ receipts as (
 
     select
         'purchase_orders' as source,
-        {{ dbt.concat(['purchase_orders.po_id', "':'", dbt.cast('purchase_orders.line_no', dbt.type_string())]) }} as reference_id,
+        {{ line_reference('purchase_orders.po_id', 'purchase_orders.line_no') }} as reference_id,
         purchase_orders.sku_id,
         purchase_orders.location_id,
         purchase_orders.received_date as receipt_date,
