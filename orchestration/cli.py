@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
+
 DEFAULT_DEMO_DIR = Path("soe-demo")
 
 
@@ -96,6 +98,7 @@ class RunOptions:
     time_fence_weeks: int = 4
     max_open_exceptions: int = 0
     freshness_days: str = ""  # "source=days,..." over $SOE_FRESHNESS_DAYS and the contract defaults
+    memory_limit: str = ""  # DuckDB's memory budget (empty: $SOE_DUCKDB_MEMORY_LIMIT or the default)
 
 
 def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = print) -> bool:
@@ -108,6 +111,12 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         raise UserError(str(error)) from None
     if options.time_fence_weeks > options.horizon_weeks:
         raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
+    if options.memory_limit:
+        os.environ[MEMORY_LIMIT_ENV] = options.memory_limit
+    try:
+        memory_limit()
+    except InvalidMemoryLimit as error:
+        raise UserError(str(error)) from None
     workspace.export()
     os.environ["SOE_TERSE_OUTPUT"] = "1"
     started = time.monotonic()
@@ -210,6 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             time_fence_weeks=args.time_fence_weeks,
             max_open_exceptions=args.max_open_exceptions,
             freshness_days=",".join(args.freshness or []),
+            memory_limit=args.memory_limit,
         ),
     )
     return 0 if ok else 1
@@ -333,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--freshness", action="append", metavar="SOURCE=DAYS",
                      help="freshness limit of a source in days, e.g. sales_orders=1 (repeatable; defaults: "
                      "2 for execution sources, 35 for master data and sop_plan)")
+    run.add_argument("--memory-limit", metavar="SIZE", default="",
+                     help=f"DuckDB memory budget per connection, e.g. 4GB; beyond it DuckDB spills to disk "
+                     f"(default: ${MEMORY_LIMIT_ENV} or {DEFAULT_MEMORY_LIMIT})")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")

@@ -16,11 +16,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from soe_assets.duckdb_settings import memory_limit
+
 
 @contextmanager
 def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path), read_only=read_only, config={"threads": threads})
+    conn = duckdb.connect(str(path), read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
     try:
         yield conn
     finally:
