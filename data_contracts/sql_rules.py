@@ -11,6 +11,7 @@ translate raises ``UntranslatableCheck`` instead of being skipped, and
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from data_contracts.sources import SourceContract
@@ -28,6 +29,9 @@ def quote(identifier: str) -> str:
 def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
+
+# Contract kinds a typed file can store natively.
+STORED_KINDS = frozenset({"date", "ts", "int", "num"})
 
 # Custom (named) pandera checks and their SQL: the predicate is true for a VALID value.
 CUSTOM_CHECKS = {
@@ -71,26 +75,63 @@ def text_alias(column: str) -> str:
     return quote(f"{column}__text")
 
 
+# Flag set on every copy of a primary key that occurs more than once in the extract.
+DUPLICATE_KEY = "_duplicate_key"
+
+
 @dataclass(frozen=True)
 class CompiledContract:
-    """Three layers of SQL over the extract: text, typed, failures (each value is parsed once)."""
+    """Three layers of SQL over the extract: input, typed, failures (each value is parsed once)."""
 
-    text_columns: dict[str, str]  # contract column -> trimmed, empty-as-NULL text of the raw value
-    typed_columns: dict[str, str]  # contract column -> typed expression over its text alias
-    key_copies: str  # window counting the rows of the file with the same primary key, as ``_key_copies``
+    text_columns: dict[str, str]  # contract column -> its input: trimmed, empty-as-NULL text, or the stored value
+    typed_columns: dict[str, str]  # contract column -> typed expression over its input alias
     failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over the aliases
+
+    def layers(self, relation: str, carried: Collection[str] = ()) -> str:
+        """CTEs ``inputs`` and ``typed`` over ``relation`` (the extract and ``_row_number``), plus ``carried`` columns."""
+        inputs = ", ".join(
+            [f"{expression} AS {text_alias(c)}" for c, expression in self.text_columns.items()]
+            + [quote(c) for c in carried]
+        )
+        typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in self.typed_columns.items())
+        return (
+            f"inputs AS (SELECT _row_number, {inputs} FROM {relation}), "
+            f"typed AS (SELECT *, {typed} FROM inputs)"
+        )
+
+    @property
+    def row_failures(self) -> list[tuple[str, str, str]]:
+        """The failures decidable row by row (all but the duplicate key, which needs the whole extract)."""
+        return [f for f in self.failures if f[1] != DUPLICATE_KEY]
 
 
 def _unparseable_reason(column: str, kind: str) -> str:
     prefix = literal(f"{column} is not {KIND_WORDS[kind]}: '")
-    return f"{prefix} || {text_alias(column)} || {literal(chr(39))}"
+    return f"{prefix} || CAST({text_alias(column)} AS VARCHAR) || {literal(chr(39))}"
 
 
-def compile_contract(source: SourceContract, *, extract_date: str, master_tables: dict[str, str] | None) -> CompiledContract:
-    """Text, typed and failure expressions for one extract of ``source``.
+def _stored_expression(kind: str, stored: str) -> str:
+    """A value already stored with the contract's type (typed Parquet) needs no parse, only the finite check.
+
+    A timestamp with a time zone is normalised to UTC (the connection runs in
+    UTC), one without is taken as UTC, exactly as their text would be.
+    """
+    if kind == "num":
+        return f"CASE WHEN isfinite({stored}) THEN {stored} END"
+    return f"CAST(CAST({stored} AS TIMESTAMPTZ) AS TIMESTAMP)" if kind == "ts" else stored
+
+
+def compile_contract(
+    source: SourceContract, *, extract_date: str, master_tables: dict[str, str] | None,
+    stored_typed: Collection[str] = (),
+) -> CompiledContract:
+    """Input, typed and failure expressions for one extract of ``source``.
 
     ``master_tables`` maps ``"sku"``/``"location"`` to a table of valid ids
     (column ``id``); None skips referential integrity (master data itself).
+    ``stored_typed`` names the columns the file already stores with their
+    contract type (date, timestamp, integer, number in Parquet): they skip the
+    text round trip and are judged by the same rules.
     """
     schema = source.schema
     text_columns: dict[str, str] = {}
@@ -98,9 +139,13 @@ def compile_contract(source: SourceContract, *, extract_date: str, master_tables
     failures: list[tuple[str, str, str]] = []
     pk = source.primary_key
     for column, kind in source.columns.items():
-        text_columns[column] = f"NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '')"
         text = text_alias(column)
-        typed_columns[column] = typed_expression(kind, text)
+        if column in stored_typed and kind in STORED_KINDS:
+            text_columns[column] = quote(column)
+            typed_columns[column] = _stored_expression(kind, text)
+        else:
+            text_columns[column] = f"NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '')"
+            typed_columns[column] = typed_expression(kind, text)
         typed = quote(column)
         spec = schema.columns[column]
         if not spec.nullable:
@@ -124,13 +169,5 @@ def compile_contract(source: SourceContract, *, extract_date: str, master_tables
                 (column, f"{typed} > DATE {literal(extract_date)}",
                  literal(f"{column} is after the extract date {extract_date} (a future event cannot be reported)"))
             )
-    key = ", ".join(quote(c) for c in pk)
-    failures.append(
-        (", ".join(pk), "_key_copies > 1", literal(describe_check("multiple_fields_uniqueness", "", pk)))
-    )
-    return CompiledContract(
-        text_columns=text_columns,
-        typed_columns=typed_columns,
-        key_copies=f"count(*) OVER (PARTITION BY {key})",
-        failures=failures,
-    )
+    failures.append((", ".join(pk), DUPLICATE_KEY, literal(describe_check("multiple_fields_uniqueness", "", pk))))
+    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures)

@@ -6,7 +6,7 @@ from test_contracts import BAD_ROWS, _order
 
 from data_contracts.sources import SOURCES_BY_NAME
 from data_contracts.validation import MasterData, validate_extract
-from soe_assets.ingest.landing import list_extracts, read_extract_text
+from soe_assets.ingest.landing import list_extracts, read_extract_text, stored_typed_columns
 from soe_assets.ingest.pipeline import ingest_landing_zone
 
 
@@ -29,3 +29,50 @@ def test_sql_engine_and_pandera_agree_on_every_kind_of_bad_row(tmp_path):
 
     assert len(sql) >= len(BAD_ROWS) + 3
     assert normalised(sql) == normalised(reference)
+
+
+def test_typed_parquet_and_csv_of_the_same_rows_are_judged_alike(tmp_path):
+    """A typed Parquet extract skips the text round trip; it must keep, reject and explain exactly as CSV does."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    day = pd.Timestamp("2026-11-10").date()
+    later = pd.Timestamp("2026-11-30").date()
+    table = pa.table({
+        "order_id": ["OK", "NEG", "INF", "NULLQ", "FUTURE", "DUP", "DUP", "NODATE"],
+        "line_no": pa.array([1, 1, 1, 1, 1, 1, 1, 1], pa.int64()),
+        "customer_id": ["C1"] * 8,
+        "sku_id": ["SKU-A"] * 8,
+        "location_id": ["DC-1"] * 8,
+        "order_date": pa.array([day, day, day, day, later, day, day, None], pa.date32()),
+        "requested_date": pa.array([day] * 8, pa.date32()),
+        "promised_date": pa.array([day] * 8, pa.date32()),
+        "ordered_qty": pa.array([10.0, -1.0, float("inf"), None, 10.0, 10.0, 3.0, 10.0], pa.float64()),
+        "shipped_qty": pa.array([0.0] * 8, pa.float64()),
+        "ship_date": pa.array([None] * 8, pa.date32()),
+        "status": ["open"] * 8,
+    })
+    judged = {}
+    for fmt in ("parquet", "csv"):
+        landing = write_landing_zone(tmp_path / fmt / "landing", minimal_network())
+        path = landing / "sales_orders" / f"{AS_OF.isoformat()}_typed.{fmt}"
+        if fmt == "parquet":
+            pq.write_table(table, path)
+            stored = stored_typed_columns(pq.read_schema(path), SOURCES_BY_NAME["sales_orders"].columns)
+            assert {"line_no", "order_date", "ordered_qty"} <= stored  # the path under test is taken
+        else:
+            pacsv.write_csv(table, path)
+        result = ingest_landing_zone(landing, AS_OF)
+        quarantine = result.quarantine
+        quarantine = quarantine[quarantine["file"] == path.name]
+        kept = result.table("sales_orders")
+        judged[fmt] = (
+            sorted(quarantine[["row_number", "column", "reason"]].itertuples(index=False, name=None)),
+            sorted(kept[kept["_file"] == path.name][["order_id", "ordered_qty", "order_date"]].itertuples(
+                index=False, name=None)),
+        )
+    rejections, kept = judged["parquet"]
+    assert {row for row, _, _ in rejections} == {2, 3, 4, 5, 6, 7, 8}
+    assert kept == [("OK", 10.0, pd.Timestamp(day))]
+    assert judged["parquet"] == judged["csv"]

@@ -115,7 +115,71 @@ def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing):
     quarantined = _quarantine(result, "sales_orders")
     assert list(quarantined["row_number"]) == [2]
     assert "not valid UTF-8" in quarantined.loc[0, "reason"]
+    assert '"customer_id":"CAF\ufffd"' in quarantined.loc[0, "raw_record"]
+    assert "_invalid_utf8" not in quarantined.loc[0, "raw_record"]  # the record as received, no internal flag
     assert {"U1", "U3"} <= set(result.table("sales_orders")["order_id"])
+
+
+def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(landing, monkeypatch):
+    """Extracts are streamed in blocks: a bad byte or a broken row far from the header must not slip through."""
+    monkeypatch.setattr("soe_assets.ingest.landing.BATCH_BYTES", 1024)  # many blocks for a small file
+    orders = [_order(f"L{i}") for i in range(120)]
+    latin = write_source(landing, "sales_orders", orders + [_order("LATE", customer_id="CAFE")], suffix="_latin")
+    latin.write_bytes(latin.read_bytes().replace(b"CAFE", b"CAF\xe9"))
+    ragged = write_source(landing, "sales_orders", [_order(f"R{i}") for i in range(120)], suffix="_ragged")
+    ragged.write_text(ragged.read_text() + "R-X,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open,extra\n")
+    assert latin.stat().st_size > 4 * 1024 and ragged.stat().st_size > 4 * 1024
+
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders").set_index("file")
+    assert quarantined.loc[latin.name, "row_number"] == 121
+    assert "not valid UTF-8" in quarantined.loc[latin.name, "reason"]
+    assert pd.isna(quarantined.loc[ragged.name, "row_number"])  # the whole file: its shape is broken
+    assert "not a readable CSV file" in quarantined.loc[ragged.name, "reason"]
+    kept = set(result.table("sales_orders")["order_id"])
+    assert {f"L{i}" for i in range(120)} <= kept and not any(order.startswith("R") for order in kept)
+
+
+def test_a_parquet_extract_corrupt_inside_is_quarantined_whole_and_the_rest_flows_on(landing):
+    """Parquet is read natively by DuckDB: a damaged page far from the footer must still quarantine the file."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    orders = pd.DataFrame([_order(f"P{i}", customer_id=f"customer-{i}-{os.urandom(8).hex()}") for i in range(3000)])
+    path = landing / "sales_orders" / f"{AS_OF.isoformat()}_damaged.parquet"
+    orders.to_parquet(path, index=False, row_group_size=300, compression="snappy")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200] = os.urandom(200)
+    path.write_bytes(bytes(data))
+    assert pq.ParquetFile(path).metadata.num_rows == 3000  # the footer is intact: only reading the pages fails
+
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["file"]) == [path.name] and pd.isna(quarantined.loc[0, "row_number"])
+    assert "not a readable Parquet file" in quarantined.loc[0, "reason"]
+    assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2"}
+
+
+def test_a_parquet_column_named_like_duckdbs_row_number_does_not_shift_row_numbers(landing):
+    frame = pd.DataFrame([_order("N1"), _order("N2", ordered_qty=-1)]).assign(file_row_number=[70, 80])
+    path = landing / "sales_orders" / f"{AS_OF.isoformat()}_extra.parquet"
+    frame.to_parquet(path, index=False)
+    result = ingest_landing_zone(landing, AS_OF)
+    assert list(_quarantine(result, "sales_orders")["row_number"]) == [2]
+    kept = result.table("sales_orders").set_index("order_id")
+    assert kept.loc["N1", "_row_number"] == 1 and kept.loc["N1", "_file"] == path.name
+
+
+def test_a_parquet_file_name_with_glob_characters_is_read_as_that_one_file(landing):
+    frame = pd.DataFrame([_order("G1")])
+    frame.to_parquet(landing / "sales_orders" / f"{AS_OF.isoformat()}_[eu]*.parquet", index=False)
+    frame.assign(order_id="DECOY").to_parquet(landing / "sales_orders" / f"{AS_OF.isoformat()}_eX.parquet", index=False)
+    result = ingest_landing_zone(landing, AS_OF)
+    kept = result.table("sales_orders")
+    assert list(kept.loc[kept["_file"] == f"{AS_OF.isoformat()}_[eu]*.parquet", "order_id"]) == ["G1"]
+    assert _quarantine(result, "sales_orders").empty
 
 
 def test_latest_extract_wins_and_csv_parquet_mix(landing):
@@ -187,6 +251,25 @@ def test_timestamps_accept_iso_8601_with_offset(landing):
     result = ingest_landing_zone(landing, AS_OF)
     committed = result.table("sop_plan").set_index("plan_version").loc["TZ", "committed_at"]
     assert committed == pd.Timestamp("2026-11-03 09:00:00")
+    assert _quarantine(result, "sop_plan").empty
+
+
+def test_typed_parquet_timestamps_mean_what_their_text_means(landing):
+    """Stored timestamps skip the text parse: with a zone they become UTC, without one they are UTC already."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = minimal_network()["sop_plan"][0]
+    for version, stamp, zone in (("ZONED", "2026-11-03 10:00:00", "Europe/Paris"), ("NAIVE", "2026-11-03 09:00:00", None)):
+        rows = pd.DataFrame([{**base, "plan_version": version}])
+        rows["committed_at"] = pd.Series([pd.Timestamp(stamp, tz=zone)])
+        rows["week_start"] = pd.to_datetime(rows["week_start"]).dt.date
+        path = landing / "sop_plan" / f"{AS_OF.isoformat()}_{version.lower()}.parquet"
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path)
+        assert pa.types.is_timestamp(pq.read_schema(path).field("committed_at").type)
+    result = ingest_landing_zone(landing, AS_OF)
+    committed = result.table("sop_plan").set_index("plan_version")["committed_at"]
+    assert committed["ZONED"] == committed["NAIVE"] == pd.Timestamp("2026-11-03 09:00:00")
     assert _quarantine(result, "sop_plan").empty
 
 

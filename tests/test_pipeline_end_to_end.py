@@ -157,3 +157,21 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
         assert main([command, "--dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("soe: error:") and "Traceback" not in err
+
+
+def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from orchestration.cli import main
+    from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV
+    from soe_assets.warehouse import connect
+
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "300MB")
+    with connect(tmp_path / "probe.duckdb") as conn:
+        limit = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limit.replace(" ", "") in {"286.1MiB", "300.0MB", "300MB"}
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    code = main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"), "--memory-limit", "lots"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'lots' is not a memory size" in err and "Traceback" not in err
+    assert not (tmp_path / "w.duckdb").exists()

@@ -1,11 +1,13 @@
-"""Find and read landing-zone extracts as text, exactly as received.
+"""Find and read landing-zone extracts exactly as received.
 
-Every value is read as text so that nothing is lost or guessed before the
-contract decides; the contract (``data_contracts.validation``) does the typing.
+A CSV is read with every value as text so that nothing is lost or guessed
+before the contract decides; a Parquet file keeps its stored types, and the
+contract reads any value whose type is not the contract's through its text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -17,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from data_contracts.sql_rules import literal, quote
 
 EXTRACT_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
@@ -59,17 +63,12 @@ def list_extracts(landing_dir: Path, source: str) -> list[Extract]:
     return sorted(extracts, key=lambda e: (e.extract_date or date.min, e.file.encode()))
 
 
-def _csv_text(path: Path) -> pa.Table:
-    read = pacsv.ReadOptions(block_size=64 << 20)
-    try:
-        header = pacsv.open_csv(path, read_options=read).schema.names
-        types = {name: pa.string() for name in header}
-        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False)
-        return pacsv.read_csv(path, read_options=read, convert_options=options)
-    except pa.ArrowInvalid as error:
-        if "UTF8" in str(error) or "utf8" in str(error).lower():
-            return _csv_text_lenient(path)
-        raise UnreadableFile(f"not a readable CSV file: {error}") from error
+BATCH_BYTES = 16 << 20  # CSV block size; Parquet is read one row group at a time
+_TEXT_OPTIONS = dict(strings_can_be_null=False, quoted_strings_can_be_null=False)
+
+
+def _is_utf8_error(error: Exception) -> bool:
+    return "utf8" in str(error).lower()
 
 
 def _csv_text_lenient(path: Path) -> pa.Table:
@@ -84,23 +83,126 @@ def _csv_text_lenient(path: Path) -> pa.Table:
     return pa.table(columns)
 
 
-def _parquet_table(path: Path) -> pa.Table:
-    """The Parquet extract with its stored types: the contract reads every value through its text form."""
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as error:
-        raise UnreadableFile(f"not a readable Parquet file: {error}") from error
+class InvalidUtf8(UnreadableFile):
+    """The CSV holds bytes that are not UTF-8: read it again through the lenient path."""
+
+
+class ExtractReader:
+    """One extract as received, plus ``_row_number`` (1-based data row).
+
+    A Parquet file is read by DuckDB itself (``native_sql``); anything else is
+    streamed batch by batch, which keeps memory flat however large the file (a
+    CSV is never held whole); the price is that the batches can be scanned
+    once, so a second look means a new reader. DuckDB reports an error raised mid-file only as a
+    failed scan: the error itself is kept in ``error``. ``lenient=True`` reads a
+    CSV with invalid UTF-8 through the slow path that flags those rows.
+    """
+
+    def __init__(self, extract: Extract, *, lenient: bool = False) -> None:
+        self.extract = extract
+        self.error: UnreadableFile | None = None
+        suffix = extract.path.suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
+        if extract.path.stat().st_size == 0:
+            raise UnreadableFile("the file is empty (no header row)")
+        if lenient:
+            table = _csv_text_lenient(extract.path)
+            self._schema, self._open = table.schema, lambda: iter(table.to_batches())
+        elif suffix == ".csv":
+            self._schema, self._open = self._open_csv()
+        else:
+            self._schema, self._open = self._open_parquet()
+        names = [str(c).strip() for c in self._schema.names]
+        if len(set(names)) != len(names):
+            raise UnreadableFile("the header names a column twice")
+        self.column_names = names
+        self.schema = pa.schema([field.with_name(name) for field, name in zip(self._schema, names)])
+
+    def _open_csv(self):
+        path, read = self.extract.path, pacsv.ReadOptions(block_size=BATCH_BYTES)
+        try:
+            header = pacsv.open_csv(path, read_options=read).schema.names
+        except pa.ArrowInvalid as error:
+            raise (InvalidUtf8 if _is_utf8_error(error) else UnreadableFile)(
+                f"not a readable CSV file: {error}") from error
+        options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, **_TEXT_OPTIONS)
+        schema = pa.schema([(name, pa.string()) for name in header])
+        return schema, lambda: pacsv.open_csv(path, read_options=read, convert_options=options)
+
+    def _open_parquet(self):
+        try:
+            parquet = pq.ParquetFile(self.extract.path)
+            schema = parquet.schema_arrow
+        except (pa.ArrowInvalid, OSError) as error:
+            raise UnreadableFile(f"not a readable Parquet file: {error}") from error
+        return schema, lambda: parquet.iter_batches()
+
+    @property
+    def native_sql(self) -> str | None:
+        """For a Parquet extract, a DuckDB query reading it natively (in parallel, row numbers from the file);
+        None when the batches must be streamed from here: a CSV, a column already named file_row_number, or
+        a path DuckDB would take for a glob pattern."""
+        if (self.extract.path.suffix.lower() != ".parquet" or "file_row_number" in self._schema.names
+                or any(char in str(self.extract.path) for char in "*?[{")):
+            return None
+        columns = ", ".join(f"{quote(original)} AS {quote(name)}" for original, name in zip(self._schema.names,
+                                                                                            self.column_names))
+        return (f"SELECT {columns}, file_row_number + 1 AS _row_number "
+                f"FROM read_parquet({literal(str(self.extract.path))}, file_row_number = true)")
+
+    def read_failure(self) -> UnreadableFile | None:
+        """The extract's own read error behind a failed DuckDB scan of it, if it was one.
+
+        A native Parquet scan reports a damaged file through many kinds of DuckDB
+        error; reading every page once more through Arrow tells a damaged file
+        (quarantined) from a failure of the query itself (raised).
+        """
+        if self.error is None and self.native_sql is not None:
+            with contextlib.suppress(UnreadableFile):
+                for _ in self.batches():
+                    pass
+        return self.error
+
+    def batches(self) -> pa.RecordBatchReader:
+        """A fresh stream over the whole extract (every column as stored) with ``_row_number``."""
+        names = [*self.column_names, "_row_number"]
+
+        def numbered():
+            first = 1
+            try:
+                for batch in self._open():
+                    numbers = pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64))
+                    yield pa.RecordBatch.from_arrays([*batch.columns, numbers], names=names)
+                    first += batch.num_rows
+            except (pa.ArrowInvalid, OSError) as error:
+                kind = "CSV" if self.extract.path.suffix.lower() == ".csv" else "Parquet"
+                failure = InvalidUtf8 if _is_utf8_error(error) else UnreadableFile
+                self.error = failure(f"not a readable {kind} file: {error}")
+                raise self.error from error
+
+        return pa.RecordBatchReader.from_batches(self.schema.append(pa.field("_row_number", pa.int64())), numbered())
+
+
+# Arrow types that already are a contract kind, exactly (a typed Parquet file skips the text round trip).
+_STORED_KIND_TYPES = {
+    "date": pa.types.is_date32, "ts": pa.types.is_timestamp, "int": pa.types.is_signed_integer,
+    "num": pa.types.is_float64,
+}
+
+
+def stored_typed_columns(schema: pa.Schema, kinds: dict[str, str]) -> set[str]:
+    """The contract columns ``schema`` stores with exactly their contract type."""
+    return {
+        column for column, kind in kinds.items()
+        if kind in _STORED_KIND_TYPES and column in schema.names
+        and _STORED_KIND_TYPES[kind](schema.field(column).type)
+    }
 
 
 def read_extract_text(extract: Extract) -> pa.Table:
-    """The extract as received (CSV: every column as text) plus ``_row_number`` (1-based data row)."""
-    suffix = extract.path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
-    if extract.path.stat().st_size == 0:
-        raise UnreadableFile("the file is empty (no header row)")
-    table = _csv_text(extract.path) if suffix == ".csv" else _parquet_table(extract.path)
-    table = table.rename_columns([str(c).strip() for c in table.column_names])
-    if len(set(table.column_names)) != len(table.column_names):
-        raise UnreadableFile("the header names a column twice")
-    return table.append_column("_row_number", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
+    """The extract as received (CSV: every column as text) plus ``_row_number``, whole."""
+    try:
+        return ExtractReader(extract).batches().read_all()
+    except InvalidUtf8:
+        return ExtractReader(extract, lenient=True).batches().read_all()

@@ -20,9 +20,11 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import compile_contract, literal, text_alias
+from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal
 from data_contracts.validation import missing_columns
-from soe_assets.ingest.landing import INVALID_UTF8, Extract, UnreadableFile, list_extracts, read_extract_text
+from soe_assets.ingest.landing import (
+    INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
+)
 from soe_assets.warehouse import RunContext, quote, replace_table
 
 Progress = Callable[[str], None]
@@ -94,7 +96,14 @@ def _json_object(columns: list[str]) -> str:
 
 
 class _SourceIngest:
-    """Validates, upserts and quarantines one source inside the DuckDB connection."""
+    """Validates, upserts and quarantines one source inside the DuckDB connection.
+
+    Every row of every extract is written once, typed, into a loading table with
+    its file order and a ``_failed`` flag; ``finish`` deletes the failed and the
+    superseded rows (few) and renames it ``raw.<source>``. Writing the rows once
+    is what keeps ingest cheap: copying millions of rows between tables costs
+    more than validating them.
+    """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
                  master_tables: dict[str, str] | None) -> None:
@@ -103,13 +112,14 @@ class _SourceIngest:
         self.detected_at = detected_at
         self.master_tables = master_tables
         self.report = SourceReport(source.name)
-        self.valid = f"_valid_{source.name}"
+        self.files_loaded = 0
+        self.loading = f"raw.{quote('_loading_' + source.name)}"
         self.rejected = f"_rejected_{source.name}"
-        typed = ", ".join(f"CAST(NULL AS {t}) AS {quote(c)}" for c, t in source.sql_columns.items())
+        self.key = ", ".join(quote(c) for c in source.primary_key)
+        typed = ", ".join(f"{quote(c)} {t}" for c, t in source.sql_columns.items())
         conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE {self.valid} AS SELECT {typed}, CAST(NULL AS VARCHAR) AS _file, "
-            "CAST(NULL AS DATE) AS _extract_date, CAST(NULL AS BIGINT) AS _row_number, "
-            "CAST(NULL AS INTEGER) AS _file_order LIMIT 0"
+            f"CREATE OR REPLACE TABLE {self.loading} ({typed}, _file VARCHAR, _extract_date DATE, "
+            "_row_number BIGINT, _file_order INTEGER, _failed BOOLEAN)"
         )
         pk = ", ".join(f"CAST(NULL AS {source.sql_columns[c]}) AS {quote(c)}" for c in source.primary_key)
         conn.execute(
@@ -123,100 +133,175 @@ class _SourceIngest:
             [self.source.name, extract.file, column, reason, raw, self.detected_at],
         )
 
-    def add(self, extract: Extract, file_order: int) -> None:
-        source, conn = self.source, self.conn
+    def _open(self, extract: Extract, lenient: bool) -> ExtractReader | None:
         try:
-            text = read_extract_text(extract)
+            return ExtractReader(extract, lenient=lenient)
+        except InvalidUtf8:
+            return ExtractReader(extract, lenient=True)
+        except UnreadableFile as error:
+            self.quarantine_file(extract, str(error))
+            return None
+
+    def _scan(self, reader: ExtractReader, sql: str) -> int:
+        """Run ``sql`` over a fresh read of the extract as ``_text`` (returns its row count); a read error met
+        mid-file raises as the extract's own error, any other error as itself."""
+        native = reader.native_sql
+        if native:
+            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW _text AS {native}")
+        else:
+            self.conn.register("_text", reader.batches())
+        try:
+            return self.conn.execute(sql).fetchall()[0][0]
+        except duckdb.Error:
+            failure = reader.read_failure()
+            if failure is not None:
+                raise failure from None
+            raise
+        finally:
+            if native:
+                self.conn.execute("DROP VIEW IF EXISTS _text")
+            else:
+                self.conn.unregister("_text")
+
+    def add(self, extract: Extract, file_order: int, lenient: bool = False) -> None:
+        source = self.source
+        reader = self._open(extract, lenient)
+        if reader is None:
+            return
+        missing = missing_columns(source, reader.column_names)
+        if missing:
+            self._quarantine_incomplete(reader, missing)
+            return
+        rules = compile_contract(
+            source, extract_date=extract.extract_date.isoformat(), master_tables=self.master_tables,
+            stored_typed=stored_typed_columns(reader.schema, source.columns),
+        )
+        carried = [INVALID_UTF8] if INVALID_UTF8 in reader.column_names else []
+        utf8 = [("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8"))] if carried else []
+        failures = rules.failures + utf8
+        columns = ", ".join(quote(c) for c in source.columns)
+        row_failed = " OR ".join(f"coalesce({condition}, false)" for _, condition, _ in rules.row_failures + utf8)
+        try:
+            # Every row, streamed: typed values and one boolean; cheap enough for millions of rows.
+            rows = self._scan(
+                reader,
+                f"INSERT INTO {self.loading} WITH {rules.layers('_text', carried)} "
+                f"SELECT {columns}, {literal(extract.file)}, DATE {literal(extract.extract_date.isoformat())}, "
+                f"_row_number, {file_order}, ({row_failed}) FROM typed",
+            )
+        except InvalidUtf8:  # a failed INSERT loads nothing: read the file again, leniently
+            self.add(extract, file_order, lenient=True)
+            return
         except UnreadableFile as error:
             self.quarantine_file(extract, str(error))
             return
+        self.files_loaded += 1
+        self._count_read(extract, rows)
+        this_file = f"(SELECT * FROM {self.loading} WHERE _file_order = {file_order})"
+        self._flag_duplicate_keys(this_file, file_order)
+        failed = self.conn.execute(f"SELECT count(*) FROM {this_file} WHERE _failed").fetchall()[0][0]
+        if failed:
+            # A second, filtered read brings back the failed rows as received.
+            self._scan(ExtractReader(extract, lenient=lenient),
+                       "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
+                       f"WHERE _row_number IN (SELECT _row_number FROM {this_file} WHERE _failed)")
+            header = [c for c in reader.column_names if c != INVALID_UTF8]  # the record as received
+            self._quarantine_rows(extract, rules.layers("_failed_text", carried), failures, header)
+            self.conn.execute(
+                f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM {this_file} WHERE _failed",
+                [extract.file],
+            )
+            self.conn.execute("DROP TABLE _failed_text")
+        self.report.rows_quarantined += failed
+
+    def _quarantine_incomplete(self, reader: ExtractReader, missing: list[str]) -> None:
+        """A file lacking a contract column is quarantined whole; its rows still count as read."""
+        header = reader.column_names
+        hint = " (is the delimiter a comma?)" if len(header) <= 2 and ";" in "".join(header) else ""
+        self.quarantine_file(
+            reader.extract,
+            f"missing required column(s) {', '.join(missing)}{hint}: the whole file is quarantined",
+            column=", ".join(missing),
+            raw=json.dumps(header),
+        )
+        try:
+            rows = sum(batch.num_rows for batch in reader.batches())
+        except UnreadableFile:
+            rows = 0
+        self._count_read(reader.extract, rows)
+        self.report.rows_quarantined += rows
+
+    def _count_read(self, extract: Extract, rows: int) -> None:
         self.report.files_read += 1
         self.report.latest_extract_date = max(filter(None, [self.report.latest_extract_date, extract.extract_date]))
-        self.report.rows_read += text.num_rows
-        header = [c for c in text.column_names if not c.startswith("_")]
-        missing = missing_columns(source, header)
-        if missing:
-            hint = " (is the delimiter a comma?)" if len(header) <= 2 and ";" in "".join(header) else ""
-            self.quarantine_file(
-                extract,
-                f"missing required column(s) {', '.join(missing)}{hint}: the whole file is quarantined",
-                column=", ".join(missing),
-                raw=json.dumps(header),
-            )
-            self.report.rows_quarantined += text.num_rows
-            return
-        rules = compile_contract(source, extract_date=extract.extract_date.isoformat(), master_tables=self.master_tables)
-        failures = list(rules.failures)
-        if INVALID_UTF8 in text.column_names:
-            failures.append(("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8")))
-        as_text = ", ".join(f"{expression} AS {text_alias(c)}" for c, expression in rules.text_columns.items())
-        typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in rules.typed_columns.items())
-        utf8 = f", {quote(INVALID_UTF8)}" if INVALID_UTF8 in text.column_names else ""
-        keyed = (
-            f"as_text AS (SELECT _row_number, {as_text}{utf8} FROM _text), "
-            f"typed AS (SELECT *, {typed} FROM as_text), "
-            f"keyed AS (SELECT *, {rules.key_copies} AS _key_copies FROM typed)"
-        )
-        columns = ", ".join(quote(c) for c in source.columns)
-        any_failure = " OR ".join(f"coalesce({condition}, false)" for _, condition, _ in failures)
-        conn.register("_text", text)
-        try:
-            # Pass 1, every row: typed values and one boolean; cheap enough for millions of rows.
-            conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE _checked AS WITH {keyed} "
-                f"SELECT _row_number, {columns}, ({any_failure}) AS _failed FROM keyed"
-            )
-            conn.execute(
-                f"INSERT INTO {self.valid} SELECT {columns}, ?, ?, _row_number, ? FROM _checked WHERE NOT _failed",
-                [extract.file, extract.extract_date, file_order],
-            )
-            failed = conn.execute("SELECT count(*) FROM _checked WHERE _failed").fetchall()[0][0]
-            if failed:
-                self._quarantine_rows(extract, keyed, failures, header)
-            self.report.rows_quarantined += failed
-        finally:
-            conn.unregister("_text")
-            conn.execute("DROP TABLE IF EXISTS _checked")
+        self.report.rows_read += rows
 
-    def _quarantine_rows(self, extract: Extract, keyed: str, failures: list[tuple[str, str, str]],
+    def _repeated_keys(self, relation: str, aggregates: str = "") -> str:
+        """SQL for the keys occurring more than once in ``relation``.
+
+        Grouping by one hash of the key is about twice as fast as grouping by
+        its columns; only the few rows whose hash repeats are grouped exactly.
+        """
+        return (
+            f"WITH repeated AS (SELECT hash({self.key}) AS _hash FROM {relation} GROUP BY 1 HAVING count(*) > 1) "
+            f"SELECT {self.key}{aggregates} FROM {relation} WHERE hash({self.key}) IN (SELECT _hash FROM repeated) "
+            "GROUP BY ALL HAVING count(*) > 1"
+        )
+
+    def _flag_duplicate_keys(self, this_file: str, file_order: int) -> None:
+        """Every copy of a key repeated within the extract fails: an aggregate finds them (rarely any)."""
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _duplicate_keys AS {self._repeated_keys(this_file)}")
+        if self.conn.execute("SELECT count(*) FROM _duplicate_keys").fetchall()[0][0]:
+            same_key = " AND ".join(f"c.{quote(k)} IS NOT DISTINCT FROM d.{quote(k)}" for k in self.source.primary_key)
+            self.conn.execute(
+                f"UPDATE {self.loading} AS c SET _failed = true FROM _duplicate_keys AS d "
+                f"WHERE c._file_order = {file_order} AND {same_key}"
+            )
+
+    def _quarantine_rows(self, extract: Extract, layers: str, failures: list[tuple[str, str, str]],
                          header: list[str]) -> None:
-        """Pass 2, failed rows only: every reason, with the raw record as received."""
+        """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received."""
         failure_list = ", ".join(
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
             for column, condition, reason in failures
         )
+        same_key = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM d.{quote(k)}" for k in self.source.primary_key)
         self.conn.execute(
             f"""
             INSERT INTO raw.quarantine
-            WITH {keyed},
+            WITH {layers},
+                 flagged AS (SELECT t.*, EXISTS (SELECT 1 FROM _duplicate_keys AS d WHERE {same_key})
+                                 AS {DUPLICATE_KEY} FROM typed AS t),
                  listed AS (SELECT _row_number, unnest(list_filter([{failure_list}], lambda f: f IS NOT NULL))
                                 AS failure
-                            FROM keyed WHERE _row_number IN (SELECT _row_number FROM _checked WHERE _failed))
+                            FROM flagged)
             SELECT ?, ?, _row_number, listed.failure.column, listed.failure.reason, {_json_object(header)}, ?
-            FROM listed JOIN _text USING (_row_number)
+            FROM listed JOIN _failed_text USING (_row_number)
             ORDER BY _row_number, listed.failure.column
             """,
             [self.source.name, extract.file, self.detected_at],
-        )
-        pk = ", ".join(quote(c) for c in self.source.primary_key)
-        self.conn.execute(
-            f"INSERT INTO {self.rejected} SELECT {pk}, ?, _row_number FROM _checked WHERE _failed", [extract.file]
         )
 
     def finish(self) -> None:
         """Upsert: per key the valid row of the latest file wins; note where a rejected newer key fell back."""
         source, conn = self.source, self.conn
-        pk = ", ".join(quote(c) for c in source.primary_key)
-        columns = ", ".join(quote(c) for c in source.columns)
-        # Keys are unique within a file, so with one file read there is nothing to upsert.
-        latest_only = (
-            f" QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY _file_order DESC) = 1"
-            if self.report.files_read > 1 else ""
-        )
-        conn.execute(
-            f"CREATE OR REPLACE TABLE raw.{quote(source.name)} AS SELECT {columns}, _file, _extract_date, _row_number "
-            f"FROM {self.valid}{latest_only}"
-        )
+        conn.execute(f"DELETE FROM {self.loading} WHERE _failed")
+        # Keys are unique within a file: only keys seen in several files have an older version to drop.
+        if self.files_loaded > 1:
+            conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE _superseded AS "
+                f"{self._repeated_keys(self.loading, ', max(_file_order) AS _kept_order')}"
+            )
+            same_key = " AND ".join(f"v.{quote(k)} = s.{quote(k)}" for k in source.primary_key)
+            conn.execute(
+                f"DELETE FROM {self.loading} AS v USING _superseded AS s "
+                f"WHERE {same_key} AND v._file_order <> s._kept_order"
+            )
+            conn.execute("DROP TABLE _superseded")
+        conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _failed")
+        conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _file_order")
+        conn.execute(f"DROP TABLE IF EXISTS raw.{quote(source.name)}")
+        conn.execute(f"ALTER TABLE {self.loading} RENAME TO {quote(source.name)}")
         join = " AND ".join(f"k.{quote(c)} = t.{quote(c)}" for c in source.primary_key)
         conn.execute(
             f"""
@@ -229,8 +314,8 @@ class _SourceIngest:
             [source.name],
         )
         self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
-        conn.execute(f"DROP TABLE {self.valid}")
         conn.execute(f"DROP TABLE {self.rejected}")
+        conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
 
 
 def _ingest_source(
