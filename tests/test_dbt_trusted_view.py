@@ -330,3 +330,16 @@ def test_staging_tests_fail_on_rows_ingest_should_have_rejected(tmp_path: Path) 
         "relationships_stg_sales_orders_sku_id__sku_id__ref_stg_skus_",
         "accepted_range_stg_sales_orders_ordered_qty__False__0",
     }
+
+
+def test_mart_contracts_enforce_not_null_in_the_warehouse(warehouse: Path) -> None:
+    """The marts' not_null rules are constraints the table itself enforces, not after-the-fact tests."""
+    columns = _query(warehouse, """
+        select table_name, column_name, is_nullable from information_schema.columns
+        where table_schema = 'marts' and table_name in ('sku_location_week', 'reconciliation_findings')
+    """).set_index(["table_name", "column_name"])["is_nullable"]
+    assert columns[("sku_location_week", "sku_id")] == "NO"
+    assert columns[("sku_location_week", "projected_available_qty")] == "NO"
+    assert columns[("sku_location_week", "stock_snapshot_date")] == "YES"  # no snapshot: no date
+    with duckdb.connect(str(warehouse)) as conn, pytest.raises(duckdb.ConstraintException):
+        conn.execute("insert into marts.sku_location_week (sku_id) values (NULL)")

@@ -1,3 +1,7 @@
+-- A table, not a view: the spine, the weekly flows, the reconciliation, their tests and the
+-- Python stages all read it, and a view would recompute it for each of them.
+{{ config(materialized='table') }}
+
 -- Stock at as_of: per SKU-location the latest snapshot not after as_of.
 -- available = on hand - quality hold (held stock is not available).
 

@@ -1,3 +1,7 @@
+-- A table, not a view: the spine, the weekly flows, the reconciliation, their tests and the
+-- Python stages all read it, and a view would recompute it for each of them.
+{{ config(materialized='table') }}
+
 -- Booked demand the projection draws down, one row per open item:
 --   sales_order:  open sales-order lines, ordered - shipped, by requested_date
 --   transfer_out: shipments not yet departed (ship_date after as_of), qty,

@@ -1,3 +1,7 @@
+-- A table, not a view: the spine, the weekly flows, the reconciliation, their tests and the
+-- Python stages all read it, and a view would recompute it for each of them.
+{{ config(materialized='table') }}
+
 -- The plan version in force: the latest committed_at not after the end of
 -- the as_of day. All weeks of that version, past and future.
 

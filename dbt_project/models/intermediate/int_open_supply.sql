@@ -1,3 +1,7 @@
+-- A table, not a view: the spine, the weekly flows, the reconciliation, their tests and the
+-- Python stages all read it, and a view would recompute it for each of them.
+{{ config(materialized='table') }}
+
 -- One row per open supply item into a location, with its remaining qty:
 --   purchase_order: PO lines with status open, ordered - received, by confirmed_date
 --   production:     production orders planned/released/in_progress, planned - completed,
