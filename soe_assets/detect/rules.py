@@ -109,24 +109,33 @@ from grid left join staging.stg_skus as skus using (sku_id)
 """
 
 
-def _demand_windows_sql(config: DetectionConfig, last_start: int) -> str:
-    """Rolling windows of ``demand_window_weeks`` weeks starting at weeks -recent..last_start: demand and
-    plan summed over the window (a line booked a week early or late cancels out inside it)."""
-    n = config.demand_window_weeks
+def _recent_demand_window_sql(config: DetectionConfig) -> str:
+    """Demand and plan summed over the ``demand_window_weeks`` weeks from week -recent, per SKU-location
+    (a line booked a week early or late cancels out inside the window).
+
+    A grouped sum, not a window function: the one window needed starts at a fixed
+    week, and an aggregate stays within DuckDB's memory budget on any network.
+    """
+    first, n = -config.demand_recent_weeks, config.demand_window_weeks
     return f"""
 with {RUN},
 weekly as ({_weekly_demand_sql(config)}),
 windows as (
-    select *,
-        sum(demand_qty) over w as window_demand_qty,
-        sum(plan_qty) over w as window_plan_qty,
-        count(*) over w as window_weeks,
-        strftime(week_start, '%Y-%m-%d') || ' to ' || strftime(cast(week_start + to_days({7 * n - 1}) as date), '%Y-%m-%d')
-            as window_label
+    select sku_id, location_id,
+        sum(demand_qty) as window_demand_qty,
+        sum(plan_qty) as window_plan_qty,
+        count(*) as window_weeks,
+        any_value(unit_price) as unit_price,
+        any_value(unit_cost) as unit_cost
     from weekly
-    window w as (partition by sku_id, location_id order by week_index rows between current row and {n - 1} following)
+    where week_index between {first} and {first + n - 1}
+    group by sku_id, location_id
 )
-select * from windows where window_weeks = {n} and week_index <= {last_start}
+select windows.*,
+    strftime(cast(run.week0 + to_days({7 * first}) as date), '%Y-%m-%d') || ' to '
+        || strftime(cast(run.week0 + to_days({7 * (first + n) - 1}) as date), '%Y-%m-%d') as window_label
+from windows cross join run
+where window_weeks = {n}
 """
 
 
@@ -136,23 +145,36 @@ def demand_above_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
     Cumulating over 5-6 weeks makes an order booked a week early, or a week of noise, cancel out."""
     first = -config.demand_recent_weeks
     ends = sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
+    # Cumulated from week -recent to each end week: one grouped pass with a sum per end week (an
+    # aggregate stays within DuckDB's memory budget where a window over every week would not).
+    through = ",\n        ".join(
+        f"sum(case when week_index <= {end} then demand_qty else 0 end) as demand_through_{i}, "
+        f"sum(case when week_index <= {end} then plan_qty else 0 end) as plan_through_{i}"
+        for i, end in enumerate(ends)
+    )
+    per_end = "\n    union all\n    ".join(
+        f"select sku_id, location_id, unit_price, unit_cost, {end} as week_index, "
+        f"demand_through_{i} as window_demand_qty, plan_through_{i} as window_plan_qty from cumulated"
+        for i, end in enumerate(ends)
+    )
     sql = f"""
 with {RUN},
 weekly as ({_weekly_demand_sql(config)}),
 cumulated as (
-    select *,
-        sum(demand_qty) over w as window_demand_qty,
-        sum(plan_qty) over w as window_plan_qty,
+    select sku_id, location_id, any_value(unit_price) as unit_price, any_value(unit_cost) as unit_cost,
+        {through}
     from weekly
-    window w as (partition by sku_id, location_id order by week_index rows between unbounded preceding and current row)
+    group by sku_id, location_id
+),
+windows as (
+    {per_end}
 ),
 flagged as (
-    select *, window_demand_qty - window_plan_qty as gap,
+    select windows.*, window_demand_qty - window_plan_qty as gap,
            strftime(cast(run.week0 + to_days({7 * first}) as date), '%Y-%m-%d') || ' to '
-               || strftime(cast(week_start + to_days(6) as date), '%Y-%m-%d') as window_label
-    from cumulated cross join run
-    where week_index in ({", ".join(str(e) for e in ends)})
-      and window_demand_qty >= window_plan_qty * (1 + ?) and window_demand_qty - window_plan_qty >= ?
+               || strftime(cast(run.week0 + to_days(7 * windows.week_index + 6) as date), '%Y-%m-%d') as window_label
+    from windows cross join run
+    where window_demand_qty >= window_plan_qty * (1 + ?) and window_demand_qty - window_plan_qty >= ?
 ),
 best as (
     select *, row_number() over (partition by sku_id, location_id order by gap desc, week_index) as rank,
@@ -182,7 +204,7 @@ def demand_below_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
     below plan there is no drop.
     """
     sql = f"""
-with windows as ({_demand_windows_sql(config, -config.demand_recent_weeks)})
+with windows as ({_recent_demand_window_sql(config)})
 , {RUN}
 select
     'demand_below_plan' as exception_type, sku_id, location_id,
@@ -194,7 +216,7 @@ select
         || '%) from ' || window_label || ': ' || {_num('window_plan_qty - window_demand_qty')}
         || ' planned units did not sell; supply still follows the plan.' as explanation
 from windows cross join run
-where week_index = -{config.demand_recent_weeks} and window_plan_qty > 0
+where window_plan_qty > 0
   and window_demand_qty <= window_plan_qty * (1 - ?) and window_plan_qty - window_demand_qty >= ?
 """
     return _frame(conn, sql, [config.escalate_demand_variance, config.demand_below_rel, config.demand_min_units])
