@@ -76,7 +76,8 @@ def validate_sku_location_week(frame: pd.DataFrame, horizon_weeks: int) -> Suite
         .add_batch_definition_whole_dataframe("whole_mart")
     )
     suite = context.suites.add(sku_location_week_suite(horizon_weeks))
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+    # BASIC: counts of unexpected values, without the lists SUMMARY builds (~20% of the time on 12M rows)
+    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite, result_format="BASIC")
     failed = []
     for item in result.results:
         if item.success:

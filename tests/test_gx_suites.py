@@ -55,3 +55,4 @@ def test_read_path_passes_a_sound_mart_and_names_what_breaks():
     text = " ".join(outcome.failed)
     assert "sku_id" in text and "atp_qty" in text and "week_index" in text
     assert "expect_compound_columns_to_be_unique" in text
+    assert ": 1 unexpected" in text  # the count of offending rows, not only a verdict
