@@ -5,7 +5,8 @@
 For each size it generates a landing zone (once; reused when present), measures a
 floor (DuckDB reading every input file once), then runs `soe run` in a child
 process and reports wall time, per-stage times (from the run's progress lines) and
-the child's peak resident memory. Results are appended to
+peak memory: the largest sum of resident memory over `soe run` and all its
+descendants (the dbt subprocess included), sampled every 0.1 s from /proc. Results are appended to
 `<workdir>/results.jsonl` and printed as a table.
 """
 
@@ -14,15 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import duckdb
 
 STAGE_LINE = re.compile(r"^\[(?P<step>[^\]]+)\] done in (?P<seconds>[\d.]+) s")
+STAGE_START = re.compile(r"^\[(?P<step>[^\]]+)\] started")
 SOE = Path(sys.executable).parent / "soe"
 
 
@@ -34,8 +37,7 @@ def _generate(landing: Path, skus: int, dcs: int) -> None:
     subprocess.run([str(SOE), "generate", "--out", str(landing), "--skus", str(skus), "--dcs", str(dcs)], check=True)
 
 
-def read_floor(landing: Path) -> tuple[float, int]:
-    """Seconds for DuckDB to read every extract once (all rows, all columns), and the row count."""
+def _read_every_extract(landing: Path) -> tuple[float, int]:
     started = time.perf_counter()
     rows = 0
     with duckdb.connect() as conn:
@@ -46,25 +48,90 @@ def read_floor(landing: Path) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
-def run_once(landing: Path, workdir: Path) -> dict:
+def read_floor(landing: Path) -> tuple[float, int]:
+    """Seconds for DuckDB to read every extract once (all rows, all columns), and the row count.
+
+    Read twice, the second time timed: the files are then in the page cache,
+    as they are for the run that follows, so the ratio compares like with like.
+    """
+    _read_every_extract(landing)
+    return _read_every_extract(landing)
+
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and every descendant process, from /proc."""
+    parents: dict[int, int] = {}
+    resident: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            statm = Path(entry.path, "statm").read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[int(entry.name)] = int(fields[1])
+        resident[int(entry.name)] = int(statm.split()[1]) * PAGE_BYTES
+    tree, frontier = {root}, [root]
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            tree.add(child)
+            frontier.append(child)
+    return sum(resident.get(pid, 0) for pid in tree)
+
+
+class PeakMemory(threading.Thread):
+    """Samples the process tree's total resident memory until the root ends, overall and per stage."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        super().__init__(daemon=True)
+        self.process = process
+        self.peak_bytes = 0
+        self.stage = "start-up"
+        self.stage_peaks: dict[str, int] = {}
+
+    def run(self) -> None:
+        while self.process.poll() is None:
+            resident = _tree_rss_bytes(self.process.pid)
+            self.peak_bytes = max(self.peak_bytes, resident)
+            self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0), resident)
+            time.sleep(0.1)
+
+
+def run_once(landing: Path, workdir: Path, memory_limit: str) -> dict:
     warehouse = workdir / "warehouse" / "soe.duckdb"
     for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(SOE), "run", "--landing", str(landing), "--warehouse", str(warehouse), "--publish", str(workdir / "publish")],
+        [str(SOE), "run", "--landing", str(landing), "--warehouse", str(warehouse), "--publish", str(workdir / "publish"),
+         *(["--memory-limit", memory_limit] if memory_limit else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    memory = PeakMemory(process)
+    memory.start()
     stages: dict[str, float] = {}
     for line in process.stdout:
         print("   ", line.rstrip(), flush=True)
+        start = STAGE_START.match(line.strip())
+        if start:
+            memory.stage = start["step"]
         match = STAGE_LINE.match(line.strip())
         if match:
             stages[match["step"]] = float(match["seconds"])
     code = process.wait()
     elapsed = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"ok": code == 0, "seconds": round(elapsed, 1), "peak_rss_gb": round(peak_kb / 1024**2, 2), "stages": stages}
+    memory.join()
+    return {"ok": code == 0, "seconds": round(elapsed, 1), "peak_rss_gb": round(memory.peak_bytes / 1024**3, 2),
+            "stages": stages,
+            "stage_peak_rss_gb": {stage: round(peak / 1024**3, 2) for stage, peak in memory.stage_peaks.items()}}
 
 
 def main() -> int:
@@ -72,6 +139,8 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 200000], help="SKU counts to benchmark")
     parser.add_argument("--dcs", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/soe-bench"))
+    parser.add_argument("--memory-limit", default="", metavar="SIZE",
+                        help="passed to `soe run --memory-limit` (default: soe's own default)")
     args = parser.parse_args()
     results = []
     for skus in args.sizes:
@@ -80,19 +149,20 @@ def main() -> int:
         _generate(landing, skus, args.dcs)
         floor, input_rows = read_floor(landing)
         print(f"floor: DuckDB reads {input_rows:,} input rows in {floor:.1f} s", flush=True)
-        outcome = run_once(landing, workdir)
+        outcome = run_once(landing, workdir, args.memory_limit)
         with duckdb.connect(str(workdir / "warehouse" / "soe.duckdb"), read_only=True) as conn:
             slw = conn.execute("SELECT count(*) FROM marts.sku_location_week").fetchone()[0] if outcome["ok"] else None
-        result = {"skus": skus, "dcs": args.dcs, "input_rows": input_rows, "sku_location_weeks": slw,
+        result = {"skus": skus, "dcs": args.dcs, "memory_limit": args.memory_limit or "default",
+                  "input_rows": input_rows, "sku_location_weeks": slw,
                   "floor_seconds": round(floor, 1), **outcome,
                   "ratio_to_floor": round(outcome["seconds"] / floor, 1) if floor else None}
         results.append(result)
         with (args.workdir / "results.jsonl").open("a") as log:
             log.write(json.dumps(result) + "\n")
     print()
-    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'run s':>7} {'x floor':>8} {'peak GB':>8}  stages")
+    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'run s':>7} {'x floor':>8} {'peak GB':>8}  stages (time/peak memory)")
     for r in results:
-        stages = ", ".join(f"{k} {v:.0f}s" for k, v in r["stages"].items())
+        stages = ", ".join(f"{k} {v:.1f}s/{r['stage_peak_rss_gb'].get(k, 0):.1f}GB" for k, v in r["stages"].items())
         print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {r['floor_seconds']:>8} "
               f"{r['seconds']:>7} {r['ratio_to_floor'] or 0:>8} {r['peak_rss_gb']:>8}  {stages}")
     return 0 if all(r["ok"] for r in results) else 1
