@@ -132,6 +132,7 @@ def test_asset_checks_are_visible(ui_url, browser):
     text = page.inner_text("body")
     assert "newest_extracts_accepted" in text and "quarantine_share_below_limit" in text
     page.goto(f"{ui_url}/assets/raw/sales_orders?view=checks", wait_until="domcontentloaded", timeout=120_000)
-    page.get_by_text("contract_violations").first.wait_for(timeout=120_000)
-    assert "freshness" in page.inner_text("body")
+    # The checks list renders one entry at a time: wait for each name, not for the first only.
+    for check in ("contract_violations", "freshness"):
+        page.get_by_text(check, exact=True).first.wait_for(timeout=120_000)
     page.close()
