@@ -11,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
+from data_contracts.gx_suites import import_in_background
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -52,6 +54,7 @@ CI_ONLY_DBT_TESTS = "tag:landing_contract test_type:unit"
 def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Staging, reconciliation and the trusted SKU-location-week view."""
     # On the soe command line the progress logger shows dbt's verdicts; its raw echo is noise.
+    import_in_background()
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
     with echo as sink, contextlib.redirect_stdout(sink):
         invocation = dbt.cli(["build"], context=context)
