@@ -118,9 +118,10 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     except InvalidMemoryLimit as error:
         raise UserError(str(error)) from None
     workspace.export()
+    budget = memory_limit()  # `auto` sizes it to this run's landing zone
     os.environ["SOE_TERSE_OUTPUT"] = "1"
     started = time.monotonic()
-    echo("loading pipeline definitions ...")
+    echo(f"loading pipeline definitions ... (DuckDB memory budget {budget})")
     import dagster as dg
 
     from orchestration.definitions import FULL_RUN_JOB, build_definitions
@@ -344,8 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="freshness limit of a source in days, e.g. sales_orders=1 (repeatable; defaults: "
                      "2 for execution sources, 35 for master data and sop_plan)")
     run.add_argument("--memory-limit", metavar="SIZE", default="",
-                     help=f"DuckDB memory budget per connection, e.g. 4GB; beyond it DuckDB spills to disk "
-                     f"(default: ${MEMORY_LIMIT_ENV} or {DEFAULT_MEMORY_LIMIT})")
+                     help=f"DuckDB memory budget per connection, e.g. 4GB, or 'auto': the landing zone's data "
+                     f"size within 1-4GiB; beyond it DuckDB spills to disk (default: ${MEMORY_LIMIT_ENV} or "
+                     f"{DEFAULT_MEMORY_LIMIT})")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")

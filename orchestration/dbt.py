@@ -3,6 +3,7 @@
 
 import contextlib
 from collections import Counter
+from collections.abc import Iterator
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from data_contracts.gx_suites import import_in_background
+from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, memory_limit
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 
@@ -56,13 +58,27 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     # On the soe command line the progress logger shows dbt's verdicts; its raw echo is noise.
     import_in_background()
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
-    with echo as sink, contextlib.redirect_stdout(sink):
+    with echo as sink, contextlib.redirect_stdout(sink), _resolved_memory_limit():
         invocation = dbt.cli(["build"], context=context)
         yield from invocation.stream()
     statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])
     context.log.info("dbt build: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     keep_partial_parse(invocation.target_path)
     prune_run_targets(keep=RUN_TARGETS_KEPT)
+
+
+@contextlib.contextmanager
+def _resolved_memory_limit() -> Iterator[None]:
+    """Hand dbt's profile the budget the Python stages use (``auto`` is resolved here, not by dbt)."""
+    previous = os.environ.get(MEMORY_LIMIT_ENV)
+    os.environ[MEMORY_LIMIT_ENV] = memory_limit()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[MEMORY_LIMIT_ENV]
+        else:
+            os.environ[MEMORY_LIMIT_ENV] = previous
 
 
 # dagster-dbt gives every invocation its own target folder; the newest few are kept for debugging.

@@ -2,25 +2,86 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from pathlib import Path
 
 MEMORY_LIMIT_ENV = "SOE_DUCKDB_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "1GB"  # also the default in dbt_project/profiles.yml
+LANDING_DIR_ENV = "SOE_LANDING_DIR"
+DEFAULT_MEMORY_LIMIT = "auto"
 MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+GIB = 2**30
+AUTO_FLOOR_BYTES = 1 * GIB
+AUTO_CEILING_BYTES = 4 * GIB
 
 
 class InvalidMemoryLimit(ValueError):
-    """``SOE_DUCKDB_MEMORY_LIMIT`` is not a size such as 1GB or 512MB."""
+    """``SOE_DUCKDB_MEMORY_LIMIT`` is neither ``auto`` nor a size such as 1GB or 512MB."""
 
 
 def memory_limit() -> str:
     """DuckDB's memory budget per connection, for the Python stages and dbt alike.
 
     Beyond it DuckDB spills to disk instead of growing, so a run's footprint
-    stays predictable; raise it for large networks on large machines.
+    stays predictable. ``auto`` (the default) sizes it to the landing zone in
+    ``$SOE_LANDING_DIR`` (see ``auto_memory_limit``); an explicit size wins.
     """
     value = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
+    if value.lower() == "auto":
+        return auto_memory_limit(os.environ.get(LANDING_DIR_ENV))
     if not MEMORY_SIZE.match(value):
-        raise InvalidMemoryLimit(f"{MEMORY_LIMIT_ENV}={value!r} is not a memory size such as 1GB or 512MB")
+        raise InvalidMemoryLimit(f"{MEMORY_LIMIT_ENV}={value!r} is not 'auto' or a memory size such as 1GB or 512MB")
     return value
+
+
+def auto_memory_limit(landing_dir: str | Path | None) -> str:
+    """The landing zone's data size, at least 1GiB, at most 4GiB and a quarter of the machine's memory.
+
+    The largest joins and windows (the trusted view, the reconciliation) grow
+    with the inputs: under 1GiB DuckDB spills them to disk at 10M
+    SKU-location-weeks and dbt takes about half as long again; small networks
+    never need more than 1GiB, and 1GiB keeps them well inside 2 GB.
+    """
+    size = landing_data_bytes(Path(landing_dir)) if landing_dir else 0
+    return f"{auto_budget_bytes(size, _physical_memory_bytes()) // 2**20}MiB"
+
+
+def auto_budget_bytes(data_bytes: int, physical_bytes: int) -> int:
+    ceiling = max(AUTO_FLOOR_BYTES, min(AUTO_CEILING_BYTES, physical_bytes // 4))
+    return min(max(data_bytes, AUTO_FLOOR_BYTES), ceiling)
+
+
+def landing_data_bytes(landing_dir: Path) -> int:
+    """CSV bytes plus Parquet's uncompressed bytes: what DuckDB will hold, comparable across formats."""
+    if not landing_dir.is_dir():
+        return 0
+    total = 0
+    for path in landing_dir.rglob("*"):
+        suffix = path.suffix.lower()
+        if suffix == ".csv" and path.is_file():
+            total += path.stat().st_size
+        elif suffix == ".parquet" and path.is_file():
+            stat = path.stat()
+            total += _parquet_data_bytes(str(path), stat.st_mtime_ns, stat.st_size)
+    return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _parquet_data_bytes(path: str, mtime_ns: int, file_bytes: int) -> int:
+    """Uncompressed size from the footer (cached per file version); the file size if the footer is unreadable."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (OSError, ValueError):  # a damaged file is ingest's business (quarantined there); here it only counts its bytes
+        return file_bytes
+    return sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+
+
+def _physical_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * AUTO_CEILING_BYTES  # unknown: do not let the machine's size lower the ceiling

@@ -262,3 +262,37 @@ def test_definitions_carry_the_checks_sensors_and_blocking_gates(monkeypatch, tm
     assert {key.to_user_string() for key in children} == {"published_marts"}
     sensors = {sensor.name for sensor in defs.sensors}
     assert {"landing_zone_sensor", "run_failure_alert_sensor"} <= sensors
+
+
+def test_auto_memory_budget_follows_the_landing_zone_within_its_bounds(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from soe_assets.duckdb_settings import (
+        GIB, LANDING_DIR_ENV, MEMORY_LIMIT_ENV, auto_budget_bytes, landing_data_bytes, memory_limit,
+    )
+
+    # Data size: CSV bytes as they are, Parquet by its uncompressed size (a compressible column is far
+    # larger than its file); anything else is not an extract.
+    (tmp_path / "skus").mkdir()
+    (tmp_path / "skus" / "2026-11-20.csv").write_text("sku_id\nA\nB\n")
+    parquet = tmp_path / "skus" / "2026-11-21.parquet"
+    pq.write_table(pa.table({"sku_id": [f"SKU-{i:06d}" + "x" * 200 for i in range(20_000)]}), parquet,
+                   use_dictionary=False)
+    (tmp_path / "notes.txt").write_text("ignored" * 1000)
+    size = landing_data_bytes(tmp_path)
+    assert size > len("sku_id\nA\nB\n") + 20_000 * 200 > 5 * parquet.stat().st_size
+
+    assert auto_budget_bytes(size, 24 * GIB) == 1 * GIB  # small zones: the 1GiB floor
+    assert auto_budget_bytes(int(2.5 * GIB), 24 * GIB) == int(2.5 * GIB)  # in between: the data size
+    assert auto_budget_bytes(50 * GIB, 24 * GIB) == 4 * GIB  # large zones: the 4GiB ceiling
+    assert auto_budget_bytes(50 * GIB, 8 * GIB) == 2 * GIB  # never above a quarter of the machine
+    assert auto_budget_bytes(50 * GIB, 2 * GIB) == 1 * GIB  # the floor holds on a tiny machine
+
+    monkeypatch.setenv(LANDING_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
+    assert memory_limit() == "1024MiB"
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "AUTO")
+    assert memory_limit() == "1024MiB"
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "3GB")  # an explicit size wins
+    assert memory_limit() == "3GB"
