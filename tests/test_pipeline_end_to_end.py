@@ -173,5 +173,5 @@ def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, ca
     code = main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"), "--memory-limit", "lots"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "'lots' is not a memory size" in err and "Traceback" not in err
+    assert "'lots' is not 'auto' or a memory size" in err and "Traceback" not in err
     assert not (tmp_path / "w.duckdb").exists()
