@@ -67,7 +67,11 @@ def sku_location_week_suite(horizon_weeks: int):
 def read_sku_location_week(conn: duckdb.DuckDBPyConnection, table: str = "marts.sku_location_week") -> pd.DataFrame:
     """The suite's columns of the mart, cheap to validate: string keys as categoricals, dates as datetime64."""
     select = ", ".join(
-        f"CAST({c} AS TIMESTAMP) AS {c}" if c in _DATES else c for c in SUITE_COLUMNS
+        f"CAST({c} AS TIMESTAMP) AS {c}" if c in _DATES
+        # GX checks a range with numpy only on int64 / float64; on int32 it calls Python once per row
+        else f"CAST({c} AS BIGINT) AS {c}" if c == "week_index"
+        else c
+        for c in SUITE_COLUMNS
     )
     with conn.cursor() as cursor:  # its own result: the caller's pending one is left alone; Arrow without a copy
         arrow = cursor.sql(f"SELECT {select} FROM {table}").to_arrow_table()
