@@ -64,6 +64,9 @@ def _weekly_demand_sql(config: DetectionConfig) -> str:
     out by ship_date (the plan at a location covers the replenishment it ships too).
     """
     first, last = -config.demand_recent_weeks, config.demand_near_weeks - 1
+    # only the grid's weeks are read: the plan and the demand history reach far beyond them
+    in_grid_weeks = (f"between cast(run.week0 + to_days({7 * first}) as date) "
+                     f"and cast(run.week0 + to_days({7 * (last + 1) - 1}) as date)")
     return f"""
 with {RUN},
 customer_locations as (
@@ -87,11 +90,13 @@ demand as (
            {_week_index('demand_events.event_date')} as week_index,
            sum(demand_events.qty) as demand_qty
     from demand_events cross join run
+    where demand_events.event_date {in_grid_weeks}
     group by all
 ),
 plan as (
     select p.sku_id, p.location_id, {_week_index('p.week_start')} as week_index, p.demand_qty as plan_qty
     from intermediate.int_committed_plan as p cross join run
+    where p.week_start {in_grid_weeks}
 ),
 grid as (
     select c.sku_id, c.location_id, weeks.week_index,
