@@ -2,6 +2,8 @@
 
 
 import contextlib
+import functools
+import importlib.metadata
 from collections import Counter
 from collections.abc import Iterator
 import os
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
+from packaging.version import Version
 
 from data_contracts.gx_suites import import_in_background
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, memory_limit
@@ -56,10 +59,10 @@ CI_ONLY_DBT_TESTS = "tag:landing_contract test_type:unit"
 def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Staging, reconciliation and the trusted SKU-location-week view."""
     # On the soe command line the progress logger shows dbt's verdicts; its raw echo is noise.
-    import_in_background()
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
     with echo as sink, contextlib.redirect_stdout(sink), _resolved_memory_limit():
         invocation = dbt.cli(["build"], context=context)
+        import_in_background()  # only now: before dbt starts, the import would hold up its launch
         yield from invocation.stream()
     statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])
     context.log.info("dbt build: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
@@ -107,5 +110,19 @@ def prune_run_targets(keep: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class SoeDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, told dbt's version instead of asking for it.
+
+    dagster-dbt 0.29 runs ``dbt --version`` in a subprocess before every
+    build (2-3 s, the cost of starting dbt once more) only to learn the
+    version of dbt-core, which soe installs into its own environment and puts
+    first on the PATH (above). The installed package's version is that answer.
+    """
+
+    @functools.cached_property
+    def _cli_version(self) -> Version:
+        return Version(importlib.metadata.version("dbt-core"))
+
+
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project)
+    return SoeDbtCliResource(project_dir=dbt_project)

@@ -51,3 +51,16 @@ def test_jobs_and_schedules_are_defined():
 
     assert {"soe_full_run", "soe_daily", "soe_weekly"} <= {job.name for job in defs.jobs}
     assert {s.job_name for s in defs.schedules} >= {"soe_daily", "soe_weekly"}
+
+
+def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs():
+    """The resource skips `dbt --version`; the version it assumes is the one the executable reports."""
+    import re
+    import subprocess
+
+    from orchestration.dbt import dbt_resource
+
+    resource = dbt_resource()
+    reported = subprocess.check_output([resource.dbt_executable, "--version"], text=True)
+    installed = re.search(r"installed:\s*(\d+\.\d+\.\d+)", reported).group(1)
+    assert str(resource._cli_version) == installed
