@@ -42,7 +42,7 @@ def auto_memory_limit(landing_dir: str | Path | None) -> str:
     The largest joins and windows (the trusted view, the reconciliation) grow
     with the inputs: under 1GiB DuckDB spills them to disk at 10M
     SKU-location-weeks and dbt takes about half as long again; small networks
-    never need more than 1GiB, and 1GiB keeps them well inside 2 GB.
+    never need more than 1GiB, which keeps a 1M run inside 2 GB (1.7 GB).
     """
     size = landing_data_bytes(Path(landing_dir)) if landing_dir else 0
     return f"{auto_budget_bytes(size, _physical_memory_bytes()) // 2**20}MiB"
