@@ -236,6 +236,10 @@ class _SourceIngest:
         self.report.latest_extract_date = max(filter(None, [self.report.latest_extract_date, extract.extract_date]))
         self.report.rows_read += rows
 
+    def _same_key(self, left: str, right: str, compare: str = "=") -> str:
+        """SQL matching rows of aliases ``left`` and ``right`` on the primary key."""
+        return " AND ".join(f"{left}.{quote(k)} {compare} {right}.{quote(k)}" for k in self.source.primary_key)
+
     def _repeated_keys(self, relation: str, aggregates: str = "") -> str:
         """SQL for the keys occurring more than once in ``relation``.
 
@@ -253,10 +257,9 @@ class _SourceIngest:
         """Every copy of a key repeated within the extract fails: an aggregate finds them (rarely any)."""
         self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _duplicate_keys AS {self._repeated_keys(this_file)}")
         if self.conn.execute("SELECT count(*) FROM _duplicate_keys").fetchall()[0][0]:
-            same_key = " AND ".join(f"c.{quote(k)} IS NOT DISTINCT FROM d.{quote(k)}" for k in self.source.primary_key)
             self.conn.execute(
                 f"UPDATE {self.loading} AS c SET _failed = true FROM _duplicate_keys AS d "
-                f"WHERE c._file_order = {file_order} AND {same_key}"
+                f"WHERE c._file_order = {file_order} AND {self._same_key('c', 'd', 'IS NOT DISTINCT FROM')}"
             )
 
     def _quarantine_rows(self, extract: Extract, layers: str, failures: list[tuple[str, str, str]],
@@ -266,7 +269,7 @@ class _SourceIngest:
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
             for column, condition, reason in failures
         )
-        same_key = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM d.{quote(k)}" for k in self.source.primary_key)
+        same_key = self._same_key("t", "d", "IS NOT DISTINCT FROM")
         self.conn.execute(
             f"""
             INSERT INTO raw.quarantine
@@ -293,10 +296,9 @@ class _SourceIngest:
                 f"CREATE OR REPLACE TEMP TABLE _superseded AS "
                 f"{self._repeated_keys(self.loading, ', max(_file_order) AS _kept_order')}"
             )
-            same_key = " AND ".join(f"v.{quote(k)} = s.{quote(k)}" for k in source.primary_key)
             conn.execute(
                 f"DELETE FROM {self.loading} AS v USING _superseded AS s "
-                f"WHERE {same_key} AND v._file_order <> s._kept_order"
+                f"WHERE {self._same_key('v', 's')} AND v._file_order <> s._kept_order"
             )
             conn.execute("DROP TABLE _superseded")
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _failed")
@@ -304,13 +306,12 @@ class _SourceIngest:
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _key_hash")
         conn.execute(f"DROP TABLE IF EXISTS raw.{quote(source.name)}")
         conn.execute(f"ALTER TABLE {self.loading} RENAME TO {quote(source.name)}")
-        join = " AND ".join(f"k.{quote(c)} = t.{quote(c)}" for c in source.primary_key)
         conn.execute(
             f"""
             UPDATE raw.quarantine AS q
             SET reason = q.reason || '; the valid version of this key from ' || s.kept_file || ' stands'
             FROM (SELECT k.file, k.row_number, t._file AS kept_file
-                  FROM {self.rejected} AS k JOIN raw.{quote(source.name)} AS t ON {join}) AS s
+                  FROM {self.rejected} AS k JOIN raw.{quote(source.name)} AS t ON {self._same_key('k', 't')}) AS s
             WHERE q.source = ? AND q.file = s.file AND q.row_number = s.row_number
             """,
             [source.name],
