@@ -76,3 +76,31 @@ def test_typed_parquet_and_csv_of_the_same_rows_are_judged_alike(tmp_path):
     assert {row for row, _, _ in rejections} == {2, 3, 4, 5, 6, 7, 8}
     assert kept == [("OK", 10.0, pd.Timestamp(day))]
     assert judged["parquet"] == judged["csv"]
+
+
+def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
+    """The cheap paths skip trim's copy and the zoned parse only where the result cannot differ."""
+    import duckdb
+
+    from data_contracts.sql_rules import trimmed_text, typed_expression
+
+    values = [
+        "SKU-A", " SKU-A", "SKU-A ", "  ", "", "\u00a0SKU\u00a0", "\u3000x", "é", " é ", "\tSKU\t", "a b",
+        "2026-11-03T10:00:00", "2026-11-03 10:00:00", "2026-11-03T10:00:00Z", "2026-11-03T10:00:00+01:00",
+        "2026-11-03T10:00:00-05", "2026-11-03T10:00:00.5+05:30", "2026-11-03+10:00:00", "2026-11-03",
+        "2026-1-3T1:00:00+01:00", "2026-11-03T10:00", "2026-11-03T10:00+01", "2026-11-03T25:00:00",
+        "2026-13-03T10:00:00", "2026-11-03T10:00:00 Europe/Paris", "not a time", "2026-11-03x10:00:00",
+    ]
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("CREATE TABLE t AS SELECT unnest(?) AS v", [values])
+    fast = typed_expression("ts", trimmed_text("v"))
+    general = "CAST(TRY_CAST(NULLIF(trim(v), '') AS TIMESTAMPTZ) AS TIMESTAMP)"
+    rows = conn.execute(
+        f"SELECT v, {trimmed_text('v')}, NULLIF(trim(v), ''), {fast}, {general} FROM t"
+    ).fetchall()
+    assert len(rows) == len(values)
+    for value, fast_text, text, fast_ts, ts in rows:
+        assert fast_text == text, value
+        assert fast_ts == ts, value
+    assert sum(ts is not None for *_, ts in rows) >= 8  # the timestamps above do parse
