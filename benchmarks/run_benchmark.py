@@ -3,7 +3,8 @@
     python benchmarks/run_benchmark.py [--sizes 20000 200000] [--dcs 4] [--workdir /tmp/soe-bench]
 
 For each size it generates a landing zone (once; reused when present), measures a
-floor (DuckDB reading every input file once), then runs `soe run` in a child
+floor (DuckDB reading every input file once), lets dbt parse the project for the
+run's warehouse (untimed, as a previous run on it would have), then runs `soe run` in a child
 process and reports wall time, per-stage times (from the run's progress lines) and
 peak memory: the largest sum of resident memory over `soe run` and all its
 descendants (the dbt subprocess included), sampled every 0.1 s from /proc. Results are appended to
