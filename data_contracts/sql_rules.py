@@ -47,7 +47,7 @@ def typed_expression(kind: str, text: str) -> str:
         return f"TRY_CAST({text} AS DATE)"
     if kind == "ts":
         # Offsets are honoured and normalised to UTC (the connection runs in UTC). The zoned parse
-        # costs about twice the plain one: the common 'YYYY-MM-DD[T ]HH:MM:SS' leaves no room
+        # costs several times the plain one: the common 'YYYY-MM-DD[T ]HH:MM:SS' leaves no room
         # for an offset, so it takes the plain parse, which means the same there.
         plain_form = (
             f"strlen({text}) = 19 AND substr({text}, 5, 1) = '-' AND substr({text}, 8, 1) = '-' "
