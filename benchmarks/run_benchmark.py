@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, auto_memory_limit
+from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, resolve_memory_limit
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
 STAGE_LINE = re.compile(r"^\[(?P<step>[^\]]+)\] done in (?P<seconds>[\d.]+) s")
@@ -117,8 +117,8 @@ def parse_dbt_project_for(landing: Path, warehouse: Path, memory_limit: str) -> 
     project (about 3 s more), a daily run finds the state its previous run
     left. The timed run starts from that state too.
     """
-    budget = memory_limit if memory_limit and memory_limit.lower() != "auto" else auto_memory_limit(landing)
-    env = {**os.environ, "SOE_WAREHOUSE": str(warehouse.resolve()), MEMORY_LIMIT_ENV: budget,
+    env = {**os.environ, "SOE_WAREHOUSE": str(warehouse.resolve()),
+           MEMORY_LIMIT_ENV: resolve_memory_limit(memory_limit, landing),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     subprocess.run([str(SOE.with_name("dbt")), "parse", "--quiet", "--project-dir", str(DBT_PROJECT),
                     "--profiles-dir", str(DBT_PROJECT)], env=env, check=True)

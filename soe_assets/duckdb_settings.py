@@ -28,9 +28,14 @@ def memory_limit() -> str:
     stays predictable. ``auto`` (the default) sizes it to the landing zone in
     ``$SOE_LANDING_DIR`` (see ``auto_memory_limit``); an explicit size wins.
     """
-    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
+    return resolve_memory_limit(os.environ.get(MEMORY_LIMIT_ENV, ""), os.environ.get(LANDING_DIR_ENV))
+
+
+def resolve_memory_limit(value: str, landing_dir: str | Path | None) -> str:
+    """``value`` (``auto``, empty for the default, or a size) as the size DuckDB is given."""
+    value = value.strip() or DEFAULT_MEMORY_LIMIT
     if value.lower() == "auto":
-        return auto_memory_limit(os.environ.get(LANDING_DIR_ENV))
+        return auto_memory_limit(landing_dir)
     if not MEMORY_SIZE.match(value):
         raise InvalidMemoryLimit(f"{MEMORY_LIMIT_ENV}={value!r} is not 'auto' or a memory size such as 1GB or 512MB")
     return value
