@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
+
+if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe --help` should not
+    import dagster as dg
+
+    from orchestration.resources import QualitySettings
 
 DEFAULT_DEMO_DIR = Path("soe-demo")
 
@@ -122,11 +131,48 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     os.environ["SOE_TERSE_OUTPUT"] = "1"
     started = time.monotonic()
     echo(f"loading pipeline definitions ... (DuckDB memory budget {budget})")
-    import dagster as dg
+    with _start_up_kept_out_of_collections() as start_up_done:
+        job, quality = _load_full_run_job(workspace, options)
+        start_up_done()
+        result = _execute_in_this_process(job)
+    elapsed = time.monotonic() - started
+    _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
+    if not result.success:
+        _alert_run_failure(result, workspace)
+        echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
+             "The previously published marts are untouched.")
+        return False
+    _print_summary(workspace, elapsed, echo)
+    return True
 
+
+@contextlib.contextmanager
+def _start_up_kept_out_of_collections() -> Iterator[Callable[[], None]]:
+    """Keep what start-up creates out of the run's garbage collections.
+
+    The imports and the definitions create objects that live as long as the
+    process. With the collector paused until ``start_up_done`` freezes them,
+    the run's full collections skip them instead of walking all of them each
+    time (0.8 s less per run, measured on the tiny sample network). On the way
+    out everything is collectable again.
+    """
+
+    def start_up_done() -> None:
+        gc.freeze()
+        gc.enable()
+
+    gc.disable()
+    try:
+        yield start_up_done
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def _load_full_run_job(workspace: Workspace, options: RunOptions) -> tuple[dg.JobDefinition, QualitySettings]:
+    """The full-run job of the definitions for this workspace and these options, and the quality settings."""
     from orchestration.definitions import FULL_RUN_JOB, build_definitions
     from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
-    from orchestration.sensors import CLI_TAG
     from soe_assets.ingest.health import parse_freshness_days
 
     quality = QualitySettings.from_env()
@@ -138,7 +184,6 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         freshness_days=freshness, warn_quarantine_share=quality.warn_quarantine_share,
         block_quarantine_share=quality.block_quarantine_share,
     )
-
     defs = build_definitions(
         SoeSettings(
             landing_dir=str(workspace.landing.resolve()),
@@ -151,21 +196,19 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         WarehouseResource(path=str(workspace.warehouse.resolve())),
         quality,
     )
-    job = defs.resolve_job_def(FULL_RUN_JOB)
+    return defs.resolve_job_def(FULL_RUN_JOB), quality
+
+
+def _execute_in_this_process(job: dg.JobDefinition) -> dg.ExecuteInProcessResult:
+    import dagster as dg
+
+    from orchestration.sensors import CLI_TAG
+
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
+        return job.execute_in_process(
             run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False,
             tags={CLI_TAG: "cli"},
         )
-    elapsed = time.monotonic() - started
-    _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
-    if not result.success:
-        _alert_run_failure(result, workspace)
-        echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
-             "The previously published marts are untouched.")
-        return False
-    _print_summary(workspace, elapsed, echo)
-    return True
 
 
 def _print_failed_checks(result, alert_log: Path, echo: Callable[[str], None]) -> None:
@@ -396,5 +439,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def command() -> NoReturn:
+    """The ``soe`` executable: ``main``, then exit without Python's interpreter teardown.
+
+    The teardown runs full garbage collections over every object Dagster, dbt,
+    GX and pydantic loaded: ~1.4 s after every command, on any network. By the
+    time ``main`` returns, soe has closed its warehouse connections, the Dagster
+    instance and its files, so the teardown has nothing of soe's to finish.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -1,5 +1,6 @@
 """The real pipeline (ingest -> dbt build -> Python stages -> publish) on a hand-made landing zone."""
 
+import gc
 import json
 import os
 import subprocess
@@ -119,6 +120,12 @@ def test_published_marts_conform_to_the_marts_contract(first_run):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(first_run):
+    """A run pauses and freezes collection while it starts; callers in the same process get it back."""
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
