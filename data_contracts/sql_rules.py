@@ -130,20 +130,24 @@ def _unparseable_reason(column: str, kind: str) -> str:
     return f"{prefix} || CAST({text_alias(column)} AS VARCHAR) || {literal(chr(39))}"
 
 
-def _stored_expression(kind: str, stored: str) -> str:
+def _stored_expression(kind: str, stored: str, zoned: bool) -> str:
     """A value already stored with the contract's type (typed Parquet) needs no parse, only the finite check.
 
     A timestamp with a time zone is normalised to UTC (the connection runs in
-    UTC), one without is taken as UTC, exactly as their text would be.
+    UTC), one without is taken as UTC, exactly as their text would be. Only the
+    zoned one needs the round trip through TIMESTAMPTZ (0.3 s per 2.4M values):
+    a plain cast keeps a zoneless value as it is, whatever its precision.
     """
     if kind == "num":
         return f"CASE WHEN isfinite({stored}) THEN {stored} END"
-    return f"CAST(CAST({stored} AS TIMESTAMPTZ) AS TIMESTAMP)" if kind == "ts" else stored
+    if kind == "ts":
+        return f"CAST(CAST({stored} AS TIMESTAMPTZ) AS TIMESTAMP)" if zoned else f"CAST({stored} AS TIMESTAMP)"
+    return stored
 
 
 def compile_contract(
     source: SourceContract, *, extract_date: str, master_tables: dict[str, str] | None,
-    stored_typed: Collection[str] = (),
+    stored_typed: Collection[str] = (), stored_zoned: Collection[str] = (),
 ) -> CompiledContract:
     """Input, typed and failure expressions for one extract of ``source``.
 
@@ -151,7 +155,8 @@ def compile_contract(
     (column ``id``); None skips referential integrity (master data itself).
     ``stored_typed`` names the columns the file already stores with their
     contract type (date, timestamp, integer, number in Parquet): they skip the
-    text round trip and are judged by the same rules.
+    text round trip and are judged by the same rules; ``stored_zoned`` names
+    those of them that are timestamps with a time zone.
     """
     schema = source.schema
     text_columns: dict[str, str] = {}
@@ -162,7 +167,7 @@ def compile_contract(
         text = text_alias(column)
         if column in stored_typed and kind in STORED_KINDS:
             text_columns[column] = quote(column)
-            typed_columns[column] = _stored_expression(kind, text)
+            typed_columns[column] = _stored_expression(kind, text, zoned=column in stored_zoned)
         else:
             text_columns[column] = trimmed_text(f"CAST({quote(column)} AS VARCHAR)")
             typed_columns[column] = typed_expression(kind, text)

@@ -260,16 +260,21 @@ def test_typed_parquet_timestamps_mean_what_their_text_means(landing):
     import pyarrow.parquet as pq
 
     base = minimal_network()["sop_plan"][0]
-    for version, stamp, zone in (("ZONED", "2026-11-03 10:00:00", "Europe/Paris"), ("NAIVE", "2026-11-03 09:00:00", None)):
+    for version, stamp, zone, unit in (("ZONED", "2026-11-03 10:00:00", "Europe/Paris", "ns"),
+                                       ("NAIVE", "2026-11-03 09:00:00", None, "ns"),
+                                       ("NAIVE_MS", "2026-11-03 09:00:00", None, "ms")):
         rows = pd.DataFrame([{**base, "plan_version": version}])
         rows["committed_at"] = pd.Series([pd.Timestamp(stamp, tz=zone)])
         rows["week_start"] = pd.to_datetime(rows["week_start"]).dt.date
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        index = table.schema.get_field_index("committed_at")
+        table = table.set_column(index, "committed_at", table["committed_at"].cast(pa.timestamp(unit, tz=zone)))
         path = landing / "sop_plan" / f"{AS_OF.isoformat()}_{version.lower()}.parquet"
-        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), path)
-        assert pa.types.is_timestamp(pq.read_schema(path).field("committed_at").type)
+        pq.write_table(table, path)
+        assert pq.read_schema(path).field("committed_at").type == pa.timestamp(unit, tz=zone)
     result = ingest_landing_zone(landing, AS_OF)
     committed = result.table("sop_plan").set_index("plan_version")["committed_at"]
-    assert committed["ZONED"] == committed["NAIVE"] == pd.Timestamp("2026-11-03 09:00:00")
+    assert committed["ZONED"] == committed["NAIVE"] == committed["NAIVE_MS"] == pd.Timestamp("2026-11-03 09:00:00")
     assert _quarantine(result, "sop_plan").empty
 
 

@@ -200,6 +200,11 @@ def stored_typed_columns(schema: pa.Schema, kinds: dict[str, str]) -> set[str]:
     }
 
 
+def stored_zoned_timestamps(schema: pa.Schema) -> set[str]:
+    """The columns ``schema`` stores as timestamps with a time zone."""
+    return {field.name for field in schema if pa.types.is_timestamp(field.type) and field.type.tz is not None}
+
+
 def read_extract_text(extract: Extract) -> pa.Table:
     """The extract as received (CSV: every column as text) plus ``_row_number``, whole."""
     try:

@@ -24,6 +24,7 @@ from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
+    stored_zoned_timestamps,
 )
 from soe_assets.warehouse import RunContext, quote, replace_table
 
@@ -175,6 +176,7 @@ class _SourceIngest:
         rules = compile_contract(
             source, extract_date=extract.extract_date.isoformat(), master_tables=self.master_tables,
             stored_typed=stored_typed_columns(reader.schema, source.columns),
+            stored_zoned=stored_zoned_timestamps(reader.schema),
         )
         carried = [INVALID_UTF8] if INVALID_UTF8 in reader.column_names else []
         utf8 = [("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8"))] if carried else []
