@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import logging
 import os
 import sys
@@ -23,6 +24,23 @@ if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe
     from orchestration.resources import QualitySettings
 
 DEFAULT_DEMO_DIR = Path("soe-demo")
+
+# The first line of the dagster.yaml soe writes; without it the file is left as it is.
+INSTANCE_CONFIG_MARK = "# Written by soe for this folder; delete this line to keep your own changes."
+# What earlier versions wrote, replaced like a file with the mark.
+PREVIOUS_INSTANCE_CONFIGS = ("telemetry:\n  enabled: false\n",)
+
+
+def instance_config(dagster_home: Path) -> str:
+    """The Dagster instance of a soe folder: Dagster's SQLite event log in its usual place
+    (``history/runs``), without a new connection per event (``orchestration/instance_storage.py``)."""
+    event_logs = json.dumps(str(dagster_home / "history" / "runs"))  # a JSON string is a YAML string
+    return (
+        f"{INSTANCE_CONFIG_MARK}\n"
+        "telemetry:\n  enabled: false\n"
+        "event_log_storage:\n  module: orchestration.instance_storage\n  class: PooledSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {event_logs}\n"
+    )
 
 
 class UserError(Exception):
@@ -46,11 +64,16 @@ class Workspace:
         os.environ["SOE_LANDING_DIR"] = str(self.landing.resolve())
         os.environ["SOE_WAREHOUSE"] = str(self.warehouse.resolve())
         os.environ["SOE_PUBLISH_DIR"] = str(self.publish.resolve())
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        instance_config = self.dagster_home / "dagster.yaml"
-        if not instance_config.exists():
-            instance_config.write_text("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = str(self.dagster_home.resolve())
+        home = self.dagster_home.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        config = home / "dagster.yaml"
+        current, wanted = (config.read_text() if config.exists() else None), instance_config(home)
+        ours = current is None or current in PREVIOUS_INSTANCE_CONFIGS or current.startswith(INSTANCE_CONFIG_MARK)
+        if ours and current != wanted:  # a new folder, or one moved: the file names the folder
+            staged = config.with_name(f".dagster.yaml.{os.getpid()}")
+            staged.write_text(wanted)
+            os.replace(staged, config)  # a UI starting meanwhile reads the old file or the new, never half
+        os.environ["DAGSTER_HOME"] = str(home)
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

@@ -139,6 +139,47 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     assert not (tmp_path / "w.duckdb").exists()
 
 
+def test_the_run_is_in_the_dagster_history_of_its_folder(first_run):
+    """`soe ui` on the same folder shows the runs of `soe run`: its instance holds the run and its events."""
+    import dagster as dg
+
+    from orchestration.instance_storage import PooledSqliteEventLogStorage
+
+    with dg.DagsterInstance.from_config(str(first_run.workspace.dagster_home)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        run = instance.get_runs()[0]
+        assert run.is_success
+        assert instance.get_latest_materialization_event(dg.AssetKey("exceptions")).run_id == run.run_id
+        evaluations = [event for event in instance.all_logs(run.run_id)
+                       if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+        assert len(evaluations) >= 40  # dbt's tests, the source checks, the GX suite, the publish gates
+
+
+def test_the_folders_dagster_config_follows_the_folder_and_keeps_hand_edits(tmp_path, monkeypatch):
+    from orchestration.cli import INSTANCE_CONFIG_MARK, Workspace
+
+    for name in ("SOE_LANDING_DIR", "SOE_WAREHOUSE", "SOE_PUBLISH_DIR", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def export(folder: Path) -> str:
+        workspace = Workspace(landing=folder / "landing", warehouse=folder / "warehouse" / "soe.duckdb",
+                              publish=folder / "publish")
+        workspace.export()
+        return (workspace.dagster_home / "dagster.yaml").read_text()
+
+    written = export(tmp_path / "a")
+    assert written.startswith(INSTANCE_CONFIG_MARK) and str(tmp_path / "a") in written
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = export(tmp_path / "b")
+    assert str(tmp_path / "b" / "warehouse" / "dagster_home" / "history" / "runs") in moved
+    config = tmp_path / "b" / "warehouse" / "dagster_home" / "dagster.yaml"
+    config.write_text("telemetry:\n  enabled: false\n")  # what earlier versions wrote
+    assert export(tmp_path / "b") == moved
+    edited = moved.replace(INSTANCE_CONFIG_MARK + "\n", "") + "# my own setting\n"
+    config.write_text(edited)
+    assert export(tmp_path / "b") == edited
+
+
 def test_warehouse_raw_tables_keep_lineage(first_run):
     with duckdb.connect(str(first_run.workspace.warehouse), read_only=True) as conn:
         files = conn.execute("select distinct _file from raw.sales_orders order by 1").fetchall()
