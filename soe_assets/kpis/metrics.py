@@ -195,11 +195,11 @@ def plan_vs_actual_sql(first_week: str | None = None, last_week: str | None = No
             WHERE {in_weeks} GROUP BY ALL
         ),
         plan AS (
-            SELECT plan.sku_id, plan.location_id, plan.week_start, sum(plan.demand_qty) AS plan_qty
+            -- one row per SKU-location-week already (the committed plan's uniqueness test runs before)
+            SELECT plan.sku_id, plan.location_id, plan.week_start, plan.demand_qty AS plan_qty
             FROM intermediate.int_committed_plan AS plan
-            INNER JOIN serving USING (sku_id, location_id)
+            SEMI JOIN serving USING (sku_id, location_id)
             WHERE {in_weeks}
-            GROUP BY ALL
         ),
         joined AS (
             SELECT
