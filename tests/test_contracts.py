@@ -74,6 +74,25 @@ def test_duplicated_key_in_one_file_quarantines_every_copy(landing):
     assert "OK" in set(result.table("sales_orders")["order_id"])
 
 
+
+def test_a_key_repeated_across_files_is_an_upsert_but_repeated_within_one_is_quarantined(landing):
+    earlier = AS_OF - timedelta(days=7)
+    write_source(landing, "sales_orders", [_order("TWICE", ordered_qty=5), _order("MOVED", ordered_qty=1)],
+                 extract=earlier)
+    write_source(landing, "sales_orders",
+                 [_order("TWICE", ordered_qty=6), _order("MOVED", ordered_qty=2), _order("TWICE", ordered_qty=7)],
+                 extract=AS_OF)
+    result = ingest_landing_zone(landing, AS_OF)
+    orders = result.table("sales_orders").set_index("order_id")
+    assert orders.loc["MOVED", "ordered_qty"] == 2  # once per file: the latest file wins, nothing quarantined
+    assert orders.loc["TWICE", "ordered_qty"] == 5  # both copies in the latest file fail: the earlier one stands
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [1, 3]
+    assert (quarantined["file"] == f"{AS_OF.isoformat()}.csv").all()
+    assert quarantined["reason"].str.contains("duplicated primary key").all()
+    assert quarantined["reason"].str.contains(f"the valid version of this key from {earlier.isoformat()}.csv stands").all()
+    assert result.reports["sales_orders"].rows_quarantined == 2
+
 def test_missing_column_quarantines_the_whole_file_and_other_files_flow_on(landing):
     path = write_source(landing, "sales_orders", [_order("X")], suffix="_broken")
     frame = pd.read_csv(path).drop(columns=["promised_date"])

@@ -96,12 +96,24 @@ def _json_object(columns: list[str]) -> str:
     return f"CAST(json_object({pairs}) AS VARCHAR)"
 
 
+@dataclass
+class _LoadedFile:
+    """What quarantining an extract's failed rows needs once every file of the source is loaded."""
+
+    extract: Extract
+    lenient: bool
+    layers: str  # the contract's SQL layers over ``_failed_text``
+    failures: list[tuple[str, str, str]]
+    header: list[str]  # the record's columns as received
+
+
 class _SourceIngest:
     """Validates, upserts and quarantines one source inside the DuckDB connection.
 
     Every row of every extract is written once, typed, into a loading table with
-    its file order and a ``_failed`` flag; ``finish`` deletes the failed and the
-    superseded rows (few) and renames it ``raw.<source>``. Writing the rows once
+    its file order and a ``_failed`` flag; ``finish`` finds the repeated keys of
+    all files in one pass, quarantines the failed rows, deletes them and the
+    superseded rows (few) and renames the table ``raw.<source>``. Writing the rows once
     is what keeps ingest cheap: copying millions of rows between tables costs
     more than validating them.
     """
@@ -113,7 +125,7 @@ class _SourceIngest:
         self.detected_at = detected_at
         self.master_tables = master_tables
         self.report = SourceReport(source.name)
-        self.files_loaded = 0
+        self.loaded: dict[int, _LoadedFile] = {}
         self.loading = f"raw.{quote('_loading_' + source.name)}"
         self.rejected = f"_rejected_{source.name}"
         self.key = ", ".join(quote(c) for c in source.primary_key)
@@ -197,24 +209,23 @@ class _SourceIngest:
         except UnreadableFile as error:
             self.quarantine_file(extract, str(error))
             return
-        self.files_loaded += 1
         self._count_read(extract, rows)
+        header = [c for c in reader.column_names if c != INVALID_UTF8]
+        self.loaded[file_order] = _LoadedFile(extract, lenient, rules.layers("_failed_text", carried), failures, header)
+
+    def _quarantine_failed(self, file_order: int) -> None:
+        """The extract's failed rows to the quarantine: a second, filtered read brings them back as received."""
+        loaded = self.loaded[file_order]
         this_file = f"(SELECT * FROM {self.loading} WHERE _file_order = {file_order})"
-        self._flag_duplicate_keys(this_file, file_order)
-        failed = self.conn.execute(f"SELECT count(*) FROM {this_file} WHERE _failed").fetchall()[0][0]
-        if failed:
-            # A second, filtered read brings back the failed rows as received.
-            self._scan(ExtractReader(extract, lenient=lenient),
-                       "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
-                       f"WHERE _row_number IN (SELECT _row_number FROM {this_file} WHERE _failed)")
-            header = [c for c in reader.column_names if c != INVALID_UTF8]  # the record as received
-            self._quarantine_rows(extract, rules.layers("_failed_text", carried), failures, header)
-            self.conn.execute(
-                f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM {this_file} WHERE _failed",
-                [extract.file],
-            )
-            self.conn.execute("DROP TABLE _failed_text")
-        self.report.rows_quarantined += failed
+        self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
+                   "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
+                   f"WHERE _row_number IN (SELECT _row_number FROM {this_file} WHERE _failed)")
+        self._quarantine_rows(loaded.extract, file_order, loaded.layers, loaded.failures, loaded.header)
+        self.conn.execute(
+            f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM {this_file} WHERE _failed",
+            [loaded.extract.file],
+        )
+        self.conn.execute("DROP TABLE _failed_text")
 
     def _quarantine_incomplete(self, reader: ExtractReader, missing: list[str]) -> None:
         """A file lacking a contract column is quarantined whole; its rows still count as read."""
@@ -242,29 +253,33 @@ class _SourceIngest:
         """SQL matching rows of aliases ``left`` and ``right`` on the primary key."""
         return " AND ".join(f"{left}.{quote(k)} {compare} {right}.{quote(k)}" for k in self.source.primary_key)
 
-    def _repeated_keys(self, relation: str, aggregates: str = "") -> str:
-        """SQL for the keys occurring more than once in ``relation``.
+    def _flag_duplicate_keys(self) -> None:
+        """Every copy of a key repeated within one extract fails; keys repeated across extracts are kept for the upsert.
 
-        Grouping by the key's hash, stored as each row was loaded, reads one
-        integer column instead of the key's text; only the few rows whose hash
-        repeats are grouped by the key itself.
+        One grouping of the key hashes, stored as each row was loaded, finds
+        every key that occurs more than once in any file (it reads one integer
+        column instead of the key's text); only those rows, in ``_repeated``, are
+        grouped by the key itself: per file for the duplicates (``_duplicate_keys``),
+        across files for the upsert (``finish``).
         """
-        return (
-            f"WITH repeated AS (SELECT _key_hash FROM {relation} GROUP BY 1 HAVING count(*) > 1) "
-            f"SELECT {self.key}{aggregates} FROM {relation} WHERE _key_hash IN (SELECT _key_hash FROM repeated) "
+        self.conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _repeated AS "
+            f"WITH hashes AS (SELECT _key_hash FROM {self.loading} GROUP BY 1 HAVING count(*) > 1) "
+            f"SELECT {self.key}, _file_order, _failed FROM {self.loading} "
+            "WHERE _key_hash IN (SELECT _key_hash FROM hashes)"
+        )
+        self.conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _duplicate_keys AS SELECT {self.key}, _file_order FROM _repeated "
             "GROUP BY ALL HAVING count(*) > 1"
         )
-
-    def _flag_duplicate_keys(self, this_file: str, file_order: int) -> None:
-        """Every copy of a key repeated within the extract fails: an aggregate finds them (rarely any)."""
-        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _duplicate_keys AS {self._repeated_keys(this_file)}")
         if self.conn.execute("SELECT count(*) FROM _duplicate_keys").fetchall()[0][0]:
-            self.conn.execute(
-                f"UPDATE {self.loading} AS c SET _failed = true FROM _duplicate_keys AS d "
-                f"WHERE c._file_order = {file_order} AND {self._same_key('c', 'd', 'IS NOT DISTINCT FROM')}"
-            )
+            for table in (self.loading, "_repeated"):
+                self.conn.execute(
+                    f"UPDATE {table} AS c SET _failed = true FROM _duplicate_keys AS d "
+                    f"WHERE c._file_order = d._file_order AND {self._same_key('c', 'd', 'IS NOT DISTINCT FROM')}"
+                )
 
-    def _quarantine_rows(self, extract: Extract, layers: str, failures: list[tuple[str, str, str]],
+    def _quarantine_rows(self, extract: Extract, file_order: int, layers: str, failures: list[tuple[str, str, str]],
                          header: list[str]) -> None:
         """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received."""
         failure_list = ", ".join(
@@ -276,7 +291,8 @@ class _SourceIngest:
             f"""
             INSERT INTO raw.quarantine
             WITH {layers},
-                 flagged AS (SELECT t.*, EXISTS (SELECT 1 FROM _duplicate_keys AS d WHERE {same_key})
+                 flagged AS (SELECT t.*, EXISTS (SELECT 1 FROM _duplicate_keys AS d
+                                                 WHERE d._file_order = {file_order} AND {same_key})
                                  AS {DUPLICATE_KEY} FROM typed AS t),
                  listed AS (SELECT _row_number, unnest(list_filter([{failure_list}], lambda f: f IS NOT NULL))
                                 AS failure
@@ -289,20 +305,30 @@ class _SourceIngest:
         )
 
     def finish(self) -> None:
-        """Upsert: per key the valid row of the latest file wins; note where a rejected newer key fell back."""
+        """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
+        rejected newer key fell back."""
         source, conn = self.source, self.conn
+        self._flag_duplicate_keys()
+        failed_per_file = conn.execute(
+            f"SELECT _file_order, count(*) FROM {self.loading} WHERE _failed GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        for file_order, failed in failed_per_file:
+            self._quarantine_failed(file_order)
+            self.report.rows_quarantined += failed
         conn.execute(f"DELETE FROM {self.loading} WHERE _failed")
-        # Keys are unique within a file: only keys seen in several files have an older version to drop.
-        if self.files_loaded > 1:
-            conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE _superseded AS "
-                f"{self._repeated_keys(self.loading, ', max(_file_order) AS _kept_order')}"
-            )
+        # Valid keys are unique within a file now: a valid key repeated is one seen in several files.
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _superseded AS "
+            f"SELECT {self.key}, max(_file_order) AS _kept_order FROM _repeated WHERE NOT _failed "
+            "GROUP BY ALL HAVING count(*) > 1"
+        )
+        if conn.execute("SELECT count(*) FROM _superseded").fetchall()[0][0]:
             conn.execute(
                 f"DELETE FROM {self.loading} AS v USING _superseded AS s "
                 f"WHERE {self._same_key('v', 's')} AND v._file_order <> s._kept_order"
             )
-            conn.execute("DROP TABLE _superseded")
+        conn.execute("DROP TABLE _superseded")
+        conn.execute("DROP TABLE _repeated")
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _failed")
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _file_order")
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _key_hash")
