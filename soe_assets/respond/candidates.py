@@ -178,23 +178,34 @@ def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: 
         _pull_ins(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
         _reprioritisations(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
     ]
-    actions = pd.concat([p[0] for p in parts if len(p[0])], ignore_index=True) if any(len(p[0]) for p in parts) \
-        else pd.DataFrame(columns=ACTION_COLUMNS)
-    effects = pd.concat([p[1] for p in parts if len(p[1])], ignore_index=True) if any(len(p[1]) for p in parts) \
-        else pd.DataFrame(columns=EFFECT_COLUMNS)
+    actions = _stacked([p[0] for p in parts], ACTION_COLUMNS)
+    effects = _stacked([p[1] for p in parts], EFFECT_COLUMNS)
     # global action ids (each part numbered its own actions 0..n-1 in 'local_id')
     offsets = np.cumsum([0] + [len(p[0]) for p in parts])[:-1]
     if len(actions):
         actions["action_id"] = np.concatenate([p[0]["local_id"].to_numpy() + off for p, off in zip(parts, offsets) if len(p[0])])
         effects["action_id"] = np.concatenate([p[1]["local_id"].to_numpy() + off for p, off in zip(parts, offsets) if len(p[1])])
-        actions = actions.reindex(columns=ACTION_COLUMNS)
         text = ["other_reference_id", "other_sku_id", "other_item_key"]
         actions[text] = actions[text].astype(object)  # all-NaN (float) when no reprioritisation: keep them mergeable on ids
-        effects = effects[EFFECT_COLUMNS]
     return Problem(as_of=as_of, week0=week0, horizon_weeks=horizon_weeks, fence_weeks=fence_weeks,
                    positions=positions, shortages=shortages, actions=actions, effects=effects,
                    capacity=capacity[["resource_key", "week_index", "spare_qty"]] if len(capacity)
                    else pd.DataFrame(columns=["resource_key", "week_index", "spare_qty"]))
+
+
+def _stacked(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """The non-empty frames one under another, in ``columns``.
+
+    A column one kind of action leaves empty (all NaN) while another fills it
+    is dropped from the empty part first, so the filled values decide its type
+    (pandas deprecates ignoring the empty part silently)."""
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    filled = set().union(*(frame.columns[frame.notna().any()] for frame in frames))
+    frames = [frame.drop(columns=[c for c in frame.columns if c in filled and frame[c].isna().all()])
+              for frame in frames]
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
 
 def _empty() -> tuple[pd.DataFrame, pd.DataFrame]:
