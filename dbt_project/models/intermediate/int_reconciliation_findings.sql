@@ -184,6 +184,32 @@ receipt_next_snapshot as (
 
 ),
 
+receipt_stock as (
+
+    -- what the next snapshot holds of the SKU (no row: nothing)
+    select
+        receipt_next_snapshot.*,
+        snapshots.sku_id as snapshot_sku_id,
+        snapshots.on_hand_qty
+    from receipt_next_snapshot
+    left join snapshots
+        on receipt_next_snapshot.sku_id = snapshots.sku_id
+        and receipt_next_snapshot.location_id = snapshots.location_id
+        and receipt_next_snapshot.next_snapshot_date = snapshots.snapshot_date
+
+),
+
+unexplained_by_stock as (
+
+    -- Outflows are never negative, so only a receipt larger than the stock counted after
+    -- it can be a finding: only these few need their outflows summed (summing them for
+    -- every receipt joined each with every outflow of its SKU-location in between).
+    select *
+    from receipt_stock
+    where coalesce(on_hand_qty, 0) < qty
+
+),
+
 outflows as (
 
     select sku_id, location_id, ship_date as outflow_date, shipped_qty as qty
@@ -205,16 +231,16 @@ outflows as (
 receipt_outflows as (
 
     select
-        receipt_next_snapshot.source,
-        receipt_next_snapshot.reference_id,
+        unexplained_by_stock.source,
+        unexplained_by_stock.reference_id,
         sum(outflows.qty) as outflow_qty
-    from receipt_next_snapshot
+    from unexplained_by_stock
     inner join outflows
-        on receipt_next_snapshot.sku_id = outflows.sku_id
-        and receipt_next_snapshot.location_id = outflows.location_id
-        and outflows.outflow_date >= receipt_next_snapshot.receipt_date
-        and outflows.outflow_date <= receipt_next_snapshot.next_snapshot_date
-    group by receipt_next_snapshot.source, receipt_next_snapshot.reference_id
+        on unexplained_by_stock.sku_id = outflows.sku_id
+        and unexplained_by_stock.location_id = outflows.location_id
+        and outflows.outflow_date >= unexplained_by_stock.receipt_date
+        and outflows.outflow_date <= unexplained_by_stock.next_snapshot_date
+    group by unexplained_by_stock.source, unexplained_by_stock.reference_id
 
 ),
 
@@ -222,32 +248,28 @@ receipts_not_in_snapshot as (
 
     select
         'receipt_not_in_snapshot' as finding_type,
-        receipt_next_snapshot.source,
-        receipt_next_snapshot.sku_id,
-        receipt_next_snapshot.location_id,
-        receipt_next_snapshot.reference_id,
-        receipt_next_snapshot.receipt_date as event_date,
-        receipt_next_snapshot.qty,
+        unexplained_by_stock.source,
+        unexplained_by_stock.sku_id,
+        unexplained_by_stock.location_id,
+        unexplained_by_stock.reference_id,
+        unexplained_by_stock.receipt_date as event_date,
+        unexplained_by_stock.qty,
         {{ dbt.concat([
-            "'Received '", dbt.cast('receipt_next_snapshot.qty', dbt.type_string()),
-            "' units on '", dbt.cast('receipt_next_snapshot.receipt_date', dbt.type_string()),
-            "' but the snapshot of '", dbt.cast('receipt_next_snapshot.next_snapshot_date', dbt.type_string()),
-            "case when snapshots.sku_id is null then ' has no stock row for the SKU'"
-                ~ " else " ~ dbt.concat(["' shows only '", dbt.cast('snapshots.on_hand_qty', dbt.type_string()), "' on hand'"])
+            "'Received '", dbt.cast('unexplained_by_stock.qty', dbt.type_string()),
+            "' units on '", dbt.cast('unexplained_by_stock.receipt_date', dbt.type_string()),
+            "' but the snapshot of '", dbt.cast('unexplained_by_stock.next_snapshot_date', dbt.type_string()),
+            "case when unexplained_by_stock.snapshot_sku_id is null then ' has no stock row for the SKU'"
+                ~ " else " ~ dbt.concat(["' shows only '", dbt.cast('unexplained_by_stock.on_hand_qty', dbt.type_string()), "' on hand'"])
                 ~ " end",
             "' and only '", dbt.cast('coalesce(receipt_outflows.outflow_qty, 0)', dbt.type_string()),
             "' units left in between.'",
         ]) }} as detail
-    from receipt_next_snapshot
-    left join snapshots
-        on receipt_next_snapshot.sku_id = snapshots.sku_id
-        and receipt_next_snapshot.location_id = snapshots.location_id
-        and receipt_next_snapshot.next_snapshot_date = snapshots.snapshot_date
+    from unexplained_by_stock
     left join receipt_outflows
-        on receipt_next_snapshot.source = receipt_outflows.source
-        and receipt_next_snapshot.reference_id = receipt_outflows.reference_id
-    where coalesce(snapshots.on_hand_qty, 0) + coalesce(receipt_outflows.outflow_qty, 0)
-        < receipt_next_snapshot.qty
+        on unexplained_by_stock.source = receipt_outflows.source
+        and unexplained_by_stock.reference_id = receipt_outflows.reference_id
+    where coalesce(unexplained_by_stock.on_hand_qty, 0) + coalesce(receipt_outflows.outflow_qty, 0)
+        < unexplained_by_stock.qty
 
 ),
 
