@@ -160,8 +160,21 @@ location_snapshot_dates as (
 
 ),
 
+snapshot_periods as (
+
+    -- each count of a location with the one before it: a receipt dated after the
+    -- previous count and on or before this one is first counted by this one
+    select
+        location_id,
+        snapshot_date,
+        lag(snapshot_date) over (partition by location_id order by snapshot_date) as previous_snapshot_date
+    from location_snapshot_dates
+
+),
+
 receipt_next_snapshot as (
 
+    -- one period matches each receipt: a join, no grouping of the receipts
     select
         receipts_until_as_of.source,
         receipts_until_as_of.reference_id,
@@ -169,18 +182,15 @@ receipt_next_snapshot as (
         receipts_until_as_of.location_id,
         receipts_until_as_of.receipt_date,
         receipts_until_as_of.qty,
-        min(location_snapshot_dates.snapshot_date) as next_snapshot_date
+        snapshot_periods.snapshot_date as next_snapshot_date
     from receipts_until_as_of
-    inner join location_snapshot_dates
-        on receipts_until_as_of.location_id = location_snapshot_dates.location_id
-        and location_snapshot_dates.snapshot_date >= receipts_until_as_of.receipt_date
-    group by
-        receipts_until_as_of.source,
-        receipts_until_as_of.reference_id,
-        receipts_until_as_of.sku_id,
-        receipts_until_as_of.location_id,
-        receipts_until_as_of.receipt_date,
-        receipts_until_as_of.qty
+    inner join snapshot_periods
+        on receipts_until_as_of.location_id = snapshot_periods.location_id
+        and receipts_until_as_of.receipt_date <= snapshot_periods.snapshot_date
+        and receipts_until_as_of.receipt_date > coalesce(
+            snapshot_periods.previous_snapshot_date,
+            {{ dbt.dateadd('day', -1, 'receipts_until_as_of.receipt_date') }}
+        )
 
 ),
 
