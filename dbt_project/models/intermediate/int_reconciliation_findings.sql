@@ -14,6 +14,10 @@
 --   sales_order_without_plan an open sales-order line on a SKU-location the
 --                            committed plan has no row for
 
+-- Each large import CTE is read once (the shipments and the snapshots have one per
+-- use): DuckDB materialises a CTE read more than once, and holding copies of those
+-- tables in memory ran the 10M network out of its memory budget.
+
 with
 
 run_context as (
@@ -23,6 +27,18 @@ run_context as (
 ),
 
 shipments as (
+
+    select * from {{ ref('stg_shipments') }}
+
+),
+
+shipment_arrivals as (
+
+    select * from {{ ref('stg_shipments') }}
+
+),
+
+shipment_departures as (
 
     select * from {{ ref('stg_shipments') }}
 
@@ -47,6 +63,12 @@ production_orders as (
 ),
 
 snapshots as (
+
+    select * from {{ ref('stg_inventory_snapshots') }}
+
+),
+
+snapshot_days as (
 
     select * from {{ ref('stg_inventory_snapshots') }}
 
@@ -105,13 +127,13 @@ receipts as (
 
     select
         'shipments' as source,
-        shipments.shipment_id as reference_id,
-        shipments.sku_id,
-        shipments.to_location_id as location_id,
-        shipments.actual_arrival_date as receipt_date,
-        shipments.qty
-    from shipments
-    where shipments.actual_arrival_date is not null
+        shipment_arrivals.shipment_id as reference_id,
+        shipment_arrivals.sku_id,
+        shipment_arrivals.to_location_id as location_id,
+        shipment_arrivals.actual_arrival_date as receipt_date,
+        shipment_arrivals.qty
+    from shipment_arrivals
+    where shipment_arrivals.actual_arrival_date is not null
 
     union all
 
@@ -153,10 +175,10 @@ receipts_until_as_of as (
 location_snapshot_dates as (
 
     -- a location was counted on a day when its snapshot has any row that day
-    select distinct snapshots.location_id, snapshots.snapshot_date
-    from snapshots
+    select distinct snapshot_days.location_id, snapshot_days.snapshot_date
+    from snapshot_days
     cross join run_context
-    where snapshots.snapshot_date <= run_context.as_of
+    where snapshot_days.snapshot_date <= run_context.as_of
 
 ),
 
@@ -194,9 +216,12 @@ receipt_next_snapshot as (
 
 ),
 
-receipt_stock as (
+unexplained_by_stock as (
 
-    -- what the next snapshot holds of the SKU (no row: nothing)
+    -- Outflows are never negative, so only a receipt larger than what the next snapshot
+    -- holds of the SKU (no row: nothing) can be a finding: only these few need their
+    -- outflows summed (summing them for every receipt joined each with every outflow of
+    -- its SKU-location in between).
     select
         receipt_next_snapshot.*,
         snapshots.sku_id as snapshot_sku_id,
@@ -206,17 +231,7 @@ receipt_stock as (
         on receipt_next_snapshot.sku_id = snapshots.sku_id
         and receipt_next_snapshot.location_id = snapshots.location_id
         and receipt_next_snapshot.next_snapshot_date = snapshots.snapshot_date
-
-),
-
-unexplained_by_stock as (
-
-    -- Outflows are never negative, so only a receipt larger than the stock counted after
-    -- it can be a finding: only these few need their outflows summed (summing them for
-    -- every receipt joined each with every outflow of its SKU-location in between).
-    select *
-    from receipt_stock
-    where coalesce(on_hand_qty, 0) < qty
+    where coalesce(snapshots.on_hand_qty, 0) < receipt_next_snapshot.qty
 
 ),
 
@@ -229,7 +244,7 @@ outflows as (
     union all
 
     select sku_id, from_location_id as location_id, ship_date as outflow_date, qty
-    from shipments
+    from shipment_departures
 
     union all
 
