@@ -210,6 +210,28 @@ def test_inventory_value_days_of_supply_and_turns():
     assert pick(turns, W1).denominator == pytest.approx(1250)
 
 
+def test_weekly_stock_takes_each_sku_locations_latest_snapshot_and_starts_with_its_first():
+    snap = lambda d, sku, loc, qty: {"snapshot_date": d, "sku_id": sku, "location_id": loc,  # noqa: E731
+                                     "on_hand_qty": qty, "quality_hold_qty": 0.0}
+    conn = make_warehouse(stg_inventory_snapshots=[
+        snap(W2 + timedelta(days=1), "A", "DC-1", 10),
+        snap(W1 + timedelta(days=1), "A", "DC-1", 30),
+        snap(W1 + timedelta(days=4), "A", "DC-1", 40),  # the later of two in W1 wins
+        snap(W2 + timedelta(days=2), "A", "DC-2", 7),   # another location: carried forward into W1
+        snap(W1 + timedelta(days=6), "B", "DC-1", 60),  # B (parts) first counted on W1's Sunday
+        snap(W0, "B", "DC-1", 999),                     # the current week: never reported
+    ])
+    value = metrics.inventory_value(conn, AS_OF)
+    assert pick(value, W2).value == pytest.approx((10 + 7) * 50)
+    assert pick(value, W1).value == pytest.approx((40 + 7) * 50 + 60 * 5)
+    assert pick(value, W1, "location", "DC-1").value == pytest.approx(40 * 50 + 60 * 5)
+    assert pick(value, W1, "location", "DC-2").value == pytest.approx(7 * 50)
+    assert pick(value, W1, "product_family", "parts").value == pytest.approx(60 * 5)
+    with pytest.raises(AssertionError):  # no parts in stock before B's first snapshot: no row, not a zero
+        pick(value, W2, "product_family", "parts")
+    assert set(value.week_start) == {W2, W1}
+
+
 def test_compute_kpis_long_format_and_no_nan():
     conn = forecast_warehouse()
     frame = metrics.compute_kpis(conn, AS_OF)
