@@ -42,13 +42,17 @@ def _generate(landing: Path, skus: int, dcs: int) -> None:
 
 
 def _read_every_extract(landing: Path) -> tuple[float, int]:
+    """Count every column's values: a bare ``count(*)`` would let DuckDB skip the columns (and answer a
+    Parquet file from its footer), which is not reading the file."""
     started = time.perf_counter()
     rows = 0
     with duckdb.connect() as conn:
         for path in sorted(landing.glob("*/*")):
             reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
             options = "" if path.suffix == ".parquet" else ", all_varchar = true"
-            rows += conn.execute(f"SELECT count(*) FROM (SELECT * FROM {reader}(?{options}))", [str(path)]).fetchone()[0]
+            relation = conn.sql(f"SELECT * FROM {reader}(?{options})", params=[str(path)])
+            counts = ", ".join('count("' + column.replace('"', '""') + '")' for column in relation.columns)
+            rows += conn.execute(f"SELECT count(*), {counts} FROM {reader}(?{options})", [str(path)]).fetchone()[0]
     return time.perf_counter() - started, rows
 
 
