@@ -17,12 +17,14 @@ from soe_assets.feedback.calendar import SopCalendar
 from soe_assets.feedback.sensor import sop_cycle_sensor
 from soe_assets.ingest.assets import landing_zone
 from soe_assets.ingest.checks import INGEST_CHECKS, INGEST_LOG_KEY
-from soe_assets.kpis.assets import kpi_weekly
+from soe_assets.kpis.assets import kpi_weekly, plan_vs_actual_weekly
 from soe_assets.respond.assets import recommendations
 
 FULL_RUN_JOB = "soe_full_run"
 
-STAGE_ASSETS = [landing_zone, soe_dbt_models, detected_exceptions, recommendations, kpi_weekly, sop_feedback]
+STAGE_ASSETS = [
+    landing_zone, soe_dbt_models, detected_exceptions, recommendations, plan_vs_actual_weekly, kpi_weekly, sop_feedback,
+]
 
 
 def build_definitions(

@@ -8,13 +8,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from soe_assets.feedback.calendar import SopCalendar, due_cycle, first_mondays, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
 from soe_assets.feedback.sensor import build_sop_sensor, run_key
-from soe_assets.kpis.metrics import compute_kpis
+from soe_assets.kpis.metrics import compute_kpis, write_plan_vs_actual
 from tests.kpi_fixture import make_warehouse
 
 AS_OF = date(2026, 11, 18)
@@ -169,6 +170,17 @@ def test_detects_planted_bias_and_supplier_delay_only():
     assert (delay.supplier_id, delay.sku_id, delay.location_id) == ("SUP-1", "B", "DC-1")
     assert delay.occurrences == 4 and delay.mean_delay_days == pytest.approx(6)
     assert "re-quote the lead time of supplier SUP-1 for B from 15 to 21 days" in delay.suggested_sop_action
+
+
+def test_bias_from_the_shared_plan_vs_actual_table_matches_the_inline_computation():
+    """The Dagster asset reads the KPI stage's table of every past week; the window's weeks must come out the same."""
+    conn = make_warehouse(**planted_rows())
+    inline = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert write_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") > 0
+    shared = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2),
+                             plan_vs_actual="main.shared_plan_vs_actual")
+    assert "persistent_over_forecast" in set(shared.pattern)
+    pd.testing.assert_frame_equal(shared, inline)
 
 
 def noisy_network(n_skus: int, seed: int = 7) -> dict[str, list[dict]]:

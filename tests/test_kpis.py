@@ -235,6 +235,8 @@ def test_weekly_stock_takes_each_sku_locations_latest_snapshot_and_starts_with_i
 def test_compute_kpis_long_format_and_no_nan():
     conn = forecast_warehouse()
     frame = metrics.compute_kpis(conn, AS_OF)
+    metrics.write_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual")  # as the Dagster asset does
+    pd.testing.assert_frame_equal(metrics.compute_kpis(conn, AS_OF, "main.shared_plan_vs_actual"), frame)
     assert list(frame.columns) == [*metrics.KPI_COLUMNS, "as_of"]
     assert set(frame.scope_type) == {"total", "product_family", "location"}
     assert not any(math.isnan(v) or math.isinf(v) for v in frame.value)

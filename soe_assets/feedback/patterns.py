@@ -94,8 +94,12 @@ def bias_z(tested: int, rules: FeedbackRules) -> float:
     return NormalDist().inv_cdf(1.0 - min(rules.bias_false_alarms / (2.0 * tested), 0.5))
 
 
-def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
+def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules,
+                             plan_vs_actual: str | None = None) -> pd.DataFrame:
     """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks.
+
+    ``plan_vs_actual`` names a table of every past week written by the KPI
+    stage (``write_plan_vs_actual``); without it, the window's weeks are computed here.
 
     Set-based: a week with neither plan nor actual has sign 0 and breaks the run,
     exactly as if the series were filled with zeros. The mean bias over the
@@ -109,11 +113,12 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     recent_start = window.last_week - timedelta(weeks=rules.bias_weeks - 1)
     history_start = window.start - timedelta(weeks=rules.noise_weeks)
     n = len(window.weeks)
+    first_week, last_week = f"DATE '{history_start}'", f"DATE '{window.last_week}'"
+    weeks = (f"SELECT * FROM {plan_vs_actual} WHERE week_start BETWEEN {first_week} AND {last_week}"
+             if plan_vs_actual else f"SELECT * FROM ({plan_vs_actual_sql(first_week, last_week)}) AS pva")
     frame = conn.execute(
         f"""
-        WITH weekly AS MATERIALIZED (
-            SELECT * FROM ({plan_vs_actual_sql(f"DATE '{history_start}'", f"DATE '{window.last_week}'")}) AS pva
-        ),
+        WITH weekly AS MATERIALIZED ({weeks}),
         noise AS (
             SELECT product_family, coalesce(stddev_samp((plan_qty - actual_qty) / plan_qty), 0.0) AS noise
             FROM weekly WHERE plan_qty > 0 GROUP BY product_family
@@ -402,17 +407,20 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
     return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
 
 
-DETECTORS = [persistent_forecast_bias, chronic_supplier_delay, chronic_capacity_shortfall, repeated_responses,
-             recurring_exceptions]
+# The detectors that read only the warehouse (the forecast bias also takes the shared plan vs actual).
+DETECTORS = [chronic_supplier_delay, chronic_capacity_shortfall, repeated_responses, recurring_exceptions]
 
 
 def detect_patterns(
     conn: duckdb.DuckDBPyConnection, as_of: date, sop_cycle: date, previous: date | None,
-    rules: FeedbackRules = FeedbackRules(),
+    rules: FeedbackRules = FeedbackRules(), plan_vs_actual: str | None = None,
 ) -> pd.DataFrame:
-    """Every recurring pattern for the cycle, largest impact first."""
+    """Every recurring pattern for the cycle, largest impact first (``plan_vs_actual``: see
+    ``persistent_forecast_bias``)."""
     window = feedback_window(as_of, previous, rules)
-    frames = [f for detect in DETECTORS if not (f := detect(conn, window, rules)).empty]
+    found = [persistent_forecast_bias(conn, window, rules, plan_vs_actual),
+             *(detect(conn, window, rules) for detect in DETECTORS)]
+    frames = [f for f in found if not f.empty]
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
     result = result[FEEDBACK_COLUMNS].copy()
     result["sop_cycle"] = sop_cycle

@@ -1,4 +1,4 @@
-"""Dagster wrapper of the KPI stage: ``marts.kpi_weekly``."""
+"""Dagster wrappers of the KPI stage: plan vs actual per SKU-location-week and ``marts.kpi_weekly``."""
 
 
 import dagster as dg
@@ -6,7 +6,7 @@ from dagster_dbt import get_asset_key_for_model
 
 from orchestration.dbt import soe_dbt_models
 from orchestration.resources import WarehouseResource
-from soe_assets.kpis.metrics import KPI_TYPES, compute_kpis
+from soe_assets.kpis.metrics import KPI_TYPES, PLAN_VS_ACTUAL_TABLE, compute_kpis, write_plan_vs_actual
 from soe_assets.warehouse import read_run_context, replace_table
 
 KPI_INPUTS = [
@@ -20,9 +20,26 @@ def dbt_model_keys(*models: str) -> list[dg.AssetKey]:
     return [get_asset_key_for_model([soe_dbt_models], model) for model in models]
 
 
+PLAN_VS_ACTUAL_INPUTS = ["stg_sales_orders", "stg_pos_sales", "stg_skus", "int_committed_plan"]
+
+
 @dg.asset(
     group_name="kpis",
-    deps=[*dbt_model_keys(*KPI_INPUTS), dg.AssetKey("exception_history")],
+    deps=dbt_model_keys(*PLAN_VS_ACTUAL_INPUTS),
+    kinds={"python", "duckdb"},
+    description=f"{PLAN_VS_ACTUAL_TABLE}: committed plan and actual demand per customer-serving SKU-location and "
+    "past week, the base of forecast accuracy (kpi_weekly) and of the S&OP bias feedback (sop_feedback). "
+    "Definition: docs/kpis.md.",
+)
+def plan_vs_actual_weekly(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.connect() as conn:
+        rows = write_plan_vs_actual(conn, read_run_context(conn).as_of)
+    return dg.MaterializeResult(metadata={"rows": rows, "table": PLAN_VS_ACTUAL_TABLE})
+
+
+@dg.asset(
+    group_name="kpis",
+    deps=[*dbt_model_keys(*KPI_INPUTS), plan_vs_actual_weekly, dg.AssetKey("exception_history")],
     kinds={"python", "duckdb"},
     description="Weekly KPIs of every past week (total, per product family, per location), long format "
     "with numerator and denominator. Definitions: docs/kpis.md.",
@@ -30,7 +47,7 @@ def dbt_model_keys(*models: str) -> list[dg.AssetKey]:
 def kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
         as_of = read_run_context(conn).as_of
-        frame = compute_kpis(conn, as_of)
+        frame = compute_kpis(conn, as_of, plan_vs_actual=PLAN_VS_ACTUAL_TABLE)
         replace_table(conn, "marts", "kpi_weekly", frame, KPI_TYPES)
     latest = frame[frame.scope_type == "total"].sort_values("week_start").groupby("kpi_name").tail(1)
     context.log.info(f"kpi_weekly: {len(frame)} rows, {frame.week_start.nunique()} weeks")

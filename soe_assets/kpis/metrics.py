@@ -20,6 +20,9 @@ import pandas as pd
 
 KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
 
+# Plan vs actual per customer-serving SKU-location and past week, shared by the KPIs and the feedback stage.
+PLAN_VS_ACTUAL_TABLE = "intermediate.plan_vs_actual_weekly"
+
 TRAILING_WEEKS = 13  # inventory_turns: COGS and average inventory over the last 13 weeks
 WEEKS_PER_YEAR = 52
 
@@ -460,24 +463,38 @@ KPI_TYPES = {
 SHARED = {"forecast_wape", "forecast_bias", "forecast_mape", "inventory_value", "days_of_supply", "inventory_turns"}
 
 
-def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+def write_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date, table: str = PLAN_VS_ACTUAL_TABLE) -> int:
+    """Materialise plan vs actual of every past week (``plan_vs_actual_sql``) as ``table``; returns its row count.
+
+    The forecast-accuracy KPIs and the S&OP bias feedback both read it: on a
+    large network it is the costliest relation either computes.
+    """
+    conn.execute(f"CREATE OR REPLACE TABLE {table} AS {plan_vs_actual_sql(last_week=_last_past_week(as_of))}")
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date, plan_vs_actual: str | None = None) -> pd.DataFrame:
     """Every KPI, long format, with ``as_of``.
 
-    Plan vs actual and the weekly stock are materialised once (connection-local
-    temp tables, past weeks only) and shared by the six KPIs that read them.
+    ``plan_vs_actual`` names a table written by ``write_plan_vs_actual`` for
+    this ``as_of``; without it, plan vs actual is materialised here. It and the
+    weekly stock (a connection-local temp table) are shared by the six KPIs
+    that read them.
     """
-    shared = Sources("_kpi_plan_vs_actual", "_kpi_stock")
+    shared = Sources(plan_vs_actual or "_kpi_plan_vs_actual", "_kpi_stock")
     inline = Sources.inline(as_of)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {shared.plan_vs_actual} AS SELECT * FROM {inline.plan_vs_actual}")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {shared.stock} AS SELECT * FROM {inline.stock}")
+    temporary = {shared.stock: inline.stock} if plan_vs_actual else {shared.stock: inline.stock,
+                                                                      shared.plan_vs_actual: inline.plan_vs_actual}
+    for table, sql in temporary.items():
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {sql}")
     try:
         frames = [
             frame for name, fn in KPI_FUNCTIONS.items()
             if not (frame := fn(conn, as_of, shared) if name in SHARED else fn(conn, as_of)).empty
         ]
     finally:
-        conn.execute(f"DROP TABLE IF EXISTS {shared.plan_vs_actual}")
-        conn.execute(f"DROP TABLE IF EXISTS {shared.stock}")
+        for table in temporary:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KPI_COLUMNS)
     result = result[KPI_COLUMNS].copy()
     result["week_start"] = pd.to_datetime(result["week_start"]).dt.date
