@@ -9,7 +9,7 @@ import pandas as pd
 
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
-from soe_assets.detect.rules import RULES
+from soe_assets.detect.rules import RULES, shared_relations
 from soe_assets.warehouse import read_run_context
 
 DETECTED_COLUMNS = [
@@ -31,7 +31,8 @@ class AlertBudget:
 def detect_exceptions(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Every open exception of this run, ranked (priority 1 = act first), one row per stable id."""
     run = read_run_context(conn)
-    parts = [rule(conn, config) for rule in RULES.values()]
+    with shared_relations(conn, config):
+        parts = [rule(conn, config) for rule in RULES.values()]
     found = [p.dropna(axis=1, how="all") for p in parts if not p.empty]  # all-NA columns would blur dtypes
     candidates = pd.concat(found, ignore_index=True).reindex(columns=parts[0].columns) if found else parts[0]
     if candidates.empty:

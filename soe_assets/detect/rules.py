@@ -9,7 +9,8 @@ basis of ``impact_value``), the unit money values and one planner sentence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import duckdb
 import pandas as pd
@@ -114,63 +115,67 @@ from grid left join staging.stg_skus as skus using (sku_id)
 """
 
 
-def _recent_demand_window_sql(config: DetectionConfig) -> str:
-    """Demand and plan summed over the ``demand_window_weeks`` weeks from week -recent, per SKU-location
-    (a line booked a week early or late cancels out inside the window).
+# Per customer-facing SKU-location: demand and plan summed over the windows both demand rules judge; a temp
+# table written once per detection run (``shared_relations``), so the weekly grid is aggregated once.
+DEMAND_WINDOWS = "_detect_demand_windows"
 
-    A grouped sum, not a window function: the one window needed starts at a fixed
-    week, and an aggregate stays within DuckDB's memory budget on any network.
+
+def _demand_end_weeks(config: DetectionConfig) -> list[int]:
+    """The weeks ``demand_above_plan`` cumulates demand and plan through (from week -recent)."""
+    return sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
+
+
+def _demand_windows_sql(config: DetectionConfig) -> str:
+    """One grouped pass over the weekly grid: demand and plan cumulated from week -recent through each end week
+    (``demand_above_plan``), and summed over the ``demand_window_weeks`` weeks from week -recent
+    (``demand_below_plan``; a line booked a week early or late cancels out inside a window).
+
+    Grouped sums, not window functions: the windows all start at a fixed week,
+    and an aggregate stays within DuckDB's memory budget on any network.
     """
     first, n = -config.demand_recent_weeks, config.demand_window_weeks
+    through = "".join(
+        f"sum(case when week_index <= {end} then demand_qty else 0 end) as demand_through_{i},\n        "
+        f"sum(case when week_index <= {end} then plan_qty else 0 end) as plan_through_{i},\n        "
+        for i, end in enumerate(_demand_end_weeks(config))
+    )
+    in_window = f"week_index between {first} and {first + n - 1}"
     return f"""
-with {RUN},
-weekly as ({_weekly_demand_sql(config)}),
-windows as (
-    select sku_id, location_id,
-        sum(demand_qty) as window_demand_qty,
-        sum(plan_qty) as window_plan_qty,
-        count(*) as window_weeks,
-        any_value(unit_price) as unit_price,
-        any_value(unit_cost) as unit_cost
-    from weekly
-    where week_index between {first} and {first + n - 1}
-    group by sku_id, location_id
-)
-select windows.*,
-    strftime(cast(run.week0 + to_days({7 * first}) as date), '%Y-%m-%d') || ' to '
-        || strftime(cast(run.week0 + to_days({7 * (first + n) - 1}) as date), '%Y-%m-%d') as window_label
-from windows cross join run
-where window_weeks = {n}
+with weekly as ({_weekly_demand_sql(config)})
+select sku_id, location_id,
+    any_value(unit_price) as unit_price,
+    any_value(unit_cost) as unit_cost,
+    {through}sum(case when {in_window} then demand_qty else 0 end) as window_demand_qty,
+    sum(case when {in_window} then plan_qty else 0 end) as window_plan_qty,
+    count(*) filter (where {in_window}) as window_weeks
+from weekly
+group by sku_id, location_id
 """
+
+
+@contextmanager
+def shared_relations(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> Iterator[None]:
+    """The relations several rules read (``DEMAND_WINDOWS``), written once for a detection run."""
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {DEMAND_WINDOWS} AS {_demand_windows_sql(config)}")
+    try:
+        yield
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {DEMAND_WINDOWS}")
 
 
 def demand_above_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Demand well above the committed plan, cumulated from week -2: over the known weeks -2..0, or
     through the booked weeks 2 and 3 (booked orders can only grow, so booked above plan is firm).
-    Cumulating over 5-6 weeks makes an order booked a week early, or a week of noise, cancel out."""
+    Cumulating over 5-6 weeks makes an order booked a week early, or a week of noise, cancel out.
+    Reads ``DEMAND_WINDOWS`` (run inside ``shared_relations``)."""
     first = -config.demand_recent_weeks
-    ends = sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
-    # Cumulated from week -recent to each end week: one grouped pass with a sum per end week (an
-    # aggregate stays within DuckDB's memory budget where a window over every week would not).
-    through = ",\n        ".join(
-        f"sum(case when week_index <= {end} then demand_qty else 0 end) as demand_through_{i}, "
-        f"sum(case when week_index <= {end} then plan_qty else 0 end) as plan_through_{i}"
-        for i, end in enumerate(ends)
-    )
     per_end = "\n    union all\n    ".join(
         f"select sku_id, location_id, unit_price, unit_cost, {end} as week_index, "
-        f"demand_through_{i} as window_demand_qty, plan_through_{i} as window_plan_qty from cumulated"
-        for i, end in enumerate(ends)
+        f"demand_through_{i} as window_demand_qty, plan_through_{i} as window_plan_qty from {DEMAND_WINDOWS}"
+        for i, end in enumerate(_demand_end_weeks(config))
     )
     sql = f"""
 with {RUN},
-weekly as ({_weekly_demand_sql(config)}),
-cumulated as (
-    select sku_id, location_id, any_value(unit_price) as unit_price, any_value(unit_cost) as unit_cost,
-        {through}
-    from weekly
-    group by sku_id, location_id
-),
 windows as (
     {per_end}
 ),
@@ -206,11 +211,18 @@ def demand_below_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
 
     Only weeks whose demand is known count (past weeks, and week 0 whose order book
     is nearly complete): later weeks are normally only partly booked, so booked
-    below plan there is no drop.
+    below plan there is no drop. Reads ``DEMAND_WINDOWS`` (run inside ``shared_relations``).
     """
+    first, n = -config.demand_recent_weeks, config.demand_window_weeks
     sql = f"""
-with windows as ({_recent_demand_window_sql(config)})
-, {RUN}
+with {RUN},
+windows as (
+    select *,
+        strftime(cast(run.week0 + to_days({7 * first}) as date), '%Y-%m-%d') || ' to '
+            || strftime(cast(run.week0 + to_days({7 * (first + n) - 1}) as date), '%Y-%m-%d') as window_label
+    from {DEMAND_WINDOWS} cross join run
+    where window_weeks = {n}
+)
 select
     'demand_below_plan' as exception_type, sku_id, location_id,
     run.week0 as week_start, 0 as week_index, null as reference_id,
