@@ -87,6 +87,7 @@ select sku_id, location_id,
 from flagged
 group by sku_id, location_id
 having bool_or(is_short)
+order by sku_id, location_id
 """
 
 
@@ -109,15 +110,26 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             with short_resources as (
                 select distinct location_id, resource_id from intermediate.int_open_supply
                 where supply_kind = 'production' and sku_id in (select distinct sku_id from _short)
+            ),
+            selected as (
+                select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index,
+                       s.qty
+                from intermediate.int_open_supply as s
+                where s.week_index >= 1 and s.week_index < ? and (
+                    s.sku_id in (select distinct sku_id from _short)
+                    or (s.supply_kind = 'production' and s.week_index < ? and exists (
+                        select 1 from short_resources as r
+                        where r.location_id = s.location_id and r.resource_id = s.resource_id)))
+            ),
+            -- only the selected transfers' shipments: joining every shipment cost ~2 s at 10M SKU-location-weeks
+            shipments as (
+                select shipment_id, ship_date from staging.stg_shipments
+                where shipment_id in (select reference_id from selected where supply_kind = 'transfer')
             )
-            select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index, s.qty,
-                   sh.ship_date
-            from intermediate.int_open_supply as s
-            left join staging.stg_shipments as sh on s.supply_kind = 'transfer' and sh.shipment_id = s.reference_id
-            where s.week_index >= 1 and s.week_index < ? and (
-                s.sku_id in (select distinct sku_id from _short)
-                or (s.supply_kind = 'production' and s.week_index < ? and exists (
-                    select 1 from short_resources as r where r.location_id = s.location_id and r.resource_id = s.resource_id)))
+            select selected.*, shipments.ship_date
+            from selected
+            left join shipments on selected.supply_kind = 'transfer' and shipments.shipment_id = selected.reference_id
+            order by selected.supply_kind, selected.reference_id
         """, [run.horizon_weeks, run.time_fence_weeks]).df()
         others = supply.loc[~supply["sku_id"].isin(in_fence["sku_id"]), ["sku_id", "location_id"]].drop_duplicates()
         conn.register("_others", others)
@@ -136,11 +148,13 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             select lanes.from_location_id, lanes.to_location_id, lanes.transit_days, lanes.cost_per_unit
             from staging.stg_lanes as lanes
             where lanes.to_location_id in (select distinct location_id from _short)
+            order by lanes.from_location_id, lanes.to_location_id
         """).df()
         usual = conn.execute("""
             select distinct sh.sku_id, sh.from_location_id, sh.to_location_id
             from staging.stg_shipments as sh
             inner join _short on _short.sku_id = sh.sku_id and _short.location_id = sh.to_location_id
+            order by all
         """).df()
         capacity = conn.execute(f"""
             with load as (
@@ -156,6 +170,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             left join load on load.location_id = c.location_id and load.resource_id = c.resource_id
                 and load.week_index = cast(datediff('day', DATE '{week0}', c.week_start) / 7 as integer)
             where c.week_start >= DATE '{week0}' and c.week_start < DATE '{week0}' + {7 * run.time_fence_weeks}
+            order by resource_key, week_index
         """).df()
     finally:
         conn.unregister("_short")

@@ -144,6 +144,7 @@ def _booked_lines(conn: duckdb.DuckDBPyConnection, places: pd.DataFrame) -> pd.D
             inner join _places using (sku_id, location_id)
             left join value using (customer_id)
             where b.demand_kind = 'sales_order'
+            order by b.reference_id
         """).df()
     finally:
         conn.unregister("_places")
@@ -226,7 +227,7 @@ def _link_exceptions(conn: duckdb.DuckDBPyConnection | None, rows: pd.DataFrame)
         "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'exceptions'"
     ).fetchone()[0]
     exc = conn.execute("""select exception_id, exception_type, sku_id, location_id, coalesce(reference_id, '') as reference_id
-                          from marts.exceptions where status = 'open'""").df() if exists else \
+                          from marts.exceptions where status = 'open' order by exception_id""").df() if exists else \
         pd.DataFrame(columns=["exception_id", "exception_type", "sku_id", "location_id", "reference_id"])
     place = exc[exc["exception_type"].isin(["projected_stockout", "below_safety_stock"])]
     stockout = place[place["exception_type"] == "projected_stockout"].groupby(["sku_id", "location_id"])["exception_id"].first()
