@@ -298,18 +298,17 @@ def _inventory_weeks_sql(as_of: date) -> str:
             FROM staging.stg_inventory_snapshots
         ),
         changes AS (
-            SELECT date_trunc('week', snap.snapshot_date)::DATE AS week_start, snap.location_id,
+            SELECT date_trunc('week', snap.snapshot_date)::DATE AS week_start, snap.sku_id, snap.location_id,
                    snap.on_hand_qty - lag(snap.on_hand_qty, 1, 0.0) OVER (
                        PARTITION BY snap.sku_id, snap.location_id ORDER BY snap.snapshot_date
-                   ) AS on_hand_change,
-                   snap.sku_id
+                   ) AS on_hand_change
             FROM staging.stg_inventory_snapshots AS snap
         ),
         weekly_changes AS (
             SELECT changes.week_start, skus.product_family, changes.location_id,
                    sum(changes.on_hand_change) AS on_hand_change,
                    sum(changes.on_hand_change * coalesce(skus.unit_cost, 0.0)) AS value_change
-            FROM changes {_FAMILY.replace("USING (sku_id)", "ON skus.sku_id = changes.sku_id")}
+            FROM changes {_FAMILY}
             WHERE changes.week_start <= (SELECT last_week FROM bounds)
             GROUP BY ALL
         ),
