@@ -94,8 +94,12 @@ def validate_sku_location_week(frame: pd.DataFrame, horizon_weeks: int) -> Suite
         .add_batch_definition_whole_dataframe("whole_mart")
     )
     suite = context.suites.add(sku_location_week_suite(horizon_weeks))
-    # BASIC: counts of unexpected values, without the lists SUMMARY builds (~20% of the time on 12M rows)
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite, result_format="BASIC")
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    # Pass or fail first (BOOLEAN_ONLY: ~20% less time than BASIC on 12.5M rows); only a failing mart is
+    # validated again for the counts of unexpected values the message gives (BASIC: without SUMMARY's lists).
+    result = batch.validate(suite, result_format="BOOLEAN_ONLY")
+    if not result.success:
+        result = batch.validate(suite, result_format="BASIC")
     failed = []
     for item in result.results:
         if item.success:
