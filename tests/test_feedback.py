@@ -15,7 +15,7 @@ from soe_assets.feedback.calendar import SopCalendar, due_cycle, first_mondays, 
 from soe_assets.feedback.patterns import FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
 from soe_assets.feedback.sensor import build_sop_sensor, run_key
-from soe_assets.kpis.metrics import compute_kpis, write_plan_vs_actual
+from soe_assets.kpis.metrics import compute_kpis, current_plan_vs_actual, write_plan_vs_actual
 from tests.kpi_fixture import make_warehouse
 
 AS_OF = date(2026, 11, 18)
@@ -89,7 +89,8 @@ def test_sensor_is_registered_and_targets_the_feedback_asset(monkeypatch, tmp_pa
     from orchestration.definitions import defs
 
     sensor = defs.resolve_sensor_def("sop_cycle_sensor")
-    assert sensor.asset_selection.resolve(defs.resolve_asset_graph()) == {dg.AssetKey("sop_feedback")}
+    assert sensor.asset_selection.resolve(defs.resolve_asset_graph()) == {dg.AssetKey("sop_feedback"),
+                                                                           dg.AssetKey("plan_vs_actual_weekly")}
     assert {s.name for s in defs.schedules} >= {"soe_daily_0600", "soe_weekly_monday_0700"}
     assert defs.resolve_job_def("soe_weekly") and defs.resolve_job_def("soe_daily")
 
@@ -181,6 +182,15 @@ def test_bias_from_the_shared_plan_vs_actual_table_matches_the_inline_computatio
                              plan_vs_actual="main.shared_plan_vs_actual")
     assert "persistent_over_forecast" in set(shared.pattern)
     pd.testing.assert_frame_equal(shared, inline)
+
+
+def test_the_shared_plan_vs_actual_is_read_only_for_the_as_of_it_was_written_for():
+    conn = make_warehouse(**planted_rows())
+    assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") is None  # not written yet
+    write_plan_vs_actual(conn, AS_OF - timedelta(days=7), "main.shared_plan_vs_actual")
+    assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") is None  # last week's: stale
+    write_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual")
+    assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") == "main.shared_plan_vs_actual"
 
 
 def noisy_network(n_skus: int, seed: int = 7) -> dict[str, list[dict]]:

@@ -11,7 +11,7 @@ from soe_assets.feedback.calendar import SopCalendar, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FEEDBACK_TYPES, FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
 from soe_assets.kpis.assets import dbt_model_keys, kpi_weekly, plan_vs_actual_weekly
-from soe_assets.kpis.metrics import PLAN_VS_ACTUAL_TABLE, table_exists
+from soe_assets.kpis.metrics import PLAN_VS_ACTUAL_TABLE, current_plan_vs_actual, table_exists
 from soe_assets.warehouse import read_run_context, replace_table
 
 
@@ -45,7 +45,10 @@ def sop_feedback(
         cycles = sop_calendar.cycles(around=as_of)
         cycle = date.fromisoformat(config.sop_cycle) if config.sop_cycle else next_cycle(cycles, as_of) or as_of
         previous = previous_cycle(cycles, cycle)
-        feedback = detect_patterns(conn, as_of, cycle, previous, rules, plan_vs_actual=PLAN_VS_ACTUAL_TABLE)
+        shared = current_plan_vs_actual(conn, as_of)
+        if shared is None:
+            context.log.warning(f"{PLAN_VS_ACTUAL_TABLE} is not for as_of {as_of}: computing plan vs actual here")
+        feedback = detect_patterns(conn, as_of, cycle, previous, rules, plan_vs_actual=shared)
         replace_table(conn, "marts", "sop_feedback", feedback, FEEDBACK_TYPES)
         kpis = conn.execute("SELECT * FROM marts.kpi_weekly").df() if table_exists(conn, "marts", "kpi_weekly") \
             else pd.DataFrame(columns=["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator",

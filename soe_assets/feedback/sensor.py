@@ -1,4 +1,5 @@
-"""The S&OP-calendar sensor: one ``sop_feedback`` run per cycle, ``lead_days`` before it."""
+"""The S&OP-calendar sensor: one ``sop_feedback`` run per cycle (with the plan vs actual it reads), ``lead_days``
+before it."""
 
 
 from collections.abc import Callable
@@ -9,6 +10,8 @@ import dagster as dg
 from soe_assets.feedback.calendar import SopCalendar, due_cycle
 
 SOP_FEEDBACK_KEY = dg.AssetKey("sop_feedback")
+# Written by the KPI stage for each as_of; a feedback run after a newer daily ingest refreshes it first.
+PLAN_VS_ACTUAL_KEY = dg.AssetKey("plan_vs_actual_weekly")
 SENSOR_NAME = "sop_cycle_sensor"
 CYCLE_TAG = "soe/sop_cycle"
 
@@ -26,7 +29,7 @@ def build_sop_sensor(clock: Callable[[], date] = date.today) -> dg.SensorDefinit
 
     @dg.sensor(
         name=SENSOR_NAME,
-        asset_selection=[SOP_FEEDBACK_KEY],
+        asset_selection=[PLAN_VS_ACTUAL_KEY, SOP_FEEDBACK_KEY],
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Requests the S&OP feedback (sop_feedback + HTML report) once per S&OP cycle, "

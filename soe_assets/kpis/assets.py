@@ -6,7 +6,9 @@ from dagster_dbt import get_asset_key_for_model
 
 from orchestration.dbt import soe_dbt_models
 from orchestration.resources import WarehouseResource
-from soe_assets.kpis.metrics import KPI_TYPES, PLAN_VS_ACTUAL_TABLE, compute_kpis, write_plan_vs_actual
+from soe_assets.kpis.metrics import (
+    KPI_TYPES, PLAN_VS_ACTUAL_TABLE, compute_kpis, current_plan_vs_actual, write_plan_vs_actual,
+)
 from soe_assets.warehouse import read_run_context, replace_table
 
 KPI_INPUTS = [
@@ -47,7 +49,10 @@ def plan_vs_actual_weekly(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
         as_of = read_run_context(conn).as_of
-        frame = compute_kpis(conn, as_of, plan_vs_actual=PLAN_VS_ACTUAL_TABLE)
+        shared = current_plan_vs_actual(conn, as_of)
+        if shared is None:
+            context.log.warning(f"{PLAN_VS_ACTUAL_TABLE} is not for as_of {as_of}: computing plan vs actual here")
+        frame = compute_kpis(conn, as_of, plan_vs_actual=shared)
         replace_table(conn, "marts", "kpi_weekly", frame, KPI_TYPES)
     latest = frame[frame.scope_type == "total"].sort_values("week_start").groupby("kpi_name").tail(1)
     context.log.info(f"kpi_weekly: {len(frame)} rows, {frame.week_start.nunique()} weeks")

@@ -463,13 +463,28 @@ SHARED = {"forecast_wape", "forecast_bias", "forecast_mape", "inventory_value", 
 
 
 def write_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date, table: str = PLAN_VS_ACTUAL_TABLE) -> int:
-    """Materialise plan vs actual of every past week (``plan_vs_actual_sql``) as ``table``; returns its row count.
+    """Materialise plan vs actual of every past week (``plan_vs_actual_sql``) as ``table``, stamped with
+    ``as_of``; returns its row count.
 
     The forecast-accuracy KPIs and the S&OP bias feedback both read it: on a
     large network it is the costliest relation either computes.
     """
-    conn.execute(f"CREATE OR REPLACE TABLE {table} AS {plan_vs_actual_sql(last_week=_last_past_week(as_of))}")
+    conn.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT *, DATE '{as_of.isoformat()}' AS as_of "
+        f"FROM ({plan_vs_actual_sql(last_week=_last_past_week(as_of))}) AS pva"
+    )
     return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def current_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date,
+                           table: str = PLAN_VS_ACTUAL_TABLE) -> str | None:
+    """``table`` if it holds plan vs actual for ``as_of``, else None: a reader run on its own after a newer
+    ingest (the S&OP sensor, a single asset from the UI) then computes it itself rather than read old weeks."""
+    schema, name = table.split(".")
+    if not table_exists(conn, schema, name):
+        return None
+    written = conn.execute(f"SELECT any_value(as_of) FROM {table}").fetchone()[0]
+    return table if written == as_of else None
 
 
 def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date, plan_vs_actual: str | None = None) -> pd.DataFrame:
