@@ -345,6 +345,22 @@ def test_mart_contracts_enforce_not_null_in_the_warehouse(warehouse: Path) -> No
         conn.execute("insert into marts.sku_location_week (sku_id) values (NULL)")
 
 
+def test_intermediate_table_contracts_enforce_their_not_null_keys(warehouse: Path) -> None:
+    """The four intermediate tables enforce their keys' not-null rules too: a NULL key fails the build."""
+    keys = {"int_committed_plan": ["sku_id", "location_id", "week_start"],
+            "int_available_stock": ["sku_id", "location_id"],
+            "int_open_supply": ["supply_kind", "reference_id", "sku_id", "location_id", "due_date", "week_index"],
+            "int_booked_demand": ["demand_kind", "reference_id", "sku_id", "location_id", "week_index"]}
+    columns = _query(warehouse, """
+        select table_name, column_name from information_schema.columns
+        where table_schema = 'intermediate' and is_nullable = 'NO'
+    """).groupby("table_name")["column_name"].apply(set)
+    for table, key in keys.items():
+        assert set(key) <= columns[table], table
+    with duckdb.connect(str(warehouse)) as conn, pytest.raises(duckdb.ConstraintException):
+        conn.execute("insert into intermediate.int_open_supply (supply_kind) values (NULL)")
+
+
 def test_ci_builds_the_tests_a_run_leaves_out(warehouse: Path) -> None:
     """The full build above ran (and passed) the unit tests and the staging tests that restate the
     landing contract; a run's dbt step selects neither, but keeps the other tests as asset checks."""
