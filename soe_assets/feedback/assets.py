@@ -10,8 +10,8 @@ from orchestration.resources import SoeSettings, WarehouseResource
 from soe_assets.feedback.calendar import SopCalendar, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FEEDBACK_TYPES, FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
-from soe_assets.kpis.assets import dbt_model_keys, kpi_weekly, plan_vs_actual_weekly
-from soe_assets.kpis.metrics import PLAN_VS_ACTUAL_TABLE, current_plan_vs_actual, table_exists
+from soe_assets.kpis.assets import dbt_model_keys, kpi_weekly, plan_vs_actual_weekly, shared_plan_vs_actual
+from soe_assets.kpis.metrics import table_exists
 from soe_assets.warehouse import read_run_context, replace_table
 
 
@@ -27,7 +27,8 @@ class SopFeedbackConfig(dg.Config):
 @dg.asset(
     group_name="feedback",
     deps=[kpi_weekly, plan_vs_actual_weekly,
-          *dbt_model_keys("stg_purchase_orders", "stg_production_orders", "stg_resource_capacity", "int_committed_plan"),
+          *dbt_model_keys("stg_purchase_orders", "stg_production_orders", "stg_resource_capacity",
+                          "int_committed_plan"),
           dg.AssetKey("exception_history")],  # recommendations: read when present, not waited for
     kinds={"python", "duckdb", "html"},
     description="Recurring variance since the previous S&OP cycle (persistent forecast bias, chronic supplier "
@@ -45,10 +46,8 @@ def sop_feedback(
         cycles = sop_calendar.cycles(around=as_of)
         cycle = date.fromisoformat(config.sop_cycle) if config.sop_cycle else next_cycle(cycles, as_of) or as_of
         previous = previous_cycle(cycles, cycle)
-        shared = current_plan_vs_actual(conn, as_of)
-        if shared is None:
-            context.log.warning(f"{PLAN_VS_ACTUAL_TABLE} is not for as_of {as_of}: computing plan vs actual here")
-        feedback = detect_patterns(conn, as_of, cycle, previous, rules, plan_vs_actual=shared)
+        feedback = detect_patterns(conn, as_of, cycle, previous, rules,
+                                   plan_vs_actual=shared_plan_vs_actual(context, conn, as_of))
         replace_table(conn, "marts", "sop_feedback", feedback, FEEDBACK_TYPES)
         kpis = conn.execute("SELECT * FROM marts.kpi_weekly").df() if table_exists(conn, "marts", "kpi_weekly") \
             else pd.DataFrame(columns=["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator",

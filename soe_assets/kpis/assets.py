@@ -1,7 +1,9 @@
 """Dagster wrappers of the KPI stage: plan vs actual per SKU-location-week and ``marts.kpi_weekly``."""
 
+from datetime import date
 
 import dagster as dg
+import duckdb
 from dagster_dbt import get_asset_key_for_model
 
 from orchestration.dbt import soe_dbt_models
@@ -39,6 +41,16 @@ def plan_vs_actual_weekly(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"rows": rows, "table": PLAN_VS_ACTUAL_TABLE})
 
 
+def shared_plan_vs_actual(
+    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, as_of: date
+) -> str | None:
+    """The shared table for ``as_of``, or None (with a warning) when its readers must compute it themselves."""
+    shared = current_plan_vs_actual(conn, as_of)
+    if shared is None:
+        context.log.warning(f"{PLAN_VS_ACTUAL_TABLE} is not for as_of {as_of}: computing plan vs actual here")
+    return shared
+
+
 @dg.asset(
     group_name="kpis",
     deps=[*dbt_model_keys(*KPI_INPUTS), plan_vs_actual_weekly, dg.AssetKey("exception_history")],
@@ -49,10 +61,7 @@ def plan_vs_actual_weekly(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.connect() as conn:
         as_of = read_run_context(conn).as_of
-        shared = current_plan_vs_actual(conn, as_of)
-        if shared is None:
-            context.log.warning(f"{PLAN_VS_ACTUAL_TABLE} is not for as_of {as_of}: computing plan vs actual here")
-        frame = compute_kpis(conn, as_of, plan_vs_actual=shared)
+        frame = compute_kpis(conn, as_of, plan_vs_actual=shared_plan_vs_actual(context, conn, as_of))
         replace_table(conn, "marts", "kpi_weekly", frame, KPI_TYPES)
     latest = frame[frame.scope_type == "total"].sort_values("week_start").groupby("kpi_name").tail(1)
     context.log.info(f"kpi_weekly: {len(frame)} rows, {frame.week_start.nunique()} weeks")

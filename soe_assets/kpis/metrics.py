@@ -497,8 +497,9 @@ def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date, plan_vs_actual: s
     """
     shared = Sources(plan_vs_actual or "_kpi_plan_vs_actual", "_kpi_stock")
     inline = Sources.inline(as_of)
-    temporary = {shared.stock: inline.stock} if plan_vs_actual else {shared.stock: inline.stock,
-                                                                      shared.plan_vs_actual: inline.plan_vs_actual}
+    temporary = {shared.stock: inline.stock}
+    if not plan_vs_actual:
+        temporary[shared.plan_vs_actual] = inline.plan_vs_actual
     for table, sql in temporary.items():
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {sql}")
     try:
