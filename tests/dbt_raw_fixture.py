@@ -2,7 +2,7 @@
 
 Used to test the dbt project on its own: tables, columns and types are
 exactly those of docs/architecture.md (contract columns plus the lineage
-columns `_file`, `_extract_date`, `_row_number`), filled from small
+columns `_file` and `_extract_date`), filled from small
 hand-made pandas frames.
 """
 
@@ -120,7 +120,6 @@ RAW_SOURCES: dict[str, list[tuple[str, str]]] = {
 LINEAGE_COLUMNS: list[tuple[str, str]] = [
     ("_file", "VARCHAR"),
     ("_extract_date", "DATE"),
-    ("_row_number", "BIGINT"),
 ]
 
 OTHER_RAW_TABLES: dict[str, list[tuple[str, str]]] = {
@@ -187,7 +186,7 @@ def build_raw_warehouse(
     """Create `path` with every `raw.*` table; sources absent from `frames` stay empty.
 
     Lineage columns missing from a frame are filled in (`_file` =
-    `<as_of>.csv`, `_extract_date` = as_of, `_row_number` = 1..n).
+    `<as_of>.csv`, `_extract_date` = as_of).
     `frames` may also hold `quarantine` rows.
     """
     unknown = set(frames) - set(RAW_SOURCES) - {"quarantine"}
@@ -204,7 +203,6 @@ def build_raw_warehouse(
                 defaults = {
                     "_file": f"{as_of.isoformat()}.csv",
                     "_extract_date": pd.Timestamp(as_of),
-                    "_row_number": range(1, len(frame) + 1),
                 }
                 for name, value in defaults.items():
                     if name not in frame.columns:

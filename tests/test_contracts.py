@@ -159,6 +159,47 @@ def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(l
     assert {f"L{i}" for i in range(120)} <= kept and not any(order.startswith("R") for order in kept)
 
 
+def test_rows_of_a_large_csv_read_in_parallel_keep_their_numbers_in_the_quarantine(landing):
+    """DuckDB reads a large CSV on both threads and the loading table stores no row number: every rejected
+    row must still be named by its own line, however deep in the file, and every other row kept."""
+    rows = 300_000  # ~20 MB: DuckDB splits a CSV into 8 MB chunks for its threads
+    bulk = pd.DataFrame([_order("BULK")] * rows)
+    bulk["order_id"] = [f"B{i:06d}" for i in range(rows)]
+    bad = [1, 77_777, 150_001, 233_333, rows - 1]  # 0-based positions
+    bulk.loc[bad, "ordered_qty"] = -1
+    duplicated = [120_000, 280_000]  # the second copies the first's key
+    bulk.loc[duplicated[1], "order_id"] = bulk.loc[duplicated[0], "order_id"]
+    path = write_source(landing, "sales_orders", bulk, suffix="_bulk")
+    assert path.stat().st_size > 16 * 2**20
+
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == sorted(i + 1 for i in bad + duplicated)
+    records = dict(zip(quarantined["row_number"], quarantined["raw_record"]))
+    for position in bad:
+        assert f'"order_id":"{bulk.loc[position, "order_id"]}"' in records[position + 1]
+    kept = set(result.table("sales_orders")["order_id"])
+    expected = set(bulk["order_id"].drop(index=bad + duplicated)) | {"GOOD-1", "GOOD-2"}
+    assert kept == expected
+
+
+def test_a_csv_duckdb_refuses_is_read_by_arrow_and_its_rows_kept(landing, monkeypatch):
+    """DuckDB's strict reader refuses text after a closing quote; Arrow reads it, in many blocks here, and its
+    reading stands: the rows are kept and a rejected row deep in the file is named by its own line."""
+    monkeypatch.setattr("soe_assets.ingest.landing.BATCH_BYTES", 1024)
+    orders = [_order(f"Q{i}") for i in range(300)]
+    orders[1]["customer_id"] = "CUSTOMER"
+    orders[250]["ordered_qty"] = -1
+    path = write_source(landing, "sales_orders", orders, suffix="_q")
+    path.write_text(path.read_text().replace("CUSTOMER", '"C"7'))
+    assert path.stat().st_size > 8 * 1024
+    result = ingest_landing_zone(landing, AS_OF)
+    assert list(_quarantine(result, "sales_orders")["row_number"]) == [251]
+    kept = result.table("sales_orders").set_index("order_id")
+    assert kept.loc["Q1", "customer_id"] == "C7" and kept.loc["Q1", "_file"] == path.name
+    assert len(kept) == 2 + 299
+
+
 def test_a_parquet_extract_corrupt_inside_is_quarantined_whole_and_the_rest_flows_on(landing):
     """Parquet is read natively by DuckDB: a damaged page far from the footer must still quarantine the file."""
     import os
@@ -188,7 +229,7 @@ def test_a_parquet_column_named_like_duckdbs_row_number_does_not_shift_row_numbe
     result = ingest_landing_zone(landing, AS_OF)
     assert list(_quarantine(result, "sales_orders")["row_number"]) == [2]
     kept = result.table("sales_orders").set_index("order_id")
-    assert kept.loc["N1", "_row_number"] == 1 and kept.loc["N1", "_file"] == path.name
+    assert kept.loc["N1", "_file"] == path.name
 
 
 def test_a_parquet_file_name_with_glob_characters_is_read_as_that_one_file(landing):

@@ -3,11 +3,13 @@
 A CSV is read with every value as text so that nothing is lost or guessed
 before the contract decides; a Parquet file keeps its stored types, and the
 contract reads any value whose type is not the contract's through its text.
+
+DuckDB reads both formats itself, in parallel; a file it refuses is streamed
+through Arrow instead, whose verdict stands (see ``_SourceIngest._scan``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import re
@@ -64,6 +66,7 @@ def list_extracts(landing_dir: Path, source: str) -> list[Extract]:
 
 
 BATCH_BYTES = 16 << 20  # CSV block size; Parquet is read one row group at a time
+HEADER_BYTES = 1 << 20  # the header's block: Arrow parses and infers types on a whole block to name the columns
 _TEXT_OPTIONS = dict(strings_can_be_null=False, quoted_strings_can_be_null=False)
 
 
@@ -90,16 +93,18 @@ class InvalidUtf8(UnreadableFile):
 class ExtractReader:
     """One extract as received, plus ``_row_number`` (1-based data row).
 
-    A Parquet file is read by DuckDB itself (``native_sql``); anything else is
-    streamed batch by batch, which keeps memory flat however large the file (a
-    CSV is never held whole); the price is that the batches can be scanned
-    once, so a second look means a new reader. DuckDB reports an error raised mid-file only as a
-    failed scan: the error itself is kept in ``error``. ``lenient=True`` reads a
-    CSV with invalid UTF-8 through the slow path that flags those rows.
+    DuckDB reads the file itself where it can (``native_sql``); ``batches``
+    streams it through Arrow instead, which keeps memory flat however large the
+    file (a CSV is never held whole); the price is that the batches can be
+    scanned once, so a second look means a new reader. DuckDB reports an error
+    raised mid-stream only as a failed scan: the error itself is kept in
+    ``error``. ``lenient=True`` reads a CSV with invalid UTF-8 through the slow
+    path that flags those rows.
     """
 
     def __init__(self, extract: Extract, *, lenient: bool = False) -> None:
         self.extract = extract
+        self.lenient = lenient
         self.error: UnreadableFile | None = None
         suffix = extract.path.suffix.lower()
         if suffix not in SUPPORTED_SUFFIXES:
@@ -122,7 +127,10 @@ class ExtractReader:
     def _open_csv(self):
         path, read = self.extract.path, pacsv.ReadOptions(block_size=BATCH_BYTES)
         try:
-            header = pacsv.open_csv(path, read_options=read).schema.names
+            try:
+                header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=HEADER_BYTES)).schema.names
+            except pa.ArrowInvalid:  # e.g. a first row longer than the block: the full block decides
+                header = pacsv.open_csv(path, read_options=read).schema.names
         except pa.ArrowInvalid as error:
             raise (InvalidUtf8 if _is_utf8_error(error) else UnreadableFile)(
                 f"not a readable CSV file: {error}") from error
@@ -138,31 +146,33 @@ class ExtractReader:
             raise UnreadableFile(f"not a readable Parquet file: {error}") from error
         return schema, lambda: parquet.iter_batches()
 
-    @property
-    def native_sql(self) -> str | None:
-        """For a Parquet extract, a DuckDB query reading it natively (in parallel, row numbers from the file);
-        None when the batches must be streamed from here: a CSV, a column already named file_row_number, or
-        a path DuckDB would take for a glob pattern."""
-        if (self.extract.path.suffix.lower() != ".parquet" or "file_row_number" in self._schema.names
-                or any(char in str(self.extract.path) for char in "*?[{")):
+    def native_sql(self, numbered: bool) -> str | None:
+        """A DuckDB query reading the extract natively, in parallel, with ``_row_number`` when ``numbered``;
+        None when only ``batches`` can read it: a lenient read, a path DuckDB would take for a glob pattern,
+        or numbering a Parquet file that has a column named file_row_number.
+
+        A CSV is read with the options the landing-zone contract states (comma, double quote, header row,
+        every value as text) and nothing sniffed; an empty field is '' as in Arrow's reading, so a
+        quarantined record shows what was received. Numbering a CSV takes a window that runs on one
+        thread, so only the quarantine's second read asks for it.
+        """
+        path = str(self.extract.path)
+        if self.lenient or any(char in path for char in "*?[{"):
+            return None
+        if self.extract.path.suffix.lower() == ".csv":
+            positions = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self.column_names)))
+            columns = ", ".join(f"coalesce(c{i}, '') AS {quote(name)}" for i, name in enumerate(self.column_names))
+            number = ", row_number() OVER () AS _row_number" if numbered else ""
+            return (f"SELECT {columns}{number} FROM read_csv({literal(path)}, header = true, auto_detect = false, "
+                    f"columns = {{{positions}}}, delim = ',', quote = '\"', escape = '\"', comment = '', "
+                    "strict_mode = true, null_padding = false)")
+        if numbered and "file_row_number" in self._schema.names:
             return None
         columns = ", ".join(f"{quote(original)} AS {quote(name)}" for original, name in zip(self._schema.names,
                                                                                             self.column_names))
-        return (f"SELECT {columns}, file_row_number + 1 AS _row_number "
-                f"FROM read_parquet({literal(str(self.extract.path))}, file_row_number = true)")
-
-    def read_failure(self) -> UnreadableFile | None:
-        """The extract's own read error behind a failed DuckDB scan of it, if it was one.
-
-        A native Parquet scan reports a damaged file through many kinds of DuckDB
-        error; reading every page once more through Arrow tells a damaged file
-        (quarantined) from a failure of the query itself (raised).
-        """
-        if self.error is None and self.native_sql is not None:
-            with contextlib.suppress(UnreadableFile):
-                for _ in self.batches():
-                    pass
-        return self.error
+        number = ", file_row_number + 1 AS _row_number" if numbered else ""
+        return (f"SELECT {columns}{number} "
+                f"FROM read_parquet({literal(path)}, file_row_number = {str(numbered).lower()})")
 
     def batches(self) -> pa.RecordBatchReader:
         """A fresh stream over the whole extract (every column as stored) with ``_row_number``."""

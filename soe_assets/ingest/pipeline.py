@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal
+from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal, master_data_failures
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
@@ -116,6 +116,15 @@ class _SourceIngest:
     superseded rows (few) and renames the table ``raw.<source>``. Writing the rows once
     is what keeps ingest cheap: copying millions of rows between tables costs
     more than validating them.
+
+    The loading table stores no row numbers: numbering rows as they are read
+    would serialise DuckDB's parallel CSV reader. Each extract is one ``INSERT``
+    that keeps the file's order, so a row's number in its file is its ``rowid``
+    less the file's first ``rowid``, plus one (nothing is deleted before the
+    quarantine has read them). DuckDB keeps the order of an ``INSERT`` only
+    when insertion order is preserved (``ingest_landing_zone`` makes sure of it)
+    and every step of the query keeps it: a join does not, so the master-data
+    lookups flag their rows once the source is loaded (``finish``).
     """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
@@ -132,7 +141,7 @@ class _SourceIngest:
         typed = ", ".join(f"{quote(c)} {t}" for c, t in source.sql_columns.items())
         conn.execute(
             f"CREATE OR REPLACE TABLE {self.loading} ({typed}, _file VARCHAR, _extract_date DATE, "
-            "_row_number BIGINT, _file_order INTEGER, _failed BOOLEAN, _key_hash UBIGINT)"
+            "_file_order INTEGER, _failed BOOLEAN, _key_hash UBIGINT)"
         )
         pk = ", ".join(f"CAST(NULL AS {source.sql_columns[c]}) AS {quote(c)}" for c in source.primary_key)
         conn.execute(
@@ -155,26 +164,36 @@ class _SourceIngest:
             self.quarantine_file(extract, str(error))
             return None
 
-    def _scan(self, reader: ExtractReader, sql: str) -> int:
-        """Run ``sql`` over a fresh read of the extract as ``_text`` (returns its row count); a read error met
-        mid-file raises as the extract's own error, any other error as itself."""
-        native = reader.native_sql
+    def _scan(self, reader: ExtractReader, sql: str, numbered: bool) -> int:
+        """Run ``sql`` over a fresh read of the extract as ``_text`` (with ``_row_number`` when ``numbered``);
+        returns the count in the first column of its result.
+
+        DuckDB reads the file natively where it can. Where that scan fails (a
+        file DuckDB refuses, or anything else), the file is streamed through Arrow
+        and ``sql`` runs again: a failed statement has changed nothing, and
+        Arrow's verdict stands. A read error met there is raised as the extract's
+        own error, any other error as itself.
+        """
+        native = reader.native_sql(numbered)
         if native:
             self.conn.execute(f"CREATE OR REPLACE TEMP VIEW _text AS {native}")
-        else:
-            self.conn.register("_text", reader.batches())
+            try:
+                return self.conn.execute(sql).fetchall()[0][0]
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error:
+                pass  # read again through Arrow, below
+            finally:
+                self.conn.execute("DROP VIEW IF EXISTS _text")
+        self.conn.register("_text", reader.batches())
         try:
             return self.conn.execute(sql).fetchall()[0][0]
         except duckdb.Error:
-            failure = reader.read_failure()
-            if failure is not None:
-                raise failure from None
+            if reader.error is not None:
+                raise reader.error from None
             raise
         finally:
-            if native:
-                self.conn.execute("DROP VIEW IF EXISTS _text")
-            else:
-                self.conn.unregister("_text")
+            self.conn.unregister("_text")
 
     def add(self, extract: Extract, file_order: int, lenient: bool = False) -> None:
         source = self.source
@@ -199,9 +218,10 @@ class _SourceIngest:
             # Every row, streamed: typed values and one boolean; cheap enough for millions of rows.
             rows = self._scan(
                 reader,
-                f"INSERT INTO {self.loading} WITH {rules.layers('_text', carried)} "
+                f"INSERT INTO {self.loading} WITH {rules.layers('_text', carried, numbered=False)} "
                 f"SELECT {columns}, {literal(extract.file)}, DATE {literal(extract.extract_date.isoformat())}, "
-                f"_row_number, {file_order}, ({row_failed}), hash({self.key}) FROM typed",
+                f"{file_order}, ({row_failed}), hash({self.key}) FROM typed",
+                numbered=False,
             )
         except InvalidUtf8:  # a failed INSERT loads nothing: read the file again, leniently
             self.add(extract, file_order, lenient=True)
@@ -216,10 +236,12 @@ class _SourceIngest:
     def _quarantine_failed(self, file_order: int) -> None:
         """The extract's failed rows to the quarantine: a second, filtered read brings them back as received."""
         loaded = self.loaded[file_order]
-        this_file = f"(SELECT * FROM {self.loading} WHERE _file_order = {file_order})"
+        first_rowid = f"(SELECT min(rowid) FROM {self.loading} WHERE _file_order = {file_order})"
+        this_file = (f"(SELECT *, rowid - {first_rowid} + 1 AS _row_number FROM {self.loading} "
+                     f"WHERE _file_order = {file_order})")
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
                    "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
-                   f"WHERE _row_number IN (SELECT _row_number FROM {this_file} WHERE _failed)")
+                   f"WHERE _row_number IN (SELECT _row_number FROM {this_file} WHERE _failed)", numbered=True)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers, loaded.failures, loaded.header)
         self.conn.execute(
             f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM {this_file} WHERE _failed",
@@ -252,6 +274,13 @@ class _SourceIngest:
     def _same_key(self, left: str, right: str, compare: str = "=") -> str:
         """SQL matching rows of aliases ``left`` and ``right`` on the primary key."""
         return " AND ".join(f"{left}.{quote(k)} {compare} {right}.{quote(k)}" for k in self.source.primary_key)
+
+    def _flag_unknown_ids(self) -> None:
+        """Rows naming a SKU or location missing from master data fail (their reasons are listed with the others)."""
+        unknown = " OR ".join(f"coalesce({condition}, false)"
+                              for _, condition, _ in master_data_failures(self.source, self.master_tables))
+        if unknown:
+            self.conn.execute(f"UPDATE {self.loading} SET _failed = true WHERE NOT _failed AND ({unknown})")
 
     def _flag_duplicate_keys(self) -> None:
         """Every copy of a key repeated within one extract fails; keys repeated across extracts are kept for the upsert.
@@ -308,6 +337,7 @@ class _SourceIngest:
         """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
         rejected newer key fell back."""
         source, conn = self.source, self.conn
+        self._flag_unknown_ids()
         self._flag_duplicate_keys()
         failed_per_file = conn.execute(
             f"SELECT _file_order, count(*) FROM {self.loading} WHERE _failed GROUP BY 1 ORDER BY 1"
@@ -376,6 +406,7 @@ def ingest_landing_zone(
     resolved = resolve_as_of(landing_dir, as_of)
     conn = conn or duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET preserve_insertion_order = true")  # rows are numbered by their rowid (see _SourceIngest)
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     conn.execute(
         "CREATE OR REPLACE TABLE raw.quarantine (source VARCHAR, file VARCHAR, row_number BIGINT, "
