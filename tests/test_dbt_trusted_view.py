@@ -361,6 +361,49 @@ def test_intermediate_table_contracts_enforce_their_not_null_keys(warehouse: Pat
         conn.execute("insert into intermediate.int_open_supply (supply_kind) values (NULL)")
 
 
+def test_the_projection_and_atp_rules_test_names_each_broken_rule(warehouse: Path, tmp_path: Path) -> None:
+    """The singular test fails on a mart whose weeks do not chain or whose ATP falls, naming each rule."""
+    import shutil
+
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(warehouse, broken)
+    with duckdb.connect(str(broken)) as conn:
+        key = list(conn.execute("select sku_id, location_id from marts.sku_location_week "
+                                "where week_index = 5 and atp_qty > 0 order by all limit 1").fetchone())
+        conn.execute("update marts.sku_location_week set projected_available_qty = projected_available_qty + 5 "
+                     "where sku_id = ? and location_id = ? and week_index = 2", key)
+        conn.execute("update marts.sku_location_week set atp_qty = 0 "
+                     "where sku_id = ? and location_id = ? and week_index = 6", key)
+    completed = _dbt(["test", "--select", "assert_projection_and_atp_rules", "--store-failures"], broken, tmp_path)
+    assert completed.returncode == 1, completed.stdout[-3000:]
+    failures = _query(broken, "select sku_id, location_id, week_index, broken_rule "
+                              "from dbt_test__audit.assert_projection_and_atp_rules order by week_index")
+    assert list(failures.itertuples(index=False, name=None)) == [
+        (*key, 2, "closing is not opening + receipts - sensed demand"),
+        (*key, 3, "the week does not open where the previous one closed"),
+        (*key, 6, "ATP decreases from the previous week"),
+    ]
+
+
+def test_the_trusted_view_refuses_values_outside_its_ranges(warehouse: Path) -> None:
+    """The mart's value ranges are check constraints of its contract: a row breaking one is never stored."""
+    checks = _query(warehouse, """
+        select constraint_text from duckdb_constraints()
+        where schema_name = 'marts' and table_name = 'sku_location_week' and constraint_type = 'CHECK'
+    """)["constraint_text"]
+    assert len(checks) == 9, list(checks)
+    breaks = {
+        "atp_qty": "-1.0", "days_of_supply": "1000.0", "week_index": "999", "scheduled_receipts_qty": "-0.5",
+        "sensed_demand_qty": "open_order_qty / 2",  # not negative, but below the booked orders
+    }
+    with duckdb.connect(str(warehouse)) as conn:
+        assert conn.execute("select count(*) from marts.sku_location_week where open_order_qty > 0").fetchone()[0]
+        for column, value in breaks.items():
+            with pytest.raises(duckdb.ConstraintException, match="CHECK"):
+                conn.execute(f"insert into marts.sku_location_week select * replace ({value} as {column}) "
+                             "from marts.sku_location_week where open_order_qty > 0 limit 1")
+
+
 def test_ci_builds_the_tests_a_run_leaves_out(warehouse: Path) -> None:
     """The full build above ran (and passed) the unit tests and the staging tests that restate the
     landing contract; a run's dbt step selects neither, but keeps the other tests as asset checks."""
