@@ -345,8 +345,9 @@ def test_mart_contracts_enforce_not_null_in_the_warehouse(warehouse: Path) -> No
         conn.execute("insert into marts.sku_location_week (sku_id) values (NULL)")
 
 
-def test_intermediate_table_contracts_enforce_their_not_null_keys(warehouse: Path) -> None:
-    """The four intermediate tables enforce their keys' not-null rules too: a NULL key fails the build."""
+def test_intermediate_table_contracts_enforce_their_rules(warehouse: Path) -> None:
+    """The intermediate tables enforce their rules as constraints: a NULL key, an unknown kind, a repeated
+    horizon week are refused, so they fail the build."""
     keys = {"int_committed_plan": ["sku_id", "location_id", "week_start"],
             "int_available_stock": ["sku_id", "location_id"],
             "int_open_supply": ["supply_kind", "reference_id", "sku_id", "location_id", "due_date", "week_index"],
@@ -357,8 +358,18 @@ def test_intermediate_table_contracts_enforce_their_not_null_keys(warehouse: Pat
     """).groupby("table_name")["column_name"].apply(set)
     for table, key in keys.items():
         assert set(key) <= columns[table], table
-    with duckdb.connect(str(warehouse)) as conn, pytest.raises(duckdb.ConstraintException):
-        conn.execute("insert into intermediate.int_open_supply (supply_kind) values (NULL)")
+    refused = {
+        "NOT NULL": "insert into intermediate.int_open_supply (supply_kind) values (NULL)",
+        "CHECK": "insert into intermediate.int_open_supply "
+                 "select * replace ('gift' as supply_kind) from intermediate.int_open_supply limit 1",
+        "Duplicate key": "insert into intermediate.int_run_weeks "
+                         "select * replace (week_start + 7 * horizon_weeks as week_start) "
+                         "from intermediate.int_run_weeks limit 1",
+    }
+    with duckdb.connect(str(warehouse)) as conn:
+        for reason, sql in refused.items():
+            with pytest.raises(duckdb.ConstraintException, match=reason):
+                conn.execute(sql)
 
 
 def test_the_projection_and_atp_rules_test_names_each_broken_rule(warehouse: Path, tmp_path: Path) -> None:

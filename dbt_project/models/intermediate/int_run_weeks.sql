@@ -1,3 +1,6 @@
+-- A table, not a view, so that its rules are constraints of its contract (13 rows).
+{{ config(materialized='table') }}
+
 -- The horizon weeks of the run: week 0 is the ISO week containing as_of.
 
 with
