@@ -11,9 +11,7 @@ GX validates 1.25M rows in about a second instead of ~7 s for the whole
 
 from __future__ import annotations
 
-import importlib
 import os
-import threading
 from dataclasses import dataclass
 
 import duckdb
@@ -34,18 +32,6 @@ class SuiteOutcome:
     success: bool
     evaluated: int
     failed: list[str]  # one readable line per failed expectation
-
-
-def import_in_background() -> threading.Thread:
-    """Start importing Great Expectations (2-3 s) on a daemon thread.
-
-    The dbt step calls this: while dbt builds in its subprocess, this process
-    only waits, so the import costs the check that follows nothing.
-    """
-    thread = threading.Thread(target=importlib.import_module, args=("great_expectations.expectations",),
-                              name="import-great-expectations", daemon=True)
-    thread.start()
-    return thread
 
 
 def sku_location_week_suite(horizon_weeks: int):

@@ -15,7 +15,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from packaging.version import Version
 
-from data_contracts.gx_suites import import_in_background
+from soe_assets.background_import import import_in_background
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, memory_limit
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"

@@ -67,3 +67,20 @@ def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs():
     reported = subprocess.check_output([resource.dbt_executable, "--version"], text=True)
     installed = re.search(r"installed:\s*(\d+\.\d+\.\d+)", reported).group(1)
     assert str(resource._cli_version) == installed
+
+
+def test_start_up_leaves_the_later_stages_heavy_libraries_to_the_background():
+    """Loading the definitions imports neither Great Expectations nor scipy (seconds before the first step);
+    the dbt step imports them on a thread while dbt runs."""
+    import subprocess
+    import sys
+
+    from soe_assets.background_import import LATER_STAGE_MODULES
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, orchestration.definitions; "
+         "print(sorted({m.split('.')[0] for m in sys.modules} & {'great_expectations', 'scipy'}))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert loaded == "[]"
+    assert {"great_expectations.expectations", "scipy.optimize"} <= set(LATER_STAGE_MODULES)

@@ -52,9 +52,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.optimize import linprog
-from scipy.sparse.csgraph import connected_components
 
 from soe_assets.respond.candidates import Problem
 from soe_assets.respond.config import RespondConfig
@@ -86,6 +83,9 @@ def expand_weeks(effects: pd.DataFrame) -> pd.DataFrame:
 def _blocks(problem: Problem, config: RespondConfig) -> pd.Series:
     """Block number per SKU (index sku_id): connected components over shared resources and over the
     SKUs one action touches (a reprioritisation lowers another SKU), packed."""
+    from scipy import sparse  # scipy is imported here, not at start-up (~0.3 s; see background_import)
+    from scipy.sparse.csgraph import connected_components
+
     acts = problem.actions
     skus = pd.Index(pd.unique(np.concatenate([problem.shortages["sku_id"].to_numpy(dtype=object),
                                               problem.effects["sku_id"].to_numpy(dtype=object)])))
@@ -109,6 +109,9 @@ def _blocks(problem: Problem, config: RespondConfig) -> pd.Series:
 
 
 def solve(problem: Problem, config: RespondConfig) -> Solution:
+    from scipy import sparse
+    from scipy.optimize import linprog
+
     acts = problem.actions.reset_index(drop=True)
     shortages = problem.shortages.reset_index(drop=True)
     if not len(shortages):
