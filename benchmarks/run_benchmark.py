@@ -5,8 +5,9 @@
 For each size it generates a landing zone (once; reused when present), measures a
 floor (DuckDB reading every input file once), lets dbt parse the project for the
 run's warehouse (untimed, as a previous run on it would have), then runs `soe run` in a child
-process and reports wall time, per-stage times (from the run's progress lines) and
-peak memory: the largest sum of resident memory over `soe run` and all its
+process and reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier
+than wall time when the machine's speed drifts), per-stage times (from the run's progress
+lines) and peak memory: the largest sum of resident memory over `soe run` and all its
 descendants (the dbt subprocess included), sampled every 0.1 s from /proc. Results are appended to
 `<workdir>/results.jsonl` and printed as a table.
 """
@@ -17,6 +18,7 @@ import argparse
 import json
 import re
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -134,6 +136,7 @@ def run_once(landing: Path, workdir: Path, memory_limit: str) -> dict:
         stale.unlink(missing_ok=True)
     parse_dbt_project_for(landing, warehouse, memory_limit)
     started = time.perf_counter()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(
         [str(SOE), "run", "--landing", str(landing), "--warehouse", str(warehouse), "--publish", str(workdir / "publish"),
          *(["--memory-limit", memory_limit] if memory_limit else [])],
@@ -152,8 +155,12 @@ def run_once(landing: Path, workdir: Path, memory_limit: str) -> dict:
             stages[match["step"]] = float(match["seconds"])
     code = process.wait()
     elapsed = time.perf_counter() - started
+    # CPU of `soe run` and every process it waited for (dbt): steadier than wall time on a busy machine.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     memory.join()
-    return {"ok": code == 0, "seconds": round(elapsed, 1), "peak_rss_gb": round(memory.peak_bytes / 1024**3, 2),
+    return {"ok": code == 0, "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1),
+            "peak_rss_gb": round(memory.peak_bytes / 1024**3, 2),
             "stages": stages,
             "stage_peak_rss_gb": {stage: round(peak / 1024**3, 2) for stage, peak in memory.stage_peaks.items()}}
 
@@ -184,11 +191,12 @@ def main() -> int:
         with (args.workdir / "results.jsonl").open("a") as log:
             log.write(json.dumps(result) + "\n")
     print()
-    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'run s':>7} {'x floor':>8} {'peak GB':>8}  stages (time/peak memory)")
+    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'run s':>7} {'cpu s':>7} {'x floor':>8} "
+          f"{'peak GB':>8}  stages (time/peak memory)")
     for r in results:
         stages = ", ".join(f"{k} {v:.1f}s/{r['stage_peak_rss_gb'].get(k, 0):.1f}GB" for k, v in r["stages"].items())
         print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {r['floor_seconds']:>8} "
-              f"{r['seconds']:>7} {r['ratio_to_floor'] or 0:>8} {r['peak_rss_gb']:>8}  {stages}")
+              f"{r['seconds']:>7} {r['cpu_seconds']:>7} {r['ratio_to_floor'] or 0:>8} {r['peak_rss_gb']:>8}  {stages}")
     return 0 if all(r["ok"] for r in results) else 1
 
 
