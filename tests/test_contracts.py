@@ -183,6 +183,22 @@ def test_rows_of_a_large_csv_read_in_parallel_keep_their_numbers_in_the_quaranti
     assert kept == expected
 
 
+def test_csv_is_read_as_rfc_4180(landing):
+    """Quoted commas, quotes and line breaks are values; spaces around a quoted field and a trailing comma
+    (one empty field more than the header) are dropped; the row numbers count records, not lines."""
+    path = write_source(landing, "sales_orders", [_order("C1", customer_id='ACME, "Inc"\nEU'), _order("C2"),
+                                                  _order("C3", ordered_qty=-1)], suffix="_rfc")
+    lines = path.read_text().split("\n")
+    assert lines[3].startswith("C2,")
+    lines[3] = lines[3].replace(",C1,", ', "C1" ,') + ","
+    path.write_text("\n".join(lines))
+    result = ingest_landing_zone(landing, AS_OF)
+    kept = result.table("sales_orders").set_index("order_id")
+    assert kept.loc["C1", "customer_id"] == 'ACME, "Inc"\nEU'
+    assert kept.loc["C2", "customer_id"] == "C1"
+    assert list(_quarantine(result, "sales_orders")["row_number"]) == [3]
+
+
 def test_a_csv_duckdb_refuses_is_read_by_arrow_and_its_rows_kept(landing, monkeypatch):
     """DuckDB's strict reader refuses text after a closing quote; Arrow reads it, in many blocks here, and its
     reading stands: the rows are kept and a rejected row deep in the file is named by its own line."""

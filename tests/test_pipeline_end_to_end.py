@@ -143,6 +143,7 @@ def test_the_run_is_in_the_dagster_history_of_its_folder(first_run):
     """`soe ui` on the same folder shows the runs of `soe run`: its instance holds the run and its events."""
     import dagster as dg
 
+    from orchestration.definitions import defs
     from orchestration.instance_storage import PooledSqliteEventLogStorage
 
     with dg.DagsterInstance.from_config(str(first_run.workspace.dagster_home)) as instance:
@@ -150,9 +151,11 @@ def test_the_run_is_in_the_dagster_history_of_its_folder(first_run):
         run = instance.get_runs()[0]
         assert run.is_success
         assert instance.get_latest_materialization_event(dg.AssetKey("exceptions")).run_id == run.run_id
-        evaluations = [event for event in instance.all_logs(run.run_id)
-                       if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-        assert len(evaluations) >= 40  # dbt's tests, the source checks, the GX suite, the publish gates
+        evaluated = {event.dagster_event.event_specific_data.asset_check_key
+                     for event in instance.all_logs(run.run_id)
+                     if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+        # every check: dbt's tests, the source checks, the GX suite, the publish gates
+        assert evaluated == set(defs.resolve_asset_graph().asset_check_keys)
 
 
 def test_the_folders_dagster_config_follows_the_folder_and_keeps_hand_edits(tmp_path, monkeypatch):

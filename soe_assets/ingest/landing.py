@@ -66,7 +66,6 @@ def list_extracts(landing_dir: Path, source: str) -> list[Extract]:
 
 
 BATCH_BYTES = 16 << 20  # CSV block size; Parquet is read one row group at a time
-HEADER_BYTES = 1 << 20  # the header's block: Arrow parses and infers types on a whole block to name the columns
 _TEXT_OPTIONS = dict(strings_can_be_null=False, quoted_strings_can_be_null=False)
 
 
@@ -88,6 +87,21 @@ def _csv_text_lenient(path: Path) -> pa.Table:
 
 class InvalidUtf8(UnreadableFile):
     """The CSV holds bytes that are not UTF-8: read it again through the lenient path."""
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The names in a CSV's header row, read alone: the rows are the reader's business (DuckDB's, or
+    Arrow's where DuckDB refuses the file), not the header's."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as text:
+            header = next((row for row in csv.reader(text) if row), None)
+    except UnicodeDecodeError as error:
+        raise InvalidUtf8(f"not a readable CSV file: {error}") from error
+    except csv.Error as error:
+        raise UnreadableFile(f"not a readable CSV file: {error}") from error
+    if header is None:
+        raise UnreadableFile("not a readable CSV file: it has no header row")
+    return header
 
 
 class ExtractReader:
@@ -126,14 +140,7 @@ class ExtractReader:
 
     def _open_csv(self):
         path, read = self.extract.path, pacsv.ReadOptions(block_size=BATCH_BYTES)
-        try:
-            try:
-                header = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=HEADER_BYTES)).schema.names
-            except pa.ArrowInvalid:  # e.g. a first row longer than the block: the full block decides
-                header = pacsv.open_csv(path, read_options=read).schema.names
-        except pa.ArrowInvalid as error:
-            raise (InvalidUtf8 if _is_utf8_error(error) else UnreadableFile)(
-                f"not a readable CSV file: {error}") from error
+        header = _csv_header(path)
         options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, **_TEXT_OPTIONS)
         schema = pa.schema([(name, pa.string()) for name in header])
         return schema, lambda: pacsv.open_csv(path, read_options=read, convert_options=options)

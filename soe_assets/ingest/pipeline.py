@@ -231,7 +231,7 @@ class _SourceIngest:
             return
         self._count_read(extract, rows)
         header = [c for c in reader.column_names if c != INVALID_UTF8]
-        self.loaded[file_order] = _LoadedFile(extract, lenient, rules.layers("_failed_text", carried), failures, header)
+        self.loaded[file_order] = _LoadedFile(extract, reader.lenient, rules.layers("_failed_text", carried), failures, header)
 
     def _quarantine_failed(self, file_order: int) -> None:
         """The extract's failed rows to the quarantine: a second, filtered read brings them back as received."""
