@@ -106,7 +106,6 @@ class CompiledContract:
     text_columns: dict[str, str]  # contract column -> its input: trimmed, empty-as-NULL text, or the stored value
     typed_columns: dict[str, str]  # contract column -> typed expression over its input alias
     failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over the aliases
-    master_failures: list[tuple[str, str, str]]  # those of ``failures`` that look ids up in master data
 
     def layers(self, relation: str, carried: Collection[str] = (), numbered: bool = True) -> str:
         """CTEs ``inputs`` and ``typed`` over ``relation`` (the extract, with ``_row_number`` when ``numbered``),
@@ -121,29 +120,8 @@ class CompiledContract:
 
     @property
     def row_failures(self) -> list[tuple[str, str, str]]:
-        """The failures decidable from the row's own values: all but the duplicate key (which needs the whole
-        extract) and the master-data lookups (a join, which would cost the load its row order)."""
-        return [f for f in self.failures if f[1] != DUPLICATE_KEY and f not in self.master_failures]
-
-
-def master_data_failures(source: SourceContract, master_tables: dict[str, str] | None,
-                         ) -> list[tuple[str, str, str]]:
-    """(column, SQL failure condition, SQL reason) for every id that must exist in master data.
-
-    The condition reads the typed column by its contract name, so it holds
-    over the ``typed`` layer and over a loaded table alike. ``master_tables``
-    maps ``"sku"``/``"location"`` to a table of valid ids (column ``id``);
-    None (master data itself) checks nothing.
-    """
-    if master_tables is None:
-        return []
-    return [
-        (column, f"{quote(column)} IS NOT NULL AND {quote(column)} NOT IN (SELECT id FROM {master_tables[kind]})",
-         literal(f"unknown {column} (not in master data {kind}s)"))
-        for column in source.columns
-        for kind, columns in (("sku", source.sku_columns), ("location", source.location_columns))
-        if column in columns
-    ]
+        """The failures decidable row by row (all but the duplicate key, which needs the whole extract)."""
+        return [f for f in self.failures if f[1] != DUPLICATE_KEY]
 
 
 def _unparseable_reason(column: str, kind: str) -> str:
@@ -184,7 +162,6 @@ def compile_contract(
     typed_columns: dict[str, str] = {}
     failures: list[tuple[str, str, str]] = []
     pk = source.primary_key
-    master = master_data_failures(source, master_tables)
     for column, kind in source.columns.items():
         text = text_alias(column)
         if column in stored_typed and kind in STORED_KINDS:
@@ -204,12 +181,17 @@ def compile_contract(
             reason = describe_check(check.error, column, pk) if builtin else check.name
             failures.append((column, f"{typed} IS NOT NULL AND NOT ({_check_predicate(check, column, typed)})",
                              literal(reason)))
-        failures += [failure for failure in master if failure[0] == column]
+        if master_tables is not None:
+            for kind_of_id, columns in (("sku", source.sku_columns), ("location", source.location_columns)):
+                if column in columns:
+                    failures.append(
+                        (column, f"{typed} IS NOT NULL AND {typed} NOT IN (SELECT id FROM {master_tables[kind_of_id]})",
+                         literal(f"unknown {column} (not in master data {kind_of_id}s)"))
+                    )
         if column in source.not_after_extract:
             failures.append(
                 (column, f"{typed} > DATE {literal(extract_date)}",
                  literal(f"{column} is after the extract date {extract_date} (a future event cannot be reported)"))
             )
     failures.append((", ".join(pk), DUPLICATE_KEY, literal(describe_check("multiple_fields_uniqueness", "", pk))))
-    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures,
-                            master_failures=master)
+    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures)

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal, master_data_failures
+from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
@@ -102,6 +102,8 @@ class _LoadedFile:
 
     extract: Extract
     lenient: bool
+    text_layers: str  # the contract's SQL layers over ``_text``
+    row_failed: str  # SQL over those layers: the row fails a rule decidable row by row
     layers: str  # the contract's SQL layers over ``_failed_text``
     failures: list[tuple[str, str, str]]
     header: list[str]  # the record's columns as received
@@ -117,14 +119,11 @@ class _SourceIngest:
     is what keeps ingest cheap: copying millions of rows between tables costs
     more than validating them.
 
-    The loading table stores no row numbers: numbering rows as they are read
-    would serialise DuckDB's parallel CSV reader. Each extract is one ``INSERT``
-    that keeps the file's order, so a row's number in its file is its ``rowid``
-    less the file's first ``rowid``, plus one (nothing is deleted before the
-    quarantine has read them). DuckDB keeps the order of an ``INSERT`` only
-    when insertion order is preserved (``ingest_landing_zone`` makes sure of it)
-    and every step of the query keeps it: a join does not, so the master-data
-    lookups flag their rows once the source is loaded (``finish``).
+    The loading table stores no row numbers, and its rows are in no particular
+    order: numbering rows as they are read would run DuckDB's CSV reader on one
+    thread, and keeping the file's order costs the insert 10-20% on large files.
+    The few files with rejected rows are read again, numbered, to find them
+    (``_quarantine_failed``).
     """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
@@ -231,23 +230,33 @@ class _SourceIngest:
             return
         self._count_read(extract, rows)
         header = [c for c in reader.column_names if c != INVALID_UTF8]
-        self.loaded[file_order] = _LoadedFile(extract, reader.lenient, rules.layers("_failed_text", carried), failures, header)
+        self.loaded[file_order] = _LoadedFile(extract, reader.lenient, rules.layers("_text", carried), row_failed,
+                                              rules.layers("_failed_text", carried), failures, header)
 
     def _quarantine_failed(self, file_order: int) -> None:
-        """The extract's failed rows to the quarantine: a second, filtered read brings them back as received."""
+        """The extract's failed rows to the quarantine, numbered and as received.
+
+        The loading table knows which rows failed but not where they stand in
+        the file, so the file is read twice more, numbered: once to find the
+        failing rows by the same rules as the load (plus the keys duplicated in
+        this file), once to bring them back as received.
+        """
         loaded = self.loaded[file_order]
-        first_rowid = f"(SELECT min(rowid) FROM {self.loading} WHERE _file_order = {file_order})"
-        this_file = (f"(SELECT *, rowid - {first_rowid} + 1 AS _row_number FROM {self.loading} "
-                     f"WHERE _file_order = {file_order})")
+        duplicated = (f"EXISTS (SELECT 1 FROM _duplicate_keys AS d WHERE d._file_order = {file_order} "
+                      f"AND {self._same_key('t', 'd', 'IS NOT DISTINCT FROM')})")
+        key = ", ".join(f"t.{quote(k)}" for k in self.source.primary_key)
+        self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
+                   f"CREATE OR REPLACE TEMP TABLE _failed_rows AS WITH {loaded.text_layers} "
+                   f"SELECT t._row_number, {key} FROM typed AS t WHERE ({loaded.row_failed}) OR {duplicated}",
+                   numbered=True)
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
                    "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
-                   f"WHERE _row_number IN (SELECT _row_number FROM {this_file} WHERE _failed)", numbered=True)
+                   "WHERE _row_number IN (SELECT _row_number FROM _failed_rows)", numbered=True)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers, loaded.failures, loaded.header)
-        self.conn.execute(
-            f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM {this_file} WHERE _failed",
-            [loaded.extract.file],
-        )
+        self.conn.execute(f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM _failed_rows",
+                          [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
+        self.conn.execute("DROP TABLE _failed_rows")
 
     def _quarantine_incomplete(self, reader: ExtractReader, missing: list[str]) -> None:
         """A file lacking a contract column is quarantined whole; its rows still count as read."""
@@ -274,13 +283,6 @@ class _SourceIngest:
     def _same_key(self, left: str, right: str, compare: str = "=") -> str:
         """SQL matching rows of aliases ``left`` and ``right`` on the primary key."""
         return " AND ".join(f"{left}.{quote(k)} {compare} {right}.{quote(k)}" for k in self.source.primary_key)
-
-    def _flag_unknown_ids(self) -> None:
-        """Rows naming a SKU or location missing from master data fail (their reasons are listed with the others)."""
-        unknown = " OR ".join(f"coalesce({condition}, false)"
-                              for _, condition, _ in master_data_failures(self.source, self.master_tables))
-        if unknown:
-            self.conn.execute(f"UPDATE {self.loading} SET _failed = true WHERE NOT _failed AND ({unknown})")
 
     def _flag_duplicate_keys(self) -> None:
         """Every copy of a key repeated within one extract fails; keys repeated across extracts are kept for the upsert.
@@ -337,7 +339,6 @@ class _SourceIngest:
         """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
         rejected newer key fell back."""
         source, conn = self.source, self.conn
-        self._flag_unknown_ids()
         self._flag_duplicate_keys()
         failed_per_file = conn.execute(
             f"SELECT _file_order, count(*) FROM {self.loading} WHERE _failed GROUP BY 1 ORDER BY 1"
@@ -406,7 +407,7 @@ def ingest_landing_zone(
     resolved = resolve_as_of(landing_dir, as_of)
     conn = conn or duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET preserve_insertion_order = true")  # rows are numbered by their rowid (see _SourceIngest)
+    conn.execute("SET preserve_insertion_order = false")  # rows carry no order (see _SourceIngest)
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     conn.execute(
         "CREATE OR REPLACE TABLE raw.quarantine (source VARCHAR, file VARCHAR, row_number BIGINT, "
