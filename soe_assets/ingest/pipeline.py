@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, compile_contract, literal
+from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
@@ -96,17 +96,35 @@ def _json_object(columns: list[str]) -> str:
     return f"CAST(json_object({pairs}) AS VARCHAR)"
 
 
+INVALID_UTF8_FAILURE = ("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8"))
+
+
 @dataclass
 class _LoadedFile:
-    """What quarantining an extract's failed rows needs once every file of the source is loaded."""
+    """An extract as the load read it: what quarantining its failed rows needs once every file is loaded."""
 
     extract: Extract
     lenient: bool
-    text_layers: str  # the contract's SQL layers over ``_text``
-    row_failed: str  # SQL over those layers: the row fails a rule decidable row by row
-    layers: str  # the contract's SQL layers over ``_failed_text``
-    failures: list[tuple[str, str, str]]
+    rules: CompiledContract
+    carried: list[str]  # columns the read adds to the record (the invalid-UTF-8 flag of a lenient read)
     header: list[str]  # the record's columns as received
+
+    @property
+    def _read_failures(self) -> list[tuple[str, str, str]]:
+        return [INVALID_UTF8_FAILURE] if self.carried else []
+
+    @property
+    def failures(self) -> list[tuple[str, str, str]]:
+        return self.rules.failures + self._read_failures
+
+    @property
+    def row_failed(self) -> str:
+        """SQL over ``layers``: the row fails a rule decidable row by row."""
+        rules = self.rules.row_failures + self._read_failures
+        return " OR ".join(f"coalesce({condition}, false)" for _, condition, _ in rules)
+
+    def layers(self, relation: str, numbered: bool = True) -> str:
+        return self.rules.layers(relation, self.carried, numbered)
 
 
 class _SourceIngest:
@@ -208,18 +226,17 @@ class _SourceIngest:
             stored_typed=stored_typed_columns(reader.schema, source.columns),
             stored_zoned=stored_zoned_timestamps(reader.schema),
         )
-        carried = [INVALID_UTF8] if INVALID_UTF8 in reader.column_names else []
-        utf8 = [("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8"))] if carried else []
-        failures = rules.failures + utf8
+        loaded = _LoadedFile(extract, reader.lenient, rules,
+                             carried=[INVALID_UTF8] if INVALID_UTF8 in reader.column_names else [],
+                             header=[c for c in reader.column_names if c != INVALID_UTF8])
         columns = ", ".join(quote(c) for c in source.columns)
-        row_failed = " OR ".join(f"coalesce({condition}, false)" for _, condition, _ in rules.row_failures + utf8)
         try:
-            # Every row, streamed: typed values and one boolean; cheap enough for millions of rows.
+            # Every row, read in parallel: typed values and one boolean; cheap enough for millions of rows.
             rows = self._scan(
                 reader,
-                f"INSERT INTO {self.loading} WITH {rules.layers('_text', carried, numbered=False)} "
+                f"INSERT INTO {self.loading} WITH {loaded.layers('_text', numbered=False)} "
                 f"SELECT {columns}, {literal(extract.file)}, DATE {literal(extract.extract_date.isoformat())}, "
-                f"{file_order}, ({row_failed}), hash({self.key}) FROM typed",
+                f"{file_order}, ({loaded.row_failed}), hash({self.key}) FROM typed",
                 numbered=False,
             )
         except InvalidUtf8:  # a failed INSERT loads nothing: read the file again, leniently
@@ -229,9 +246,7 @@ class _SourceIngest:
             self.quarantine_file(extract, str(error))
             return
         self._count_read(extract, rows)
-        header = [c for c in reader.column_names if c != INVALID_UTF8]
-        self.loaded[file_order] = _LoadedFile(extract, reader.lenient, rules.layers("_text", carried), row_failed,
-                                              rules.layers("_failed_text", carried), failures, header)
+        self.loaded[file_order] = loaded
 
     def _quarantine_failed(self, file_order: int) -> None:
         """The extract's failed rows to the quarantine, numbered and as received.
@@ -246,13 +261,14 @@ class _SourceIngest:
                       f"AND {self._same_key('t', 'd', 'IS NOT DISTINCT FROM')})")
         key = ", ".join(f"t.{quote(k)}" for k in self.source.primary_key)
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
-                   f"CREATE OR REPLACE TEMP TABLE _failed_rows AS WITH {loaded.text_layers} "
+                   f"CREATE OR REPLACE TEMP TABLE _failed_rows AS WITH {loaded.layers('_text')} "
                    f"SELECT t._row_number, {key} FROM typed AS t WHERE ({loaded.row_failed}) OR {duplicated}",
                    numbered=True)
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
                    "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
                    "WHERE _row_number IN (SELECT _row_number FROM _failed_rows)", numbered=True)
-        self._quarantine_rows(loaded.extract, file_order, loaded.layers, loaded.failures, loaded.header)
+        self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
+                              loaded.header)
         self.conn.execute(f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM _failed_rows",
                           [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
