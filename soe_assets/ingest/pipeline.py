@@ -303,17 +303,20 @@ class _SourceIngest:
     def _flag_duplicate_keys(self) -> None:
         """Every copy of a key repeated within one extract fails; keys repeated across extracts are kept for the upsert.
 
-        One grouping of the key hashes, stored as each row was loaded, finds
-        every key that occurs more than once in any file (it reads one integer
-        column instead of the key's text); only those rows, in ``_repeated``, are
+        The key hashes, stored as each row was loaded, are sorted once: a hash
+        equal to its predecessor is a key that may occur more than once in any
+        file (one integer column instead of the key's text; sorting 72M hashes
+        takes less than half the time of grouping them, whose table of 72M
+        groups outgrows the caches). Only those rows, in ``_repeated``, are
         grouped by the key itself: per file for the duplicates (``_duplicate_keys``),
         across files for the upsert (``finish``).
         """
         self.conn.execute(
             f"CREATE OR REPLACE TEMP TABLE _repeated AS "
-            f"WITH hashes AS (SELECT _key_hash FROM {self.loading} GROUP BY 1 HAVING count(*) > 1) "
+            f"WITH sorted AS (SELECT _key_hash, lag(_key_hash) OVER (ORDER BY _key_hash) AS previous "
+            f"FROM {self.loading}) "
             f"SELECT {self.key}, _file_order, _failed FROM {self.loading} "
-            "WHERE _key_hash IN (SELECT _key_hash FROM hashes)"
+            "WHERE _key_hash IN (SELECT _key_hash FROM sorted WHERE _key_hash = previous)"
         )
         self.conn.execute(
             f"CREATE OR REPLACE TEMP TABLE _duplicate_keys AS SELECT {self.key}, _file_order FROM _repeated "
