@@ -49,17 +49,39 @@ def typed_expression(kind: str, text: str) -> str:
         # Offsets are honoured and normalised to UTC (the connection runs in UTC). The zoned parse
         # costs several times the plain one: the common 'YYYY-MM-DD[T ]HH:MM:SS' leaves no room
         # for an offset, so it takes the plain parse, which means the same there.
-        plain_form = (
-            f"strlen({text}) = 19 AND substr({text}, 5, 1) = '-' AND substr({text}, 8, 1) = '-' "
-            f"AND substr({text}, 11, 1) IN ('T', ' ') AND substr({text}, 14, 1) = ':' AND substr({text}, 17, 1) = ':'"
-        )
-        return (f"CASE WHEN {plain_form} THEN TRY_CAST({text} AS TIMESTAMP) "
-                f"ELSE CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) END")
-    number = f"TRY_CAST({text} AS DOUBLE)"
+        plain_form = f"({text} LIKE '____-__-__T__:__:__' OR {text} LIKE '____-__-__ __:__:__')"
+        return f"CASE WHEN {plain_form} THEN TRY_CAST({text} AS TIMESTAMP) ELSE {_zoned_parse(text)} END"
+    return _number(f"TRY_CAST({text} AS DOUBLE)", kind)
+
+
+def _zoned_parse(text: str) -> str:
+    return f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
+
+
+def _number(number: str, kind: str) -> str:
+    """A parsed DOUBLE as the contract's number (finite) or integer (finite, whole and within BIGINT)."""
     finite = f"CASE WHEN isfinite({number}) THEN {number} END"
     if kind == "int":
-        return f"CASE WHEN {finite} = floor({finite}) THEN CAST({finite} AS BIGINT) END"
+        return f"CASE WHEN {finite} = floor({finite}) THEN TRY_CAST({finite} AS BIGINT) END"
     return finite
+
+
+def parsed_text(kind: str, received: str) -> str:
+    """SQL turning text as received (not trimmed) into a typed kind: ``typed_expression`` of its trimmed text.
+
+    DuckDB's casts skip ASCII white space around a value themselves, so the
+    value is parsed as received, and only one that fails (blank, edged by a
+    Unicode space, or unparseable) is trimmed and parsed again: trimming every
+    value cost about as much as parsing it. The fallback names the trimmed text
+    once, since DuckDB computes a subexpression named twice in a projection for
+    every row, and ``coalesce`` evaluates it only where the first parse failed.
+    """
+    trimmed = trimmed_text(received)
+    if kind == "date":
+        return f"coalesce(TRY_CAST({received} AS DATE), TRY_CAST({trimmed} AS DATE))"
+    if kind == "ts":
+        return f"coalesce({typed_expression('ts', received)}, {_zoned_parse(trimmed)})"
+    return _number(f"coalesce(TRY_CAST({received} AS DOUBLE), TRY_CAST({trimmed} AS DOUBLE))", kind)
 
 
 def trimmed_text(value: str) -> str:
@@ -103,7 +125,9 @@ DUPLICATE_KEY = "_duplicate_key"
 class CompiledContract:
     """Three layers of SQL over the extract: input, typed, failures (each value is parsed once)."""
 
-    text_columns: dict[str, str]  # contract column -> its input: trimmed, empty-as-NULL text, or the stored value
+    # contract column -> its input: a text column's trimmed, empty-as-NULL text, a typed column's text as
+    # received, or the value a typed file stores
+    text_columns: dict[str, str]
     typed_columns: dict[str, str]  # contract column -> typed expression over its input alias
     failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over the aliases
 
@@ -124,9 +148,9 @@ class CompiledContract:
         return [f for f in self.failures if f[1] != DUPLICATE_KEY]
 
 
-def _unparseable_reason(column: str, kind: str) -> str:
+def _unparseable_reason(column: str, kind: str, shown: str) -> str:
     prefix = literal(f"{column} is not {KIND_WORDS[kind]}: '")
-    return f"{prefix} || CAST({text_alias(column)} AS VARCHAR) || {literal(chr(39))}"
+    return f"{prefix} || CAST({shown} AS VARCHAR) || {literal(chr(39))}"
 
 
 def _stored_expression(kind: str, stored: str, zoned: bool) -> str:
@@ -163,19 +187,27 @@ def compile_contract(
     failures: list[tuple[str, str, str]] = []
     pk = source.primary_key
     for column, kind in source.columns.items():
-        text = text_alias(column)
+        text, typed = text_alias(column), quote(column)
         if column in stored_typed and kind in STORED_KINDS:
             text_columns[column] = quote(column)
             typed_columns[column] = _stored_expression(kind, text, zoned=column in stored_zoned)
-        else:
+            blank, unparseable, shown = f"{text} IS NULL", f"{text} IS NOT NULL AND {typed} IS NULL", text
+        elif kind == "str":
             text_columns[column] = trimmed_text(f"CAST({quote(column)} AS VARCHAR)")
-            typed_columns[column] = typed_expression(kind, text)
-        typed = quote(column)
+            typed_columns[column] = text
+            blank, unparseable, shown = f"{text} IS NULL", None, text
+        else:
+            # Trimmed only where the value did not parse (a CASE branch is evaluated for its rows only).
+            text_columns[column] = f"CAST({quote(column)} AS VARCHAR)"
+            typed_columns[column] = parsed_text(kind, text)
+            shown = trimmed_text(text)
+            blank = f"CASE WHEN {typed} IS NULL THEN {shown} IS NULL ELSE false END"
+            unparseable = f"CASE WHEN {typed} IS NULL THEN {shown} IS NOT NULL ELSE false END"
         spec = schema.columns[column]
         if not spec.nullable:
-            failures.append((column, f"{text} IS NULL", literal(describe_check("not_nullable", column, pk))))
-        if kind != "str":
-            failures.append((column, f"{text} IS NOT NULL AND {typed} IS NULL", _unparseable_reason(column, kind)))
+            failures.append((column, blank, literal(describe_check("not_nullable", column, pk))))
+        if unparseable:
+            failures.append((column, unparseable, _unparseable_reason(column, kind, shown)))
         for check in spec.checks:
             builtin = check.name in {"greater_than_or_equal_to", "greater_than", "less_than_or_equal_to", "isin"}
             reason = describe_check(check.error, column, pk) if builtin else check.name

@@ -61,7 +61,7 @@ def _parse_column(kind: str, text: pd.Series) -> tuple[pd.Series, pd.Series]:
         parsed = pd.to_datetime(stripped, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
     elif kind == "int":
         numbers = pd.to_numeric(stripped, errors="coerce")
-        whole = numbers.notna() & (numbers % 1 == 0)
+        whole = numbers.notna() & (numbers % 1 == 0) & (numbers >= -(2**63)) & (numbers < 2**63)
         parsed = numbers.where(whole).astype("Int64")
     else:
         parsed = pd.to_numeric(stripped, errors="coerce").astype(float)

@@ -82,7 +82,7 @@ def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
     """The cheap paths skip trim's copy and the zoned parse only where the result cannot differ."""
     import duckdb
 
-    from data_contracts.sql_rules import trimmed_text, typed_expression
+    from data_contracts.sql_rules import parsed_text, trimmed_text, typed_expression
 
     values = [
         "SKU-A", " SKU-A", "SKU-A ", "  ", "", "\u00a0SKU\u00a0", "\u3000x", "é", " é ", "\tSKU\t", "a b",
@@ -90,6 +90,9 @@ def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
         "2026-11-03T10:00:00-05", "2026-11-03T10:00:00.5+05:30", "2026-11-03+10:00:00", "2026-11-03",
         "2026-1-3T1:00:00+01:00", "2026-11-03T10:00", "2026-11-03T10:00+01", "2026-11-03T25:00:00",
         "2026-13-03T10:00:00", "2026-11-03T10:00:00 Europe/Paris", "not a time", "2026-11-03x10:00:00",
+        " 2026-11-03T10:00:00 ", "\u00a02026-11-03T10:00:00", "2026-11-03T10:00:00\u3000", "\t2026-11-03\t",
+        "\u00a02026-11-03", "2026-02-30", "5", " 5 ", "\u00a05\u00a0", "\t-2.5\n", "5.0", "5.5", "1e3", "+7",
+        "inf", "-Infinity", "nan", "1,5", "0x10", "1_000", "9223372036854775807", "1e300",
     ]
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
@@ -103,4 +106,11 @@ def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
     for value, fast_text, text, fast_ts, ts in rows:
         assert fast_text == text, value
         assert fast_ts == ts, value
+    # A typed value parsed as received, trimmed only where that fails, is the trimmed text's value.
+    for kind in ("date", "ts", "int", "num"):
+        received = conn.execute(
+            f"SELECT v, {parsed_text(kind, 'v')}, {typed_expression(kind, 'NULLIF(trim(v), $$$$)')} FROM t"
+        ).fetchall()
+        assert all(fast == general for _, fast, general in received), kind
+        assert sum(value is not None for _, value, _ in received) >= 3, kind  # some of the values above parse
     assert sum(ts is not None for *_, ts in rows) >= 8  # the timestamps above do parse

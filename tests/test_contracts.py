@@ -39,6 +39,7 @@ BAD_ROWS = [
     ("bad date", {"requested_date": "2026-02-30"}, "requested_date", "requested_date is not a date"),
     ("enum outside set", {"status": "opened"}, "status", "status must be one of open, shipped, cancelled"),
     ("not a number", {"ordered_qty": "ten"}, "ordered_qty", "ordered_qty is not a number: 'ten'"),
+    ("integer out of range", {"line_no": "1e30"}, "line_no", "line_no is not an integer: '1e30'"),
     ("required empty", {"customer_id": ""}, "customer_id", "customer_id is empty but required"),
     ("future event", {"order_date": "2026-11-30"}, "order_date", "after the extract date"),
 ]
