@@ -145,7 +145,7 @@ class _SourceIngest:
     """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
-                 master_tables: dict[str, str] | None) -> None:
+                 master_tables: dict[str, str] | None, files: list[str]) -> None:
         self.conn = conn
         self.source = source
         self.detected_at = detected_at
@@ -156,8 +156,11 @@ class _SourceIngest:
         self.rejected = f"_rejected_{source.name}"
         self.key = ", ".join(quote(c) for c in source.primary_key)
         typed = ", ".join(f"{quote(c)} {t}" for c, t in source.sql_columns.items())
+        # The file names as an ENUM of the source's files: a VARCHAR repeated on every row cost as much to
+        # write as a data column (0.5 s per 24M rows).
+        file_type = f"ENUM({', '.join(literal(f) for f in files)})" if files else "VARCHAR"
         conn.execute(
-            f"CREATE OR REPLACE TABLE {self.loading} ({typed}, _file VARCHAR, _extract_date DATE, "
+            f"CREATE OR REPLACE TABLE {self.loading} ({typed}, _file {file_type}, _extract_date DATE, "
             "_file_order INTEGER, _failed BOOLEAN, _key_hash UBIGINT)"
         )
         pk = ", ".join(f"CAST(NULL AS {source.sql_columns[c]}) AS {quote(c)}" for c in source.primary_key)
@@ -403,8 +406,9 @@ def _ingest_source(
     conn: duckdb.DuckDBPyConnection, source: SourceContract, landing_dir: Path, as_of: date,
     detected_at: datetime, master_tables: dict[str, str] | None,
 ) -> SourceReport:
-    ingest = _SourceIngest(conn, source, detected_at, master_tables)
-    for file_order, extract in enumerate(list_extracts(landing_dir, source.name)):
+    extracts = list_extracts(landing_dir, source.name)
+    ingest = _SourceIngest(conn, source, detected_at, master_tables, [e.file for e in extracts])
+    for file_order, extract in enumerate(extracts):
         if extract.extract_date is None:
             ingest.quarantine_file(extract, "file name does not start with an extract date YYYY-MM-DD")
         elif extract.extract_date > as_of:
