@@ -12,14 +12,21 @@
 {% endmacro %}
 
 {% macro duckdb__test_unique_combination_of_columns(model, combination_of_columns) %}
-    {#- Grouping by one hash of the key is about twice as fast on millions of rows;
-        only the rows whose hash repeats are grouped by the columns themselves. -#}
+    {#- One hash of the key per row, sorted: a hash equal to its predecessor may be a
+        repeated key (sorting 24M hashes takes ~1 s, grouping them 2-3 s, since a table of
+        24M groups outgrows the caches); only the rows whose hash repeats are grouped by
+        the columns themselves. -#}
     {%- set columns_csv = combination_of_columns | join(', ') %}
-    with repeated_hashes as (
+    with key_hashes as (
         select hash({{ columns_csv }}) as key_hash
         from {{ model }}
-        group by 1
-        having count(*) > 1
+    ),
+    sorted_hashes as (
+        select key_hash, lag(key_hash) over (order by key_hash) as previous_hash
+        from key_hashes
+    ),
+    repeated_hashes as (
+        select key_hash from sorted_hashes where key_hash = previous_hash
     )
     select {{ columns_csv }}, count(*) as n_rows
     from {{ model }}
