@@ -66,12 +66,29 @@ def read_sku_location_week(conn: duckdb.DuckDBPyConnection, table: str = "marts.
     return arrow.to_pandas()
 
 
+def expectation_columns(expectation) -> list[str]:
+    """The columns of the mart an expectation of the suite reads."""
+    fields = expectation.dict()
+    return list(fields.get("column_list") or [fields["column"]])
+
+
 def validate_sku_location_week(frame: pd.DataFrame, horizon_weeks: int) -> SuiteOutcome:
-    """Validate the mart as a whole DataFrame batch in an ephemeral GX context."""
+    """Validate the mart in an ephemeral GX context: each expectation of the suite on a batch of its own columns.
+
+    GX's pandas engine copies the whole batch for every expectation that skips
+    null values (a boolean filter of the frame), so one batch of all the suite's
+    columns was copied seven times; a batch per expectation copies only its
+    column (10M network: 7.2-7.7 s -> 2.5-3.5 s).
+    """
     import great_expectations as gx
 
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
 
+    # GX fingerprints every pandas batch under this many bytes (an MD5 of pandas' hash of every row), once
+    # for the batch and once more for each validation of it: 2.2 s each on the 10M network's 12.5M rows, for
+    # a batch marker an ephemeral context never stores.
+    pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_definition = (
@@ -80,18 +97,17 @@ def validate_sku_location_week(frame: pd.DataFrame, horizon_weeks: int) -> Suite
         .add_batch_definition_whole_dataframe("whole_mart")
     )
     suite = context.suites.add(sku_location_week_suite(horizon_weeks))
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    # Pass or fail first (BOOLEAN_ONLY: ~20% less time than BASIC on 12.5M rows); only a failing mart is
-    # validated again for the counts of unexpected values the message gives (BASIC: without SUMMARY's lists).
-    result = batch.validate(suite, result_format="BOOLEAN_ONLY")
-    if not result.success:
-        result = batch.validate(suite, result_format="BASIC")
     failed = []
-    for item in result.results:
-        if item.success:
+    for expectation in suite.expectations:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame[expectation_columns(expectation)]})
+        # Pass or fail first (BOOLEAN_ONLY: ~20% less time than BASIC on 12.5M rows); only a failing
+        # expectation is validated again for the count of unexpected values the message gives (BASIC).
+        result = batch.validate(expectation, result_format="BOOLEAN_ONLY")
+        if result.success:
             continue
-        config = item.expectation_config
+        result = batch.validate(expectation, result_format="BASIC")
+        config = result.expectation_config
         kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id",)}
-        observed = item.result.get("unexpected_count", item.result.get("observed_value", ""))
+        observed = result.result.get("unexpected_count", result.result.get("observed_value", ""))
         failed.append(f"{config.type} {kwargs}: {observed} unexpected")
-    return SuiteOutcome(success=bool(result.success), evaluated=len(result.results), failed=failed)
+    return SuiteOutcome(success=not failed, evaluated=len(suite.expectations), failed=failed)

@@ -6,6 +6,7 @@ import duckdb
 
 from data_contracts.gx_suites import (
     SUITE_COLUMNS,
+    expectation_columns,
     read_sku_location_week,
     sku_location_week_suite,
     validate_sku_location_week,
@@ -34,8 +35,10 @@ def test_suite_reads_only_listed_columns():
     used = set()
     for expectation in suite.expectations:
         fields = expectation.dict()
-        used |= {fields.get("column")} | set(fields.get("column_list") or [])
-    assert used - {None} == set(SUITE_COLUMNS)
+        named = {fields.get("column")} | set(fields.get("column_list") or [])
+        assert set(expectation_columns(expectation)) == named - {None}
+        used |= set(expectation_columns(expectation))
+    assert used == set(SUITE_COLUMNS)
 
 
 def test_read_path_passes_a_sound_mart_and_names_what_breaks():
