@@ -159,16 +159,19 @@ class ExtractReader:
         or numbering a Parquet file that has a column named file_row_number.
 
         A CSV is read with the options the landing-zone contract states (comma, double quote, header row,
-        every value as text) and nothing sniffed; an empty field is '' as in Arrow's reading, so a
-        quarantined record shows what was received. Numbering a CSV takes a window that runs on one
-        thread, so only the quarantine's second read asks for it.
+        every value as text) and nothing sniffed. An empty field is NULL to DuckDB; the numbered read,
+        which brings rejected rows to the quarantine, makes it '' as in Arrow's reading, so a quarantined
+        record shows what was received, and the load leaves it NULL, which every rule of the contract
+        takes as it takes '' (blank). Numbering a CSV takes a window that runs on one thread, so only the
+        quarantine's second read asks for it.
         """
         path = str(self.extract.path)
         if self.lenient or any(char in path for char in "*?[{"):
             return None
         if self.extract.path.suffix.lower() == ".csv":
             positions = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self.column_names)))
-            columns = ", ".join(f"coalesce(c{i}, '') AS {quote(name)}" for i, name in enumerate(self.column_names))
+            received = "coalesce(c{i}, '')" if numbered else "c{i}"
+            columns = ", ".join(f"{received.format(i=i)} AS {quote(name)}" for i, name in enumerate(self.column_names))
             number = ", row_number() OVER () AS _row_number" if numbered else ""
             return (f"SELECT {columns}{number} FROM read_csv({literal(path)}, header = true, auto_detect = false, "
                     f"columns = {{{positions}}}, delim = ',', quote = '\"', escape = '\"', comment = '', "
