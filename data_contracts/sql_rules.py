@@ -40,9 +40,7 @@ CUSTOM_CHECKS = {
 
 
 def typed_expression(kind: str, text: str) -> str:
-    """SQL turning a trimmed, empty-as-NULL text column into its contract type (NULL if unparseable)."""
-    if kind == "str":
-        return text
+    """SQL turning a trimmed, empty-as-NULL text column into a typed kind (NULL if unparseable)."""
     if kind == "date":
         return f"TRY_CAST({text} AS DATE)"
     if kind == "ts":
