@@ -1,14 +1,16 @@
 """Time `soe run` end to end and per stage on large generated networks, with peak memory.
 
-    python benchmarks/run_benchmark.py [--sizes 20000 200000] [--dcs 4] [--workdir /tmp/soe-bench]
+    python benchmarks/run_benchmark.py [--sizes 20000 200000] [--dcs 4] [--workdir /tmp/soe-bench] [--copy-floor]
 
 For each size it generates a landing zone (once; reused when present), measures a
-floor (DuckDB reading every input file once), lets dbt parse the project for the
+floor (DuckDB reading every input file once; with ``--copy-floor`` also DuckDB copying
+every file into a table, unvalidated), lets dbt parse the project for the
 run's warehouse (untimed, as a previous run on it would have), then runs `soe run` in a child
 process and reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier
 than wall time when the machine's speed drifts), per-stage times (from the run's progress
 lines) and peak memory: the largest sum of resident memory over `soe run` and all its
-descendants (the dbt subprocess included), sampled every 0.1 s from /proc. Results are appended to
+descendants (the dbt subprocess included), sampled every 0.1 s from /proc, with the
+CPU seconds of each stage (from its start to the next one's). Results are appended to
 `<workdir>/results.jsonl` and printed as a table.
 """
 
@@ -43,6 +45,13 @@ def _generate(landing: Path, skus: int, dcs: int) -> None:
     subprocess.run([str(SOE), "generate", "--out", str(landing), "--skus", str(skus), "--dcs", str(dcs)], check=True)
 
 
+def _extract_scan(path: Path) -> str:
+    """SQL reading one extract as DuckDB reads it by itself: Parquet as stored, CSV as text."""
+    if path.suffix == ".parquet":
+        return "read_parquet(?)"
+    return "read_csv(?, all_varchar = true)"
+
+
 def _read_every_extract(landing: Path) -> tuple[float, int]:
     """Count every column's values: a bare ``count(*)`` would let DuckDB skip the columns (and answer a
     Parquet file from its footer), which is not reading the file."""
@@ -50,12 +59,30 @@ def _read_every_extract(landing: Path) -> tuple[float, int]:
     rows = 0
     with duckdb.connect() as conn:
         for path in sorted(landing.glob("*/*")):
-            reader = "read_parquet" if path.suffix == ".parquet" else "read_csv"
-            options = "" if path.suffix == ".parquet" else ", all_varchar = true"
-            relation = conn.sql(f"SELECT * FROM {reader}(?{options})", params=[str(path)])
+            relation = conn.sql(f"SELECT * FROM {_extract_scan(path)}", params=[str(path)])
             counts = ", ".join('count("' + column.replace('"', '""') + '")' for column in relation.columns)
-            rows += conn.execute(f"SELECT count(*), {counts} FROM {reader}(?{options})", [str(path)]).fetchone()[0]
+            rows += conn.execute(f"SELECT count(*), {counts} FROM {_extract_scan(path)}", [str(path)]).fetchone()[0]
     return time.perf_counter() - started, rows
+
+
+def copy_floor(landing: Path, workdir: Path) -> float:
+    """Seconds for DuckDB to copy every extract, as read, into a table of a fresh database file.
+
+    A second reference beside the read floor: the least any design pays that
+    keeps the inputs in the warehouse before transforming them, with no
+    validation, typing or upsert.
+    """
+    database = workdir / "copy_floor.duckdb"
+    database.unlink(missing_ok=True)
+    try:
+        started = time.perf_counter()
+        with duckdb.connect(str(database)) as conn:
+            conn.execute("SET preserve_insertion_order = false")
+            for number, path in enumerate(sorted(landing.glob("*/*"))):
+                conn.execute(f"CREATE TABLE extract_{number} AS SELECT * FROM {_extract_scan(path)}", [str(path)])
+        return time.perf_counter() - started
+    finally:
+        database.unlink(missing_ok=True)
 
 
 def read_floor(landing: Path) -> tuple[float, int]:
@@ -69,12 +96,18 @@ def read_floor(landing: Path) -> tuple[float, int]:
 
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and every descendant process, from /proc."""
+def _tree_usage(root: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds of ``root`` and every live descendant, from /proc.
+
+    CPU counts the root's own time and that of the children it has waited for
+    (``cutime``/``cstime``), so a dbt subprocess that has ended still counts.
+    """
     parents: dict[int, int] = {}
     resident: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -84,8 +117,11 @@ def _tree_rss_bytes(root: int) -> int:
         except OSError:
             continue  # the process ended while we looked
         fields = stat[stat.rindex(")") + 2:].split()
-        parents[int(entry.name)] = int(fields[1])
-        resident[int(entry.name)] = int(statm.split()[1]) * PAGE_BYTES
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        resident[pid] = int(statm.split()[1]) * PAGE_BYTES
+        # utime, stime, cutime, cstime: fields 14-17 of stat, 12-15 after the state and the parent
+        cpu[pid] = sum(int(f) for f in fields[11:15]) / CLOCK_TICKS
     tree, frontier = {root}, [root]
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
@@ -94,11 +130,16 @@ def _tree_rss_bytes(root: int) -> int:
         for child in children.get(frontier.pop(), []):
             tree.add(child)
             frontier.append(child)
-    return sum(resident.get(pid, 0) for pid in tree)
+    return sum(resident.get(pid, 0) for pid in tree), sum(cpu.get(pid, 0.0) for pid in tree)
 
 
-class PeakMemory(threading.Thread):
-    """Samples the process tree's total resident memory until the root ends, overall and per stage."""
+class TreeSampler(threading.Thread):
+    """Samples the process tree's resident memory and CPU time every 0.1 s until the root ends.
+
+    Keeps the peak memory overall and per stage, and the CPU seconds spent
+    from each stage's start to the next one's: CPU beside wall time shows
+    how much of a stage kept both cores busy.
+    """
 
     def __init__(self, process: subprocess.Popen) -> None:
         super().__init__(daemon=True)
@@ -106,12 +147,19 @@ class PeakMemory(threading.Thread):
         self.peak_bytes = 0
         self.stage = "start-up"
         self.stage_peaks: dict[str, int] = {}
+        self.stage_cpu: dict[str, float] = {}
+        self._stage_cpu_start = 0.0
 
     def run(self) -> None:
+        stage = self.stage
         while self.process.poll() is None:
-            resident = _tree_rss_bytes(self.process.pid)
+            resident, cpu = _tree_usage(self.process.pid)
+            if self.stage != stage:  # the stage changed since the last sample
+                self.stage_cpu[stage] = cpu - self._stage_cpu_start
+                stage, self._stage_cpu_start = self.stage, cpu
             self.peak_bytes = max(self.peak_bytes, resident)
-            self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0), resident)
+            self.stage_peaks[stage] = max(self.stage_peaks.get(stage, 0), resident)
+            self.stage_cpu[stage] = cpu - self._stage_cpu_start
             time.sleep(0.1)
 
 
@@ -142,7 +190,7 @@ def run_once(landing: Path, workdir: Path, memory_limit: str) -> dict:
          *(["--memory-limit", memory_limit] if memory_limit else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    memory = PeakMemory(process)
+    memory = TreeSampler(process)
     memory.start()
     stages: dict[str, float] = {}
     for line in process.stdout:
@@ -162,7 +210,8 @@ def run_once(landing: Path, workdir: Path, memory_limit: str) -> dict:
     return {"ok": code == 0, "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1),
             "peak_rss_gb": round(memory.peak_bytes / 1024**3, 2),
             "stages": stages,
-            "stage_peak_rss_gb": {stage: round(peak / 1024**3, 2) for stage, peak in memory.stage_peaks.items()}}
+            "stage_peak_rss_gb": {stage: round(peak / 1024**3, 2) for stage, peak in memory.stage_peaks.items()},
+            "stage_cpu_seconds": {stage: round(cpu, 1) for stage, cpu in memory.stage_cpu.items()}}
 
 
 def main() -> int:
@@ -172,6 +221,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/soe-bench"))
     parser.add_argument("--memory-limit", default="", metavar="SIZE",
                         help="passed to `soe run --memory-limit` (default: soe's own default)")
+    parser.add_argument("--copy-floor", action="store_true",
+                        help="also time DuckDB copying every extract into tables (no validation)")
     args = parser.parse_args()
     results = []
     for skus in args.sizes:
@@ -180,22 +231,28 @@ def main() -> int:
         _generate(landing, skus, args.dcs)
         floor, input_rows = read_floor(landing)
         print(f"floor: DuckDB reads {input_rows:,} input rows in {floor:.1f} s", flush=True)
+        copy = copy_floor(landing, workdir) if args.copy_floor else None
+        if copy is not None:
+            print(f"copy floor: DuckDB copies them into tables in {copy:.1f} s", flush=True)
         outcome = run_once(landing, workdir, args.memory_limit)
         with duckdb.connect(str(workdir / "warehouse" / "soe.duckdb"), read_only=True) as conn:
             slw = conn.execute("SELECT count(*) FROM marts.sku_location_week").fetchone()[0] if outcome["ok"] else None
         result = {"skus": skus, "dcs": args.dcs, "memory_limit": args.memory_limit or "default",
                   "input_rows": input_rows, "sku_location_weeks": slw,
-                  "floor_seconds": round(floor, 1), **outcome,
+                  "floor_seconds": round(floor, 1), "copy_floor_seconds": round(copy, 1) if copy else None,
+                  **outcome,
                   "ratio_to_floor": round(outcome["seconds"] / floor, 1) if floor else None}
         results.append(result)
         with (args.workdir / "results.jsonl").open("a") as log:
             log.write(json.dumps(result) + "\n")
     print()
-    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'run s':>7} {'cpu s':>7} {'x floor':>8} "
-          f"{'peak GB':>8}  stages (time/peak memory)")
+    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'copy s':>7} {'run s':>7} {'cpu s':>7} {'x floor':>8} "
+          f"{'peak GB':>8}  stages (time/CPU/peak memory)")
     for r in results:
-        stages = ", ".join(f"{k} {v:.1f}s/{r['stage_peak_rss_gb'].get(k, 0):.1f}GB" for k, v in r["stages"].items())
+        stages = ", ".join(f"{k} {v:.1f}s/{r['stage_cpu_seconds'].get(k, 0):.1f}s/{r['stage_peak_rss_gb'].get(k, 0):.1f}GB"
+                           for k, v in r["stages"].items())
         print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {r['floor_seconds']:>8} "
+              f"{r['copy_floor_seconds'] or '-':>7} "
               f"{r['seconds']:>7} {r['cpu_seconds']:>7} {r['ratio_to_floor'] or 0:>8} {r['peak_rss_gb']:>8}  {stages}")
     return 0 if all(r["ok"] for r in results) else 1
 
