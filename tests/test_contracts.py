@@ -184,6 +184,38 @@ def test_rows_of_a_large_csv_read_in_parallel_keep_their_numbers_in_the_quaranti
     assert kept == expected
 
 
+def test_the_quarantine_picks_exactly_the_failed_rows_around_keys_that_look_alike(landing):
+    """The quarantine finds a file's failed rows again by their typed keys: rows sharing part of a failed key,
+    keys written differently but equal when typed, and keys with a blank or unparseable part must each be
+    quarantined or kept exactly as the rules say, under their own row numbers."""
+    rows = [
+        _order("K-1", line_no=1, ordered_qty="abc"),  # 1 fails (not a number)
+        _order("K-1", line_no=2),  # 2 kept: shares only the order id with row 1
+        _order(" K-2", line_no="1"),  # 3 and 4: the same key once typed (trimmed, 1.0 = 1): both copies fail
+        _order("K-2", line_no="1.0"),
+        _order("", line_no=3),  # 5 and 6: a blank key part fails, however many rows have it
+        _order("", line_no=3),
+        _order("K-3", line_no="x"),  # 7 and 8: an unparseable key part fails
+        _order("K-3", line_no="y"),
+        _order("K-3", line_no=1),  # 9 kept: its key is whole
+        _order("K-4", line_no=1),  # 10 kept
+    ]
+    write_source(landing, "sales_orders", rows, suffix="_lookalike")
+    result = ingest_landing_zone(landing, AS_OF)
+
+    quarantined = _quarantine(result, "sales_orders")
+    assert sorted(set(quarantined["row_number"])) == [1, 3, 4, 5, 6, 7, 8]
+    assert result.reports["sales_orders"].rows_quarantined == 7
+    by_row = quarantined.groupby("row_number")["reason"].apply(" | ".join)
+    assert "ordered_qty is not a number" in by_row[1]
+    assert all("duplicated primary key" in by_row[r] for r in (3, 4))
+    assert all("order_id is empty" in by_row[r] for r in (5, 6))
+    assert all("line_no is not an integer" in by_row[r] for r in (7, 8))
+    assert '"order_id":" K-2"' in quarantined.loc[quarantined["row_number"] == 3, "raw_record"].iloc[0]
+    kept = set(zip(*result.table("sales_orders")[["order_id", "line_no"]].to_dict("list").values()))
+    assert kept == {("GOOD-1", 1), ("GOOD-2", 2), ("K-1", 2), ("K-3", 1), ("K-4", 1)}
+
+
 def test_csv_is_read_as_rfc_4180(landing):
     """Quoted commas, quotes and line breaks are values; spaces around a quoted field and a trailing comma
     (one empty field more than the header) are dropped; the row numbers count records, not lines."""

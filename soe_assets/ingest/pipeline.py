@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal
+from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, key_alias, literal
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
@@ -254,28 +254,33 @@ class _SourceIngest:
     def _quarantine_failed(self, file_order: int) -> None:
         """The extract's failed rows to the quarantine, numbered and as received.
 
-        The loading table knows which rows failed but not where they stand in
-        the file, so the file is read twice more, numbered: once to find the
-        failing rows by the same rules as the load (plus the keys duplicated in
-        this file), once to bring them back as received.
+        The loading table knows which rows failed, with their typed keys, but
+        not where they stand in the file; so the file is read once more,
+        numbered, and the rows whose key is one of its failed keys are picked.
+        Those are exactly the failed rows: a row sharing a failed row's key in
+        the same file is a copy of that key, and every copy of a duplicated key
+        fails (a key with a blank or unparseable part fails itself). Numbering a
+        CSV reads it on one thread, so that read types only the key columns.
         """
         loaded = self.loaded[file_order]
-        duplicated = (f"EXISTS (SELECT 1 FROM _duplicate_keys AS d WHERE d._file_order = {file_order} "
-                      f"AND {self._same_key('t', 'd', 'IS NOT DISTINCT FROM')})")
-        key = ", ".join(f"t.{quote(k)}" for k in self.source.primary_key)
+        key = self.source.primary_key
+        typed_keys = [key_alias(position) for position in range(len(key))]
+        self.conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _failed_keys AS SELECT DISTINCT "
+            f"{', '.join(f'{quote(k)} AS {t}' for k, t in zip(key, typed_keys))} "
+            f"FROM {self.loading} WHERE _failed AND _file_order = {file_order}"
+        )
+        same_key = " AND ".join(f"keyed.{t} IS NOT DISTINCT FROM f.{t}" for t in typed_keys)
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
-                   f"CREATE OR REPLACE TEMP TABLE _failed_rows AS WITH {loaded.layers('_text')} "
-                   f"SELECT t._row_number, {key} FROM typed AS t WHERE ({loaded.row_failed}) OR {duplicated}",
-                   numbered=True)
-        self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
-                   "CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
-                   "WHERE _row_number IN (SELECT _row_number FROM _failed_rows)", numbered=True)
+                   f"CREATE OR REPLACE TEMP TABLE _failed_text AS WITH {loaded.rules.keyed('_text', key)} "
+                   f"SELECT keyed.* EXCLUDE ({', '.join(typed_keys)}) FROM keyed SEMI JOIN _failed_keys AS f "
+                   f"ON {same_key}", numbered=True)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
                               loaded.header)
-        self.conn.execute(f"INSERT INTO {self.rejected} SELECT {self.key}, ?, _row_number FROM _failed_rows",
-                          [loaded.extract.file])
+        self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
+                          f"SELECT {self.key}, ?, _row_number FROM typed", [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
-        self.conn.execute("DROP TABLE _failed_rows")
+        self.conn.execute("DROP TABLE _failed_keys")
 
     def _quarantine_incomplete(self, reader: ExtractReader, missing: list[str]) -> None:
         """A file lacking a contract column is quarantined whole; its rows still count as read."""
