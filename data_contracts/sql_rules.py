@@ -11,7 +11,7 @@ translate raises ``UntranslatableCheck`` instead of being skipped, and
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from data_contracts.sources import SourceContract
@@ -115,11 +115,6 @@ def text_alias(column: str) -> str:
     return quote(f"{column}__text")
 
 
-def key_alias(position: int) -> str:
-    """The name ``CompiledContract.keyed`` gives the typed value of the key's column at ``position``."""
-    return f"_key_{position}"
-
-
 # Flag set on every copy of a primary key that occurs more than once in the extract.
 DUPLICATE_KEY = "_duplicate_key"
 
@@ -145,13 +140,10 @@ class CompiledContract:
         typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in self.typed_columns.items())
         return f"inputs AS (SELECT {inputs} FROM {relation}), typed AS (SELECT *, {typed} FROM inputs)"
 
-    def keyed(self, relation: str, key: Sequence[str]) -> str:
-        """CTE ``keyed``: ``relation`` as it is, plus the typed value of each column of ``key`` as its
-        ``key_alias`` (only those columns parsed)."""
-        texts = ", ".join(f"{self.text_columns[c]} AS {text_alias(c)}" for c in key)
-        typed = ", ".join(f"{self.typed_columns[c]} AS {key_alias(position)}" for position, c in enumerate(key))
-        return (f"keyed AS (SELECT * EXCLUDE ({', '.join(text_alias(c) for c in key)}), {typed} "
-                f"FROM (SELECT *, {texts} FROM {relation}))")
+    def typed_value(self, column: str) -> str:
+        """SQL for ``column``'s typed value straight over the extract's own columns (no ``layers``, no aliases
+        that an extra column of the extract could shadow)."""
+        return self.typed_columns[column].replace(text_alias(column), f"({self.text_columns[column]})")
 
     @property
     def row_failures(self) -> list[tuple[str, str, str]]:

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, key_alias, literal
+from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
@@ -263,18 +263,13 @@ class _SourceIngest:
         CSV reads it on one thread, so that read types only the key columns.
         """
         loaded = self.loaded[file_order]
-        key = self.source.primary_key
-        typed_keys = [key_alias(position) for position in range(len(key))]
-        self.conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _failed_keys AS SELECT DISTINCT "
-            f"{', '.join(f'{quote(k)} AS {t}' for k, t in zip(key, typed_keys))} "
-            f"FROM {self.loading} WHERE _failed AND _file_order = {file_order}"
-        )
-        same_key = " AND ".join(f"keyed.{t} IS NOT DISTINCT FROM f.{t}" for t in typed_keys)
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _failed_keys AS SELECT DISTINCT ROW({self.key}) AS key "
+                          f"FROM {self.loading} WHERE _failed AND _file_order = {file_order}")
+        typed_key = ", ".join(loaded.rules.typed_value(k) for k in self.source.primary_key)
+        # ROW values compare NULL parts as equal: a key with a blank part finds its rows too
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
-                   f"CREATE OR REPLACE TEMP TABLE _failed_text AS WITH {loaded.rules.keyed('_text', key)} "
-                   f"SELECT keyed.* EXCLUDE ({', '.join(typed_keys)}) FROM keyed SEMI JOIN _failed_keys AS f "
-                   f"ON {same_key}", numbered=True)
+                   f"CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
+                   f"WHERE ROW({typed_key}) IN (SELECT key FROM _failed_keys)", numbered=True)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
                               loaded.header)
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
