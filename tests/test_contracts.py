@@ -284,6 +284,21 @@ def test_a_parquet_column_named_like_duckdbs_row_number_does_not_shift_row_numbe
     assert kept.loc["N1", "_file"] == path.name
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_extra_columns_named_like_the_reads_own_are_ignored(landing, fmt):
+    """The read numbers rows as ``_row_number`` and flags invalid UTF-8 as ``_invalid_utf8``: an extract's own
+    columns of those names are extra columns like any other, ignored, and must not stand in for them."""
+    frame = pd.DataFrame([_order("E1"), _order("E2", ordered_qty="x"), _order("E3")]).assign(
+        _row_number=["junk", "more junk", "7"], _invalid_utf8=["true", "true", "false"])
+    write_source(landing, "sales_orders", frame.astype(str), suffix="_own_names", fmt=fmt)
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [2]
+    assert list(quarantined["column"]) == ["ordered_qty"]
+    assert "_row_number" not in quarantined["raw_record"].iloc[0]
+    assert {"E1", "E3"} <= set(result.table("sales_orders")["order_id"])
+
+
 def test_a_parquet_file_name_with_glob_characters_is_read_as_that_one_file(landing):
     frame = pd.DataFrame([_order("G1")])
     frame.to_parquet(landing / "sales_orders" / f"{AS_OF.isoformat()}_[eu]*.parquet", index=False)

@@ -28,6 +28,8 @@ EXTRACT_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Set (only) on files read through the lenient path: rows holding invalid UTF-8.
 INVALID_UTF8 = "_invalid_utf8"
+# The number the read gives each data row.
+ROW_NUMBER = "_row_number"
 
 
 class UnreadableFile(Exception):
@@ -135,8 +137,11 @@ class ExtractReader:
         names = [str(c).strip() for c in self._schema.names]
         if len(set(names)) != len(names):
             raise UnreadableFile("the header names a column twice")
-        self.column_names = names
-        self.schema = pa.schema([field.with_name(name) for field, name in zip(self._schema, names)])
+        # An extra column named like a column the read adds itself is ignored, as extra columns are.
+        own = {ROW_NUMBER} if lenient else {ROW_NUMBER, INVALID_UTF8}
+        self._kept = [position for position, name in enumerate(names) if name not in own]
+        self.column_names = [names[position] for position in self._kept]
+        self.schema = pa.schema([self._schema.field(position).with_name(names[position]) for position in self._kept])
 
     def _open_csv(self):
         path, read = self.extract.path, pacsv.ReadOptions(block_size=BATCH_BYTES)
@@ -171,29 +176,30 @@ class ExtractReader:
         if self.extract.path.suffix.lower() == ".csv":
             positions = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self.column_names)))
             received = "coalesce(c{i}, '')" if numbered else "c{i}"
-            columns = ", ".join(f"{received.format(i=i)} AS {quote(name)}" for i, name in enumerate(self.column_names))
-            number = ", row_number() OVER () AS _row_number" if numbered else ""
+            columns = ", ".join(f"{received.format(i=i)} AS {quote(name)}"
+                                for i, name in zip(self._kept, self.column_names))
+            number = f", row_number() OVER () AS {ROW_NUMBER}" if numbered else ""
             return (f"SELECT {columns}{number} FROM read_csv({literal(path)}, header = true, auto_detect = false, "
                     f"columns = {{{positions}}}, delim = ',', quote = '\"', escape = '\"', comment = '', "
                     "strict_mode = true, null_padding = false)")
         if numbered and "file_row_number" in self._schema.names:
             return None
-        columns = ", ".join(f"{quote(original)} AS {quote(name)}" for original, name in zip(self._schema.names,
-                                                                                            self.column_names))
-        number = ", file_row_number + 1 AS _row_number" if numbered else ""
+        originals = [self._schema.names[position] for position in self._kept]
+        columns = ", ".join(f"{quote(original)} AS {quote(name)}" for original, name in zip(originals, self.column_names))
+        number = f", file_row_number + 1 AS {ROW_NUMBER}" if numbered else ""
         return (f"SELECT {columns}{number} "
                 f"FROM read_parquet({literal(path)}, file_row_number = {str(numbered).lower()})")
 
     def batches(self) -> pa.RecordBatchReader:
         """A fresh stream over the whole extract (every column as stored) with ``_row_number``."""
-        names = [*self.column_names, "_row_number"]
+        names = [*self.column_names, ROW_NUMBER]
 
         def numbered():
             first = 1
             try:
                 for batch in self._open():
                     numbers = pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64))
-                    yield pa.RecordBatch.from_arrays([*batch.columns, numbers], names=names)
+                    yield pa.RecordBatch.from_arrays([*(batch.column(p) for p in self._kept), numbers], names=names)
                     first += batch.num_rows
             except (pa.ArrowInvalid, OSError) as error:
                 kind = "CSV" if self.extract.path.suffix.lower() == ".csv" else "Parquet"
@@ -201,7 +207,7 @@ class ExtractReader:
                 self.error = failure(f"not a readable {kind} file: {error}")
                 raise self.error from error
 
-        return pa.RecordBatchReader.from_batches(self.schema.append(pa.field("_row_number", pa.int64())), numbered())
+        return pa.RecordBatchReader.from_batches(self.schema.append(pa.field(ROW_NUMBER, pa.int64())), numbered())
 
 
 # Arrow types that already are a contract kind, exactly (a typed Parquet file skips the text round trip).
