@@ -246,11 +246,13 @@ def main() -> int:
         with (args.workdir / "results.jsonl").open("a") as log:
             log.write(json.dumps(result) + "\n")
     print()
-    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'copy s':>7} {'run s':>7} {'cpu s':>7} {'x floor':>8} "
-          f"{'peak GB':>8}  stages (time/CPU/peak memory)")
+    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>8} {'copy s':>7} {'run s':>7} {'cpu s':>7} "
+          f"{'x floor':>8} {'peak GB':>8}  stages (time/CPU/peak memory)")
     for r in results:
-        stages = ", ".join(f"{k} {v:.1f}s/{r['stage_cpu_seconds'].get(k, 0):.1f}s/{r['stage_peak_rss_gb'].get(k, 0):.1f}GB"
-                           for k, v in r["stages"].items())
+        stages = ", ".join(
+            f"{k} {v:.1f}s/{r['stage_cpu_seconds'].get(k, 0):.1f}s/{r['stage_peak_rss_gb'].get(k, 0):.1f}GB"
+            for k, v in r["stages"].items()
+        )
         print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {r['floor_seconds']:>8} "
               f"{r['copy_floor_seconds'] or '-':>7} "
               f"{r['seconds']:>7} {r['cpu_seconds']:>7} {r['ratio_to_floor'] or 0:>8} {r['peak_rss_gb']:>8}  {stages}")

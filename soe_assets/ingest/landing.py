@@ -185,7 +185,8 @@ class ExtractReader:
         if numbered and "file_row_number" in self._schema.names:
             return None
         originals = [self._schema.names[position] for position in self._kept]
-        columns = ", ".join(f"{quote(original)} AS {quote(name)}" for original, name in zip(originals, self.column_names))
+        columns = ", ".join(f"{quote(original)} AS {quote(name)}"
+                            for original, name in zip(originals, self.column_names))
         number = f", file_row_number + 1 AS {ROW_NUMBER}" if numbered else ""
         return (f"SELECT {columns}{number} "
                 f"FROM read_parquet({literal(path)}, file_row_number = {str(numbered).lower()})")
