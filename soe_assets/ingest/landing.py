@@ -168,7 +168,7 @@ class ExtractReader:
         which brings rejected rows to the quarantine, makes it '' as in Arrow's reading, so a quarantined
         record shows what was received, and the load leaves it NULL, which every rule of the contract
         takes as it takes '' (blank). Numbering a CSV takes a window that runs on one thread, so only the
-        quarantine's second read asks for it.
+        quarantine's read of a file with rejected rows asks for it.
         """
         path = str(self.extract.path)
         if self.lenient or any(char in path for char in "*?[{"):
