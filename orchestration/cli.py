@@ -411,8 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="freshness limit of a source in days, e.g. sales_orders=1 (repeatable; defaults: "
                      "2 for execution sources, 35 for master data and sop_plan)")
     run.add_argument("--memory-limit", metavar="SIZE", default="",
-                     help=f"DuckDB memory budget per connection, e.g. 4GB, or 'auto': the landing zone's data "
-                     f"size within 1-4GiB; beyond it DuckDB spills to disk (default: ${MEMORY_LIMIT_ENV} or "
+                     help=f"DuckDB memory budget per connection, e.g. 4GB, or 'auto': 1.5 times the landing "
+                     f"zone's data size within 1-6GiB; beyond it DuckDB spills to disk (default: ${MEMORY_LIMIT_ENV} or "
                      f"{DEFAULT_MEMORY_LIMIT})")
     run.set_defaults(func=cmd_run)
 

@@ -71,6 +71,7 @@ supply_by_week as (
 final as (
 
     select
+        spine.sku_location_key,
         spine.sku_id,
         spine.location_id,
         spine.week_start,

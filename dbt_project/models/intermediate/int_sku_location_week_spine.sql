@@ -48,9 +48,22 @@ sku_locations as (
 
 ),
 
+-- A compact integer key per SKU-location: the trusted view's running balances
+-- partition and join on it instead of the two text keys (~10% of that model at 10M).
+keyed_sku_locations as (
+
+    select
+        sku_id,
+        location_id,
+        row_number() over (order by sku_id, location_id) as sku_location_key
+    from sku_locations
+
+),
+
 final as (
 
     select
+        sku_locations.sku_location_key,
         sku_locations.sku_id,
         sku_locations.location_id,
         run_weeks.week_index,
@@ -59,7 +72,7 @@ final as (
         run_weeks.inside_time_fence,
         run_weeks.days_after_as_of,
         run_weeks.as_of
-    from sku_locations
+    from keyed_sku_locations as sku_locations
     cross join run_weeks
 
 )

@@ -38,31 +38,31 @@ sensed as (
 
 -- The running balances need only the keys and four quantities: windowing a
 -- narrow projection and joining it back is faster than carrying every column
--- through two window passes.
+-- through two window passes. They partition and join on the spine's integer
+-- SKU-location key, cheaper to sort and hash than the two text keys.
 running as (
 
     select
-        sku_id,
-        location_id,
+        sku_location_key,
         week_index,
         sum(opening_stock_qty + scheduled_receipts_qty - sensed_demand_qty) over (
-            partition by sku_id, location_id
+            partition by sku_location_key
             order by week_index
             rows between unbounded preceding and current row
         ) as projected_available_qty,
         -- ATP: stock + receipts - booked orders, cumulated ...
         sum(opening_stock_qty + scheduled_receipts_qty - open_order_qty) over (
-            partition by sku_id, location_id
+            partition by sku_location_key
             order by week_index
             rows between unbounded preceding and current row
         ) as cumulative_atp_net_qty,
         sum(sensed_demand_qty) over (
-            partition by sku_id, location_id
+            partition by sku_location_key
             order by week_index
             rows between 1 following and unbounded following
         ) as following_sensed_demand_qty,
         count(*) over (
-            partition by sku_id, location_id
+            partition by sku_location_key
             order by week_index
             rows between 1 following and unbounded following
         ) as following_weeks
@@ -76,7 +76,7 @@ netted as (
         running.*,
         -- ... then netted backwards: what a later week needs cannot be promised earlier
         min(cumulative_atp_net_qty) over (
-            partition by sku_id, location_id
+            partition by sku_location_key
             order by week_index
             rows between current row and unbounded following
         ) as cumulative_atp_after_netting_qty
@@ -97,8 +97,7 @@ balances as (
         end as average_daily_demand_qty
     from sensed
     inner join netted
-        on sensed.sku_id = netted.sku_id
-        and sensed.location_id = netted.location_id
+        on sensed.sku_location_key = netted.sku_location_key
         and sensed.week_index = netted.week_index
 
 ),
