@@ -9,9 +9,19 @@ spine as (
 
 ),
 
+run_weeks as (
+
+    select * from {{ ref('int_run_weeks') }}
+
+),
+
+-- Only the horizon's weeks of the plan can meet the spine: cut first, the join
+-- builds its hash table from about half the plan's rows (10M: ~10% of the trusted view).
 committed_plan as (
 
     select * from {{ ref('int_committed_plan') }}
+    where week_start between (select min(week_start) from run_weeks)
+        and (select max(week_start) from run_weeks)
 
 ),
 
