@@ -58,16 +58,47 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
 # --------------------------------------------------------------------------- demand vs plan
 
 
-def _weekly_demand_sql(config: DetectionConfig) -> str:
-    """Per customer-facing SKU-location and week -recent..near-1: actual/booked demand and plan.
+# Per customer-facing SKU-location: demand and plan summed over the windows both demand rules judge; a temp
+# table written once per detection run (``shared_relations``).
+DEMAND_WINDOWS = "_detect_demand_windows"
 
-    Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers
-    out by ship_date (the plan at a location covers the replenishment it ships too).
+
+def _demand_end_weeks(config: DetectionConfig) -> list[int]:
+    """The weeks ``demand_above_plan`` cumulates demand and plan through (from week -recent)."""
+    return sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
+
+
+def _demand_windows_sql(config: DetectionConfig) -> str:
+    """Per customer-facing SKU-location, over weeks -recent..near-1: demand and plan cumulated from week
+    -recent through each end week (``demand_above_plan``), and summed over the ``demand_window_weeks``
+    weeks from week -recent (``demand_below_plan``; a line booked a week early or late cancels out inside
+    a window). A SKU-location without demand or plan in those weeks sums to 0.
+
+    Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers out by
+    ship_date (the plan at a location covers the replenishment it ships too). Grouped sums per
+    SKU-location straight from the events and the plan rows, not window functions and no weekly grid:
+    the windows all start at a fixed week, and an aggregate stays within DuckDB's memory budget on any
+    network.
     """
-    first, last = -config.demand_recent_weeks, config.demand_near_weeks - 1
-    # only the grid's weeks are read: the plan and the demand history reach far beyond them
-    in_grid_weeks = (f"between cast(run.week0 + to_days({7 * first}) as date) "
-                     f"and cast(run.week0 + to_days({7 * (last + 1) - 1}) as date)")
+    first, last, n = -config.demand_recent_weeks, config.demand_near_weeks - 1, config.demand_window_weeks
+    # only the weeks judged are read: the plan and the demand history reach far beyond them
+    in_judged_weeks = (f"between cast(run.week0 + to_days({7 * first}) as date) "
+                       f"and cast(run.week0 + to_days({7 * (last + 1) - 1}) as date)")
+    in_window = f"week_index between {first} and {first + n - 1}"
+    window_weeks = max(0, min(n, last - first + 1))  # the judged weeks inside the window
+
+    def sums(kind: str) -> str:
+        through = "".join(
+            f"sum(case when week_index <= {end} then qty else 0 end) as {kind}_through_{i},\n        "
+            for i, end in enumerate(_demand_end_weeks(config))
+        )
+        return f"{through}sum(case when {in_window} then qty else 0 end) as window_{kind}_qty"
+
+    totals = "".join(
+        f"coalesce(demand.demand_through_{i}, 0) as demand_through_{i},\n    "
+        f"coalesce(plan.plan_through_{i}, 0) as plan_through_{i},\n    "
+        for i in range(len(_demand_end_weeks(config)))
+    )
     return f"""
 with {RUN},
 customer_locations as (
@@ -83,73 +114,37 @@ demand_events as (
     union all
     select sku_id, from_location_id, ship_date, qty from staging.stg_shipments
 ),
-weeks as (
-    select range as week_index from range({first}, {last + 1})
+demand_weeks as (
+    select demand_events.sku_id, demand_events.location_id,
+           {_week_index('demand_events.event_date')} as week_index, demand_events.qty
+    from demand_events cross join run
+    where demand_events.event_date {in_judged_weeks}
+),
+plan_weeks as (
+    select p.sku_id, p.location_id, {_week_index('p.week_start')} as week_index, p.demand_qty as qty
+    from intermediate.int_committed_plan as p cross join run
+    where p.week_start {in_judged_weeks}
 ),
 demand as (
-    select demand_events.sku_id, demand_events.location_id,
-           {_week_index('demand_events.event_date')} as week_index,
-           sum(demand_events.qty) as demand_qty
-    from demand_events cross join run
-    where demand_events.event_date {in_grid_weeks}
-    group by all
+    select sku_id, location_id,
+        {sums('demand')}
+    from demand_weeks
+    group by sku_id, location_id
 ),
 plan as (
-    select p.sku_id, p.location_id, {_week_index('p.week_start')} as week_index, p.demand_qty as plan_qty
-    from intermediate.int_committed_plan as p cross join run
-    where p.week_start {in_grid_weeks}
-),
-grid as (
-    select c.sku_id, c.location_id, weeks.week_index,
-           cast(run.week0 + to_days(cast(7 * weeks.week_index as integer)) as date) as week_start,
-           coalesce(demand.demand_qty, 0) as demand_qty,
-           coalesce(plan.plan_qty, 0) as plan_qty
-    from customer_locations as c
-    cross join weeks
-    cross join run
-    left join demand using (sku_id, location_id, week_index)
-    left join plan using (sku_id, location_id, week_index)
+    select sku_id, location_id,
+        {sums('plan')}
+    from plan_weeks
+    group by sku_id, location_id
 )
-select grid.*, skus.unit_price, skus.unit_cost
-from grid left join staging.stg_skus as skus using (sku_id)
-"""
-
-
-# Per customer-facing SKU-location: demand and plan summed over the windows both demand rules judge; a temp
-# table written once per detection run (``shared_relations``), so the weekly grid is aggregated once.
-DEMAND_WINDOWS = "_detect_demand_windows"
-
-
-def _demand_end_weeks(config: DetectionConfig) -> list[int]:
-    """The weeks ``demand_above_plan`` cumulates demand and plan through (from week -recent)."""
-    return sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
-
-
-def _demand_windows_sql(config: DetectionConfig) -> str:
-    """One grouped pass over the weekly grid: demand and plan cumulated from week -recent through each end week
-    (``demand_above_plan``), and summed over the ``demand_window_weeks`` weeks from week -recent
-    (``demand_below_plan``; a line booked a week early or late cancels out inside a window).
-
-    Grouped sums, not window functions: the windows all start at a fixed week,
-    and an aggregate stays within DuckDB's memory budget on any network.
-    """
-    first, n = -config.demand_recent_weeks, config.demand_window_weeks
-    through = "".join(
-        f"sum(case when week_index <= {end} then demand_qty else 0 end) as demand_through_{i},\n        "
-        f"sum(case when week_index <= {end} then plan_qty else 0 end) as plan_through_{i},\n        "
-        for i, end in enumerate(_demand_end_weeks(config))
-    )
-    in_window = f"week_index between {first} and {first + n - 1}"
-    return f"""
-with weekly as ({_weekly_demand_sql(config)})
-select sku_id, location_id,
-    any_value(unit_price) as unit_price,
-    any_value(unit_cost) as unit_cost,
-    {through}sum(case when {in_window} then demand_qty else 0 end) as window_demand_qty,
-    sum(case when {in_window} then plan_qty else 0 end) as window_plan_qty,
-    count(*) filter (where {in_window}) as window_weeks
-from weekly
-group by sku_id, location_id
+select c.sku_id, c.location_id, skus.unit_price, skus.unit_cost,
+    {totals}coalesce(demand.window_demand_qty, 0) as window_demand_qty,
+    coalesce(plan.window_plan_qty, 0) as window_plan_qty,
+    {window_weeks} as window_weeks
+from customer_locations as c
+left join demand using (sku_id, location_id)
+left join plan using (sku_id, location_id)
+left join staging.stg_skus as skus using (sku_id)
 """
 
 
