@@ -86,18 +86,19 @@ def _demand_windows_sql(config: DetectionConfig) -> str:
                        f"and cast(run.week0 + to_days({7 * (last + 1) - 1}) as date)")
     in_window = f"week_index between {first} and {first + n - 1}"
     window_weeks = max(0, min(n, last - first + 1))  # the judged weeks inside the window
+    end_weeks = _demand_end_weeks(config)
 
     def sums(kind: str) -> str:
         through = "".join(
             f"sum(case when week_index <= {end} then qty else 0 end) as {kind}_through_{i},\n        "
-            for i, end in enumerate(_demand_end_weeks(config))
+            for i, end in enumerate(end_weeks)
         )
         return f"{through}sum(case when {in_window} then qty else 0 end) as window_{kind}_qty"
 
     totals = "".join(
         f"coalesce(demand.demand_through_{i}, 0) as demand_through_{i},\n    "
         f"coalesce(plan.plan_through_{i}, 0) as plan_through_{i},\n    "
-        for i in range(len(_demand_end_weeks(config)))
+        for i in range(len(end_weeks))
     )
     return f"""
 with {RUN},

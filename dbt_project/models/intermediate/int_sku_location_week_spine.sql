@@ -63,16 +63,16 @@ keyed_sku_locations as (
 final as (
 
     select
-        sku_locations.sku_location_key,
-        sku_locations.sku_id,
-        sku_locations.location_id,
+        keyed_sku_locations.sku_location_key,
+        keyed_sku_locations.sku_id,
+        keyed_sku_locations.location_id,
         run_weeks.week_index,
         run_weeks.week_start,
         run_weeks.week_end,
         run_weeks.inside_time_fence,
         run_weeks.days_after_as_of,
         run_weeks.as_of
-    from keyed_sku_locations as sku_locations
+    from keyed_sku_locations
     cross join run_weeks
 
 )
