@@ -33,6 +33,10 @@ VERSIONS = ".versions"
 CURRENT = "current"
 MANIFEST = "_manifest.json"
 KEEP_VERSIONS = 3
+# Marts dbt builds from joins and windows: the warehouse holds their rows in no meaningful order, so
+# their Parquet need not keep it (10M network, the trusted view's 12.5M rows: 7.5 s against 8.3-9.1 s).
+# The marts the Python stages write keep theirs (exceptions by priority, KPIs by name and week).
+UNORDERED_MARTS = frozenset({"sku_location_week", "reconciliation_findings", "data_quality_issues"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ def publish_marts(
     row_counts: dict[str, int] = {}
     for table in mart_tables(conn):
         target = building / f"{table}.parquet"
+        conn.execute(f"SET preserve_insertion_order = {str(table not in UNORDERED_MARTS).lower()}")
         conn.execute(
             f"COPY (SELECT * FROM marts.{quote(table)}) TO '{_sql_string(str(target))}' (FORMAT parquet)"
         )

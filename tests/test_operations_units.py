@@ -297,3 +297,28 @@ def test_auto_memory_budget_follows_the_landing_zone_within_its_bounds(tmp_path,
     assert memory_limit() == "1024MiB"
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "3GB")  # an explicit size wins
     assert memory_limit() == "3GB"
+
+
+def test_published_python_marts_keep_their_row_order_and_dbt_marts_keep_their_rows(tmp_path):
+    """Exceptions are written by priority and KPIs by name and week: their Parquet keeps that order, on a
+    table large enough that DuckDB writes it on both threads. A dbt mart's rows have no order to keep;
+    every one of them is published."""
+    import duckdb
+
+    from soe_assets.publish import publish_marts
+
+    rows = 400_000
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("SET threads = 2")
+        conn.execute("CREATE SCHEMA marts")
+        # descending priority: an order the table's values would not give by accident
+        conn.execute(f"CREATE TABLE marts.exceptions AS SELECT {rows} - i AS priority_rank, i AS id "
+                     f"FROM range({rows}) AS t(i)")
+        conn.execute(f"CREATE TABLE marts.sku_location_week AS SELECT i AS week_index FROM range({rows}) AS t(i)")
+        published = publish_marts(conn, tmp_path / "publish", run_id="r1", as_of="2026-11-18")
+
+    exceptions = pd.read_parquet(published.version_dir / "exceptions.parquet")
+    assert exceptions["id"].tolist() == list(range(rows))
+    trusted_view = pd.read_parquet(published.version_dir / "sku_location_week.parquet")
+    assert sorted(trusted_view["week_index"].tolist()) == list(range(rows))
+    assert published.row_counts == {"exceptions": rows, "sku_location_week": rows}
