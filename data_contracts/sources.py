@@ -25,6 +25,10 @@ class SourceContract:
     not_after_extract: tuple[str, ...] = ()
     required: bool = True
     master_data: bool = False
+    # (version column, commit timestamp column) of a source whose rows come in versions of which only the
+    # one committed last as of the run is ever read (the committed plan): ingest validates and counts every
+    # row, but keeps only the rows of the versions that can be the one in force.
+    versioned_by: tuple[str, str] | None = None
 
     @property
     def schema(self) -> pa.DataFrameSchema:
@@ -54,7 +58,13 @@ SOURCES: tuple[SourceContract, ...] = (
     SourceContract(
         "lanes", schemas.Lanes, location_columns=("from_location_id", "to_location_id"), master_data=True
     ),
-    SourceContract("sop_plan", schemas.SopPlan, sku_columns=("sku_id",), location_columns=("location_id",)),
+    SourceContract(
+        "sop_plan",
+        schemas.SopPlan,
+        sku_columns=("sku_id",),
+        location_columns=("location_id",),
+        versioned_by=("plan_version", "committed_at"),
+    ),
     SourceContract(
         "sales_orders",
         schemas.SalesOrders,

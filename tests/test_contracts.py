@@ -381,28 +381,89 @@ def test_timestamps_accept_iso_8601_with_offset(landing):
     assert _quarantine(result, "sop_plan").empty
 
 
-def test_typed_parquet_timestamps_mean_what_their_text_means(landing):
-    """Stored timestamps skip the text parse: with a zone they become UTC, without one they are UTC already."""
+def _typed_plan_parquet(landing: Path, rows: list[dict], name: str, zone: str | None = None,
+                        unit: str = "ns") -> Path:
+    """Plan rows as a Parquet extract storing ``committed_at`` as a timestamp (``zone``, ``unit``) and
+    ``week_start`` as a date."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    frame = pd.DataFrame(rows)
+    frame["committed_at"] = pd.to_datetime(frame["committed_at"]).dt.tz_localize(zone)
+    frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    index = table.schema.get_field_index("committed_at")
+    table = table.set_column(index, "committed_at", table["committed_at"].cast(pa.timestamp(unit, tz=zone)))
+    path = landing / "sop_plan" / f"{AS_OF.isoformat()}_{name}.parquet"
+    pq.write_table(table, path)
+    assert pq.read_schema(path).field("committed_at").type == pa.timestamp(unit, tz=zone)
+    return path
+
+
+def test_typed_parquet_timestamps_mean_what_their_text_means(landing):
+    """Stored timestamps skip the text parse: with a zone they become UTC, without one they are UTC already.
+    Each version is committed after the minimal network's, so it is the one in force and kept."""
     base = minimal_network()["sop_plan"][0]
     for version, stamp, zone, unit in (("ZONED", "2026-11-03 10:00:00", "Europe/Paris", "ns"),
                                        ("NAIVE", "2026-11-03 09:00:00", None, "ns"),
                                        ("NAIVE_MS", "2026-11-03 09:00:00", None, "ms")):
-        rows = pd.DataFrame([{**base, "plan_version": version}])
-        rows["committed_at"] = pd.Series([pd.Timestamp(stamp, tz=zone)])
-        rows["week_start"] = pd.to_datetime(rows["week_start"]).dt.date
-        table = pa.Table.from_pandas(rows, preserve_index=False)
-        index = table.schema.get_field_index("committed_at")
-        table = table.set_column(index, "committed_at", table["committed_at"].cast(pa.timestamp(unit, tz=zone)))
-        path = landing / "sop_plan" / f"{AS_OF.isoformat()}_{version.lower()}.parquet"
-        pq.write_table(table, path)
-        assert pq.read_schema(path).field("committed_at").type == pa.timestamp(unit, tz=zone)
+        path = _typed_plan_parquet(landing, [{**base, "plan_version": version, "committed_at": stamp}],
+                                   version.lower(), zone, unit)
+        result = ingest_landing_zone(landing, AS_OF)
+        committed = result.table("sop_plan").set_index("plan_version")["committed_at"]
+        assert committed[version] == pd.Timestamp("2026-11-03 09:00:00")
+        assert _quarantine(result, "sop_plan").empty
+        path.unlink()
+
+
+def _plan_version(name: str, committed_at: str) -> list[dict]:
+    """The minimal network's plan rows as another version."""
+    return [{**row, "plan_version": name, "committed_at": committed_at} for row in minimal_network()["sop_plan"]]
+
+
+def test_plan_versions_that_cannot_be_in_force_are_validated_and_counted_but_not_kept(landing):
+    """An older version and one committed after as_of: every row validated and counted, the bad one
+    quarantined with its place in the file, and only the version in force kept for the warehouse."""
+    in_force = minimal_network()["sop_plan"]
+    older = _plan_version("2026-10", "2026-10-05 09:00:00")
+    older[2] = {**older[2], "demand_qty": -5.0}
+    _typed_plan_parquet(landing, older, "older")
+    _typed_plan_parquet(landing, _plan_version("2026-12", f"{AS_OF + timedelta(days=2)} 09:00:00"), "next_cycle")
     result = ingest_landing_zone(landing, AS_OF)
-    committed = result.table("sop_plan").set_index("plan_version")["committed_at"]
-    assert committed["ZONED"] == committed["NAIVE"] == committed["NAIVE_MS"] == pd.Timestamp("2026-11-03 09:00:00")
-    assert _quarantine(result, "sop_plan").empty
+    kept = result.table("sop_plan")
+    assert set(kept["plan_version"]) == {"2026-11"} and len(kept) == len(in_force)
+    rejected = _quarantine(result, "sop_plan")
+    assert rejected[["file", "row_number", "column"]].values.tolist() == [[f"{AS_OF}_older.parquet", 3, "demand_qty"]]
+    report = result.reports["sop_plan"]
+    assert (report.rows_read, report.rows_valid, report.rows_quarantined) == (3 * len(in_force), 3 * len(in_force) - 1, 1)
+
+
+def test_a_plan_version_rejected_whole_at_the_end_gives_way_to_the_older_one(landing):
+    """The CSV's version looks in force while the extracts load, but every key of it is duplicated in its
+    file, so all its rows are rejected in the end: the older Parquet version is in force after all and kept,
+    and every rejected row is quarantined once."""
+    plan = minimal_network()["sop_plan"]
+    write_source(landing, "sop_plan", plan + plan)  # the network's own plan extract, every key twice
+    _typed_plan_parquet(landing, _plan_version("2026-10", "2026-10-05 09:00:00"), "older")
+    result = ingest_landing_zone(landing, AS_OF)
+    kept = result.table("sop_plan")
+    assert set(kept["plan_version"]) == {"2026-10"} and len(kept) == len(plan)
+    rejected = _quarantine(result, "sop_plan")
+    assert sorted(rejected["row_number"]) == list(range(1, 2 * len(plan) + 1))
+    assert rejected["reason"].str.startswith("duplicated primary key").all()
+
+
+def test_a_key_duplicated_in_a_plan_version_not_in_force_quarantines_every_copy(landing):
+    """Duplicates among the rows of a version that is not kept need the rows whole: every copy is
+    quarantined with the reason, as in any other extract."""
+    older = _plan_version("2026-10", "2026-10-05 09:00:00")
+    _typed_plan_parquet(landing, older + older[:1], "older")
+    result = ingest_landing_zone(landing, AS_OF)
+    rejected = _quarantine(result, "sop_plan")
+    assert sorted(rejected["row_number"]) == [1, len(older) + 1]
+    assert rejected["reason"].str.startswith("duplicated primary key").all()
+    assert result.reports["sop_plan"].rows_valid == 2 * len(older) - 1
+    assert "2026-11" in set(result.table("sop_plan")["plan_version"])
 
 
 def test_empty_landing_zone_is_a_clear_error(tmp_path):
