@@ -74,6 +74,12 @@ snapshot_days as (
 
 ),
 
+stock_counts as (
+
+    select * from {{ ref('stg_inventory_snapshots') }}
+
+),
+
 sales_orders as (
 
     select * from {{ ref('stg_sales_orders') }}
@@ -194,24 +200,64 @@ snapshot_periods as (
 
 ),
 
+location_counts as (
+
+    select location_id, count(*) as counts
+    from location_snapshot_dates
+    group by location_id
+
+),
+
+sku_location_lowest_stock as (
+
+    select
+        stock_counts.sku_id,
+        stock_counts.location_id,
+        min(stock_counts.on_hand_qty) as lowest_on_hand_qty,
+        count(*) as counts
+    from stock_counts
+    cross join run_context
+    where stock_counts.snapshot_date <= run_context.as_of
+    group by stock_counts.sku_id, stock_counts.location_id
+
+),
+
+receipts_to_check as (
+
+    -- A receipt no larger than the least the SKU ever had on hand at a location whose every count
+    -- lists it is held by whichever count comes next: only the others (10M network: 3% of 12.5M)
+    -- are matched with their next count's row, a join with every snapshot row.
+    select receipts_until_as_of.*
+    from receipts_until_as_of
+    left join sku_location_lowest_stock
+        on receipts_until_as_of.sku_id = sku_location_lowest_stock.sku_id
+        and receipts_until_as_of.location_id = sku_location_lowest_stock.location_id
+    left join location_counts
+        on receipts_until_as_of.location_id = location_counts.location_id
+    where sku_location_lowest_stock.counts is null
+        or sku_location_lowest_stock.counts < location_counts.counts
+        or receipts_until_as_of.qty > sku_location_lowest_stock.lowest_on_hand_qty
+
+),
+
 receipt_next_snapshot as (
 
     -- one period matches each receipt: a join, no grouping of the receipts
     select
-        receipts_until_as_of.source,
-        receipts_until_as_of.reference_id,
-        receipts_until_as_of.sku_id,
-        receipts_until_as_of.location_id,
-        receipts_until_as_of.receipt_date,
-        receipts_until_as_of.qty,
+        receipts_to_check.source,
+        receipts_to_check.reference_id,
+        receipts_to_check.sku_id,
+        receipts_to_check.location_id,
+        receipts_to_check.receipt_date,
+        receipts_to_check.qty,
         snapshot_periods.snapshot_date as next_snapshot_date
-    from receipts_until_as_of
+    from receipts_to_check
     inner join snapshot_periods
-        on receipts_until_as_of.location_id = snapshot_periods.location_id
-        and receipts_until_as_of.receipt_date <= snapshot_periods.snapshot_date
-        and receipts_until_as_of.receipt_date > coalesce(
+        on receipts_to_check.location_id = snapshot_periods.location_id
+        and receipts_to_check.receipt_date <= snapshot_periods.snapshot_date
+        and receipts_to_check.receipt_date > coalesce(
             snapshot_periods.previous_snapshot_date,
-            {{ dbt.dateadd('day', -1, 'receipts_until_as_of.receipt_date') }}
+            {{ dbt.dateadd('day', -1, 'receipts_to_check.receipt_date') }}
         )
 
 ),
