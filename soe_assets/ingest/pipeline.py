@@ -603,7 +603,7 @@ def ingest_landing_zone(
         if progress:
             progress(
                 f"{source.name:<20} {report.files_read} file(s), {report.rows_read:>11,} rows read, "
-                f"{report.rows_valid:>11,} kept, {report.rows_quarantined:>7,} quarantined"
+                f"{report.rows_valid:>11,} valid, {report.rows_quarantined:>7,} quarantined"
             )
     return IngestResult(as_of=resolved, reports=reports, conn=conn)
 
