@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from support import AS_OF, minimal_network, write_landing_zone, write_source
 
+from data_contracts.sources import SOURCES, SOURCES_BY_NAME
 from soe_assets.ingest.pipeline import LandingZoneError, ingest_landing_zone
 
 
@@ -217,6 +218,30 @@ def test_the_quarantine_picks_exactly_the_failed_rows_around_keys_that_look_alik
     assert '"order_id":" K-2"' in quarantined.loc[quarantined["row_number"] == 3, "raw_record"].iloc[0]
     kept = set(zip(*result.table("sales_orders")[["order_id", "line_no"]].to_dict("list").values()))
     assert kept == {("GOOD-1", 1), ("GOOD-2", 2), ("K-1", 2), ("K-3", 1), ("K-4", 1)}
+
+
+SINGLE_KEY_SOURCES = [s.name for s in SOURCES if len(s.primary_key) == 1]
+
+
+@pytest.mark.parametrize("source", SINGLE_KEY_SOURCES)
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_failed_rows_of_a_source_keyed_by_one_column_are_quarantined(landing, source, fmt):
+    """The quarantine finds failed rows by their whole key, a struct even when the key has one part; a
+    duplicated key and a blank key are quarantined under their row numbers and every other row is kept."""
+    key = SOURCES_BY_NAME[source].primary_key[0]
+    valid = minimal_network()[source]
+    template = valid[-1]
+    rows = [*valid, {**template, key: "DUP-KEY"}, {**template, key: "DUP-KEY"}, {**template, key: ""}]
+    write_source(landing, source, rows, suffix="_bad_keys", fmt=fmt)
+    result = ingest_landing_zone(landing, AS_OF)
+
+    quarantined = _quarantine(result, source)
+    assert sorted(set(quarantined["row_number"])) == [len(valid) + 1, len(valid) + 2, len(valid) + 3]
+    by_row = quarantined.groupby("row_number")["reason"].apply(" | ".join)
+    assert "duplicated primary key" in by_row[len(valid) + 1]
+    assert f"{key} is empty" in by_row[len(valid) + 3]
+    assert result.reports[source].rows_quarantined == 3
+    assert sorted(result.table(source)[key]) == sorted(row[key] for row in valid)
 
 
 def test_csv_is_read_as_rfc_4180(landing):

@@ -127,6 +127,17 @@ class _LoadedFile:
         return self.rules.layers(relation, self.carried, numbered)
 
 
+def _key_struct(parts: list[str]) -> str:
+    """SQL: one STRUCT value of a key's parts, for matching whole keys with ``IN``.
+
+    Struct values compare NULL parts as equal, so a key with a blank part finds
+    its rows too. A struct literal rather than ``ROW(...)``: ``ROW(x) IN (...)``
+    of a one-part key binds as the bare value against a one-field tuple, which
+    DuckDB refuses.
+    """
+    return "{" + ", ".join(f"'k{i}': {part}" for i, part in enumerate(parts)) + "}"
+
+
 def _repeated_hashes(table: str) -> str:
     """SQL: the key hashes of ``table`` equal to their predecessor in sorted order (keys that may repeat;
     sorting the hashes takes less than half the time of grouping them, see ``_flag_duplicate_keys``)."""
@@ -289,13 +300,13 @@ class _SourceIngest:
         """
         loaded = self.loaded[file_order]
         table = self.narrow if file_order in self.narrow_orders else self.loading
-        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _failed_keys AS SELECT DISTINCT ROW({self.key}) AS key "
+        stored_key = _key_struct([quote(k) for k in self.source.primary_key])
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _failed_keys AS SELECT DISTINCT {stored_key} AS key "
                           f"FROM {table} WHERE _failed AND _file_order = {file_order}")
-        typed_key = ", ".join(loaded.rules.typed_value(k) for k in self.source.primary_key)
-        # ROW values compare NULL parts as equal: a key with a blank part finds its rows too
+        typed_key = _key_struct([loaded.rules.typed_value(k) for k in self.source.primary_key])
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
                    f"CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
-                   f"WHERE ROW({typed_key}) IN (SELECT key FROM _failed_keys)", numbered=True)
+                   f"WHERE {typed_key} IN (SELECT key FROM _failed_keys)", numbered=True)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
                               loaded.header)
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
