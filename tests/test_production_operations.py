@@ -64,6 +64,7 @@ def build_corpus(landing: Path) -> set[str]:
 
     (orders / "2026-11-18_empty.csv").write_bytes(b"")
     (orders / "2026-11-18_header_only.csv").write_text(header + "\n")
+    (orders / "2026-11-18_corrupt.parquet").write_bytes(b"PAR1 this is not a parquet file")
     pd.DataFrame([_order("SEMI-1")]).to_csv(orders / "2026-11-18_semicolon.csv", sep=";", index=False)
     latin = pd.DataFrame([_order("LATIN-OK"), _order("LATIN-BAD", customer_id="Caf\u00e9")]).to_csv(index=False)
     (orders / "2026-11-18_latin1.csv").write_bytes(latin.encode("latin-1"))
@@ -117,6 +118,7 @@ def test_every_broken_extract_is_quarantined_with_its_reason(corpus_run, root):
     issues = _query(root, "select * from marts.data_quality_issues where source = 'sales_orders'")
     by_file = {file: frame for file, frame in issues.groupby("file")}
     assert "empty" in by_file["2026-11-18_empty.csv"]["reason"].iloc[0]
+    assert "not a readable Parquet file" in by_file["2026-11-18_corrupt.parquet"]["reason"].iloc[0]
     assert "is the delimiter a comma?" in by_file["2026-11-18_semicolon.csv"]["reason"].iloc[0]
     assert "does not start with an extract date" in by_file["orders_latest.csv"]["reason"].iloc[0]
     latin = by_file["2026-11-18_latin1.csv"]
@@ -128,6 +130,15 @@ def test_every_broken_extract_is_quarantined_with_its_reason(corpus_run, root):
     assert bulk["reason"].str.contains("ordered_qty must be > 0").all()
     assert "2026-11-18_header_only.csv" not in by_file  # a header-only extract is valid and empty
     assert "2026-11-18_copy.csv" not in by_file  # a duplicate file is an upsert, not an error
+
+
+def test_each_broken_file_is_a_data_quality_exception_explained_in_one_sentence(corpus_run, root):
+    explained = _query(root, "select reference_id, explanation from marts.exceptions "
+                             "where exception_type = 'data_quality'").set_index("reference_id")["explanation"]
+    assert "whole file sales_orders/2026-11-18_corrupt.parquet was rejected" in explained[
+        "sales_orders/2026-11-18_corrupt.parquet"]
+    assert explained.str.endswith("; see data_quality_issues.").all()
+    assert not explained.str.contains(r"\.;", regex=True).any(), explained.tolist()
 
 
 def test_no_valid_row_is_lost_and_duplicate_files_do_not_duplicate_rows(corpus_run, root):

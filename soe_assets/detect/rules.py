@@ -540,7 +540,7 @@ def data_quality(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd
 with {RUN},
 quarantined as (
     select source, file, count(*) as rows, count(*) filter (where row_number is null) as whole_files,
-           any_value(reason) as example_reason
+           rtrim(any_value(reason), '.') as example_reason  -- the explanation adds its own stop
     from raw.quarantine group by source, file
 ),
 from_quarantine as (
