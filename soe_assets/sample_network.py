@@ -393,7 +393,7 @@ def _simulate_block(net: _Network, block: int, sku_start: int, sku_stop: int,
                 demand_multiplier[s, d, CURRENT_WEEK - 1:CURRENT_WEEK + 4] = 2.0
                 dc_reacts[s, d, CURRENT_WEEK - 1:] = False
             elif kind == "demand_drop":
-                demand_multiplier[s, d, CURRENT_WEEK - 2:CURRENT_WEEK + 4] = 0.45
+                demand_multiplier[s, d, CURRENT_WEEK - 3:CURRENT_WEEK + 4] = 0.45
             elif kind in ("supplier_slip", "late_transfer"):
                 dc_blocked[s, d, CURRENT_WEEK - 1:CURRENT_WEEK + 3] = True
                 dc_reacts[s, d, CURRENT_WEEK - 1:] = False
@@ -751,7 +751,7 @@ def _record_planted(net: _Network, sku: np.ndarray, planted: dict[str, tuple[int
                       "already booked is visible); replenishment stays at plan, so available stock is below safety "
                       "stock now and runs out within the fence if demand keeps running at the booked rate"}
         elif kind == "demand_drop":
-            entry |= {"week_start": week[0], "note": f"actual and booked demand 0.45x plan from {week[-2]} to week +3"}
+            entry |= {"week_start": week[0], "note": f"actual and booked demand 0.45x plan from {week[-3]} to week +3"}
         elif kind == "supplier_slip":
             po = purchases.columns
             line = np.flatnonzero((po["sku"] == sku[s]) & (po["received"] == NEVER) & (po["cancel"] == NEVER)

@@ -66,6 +66,15 @@ def planted_network() -> dict:
     set_orders(net, "DOWN", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 40.0, -1: 40.0, 0: 40.0, 1: 40.0})
     add_clean_sku(net, "DOWN-NEAR", "DC-1")
     set_orders(net, "DOWN-NEAR", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 88.0, -1: 90.0, 0: 95.0, 1: 30.0})
+    # point-of-sale demand, daily up to as_of: 55 % of plan for three weeks (fires) / 15 % below plan, ordinary
+    # noise, with week 0 sold only up to as_of while its plan covers the whole week (near miss)
+    for sku, share in (("POS-DOWN", 0.55), ("POS-NEAR", 0.85)):
+        add_clean_sku(net, sku, "DC-2")
+        set_orders(net, sku, "DC-2", {})
+        net.setdefault("pos_sales", []).extend(
+            {"sale_date": (monday(-8) + timedelta(days=day)).isoformat(), "sku_id": sku, "location_id": "DC-2",
+             "qty": 100.0 / 7 * (share if day >= 35 else 1.0)}
+            for day in range((AS_OF - monday(-8)).days + 1))
     # projected stockout inside the fence, nothing spare anywhere: no receipts in weeks 1..4 (fires, escalates)
     add_clean_sku(net, "OUT", "DC-2", po_weeks=range(5, 13))
     # stockout beyond the fence: receipts stop after week 6 (fires, escalates as beyond the fence)
@@ -150,7 +159,7 @@ def test_clean_minimal_network_raises_no_exception(tmp_path: Path) -> None:
     ("exception_type", "expected"),
     [
         ("demand_above_plan", {"UP@DC-1"}),
-        ("demand_below_plan", {"DOWN@DC-1"}),
+        ("demand_below_plan", {"DOWN@DC-1", "POS-DOWN@DC-2"}),
         ("excess_inventory", {"EXCESS@DC-2"}),
         ("late_purchase_order", {"PO-LATEPO-DC-2-1:1"}),
         ("late_transfer", {"SH-LATE"}),

@@ -15,16 +15,18 @@ from dataclasses import dataclass
 class DetectionConfig:
     # --- demand vs committed plan (customer-facing SKU-locations only)
     demand_window_weeks: int = 3
-    """Demand below plan is compared over weeks -2..0 (this many weeks); demand above plan cumulated from
-    week -2 to week 0, 2 and 3: weekly noise averages out, an order booked a week early cancels out."""
+    """Demand below plan is compared over the last this many completed weeks (-3..-1); demand above plan
+    cumulated from week -2 to week 0, 2 and 3: weekly noise averages out, an order booked a week early
+    cancels out."""
     demand_above_rel: float = 0.25
     """Above plan: cumulated demand >= cumulated plan x (1 + this). Weekly noise of +-15% never gets there."""
     demand_below_rel: float = 0.30
-    """Below plan: demand of weeks -2..0 <= their plan x (1 - this)."""
+    """Below plan: demand of weeks -3..-1 <= their plan x (1 - this)."""
     demand_min_units: float = 5.0
     """... and the window gap is at least this many units."""
     demand_recent_weeks: int = 2
-    """Completed past weeks whose actual demand counts (weeks -2 and -1), with week 0 (nearly all booked)."""
+    """Above plan: completed past weeks whose actual demand counts (weeks -2 and -1), with week 0 (nearly all
+    booked)."""
     demand_near_weeks: int = 4
     """Weeks 0..3 whose booked orders count for demand above plan (booked below plan in a later week is
     the normal shape of an order book, no signal)."""

@@ -69,10 +69,10 @@ def _demand_end_weeks(config: DetectionConfig) -> list[int]:
 
 
 def _demand_windows_sql(config: DetectionConfig) -> str:
-    """Per customer-facing SKU-location, over weeks -recent..near-1: demand and plan cumulated from week
-    -recent through each end week (``demand_above_plan``), and summed over the ``demand_window_weeks``
-    weeks from week -recent (``demand_below_plan``; a line booked a week early or late cancels out inside
-    a window). A SKU-location without demand or plan in those weeks sums to 0.
+    """Per customer-facing SKU-location: demand and plan cumulated from week -recent through each end week
+    (``demand_above_plan``), and summed over the ``demand_window_weeks`` completed weeks before week 0
+    (``demand_below_plan``; a line booked a week early or late cancels out inside a window). A
+    SKU-location without demand or plan in those weeks sums to 0.
 
     Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers out by
     ship_date (the plan at a location covers the replenishment it ships too). Grouped sums per
@@ -80,17 +80,17 @@ def _demand_windows_sql(config: DetectionConfig) -> str:
     the windows all start at a fixed week, and an aggregate stays within DuckDB's memory budget on any
     network.
     """
-    first, last, n = -config.demand_recent_weeks, config.demand_near_weeks - 1, config.demand_window_weeks
+    recent, last, n = -config.demand_recent_weeks, config.demand_near_weeks - 1, config.demand_window_weeks
+    first = min(recent, -n)
     # only the weeks judged are read: the plan and the demand history reach far beyond them
     in_judged_weeks = (f"between cast(run.week0 + to_days({7 * first}) as date) "
                        f"and cast(run.week0 + to_days({7 * (last + 1) - 1}) as date)")
-    in_window = f"week_index between {first} and {first + n - 1}"
-    window_weeks = max(0, min(n, last - first + 1))  # the judged weeks inside the window
+    in_window = f"week_index between {-n} and -1"
     end_weeks = _demand_end_weeks(config)
 
     def sums(kind: str) -> str:
         through = "".join(
-            f"sum(case when week_index <= {end} then qty else 0 end) as {kind}_through_{i},\n        "
+            f"sum(case when week_index between {recent} and {end} then qty else 0 end) as {kind}_through_{i},\n        "
             for i, end in enumerate(end_weeks)
         )
         return f"{through}sum(case when {in_window} then qty else 0 end) as window_{kind}_qty"
@@ -140,8 +140,7 @@ plan as (
 )
 select c.sku_id, c.location_id, skus.unit_price, skus.unit_cost,
     {totals}coalesce(demand.window_demand_qty, 0) as window_demand_qty,
-    coalesce(plan.window_plan_qty, 0) as window_plan_qty,
-    {window_weeks} as window_weeks
+    coalesce(plan.window_plan_qty, 0) as window_plan_qty
 from customer_locations as c
 left join demand using (sku_id, location_id)
 left join plan using (sku_id, location_id)
@@ -203,21 +202,21 @@ where rank = 1
 
 
 def demand_below_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
-    """Actual demand well below plan over the last completed weeks and week 0.
+    """Actual demand well below plan over the last completed weeks.
 
-    Only weeks whose demand is known count (past weeks, and week 0 whose order book
-    is nearly complete): later weeks are normally only partly booked, so booked
-    below plan there is no drop. Reads ``DEMAND_WINDOWS`` (run inside ``shared_relations``).
+    Only whole weeks whose demand is known count. Week 0 does not: its point-of-sale
+    demand is known only up to as_of while its plan covers the whole week, and later
+    weeks are normally only partly booked, so below plan there is no drop. Reads
+    ``DEMAND_WINDOWS`` (run inside ``shared_relations``).
     """
-    first, n = -config.demand_recent_weeks, config.demand_window_weeks
+    n = config.demand_window_weeks
     sql = f"""
 with {RUN},
 windows as (
     select *,
-        strftime(cast(run.week0 + to_days({7 * first}) as date), '%Y-%m-%d') || ' to '
-            || strftime(cast(run.week0 + to_days({7 * (first + n) - 1}) as date), '%Y-%m-%d') as window_label
+        strftime(cast(run.week0 + to_days({-7 * n}) as date), '%Y-%m-%d') || ' to '
+            || strftime(cast(run.week0 - to_days(1) as date), '%Y-%m-%d') as window_label
     from {DEMAND_WINDOWS} cross join run
-    where window_weeks = {n}
 )
 select
     'demand_below_plan' as exception_type, sku_id, location_id,
