@@ -186,6 +186,18 @@ def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:
     assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv"}
 
 
+def test_stale_sources_are_judged_by_the_runs_freshness_limits(tmp_path: Path) -> None:
+    """Five days after the extracts: sales orders, allowed seven days by the run, are fresh; the other
+    execution sources keep their two-day default; master data and the plan their 35 days."""
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    run = run_soe(tmp_path, landing, as_of=AS_OF + timedelta(days=5), freshness_days="sales_orders=7")
+    stale = run.query("SELECT reference_id, explanation FROM marts.exceptions "
+                      "WHERE exception_type = 'data_quality'").set_index("reference_id")["explanation"]
+    assert set(stale.index) == {f"freshness:{source}" for source in (
+        "inventory_snapshots", "purchase_orders", "production_orders", "resource_capacity", "shipments")}
+    assert "5 days before as_of (limit 2 days)" in stale["freshness:shipments"]
+
+
 def test_time_fence_rule(planted: pd.DataFrame) -> None:
     stockouts = planted[planted["exception_type"].eq("projected_stockout")].set_index("sku_id")
     assert stockouts.loc["FAR", "escalate_to_sop"]  # first short week beyond the fence

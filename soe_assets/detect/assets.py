@@ -3,7 +3,7 @@
 import dagster as dg
 
 from orchestration.dbt import soe_dbt_models
-from orchestration.resources import SoeSettings, WarehouseResource
+from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.engine import apply_alert_budget, detect_exceptions
 from soe_assets.detect.lifecycle import SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
@@ -37,9 +37,10 @@ DEPS = [_DBT_KEYS.get(name, dg.AssetKey(name)) for name in READS]
                                    description="priority unique among open exceptions; exception_id unique.")],
     can_subset=False,
 )
-def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource):
+def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource,
+                        quality: QualitySettings):
     """Detect every exception type, value and rank it, link root causes, track it from run to run."""
-    config = DetectionConfig()
+    config = DetectionConfig(freshness_days=dict(quality.freshness_days))
     with warehouse.connect() as conn:
         run = read_run_context(conn)
         detected = detect_exceptions(conn, config)

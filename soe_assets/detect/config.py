@@ -8,7 +8,8 @@ on a tiny one raise nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class DetectionConfig:
     # --- data quality
     dq_value_per_row: float = 10.0
     """Money assigned to each quarantined row (handling cost), so bad data ranks low unless large."""
-    freshness_days_execution: int = 2
-    freshness_days_master: int = 35
+    freshness_days: Mapping[str, int] = field(default_factory=dict)
+    """Per-source freshness limits over the contract defaults (2 days for execution sources, 35 for master
+    data and the plan): the same limits as the freshness checks (``--freshness``, ``SOE_FRESHNESS_DAYS``)."""
 
     # --- money
     carrying_cost_rate: float = 0.25

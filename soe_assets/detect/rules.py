@@ -15,7 +15,10 @@ from contextlib import contextmanager
 import duckdb
 import pandas as pd
 
+from data_contracts.sources import SOURCES
+from data_contracts.sql_rules import literal
 from soe_assets.detect.config import DetectionConfig
+from soe_assets.ingest.health import QualityLimits
 
 CANDIDATE_COLUMNS = [
     "exception_type", "sku_id", "location_id", "week_start", "week_index", "reference_id",
@@ -535,6 +538,8 @@ from agg
 def data_quality(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Bad data is itself an exception: one per source file with quarantined rows (a whole rejected
     file counts as 50 rows), one per reconciliation finding, one per stale source."""
+    freshness = QualityLimits(config.freshness_days)
+    limits = ", ".join(f"({literal(s.name)}, {freshness.freshness_limit(s.name)})" for s in SOURCES)
     sql = f"""
 with {RUN},
 quarantined as (
@@ -565,21 +570,17 @@ stale as (
            ? as unit_cost, 1 as weeks_affected, true as absorbable,
            'The newest extract of ' || log.source || ' is from ' || strftime(log.latest_extract_date, '%Y-%m-%d') || ', '
                || datediff('day', log.latest_extract_date, run.as_of) || ' days before as_of (limit '
-               || case when log.source in ('skus', 'locations', 'lanes', 'sop_plan') then ? else ? end
-               || ' days): its data may be stale.' as explanation
+               || limits.days || ' days): its data may be stale.' as explanation
     from raw.ingest_log as log cross join run
+    inner join (values {limits}) as limits (source, days) on log.source = limits.source
     where log.files_read > 0
-      and datediff('day', log.latest_extract_date, run.as_of)
-          > case when log.source in ('skus', 'locations', 'lanes', 'sop_plan') then ? else ? end
+      and datediff('day', log.latest_extract_date, run.as_of) > limits.days
 )
 select * from from_quarantine
 union all by name select * from findings
 union all by name select * from stale
 """
-    dq = config.dq_value_per_row
-    params = [dq, dq, config.freshness_days_master, config.freshness_days_execution,
-              config.freshness_days_master, config.freshness_days_execution]
-    frame = _frame(conn, sql, params)
+    frame = _frame(conn, sql, [config.dq_value_per_row] * 2)
     frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
     return frame
 
