@@ -9,8 +9,9 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -89,14 +90,34 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD") from None
 
 
-def _positive(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must not be negative")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least {minimum}")
     return value
+
+
+def _non_negative(text: str) -> int:
+    return _whole_number(text, 0)
+
+
+def _at_least_one(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed; a user error (no traceback) if it cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the {what} folder {folder}: {error.strerror or error}") from None
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise UserError(f"cannot write in the {what} folder {folder}: {error.strerror or error}") from None
 
 
 # --- generate -------------------------------------------------------------------------------
@@ -143,6 +164,8 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         raise UserError(str(error)) from None
     if options.time_fence_weeks > options.horizon_weeks:
         raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
+    _writable_folder(workspace.warehouse.parent, "warehouse")
+    _writable_folder(workspace.publish, "publish")
     if options.memory_limit:
         os.environ[MEMORY_LIMIT_ENV] = options.memory_limit
     try:
@@ -295,9 +318,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- exceptions -----------------------------------------------------------------------------
 
 
+def _known(value: str | None, known: Iterable[str], option: str) -> None:
+    """A filter value that can never match is a user error, not an empty listing."""
+    if value is not None and value not in known:
+        raise UserError(f"unknown {option} '{value}': one of {', '.join(sorted(known))}")
+
+
 def cmd_exceptions(args: argparse.Namespace) -> int:
     from soe_assets.detect.report import format_exceptions
+    from soe_assets.detect.rules import RULES
 
+    _known(args.type, RULES, "--type")
     frame = _load_mart_for(args, "exceptions")
     print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location))
     return 0
@@ -307,8 +338,9 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
 
 
 def cmd_recommendations(args: argparse.Namespace) -> int:
-    from soe_assets.respond.report import format_recommendations
+    from soe_assets.respond.report import ACTION_TYPES, format_recommendations
 
+    _known(args.action, ACTION_TYPES, "--action")
     frame = _load_mart_for(args, "recommendations")
     print(format_recommendations(frame, top=args.top, action_type=args.action))
     return 0
@@ -390,10 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
     gen.add_argument("--out", type=Path, required=True, help="landing-zone folder to write")
     gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
-    gen.add_argument("--skus", type=_positive, default=40)
-    gen.add_argument("--dcs", type=_positive, default=3)
-    gen.add_argument("--plants", type=_positive, default=2)
-    gen.add_argument("--stores", type=_positive, default=0)
+    gen.add_argument("--skus", type=_at_least_one, default=40)
+    gen.add_argument("--dcs", type=_at_least_one, default=3)
+    gen.add_argument("--plants", type=_at_least_one, default=2)
+    gen.add_argument("--stores", type=_non_negative, default=0)
     gen.add_argument("--as-of", type=_iso_date, default=None, help="the date of the latest extract (YYYY-MM-DD)")
     gen.set_defaults(func=cmd_generate)
 
@@ -403,9 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--publish", type=Path, default=None, help="folder for the published Parquet marts "
                      "(default: 'publish' beside the warehouse)")
     run.add_argument("--as-of", type=_iso_date, default=None, help="the day the run describes (default: latest extract date)")
-    run.add_argument("--horizon-weeks", type=_positive, default=13)
-    run.add_argument("--time-fence-weeks", type=_positive, default=4)
-    run.add_argument("--max-open-exceptions", type=_positive, default=0,
+    run.add_argument("--horizon-weeks", type=_at_least_one, default=13,
+                     help="weeks of the S&OE window, week 0 = the week of as_of (default 13)")
+    run.add_argument("--time-fence-weeks", type=_non_negative, default=4,
+                     help="weeks 0..N-1 inside the time fence, where S&OE acts (default 4)")
+    run.add_argument("--max-open-exceptions", type=_non_negative, default=0,
                      help="alert budget: keep only the top N open exceptions (0: no budget)")
     run.add_argument("--freshness", action="append", metavar="SOURCE=DAYS",
                      help="freshness limit of a source in days, e.g. sales_orders=1 (repeatable; defaults: "
@@ -423,14 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")
     _add_mart_source(exc)
-    exc.add_argument("--top", type=_positive, default=20, help="show the N most important (default 20)")
+    exc.add_argument("--top", type=_non_negative, default=20, help="show the N most important (default 20)")
     exc.add_argument("--type", default=None, help="only this exception type, e.g. projected_stockout")
     exc.add_argument("--location", default=None, help="only this location")
     exc.set_defaults(func=cmd_exceptions)
 
     recs = sub.add_parser("recommendations", help="the coordinated responses of the latest run (planner's view)")
     _add_mart_source(recs)
-    recs.add_argument("--top", type=_positive, default=20, help="show the N first (default 20; 0: all)")
+    recs.add_argument("--top", type=_non_negative, default=20, help="show the N first (default 20; 0: all)")
     recs.add_argument("--action", default=None, help="only this action type, e.g. reallocate_stock")
     recs.set_defaults(func=cmd_recommendations)
 

@@ -139,6 +139,39 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     assert not (tmp_path / "w.duckdb").exists()
 
 
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--horizon-weeks", "0"], "--horizon-weeks: '0' must be at least 1"),
+    (["--time-fence-weeks", "-1"], "--time-fence-weeks: '-1' must be at least 0"),
+    (["--warehouse", "{file}/w.duckdb"], "cannot create the warehouse folder"),
+    (["--publish", "{file}/publish"], "cannot create the publish folder"),
+])
+def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, arguments, message):
+    """Options the run cannot use, and folders it cannot write, are refused up front (exit 2, no traceback)."""
+    from orchestration.cli import main
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    (tmp_path / "a_file").write_text("")
+    options = {"--warehouse": str(tmp_path / "w.duckdb"),
+               **dict(zip(arguments[::2], [a.format(file=tmp_path / "a_file") for a in arguments[1::2]]))}
+    try:
+        code = main(["run", "--landing", str(landing), *[part for pair in options.items() for part in pair]])
+    except SystemExit as exit_:  # argparse refuses the option itself
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_filter_that_can_never_match_is_an_error_not_an_empty_list(tmp_path, capsys):
+    from orchestration.cli import main
+
+    for command, option in (("exceptions", "--type"), ("recommendations", "--action")):
+        assert main([command, "--dir", str(tmp_path), option, "nonsense"]) == 2
+        err = capsys.readouterr().err
+        assert f"unknown {option} 'nonsense': one of " in err and "Traceback" not in err
+
+
 def test_the_run_is_in_the_dagster_history_of_its_folder(first_run):
     """`soe ui` on the same folder shows the runs of `soe run`: its instance holds the run and its events."""
     import dagster as dg

@@ -7,6 +7,11 @@ import textwrap
 import pandas as pd
 
 
+# The action types of marts.md's ``recommendations``.
+ACTION_TYPES = ("reallocate_stock", "expedite_purchase_order", "expedite_transfer", "pull_in_production",
+                "reprioritise_production", "adjust_order_promise", "alternate_source", "escalate_to_sop")
+
+
 def format_recommendations(frame: pd.DataFrame, *, top: int = 20, action_type: str | None = None,
                            width: int = 160) -> str:
     """The recommendations, actions with the most value protected first, then re-promises and escalations."""
