@@ -1,31 +1,28 @@
-"""Jobs and schedules: the daily S&OE run and the weekly KPI / S&OP-feedback run."""
+"""Jobs and schedules: the daily S&OE run.
+
+The daily job runs every stage, not a subset: the publish step writes every mart as one set, so a job
+that published without rebuilding some of them would mix the marts of two runs (``kpi_weekly`` of
+yesterday beside today's exceptions), and one without ``raw/ingest_log`` would publish without the
+blocking checks that gate publishing. The S&OP feedback before a cycle comes from its sensor
+(``orchestration/sensors.py``).
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 DAILY_JOB = "soe_daily"
-WEEKLY_JOB = "soe_weekly"
 
 soe_daily = dg.define_asset_job(
     DAILY_JOB,
-    selection=dg.AssetSelection.groups("ingest", "reconcile", "detect", "respond", "publish"),
-    description="Every morning: ingest the landing zone, reconcile (dbt), detect exceptions, respond, publish.",
-)
-soe_weekly = dg.define_asset_job(
-    WEEKLY_JOB,
-    selection=dg.AssetSelection.groups("kpis", "feedback", "publish"),
-    description="Every Monday: weekly KPIs of the week just ended, S&OP feedback and its report, publish.",
+    selection=dg.AssetSelection.all(),
+    description="Every morning, every stage: ingest, reconcile (dbt), detect, respond, KPIs, feedback, publish.",
 )
 
 soe_daily_schedule = dg.ScheduleDefinition(
     name="soe_daily_0600", job=soe_daily, cron_schedule="0 6 * * *",
     description="Daily S&OE run at 06:00.",
 )
-soe_weekly_schedule = dg.ScheduleDefinition(
-    name="soe_weekly_monday_0700", job=soe_weekly, cron_schedule="0 7 * * 1",
-    description="Weekly KPIs and feedback, Mondays at 07:00 (after the daily run).",
-)
 
-JOBS = [soe_daily, soe_weekly]
-SCHEDULES = [soe_daily_schedule, soe_weekly_schedule]
+JOBS = [soe_daily]
+SCHEDULES = [soe_daily_schedule]

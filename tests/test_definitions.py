@@ -52,8 +52,23 @@ def test_lineage_runs_from_landing_zone_source_to_published_marts(graph):
 def test_jobs_and_schedules_are_defined():
     from orchestration.definitions import defs
 
-    assert {"soe_full_run", "soe_daily", "soe_weekly"} <= {job.name for job in defs.jobs}
-    assert {s.job_name for s in defs.schedules} >= {"soe_daily", "soe_weekly"}
+    assert {"soe_full_run", "soe_daily"} <= {job.name for job in defs.jobs}
+    assert {s.job_name for s in defs.schedules} >= {"soe_daily"}
+
+
+def test_every_job_that_publishes_rebuilds_every_mart_and_runs_the_publish_gates():
+    """Publishing writes every mart as one set: a job selecting the publish step without rebuilding a mart
+    would publish marts of two runs side by side, and one without raw/ingest_log (whose checks gate
+    publishing) would publish unchecked."""
+    from orchestration.definitions import defs
+
+    published = dg.AssetKey("published_marts")
+    needed = defs.resolve_asset_graph().get(published).parent_keys | {dg.AssetKey(["raw", "ingest_log"])}
+    publishing = [job.name for job in defs.jobs
+                  if published in defs.resolve_job_def(job.name).asset_layer.selected_asset_keys]
+    assert "soe_daily" in publishing
+    for name in publishing:
+        assert needed <= defs.resolve_job_def(name).asset_layer.selected_asset_keys, name
 
 
 def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs():
