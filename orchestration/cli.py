@@ -108,6 +108,18 @@ def _at_least_one(text: str) -> int:
     return _whole_number(text, 1)
 
 
+def _check_warehouse_file(path: Path) -> None:
+    """An existing warehouse must be a DuckDB database that no other process is writing."""
+    if not path.exists():
+        return
+    import duckdb
+
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error as error:
+        raise UserError(f"cannot use {path} as the warehouse: {error}") from None
+
+
 def _writable_folder(folder: Path, what: str) -> None:
     """Create ``folder`` if needed; a user error (no traceback) if it cannot be created or written."""
     try:
@@ -166,6 +178,13 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
     _writable_folder(workspace.warehouse.parent, "warehouse")
     _writable_folder(workspace.publish, "publish")
+    _check_warehouse_file(workspace.warehouse)
+    from orchestration.resources import QualitySettings
+
+    try:
+        QualitySettings.from_env()  # the definitions read it as they load: a mistake there is the user's
+    except ValueError as error:
+        raise UserError(str(error)) from None
     if options.memory_limit:
         os.environ[MEMORY_LIMIT_ENV] = options.memory_limit
     try:
@@ -221,7 +240,7 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions) -> tuple[dg.Jo
     from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
     from soe_assets.ingest.health import parse_freshness_days
 
-    quality = QualitySettings.from_env()
+    quality = QualitySettings.from_env()  # checked by run_pipeline
     try:
         freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
     except ValueError as error:
@@ -422,10 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
     gen.add_argument("--out", type=Path, required=True, help="landing-zone folder to write")
     gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
-    gen.add_argument("--skus", type=_at_least_one, default=40)
-    gen.add_argument("--dcs", type=_at_least_one, default=3)
-    gen.add_argument("--plants", type=_at_least_one, default=2)
-    gen.add_argument("--stores", type=_non_negative, default=0)
+    gen.add_argument("--skus", type=_at_least_one, default=40, help="number of SKUs (default 40)")
+    gen.add_argument("--dcs", type=_at_least_one, default=3, help="number of distribution centres (default 3)")
+    gen.add_argument("--plants", type=_at_least_one, default=2, help="number of plants (default 2)")
+    gen.add_argument("--stores", type=_non_negative, default=0, help="number of stores selling through POS (default 0)")
     gen.add_argument("--as-of", type=_iso_date, default=None, help="the date of the latest extract (YYYY-MM-DD)")
     gen.set_defaults(func=cmd_generate)
 
@@ -452,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")
     demo.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="demo folder (default: ./soe-demo)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the sample network (default 7)")
     demo.set_defaults(func=cmd_demo)
 
     exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")
@@ -494,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("soe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (`soe exceptions | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def command() -> NoReturn:

@@ -72,11 +72,21 @@ class QualitySettings(dg.ConfigurableResource):
 
         from soe_assets.ingest.health import parse_freshness_days
 
-        values: dict = {"freshness_days": parse_freshness_days(os.environ.get("SOE_FRESHNESS_DAYS", ""))}
+        try:
+            values: dict = {"freshness_days": parse_freshness_days(os.environ.get("SOE_FRESHNESS_DAYS", ""))}
+        except ValueError as error:
+            raise ValueError(f"SOE_FRESHNESS_DAYS: {error}") from None
         for field, env in (("warn_quarantine_share", "SOE_WARN_QUARANTINE_SHARE"),
                            ("block_quarantine_share", "SOE_BLOCK_QUARANTINE_SHARE")):
-            if os.environ.get(env, "").strip():
-                values[field] = float(os.environ[env])
+            text = os.environ.get(env, "").strip()
+            if text:
+                try:
+                    share = float(text)
+                except ValueError:
+                    share = -1.0
+                if not 0.0 <= share <= 1.0:
+                    raise ValueError(f"{env}='{text}' is not a share between 0 and 1 (e.g. 0.25)")
+                values[field] = share
         return cls(**values)
 
     def limits(self):

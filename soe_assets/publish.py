@@ -122,7 +122,12 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
     if warehouse is not None:
         if not warehouse.exists():
             raise MartNotPublished(f"no warehouse at {warehouse}: run 'soe run' first")
-        with duckdb.connect(str(warehouse), read_only=True) as conn:
+        try:
+            conn = duckdb.connect(str(warehouse), read_only=True)
+        except duckdb.Error as error:  # not a DuckDB file, or a run holds it: the published files can be read
+            raise MartNotPublished(f"cannot open the warehouse {warehouse} ({error}); while a run writes it, "
+                                   "read the published marts (--publish) instead") from None
+        with conn:
             if table not in mart_tables(conn):
                 raise MartNotPublished(f"{warehouse} has no marts.{table} yet: run 'soe run' first")
             return conn.execute(f"SELECT * FROM marts.{quote(table)}").df()

@@ -144,13 +144,20 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--time-fence-weeks", "-1"], "--time-fence-weeks: '-1' must be at least 0"),
     (["--warehouse", "{file}/w.duckdb"], "cannot create the warehouse folder"),
     (["--publish", "{file}/publish"], "cannot create the publish folder"),
+    (["--warehouse", "{file}"], "is not a valid DuckDB database file"),
+    (["--env", "SOE_BLOCK_QUARANTINE_SHARE=-0.5"], "SOE_BLOCK_QUARANTINE_SHARE='-0.5' is not a share between 0 and 1"),
+    (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
 ])
-def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, arguments, message):
-    """Options the run cannot use, and folders it cannot write, are refused up front (exit 2, no traceback)."""
+def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeypatch, arguments, message):
+    """Options, settings and files the run cannot use, and folders it cannot write, are refused up front
+    (exit 2, no traceback)."""
     from orchestration.cli import main
 
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
-    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_file").write_text("not a database")
+    if arguments[0] == "--env":
+        monkeypatch.setenv(*arguments[1].split("=", 1))
+        arguments = []
     options = {"--warehouse": str(tmp_path / "w.duckdb"),
                **dict(zip(arguments[::2], [a.format(file=tmp_path / "a_file") for a in arguments[1::2]]))}
     try:
@@ -160,7 +167,7 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, argumen
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert not (tmp_path / "w.duckdb").exists()
+    assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "dagster_home").exists()
 
 
 def test_a_filter_that_can_never_match_is_an_error_not_an_empty_list(tmp_path, capsys):
