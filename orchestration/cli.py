@@ -392,6 +392,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         warehouse=warehouse,
         publish=args.publish or (warehouse.parent / "publish" if args.warehouse else demo.publish),
     )
+    if not workspace.landing.is_dir() and not workspace.warehouse.exists():
+        raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
+                        f"run 'soe demo --dir {args.dir}' first, or pass --landing / --warehouse")
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
@@ -476,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")
     _add_mart_source(exc)
-    exc.add_argument("--top", type=_non_negative, default=20, help="show the N most important (default 20)")
+    exc.add_argument("--top", type=_non_negative, default=20, help="show the N most important (default 20; 0: all)")
     exc.add_argument("--type", default=None, help="only this exception type, e.g. projected_stockout")
     exc.add_argument("--location", default=None, help="only this location")
     exc.set_defaults(func=cmd_exceptions)

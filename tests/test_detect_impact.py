@@ -155,3 +155,5 @@ def test_planner_table_filters_and_orders() -> None:
     text = format_exceptions(rows, top=1)
     assert "2 open (showing the top 1)" in text and "projected_stockout" in text
     assert "nothing needs attention" in format_exceptions(rows, exception_type="late_transfer")
+    everything = format_exceptions(rows, top=0)  # 0: all
+    assert "showing the top" not in everything and everything.count("projected_stockout") == 2

@@ -244,7 +244,7 @@ def test_planner_views_read_the_published_run(first_run, capsys):
 def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
     from orchestration.cli import main
 
-    for command in ("exceptions", "recommendations", "report"):
+    for command in ("exceptions", "recommendations", "report", "ui"):
         assert main([command, "--dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("soe: error:") and "Traceback" not in err

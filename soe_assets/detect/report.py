@@ -16,6 +16,7 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
     if location:
         rows = rows[rows["location_id"].eq(location)]
     open_rows = rows[rows["status"].eq("open")].sort_values("priority")
+    top = top or len(open_rows)  # 0: all, as for the recommendations
     resolved = rows[rows["status"].eq("resolved")]
     as_of = str(frame["as_of"].iloc[0])[:10] if len(frame) else "?"
     lines = [f"exceptions as of {as_of}: {len(open_rows)} open"
