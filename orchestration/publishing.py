@@ -20,8 +20,11 @@ def build_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         """Every `marts.*` table as `<publish_dir>/<table>.parquet`, switched atomically as one set."""
         with warehouse.connect(read_only=True) as conn:
             run = read_run_context(conn)
+            files = {path.name: path for path in sorted(warehouse.files_path.glob("*"))
+                     if path.is_file() and not path.name.startswith(".")}
             published = publish_marts(
-                conn, settings.publish_path, run_id=context.run.run_id, as_of=run.as_of.isoformat()
+                conn, settings.publish_path, run_id=context.run.run_id, as_of=run.as_of.isoformat(),
+                extra_files=files,
             )
         context.log.info(f"published {len(published.row_counts)} tables to {settings.publish_path}")
         return dg.MaterializeResult(

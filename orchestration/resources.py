@@ -24,6 +24,11 @@ class WarehouseResource(dg.ConfigurableResource):
         with connect(self.path, read_only=read_only, threads=self.threads) as conn:
             yield conn
 
+    @property
+    def files_path(self) -> Path:
+        """Where stages leave files that are published with the marts (the S&OP report), beside the warehouse."""
+        return Path(self.path).parent / "files"
+
 
 class SoeSettings(dg.ConfigurableResource):
     """Landing zone, publish folder and run parameters (``shared/spec/landing-zone.md``).

@@ -184,6 +184,7 @@ def _manifest(root: Path) -> dict:
 @pytest.fixture(scope="module")
 def gated_run(corpus_run, root):
     before = _manifest(root)
+    report_before = (root / "publish" / "sop_report.html").read_text()
     broken = root / "landing" / "inventory_snapshots" / "2026-11-19.csv"
     snapshot = pd.DataFrame(minimal_network()["inventory_snapshots"]).assign(snapshot_date="2026-11-19")
     snapshot.to_csv(broken, sep=";", index=False)
@@ -191,7 +192,7 @@ def gated_run(corpus_run, root):
         result = _soe(_run_args(root, "--as-of", "2026-11-19"))
     finally:
         broken.unlink()
-    return {"result": result, "before": before}
+    return {"result": result, "before": before, "report_before": report_before}
 
 
 def test_a_rejected_newest_extract_blocks_publishing_and_keeps_the_previous_set(gated_run, root):
@@ -202,6 +203,9 @@ def test_a_rejected_newest_extract_blocks_publishing_and_keeps_the_previous_set(
     assert "publishing blocked: inventory_snapshots" in output
     assert "The previously published marts are untouched" in output
     assert _manifest(root) == gated_run["before"]
+    # the S&OP report is part of the set: the blocked run rendered its own, but the published one stays
+    assert (root / "publish" / "sop_report.html").read_text() == gated_run["report_before"]
+    assert "sop_report.html" in _manifest(root)["files"]
     alerts = [json.loads(line) for line in (root / "warehouse" / "alerts.jsonl").read_text().splitlines()]
     gate = [a for a in alerts if a["name"] == "newest_extracts_accepted"]
     assert gate and gate[-1]["severity"] == "ERROR" and gate[-1]["as_of"] == "2026-11-19"

@@ -6,7 +6,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from orchestration.resources import SoeSettings, WarehouseResource
+from orchestration.resources import WarehouseResource
 from soe_assets.feedback.calendar import SopCalendar, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FEEDBACK_TYPES, FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
@@ -32,12 +32,12 @@ class SopFeedbackConfig(dg.Config):
           dg.AssetKey("exception_history")],  # recommendations: read when present, not waited for
     kinds={"python", "duckdb", "html"},
     description="Recurring variance since the previous S&OP cycle (persistent forecast bias, chronic supplier "
-    "delay, chronic capacity shortfall, repeated expedites) with a suggested S&OP action; also writes "
-    "<publish_dir>/sop_report.html.",
+    "delay, chronic capacity shortfall, repeated expedites) with a suggested S&OP action; also renders the "
+    "S&OP report, published with the marts as <publish_dir>/sop_report.html.",
 )
 def sop_feedback(
-    context: dg.AssetExecutionContext, config: SopFeedbackConfig, settings: SoeSettings,
-    warehouse: WarehouseResource, sop_calendar: SopCalendar,
+    context: dg.AssetExecutionContext, config: SopFeedbackConfig, warehouse: WarehouseResource,
+    sop_calendar: SopCalendar,
 ) -> dg.MaterializeResult:
     rules = FeedbackRules(bias_weeks=config.bias_weeks, min_abs_bias=config.min_abs_bias,
                           min_occurrences=config.min_occurrences)
@@ -54,8 +54,9 @@ def sop_feedback(
                                        "denominator"])
     window = feedback_window(as_of, previous, rules)
     page = render_report(kpis, feedback, as_of=as_of, sop_cycle=cycle, window_start=window.start)
-    path = write_report(page, settings.publish_path)
-    context.log.info(f"sop_feedback: {len(feedback)} patterns for the S&OP cycle of {cycle}; report {path}")
+    path = write_report(page, warehouse.files_path)  # published with the marts, under the same gates
+    context.log.info(f"sop_feedback: {len(feedback)} patterns for the S&OP cycle of {cycle}; report {path.name} "
+                     "(published with the marts)")
     return dg.MaterializeResult(
         metadata={
             "sop_cycle": str(cycle),
