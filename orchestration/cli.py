@@ -182,9 +182,10 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     from orchestration.resources import QualitySettings
 
     try:
-        QualitySettings.from_env()  # the definitions read it as they load: a mistake there is the user's
+        quality = QualitySettings.from_env()  # the definitions read it as they load: a mistake there is the user's
     except ValueError as error:
         raise UserError(str(error)) from None
+    _writable_folder(quality.alert_log_path(str(workspace.warehouse)).parent, "alert log")
     if options.memory_limit:
         os.environ[MEMORY_LIMIT_ENV] = options.memory_limit
     try:

@@ -147,6 +147,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--warehouse", "{file}"], "is not a valid DuckDB database file"),
     (["--env", "SOE_BLOCK_QUARANTINE_SHARE=-0.5"], "SOE_BLOCK_QUARANTINE_SHARE='-0.5' is not a share between 0 and 1"),
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
+    (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
 ])
 def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeypatch, arguments, message):
     """Options, settings and files the run cannot use, and folders it cannot write, are refused up front
@@ -156,7 +157,7 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     (tmp_path / "a_file").write_text("not a database")
     if arguments[0] == "--env":
-        monkeypatch.setenv(*arguments[1].split("=", 1))
+        monkeypatch.setenv(*arguments[1].format(file=tmp_path / "a_file").split("=", 1))
         arguments = []
     options = {"--warehouse": str(tmp_path / "w.duckdb"),
                **dict(zip(arguments[::2], [a.format(file=tmp_path / "a_file") for a in arguments[1::2]]))}
