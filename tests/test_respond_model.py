@@ -8,7 +8,7 @@ import pytest
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
-from soe_assets.respond.recommend import attribute, choose_actions
+from soe_assets.respond.recommend import attribute, choose_actions, escalation_rows
 
 AS_OF = date(2026, 11, 18)  # Wednesday; week 0 starts Monday 2026-11-16
 WEEK0 = date(2026, 11, 16)
@@ -212,3 +212,17 @@ def test_spare_capacity_is_used_by_a_pull_in_before_any_reprioritisation():
                            for mo, sku, due, week in [("MO-1", "X", date(2026, 12, 18), 4), ("MO-2", "Y", date(2026, 12, 4), 2)]])
     acts, _ = chosen(problem(pos, lanes(), supply, cap))
     assert acts[["action_type", "reference_id", "qty"]].values.tolist() == [["pull_in_production", "MO-1", 50.0]]
+
+
+@pytest.mark.parametrize(("avg_week_demand", "escalated"), [(100.0, False), (20.0, True)])
+def test_a_remainder_smaller_than_a_stockout_is_not_escalated(avg_week_demand, escalated):
+    """3 units still short after the actions: rounding against 100 a week (a stockout needs 5 % of a week's
+    demand, 5 units), a shortage against 20 a week (threshold 1 unit)."""
+    prob = problem(positions({("S", "DC-1"): ([-50.0] * H, 0.0)}), lanes())
+    all_short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "first_week": 0, "first_short_week_any": 0,
+                               "worst_short_qty": 50.0, "price": 50.0, "avg_week_demand": avg_week_demand}])
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "covered_qty": 47.0, "left_qty": 3.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
+                              "proj_new": [-3.0] + [0.0] * (H - 1)})
+    rows = escalation_rows(prob, all_short, short, projected, CONFIG)
+    assert (len(rows) == 1) is escalated

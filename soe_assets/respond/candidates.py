@@ -83,7 +83,8 @@ select sku_id, location_id,
        min(case when inside_time_fence and is_short then week_index end) as first_week,
        min(case when is_short then week_index end) as first_short_week_any,
        max(greatest(-projected_available_qty, 0)) as worst_short_qty,
-       any_value(unit_price) as price
+       any_value(unit_price) as price,
+       any_value(avg_week_demand) as avg_week_demand
 from flagged
 group by sku_id, location_id
 having bool_or(is_short)

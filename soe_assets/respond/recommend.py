@@ -191,13 +191,16 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
 
 def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFrame, projected: pd.DataFrame,
                     config: RespondConfig) -> pd.DataFrame:
-    """One ``escalate_to_sop`` per short SKU-location still short after the actions."""
+    """One ``escalate_to_sop`` per short SKU-location still short after the actions, by as much as a
+    stockout must be (``stockout_min_units``, ``stockout_min_rel`` of an average week's demand): a remainder
+    smaller than that is rounding, not a shortage."""
     after = projected.groupby(["sku_id", "location_id"]).agg(worst_after=("proj_new", lambda s: max(0.0, -s.min())))
     rows = all_short.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
     rows = rows.merge(short[["sku_id", "location_id", "covered_qty", "left_qty"]], on=["sku_id", "location_id"], how="left")
     rows["worst_after"] = rows["worst_after"].fillna(rows["worst_short_qty"])
     rows["covered_qty"] = rows["covered_qty"].fillna(0.0)
-    rows = rows[rows["worst_after"] >= config.stockout_min_units].copy()
+    material = np.maximum(config.stockout_min_units, config.stockout_min_rel * rows["avg_week_demand"].fillna(0.0))
+    rows = rows[rows["worst_after"] > material].copy()
     if not len(rows):
         return pd.DataFrame()
     beyond = rows["first_week"].isna()
