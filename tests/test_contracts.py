@@ -84,7 +84,8 @@ def test_a_key_repeated_across_files_is_an_upsert_but_repeated_within_one_is_qua
     write_source(landing, "sales_orders",
                  [_order("TWICE", ordered_qty=6), _order("MOVED", ordered_qty=2), _order("TWICE", ordered_qty=7)],
                  extract=AS_OF)
-    result = ingest_landing_zone(landing, AS_OF)
+    progress: list[str] = []
+    result = ingest_landing_zone(landing, AS_OF, progress=progress.append)
     orders = result.table("sales_orders").set_index("order_id")
     assert orders.loc["MOVED", "ordered_qty"] == 2  # once per file: the latest file wins, nothing quarantined
     assert orders.loc["TWICE", "ordered_qty"] == 5  # both copies in the latest file fail: the earlier one stands
@@ -94,6 +95,10 @@ def test_a_key_repeated_across_files_is_an_upsert_but_repeated_within_one_is_qua
     assert quarantined["reason"].str.contains("duplicated primary key").all()
     assert quarantined["reason"].str.contains(f"the valid version of this key from {earlier.isoformat()}.csv stands").all()
     assert result.reports["sales_orders"].rows_quarantined == 2
+    # the progress line accounts for every row read: 5 = 2 valid + 2 quarantined + 1 superseded (MOVED's first)
+    line = next(p for p in progress if p.startswith("sales_orders"))
+    assert "5 rows read" in line and "2 valid" in line and "1 superseded by later extracts" in line
+
 
 def test_missing_column_quarantines_the_whole_file_and_other_files_flow_on(landing):
     path = write_source(landing, "sales_orders", [_order("X")], suffix="_broken")

@@ -609,9 +609,11 @@ def ingest_landing_zone(
         report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables)
         reports[source.name] = report
         if progress:
+            superseded = report.rows_read - report.rows_valid - report.rows_quarantined
             progress(
                 f"{source.name:<20} {report.files_read} file(s), {report.rows_read:>11,} rows read, "
                 f"{report.rows_valid:>11,} valid, {report.rows_quarantined:>7,} quarantined"
+                + (f", {superseded:,} superseded by later extracts" if superseded else "")
             )
     return IngestResult(as_of=resolved, reports=reports, conn=conn)
 
