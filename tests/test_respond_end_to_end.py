@@ -110,6 +110,10 @@ def test_stockout_next_to_a_donor_gets_a_reallocation_from_it(run, recs):
                           "and sku_id = 'SKU-R' and location_id = 'DC-1'")
     if len(stockouts):
         assert moves["exception_id"].iloc[0] == stockouts["exception_id"].iloc[0]
+    # DC-1 ends at about zero against a safety stock of 30: its below-safety-stock exception is not resolved
+    below = run.query("select exception_id from marts.exceptions where exception_type = 'below_safety_stock' "
+                      "and sku_id = 'SKU-R' and location_id = 'DC-1'")["exception_id"].tolist()
+    assert below and below[0] not in moves["resolves_exception_ids"].iloc[0].split(",")
 
 
 def test_donor_below_its_own_safety_stock_is_not_used_and_the_shortage_escalates(recs):

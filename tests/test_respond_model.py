@@ -8,7 +8,7 @@ import pytest
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
-from soe_assets.respond.recommend import attribute, choose_actions, escalation_rows
+from soe_assets.respond.recommend import attribute, below_safety_stock_after, choose_actions, escalation_rows
 
 AS_OF = date(2026, 11, 18)  # Wednesday; week 0 starts Monday 2026-11-16
 WEEK0 = date(2026, 11, 16)
@@ -226,3 +226,11 @@ def test_a_remainder_smaller_than_a_stockout_is_not_escalated(avg_week_demand, e
                               "proj_new": [-3.0] + [0.0] * (H - 1)})
     rows = escalation_rows(prob, all_short, short, projected, CONFIG)
     assert (len(rows) == 1) is escalated
+
+
+def test_below_safety_stock_after_the_actions_uses_the_detection_measure():
+    """Safety stock 30 (material gap: more than 6 units). After the actions DC-1 ends at 25 (5 short:
+    lifted), DC-2 at 20 (10 short: still below), DC-3 dips to 20 only beyond the fence (lifted)."""
+    projected = positions({("S", "DC-1"): ([25.0] * H, 30.0), ("S", "DC-2"): ([40.0, 20.0] + [40.0] * (H - 2), 30.0),
+                           ("S", "DC-3"): ([40.0] * F + [20.0] * (H - F), 30.0)}).rename(columns={"proj": "proj_new"})
+    assert below_safety_stock_after(projected).tolist() == [("S", "DC-2")]

@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from soe_assets.detect.config import DEFAULT_CONFIG
 from soe_assets.respond.candidates import Problem, load_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.model import solve
@@ -224,8 +225,20 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
     })
 
 
-def _link_exceptions(conn: duckdb.DuckDBPyConnection | None, rows: pd.DataFrame) -> pd.DataFrame:
-    """exception_id (the shortage at the place it bites) and every exception the row resolves."""
+def below_safety_stock_after(projected: pd.DataFrame) -> pd.MultiIndex:
+    """(sku_id, location_id) still below safety stock inside the fence after the actions, by the measure
+    detection raises ``below_safety_stock`` with (more than ``safety_stock_rel`` of it and
+    ``safety_stock_min_units`` short)."""
+    fence = projected[projected["inside_time_fence"] & (projected["ss"] > 0)]
+    material = np.maximum(DEFAULT_CONFIG.safety_stock_rel * fence["ss"], DEFAULT_CONFIG.safety_stock_min_units)
+    below = fence["ss"] - fence["proj_new"] > material
+    return pd.MultiIndex.from_frame(fence.loc[below, ["sku_id", "location_id"]].drop_duplicates())
+
+
+def _link_exceptions(conn: duckdb.DuckDBPyConnection | None, rows: pd.DataFrame,
+                     still_below: pd.MultiIndex) -> pd.DataFrame:
+    """exception_id (the shortage at the place it bites) and every exception the row resolves: the place's
+    ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not)."""
     exists = conn is not None and conn.execute(
         "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'exceptions'"
     ).fetchone()[0]
@@ -242,7 +255,7 @@ def _link_exceptions(conn: duckdb.DuckDBPyConnection | None, rows: pd.DataFrame)
     # supply-side exceptions the action also resolves (the late PO / shipment / production order it expedites)
     by_ref = exc[exc["reference_id"] != ""].groupby("reference_id")["exception_id"].agg(",".join)
     extra_ref = pd.Series(by_ref.reindex(rows["reference_id"].fillna("")).to_numpy(), index=rows.index)
-    extra_bss = pd.Series(bss.reindex(key).to_numpy(), index=rows.index)
+    extra_bss = pd.Series(bss.reindex(key).to_numpy(), index=rows.index).where(~key.isin(still_below))
     resolves = rows["exception_id"]
     acting = ~rows["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])
     resolves = resolves.where(~(acting & extra_bss.notna() & (extra_bss != rows["exception_id"])),
@@ -271,7 +284,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     parts = [rows, promise_rows(problem, short, projected, lines), escalation_rows(problem, all_short, short, projected, config)]
     mart = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(
         columns=[*MART_COLUMNS, "to_place", "week_start"])
-    mart = _link_exceptions(conn, mart) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
+    mart = _link_exceptions(conn, mart, below_safety_stock_after(projected)) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
     mart["creates_new_exception"] = False
     order = {"escalate_to_sop": 2, "adjust_order_promise": 1}
     mart["_kind"] = mart["action_type"].map(order).fillna(0)
