@@ -198,7 +198,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     started = time.monotonic()
     echo(f"loading pipeline definitions ... (DuckDB memory budget {budget})")
     with _start_up_kept_out_of_collections() as start_up_done:
-        job, quality = _load_full_run_job(workspace, options)
+        job = _load_full_run_job(workspace, options, quality)
         start_up_done()
         result = _execute_in_this_process(job)
     elapsed = time.monotonic() - started
@@ -235,13 +235,13 @@ def _start_up_kept_out_of_collections() -> Iterator[Callable[[], None]]:
         gc.unfreeze()
 
 
-def _load_full_run_job(workspace: Workspace, options: RunOptions) -> tuple[dg.JobDefinition, QualitySettings]:
-    """The full-run job of the definitions for this workspace and these options, and the quality settings."""
+def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: QualitySettings) -> dg.JobDefinition:
+    """The full-run job of the definitions for this workspace, these options and the environment's quality
+    settings (``quality``)."""
     from orchestration.definitions import FULL_RUN_JOB, build_definitions
     from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
     from soe_assets.ingest.health import parse_freshness_days
 
-    quality = QualitySettings.from_env()  # checked by run_pipeline
     try:
         freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
     except ValueError as error:
@@ -262,7 +262,7 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions) -> tuple[dg.Jo
         WarehouseResource(path=str(workspace.warehouse.resolve())),
         quality,
     )
-    return defs.resolve_job_def(FULL_RUN_JOB), quality
+    return defs.resolve_job_def(FULL_RUN_JOB)
 
 
 def _execute_in_this_process(job: dg.JobDefinition) -> dg.ExecuteInProcessResult:

@@ -56,6 +56,18 @@ class SoeSettings(dg.ConfigurableResource):
         return date.fromisoformat(self.as_of) if self.as_of else None
 
 
+def _share(name: str, text: str) -> float:
+    """A share between 0 and 1 from the setting ``name``; a clear error otherwise."""
+    problem = ValueError(f"{name}='{text}' is not a share between 0 and 1 (e.g. 0.25)")
+    try:
+        share = float(text)
+    except ValueError:
+        raise problem from None
+    if not 0.0 <= share <= 1.0:
+        raise problem
+    return share
+
+
 class QualitySettings(dg.ConfigurableResource):
     """Data-quality limits of the asset checks and where alerts go (``docs/operations.md``).
 
@@ -85,13 +97,7 @@ class QualitySettings(dg.ConfigurableResource):
                            ("block_quarantine_share", "SOE_BLOCK_QUARANTINE_SHARE")):
             text = os.environ.get(env, "").strip()
             if text:
-                try:
-                    share = float(text)
-                except ValueError:
-                    share = -1.0
-                if not 0.0 <= share <= 1.0:
-                    raise ValueError(f"{env}='{text}' is not a share between 0 and 1 (e.g. 0.25)")
-                values[field] = share
+                values[field] = _share(env, text)
         return cls(**values)
 
     def limits(self):
