@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -12,6 +13,8 @@ from soe_assets.detect.engine import apply_alert_budget
 from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
 from soe_assets.detect.lifecycle import mart_rows, track_lifecycle
 from soe_assets.detect.report import format_exceptions
+from soe_assets.detect.rules import _units as sql_units
+from soe_assets.respond.recommend import _units as frame_units
 
 CONFIG = DetectionConfig()
 
@@ -135,6 +138,8 @@ def test_lifecycle_new_still_open_and_resolved() -> None:
     assert second.loc["EX-3", "first_detected_on"] == date(2026, 11, 25)
     assert second.loc["EX-1", "status"] == "resolved" and second.loc["EX-1", "resolved_on"] == date(2026, 11, 25)
     assert pd.isna(second.loc["EX-1", "priority"])
+    # its figures are those of the run that last saw it open, and its text says so
+    assert second.loc["EX-1", "explanation"] == "Resolved: no longer detected on 2026-11-25; when last open (2026-11-18): short"
     # resolved ones are reported once: the next run no longer carries them
     third = track_lifecycle(detected(["EX-2", "EX-3"]), second.reset_index(), date(2026, 12, 2))
     assert set(third["exception_id"]) == {"EX-2", "EX-3"}
@@ -157,3 +162,11 @@ def test_planner_table_filters_and_orders() -> None:
     assert "nothing needs attention" in format_exceptions(rows, exception_type="late_transfer")
     everything = format_exceptions(rows, top=0)  # 0: all
     assert "showing the top" not in everything and everything.count("projected_stockout") == 2
+
+
+@pytest.mark.parametrize("qty, text", [(1, "1 unit"), (0.6, "1 unit"), (1.4, "1 unit"), (0, "0 units"),
+                                       (2, "2 units"), (1250, "1,250 units")])
+def test_explanations_count_units_in_words_alike_in_sql_and_pandas(qty: float, text: str) -> None:
+    """Detection writes its explanations in SQL, respond in pandas: both say '1 unit' and '2 units'."""
+    assert duckdb.connect().execute(f"SELECT {sql_units(str(qty))}").fetchone()[0] == text
+    assert frame_units(pd.Series([qty])).tolist() == [text]

@@ -55,7 +55,10 @@ def track_lifecycle(detected: pd.DataFrame, previous: pd.DataFrame, as_of: date,
     resolved["resolved_on"] = as_of
     resolved["priority"] = None
     resolved["in_alert_budget"] = True
-    resolved["explanation"] = "Resolved: " + resolved["explanation"].astype(str)
+    # The row's figures are those of the run that last saw it open: say so, or it reads as still true.
+    last_seen = pd.to_datetime(resolved["as_of"]).dt.strftime("%Y-%m-%d") if len(resolved) else ""
+    resolved["explanation"] = (f"Resolved: no longer detected on {as_of:%Y-%m-%d}; when last open (" + last_seen + "): "
+                               + resolved["explanation"].astype(str))
     rows = pd.concat([frame for frame in (open_rows, resolved) if len(frame)], ignore_index=True) if (
         len(open_rows) or len(resolved)) else pd.DataFrame(columns=HISTORY_COLUMNS)
     rows["as_of"] = as_of

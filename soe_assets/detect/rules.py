@@ -46,6 +46,15 @@ def _num(sql: str) -> str:
     return f"printf('%,.0f', {sql})"
 
 
+def _counted(sql: str, noun: str) -> str:
+    """A count with its noun for an explanation: '1 week', '3 weeks', '1,250 units'."""
+    return f"(printf('%,.0f', {sql}) || case when abs(round({sql})) = 1 then ' {noun}' else ' {noun}s' end)"
+
+
+def _units(sql: str) -> str:
+    return _counted(sql, "unit")
+
+
 def _money(sql: str) -> str:
     return f"printf('%,.0f', {sql})"
 
@@ -193,11 +202,11 @@ select
     'demand_above_plan' as exception_type, sku_id, location_id, run.week0 as week_start, 0 as week_index,
     null as reference_id, gap as qty, unit_price, unit_cost, windows_flagged as weeks_affected,
     case when window_plan_qty > 0 and window_demand_qty / window_plan_qty < 1 + ? then true else false end as absorbable,
-    'Demand for ' || sku_id || ' at ' || location_id || ' runs ' || {_num('window_demand_qty')} || ' units against a plan of '
+    'Demand for ' || sku_id || ' at ' || location_id || ' runs ' || {_units('window_demand_qty')} || ' against a plan of '
         || {_num('window_plan_qty')}
         || case when window_plan_qty > 0 then ' (' || printf('%+.0f', 100 * (window_demand_qty / window_plan_qty - 1)) || '%)' else '' end
         || ' from ' || window_label || ' (actual, and booked orders for coming weeks): '
-        || {_num('gap')} || ' units more than the supply planned for them.' as explanation
+        || {_units('gap')} || ' more than the supply planned for them.' as explanation
 from best cross join run
 where rank = 1
 """
@@ -226,7 +235,7 @@ select
     run.week0 as week_start, 0 as week_index, null as reference_id,
     window_plan_qty - window_demand_qty as qty, unit_price, unit_cost, {config.demand_window_weeks} as weeks_affected,
     case when window_demand_qty / window_plan_qty > 1 - ? then true else false end as absorbable,
-    'Demand for ' || sku_id || ' at ' || location_id || ' was ' || {_num('window_demand_qty')} || ' units against a plan of '
+    'Demand for ' || sku_id || ' at ' || location_id || ' was ' || {_units('window_demand_qty')} || ' against a plan of '
         || {_num('window_plan_qty')} || ' (' || printf('%+.0f', 100 * (window_demand_qty / window_plan_qty - 1))
         || '%) from ' || window_label || ': ' || {_num('window_plan_qty - window_demand_qty')}
         || ' planned units did not sell; supply still follows the plan.' as explanation
@@ -282,8 +291,8 @@ select
     coalesce(reachable.spare_qty, 0) >= agg.qty as absorbable,
     agg.sku_id || ' at ' || agg.location_id || ' is projected to run out in the week of '
         || strftime(agg.week_start, '%Y-%m-%d') || ' (balance ' || {_num('agg.first_balance')} || '), short '
-        || {_num('agg.qty')} || ' units at worst over ' || agg.weeks_affected || ' week(s); '
-        || {_num('coalesce(reachable.spare_qty, 0)')} || ' units are spare at locations with a lane to it.' as explanation
+        || {_units('agg.qty')} || ' at worst over ' || {_counted('agg.weeks_affected', 'week')} || '; '
+        || {_units('coalesce(reachable.spare_qty, 0)')} || ' are spare at locations with a lane to it.' as explanation
 from agg
 left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id = agg.location_id
 """
@@ -312,10 +321,10 @@ select
     'below_safety_stock' as exception_type, agg.sku_id, agg.location_id, agg.week_start, agg.first_week as week_index,
     null as reference_id, agg.qty, agg.unit_price, agg.unit_cost, agg.weeks_affected,
     coalesce(reachable.spare_qty, 0) >= agg.qty as absorbable,
-    agg.sku_id || ' at ' || agg.location_id || ' is projected at ' || {_num('agg.first_balance')}
-        || ' units against a safety stock of ' || {_num('agg.first_safety')} || ' in the week of '
-        || strftime(agg.week_start, '%Y-%m-%d') || ', up to ' || {_num('agg.qty')} || ' units of the buffer missing in '
-        || agg.weeks_affected || ' fence week(s).' as explanation
+    agg.sku_id || ' at ' || agg.location_id || ' is projected at ' || {_units('agg.first_balance')}
+        || ' against a safety stock of ' || {_num('agg.first_safety')} || ' in the week of '
+        || strftime(agg.week_start, '%Y-%m-%d') || ', up to ' || {_units('agg.qty')} || ' of the buffer missing in '
+        || {_counted('agg.weeks_affected', 'fence week')} || '.' as explanation
 from agg
 left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id = agg.location_id
 """
@@ -348,11 +357,11 @@ measured as (
 select
     'excess_inventory' as exception_type, sku_id, location_id, week_start, 0 as week_index, null as reference_id,
     least(excess_now, excess_at_fence) as qty, unit_price, unit_cost, 1 as weeks_affected, null as absorbable,
-    sku_id || ' at ' || location_id || ' holds ' || {_num('available_stock_qty')} || ' units available = '
+    sku_id || ' at ' || location_id || ' holds ' || {_units('available_stock_qty')} || ' available = '
         || case when avg_week_demand > 0 then printf('%.1f', available_stock_qty / avg_week_demand) || ' weeks'
                 else 'unlimited weeks' end
         || ' of cover against safety stock + ' || printf('%g', ?) || ' weeks; about '
-        || {_num('least(excess_now, excess_at_fence)')} || ' units (' || {_money('least(excess_now, excess_at_fence) * unit_cost')}
+        || {_units('least(excess_now, excess_at_fence)')} || ' (' || {_money('least(excess_now, excess_at_fence) * unit_cost')}
         || ' at cost) are excess.' as explanation
 from measured
 where excess_now >= ? and excess_at_fence >= ?
@@ -393,23 +402,23 @@ where late.delay_days > ?
 
 def late_purchase_order(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     describe = (
-        "'PO line ' || late.reference_id || coalesce(' from ' || late.supplier_id, '') || ': ' || " + _num("late.qty")
-        + " || ' units of ' || late.sku_id || ' for ' || late.location_id || ' promised '"
+        "'PO line ' || late.reference_id || coalesce(' from ' || late.supplier_id, '') || ': ' || " + _units("late.qty")
+        + " || ' of ' || late.sku_id || ' for ' || late.location_id || ' promised '"
         " || strftime(late.promised_date, '%Y-%m-%d') || case when late.due_date <= run.as_of"
         " then ', confirmed ' || strftime(late.due_date, '%Y-%m-%d') || ' and still not received'"
         " else ', now confirmed for ' || strftime(late.due_date, '%Y-%m-%d') end"
-        " || ' (' || late.delay_days || ' days late).'"
+        " || ' (' || " + _counted("late.delay_days", "day") + " || ' late).'"
     )
     return _late_supply(conn, config, "purchase_order", "late_purchase_order", describe)
 
 
 def late_transfer(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     describe = (
-        "'Transfer ' || late.reference_id || ' of ' || " + _num("late.qty")
-        + " || ' units of ' || late.sku_id || ' from ' || coalesce(late.from_location_id, '?') || ' to ' || late.location_id"
+        "'Transfer ' || late.reference_id || ' of ' || " + _units("late.qty")
+        + " || ' of ' || late.sku_id || ' from ' || coalesce(late.from_location_id, '?') || ' to ' || late.location_id"
         " || ' was due to arrive ' || strftime(late.promised_date, '%Y-%m-%d') || case when late.due_date <= run.as_of"
         " then ', ETA ' || strftime(late.due_date, '%Y-%m-%d') || ' has passed and it has not arrived'"
-        " else ', ETA now ' || strftime(late.due_date, '%Y-%m-%d') end || ' (' || late.delay_days || ' days late).'"
+        " else ', ETA now ' || strftime(late.due_date, '%Y-%m-%d') end || ' (' || " + _counted("late.delay_days", "day") + " || ' late).'"
     )
     return _late_supply(conn, config, "transfer", "late_transfer", describe)
 
@@ -441,12 +450,12 @@ select
     behind.finish_week as week_index, behind.production_order_id as reference_id, behind.qty,
     skus.unit_price, skus.unit_cost, 1 as weeks_affected, null as absorbable,
     'Production order ' || behind.production_order_id || ' (' || behind.sku_id || ' on ' || behind.resource_id
-        || ' at ' || behind.location_id || ') planned ' || {_num('behind.planned_qty')} || ' units by '
+        || ' at ' || behind.location_id || ') planned ' || {_units('behind.planned_qty')} || ' by '
         || strftime(behind.planned_finish_date, '%Y-%m-%d') || case when behind.reason = 'late'
             then ' is still ' || behind.status || ' with ' || {_num('behind.completed_qty')} || ' done ('
-                 || behind.days_past_finish || ' days late)'
+                 || {_counted('behind.days_past_finish', 'day')} || ' late)'
             else ' but finished only ' || {_num('behind.completed_qty')} end
-        || ': ' || {_num('behind.qty')} || ' units short.' as explanation
+        || ': ' || {_units('behind.qty')} || ' short.' as explanation
 from behind cross join run left join staging.stg_skus as skus using (sku_id)
 """
     return _frame(conn, sql, [config.slip_tolerance_days, config.production_short_rel,
@@ -490,10 +499,10 @@ select
     'capacity_overload' as exception_type, null as sku_id, location_id, week_start, week_index,
     resource_id as reference_id, load_qty - capacity_qty as qty, unit_price, unit_cost, 1 as weeks_affected,
     (week_index < time_fence_weeks and spare_before >= load_qty - capacity_qty) as absorbable,
-    'Resource ' || resource_id || ' at ' || location_id || ' has ' || {_num('load_qty')} || ' units planned in the week of '
+    'Resource ' || resource_id || ' at ' || location_id || ' has ' || {_units('load_qty')} || ' planned in the week of '
         || strftime(week_start, '%Y-%m-%d') || ' against a capacity of ' || {_num('capacity_qty')} || ': '
-        || {_num('load_qty - capacity_qty')} || ' units over (' || printf('%+.0f', 100 * (load_qty / nullif(capacity_qty, 0) - 1))
-        || '%); ' || {_num('spare_before')} || ' units are free in earlier fence weeks.' as explanation
+        || {_units('load_qty - capacity_qty')} || ' over (' || printf('%+.0f', 100 * (load_qty / nullif(capacity_qty, 0) - 1))
+        || '%); ' || {_units('spare_before')} || ' are free in earlier fence weeks.' as explanation
 from with_spare
 where load_qty - capacity_qty > greatest(? * capacity_qty, ?)
 """
@@ -522,10 +531,10 @@ agg as (
 select
     'quality_hold' as exception_type, sku_id, location_id, week_start, first_week as week_index, null as reference_id,
     least(hold_qty, gap) as qty, unit_price, unit_cost, weeks_affected, null as absorbable,
-    {_num('hold_qty')} || ' of ' || {_num('on_hand_qty')} || ' units of ' || sku_id || ' at ' || location_id
-        || ' are on quality hold; without them the projection falls ' || {_num('gap')}
-        || ' units below safety stock from the week of ' || strftime(week_start, '%Y-%m-%d')
-        || ': releasing ' || {_num('least(hold_qty, gap)')} || ' units would cover it.' as explanation
+    {_num('hold_qty')} || ' of ' || {_units('on_hand_qty')} || ' of ' || sku_id || ' at ' || location_id
+        || ' are on quality hold; without them the projection falls ' || {_units('gap')}
+        || ' below safety stock from the week of ' || strftime(week_start, '%Y-%m-%d')
+        || ': releasing ' || {_units('least(hold_qty, gap)')} || ' would cover it.' as explanation
 from agg
 """
     return _frame(conn, sql, [config.quality_hold_min_units, config.safety_stock_rel, config.safety_stock_min_units,
@@ -553,7 +562,8 @@ from_quarantine as (
            case when whole_files > 0 then 50 else rows end as qty, null as unit_price, ? as unit_cost,
            1 as weeks_affected, true as absorbable,
            case when whole_files > 0 then 'The whole file ' || source || '/' || file || ' was rejected: ' || example_reason
-                else rows || ' row(s) of ' || source || '/' || file || ' were quarantined (e.g. ' || example_reason || ')'
+                else {_counted('rows', 'row')} || ' of ' || source || '/' || file
+                     || case when rows = 1 then ' was' else ' were' end || ' quarantined (e.g. ' || example_reason || ')'
            end || '; see data_quality_issues.' as explanation
     from quarantined
 ),
@@ -569,8 +579,8 @@ stale as (
            null as week_index, 'freshness:' || log.source as reference_id, 50 as qty, null as unit_price,
            ? as unit_cost, 1 as weeks_affected, true as absorbable,
            'The newest extract of ' || log.source || ' is from ' || strftime(log.latest_extract_date, '%Y-%m-%d') || ', '
-               || datediff('day', log.latest_extract_date, run.as_of) || ' days before as_of (limit '
-               || limits.days || ' days): its data may be stale.' as explanation
+               || {_counted("datediff('day', log.latest_extract_date, run.as_of)", 'day')} || ' before as_of (limit '
+               || {_counted('limits.days', 'day')} || '): its data may be stale.' as explanation
     from raw.ingest_log as log cross join run
     inner join (values {limits}) as limits (source, days) on log.source = limits.source
     where log.files_read > 0

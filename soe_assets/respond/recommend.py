@@ -39,6 +39,11 @@ def _n(values: pd.Series) -> pd.Series:
     return values.astype(float).map("{:,.0f}".format)
 
 
+def _units(values: pd.Series) -> pd.Series:
+    """Quantities with their unit: '1 unit', '1,250 units'."""
+    return _n(values) + np.where(np.abs(np.round(np.asarray(values, dtype=float))) == 1, " unit", " units")
+
+
 def _money(values: pd.Series) -> pd.Series:
     return "$" + values.astype(float).map("{:,.0f}".format)
 
@@ -92,39 +97,39 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
     short_week = _week_label(week0, a["first_week"].fillna(0))
     covers = np.where(
         has_short,
-        "covers " + _n(a["covered_share_qty"]) + " of the " + short_week + " shortfall of " + _n(a["short_qty"].fillna(0))
-        + " units at " + a["to_location_id"].astype(str) + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
+        "covers " + _n(a["covered_share_qty"]) + " of the " + short_week + " shortfall of " + _units(a["short_qty"].fillna(0))
+        + " at " + a["to_location_id"].astype(str) + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
         "frees stock at " + a["to_location_id"].astype(str) + " for the transfers recommended from it")
     transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
     verb = np.where(a["action_type"] == "alternate_source", "Supply ", "Move ")
-    t_text = (verb + _n(a["qty"]) + " units of " + a["sku_id"] + " from " + a["from_location_id"].astype(str) + " to "
+    t_text = (verb + _units(a["qty"]) + " of " + a["sku_id"] + " from " + a["from_location_id"].astype(str) + " to "
               + a["to_location_id"].astype(str) + " (" + a["transit_days"].astype("Int64").astype(str)
               + np.where(a["transit_days"] == 1, " day, ", " days, ")
               + _money(a["cost"]) + ", arriving " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d") + "): " + covers
               + "; " + a["from_location_id"].astype(str) + " stays at or above safety stock (lowest margin "
-              + _n(a["low"].fillna(0)) + " units).")
+              + _units(a["low"].fillna(0)) + ").")
     ref_text = np.where(a["action_type"] == "pull_in_production", "production order ",
                         np.where(a["action_type"] == "expedite_transfer", "shipment ", "PO line "))
     verb2 = np.where(a["action_type"] == "pull_in_production", "Pull in ", "Expedite ")
-    p_text = (verb2 + ref_text + a["reference_id"].astype(str) + " (" + _n(a["qty"]) + " units of " + a["sku_id"]
+    p_text = (verb2 + ref_text + a["reference_id"].astype(str) + " (" + _units(a["qty"]) + " of " + a["sku_id"]
               + " into " + a["to_location_id"].astype(str) + ") from " + pd.to_datetime(a["old_date"]).dt.strftime("%Y-%m-%d")
               + " to " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d") + " (" + a["days_pulled"].astype("Int64").astype(str)
-              + " days earlier, " + _money(a["cost"])
+              + np.where(a["days_pulled"] == 1, " day earlier, ", " days earlier, ") + _money(a["cost"])
               + np.where(a["action_type"] == "pull_in_production", " within the resource's spare capacity", "")
               + "): " + covers + ".")
     # reprioritise_production: A runs in B's slot, B in A's old week; B's SKU-location is the one lowered
     swap = a["action_type"] == "reprioritise_production"
     resource = a["resource_key"].astype(str).str.split("/", n=1).str[-1]
     slot = pd.Timestamp(week0) + pd.to_timedelta(7 * a["arrive_week"].astype(int), unit="D")
-    s_text = ("Run " + a["reference_id"].astype(str) + " (" + _n(a["qty"]) + " units of " + a["sku_id"] + ") before "
+    s_text = ("Run " + a["reference_id"].astype(str) + " (" + _units(a["qty"]) + " of " + a["sku_id"] + ") before "
               + a["other_reference_id"].astype(str) + " on " + resource + " at " + a["to_location_id"].astype(str)
               + " in week " + slot.dt.strftime("%Y-%m-%d") + " (finishing " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d")
               + " instead of " + pd.to_datetime(a["old_date"]).dt.strftime("%Y-%m-%d") + ", " + _money(a["cost"]) + "): "
-              + _n(a["qty"]) + " units of " + a["other_reference_id"].astype(str) + " (" + a["other_sku_id"].astype(str)
+              + _units(a["qty"]) + " of " + a["other_reference_id"].astype(str) + " (" + a["other_sku_id"].astype(str)
               + ") move from " + pd.to_datetime(a["other_old_date"]).dt.strftime("%Y-%m-%d") + " to "
               + pd.to_datetime(a["other_new_date"]).dt.strftime("%Y-%m-%d") + ", " + a["other_sku_id"].astype(str)
               + " stays at or above safety stock at " + a["to_location_id"].astype(str) + " (lowest margin "
-              + _n(a["other_low"].fillna(0)) + " units); " + covers + ".")
+              + _units(a["other_low"].fillna(0)) + "); " + covers + ".")
     a["explanation"] = np.where(transfer, t_text, np.where(swap, s_text, p_text))
     a["week_start"] = pd.Timestamp(week0) + pd.to_timedelta(7 * a["first_week"].fillna(0).astype(int), unit="D")
     return a
@@ -182,10 +187,10 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
         "to_location_id": None, "reference_id": cand["reference_id"], "qty": cand["qty"], "cost": 0.0,
         "impact_resolved_value": 0.0, "to_place": cand["location_id"],
         "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["first_week"].astype(int), unit="D"),
-        "explanation": "Re-promise order line " + cand["reference_id"] + " (" + _n(cand["qty"]) + " units of " + cand["sku_id"]
+        "explanation": "Re-promise order line " + cand["reference_id"] + " (" + _units(cand["qty"]) + " of " + cand["sku_id"]
         + " from " + cand["location_id"] + ", customer " + cand["customer_id"].astype(str) + ", one of the lowest-priority by open value) from "
         + pd.to_datetime(cand["promised_date"]).dt.strftime("%Y-%m-%d") + " to " + new_date.dt.strftime("%Y-%m-%d")
-        + ": " + _n(cand["left_qty"]) + " units of the fence shortage cannot be covered and the balance is back above zero"
+        + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance is back above zero"
         + " from that week (cumulative ATP " + _n(cand["atp"].fillna(0)) + ").",
     })
 
@@ -210,12 +215,12 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
     fence_left = rows["left_qty"].fillna(0)
     text = np.where(
         beyond,
-        rows["sku_id"] + " at " + rows["location_id"] + " is projected short " + _n(rows["worst_after"]) + " units ("
+        rows["sku_id"] + " at " + rows["location_id"] + " is projected short " + _units(rows["worst_after"]) + " ("
         + _money(rows["worst_after"] * rows["price"]) + ") from " + label + ", beyond the " + str(problem.fence_weeks)
         + "-week time fence: escalate to S&OP to re-plan supply.",
-        rows["sku_id"] + " at " + rows["location_id"] + " is short " + _n(rows["worst_short_qty"]) + " units from " + label
+        rows["sku_id"] + " at " + rows["location_id"] + " is short " + _units(rows["worst_short_qty"]) + " from " + label
         + "; the actions inside the " + str(problem.fence_weeks) + "-week fence cover " + _n(rows["covered_qty"])
-        + ", leaving " + _n(np.maximum(fence_left, rows["worst_after"])) + " units ("
+        + ", leaving " + _units(np.maximum(fence_left, rows["worst_after"])) + " ("
         + _money(np.maximum(fence_left, rows["worst_after"]) * rows["price"]) + ") for S&OP to resolve.")
     return pd.DataFrame({
         "action_type": "escalate_to_sop", "sku_id": rows["sku_id"], "from_location_id": None,
