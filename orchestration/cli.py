@@ -136,16 +136,21 @@ def _writable_folder(folder: Path, what: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from soe_assets.sample_network import NetworkSize, generate_landing_zone
+    from soe_assets.sample_network import LandingZoneExists, NetworkSize, generate_landing_zone
 
     started = time.monotonic()
-    summary = generate_landing_zone(
-        args.out,
-        seed=args.seed,
-        size=NetworkSize(skus=args.skus, dcs=args.dcs, plants=args.plants, stores=args.stores),
-        as_of=args.as_of,
-        progress=print,
-    )
+    try:
+        summary = generate_landing_zone(
+            args.out,
+            seed=args.seed,
+            size=NetworkSize(skus=args.skus, dcs=args.dcs, plants=args.plants, stores=args.stores),
+            as_of=args.as_of,
+            replace=args.replace,
+            progress=print,
+        )
+    except LandingZoneExists as error:
+        raise UserError(f"{error}: add --replace to delete its extracts and write the new network, "
+                        "or choose another --out") from None
     rows = sum(summary.rows_per_source.values())
     print(f"landing zone for as_of {summary.as_of} written to {args.out}: {rows:,} rows in "
           f"{len(summary.files_written)} files, {len(summary.planted_problems)} planted problems "
@@ -374,7 +379,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     workspace = demo_workspace(args.dir)
     print(f"generating the sample network into {workspace.landing} ...")
-    generate_landing_zone(workspace.landing, seed=args.seed, progress=print)
+    generate_landing_zone(workspace.landing, seed=args.seed, replace=True, progress=print)  # the demo owns it
     if not run_pipeline(workspace, RunOptions()):
         return 1
     print("")
@@ -450,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--plants", type=_at_least_one, default=2, help="number of plants (default 2)")
     gen.add_argument("--stores", type=_non_negative, default=0, help="number of stores selling through POS (default 0)")
     gen.add_argument("--as-of", type=_iso_date, default=None, help="the date of the latest extract (YYYY-MM-DD)")
+    gen.add_argument("--replace", action="store_true",
+                     help="--out already holds a landing zone: delete its extracts first (refused otherwise)")
     gen.set_defaults(func=cmd_generate)
 
     run = sub.add_parser("run", help="run every stage once on a landing zone")

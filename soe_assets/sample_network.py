@@ -853,15 +853,43 @@ def _file_name(extract_day: int, source_index: int, extract_index: int, suffix: 
     return f"{day_to_date(extract_day).isoformat()}{suffix}.{extension}"
 
 
+class LandingZoneExists(Exception):
+    """The output folder already holds extracts: writing a network beside them would mix two networks."""
+
+
+def existing_extracts(out_dir: Path) -> list[Path]:
+    """The files in `out_dir`'s source folders (a landing zone already there)."""
+    return sorted(path for source in SOURCES if (out_dir / source).is_dir()
+                  for path in (out_dir / source).iterdir() if path.is_file())
+
+
+def _clear_landing_zone(out_dir: Path) -> None:
+    """Remove the extracts of every source folder and the planted-problem list (nothing else in `out_dir`)."""
+    for path in existing_extracts(out_dir):
+        path.unlink()
+    (out_dir / "_planted_problems.json").unlink(missing_ok=True)
+
+
 def generate_landing_zone(out_dir: Path, *, seed: int = 7, size: NetworkSize = NetworkSize(),
-                          as_of: date | None = None,
+                          as_of: date | None = None, replace: bool = False,
                           progress: Callable[[str], None] | None = None) -> GenerationSummary:
-    """Simulate the sample network and write it to `out_dir` as a landing zone ending on `as_of`."""
+    """Simulate the sample network and write it to `out_dir` as a landing zone ending on `as_of`.
+
+    A folder that already holds extracts is refused (`LandingZoneExists`) unless `replace`, which first
+    removes them: another network's extracts, of other dates, would otherwise stay beside the new ones
+    and win or lose the upsert by date.
+    """
     if size.skus < 1 or size.dcs < 1 or size.plants < 1 or size.stores < 0:
         raise ValueError(f"a network needs at least one SKU, DC and plant: {size}")
     as_of = as_of or DEFAULT_AS_OF
     report = progress or (lambda message: None)
     out_dir = Path(out_dir)
+    existing = existing_extracts(out_dir) if out_dir.is_dir() else []
+    if existing and not replace:
+        raise LandingZoneExists(f"{out_dir} already holds {len(existing)} extract(s), e.g. "
+                                f"{existing[0].relative_to(out_dir)}")
+    if existing:
+        _clear_landing_zone(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     net = _build_network(seed, size, as_of)
     files: dict[tuple[str, str], _ExtractFile] = {}

@@ -13,6 +13,7 @@ from soe_assets.sample_network import (
     PRIMARY_KEYS,
     SCHEMAS,
     NetworkSize,
+    existing_extracts,
     generate_landing_zone,
 )
 
@@ -173,3 +174,25 @@ def test_stores_are_optional(tmp_path: Path) -> None:
     assert not (tmp_path / "pos_sales").exists()
     assert "pos_sales" not in summary.rows_per_source
     assert summary.rows_per_source["sales_orders"] > 0
+
+
+def test_generating_into_a_landing_zone_is_refused_unless_replaced(tmp_path: Path, capsys) -> None:
+    """Another network's extracts (here of an earlier as_of) left beside the new ones would mix two networks."""
+    from orchestration.cli import main
+
+    out = tmp_path / "landing"
+    small = ["--skus", "3", "--dcs", "1", "--plants", "1"]
+    assert main(["generate", "--out", str(out), "--as-of", "2026-11-13", *small]) == 0
+    (out / "notes.txt").write_text("kept")
+    before = existing_extracts(out)
+
+    assert main(["generate", "--out", str(out), *small]) == 2
+    err = capsys.readouterr().err
+    assert "already holds" in err and "--replace" in err and "Traceback" not in err
+    assert existing_extracts(out) == before  # nothing written
+
+    assert main(["generate", "--out", str(out), "--replace", *small]) == 0
+    fresh = tmp_path / "fresh"
+    generate_landing_zone(fresh, seed=7, size=NetworkSize(skus=3, dcs=1, plants=1))
+    assert [p.relative_to(out) for p in existing_extracts(out)] == [p.relative_to(fresh) for p in existing_extracts(fresh)]
+    assert (out / "notes.txt").read_text() == "kept"  # only extracts are replaced
