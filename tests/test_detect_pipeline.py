@@ -122,12 +122,16 @@ def planted_network() -> dict:
             "production_order_id": f"MO-{line}", "sku_id": "SKU-A", "location_id": "PLANT-1", "resource_id": line,
             "planned_start_date": monday(2).isoformat(), "planned_finish_date": (monday(2) + timedelta(days=3)).isoformat(),
             "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "planned"})
-    # quality hold: 170 of 200 held, below safety stock (fires) / 50 of 300 held, plenty left (near miss)
+    # quality hold: 170 of 200 held, below safety stock (fires) / 50 of 300 held, plenty left (near miss) /
+    # 60 of 80 held, more of the buffer missing than is held (fires; releasing it covers only part)
     add_clean_sku(net, "HOLD", "DC-1")
     add_clean_sku(net, "HOLD-NEAR", "DC-1", stock=300)
+    add_clean_sku(net, "HOLD-PART", "DC-1", stock=80)
     for snap in net["inventory_snapshots"]:
         if snap["sku_id"] == "HOLD":
             snap["quality_hold_qty"] = 170.0
+        if snap["sku_id"] == "HOLD-PART":
+            snap["quality_hold_qty"] = 60.0
         if snap["sku_id"] == "HOLD-NEAR":
             snap["quality_hold_qty"] = 50.0
     return net
@@ -165,7 +169,7 @@ def test_clean_minimal_network_raises_no_exception(tmp_path: Path) -> None:
         ("late_transfer", {"SH-LATE"}),
         ("production_shortfall", {"MO-LATE"}),
         ("capacity_overload", {"LINE-2"}),
-        ("quality_hold", {"HOLD@DC-1"}),
+        ("quality_hold", {"HOLD@DC-1", "HOLD-PART@DC-1"}),
     ],
 )
 def test_each_type_fires_on_its_plant_and_not_on_the_near_miss(planted: pd.DataFrame, exception_type: str,
@@ -216,6 +220,16 @@ def test_root_cause_is_linked(planted: pd.DataFrame) -> None:
     assert row("projected_stockout")["caused_by_exception_id"] == row("quality_hold")["exception_id"]
     assert "quality hold" in row("projected_stockout")["explanation"]
     assert pd.isna(row("quality_hold")["caused_by_exception_id"])
+
+
+def test_quality_hold_says_how_much_releasing_it_covers(planted: pd.DataFrame) -> None:
+    holds = planted[planted["exception_type"].eq("quality_hold")].set_index("sku_id")
+    whole = holds.loc["HOLD"]  # 170 held, less of the buffer missing: releasing that much covers it
+    assert whole["shortfall_qty"] < 170
+    assert whole["explanation"].endswith(f"releasing {whole['shortfall_qty']:,.0f} units would cover it.")
+    part = holds.loc["HOLD-PART"]  # 60 held, more missing: releasing all of it covers 60
+    assert part["shortfall_qty"] == 60
+    assert part["explanation"].endswith("releasing all 60 would cover that much of it; the rest needs other supply.")
 
 
 def test_priority_unique_and_money_ranks(planted: pd.DataFrame) -> None:

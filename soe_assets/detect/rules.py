@@ -532,9 +532,11 @@ select
     'quality_hold' as exception_type, sku_id, location_id, week_start, first_week as week_index, null as reference_id,
     least(hold_qty, gap) as qty, unit_price, unit_cost, weeks_affected, null as absorbable,
     {_num('hold_qty')} || ' of ' || {_units('on_hand_qty')} || ' of ' || sku_id || ' at ' || location_id
-        || ' are on quality hold; without them the projection falls ' || {_units('gap')}
+        || ' are on quality hold; without them the projection falls up to ' || {_units('gap')}
         || ' below safety stock from the week of ' || strftime(week_start, '%Y-%m-%d')
-        || ': releasing ' || {_units('least(hold_qty, gap)')} || ' would cover it.' as explanation
+        || case when hold_qty >= gap then ': releasing ' || {_units('gap')} || ' would cover it.'
+                else ': releasing all ' || {_num('hold_qty')} || ' would cover that much of it; the rest needs other supply.'
+           end as explanation
 from agg
 """
     return _frame(conn, sql, [config.quality_hold_min_units, config.safety_stock_rel, config.safety_stock_min_units,
