@@ -8,7 +8,9 @@ import pytest
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
-from soe_assets.respond.recommend import attribute, below_safety_stock_after, choose_actions, escalation_rows
+from soe_assets.respond.recommend import (
+    attribute, below_safety_stock_after, choose_actions, escalation_rows, promise_rows,
+)
 
 AS_OF = date(2026, 11, 18)  # Wednesday; week 0 starts Monday 2026-11-16
 WEEK0 = date(2026, 11, 16)
@@ -226,6 +228,47 @@ def test_a_remainder_smaller_than_a_stockout_is_not_escalated(avg_week_demand, e
                               "proj_new": [-3.0] + [0.0] * (H - 1)})
     rows = escalation_rows(prob, all_short, short, projected, CONFIG)
     assert (len(rows) == 1) is escalated
+
+
+@pytest.mark.parametrize(("covered_qty", "says"), [
+    # an expedite of 100 units brings supply forward: the worst week goes from 500 to 450 units short
+    (100.0, "the actions inside the 4-week fence bring that down to 450 units ($22,500) for S&OP to resolve."),
+    (0.0, "no action inside the 4-week fence can cover it: 450 units ($22,500) for S&OP to resolve."),
+])
+def test_an_escalation_states_what_is_still_short_not_the_units_moved(covered_qty, says):
+    prob = problem(positions({("S", "DC-1"): ([-500.0] * H, 0.0)}), lanes())
+    all_short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "first_week": 0, "first_short_week_any": 0,
+                               "worst_short_qty": 500.0, "price": 50.0, "avg_week_demand": 100.0}])
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "covered_qty": covered_qty, "left_qty": 450.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H), "proj_new": [-450.0] * H})
+    row = escalation_rows(prob, all_short, short, projected, CONFIG).iloc[0]
+    assert row["qty"] == 450
+    assert row["explanation"] == "S at DC-1 is short 500 units from week-47 (2026-11-16); " + says
+
+
+def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first():
+    """30 units short in weeks 1-2 that nothing covers; the balance is back above zero from week 3. Of the lines
+    due in the short weeks, SMALL's (less open value) moves to week 3's Monday; BIG's stays, and SMALL's
+    week-0 line, due before the shortage, too."""
+    prob = problem(positions({("S", "DC-1"): ([10.0, -30.0, -30.0, 5.0, 5.0, 5.0], 0.0)}), lanes())
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
+                           "first_week": 1, "price": 50.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
+                              "proj_new": [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]})
+    lines = pd.DataFrame([
+        {"reference_id": "SO-BIG:1", "customer_id": "BIG", "customer_value": 3600.0, "week_index": 1,
+         "promised_date": date(2026, 11, 25)},
+        {"reference_id": "SO-SMALL:1", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 2,
+         "promised_date": date(2026, 12, 2)},
+        {"reference_id": "SO-SMALL:2", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 0,
+         "promised_date": date(2026, 11, 18)},
+    ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
+    rows = promise_rows(prob, short, projected, lines)
+    assert rows["reference_id"].tolist() == ["SO-SMALL:1"]
+    assert rows["explanation"].iloc[0] == (
+        "Re-promise order line SO-SMALL:1 (30 units of S from DC-1, customer SMALL with $1,200 of open orders; "
+        "the lines of customers with less move first) from 2026-12-02 to 2026-12-07: 30 units of the fence "
+        "shortage cannot be covered and the balance is back above zero from that week (cumulative ATP 0).")
 
 
 def test_below_safety_stock_after_the_actions_uses_the_detection_measure():

@@ -188,7 +188,8 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
         "impact_resolved_value": 0.0, "to_place": cand["location_id"],
         "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["first_week"].astype(int), unit="D"),
         "explanation": "Re-promise order line " + cand["reference_id"] + " (" + _units(cand["qty"]) + " of " + cand["sku_id"]
-        + " from " + cand["location_id"] + ", customer " + cand["customer_id"].astype(str) + ", one of the lowest-priority by open value) from "
+        + " from " + cand["location_id"] + ", customer " + cand["customer_id"].astype(str) + " with "
+        + _money(cand["customer_value"]) + " of open orders; the lines of customers with less move first) from "
         + pd.to_datetime(cand["promised_date"]).dt.strftime("%Y-%m-%d") + " to " + new_date.dt.strftime("%Y-%m-%d")
         + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance is back above zero"
         + " from that week (cumulative ATP " + _n(cand["atp"].fillna(0)) + ").",
@@ -213,18 +214,22 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
     week = rows["first_week"].fillna(rows["first_short_week_any"]).astype(int)
     label = _week_label(problem.week0, week)
     fence_left = rows["left_qty"].fillna(0)
+    # what is still short after the actions: not short minus the units they move, since an expedite or a
+    # pull-in only brings supply forward
+    remaining = np.maximum(fence_left, rows["worst_after"])
     text = np.where(
         beyond,
         rows["sku_id"] + " at " + rows["location_id"] + " is projected short " + _units(rows["worst_after"]) + " ("
         + _money(rows["worst_after"] * rows["price"]) + ") from " + label + ", beyond the " + str(problem.fence_weeks)
         + "-week time fence: escalate to S&OP to re-plan supply.",
         rows["sku_id"] + " at " + rows["location_id"] + " is short " + _units(rows["worst_short_qty"]) + " from " + label
-        + "; the actions inside the " + str(problem.fence_weeks) + "-week fence cover " + _n(rows["covered_qty"])
-        + ", leaving " + _units(np.maximum(fence_left, rows["worst_after"])) + " ("
-        + _money(np.maximum(fence_left, rows["worst_after"]) * rows["price"]) + ") for S&OP to resolve.")
+        + np.where(rows["covered_qty"] > 0,
+                   "; the actions inside the " + str(problem.fence_weeks) + "-week fence bring that down to ",
+                   "; no action inside the " + str(problem.fence_weeks) + "-week fence can cover it: ")
+        + _units(remaining) + " (" + _money(remaining * rows["price"]) + ") for S&OP to resolve.")
     return pd.DataFrame({
         "action_type": "escalate_to_sop", "sku_id": rows["sku_id"], "from_location_id": None,
-        "to_location_id": rows["location_id"], "reference_id": None, "qty": np.round(np.maximum(fence_left, rows["worst_after"])),
+        "to_location_id": rows["location_id"], "reference_id": None, "qty": np.round(remaining),
         "cost": 0.0, "impact_resolved_value": 0.0, "to_place": rows["location_id"],
         "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * week, unit="D"), "explanation": text,
     })
