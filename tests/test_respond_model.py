@@ -143,9 +143,9 @@ def test_explanation_states_the_numbers():
     into, _ = attribute(prob, acts, projected)
     row = _action_rows(prob, into, projected).iloc[0]
     assert row["explanation"] == (
-        "Move 60 units of X from D to A (2 days, $60, arriving 2026-11-21): covers 60 of the week-48 (2026-11-23) "
-        "shortfall of 60 units at A ($3,000 of revenue protected); D stays at or above safety stock "
-        "(lowest margin 140 units).")
+        "Move 60 units of X from D to A (2 days, $60, arriving 2026-11-21): covers 60 of the shortfall at A that "
+        "starts in week-48 (2026-11-23) and reaches 60 units ($3,000 of revenue protected); D stays at or above "
+        "safety stock (lowest margin 140 units).")
 
 
 # Reprioritisation: plant P is 50 short of X in weeks 2-3 until MO-1 (200 units of X) finishes on Fri 2026-12-18
@@ -186,8 +186,8 @@ def test_full_resource_gets_a_reprioritisation_and_the_pushed_order_keeps_its_sk
     assert row["explanation"] == (
         "Run MO-1 (50 units of X) before MO-2 on R at P in week 2026-11-30 (finishing 2026-12-06 instead of "
         "2026-12-18, $135): 50 units of MO-2 (Y) move from 2026-12-04 to 2026-12-18, Y stays at or above safety stock "
-        "at P (lowest margin 150 units); covers 50 of the week-49 (2026-11-30) shortfall of 50 units at P "
-        "($2,500 of revenue protected).")
+        "at P (lowest margin 150 units); covers 50 of the shortfall at P that starts in week-49 (2026-11-30) and "
+        "reaches 50 units ($2,500 of revenue protected).")
 
 
 def test_reprioritisation_that_would_take_the_other_sku_below_safety_stock_is_not_chosen():

@@ -97,8 +97,9 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
     short_week = _week_label(week0, a["first_week"].fillna(0))
     covers = np.where(
         has_short,
-        "covers " + _n(a["covered_share_qty"]) + " of the " + short_week + " shortfall of " + _units(a["short_qty"].fillna(0))
-        + " at " + a["to_location_id"].astype(str) + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
+        "covers " + _n(a["covered_share_qty"]) + " of the shortfall at " + a["to_location_id"].astype(str)
+        + " that starts in " + short_week + " and reaches " + _units(a["short_qty"].fillna(0))
+        + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
         "frees stock at " + a["to_location_id"].astype(str) + " for the transfers recommended from it")
     transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
     verb = np.where(a["action_type"] == "alternate_source", "Supply ", "Move ")
