@@ -83,6 +83,11 @@ def planted_network() -> dict:
     add_clean_sku(net, "SPARE", "DC-1", po_weeks=range(3, 13))
     add_clean_sku(net, "SPARE", "DC-2", stock=600)
     net["skus"].pop()  # the SKU is already in master data
+    # the same, but DC-2's receipts stop after week 7: it falls below safety stock in week 12, so sending
+    # any stock would take it further below (the respond stage's donor rule): nothing is spare (escalates)
+    add_clean_sku(net, "SPARE-DIP", "DC-1", po_weeks=range(3, 13))
+    add_clean_sku(net, "SPARE-DIP", "DC-2", stock=600, po_weeks=range(1, 8))
+    net["skus"].pop()
     # the projection runs level at stock - 100 (week 0's booked orders): below safety stock 40 by 30 without a
     # stockout (fires) / by 5, less than the 20 % tolerance (near miss)
     add_clean_sku(net, "LOW", "DC-2", stock=110)
@@ -138,14 +143,18 @@ def planted_network() -> dict:
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+def planted_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("planted")
     landing = write_landing_zone(root / "landing", planted_network())
     # data quality: a file with a negative quantity
     bad = dict(minimal_network()["sales_orders"][0], order_id="SO-BAD", ordered_qty=-5.0)
     write_source(landing, "sales_orders", [bad], suffix="_bad")
-    run = run_soe(root, landing)
-    return run.query("SELECT * FROM marts.exceptions")
+    return run_soe(root, landing)
+
+
+@pytest.fixture(scope="module")
+def planted(planted_run) -> pd.DataFrame:
+    return planted_run.query("SELECT * FROM marts.exceptions")
 
 
 def fired(exceptions: pd.DataFrame, exception_type: str) -> set[str]:
@@ -209,6 +218,20 @@ def test_time_fence_rule(planted: pd.DataFrame) -> None:
     assert stockouts.loc["OUT", "escalate_to_sop"]  # inside the fence but nothing can absorb it
     spare = planted[planted["exception_type"].eq("projected_stockout") & planted["sku_id"].eq("SPARE")].iloc[0]
     assert not spare["escalate_to_sop"]  # DC-2 holds enough spare SPARE along a lane
+    dip = stockouts.loc["SPARE-DIP"]  # DC-2 holds plenty inside the fence but runs below safety stock later
+    assert dip["escalate_to_sop"] and "; 0 units are spare at locations with a lane to it." in dip["explanation"]
+
+
+def test_the_escalation_flag_agrees_with_the_recommended_responses(planted_run) -> None:
+    """What detection calls absorbable inside the fence, the respond stage covers there, and the other way
+    round: SPARE gets a transfer and no escalation; SPARE-DIP and OUT get no transfer (nothing is spare)
+    and what the expedites leave is escalated."""
+    recs = planted_run.query("SELECT sku_id, action_type FROM marts.recommendations "
+                             "WHERE sku_id IN ('SPARE', 'SPARE-DIP', 'OUT')")
+    actions = recs.groupby("sku_id")["action_type"].agg(set).to_dict()
+    assert actions["SPARE"] == {"reallocate_stock"}
+    for sku in ("SPARE-DIP", "OUT"):
+        assert "escalate_to_sop" in actions[sku] and "reallocate_stock" not in actions[sku]
 
 
 def test_root_cause_is_linked(planted: pd.DataFrame) -> None:

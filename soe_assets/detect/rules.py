@@ -250,13 +250,21 @@ where window_plan_qty > 0
 
 
 def _spare_stock_sql() -> str:
-    """Per SKU and receiving location: stock other locations could send along a lane inside the fence
-    (their lowest projected balance above safety stock over the fence weeks)."""
+    """Per SKU and receiving location: stock other locations could send along a lane inside the fence,
+    by the respond stage's donor rule (docs/responses.md): a donor never goes below safety stock, or
+    further below it, in any week after the stock leaves, to the end of the horizon, and a location
+    short inside the fence gives nothing. Leaving in the last fence week, a donor can give its lowest
+    balance above safety stock from that week on; leaving earlier never allows more.
+    Needs ``run`` (``RUN``)."""
     return """
 spare as (
-    select sku_id, location_id, greatest(min(projected_available_qty - safety_stock_qty), 0) as spare_qty
-    from marts.sku_location_week where inside_time_fence
-    group by sku_id, location_id
+    select slw.sku_id, slw.location_id,
+           case when min(slw.projected_available_qty) filter (where slw.inside_time_fence) < 0 then 0
+                else greatest(coalesce(min(slw.projected_available_qty - slw.safety_stock_qty)
+                    filter (where run.time_fence_weeks > 0 and slw.week_index >= run.time_fence_weeks - 1), 0), 0)
+           end as spare_qty
+    from marts.sku_location_week as slw cross join run
+    group by slw.sku_id, slw.location_id
 ),
 reachable as (
     select lanes.to_location_id as location_id, spare.sku_id, sum(spare.spare_qty) as spare_qty
