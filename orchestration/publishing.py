@@ -5,7 +5,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from orchestration.resources import SoeSettings, WarehouseResource
+from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
+from soe_assets.ingest.health import publish_gates, read_source_health
 from soe_assets.publish import publish_marts
 from soe_assets.warehouse import read_run_context
 
@@ -15,10 +16,21 @@ def build_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
 
     @dg.asset(group_name="publish", deps=list(upstream), kinds={"parquet"})
     def published_marts(
-        context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource,
+        quality: QualitySettings,
     ) -> dg.MaterializeResult:
-        """Every `marts.*` table as `<publish_dir>/<table>.parquet`, switched atomically as one set."""
+        """Every `marts.*` table as `<publish_dir>/<table>.parquet`, switched atomically as one set.
+
+        The publish gates are judged again on the warehouse's ingest: they block a run that includes them,
+        but this asset can also be started on its own (the UI's Materialize), after a run they blocked."""
         with warehouse.connect(read_only=True) as conn:
+            blocked = [f.message for f in publish_gates(read_source_health(conn), quality.limits()).values()
+                       if not f.passed]
+            if blocked:
+                raise dg.Failure(
+                    description="not published, the previous set stays: the warehouse holds an ingest the publish "
+                    "gates block: " + "; ".join(blocked),
+                )
             run = read_run_context(conn)
             files = {path.name: path for path in sorted(warehouse.files_path.glob("*"))
                      if path.is_file() and not path.name.startswith(".")}

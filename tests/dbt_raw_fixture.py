@@ -147,6 +147,10 @@ OTHER_RAW_TABLES: dict[str, list[tuple[str, str]]] = {
         ("rows_read", "BIGINT"),
         ("rows_valid", "BIGINT"),
         ("rows_quarantined", "BIGINT"),
+        ("newest_extract_date", "DATE"),
+        ("newest_rows_read", "BIGINT"),
+        ("newest_rows_quarantined", "BIGINT"),
+        ("latest_usable_extract_date", "DATE"),
     ],
 }
 

@@ -4,7 +4,7 @@ input-health findings, the GX suite on the trusted view, the definitions' checks
 import json
 import os
 import threading
-from datetime import date
+from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -167,7 +167,8 @@ def test_sensor_evaluates_through_dagster(tmp_path):
 def _health(**overrides) -> SourceHealth:
     base = dict(source="sales_orders", required=True, as_of=date(2026, 11, 18), files_read=1, files_rejected=0,
                 rejected_files=(), rows_read=1000, rows_valid=990, rows_quarantined=10,
-                latest_accepted=date(2026, 11, 18), latest_rejected=None)
+                latest_accepted=date(2026, 11, 18), latest_rejected=None, newest_extract=date(2026, 11, 18),
+                newest_rows_read=1000, newest_rows_quarantined=10)
     return SourceHealth(**{**base, **overrides})
 
 
@@ -189,7 +190,7 @@ def test_freshness_limits_come_from_config_over_the_contract_defaults():
 def test_contract_violations_warn_on_share_and_rejected_files():
     limits = QualityLimits({}, warn_quarantine_share=0.02)
     assert contract_violations(_health(), limits).passed  # 1%
-    assert not contract_violations(_health(rows_quarantined=50), limits).passed
+    assert not contract_violations(_health(rows_quarantined=50, newest_rows_quarantined=50), limits).passed
     rejected = contract_violations(_health(files_rejected=1, rejected_files=("2026-11-17_x.csv",)), limits)
     assert not rejected.passed and "2026-11-17_x.csv" in rejected.message
 
@@ -199,14 +200,48 @@ def test_publish_gates():
     fine = {"sales_orders": _health()}
     assert newest_extracts_accepted(fine).passed and quarantine_share_below_limit(fine, limits).passed
     newest_rejected = {"inventory_snapshots": _health(source="inventory_snapshots", files_rejected=1,
-                                                      rejected_files=("2026-11-19.csv",),
+                                                      rejected_files=("2026-11-19.csv",), newest_rows_read=0,
+                                                      newest_extract=date(2026, 11, 19),
                                                       latest_rejected=date(2026, 11, 19))}
     gate = newest_extracts_accepted(newest_rejected)
     assert not gate.passed and "inventory_snapshots" in gate.message and "2026-11-19" in gate.message
+    assert "rejected whole" in gate.message
     older_rejected = {"x": _health(latest_rejected=date(2026, 11, 10), files_rejected=1)}
     assert newest_extracts_accepted(older_rejected).passed
     assert not newest_extracts_accepted({"skus": _health(source="skus", rows_valid=0)}).passed
-    assert not quarantine_share_below_limit({"s": _health(rows_quarantined=300)}, limits).passed
+    assert not quarantine_share_below_limit({"s": _health(newest_rows_quarantined=300)}, limits).passed
+
+
+def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
+    """Every row of the newest sales-order extract is rejected: 3 of the 9 rows read, a third, but all of today's.
+    The older extract's rows stand, so the marts would show yesterday's order book as today's."""
+    import duckdb
+
+    from soe_assets.ingest.health import read_source_health
+    from soe_assets.ingest.pipeline import ingest_landing_zone, write_run_metadata
+    from soe_assets.warehouse import RunContext
+    from support import AS_OF, minimal_network, write_landing_zone, write_source
+
+    network = minimal_network()
+    landing = write_landing_zone(tmp_path / "landing", network, extract=AS_OF - timedelta(days=1))
+    orders = network["sales_orders"]
+    older = [dict(orders[0], order_id=f"SO-OLD-{i}") for i in range(6)]
+    write_source(landing, "sales_orders", older, extract=AS_OF - timedelta(days=1), suffix="_more")
+    write_landing_zone(landing, {k: v for k, v in network.items() if k != "sales_orders"})
+    write_source(landing, "sales_orders", [dict(o, status="OPEN") for o in orders[:3]])
+    conn = duckdb.connect()
+    result = ingest_landing_zone(landing, AS_OF, conn=conn)
+    write_run_metadata(conn, result, RunContext(AS_OF, 13, 4, "test", datetime(2026, 11, 18, 6)))
+    health = read_source_health(conn)["sales_orders"]
+    assert (health.rows_read, health.rows_quarantined) == (len(orders) + 6 + 3, 3)
+    assert (health.newest_extract, health.newest_rows_read, health.newest_rows_quarantined) == (AS_OF, 3, 3)
+    assert health.latest_accepted == AS_OF - timedelta(days=1)
+    limits = QualityLimits({})
+    gate = newest_extracts_accepted({"sales_orders": health})
+    assert not gate.passed and "its newest extract (2026-11-18) holds no usable row (3 of 3 rows quarantined)" in gate.message
+    assert not quarantine_share_below_limit({"sales_orders": health}, limits).passed  # 100 % of today's rows
+    assert not freshness(health, QualityLimits({"sales_orders": 0})).passed  # the newest usable one is a day old
+    assert newest_extracts_accepted({k: v for k, v in read_source_health(conn).items() if k != "sales_orders"}).passed
 
 
 # --- GX suite -----------------------------------------------------------------------------

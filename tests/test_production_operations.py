@@ -212,6 +212,27 @@ def test_a_rejected_newest_extract_blocks_publishing_and_keeps_the_previous_set(
     assert alerts[-1]["kind"] == "run_failed"
 
 
+def test_publishing_on_its_own_after_a_blocked_run_is_refused(gated_run, root):
+    """The UI can materialize published_marts alone (no gate in that run): it judges the gates itself."""
+    import dagster as dg
+
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import SoeSettings, WarehouseResource
+
+    defs = build_definitions(
+        SoeSettings(landing_dir=str(root / "landing"), publish_dir=str(root / "publish")),
+        WarehouseResource(path=str(root / "warehouse" / "soe.duckdb")),
+    )
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[dg.AssetKey("published_marts")], raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message + str(failure.step_failure_data.user_failure_data)
+    assert "publishing blocked: inventory_snapshots" in message
+    assert _manifest(root) == gated_run["before"]
+
+
 # --- 3. crash safety ----------------------------------------------------------------------
 
 

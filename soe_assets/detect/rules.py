@@ -588,13 +588,17 @@ stale as (
     select 'data_quality' as exception_type, null as sku_id, null as location_id, null as week_start,
            null as week_index, 'freshness:' || log.source as reference_id, 50 as qty, null as unit_price,
            ? as unit_cost, 1 as weeks_affected, true as absorbable,
-           'The newest extract of ' || log.source || ' is from ' || strftime(log.latest_extract_date, '%Y-%m-%d') || ', '
-               || {_counted("datediff('day', log.latest_extract_date, run.as_of)", 'day')} || ' before as_of (limit '
-               || {_counted('limits.days', 'day')} || '): its data may be stale.' as explanation
+           case when log.latest_usable_extract_date is null
+                then 'No extract of ' || log.source || ' on or before as_of holds a usable row: its data is missing.'
+                else 'The newest usable extract of ' || log.source || ' is from '
+                     || strftime(log.latest_usable_extract_date, '%Y-%m-%d') || ', '
+                     || {_counted("datediff('day', log.latest_usable_extract_date, run.as_of)", 'day')}
+                     || ' before as_of (limit ' || {_counted('limits.days', 'day')} || '): its data may be stale.'
+           end as explanation
     from raw.ingest_log as log cross join run
     inner join (values {limits}) as limits (source, days) on log.source = limits.source
-    where log.files_read > 0
-      and datediff('day', log.latest_extract_date, run.as_of) > limits.days
+    where (log.files_read > 0 or log.newest_extract_date is not null)
+      and coalesce(datediff('day', log.latest_usable_extract_date, run.as_of) > limits.days, true)
 )
 select * from from_quarantine
 union all by name select * from findings

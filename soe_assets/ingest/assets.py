@@ -13,7 +13,8 @@ from soe_assets.warehouse import RunContext
 RAW_TABLE_DESCRIPTIONS = {
     "quarantine": "Every rejected row or file with source, file, row number, column, reason and raw record.",
     "run_context": "The run parameters (as_of, horizon, time fence) every later stage reads.",
-    "ingest_log": "Per source: files read and skipped, latest extract date, rows read, kept and quarantined.",
+    "ingest_log": "Per source: files read and skipped, latest extract date, rows read, kept and quarantined; "
+    "its newest extract (date, rows read and quarantined) and the latest usable one (the publish gates' input).",
 }
 
 

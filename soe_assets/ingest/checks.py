@@ -87,12 +87,13 @@ def source_health_checks(
     specs=[
         dg.AssetCheckSpec(
             "newest_extracts_accepted", asset=INGEST_LOG_KEY, blocking=True,
-            description="Blocks publishing when a source's newest extract was rejected whole "
-            "or a required source has no valid row.",
+            description="Blocks publishing when no file of a source's newest extract is usable (rejected whole "
+            "or every row quarantined) or a required source has no valid row.",
         ),
         dg.AssetCheckSpec(
             "quarantine_share_below_limit", asset=INGEST_LOG_KEY, blocking=True,
-            description="Blocks publishing when a source lost more than the blocking share of its rows to the quarantine.",
+            description="Blocks publishing when a source's newest extract lost more than the blocking share of its "
+            "rows to the quarantine.",
         ),
     ],
 )
@@ -102,11 +103,8 @@ def publish_gate_checks(
     with warehouse.connect(read_only=True) as conn:
         healths = h.read_source_health(conn)
     as_of = str(next(iter(healths.values())).as_of)
-    findings = [
-        (INGEST_LOG_KEY, "newest_extracts_accepted", h.newest_extracts_accepted(healths), dg.AssetCheckSeverity.ERROR),
-        (INGEST_LOG_KEY, "quarantine_share_below_limit", h.quarantine_share_below_limit(healths, quality.limits()),
-         dg.AssetCheckSeverity.ERROR),
-    ]
+    findings = [(INGEST_LOG_KEY, name, finding, dg.AssetCheckSeverity.ERROR)
+                for name, finding in h.publish_gates(healths, quality.limits()).items()]
     yield from evaluate(context, findings, quality, warehouse, as_of)
 
 

@@ -7,10 +7,12 @@ Two levels, on purpose (bad rows never stop a run):
 - per-source *warnings*: some rows quarantined above the warning share, a
   file rejected whole, a source older than its freshness limit. The run goes
   on and publishes; the alert tells the owning team.
-- *publish gates* (block publishing, the previous published set stays): the
-  newest extract of a source was rejected whole (the marts would present the
-  previous extract as today's picture), a required source has no valid row
-  at all, or a source lost more than the blocking share of its rows.
+- *publish gates* (block publishing, the previous published set stays): no
+  file of a source's newest extract is usable, rejected whole or every row
+  quarantined (the marts would present the previous extract as today's
+  picture), a required source has no valid row at all, or the newest extract
+  of a source lost more than the blocking share of its rows. ``published_marts``
+  evaluates them again itself, so no way of starting it publishes a blocked run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from datetime import date
 import duckdb
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
-from soe_assets.warehouse import quote
 
 DEFAULT_WARN_QUARANTINE_SHARE = 0.02
 DEFAULT_BLOCK_QUARANTINE_SHARE = 0.25
@@ -69,8 +70,11 @@ class SourceHealth:
     rows_read: int
     rows_valid: int
     rows_quarantined: int
-    latest_accepted: date | None
+    latest_accepted: date | None  # the newest extract with a usable file (not rejected whole, not every row quarantined)
     latest_rejected: date | None
+    newest_extract: date | None  # the newest extract date read or rejected, on or before as_of
+    newest_rows_read: int = 0
+    newest_rows_quarantined: int = 0
 
     @property
     def present(self) -> bool:
@@ -78,13 +82,15 @@ class SourceHealth:
 
     @property
     def quarantine_share(self) -> float:
-        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        """The share of the newest extract's rows quarantined: today's picture is what the gates protect, and a
+        share over every extract read would shrink with each older extract kept in the landing zone."""
+        return self.newest_rows_quarantined / self.newest_rows_read if self.newest_rows_read else 0.0
 
     @property
-    def newest_extract_rejected(self) -> bool:
-        """Every file of the newest extract date was rejected whole."""
-        return self.latest_rejected is not None and (
-            self.latest_accepted is None or self.latest_rejected > self.latest_accepted
+    def newest_extract_lost(self) -> bool:
+        """No file of the newest extract date is usable: each was rejected whole or lost every row."""
+        return self.newest_extract is not None and (
+            self.latest_accepted is None or self.newest_extract > self.latest_accepted
         )
 
     @property
@@ -102,12 +108,13 @@ class Finding:
 
 
 def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealth]:
-    """Per source, from ``raw.run_context``, ``raw.ingest_log``, ``raw.quarantine`` and ``raw.<source>``."""
+    """Per source, from ``raw.run_context``, ``raw.ingest_log`` and ``raw.quarantine``."""
     as_of = conn.execute("SELECT as_of FROM raw.run_context").fetchone()[0]
     log = {
         row[0]: row[1:]
         for row in conn.execute(
-            "SELECT source, files_read, rows_read, rows_valid, rows_quarantined, latest_extract_date FROM raw.ingest_log"
+            "SELECT source, files_read, rows_read, rows_valid, rows_quarantined, latest_usable_extract_date, "
+            "newest_extract_date, newest_rows_read, newest_rows_quarantined FROM raw.ingest_log"
         ).fetchall()
     }
     rejected: dict[str, list[str]] = {}
@@ -117,12 +124,10 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
         rejected.setdefault(source, []).append(file)
     health = {}
     for contract in SOURCES:
-        files_read, rows_read, rows_valid, rows_quarantined, latest_read = log.get(contract.name, (0, 0, 0, 0, None))
+        (files_read, rows_read, rows_valid, rows_quarantined, latest_usable, newest, newest_read,
+         newest_quarantined) = log.get(contract.name, (0, 0, 0, 0, None, None, 0, 0))
         files = tuple(rejected.get(contract.name, []))
         rejected_dates = {d for d in (extract_date_of(f) for f in files) if d is not None and d <= as_of}
-        accepted = conn.execute(f"SELECT max(_extract_date) FROM raw.{quote(contract.name)}").fetchone()[0]
-        if latest_read is not None and latest_read not in rejected_dates:
-            accepted = max(filter(None, [accepted, latest_read]))  # e.g. a newest file with a header only
         health[contract.name] = SourceHealth(
             source=contract.name,
             required=contract.required,
@@ -133,8 +138,11 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             rows_read=int(rows_read or 0),
             rows_valid=int(rows_valid or 0),
             rows_quarantined=int(rows_quarantined or 0),
-            latest_accepted=accepted,
+            latest_accepted=latest_usable,
             latest_rejected=max(rejected_dates) if rejected_dates else None,
+            newest_extract=newest,
+            newest_rows_read=int(newest_read or 0),
+            newest_rows_quarantined=int(newest_quarantined or 0),
         )
     return health
 
@@ -152,12 +160,19 @@ def _files(names: tuple[str, ...], limit: int = 3) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def _newest(health: SourceHealth) -> str:
+    return f"its newest extract ({health.newest_extract})"
+
+
 def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
-    """Warning: rows quarantined above the warning share, or files rejected whole."""
+    """Warning: rows of the newest extract quarantined above the warning share, or files rejected whole."""
     share = health.quarantine_share
     metadata = {
         "rows_read": health.rows_read,
         "rows_quarantined": health.rows_quarantined,
+        "newest_extract": str(health.newest_extract or ""),
+        "newest_rows_read": health.newest_rows_read,
+        "newest_rows_quarantined": health.newest_rows_quarantined,
         "quarantine_share": round(share, 4),
         "warn_share": limits.warn_quarantine_share,
         "files_rejected": health.files_rejected,
@@ -165,8 +180,8 @@ def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
     problems = []
     if share > limits.warn_quarantine_share:
         problems.append(
-            f"{health.rows_quarantined:,} of {health.rows_read:,} rows quarantined ({share:.1%}, "
-            f"warning above {limits.warn_quarantine_share:.0%})"
+            f"{health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows of {_newest(health)} quarantined "
+            f"({share:.1%}, warning above {limits.warn_quarantine_share:.0%})"
         )
     if health.files_rejected:
         problems.append(f"{health.files_rejected} file(s) rejected whole: {_files(health.rejected_files)}")
@@ -200,13 +215,19 @@ def freshness(health: SourceHealth, limits: QualityLimits) -> Finding:
 
 
 def newest_extracts_accepted(healths: Mapping[str, SourceHealth]) -> Finding:
-    """Publish gate: no source's newest extract rejected whole; every required source has valid rows."""
+    """Publish gate: every source's newest extract has a usable file; every required source has valid rows."""
     problems = []
     for health in healths.values():
-        if health.newest_extract_rejected:
+        if health.newest_extract_lost and health.latest_rejected == health.newest_extract and not health.newest_rows_read:
             problems.append(
-                f"{health.source}: every file of its newest extract ({health.latest_rejected}) was rejected whole "
-                f"({_files(health.rejected_files)})"
+                f"{health.source}: every file of {_newest(health)} was rejected whole ({_files(health.rejected_files)})"
+            )
+        elif health.newest_extract_lost:
+            problems.append(
+                f"{health.source}: {_newest(health)} holds no usable row "
+                f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
+                + (f"; rejected whole: {_files(health.rejected_files)}" if health.latest_rejected == health.newest_extract
+                   else "") + ")"
             )
         elif health.required and health.rows_valid == 0:
             problems.append(f"{health.source}: no valid row at all")
@@ -217,13 +238,14 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth]) -> Finding:
 
 
 def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
-    """Publish gate: no source lost more than the blocking share of its rows to the quarantine."""
+    """Publish gate: no source's newest extract lost more than the blocking share of its rows to the quarantine."""
     over = [h for h in healths.values() if h.quarantine_share > limits.block_quarantine_share]
     metadata = {"block_share": limits.block_quarantine_share,
-                **{f"share.{h.source}": round(h.quarantine_share, 4) for h in healths.values() if h.rows_read}}
+                **{f"share.{h.source}": round(h.quarantine_share, 4) for h in healths.values() if h.newest_rows_read}}
     if over:
         listed = "; ".join(
-            f"{h.source}: {h.rows_quarantined:,} of {h.rows_read:,} rows ({h.quarantine_share:.0%})" for h in over
+            f"{h.source}: {h.newest_rows_quarantined:,} of {h.newest_rows_read:,} rows of {_newest(h)} "
+            f"({h.quarantine_share:.0%})" for h in over
         )
         return Finding(
             False,
@@ -231,3 +253,12 @@ def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: Qu
             metadata,
         )
     return Finding(True, f"no source above {limits.block_quarantine_share:.0%} quarantined", metadata)
+
+
+PUBLISH_GATES = ("newest_extracts_accepted", "quarantine_share_below_limit")
+
+
+def publish_gates(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> dict[str, Finding]:
+    """The verdicts that decide whether a run may publish, by gate name."""
+    return {"newest_extracts_accepted": newest_extracts_accepted(healths),
+            "quarantine_share_below_limit": quarantine_share_below_limit(healths, limits)}

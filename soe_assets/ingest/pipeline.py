@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -44,6 +44,7 @@ class SourceReport:
     rows_read: int = 0
     rows_valid: int = 0
     rows_quarantined: int = 0
+    rows_read_by_file: dict[str, int] = field(default_factory=dict)  # per file read; not a column of the log
 
 
 @dataclass
@@ -332,6 +333,7 @@ class _SourceIngest:
         self.report.rows_quarantined += rows
 
     def _count_read(self, extract: Extract, rows: int) -> None:
+        self.report.rows_read_by_file[extract.file] = rows
         self.report.files_read += 1
         self.report.latest_extract_date = max(filter(None, [self.report.latest_extract_date, extract.extract_date]))
         self.report.rows_read += rows
@@ -618,6 +620,36 @@ def ingest_landing_zone(
     return IngestResult(as_of=resolved, reports=reports, conn=conn)
 
 
+# Per source, its newest extract (the latest extract date among the files read or rejected on or before
+# as_of) and the latest usable one: a file is usable unless it was rejected whole or every one of its rows
+# was quarantined (a file with a header only is usable: nothing new happened). The publish gates and the
+# freshness measures read these, not the totals over every extract, which older extracts dilute.
+NEWEST_EXTRACT_SQL = """
+WITH per_file AS (
+    SELECT source, file, bool_or(row_number IS NULL) AS rejected_whole, count(DISTINCT row_number) AS rows_quarantined
+    FROM raw.quarantine GROUP BY source, file
+),
+files AS (
+    SELECT source, file, try_cast(left(file, 10) AS DATE) AS extract_date, coalesce(r.rows_read, 0) AS rows_read,
+           coalesce(q.rejected_whole, false) AS rejected_whole,
+           CASE WHEN q.rejected_whole THEN coalesce(r.rows_read, 0) ELSE coalesce(q.rows_quarantined, 0) END
+               AS rows_quarantined
+    FROM _rows_read_by_file AS r FULL JOIN per_file AS q USING (source, file)
+),
+dated AS (
+    SELECT files.*, max(extract_date) OVER (PARTITION BY source) AS newest
+    FROM files WHERE extract_date <= ?
+)
+SELECT source,
+       any_value(newest) AS newest_extract_date,
+       sum(rows_read) FILTER (WHERE extract_date = newest) AS newest_rows_read,
+       sum(rows_quarantined) FILTER (WHERE extract_date = newest) AS newest_rows_quarantined,
+       max(extract_date) FILTER (WHERE NOT rejected_whole AND (rows_read = 0 OR rows_quarantined < rows_read))
+           AS latest_usable_extract_date
+FROM dated GROUP BY source
+"""
+
+
 def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, context: RunContext) -> None:
     """Write ``raw.run_context`` (the run parameters every stage reads) and ``raw.ingest_log``."""
     replace_table(
@@ -628,12 +660,22 @@ def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, co
         {"as_of": "DATE", "horizon_weeks": "INTEGER", "time_fence_weeks": "INTEGER", "run_id": "VARCHAR",
          "started_at": "TIMESTAMP"},
     )
-    log = pd.DataFrame([asdict(report) for report in result.reports.values()])
+    log = pd.DataFrame([asdict(report) for report in result.reports.values()]).drop(columns="rows_read_by_file")
+    read_by_file = pd.DataFrame(
+        [(report.source, file, rows) for report in result.reports.values() for file, rows in report.rows_read_by_file.items()],
+        columns=["source", "file", "rows_read"],
+    )
+    conn.register("_rows_read_by_file", read_by_file)
+    try:
+        newest = conn.execute(NEWEST_EXTRACT_SQL, [result.as_of]).df()
+    finally:
+        conn.unregister("_rows_read_by_file")
     replace_table(
         conn,
         "raw",
         "ingest_log",
-        log,
+        log.merge(newest, on="source", how="left"),
         {"source": "VARCHAR", "files_read": "INTEGER", "files_skipped": "INTEGER", "latest_extract_date": "DATE",
-         "rows_read": "BIGINT", "rows_valid": "BIGINT", "rows_quarantined": "BIGINT"},
+         "rows_read": "BIGINT", "rows_valid": "BIGINT", "rows_quarantined": "BIGINT", "newest_extract_date": "DATE",
+         "newest_rows_read": "BIGINT", "newest_rows_quarantined": "BIGINT", "latest_usable_extract_date": "DATE"},
     )
