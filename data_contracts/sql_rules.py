@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from data_contracts.sources import SourceContract
-from data_contracts.validation import KIND_WORDS, describe_check
+from data_contracts.validation import EARLIEST_DATE, EDGE_BLANKS, KIND_WORDS, LATEST_DATE, OUT_OF_RANGE, describe_check
 
 
 class UntranslatableCheck(Exception):
@@ -40,9 +40,12 @@ CUSTOM_CHECKS = {
 
 
 def typed_expression(kind: str, text: str) -> str:
-    """SQL turning a trimmed, empty-as-NULL text column into a typed kind (NULL if unparseable)."""
+    """SQL turning a trimmed, empty-as-NULL text column into a typed kind (NULL if unparseable).
+
+    A date is ``YYYY-MM-DD`` and a timestamp starts with one: DuckDB's casts also take '2026/11/20',
+    '26-11-20', 'epoch' or 'infinity', which the contract does not."""
     if kind == "date":
-        return f"TRY_CAST({text} AS DATE)"
+        return _iso_date(text)
     if kind == "ts":
         # Offsets are honoured and normalised to UTC (the connection runs in UTC). The zoned parse
         # costs several times the plain one: the common 'YYYY-MM-DD[T ]HH:MM:SS' leaves no room
@@ -52,8 +55,13 @@ def typed_expression(kind: str, text: str) -> str:
     return _number(f"TRY_CAST({text} AS DOUBLE)", kind)
 
 
+def _iso_date(text: str) -> str:
+    return f"CASE WHEN {text} LIKE '____-__-__' THEN TRY_CAST({text} AS DATE) END"
+
+
 def _zoned_parse(text: str) -> str:
-    return f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    return f"CASE WHEN {text} LIKE '____-__-__%' THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+
 
 
 def _number(number: str, kind: str) -> str:
@@ -76,22 +84,23 @@ def parsed_text(kind: str, received: str) -> str:
     """
     trimmed = trimmed_text(received)
     if kind == "date":
-        return f"coalesce(TRY_CAST({received} AS DATE), TRY_CAST({trimmed} AS DATE))"
+        return f"coalesce({_iso_date(received)}, {_iso_date(trimmed)})"
     if kind == "ts":
         return f"coalesce({typed_expression('ts', received)}, {_zoned_parse(trimmed)})"
     return _number(f"coalesce(TRY_CAST({received} AS DOUBLE), TRY_CAST({trimmed} AS DOUBLE))", kind)
 
 
 def trimmed_text(value: str) -> str:
-    """SQL for ``NULLIF(trim(value), '')``, with the usual value (ASCII, no edge space) skipping the copy.
+    """SQL for ``NULLIF(trim(value, EDGE_BLANKS), '')``, with the usual value (ASCII, no edge blank) skipping the copy.
 
-    DuckDB's trim strips Unicode spaces and copies every string it returns,
-    which made it a large share of validating an extract; an ASCII value that
-    neither starts nor ends with a space is returned as it is.
+    Trimming copies every string it returns, which made it a large share of
+    validating an extract; an ASCII value whose first character is printable
+    and whose last is no blank is returned as it is.
     """
+    ends_blank = " OR ".join(f"suffix({value}, {literal(c)})" for c in " \t\n\r")
     return (
-        f"CASE WHEN strlen({value}) = length({value}) AND NOT prefix({value}, ' ') AND NOT suffix({value}, ' ') "
-        f"THEN NULLIF({value}, '') ELSE NULLIF(trim({value}), '') END"
+        f"CASE WHEN strlen({value}) = length({value}) AND ascii({value}) > 32 AND NOT ({ends_blank}) "
+        f"THEN {value} ELSE NULLIF(trim({value}, {literal(EDGE_BLANKS)}), '') END"
     )
 
 
@@ -223,6 +232,13 @@ def compile_contract(
                         (column, f"{typed} IS NOT NULL AND {typed} NOT IN (SELECT id FROM {master_tables[kind_of_id]})",
                          literal(f"unknown {column} (not in master data {kind_of_id}s)"))
                     )
+        if kind in ("date", "ts"):
+            bound = "DATE" if kind == "date" else "TIMESTAMP"
+            failures.append(
+                (column, f"{typed} IS NOT NULL AND NOT ({typed} BETWEEN {bound} {literal(EARLIEST_DATE)} "
+                 f"AND {bound} {literal(LATEST_DATE + (' 23:59:59.999999' if kind == 'ts' else ''))})",
+                 literal(f"{column} {OUT_OF_RANGE}"))
+            )
         if column in source.not_after_extract:
             failures.append(
                 (column, f"{typed} > DATE {literal(extract_date)}",

@@ -49,23 +49,52 @@ def missing_columns(source: SourceContract, header: list[str]) -> list[str]:
     return [column for column in source.columns if column not in present]
 
 
-def _parse_column(kind: str, text: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse one text column; return (typed values, mask of unparseable non-empty values)."""
-    stripped = text.str.strip()
+# What surrounds a value without being part of it, stripped alike by both engines: the space, tab and line
+# breaks, and the Unicode spaces. Other control characters stay, and make a number or date invalid.
+EDGE_BLANKS = " \t\n\r" + "".join(c for c in map(chr, range(0x80, 0x3001)) if c.isspace())
+# The dates a value may carry: outside them it is a typo or a placeholder ('9999-12-31' for "no date"),
+# which no projection week or KPI can hold.
+EARLIEST_DATE, LATEST_DATE = "1900-01-01", "2199-12-31"
+OUT_OF_RANGE = f"is outside the dates {EARLIEST_DATE} to {LATEST_DATE}"
+
+
+def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(typed values, mask of real dates outside the range) of ``YYYY-MM-DD`` dates / timestamps starting so.
+
+    pandas holds nanoseconds, so years before 1677 cannot be parsed as they are: a value is checked for
+    a real calendar date with its year moved by whole 400-year cycles into 1800-2199 (same leap years)."""
+    form = r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + ("" if kind == "date" else ".*")
+    iso = stripped.str.fullmatch(form, flags=re.S).fillna(False).astype(bool)
+    year = pd.to_numeric(stripped.str[:4].where(iso), errors="coerce")
+    in_range = year.between(int(EARLIEST_DATE[:4]), int(LATEST_DATE[:4]))
+
+    def parse(values: pd.Series) -> pd.Series:
+        if kind == "date":
+            return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+        return pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+
+    moved = (1800 + (year - 1800) % 400).astype("Int64").astype("string").str.zfill(4) + stripped.str[4:]
+    real = parse(moved.where(iso)).notna()
+    return parse(stripped.where(iso & in_range)), real & ~in_range
+
+
+def _parse_column(kind: str, text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parse one text column; return (typed values, mask of unparseable non-empty values, mask of dates out of range)."""
+    stripped = text.str.strip(EDGE_BLANKS)
     empty = stripped.eq("") | stripped.isna()
+    none = pd.Series(False, index=text.index)
     if kind == "str":
-        return stripped.where(~empty, None), pd.Series(False, index=text.index)
-    if kind == "date":
-        parsed = pd.to_datetime(stripped, format="%Y-%m-%d", errors="coerce")
-    elif kind == "ts":
-        parsed = pd.to_datetime(stripped, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+        return stripped.where(~empty, None), none, none
+    out_of_range = none
+    if kind in ("date", "ts"):
+        parsed, out_of_range = _parse_dated(kind, stripped)
     elif kind == "int":
         numbers = pd.to_numeric(stripped, errors="coerce")
         whole = numbers.notna() & (numbers % 1 == 0) & (numbers >= -(2**63)) & (numbers < 2**63)
         parsed = numbers.where(whole).astype("Int64")
     else:
         parsed = pd.to_numeric(stripped, errors="coerce").astype(float)
-    return parsed, parsed.isna() & ~empty
+    return parsed, parsed.isna() & ~empty & ~out_of_range, out_of_range
 
 
 KIND_WORDS = {"date": "a date (YYYY-MM-DD)", "ts": "an ISO 8601 timestamp", "int": "an integer", "num": "a number"}
@@ -123,7 +152,7 @@ def validate_extract(
     typed = pd.DataFrame({"_row_number": text["_row_number"].to_numpy()}, index=text.index)
     rejections: list[pd.DataFrame] = []
     for column, kind in source.columns.items():
-        values, unparseable = _parse_column(kind, text[column].astype("string"))
+        values, unparseable, out_of_range = _parse_column(kind, text[column].astype("string"))
         typed[column] = values
         if unparseable.any():
             rejections.append(
@@ -135,6 +164,9 @@ def validate_extract(
                     }
                 )
             )
+        if out_of_range.any():
+            rejections.append(pd.DataFrame({"row_number": text.loc[out_of_range, "_row_number"], "column": column,
+                                            "reason": f"{column} {OUT_OF_RANGE}"}))
 
     schema = source.schema
     for column, extra in _runtime_checks(source, master, extract_date).items():

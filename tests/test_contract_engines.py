@@ -1,5 +1,7 @@
 """The compiled SQL contract rejects exactly what pandera's own validation rejects, for the same reasons."""
 
+from datetime import date
+
 import pandas as pd
 from support import AS_OF, minimal_network, write_landing_zone, write_source
 from test_contracts import BAD_ROWS, _order
@@ -40,18 +42,18 @@ def test_typed_parquet_and_csv_of_the_same_rows_are_judged_alike(tmp_path):
     day = pd.Timestamp("2026-11-10").date()
     later = pd.Timestamp("2026-11-30").date()
     table = pa.table({
-        "order_id": ["OK", "NEG", "INF", "NULLQ", "FUTURE", "DUP", "DUP", "NODATE"],
-        "line_no": pa.array([1, 1, 1, 1, 1, 1, 1, 1], pa.int64()),
-        "customer_id": ["C1"] * 8,
-        "sku_id": ["SKU-A"] * 8,
-        "location_id": ["DC-1"] * 8,
-        "order_date": pa.array([day, day, day, day, later, day, day, None], pa.date32()),
-        "requested_date": pa.array([day] * 8, pa.date32()),
-        "promised_date": pa.array([day] * 8, pa.date32()),
-        "ordered_qty": pa.array([10.0, -1.0, float("inf"), None, 10.0, 10.0, 3.0, 10.0], pa.float64()),
-        "shipped_qty": pa.array([0.0] * 8, pa.float64()),
-        "ship_date": pa.array([None] * 8, pa.date32()),
-        "status": ["open"] * 8,
+        "order_id": ["OK", "NEG", "INF", "NULLQ", "FUTURE", "DUP", "DUP", "NODATE", "ANCIENT"],
+        "line_no": pa.array([1] * 9, pa.int64()),
+        "customer_id": ["C1"] * 9,
+        "sku_id": ["SKU-A"] * 9,
+        "location_id": ["DC-1"] * 9,
+        "order_date": pa.array([day, day, day, day, later, day, day, None, day], pa.date32()),
+        "requested_date": pa.array([day] * 8 + [date(1026, 11, 10)], pa.date32()),
+        "promised_date": pa.array([day] * 9, pa.date32()),
+        "ordered_qty": pa.array([10.0, -1.0, float("inf"), None, 10.0, 10.0, 3.0, 10.0, 10.0], pa.float64()),
+        "shipped_qty": pa.array([0.0] * 9, pa.float64()),
+        "ship_date": pa.array([None] * 9, pa.date32()),
+        "status": ["open"] * 9,
     })
     judged = {}
     for fmt in ("parquet", "csv"):
@@ -73,7 +75,8 @@ def test_typed_parquet_and_csv_of_the_same_rows_are_judged_alike(tmp_path):
                 index=False, name=None)),
         )
     rejections, kept = judged["parquet"]
-    assert {row for row, _, _ in rejections} == {2, 3, 4, 5, 6, 7, 8}
+    assert {row for row, _, _ in rejections} == {2, 3, 4, 5, 6, 7, 8, 9}
+    assert (9, "requested_date", "requested_date is outside the dates 1900-01-01 to 2199-12-31") in rejections
     assert kept == [("OK", 10.0, pd.Timestamp(day))]
     assert judged["parquet"] == judged["csv"]
 
@@ -82,7 +85,8 @@ def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
     """The cheap paths skip trim's copy and the zoned parse only where the result cannot differ."""
     import duckdb
 
-    from data_contracts.sql_rules import parsed_text, trimmed_text, typed_expression
+    from data_contracts.sql_rules import literal, parsed_text, trimmed_text, typed_expression
+    from data_contracts.validation import EDGE_BLANKS
 
     values = [
         "SKU-A", " SKU-A", "SKU-A ", "  ", "", "\u00a0SKU\u00a0", "\u3000x", "é", " é ", "\tSKU\t", "a b",
@@ -93,23 +97,24 @@ def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
         " 2026-11-03T10:00:00 ", "\u00a02026-11-03T10:00:00", "2026-11-03T10:00:00\u3000", "\t2026-11-03\t",
         "\u00a02026-11-03", "2026-02-30", "5", " 5 ", "\u00a05\u00a0", "\t-2.5\n", "5.0", "5.5", "1e3", "+7",
         "inf", "-Infinity", "nan", "1,5", "0x10", "1_000", "9223372036854775807", "1e300",
+        "SKU\n", "\r\nSKU", "SKU \t", "\x0bSKU", "SKU\x0c", "2026-11-03\n", "epoch", "infinity", "2026/11/03",
+        "26-11-03", "1026-11-03",
     ]
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("CREATE TABLE t AS SELECT unnest(?) AS v", [values])
     fast = typed_expression("ts", trimmed_text("v"))
-    general = "CAST(TRY_CAST(NULLIF(trim(v), '') AS TIMESTAMPTZ) AS TIMESTAMP)"
-    rows = conn.execute(
-        f"SELECT v, {trimmed_text('v')}, NULLIF(trim(v), ''), {fast}, {general} FROM t"
-    ).fetchall()
+    text = f"NULLIF(trim(v, {literal(EDGE_BLANKS)}), '')"
+    general = f"CASE WHEN {text} LIKE '____-__-__%' THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+    rows = conn.execute(f"SELECT v, {trimmed_text('v')}, {text}, {fast}, {general} FROM t").fetchall()
     assert len(rows) == len(values)
-    for value, fast_text, text, fast_ts, ts in rows:
-        assert fast_text == text, value
+    for value, fast_text, general_text, fast_ts, ts in rows:
+        assert fast_text == general_text == (value.strip(EDGE_BLANKS) or None), value  # as the pandas engine strips
         assert fast_ts == ts, value
     # A typed value parsed as received, trimmed only where that fails, is the trimmed text's value.
     for kind in ("date", "ts", "int", "num"):
         received = conn.execute(
-            f"SELECT v, {parsed_text(kind, 'v')}, {typed_expression(kind, 'NULLIF(trim(v), $$$$)')} FROM t"
+            f"SELECT v, {parsed_text(kind, 'v')}, {typed_expression(kind, text)} FROM t"
         ).fetchall()
         assert all(fast == general for _, fast, general in received), kind
         assert sum(value is not None for _, value, _ in received) >= 3, kind  # some of the values above parse

@@ -43,6 +43,17 @@ BAD_ROWS = [
     ("integer out of range", {"line_no": "1e30"}, "line_no", "line_no is not an integer: '1e30'"),
     ("required empty", {"customer_id": ""}, "customer_id", "customer_id is empty but required"),
     ("future event", {"order_date": "2026-11-30"}, "order_date", "after the extract date"),
+    # DuckDB's cast takes these; the contract's YYYY-MM-DD does not
+    ("slashed date", {"requested_date": "2026/11/20"}, "requested_date", "requested_date is not a date"),
+    ("two-digit year", {"requested_date": "26-11-20"}, "requested_date", "requested_date is not a date"),
+    ("date with a time", {"requested_date": "2026-11-20 15:30:00"}, "requested_date", "is not a date"),
+    ("infinite date", {"requested_date": "infinity"}, "requested_date", "requested_date is not a date"),
+    ("epoch", {"promised_date": "epoch"}, "promised_date", "promised_date is not a date"),
+    # a real date no week or KPI can hold: a typo, or a placeholder for "no date"
+    ("year 1026", {"requested_date": "1026-11-20"}, "requested_date",
+     "requested_date is outside the dates 1900-01-01 to 2199-12-31"),
+    ("placeholder date", {"promised_date": "9999-12-31"}, "promised_date", "is outside the dates"),
+    ("tab inside a number", {"ordered_qty": "1\t0"}, "ordered_qty", "ordered_qty is not a number"),
 ]
 
 
@@ -133,10 +144,11 @@ def test_wrong_delimiter_says_so(landing):
     assert "is the delimiter a comma?" in reason
 
 
-def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing):
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "with a byte-order mark"])
+def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing, bom):
     path = write_source(landing, "sales_orders", [_order("U1"), _order("U2", customer_id="CAFE"), _order("U3")],
                         suffix="_latin")
-    path.write_bytes(path.read_bytes().replace(b"CAFE", b"CAF\xe9"))
+    path.write_bytes(bom + path.read_bytes().replace(b"CAFE", b"CAF\xe9").replace(b"\n", b"\n\n", 1))
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
     assert list(quarantined["row_number"]) == [2]
@@ -327,6 +339,24 @@ def test_extra_columns_named_like_the_reads_own_are_ignored(landing, fmt):
     assert list(quarantined["column"]) == ["ordered_qty"]
     assert "_row_number" not in quarantined["raw_record"].iloc[0]
     assert {"E1", "E3"} <= set(result.table("sales_orders")["order_id"])
+
+
+def test_a_spreadsheet_style_csv_with_odd_extra_columns_and_blanks_loads_every_valid_row(landing):
+    """A trailing comma on every line (an unnamed last column), extra columns named like the read's own in the
+    middle of the header, and ids edged by tabs or line breaks (a quoted field): the values are the ids."""
+    columns = list(pd.DataFrame([_order("X")]).columns)
+    header = ["_row_number", *columns[:3], "_invalid_utf8", *columns[3:], ""]
+    rows = [_order("E1", customer_id="\tC1\t"), _order("E2", ordered_qty="x"), _order("\tE3\n")]
+    lines = [",".join(header)] + [
+        ",".join(["9", *(f'"{row[c]}"' for c in columns[:3]), "true", *(str(row[c]) for c in columns[3:]), ""])
+        for row in rows]
+    (landing / "sales_orders" / f"{AS_OF.isoformat()}_sheet.csv").write_text("\n".join(lines) + "\n")
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert quarantined[["row_number", "column"]].values.tolist() == [[2, "ordered_qty"]]
+    kept = result.table("sales_orders").set_index("order_id")
+    assert {"E1", "E3"} <= set(kept.index)
+    assert kept.loc["E1", "customer_id"] == "C1"
 
 
 def test_a_parquet_file_name_with_glob_characters_is_read_as_that_one_file(landing):

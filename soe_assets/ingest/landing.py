@@ -77,8 +77,8 @@ def _is_utf8_error(error: Exception) -> bool:
 
 def _csv_text_lenient(path: Path) -> pa.Table:
     """Slow path for files with invalid UTF-8: bad bytes become U+FFFD and the row is rejected later."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    rows = list(csv.reader(io.StringIO(text)))
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")  # a leading byte-order mark is no header text
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]  # blank lines are no rows, as in DuckDB's read
     if not rows:
         raise UnreadableFile("the file is empty")
     header, body = rows[0], rows[1:]
@@ -134,7 +134,9 @@ class ExtractReader:
             self._schema, self._open = self._open_csv()
         else:
             self._schema, self._open = self._open_parquet()
-        names = [str(c).strip() for c in self._schema.names]
+        # A column without a name (a trailing comma on the header, as spreadsheets export) is an extra column
+        # like any other: it gets one, since SQL has no empty identifier.
+        names = [str(c).strip() or f"(unnamed column {position + 1})" for position, c in enumerate(self._schema.names)]
         if len(set(names)) != len(names):
             raise UnreadableFile("the header names a column twice")
         # An extra column named like a column the read adds itself is ignored, as extra columns are.
@@ -174,7 +176,7 @@ class ExtractReader:
         if self.lenient or any(char in path for char in "*?[{"):
             return None
         if self.extract.path.suffix.lower() == ".csv":
-            positions = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self.column_names)))
+            positions = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self._schema.names)))  # every column read
             received = "coalesce(c{i}, '')" if numbered else "c{i}"
             columns = ", ".join(f"{received.format(i=i)} AS {quote(name)}"
                                 for i, name in zip(self._kept, self.column_names))
