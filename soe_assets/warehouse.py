@@ -61,6 +61,31 @@ def replace_table(
         conn.unregister("_frame")
 
 
+def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
+    """Create ``schema.name`` with these columns unless it exists."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.split('.')[0])}")
+    columns = ", ".join(f"{quote(c)} {t}" for c, t in types.items())
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+
+
+def replace_run_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame, types: dict[str, str],
+                     as_of: date) -> None:
+    """Replace ``as_of``'s rows of a history table (columns ``types``) with ``rows``: a re-run never duplicates."""
+    ensure_table(conn, table, types)
+    select = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in types.items())
+    conn.register("_run_rows", rows[list(types)])
+    try:
+        conn.execute("BEGIN TRANSACTION")
+        conn.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
+        conn.execute(f"INSERT INTO {table} SELECT {select} FROM _run_rows")
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.unregister("_run_rows")
+
+
 def read_run_context(conn: duckdb.DuckDBPyConnection) -> RunContext:
     row = conn.execute(
         "SELECT as_of, horizon_weeks, time_fence_weeks, run_id, started_at FROM raw.run_context"

@@ -247,6 +247,34 @@ def test_capacity_shortfall_and_missing_downstream_tables():
     assert short.impact_value == pytest.approx(4 * 60 * 50.0)
 
 
+def test_repeated_responses_count_weeks_not_rows():
+    """Reallocations to A@DC-1 in three weeks (split in two transfers once, repeated by two daily runs once)
+    are a pattern; B@DC-2's three transfers for one shortage in one run are not."""
+    from soe_assets.respond.recommend import SQL_TYPES
+    from soe_assets.warehouse import replace_run_rows
+
+    conn = make_warehouse(**clean_rows())
+
+    def move(as_of: date, sku: str, to: str, cost: float) -> dict:
+        return {"recommendation_id": f"R-{as_of}-{sku}-{cost}", "action_type": "reallocate_stock", "sku_id": sku,
+                "from_location_id": "PLANT-1", "to_location_id": to, "qty": 10.0, "cost": cost, "as_of": as_of}
+
+    runs = {
+        date(2026, 11, 4): [move(date(2026, 11, 4), "A", "DC-1", 5.0), move(date(2026, 11, 4), "A", "DC-1", 7.0)],
+        date(2026, 11, 10): [move(date(2026, 11, 10), "A", "DC-1", 9.0)],
+        date(2026, 11, 11): [move(date(2026, 11, 11), "A", "DC-1", 4.0)],  # the same week's later run counts
+        AS_OF: [move(AS_OF, "A", "DC-1", 3.0)] + [move(AS_OF, "B", "DC-2", c) for c in (1.0, 2.0, 3.0)],
+    }
+    for as_of, rows in runs.items():
+        frame = pd.DataFrame(rows).reindex(columns=list(SQL_TYPES))
+        replace_run_rows(conn, "marts.recommendation_history", frame, SQL_TYPES, as_of)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    repeated = feedback[feedback.pattern == "repeated_reallocation"]
+    assert repeated[["sku_id", "location_id", "occurrences"]].values.tolist() == [["A", "DC-1", 3]]
+    assert repeated.iloc[0].impact_value == pytest.approx(5 + 7 + 4 + 3)
+    assert "in 3 different weeks" in repeated.iloc[0].explanation
+
+
 # --- report ---------------------------------------------------------------------------------
 
 

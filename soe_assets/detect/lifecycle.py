@@ -17,6 +17,8 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from soe_assets.warehouse import ensure_table, replace_run_rows
+
 MART_COLUMNS = [
     "exception_id", "exception_type", "sku_id", "location_id", "week_start", "reference_id", "impact_value",
     "priority", "status", "first_detected_on", "resolved_on", "escalate_to_sop", "explanation",
@@ -76,15 +78,12 @@ def mart_rows(history_rows: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values(["_order", "exception_id"])[MART_COLUMNS].reset_index(drop=True)
 
 
-def _ensure_history(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    columns = ", ".join(f'"{c}" {SQL_TYPES[c]}' for c in HISTORY_COLUMNS)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} ({columns})")
+HISTORY_TYPES = {c: SQL_TYPES[c] for c in HISTORY_COLUMNS}
 
 
 def previous_run(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """The history rows of the latest run before ``as_of`` (empty on the first run)."""
-    _ensure_history(conn)
+    ensure_table(conn, HISTORY_TABLE, HISTORY_TYPES)
     return conn.execute(
         f"SELECT * FROM {HISTORY_TABLE} WHERE as_of = (SELECT max(as_of) FROM {HISTORY_TABLE} WHERE as_of < ?)",
         [as_of],
@@ -93,16 +92,4 @@ def previous_run(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
 
 def write_history(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, as_of: date) -> None:
     """Replace this as_of's rows of the history (a re-run never duplicates)."""
-    _ensure_history(conn)
-    select = ", ".join(f'CAST("{c}" AS {SQL_TYPES[c]}) AS "{c}"' for c in HISTORY_COLUMNS)
-    conn.register("_history_rows", rows[HISTORY_COLUMNS])
-    try:
-        conn.execute("BEGIN TRANSACTION")
-        conn.execute(f"DELETE FROM {HISTORY_TABLE} WHERE as_of = ?", [as_of])
-        conn.execute(f"INSERT INTO {HISTORY_TABLE} SELECT {select} FROM _history_rows")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.unregister("_history_rows")
+    replace_run_rows(conn, HISTORY_TABLE, rows, HISTORY_TYPES, as_of)

@@ -316,42 +316,41 @@ def chronic_capacity_shortfall(conn: duckdb.DuckDBPyConnection, window: Window, 
 # --- responses and exceptions (when those stages exist) -------------------------------------
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    return {name for (name,) in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, table]).fetchall()}
-
-
 def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
-    """SKU-locations expedited or reallocated to at least ``min_occurrences`` times.
+    """SKU-locations expedited or reallocated to in at least ``min_occurrences`` weeks of the window.
 
-    Reads ``marts.recommendation_history`` when the respond stage keeps one,
-    else this run's ``marts.recommendations``; nothing when neither exists.
+    Reads ``marts.recommendation_history`` (every run's recommendations); nothing before the respond
+    stage has run. Weeks are counted, not rows: one shortage met by three transfers is one response,
+    and a recommendation repeated by each daily run of a week is one week's. The cost is that of each
+    week's last run.
     """
-    table = next((t for t in ("recommendation_history", "recommendations") if table_exists(conn, "marts", t)), None)
-    if table is None:
+    table = "recommendation_history"
+    if not table_exists(conn, "marts", table):
         return _empty()
-    columns = _columns(conn, "marts", table)
-    if not {"action_type", "sku_id", "to_location_id"} <= columns:
-        return _empty()
-    cost = "coalesce(cost, 0.0)" if "cost" in columns else "0.0"
-    in_window = "AND CAST(as_of AS DATE) >= ?" if "as_of" in columns else ""
-    params = [window.start] if in_window else []
     frame = conn.execute(
         f"""
+        WITH responses AS (
+            SELECT rec.*, date_trunc('week', CAST(as_of AS DATE)) AS week,
+                   max(CAST(as_of AS DATE)) OVER (PARTITION BY date_trunc('week', CAST(as_of AS DATE)))
+                       AS last_run_of_week
+            FROM marts.{table} AS rec
+            WHERE action_type IN ('expedite_purchase_order', 'expedite_transfer', 'reallocate_stock')
+              AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' AND CAST(as_of AS DATE) >= ?
+        )
         SELECT CASE WHEN action_type = 'reallocate_stock' THEN 'repeated_reallocation' ELSE 'repeated_expedite' END
                    AS pattern,
-               rec.sku_id, rec.to_location_id AS location_id, any_value(skus.product_family) AS product_family,
-               count(*) AS occurrences, sum({cost}) AS impact_value,
+               responses.sku_id, responses.to_location_id AS location_id,
+               any_value(skus.product_family) AS product_family,
+               count(DISTINCT week) AS occurrences,
+               coalesce(sum(coalesce(cost, 0.0)) FILTER (WHERE CAST(as_of AS DATE) = last_run_of_week), 0.0)
+                   AS impact_value,
                string_agg(DISTINCT action_type, ', ') AS actions
-        FROM marts.{table} AS rec
+        FROM responses
         LEFT JOIN staging.stg_skus AS skus USING (sku_id)
-        WHERE action_type IN ('expedite_purchase_order', 'expedite_transfer', 'reallocate_stock')
-          AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' {in_window}
         GROUP BY ALL
-        HAVING count(*) >= ?
+        HAVING count(DISTINCT week) >= ?
         """,
-        [*params, rules.min_occurrences],
+        [window.start, rules.min_occurrences],
     ).df()
     rows = []
     for r in frame.itertuples():
@@ -362,8 +361,8 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
             "weeks_observed": len(window.weeks),
             "suggested_sop_action": f"raise the safety stock or the supply plan of {r.sku_id} at {r.location_id} "
             f"so it stops needing firefighting",
-            "explanation": f"S&OE {what} {r.sku_id} at {r.location_id} {r.occurrences} times ({r.actions}) "
-            f"since {window.start}, costing {_fmt(r.impact_value)}.",
+            "explanation": f"S&OE {what} {r.sku_id} at {r.location_id} in {r.occurrences} different weeks "
+            f"({r.actions}) since {window.start}, costing {_fmt(r.impact_value)}.",
         })
     return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
 

@@ -7,7 +7,9 @@ import dagster as dg
 from orchestration.resources import SoeSettings, WarehouseResource
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.recommend import SQL_TYPES, build_recommendations
-from soe_assets.warehouse import read_run_context, replace_table
+from soe_assets.warehouse import read_run_context, replace_run_rows, replace_table
+
+RECOMMENDATION_HISTORY = "marts.recommendation_history"
 
 
 @dg.asset(
@@ -17,7 +19,8 @@ from soe_assets.warehouse import read_run_context, replace_table
           dg.AssetKey("int_booked_demand"), dg.AssetKey("stg_lanes"), dg.AssetKey("stg_resource_capacity"),
           dg.AssetKey("stg_production_orders")],
     description="Coordinated responses to the shortages inside the time fence, chosen jointly by a linear programme "
-    "(HiGHS) and verified by re-projection: no recommended action creates a new exception. Model: docs/responses.md.",
+    "(HiGHS) and verified by re-projection: no recommended action creates a new exception; every run's rows are also "
+    "kept in marts.recommendation_history. Model: docs/responses.md.",
 )
 def recommendations(context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource):
     started = time.monotonic()
@@ -25,6 +28,8 @@ def recommendations(context: dg.AssetExecutionContext, settings: SoeSettings, wa
         run = read_run_context(conn)
         mart, stats = build_recommendations(conn, run, RespondConfig())
         replace_table(conn, "marts", "recommendations", mart, SQL_TYPES)
+        # every run's recommendations, for the S&OP feedback on responses repeated run after run
+        replace_run_rows(conn, RECOMMENDATION_HISTORY, mart, SQL_TYPES, run.as_of)
     seconds = round(time.monotonic() - started, 2)
     context.log.info(
         f"{len(mart)} recommendation(s) for {stats['shortages_in_fence']} shortage(s) inside the fence: "
