@@ -80,7 +80,13 @@ class Workspace:
 
 
 def demo_workspace(folder: Path) -> Workspace:
-    return Workspace(landing=folder / "landing", warehouse=folder / "warehouse" / "soe.duckdb", publish=folder / "publish")
+    """The folder's layout: ``landing/``, ``warehouse/soe.duckdb`` and ``publish/`` (``soe demo``'s), or, where only
+    that exists, ``warehouse/publish/``: where ``soe run --warehouse <folder>/warehouse/soe.duckdb`` publishes."""
+    warehouse = folder / "warehouse" / "soe.duckdb"
+    publish = folder / "publish"
+    if not publish.exists() and (warehouse.parent / "publish").is_dir():
+        publish = warehouse.parent / "publish"
+    return Workspace(landing=folder / "landing", warehouse=warehouse, publish=publish)
 
 
 def _iso_date(text: str) -> date:
@@ -151,6 +157,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except LandingZoneExists as error:
         raise UserError(f"{error}: add --replace to delete its extracts and write the new network, "
                         "or choose another --out") from None
+    except OSError as error:  # --out is a file, or a folder that cannot be written
+        raise UserError(f"cannot write the landing zone to {args.out}: {error.strerror or error}") from None
     rows = sum(summary.rows_per_source.values())
     print(f"landing zone for as_of {summary.as_of} written to {args.out}: {rows:,} rows in "
           f"{len(summary.files_written)} files, {len(summary.planted_problems)} planted problems "
@@ -196,7 +204,9 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     try:
         memory_limit()
     except InvalidMemoryLimit as error:
-        raise UserError(str(error)) from None
+        # name the setting the user gave: the option, or the environment variable
+        raise UserError(str(error).replace(f"{MEMORY_LIMIT_ENV}=", "--memory-limit ", 1) if options.memory_limit
+                        else str(error)) from None
     workspace.export()
     budget = memory_limit()  # `auto` sizes it to this run's landing zone
     os.environ["SOE_TERSE_OUTPUT"] = "1"
@@ -304,7 +314,8 @@ def _alert_run_failure(result, workspace: Workspace) -> None:
         for event in result.all_events if event.is_step_failure
     ]
     message = " | ".join(failures) if failures else "the run failed"
-    deliver([run_failure_alert(result.run_id, result.job_def.name, message)], default_alert_log(workspace.warehouse))
+    deliver([run_failure_alert(result.run_id, result.job_def.name, message, workspace.warehouse)],
+            default_alert_log(workspace.warehouse))
 
 
 def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], None]) -> None:

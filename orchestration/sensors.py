@@ -22,6 +22,7 @@ import dagster as dg
 from data_contracts.sources import SOURCES
 from orchestration.resources import SoeSettings
 from soe_assets.alerts import Alert, default_alert_log, deliver
+from soe_assets.warehouse import as_of_of_run
 
 FULL_RUN_JOB = "soe_full_run"
 CLI_TAG = "soe/launched_by"
@@ -89,10 +90,11 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})
 
 
-def run_failure_alert(run_id: str, job_name: str, message: str) -> Alert:
+def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str | Path) -> Alert:
     return Alert(
         kind="run_failed", severity="ERROR", subject=job_name, name=job_name, run_id=run_id,
         message=f"{message.strip()[:500]} The previously published marts are untouched.",
+        as_of=as_of_of_run(warehouse, run_id),
     )
 
 
@@ -104,8 +106,9 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     if context.dagster_run.tags.get(CLI_TAG) == "cli":
         return  # `soe run` delivers its own run-failure alert
     message = context.failure_event.message or "the run failed"
-    alert = run_failure_alert(context.dagster_run.run_id, context.dagster_run.job_name, message)
-    deliver([alert], default_alert_log(os.environ.get("SOE_WAREHOUSE", "soe.duckdb")), warn=context.log.warning)
+    warehouse = os.environ.get("SOE_WAREHOUSE", "soe.duckdb")
+    alert = run_failure_alert(context.dagster_run.run_id, context.dagster_run.job_name, message, warehouse)
+    deliver([alert], default_alert_log(warehouse), warn=context.log.warning)
 
 
 SENSORS = [landing_zone_sensor, run_failure_alert_sensor]

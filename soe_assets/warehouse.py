@@ -86,6 +86,19 @@ def replace_run_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataF
         conn.unregister("_run_rows")
 
 
+def as_of_of_run(path: str | Path, run_id: str) -> str:
+    """The as_of a run ingested for (ISO date), or '' when its ingest did not get that far or the warehouse
+    cannot be read now (for an alert about the run: never an error of its own)."""
+    if not Path(path).is_file():
+        return ""
+    try:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            row = conn.execute("SELECT as_of FROM raw.run_context WHERE run_id = ?", [run_id]).fetchone()
+    except duckdb.Error:
+        return ""
+    return row[0].isoformat() if row else ""
+
+
 def read_run_context(conn: duckdb.DuckDBPyConnection) -> RunContext:
     row = conn.execute(
         "SELECT as_of, horizon_weeks, time_fence_weeks, run_id, started_at FROM raw.run_context"

@@ -242,6 +242,19 @@ def test_planner_views_read_the_published_run(first_run, capsys):
     assert capsys.readouterr().out.strip().endswith("sop_report.html")
 
 
+def test_dir_finds_the_marts_where_soe_run_publishes_by_default(first_run, tmp_path, capsys):
+    """`soe run --warehouse X/warehouse/soe.duckdb` publishes beside the warehouse: `--dir X` reads them there."""
+    import shutil
+
+    from orchestration.cli import main
+
+    shutil.copytree(first_run.workspace.publish, tmp_path / "warehouse" / "publish", symlinks=True)
+    assert main(["exceptions", "--dir", str(tmp_path)]) == 0
+    assert f"exceptions as of {AS_OF.isoformat()}" in capsys.readouterr().out
+    assert main(["report", "--dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("sop_report.html")
+
+
 def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
     from orchestration.cli import main
 
@@ -265,5 +278,8 @@ def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, ca
     code = main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"), "--memory-limit", "lots"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "'lots' is not 'auto' or a memory size" in err and "Traceback" not in err
+    assert "--memory-limit 'lots' is not 'auto' or a memory size" in err and "Traceback" not in err
     assert not (tmp_path / "w.duckdb").exists()
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "plenty")  # from the environment: the message names the variable
+    assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
+    assert f"{MEMORY_LIMIT_ENV}='plenty' is not 'auto'" in capsys.readouterr().err

@@ -209,7 +209,7 @@ def test_a_rejected_newest_extract_blocks_publishing_and_keeps_the_previous_set(
     alerts = [json.loads(line) for line in (root / "warehouse" / "alerts.jsonl").read_text().splitlines()]
     gate = [a for a in alerts if a["name"] == "newest_extracts_accepted"]
     assert gate and gate[-1]["severity"] == "ERROR" and gate[-1]["as_of"] == "2026-11-19"
-    assert alerts[-1]["kind"] == "run_failed"
+    assert alerts[-1]["kind"] == "run_failed" and alerts[-1]["as_of"] == "2026-11-19"
 
 
 def test_publishing_on_its_own_after_a_blocked_run_is_refused(gated_run, root):

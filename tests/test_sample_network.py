@@ -196,3 +196,7 @@ def test_generating_into_a_landing_zone_is_refused_unless_replaced(tmp_path: Pat
     generate_landing_zone(fresh, seed=7, size=NetworkSize(skus=3, dcs=1, plants=1))
     assert [p.relative_to(out) for p in existing_extracts(out)] == [p.relative_to(fresh) for p in existing_extracts(fresh)]
     assert (out / "notes.txt").read_text() == "kept"  # only extracts are replaced
+
+    assert main(["generate", "--out", str(out / "notes.txt"), *small]) == 2  # a file is no folder
+    err = capsys.readouterr().err
+    assert "cannot write the landing zone to" in err and "Traceback" not in err
