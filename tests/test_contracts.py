@@ -154,8 +154,27 @@ def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing, 
     assert list(quarantined["row_number"]) == [2]
     assert "not valid UTF-8" in quarantined.loc[0, "reason"]
     assert '"customer_id":"CAF\ufffd"' in quarantined.loc[0, "raw_record"]
-    assert "_invalid_utf8" not in quarantined.loc[0, "raw_record"]  # the record as received, no internal flag
+    assert "_read_problem" not in quarantined.loc[0, "raw_record"]  # the record as received, no internal flag
     assert {"U1", "U3"} <= set(result.table("sales_orders")["order_id"])
+
+
+def test_a_file_with_invalid_utf8_and_malformed_rows_quarantines_both_and_keeps_the_rest(landing):
+    """Invalid UTF-8 sends the file through the lenient read, which must not pad or cut a row with the wrong
+    number of fields into a valid-looking one (a trailing comma stays harmless there too)."""
+    orders = [_order("V1"), _order("V2", customer_id="CAFE"), _order("V3"), _order("V4"), _order("V5")]
+    path = write_source(landing, "sales_orders", orders, suffix="_mixed")
+    header, v1, v2, v3, v4, v5 = path.read_text().splitlines()
+    lines = [header, v1, v2, "V-SHORT,1,C1", v3 + ",extra", v4 + ",", v5]
+    path.write_bytes("\n".join(lines).encode().replace(b"CAFE", b"CAF\xe9"))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [2, 3, 4]
+    reasons = list(quarantined["reason"])
+    assert "not valid UTF-8" in reasons[0]
+    assert reasons[1] == "malformed CSV row: 3 fields where the header has 12"
+    assert reasons[2].startswith("malformed CSV row: 13 fields where the header has 12")
+    kept = set(result.table("sales_orders")["order_id"])
+    assert {"V1", "V4", "V5"} <= kept and not {"V2", "V3", "V-SHORT"} & kept  # V4's line ends with a comma
 
 
 def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(landing, monkeypatch):
@@ -172,10 +191,10 @@ def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(l
     quarantined = _quarantine(result, "sales_orders").set_index("file")
     assert quarantined.loc[latin.name, "row_number"] == 121
     assert "not valid UTF-8" in quarantined.loc[latin.name, "reason"]
-    assert pd.isna(quarantined.loc[ragged.name, "row_number"])  # the whole file: its shape is broken
-    assert "not a readable CSV file" in quarantined.loc[ragged.name, "reason"]
+    assert quarantined.loc[ragged.name, "row_number"] == 121  # the broken row alone
+    assert "13 fields where the header has 12" in quarantined.loc[ragged.name, "reason"]
     kept = set(result.table("sales_orders")["order_id"])
-    assert {f"L{i}" for i in range(120)} <= kept and not any(order.startswith("R") for order in kept)
+    assert {f"L{i}" for i in range(120)} | {f"R{i}" for i in range(120)} <= kept and "R-X" not in kept
 
 
 def test_rows_of_a_large_csv_read_in_parallel_keep_their_numbers_in_the_quarantine(landing):
@@ -277,21 +296,83 @@ def test_csv_is_read_as_rfc_4180(landing):
     assert list(_quarantine(result, "sales_orders")["row_number"]) == [3]
 
 
-def test_a_csv_duckdb_refuses_is_read_by_arrow_and_its_rows_kept(landing, monkeypatch):
-    """DuckDB's strict reader refuses text after a closing quote; Arrow reads it, in many blocks here, and its
-    reading stands: the rows are kept and a rejected row deep in the file is named by its own line."""
-    monkeypatch.setattr("soe_assets.ingest.landing.BATCH_BYTES", 1024)
-    orders = [_order(f"Q{i}") for i in range(300)]
-    orders[1]["customer_id"] = "CUSTOMER"
-    orders[250]["ordered_qty"] = -1
-    path = write_source(landing, "sales_orders", orders, suffix="_q")
-    path.write_text(path.read_text().replace("CUSTOMER", '"C"7'))
-    assert path.stat().st_size > 8 * 1024
+def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_flows_on(landing):
+    """A row with too many or too few fields or a broken quote goes to the quarantine as the line received,
+    numbered as a data row (a quoted line break does not start a row); every other row is kept, and a row
+    rejected by the contract after them keeps its own number."""
+    orders = [_order(f"M{i}") for i in range(8)]
+    orders[1]["customer_id"] = 'ACME\nEU'  # a quoted line break before the broken rows
+    orders[6]["ordered_qty"] = -1  # rejected by the contract, after them
+    path = write_source(landing, "sales_orders", orders, suffix="_broken")
+    too_many = "M-EXTRA,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open,surplus"
+    too_few = "M-SHORT,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0"
+    broken_quote = 'M-QUOTE,1,"C"7,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open'
+    text = path.read_text().replace("\nM2,", f"\n{too_many}\nM2,")
+    path.write_text(text.replace("\nM5,", f"\n{too_few}\n{broken_quote}\nM5,"))
+
     result = ingest_landing_zone(landing, AS_OF)
-    assert list(_quarantine(result, "sales_orders")["row_number"]) == [251]
-    kept = result.table("sales_orders").set_index("order_id")
-    assert kept.loc["Q1", "customer_id"] == "C7" and kept.loc["Q1", "_file"] == path.name
-    assert len(kept) == 2 + 299
+    quarantined = _quarantine(result, "sales_orders")
+    assert quarantined[["row_number", "column"]].fillna("").values.tolist() == [
+        [3, ""], [7, "ship_date"], [8, "customer_id"], [10, "ordered_qty"]]
+    reasons = list(quarantined["reason"])
+    assert reasons[0] == ("malformed CSV row: 13 fields where the header has 12 "
+                          "(a comma inside a value that is not quoted?)")
+    assert reasons[1] == "malformed CSV row: 10 fields where the header has 12"
+    assert "text after its closing quote" in reasons[2]
+    assert list(quarantined["raw_record"])[:3] == [too_many, too_few, broken_quote]
+    assert '"order_id":"M6"' in list(quarantined["raw_record"])[3]
+    kept = result.table("sales_orders")
+    assert set(kept["order_id"]) == {"GOOD-1", "GOOD-2"} | {f"M{i}" for i in range(8) if i != 6}
+    assert kept.set_index("order_id").loc["M1", "customer_id"] == "ACME\nEU"
+    report = result.reports["sales_orders"]
+    assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (11, 4)
+
+
+def test_a_quote_never_closed_makes_the_rest_of_the_file_one_malformed_row(landing):
+    """RFC 4180 reads everything after an opening quote into the value until the quote closes: with no
+    closing quote, the rest of the file is that one row, quarantined; the rows before it are kept."""
+    path = write_source(landing, "sales_orders", [_order("W1"), _order("W2"), _order("W3")], suffix="_open")
+    path.write_text(path.read_text().replace(",C1,SKU-A", ',"C1,SKU-A', 2).replace(',"C1,SKU-A', ",C1,SKU-A", 1))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [2]
+    assert "is not closed" in quarantined.loc[0, "reason"]
+    assert quarantined.loc[0, "raw_record"].startswith('W2,1,"C1,SKU-A') and "W3" in quarantined.loc[0, "raw_record"]
+    assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2", "W1"}
+    assert result.reports["sales_orders"].rows_read_by_file[path.name] == 2
+
+
+def test_malformed_rows_deep_in_a_large_csv_read_in_parallel_keep_their_numbers(landing):
+    """Both threads skip malformed rows in their own chunk: each is numbered by its own line, and the rows the
+    contract rejects between and after them keep theirs (the file is read again, skipping them, to find those)."""
+    rows = 300_000  # ~20 MB: DuckDB splits a CSV into 8 MB chunks for its threads
+    bulk = pd.DataFrame([_order("BULK")] * rows)
+    bulk["order_id"] = [f"B{i:06d}" for i in range(rows)]
+    rejected = [5, 150_000, rows - 2]  # 0-based positions among the well-formed rows
+    bulk.loc[rejected, "ordered_qty"] = -1
+    path = write_source(landing, "sales_orders", bulk, suffix="_bulk")
+    header, *body = path.read_text().splitlines()
+    malformed_after = [0, 100_000, 200_000, 200_000, rows - 1]  # a malformed line after these well-formed rows
+    out, inserted = [header], 0
+    for position, line in enumerate(body):
+        out.append(line)
+        while inserted < len(malformed_after) and malformed_after[inserted] == position:
+            out.append(line + ",surplus")
+            inserted += 1
+    path.write_text("\n".join(out) + "\n")
+    assert path.stat().st_size > 16 * 2**20
+
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    malformed_rows = [after + 2 + i for i, after in enumerate(malformed_after)]
+    rejected_rows = [p + 1 + sum(after < p for after in malformed_after) for p in rejected]
+    assert list(quarantined["row_number"]) == sorted(malformed_rows + rejected_rows)
+    numbered = dict(zip(quarantined["row_number"], quarantined["raw_record"]))
+    for position, row in zip(rejected, rejected_rows):
+        assert f'"order_id":"{bulk.loc[position, "order_id"]}"' in numbered[row]
+    for after, row in zip(malformed_after, malformed_rows):
+        assert numbered[row] == body[after] + ",surplus"
+    assert len(result.table("sales_orders")) == 2 + rows - len(rejected)
 
 
 def test_a_parquet_extract_corrupt_inside_is_quarantined_whole_and_the_rest_flows_on(landing):
@@ -328,10 +409,11 @@ def test_a_parquet_column_named_like_duckdbs_row_number_does_not_shift_row_numbe
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_extra_columns_named_like_the_reads_own_are_ignored(landing, fmt):
-    """The read numbers rows as ``_row_number`` and flags invalid UTF-8 as ``_invalid_utf8``: an extract's own
-    columns of those names are extra columns like any other, ignored, and must not stand in for them."""
+    """The read numbers rows as ``_row_number`` and flags rows it cannot take as received in ``_read_problem``:
+    an extract's own columns of those names are extra columns like any other, ignored, and must not stand in
+    for them."""
     frame = pd.DataFrame([_order("E1"), _order("E2", ordered_qty="x"), _order("E3")]).assign(
-        _row_number=["junk", "more junk", "7"], _invalid_utf8=["true", "true", "false"])
+        _row_number=["junk", "more junk", "7"], _read_problem=["bad", "bad", ""])
     write_source(landing, "sales_orders", frame.astype(str), suffix="_own_names", fmt=fmt)
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
@@ -345,7 +427,7 @@ def test_a_spreadsheet_style_csv_with_odd_extra_columns_and_blanks_loads_every_v
     """A trailing comma on every line (an unnamed last column), extra columns named like the read's own in the
     middle of the header, and ids edged by tabs or line breaks (a quoted field): the values are the ids."""
     columns = list(pd.DataFrame([_order("X")]).columns)
-    header = ["_row_number", *columns[:3], "_invalid_utf8", *columns[3:], ""]
+    header = ["_row_number", *columns[:3], "_read_problem", *columns[3:], ""]
     rows = [_order("E1", customer_id="\tC1\t"), _order("E2", ordered_qty="x"), _order("\tE3\n")]
     lines = [",".join(header)] + [
         ",".join(["9", *(f'"{row[c]}"' for c in columns[:3]), "true", *(str(row[c]) for c in columns[3:]), ""])

@@ -4,8 +4,11 @@ A CSV is read with every value as text so that nothing is lost or guessed
 before the contract decides; a Parquet file keeps its stored types, and the
 contract reads any value whose type is not the contract's through its text.
 
-DuckDB reads both formats itself, in parallel; a file it refuses is streamed
-through Arrow instead, whose verdict stands (see ``_SourceIngest._scan``).
+DuckDB reads both formats itself, in parallel. A CSV its strict reader
+refuses is read again skipping the malformed rows (too many or too few
+fields, a broken quote), which DuckDB lists with their line and text so that
+each goes to the quarantine; any other file DuckDB refuses is streamed
+through Arrow instead, whose verdict stands (see ``_SourceIngest._load``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from data_contracts.sql_rules import literal, quote
 
 EXTRACT_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
-# Set (only) on files read through the lenient path: rows holding invalid UTF-8.
-INVALID_UTF8 = "_invalid_utf8"
+# Set (only) on files read through the lenient path: why a row cannot be taken as read ('' when it can).
+READ_PROBLEM = "_read_problem"
+# Where DuckDB lists the malformed rows of a CSV read with ``skip_malformed`` (a temporary table).
+MALFORMED_ROWS = "_malformed_csv_rows"
 # The number the read gives each data row.
 ROW_NUMBER = "_row_number"
 
@@ -75,15 +80,32 @@ def _is_utf8_error(error: Exception) -> bool:
     return "utf8" in str(error).lower()
 
 
+# The quarantine's reason for a CSV row with the wrong number of fields, and the hint for one with too many.
+FIELD_COUNT_PROBLEM = "malformed CSV row: {found} fields where the header has {expected}"
+UNQUOTED_COMMA_HINT = " (a comma inside a value that is not quoted?)"
+
+
+def _row_problem(row: list[str], width: int) -> str:
+    """Why a row of the lenient read cannot be taken as read; '' when it can. One empty field more than the
+    header is a trailing comma, dropped as DuckDB's reader drops it."""
+    if len(row) != width and not (len(row) == width + 1 and row[-1] == ""):
+        return (FIELD_COUNT_PROBLEM.format(found=len(row), expected=width)
+                + (UNQUOTED_COMMA_HINT if len(row) > width else ""))
+    if "\ufffd" in "".join(row):
+        return "the row holds bytes that are not valid UTF-8"
+    return ""
+
+
 def _csv_text_lenient(path: Path) -> pa.Table:
-    """Slow path for files with invalid UTF-8: bad bytes become U+FFFD and the row is rejected later."""
+    """Slow path for files with invalid UTF-8: bad bytes become U+FFFD and the row is rejected later, as is a
+    row with the wrong number of fields."""
     text = path.read_bytes().decode("utf-8-sig", errors="replace")  # a leading byte-order mark is no header text
     rows = [row for row in csv.reader(io.StringIO(text)) if row]  # blank lines are no rows, as in DuckDB's read
     if not rows:
         raise UnreadableFile("the file is empty")
     header, body = rows[0], rows[1:]
     columns = {name: [row[i] if i < len(row) else "" for row in body] for i, name in enumerate(header)}
-    columns[INVALID_UTF8] = ["\ufffd" in "".join(row) for row in body]
+    columns[READ_PROBLEM] = [_row_problem(row, len(header)) for row in body]
     return pa.table(columns)
 
 
@@ -115,7 +137,7 @@ class ExtractReader:
     scanned once, so a second look means a new reader. DuckDB reports an error
     raised mid-stream only as a failed scan: the error itself is kept in
     ``error``. ``lenient=True`` reads a CSV with invalid UTF-8 through the slow
-    path that flags those rows.
+    path that flags those rows (``READ_PROBLEM``).
     """
 
     def __init__(self, extract: Extract, *, lenient: bool = False) -> None:
@@ -140,8 +162,9 @@ class ExtractReader:
         if len(set(names)) != len(names):
             raise UnreadableFile("the header names a column twice")
         # An extra column named like a column the read adds itself is ignored, as extra columns are.
-        own = {ROW_NUMBER} if lenient else {ROW_NUMBER, INVALID_UTF8}
+        own = {ROW_NUMBER} if lenient else {ROW_NUMBER, READ_PROBLEM}
         self._kept = [position for position, name in enumerate(names) if name not in own]
+        self.header_names = names  # every column of the file, by position
         self.column_names = [names[position] for position in self._kept]
         self.schema = pa.schema([self._schema.field(position).with_name(names[position]) for position in self._kept])
 
@@ -160,10 +183,20 @@ class ExtractReader:
             raise UnreadableFile(f"not a readable Parquet file: {error}") from error
         return schema, lambda: parquet.iter_batches()
 
-    def native_sql(self, numbered: bool) -> str | None:
+    @property
+    def is_csv(self) -> bool:
+        return self.extract.path.suffix.lower() == ".csv"
+
+    def native_sql(self, numbered: bool, skip_malformed: bool = False) -> str | None:
         """A DuckDB query reading the extract natively, in parallel, with ``_row_number`` when ``numbered``;
         None when only ``batches`` can read it: a lenient read, a path DuckDB would take for a glob pattern,
-        or numbering a Parquet file that has a column named file_row_number.
+        numbering a Parquet file that has a column named file_row_number, or ``skip_malformed`` on a Parquet
+        file.
+
+        ``skip_malformed`` reads a CSV without the rows DuckDB's strict reader refuses and lists them in the
+        temporary table ``MALFORMED_ROWS`` (the caller drops it) with their line (the header is line 1, a
+        quoted line break does not start a line) and text. ``_row_number`` then numbers the rows read, not
+        the file's: ``_SourceIngest`` maps it past the malformed rows.
 
         A CSV is read with the options the landing-zone contract states (comma, double quote, header row,
         every value as text) and nothing sniffed. An empty field is NULL to DuckDB; the numbered read,
@@ -173,17 +206,21 @@ class ExtractReader:
         quarantine's read of a file with rejected rows asks for it.
         """
         path = str(self.extract.path)
-        if self.lenient or any(char in path for char in "*?[{"):
+        if self.lenient or any(char in path for char in "*?[{") or (skip_malformed and not self.is_csv):
             return None
-        if self.extract.path.suffix.lower() == ".csv":
+        if self.is_csv:
             positions = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self._schema.names)))  # every column read
             received = "coalesce(c{i}, '')" if numbered else "c{i}"
             columns = ", ".join(f"{received.format(i=i)} AS {quote(name)}"
                                 for i, name in zip(self._kept, self.column_names))
             number = f", row_number() OVER () AS {ROW_NUMBER}" if numbered else ""
+            # Rejects are stored on every skipping read: without store_rejects, DuckDB 2.0 ends the read
+            # silently at a row with text after a closing quote (the rows after it were lost).
+            skipping = (f", ignore_errors = true, store_rejects = true, rejects_table = '{MALFORMED_ROWS}', "
+                        f"rejects_scan = '{MALFORMED_ROWS}_scans'") if skip_malformed else ""
             return (f"SELECT {columns}{number} FROM read_csv({literal(path)}, header = true, auto_detect = false, "
                     f"columns = {{{positions}}}, delim = ',', quote = '\"', escape = '\"', comment = '', "
-                    "strict_mode = true, null_padding = false)")
+                    f"strict_mode = true, null_padding = false{skipping})")
         if numbered and "file_row_number" in self._schema.names:
             return None
         originals = [self._schema.names[position] for position in self._kept]
@@ -205,7 +242,7 @@ class ExtractReader:
                     yield pa.RecordBatch.from_arrays([*(batch.column(p) for p in self._kept), numbers], names=names)
                     first += batch.num_rows
             except (pa.ArrowInvalid, OSError) as error:
-                kind = "CSV" if self.extract.path.suffix.lower() == ".csv" else "Parquet"
+                kind = "CSV" if self.is_csv else "Parquet"
                 failure = InvalidUtf8 if _is_utf8_error(error) else UnreadableFile
                 self.error = failure(f"not a readable {kind} file: {error}")
                 raise self.error from error

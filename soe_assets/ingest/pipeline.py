@@ -23,8 +23,8 @@ from data_contracts.sources import SOURCES, SourceContract
 from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
-    INVALID_UTF8, Extract, ExtractReader, InvalidUtf8, UnreadableFile, list_extracts, stored_typed_columns,
-    stored_zoned_timestamps,
+    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, UNQUOTED_COMMA_HINT, Extract, ExtractReader, InvalidUtf8,
+    UnreadableFile, list_extracts, stored_typed_columns, stored_zoned_timestamps,
 )
 from soe_assets.warehouse import RunContext, quote, replace_table
 
@@ -97,7 +97,7 @@ def _json_object(columns: list[str]) -> str:
     return f"CAST(json_object({pairs}) AS VARCHAR)"
 
 
-INVALID_UTF8_FAILURE = ("", quote(INVALID_UTF8), literal("the row holds bytes that are not valid UTF-8"))
+READ_FAILURE = ("", f"{quote(READ_PROBLEM)} <> ''", quote(READ_PROBLEM))
 
 
 @dataclass
@@ -107,16 +107,23 @@ class _LoadedFile:
     extract: Extract
     lenient: bool
     rules: CompiledContract
-    carried: list[str]  # columns the read adds to the record (the invalid-UTF-8 flag of a lenient read)
+    carried: list[str]  # columns the read adds to the record (a lenient read's ``READ_PROBLEM``)
     header: list[str]  # the record's columns as received
+    malformed_rows: int = 0  # rows skipped by the read as malformed (quarantined as the file loaded)
 
     @property
     def _read_failures(self) -> list[tuple[str, str, str]]:
-        return [INVALID_UTF8_FAILURE] if self.carried else []
+        return [READ_FAILURE] if self.carried else []
 
     @property
     def failures(self) -> list[tuple[str, str, str]]:
-        return self.rules.failures + self._read_failures
+        """Every reason a row can fail; a row the read could not take as received fails for that alone (its
+        values are not what was sent: a short row padded, bytes replaced)."""
+        if not self.carried:
+            return self.rules.failures
+        read_fine = f"{quote(READ_PROBLEM)} = ''"
+        return [(column, f"({read_fine} AND {condition})", reason)
+                for column, condition, reason in self.rules.failures] + self._read_failures
 
     @property
     def row_failed(self) -> str:
@@ -179,6 +186,9 @@ class _SourceIngest:
         self.narrowing = narrowing
         self.narrow = f"_narrow_{source.name}"
         self.narrow_orders: set[int] = set()
+        # The data rows of each extract that its read skipped as malformed (``_load``).
+        self.malformed = f"_malformed_{source.name}"
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {self.malformed} (_file_order INTEGER, row_number BIGINT)")
         if narrowing:
             keys = ", ".join(f"{quote(c)} {source.sql_columns[c]}" for c in source.primary_key)
             conn.execute(f"CREATE OR REPLACE TEMP TABLE {self.narrow} "
@@ -212,27 +222,17 @@ class _SourceIngest:
             self.quarantine_file(extract, str(error))
             return None
 
-    def _scan(self, reader: ExtractReader, sql: str, numbered: bool) -> int:
-        """Run ``sql`` over a fresh read of the extract as ``_text`` (with ``_row_number`` when ``numbered``);
-        returns the count in the first column of its result.
+    def _run_over(self, native: str, sql: str) -> int:
+        """Run ``sql`` over DuckDB's own read ``native`` as ``_text``; the count in its result's first column."""
+        self.conn.execute(f"CREATE OR REPLACE TEMP VIEW _text AS {native}")
+        try:
+            return self.conn.execute(sql).fetchall()[0][0]
+        finally:
+            self.conn.execute("DROP VIEW IF EXISTS _text")
 
-        DuckDB reads the file natively where it can. Where that scan fails (a
-        file DuckDB refuses, or anything else), the file is streamed through Arrow
-        and ``sql`` runs again: a failed statement has changed nothing, and
-        Arrow's verdict stands. A read error met there is raised as the extract's
-        own error, any other error as itself.
-        """
-        native = reader.native_sql(numbered)
-        if native:
-            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW _text AS {native}")
-            try:
-                return self.conn.execute(sql).fetchall()[0][0]
-            except duckdb.InterruptException:
-                raise
-            except duckdb.Error:
-                pass  # read again through Arrow, below
-            finally:
-                self.conn.execute("DROP VIEW IF EXISTS _text")
+    def _run_over_arrow(self, reader: ExtractReader, sql: str) -> int:
+        """Run ``sql`` over the extract streamed through Arrow as ``_text``; a read error met there is raised
+        as the extract's own error, any other error as itself."""
         self.conn.register("_text", reader.batches())
         try:
             return self.conn.execute(sql).fetchall()[0][0]
@@ -242,6 +242,97 @@ class _SourceIngest:
             raise
         finally:
             self.conn.unregister("_text")
+
+    def _scan(self, reader: ExtractReader, sql: str, numbered: bool, skip_malformed: bool = False) -> int:
+        """Run ``sql`` over a fresh read of the extract as ``_text`` (with ``_row_number`` when ``numbered``);
+        returns the count in the first column of its result.
+
+        DuckDB reads the file natively where it can. Where that scan fails, the
+        file is streamed through Arrow and ``sql`` runs again: a failed statement
+        has changed nothing, and Arrow's verdict stands.
+        """
+        native = reader.native_sql(numbered, skip_malformed)
+        if native:
+            try:
+                return self._run_over(native, sql)
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error:
+                pass  # read again through Arrow, below
+        return self._run_over_arrow(reader, sql)
+
+    def _load(self, reader: ExtractReader, insert: str, file_order: int) -> tuple[int, int]:
+        """Run the load ``insert`` over the extract; returns (rows loaded, malformed rows quarantined).
+
+        DuckDB's strict read first. A CSV it refuses is loaded again without
+        its malformed rows, each quarantined with its line as received, so the
+        rest of the file flows on; a file that holds bytes that are not UTF-8
+        raises ``InvalidUtf8`` instead (the lenient read names those rows).
+        Anything else DuckDB refuses is read by Arrow (``_scan``).
+        """
+        strict = reader.native_sql(numbered=False)
+        if strict:
+            try:
+                return self._run_over(strict, insert), 0
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error:
+                pass
+        skipping = reader.native_sql(numbered=False, skip_malformed=True)
+        if skipping:
+            self.conn.begin()
+            try:
+                loaded = self._run_over(skipping, insert)
+                malformed = self._quarantine_malformed(reader, file_order)
+            except Exception as error:
+                self.conn.rollback()
+                if isinstance(error, duckdb.InterruptException) or not isinstance(error, duckdb.Error):
+                    raise  # InvalidUtf8 (the caller reads the file leniently), or a failure of its own
+            else:
+                self.conn.commit()
+                return loaded, malformed
+            finally:
+                self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}")
+                self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
+        return self._scan(reader, insert, numbered=False), 0
+
+    def _quarantine_malformed(self, reader: ExtractReader, file_order: int) -> int:
+        """The rows the last skipping read found malformed (``MALFORMED_ROWS``) to the quarantine, each with its
+        line as received; their numbers to ``self.malformed``. Raises ``InvalidUtf8`` when a row is refused
+        for its encoding."""
+        if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchone()[0]:
+            raise InvalidUtf8("the file holds bytes that are not valid UTF-8")
+        width = len(reader.header_names)
+        names = "MAP {" + ", ".join(f"'c{position}': {literal(name)}"
+                                    for position, name in enumerate(reader.header_names)) + "}"
+        field_count = FIELD_COUNT_PROBLEM.format(found="{}", expected=width)
+        # One row per malformed line. DuckDB lists a row lacking fields once per missing column (the
+        # first missing column's position is the number of fields found); a row with too many, once.
+        self.conn.execute(
+            f"""
+            INSERT INTO raw.quarantine
+            WITH lines AS (
+                SELECT line, any_value(error_type) AS error_type, any_value(error_message) AS error_message,
+                       any_value(csv_line) AS csv_line,
+                       min(CAST(substr(column_name, 2) AS INTEGER)) AS position
+                FROM {MALFORMED_ROWS} GROUP BY line
+            )
+            SELECT ?, ?, line - 1, {names}['c' || position],
+                   CASE error_type
+                       WHEN 'MISSING COLUMNS' THEN format({literal(field_count)}, position)
+                       WHEN 'TOO MANY COLUMNS'
+                           THEN format({literal(field_count)}, regexp_extract(error_message, 'Found: (\\d+)', 1))
+                                || {literal(UNQUOTED_COMMA_HINT)}
+                       WHEN 'UNQUOTED VALUE'
+                           THEN 'malformed CSV row: a quoted value has text after its closing quote or is not closed'
+                       ELSE 'malformed CSV row: ' || error_message END,
+                   csv_line, ?
+            FROM lines ORDER BY line
+            """,
+            [self.source.name, reader.extract.file, self.detected_at],
+        )
+        return self.conn.execute(
+            f"INSERT INTO {self.malformed} SELECT DISTINCT {file_order}, line - 1 FROM {MALFORMED_ROWS}").fetchone()[0]
 
     def rules(self, reader: ExtractReader) -> CompiledContract:
         """The contract compiled for one extract (its date, the types its file stores)."""
@@ -261,8 +352,8 @@ class _SourceIngest:
             self._quarantine_incomplete(reader, missing)
             return
         loaded = _LoadedFile(extract, reader.lenient, self.rules(reader),
-                             carried=[INVALID_UTF8] if INVALID_UTF8 in reader.column_names else [],
-                             header=[c for c in reader.column_names if c != INVALID_UTF8])
+                             carried=[READ_PROBLEM] if READ_PROBLEM in reader.column_names else [],
+                             header=[c for c in reader.column_names if c != READ_PROBLEM])
         layers = loaded.layers("_text", numbered=False)
         if narrow:
             key_if_failed = ", ".join(f"CASE WHEN _failed THEN {quote(k)} END" for k in source.primary_key)
@@ -276,14 +367,15 @@ class _SourceIngest:
                       f"{file_order}, ({loaded.row_failed}), hash({self.key}) FROM typed")
         try:
             # Every row, read in parallel: typed values and one boolean; cheap enough for millions of rows.
-            rows = self._scan(reader, insert, numbered=False)
+            rows, loaded.malformed_rows = self._load(reader, insert, file_order)
         except InvalidUtf8:  # a failed INSERT loads nothing: read the file again, leniently
             self.add(extract, file_order, lenient=True, narrow=narrow)
             return
         except UnreadableFile as error:
             self.quarantine_file(extract, str(error))
             return
-        self._count_read(extract, rows)
+        self._count_read(extract, rows + loaded.malformed_rows)
+        self.report.rows_quarantined += loaded.malformed_rows
         self.loaded[file_order] = loaded
         if narrow:
             self.narrow_orders.add(file_order)
@@ -307,13 +399,30 @@ class _SourceIngest:
         typed_key = _key_struct([loaded.rules.typed_value(k) for k in self.source.primary_key])
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
                    f"CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
-                   f"WHERE {typed_key} IN (SELECT key FROM _failed_keys)", numbered=True)
+                   f"WHERE {typed_key} IN (SELECT key FROM _failed_keys)", numbered=True,
+                   skip_malformed=loaded.malformed_rows > 0)
+        if loaded.malformed_rows:
+            self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}")
+            self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
+            self._number_past_malformed_rows(file_order)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
                               loaded.header)
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
                           f"SELECT {self.key}, ?, _row_number FROM typed", [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
         self.conn.execute("DROP TABLE _failed_keys")
+
+    def _number_past_malformed_rows(self, file_order: int) -> None:
+        """Turn ``_failed_text``'s numbers among the rows read into the file's data rows: the k-th row read
+        follows every malformed row with fewer than k rows read before it."""
+        self.conn.execute(
+            f"""
+            UPDATE _failed_text AS f SET _row_number = f._row_number + (
+                SELECT count(*) FROM (SELECT row_number - row_number() OVER (ORDER BY row_number) AS read_before
+                                      FROM {self.malformed} WHERE _file_order = {file_order})
+                WHERE read_before < f._row_number)
+            """
+        )
 
     def _quarantine_incomplete(self, reader: ExtractReader, missing: list[str]) -> None:
         """A file lacking a contract column is quarantined whole; its rows still count as read."""
@@ -445,6 +554,7 @@ class _SourceIngest:
         if self.narrowing:  # valid, counted, not kept
             self.report.rows_valid += conn.execute(f"SELECT count(*) FROM {self.narrow} WHERE NOT _failed").fetchone()[0]
         conn.execute(f"DROP TABLE {self.rejected}")
+        conn.execute(f"DROP TABLE {self.malformed}")
         conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
         return True
 
