@@ -11,7 +11,8 @@ translate raises ``UntranslatableCheck`` instead of being skipped, and
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from data_contracts.sources import SourceContract
@@ -165,24 +166,40 @@ def _unparseable_reason(column: str, kind: str, shown: str) -> str:
     return f"{prefix} || CAST({shown} AS VARCHAR) || {literal(chr(39))}"
 
 
-def _stored_expression(kind: str, stored: str, zoned: bool) -> str:
+def _stored_expression(kind: str, stored: str, timestamp: bool, zone: str | None) -> str:
     """A value already stored with the contract's type (typed Parquet) needs no parse, only the finite check.
 
     A timestamp with a time zone is normalised to UTC (the connection runs in
     UTC), one without is taken as UTC, exactly as their text would be. Only the
     zoned one needs the round trip through TIMESTAMPTZ (0.3 s per 2.4M values):
     a plain cast keeps a zoneless value as it is, whatever its precision.
+    A date stored as a ``timestamp`` (pandas writes dates so) is the date it
+    falls on at midnight, in its own time zone; with a time of day it is no date.
     """
     if kind == "num":
         return f"CASE WHEN isfinite({stored}) THEN {stored} END"
     if kind == "ts":
-        return f"CAST(CAST({stored} AS TIMESTAMPTZ) AS TIMESTAMP)" if zoned else f"CAST({stored} AS TIMESTAMP)"
+        return f"CAST(CAST({stored} AS TIMESTAMPTZ) AS TIMESTAMP)" if zone else f"CAST({stored} AS TIMESTAMP)"
+    if kind == "date" and timestamp:
+        local = _wall_clock(stored, zone)
+        return f"CASE WHEN {local} = date_trunc('day', {local}) THEN CAST({local} AS DATE) END"
     return stored
+
+
+def _wall_clock(stored: str, zone: str | None) -> str:
+    """SQL: a stored timestamp as the clock read in its own time zone (an IANA name or a '+HH:MM' offset)."""
+    if zone is None:
+        return f"CAST({stored} AS TIMESTAMP)"
+    offset = re.fullmatch(r"([+-])(\d{2}):(\d{2})", zone)
+    if offset:
+        sign, hours, minutes = offset.groups()
+        return f"(CAST({stored} AS TIMESTAMP) {sign} INTERVAL {literal(f'{hours}:{minutes}:00')})"
+    return f"timezone({literal(zone)}, {stored})"
 
 
 def compile_contract(
     source: SourceContract, *, extract_date: str, master_tables: dict[str, str] | None,
-    stored_typed: Collection[str] = (), stored_zoned: Collection[str] = (),
+    stored_typed: Collection[str] = (), stored_timestamps: Mapping[str, str | None] | None = None,
 ) -> CompiledContract:
     """Input, typed and failure expressions for one extract of ``source``.
 
@@ -190,8 +207,8 @@ def compile_contract(
     (column ``id``); None skips referential integrity (master data itself).
     ``stored_typed`` names the columns the file already stores with their
     contract type (date, timestamp, integer, number in Parquet): they skip the
-    text round trip and are judged by the same rules; ``stored_zoned`` names
-    those of them that are timestamps with a time zone.
+    text round trip and are judged by the same rules; ``stored_timestamps``
+    maps the columns stored as timestamps to their time zone (None: none).
     """
     schema = source.schema
     text_columns: dict[str, str] = {}
@@ -202,8 +219,11 @@ def compile_contract(
         text, typed = text_alias(column), quote(column)
         if column in stored_typed and kind in STORED_KINDS:
             text_columns[column] = quote(column)
-            typed_columns[column] = _stored_expression(kind, text, zoned=column in stored_zoned)
-            blank, unparseable, shown = f"{text} IS NULL", f"{text} IS NOT NULL AND {typed} IS NULL", text
+            timestamps = stored_timestamps or {}
+            zone = timestamps.get(column)
+            typed_columns[column] = _stored_expression(kind, text, timestamp=column in timestamps, zone=zone)
+            shown = _wall_clock(text, zone) if column in timestamps else text
+            blank, unparseable = f"{text} IS NULL", f"{text} IS NOT NULL AND {typed} IS NULL"
         elif kind == "str":
             text_columns[column] = trimmed_text(f"CAST({quote(column)} AS VARCHAR)")
             typed_columns[column] = text

@@ -1,6 +1,7 @@
 """The compiled SQL contract rejects exactly what pandera's own validation rejects, for the same reasons."""
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from support import AS_OF, minimal_network, write_landing_zone, write_source
@@ -79,6 +80,57 @@ def test_typed_parquet_and_csv_of_the_same_rows_are_judged_alike(tmp_path):
     assert (9, "requested_date", "requested_date is outside the dates 1900-01-01 to 2199-12-31") in rejections
     assert kept == [("OK", 10.0, pd.Timestamp(day))]
     assert judged["parquet"] == judged["csv"]
+
+
+def test_dates_stored_as_timestamps_at_midnight_are_those_dates_in_their_own_time_zone(tmp_path):
+    """pandas writes dates to Parquet as timestamps: one at midnight (naive, or in its own zone, named or as an
+    offset) is that date, kept as the same date written as text; one with a time of day is rejected, as its text
+    is in a CSV; the other rules (out of range, after the extract date) judge it like any date."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def stamps(zone: str | None, *values: str) -> pa.Array:
+        """Each value's wall clock in ``zone`` (an IANA name or an offset), stored as Arrow stores it (UTC)."""
+        if zone is None:
+            tzinfo = None
+        elif zone[0] in "+-":
+            tzinfo = timezone(int(zone[0] + "1") * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:])))
+        else:
+            tzinfo = ZoneInfo(zone)
+        clocks = [datetime.fromisoformat(v).replace(tzinfo=tzinfo) for v in values]
+        utc = [c.astimezone(timezone.utc).replace(tzinfo=None) if tzinfo else c for c in clocks]
+        return pa.array(utc, pa.timestamp("us", tz=zone))
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    zoned = {"Europe/Berlin": "BERLIN", "+05:30": "OFFSET"}
+    frames = []
+    for zone in (None, *zoned):
+        rows = ["NAIVE", "TIMED", "LATER", "ANCIENT"] if zone is None else [zoned[zone]]
+        order_dates = {"TIMED": "2026-11-10 14:30", "LATER": "2026-11-30"}
+        frames.append(pa.table({
+            "order_id": rows, "line_no": pa.array([1] * len(rows), pa.int64()), "customer_id": ["C1"] * len(rows),
+            "sku_id": ["SKU-A"] * len(rows), "location_id": ["DC-1"] * len(rows),
+            "order_date": stamps(zone, *(order_dates.get(r, "2026-11-10") for r in rows)),
+            "requested_date": stamps(zone, *("1026-11-25" if r == "ANCIENT" else "2026-11-25" for r in rows)),
+            "promised_date": stamps(zone, *["2026-11-25"] * len(rows)),
+            "ordered_qty": [10.0] * len(rows), "shipped_qty": [0.0] * len(rows),
+            "ship_date": pa.array([None] * len(rows), pa.timestamp("us", tz=zone)), "status": ["open"] * len(rows),
+        }))
+    for position, table in enumerate(frames):
+        pq.write_table(table, landing / "sales_orders" / f"{AS_OF.isoformat()}_stamped_{position}.parquet")
+    result = ingest_landing_zone(landing, AS_OF)
+
+    kept = result.table("sales_orders").set_index("order_id")
+    for order in ("NAIVE", "BERLIN", "OFFSET"):
+        assert kept.loc[order, "order_date"] == pd.Timestamp("2026-11-10"), order
+        assert kept.loc[order, "requested_date"] == pd.Timestamp("2026-11-25"), order
+        assert pd.isna(kept.loc[order, "ship_date"])
+    quarantine = result.quarantine.set_index("row_number")[["column", "reason"]]
+    assert quarantine.loc[2].tolist() == ["order_date", "order_date is not a date (YYYY-MM-DD): '2026-11-10 14:30:00'"]
+    assert quarantine.loc[3].tolist() == [
+        "order_date", f"order_date is after the extract date {AS_OF.isoformat()} (a future event cannot be reported)"]
+    assert quarantine.loc[4].tolist() == ["requested_date", "requested_date is outside the dates 1900-01-01 to 2199-12-31"]
+    assert len(quarantine) == 3
 
 
 def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():

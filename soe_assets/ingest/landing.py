@@ -250,15 +250,16 @@ class ExtractReader:
         return pa.RecordBatchReader.from_batches(self.schema.append(pa.field(ROW_NUMBER, pa.int64())), numbered())
 
 
-# Arrow types that already are a contract kind, exactly (a typed Parquet file skips the text round trip).
+# Arrow types that already are a contract kind (a typed Parquet file skips the text round trip). A date may be
+# stored as a timestamp, as pandas writes its dates; it must then fall at midnight (see ``sql_rules``).
 _STORED_KIND_TYPES = {
-    "date": pa.types.is_date32, "ts": pa.types.is_timestamp, "int": pa.types.is_signed_integer,
-    "num": pa.types.is_float64,
+    "date": lambda t: pa.types.is_date32(t) or pa.types.is_timestamp(t), "ts": pa.types.is_timestamp,
+    "int": pa.types.is_signed_integer, "num": pa.types.is_float64,
 }
 
 
 def stored_typed_columns(schema: pa.Schema, kinds: dict[str, str]) -> set[str]:
-    """The contract columns ``schema`` stores with exactly their contract type."""
+    """The contract columns ``schema`` stores with their contract type."""
     return {
         column for column, kind in kinds.items()
         if kind in _STORED_KIND_TYPES and column in schema.names
@@ -266,9 +267,9 @@ def stored_typed_columns(schema: pa.Schema, kinds: dict[str, str]) -> set[str]:
     }
 
 
-def stored_zoned_timestamps(schema: pa.Schema) -> set[str]:
-    """The columns ``schema`` stores as timestamps with a time zone."""
-    return {field.name for field in schema if pa.types.is_timestamp(field.type) and field.type.tz is not None}
+def stored_timestamps(schema: pa.Schema) -> dict[str, str | None]:
+    """The columns ``schema`` stores as timestamps, with their time zone (None: none)."""
+    return {field.name: field.type.tz for field in schema if pa.types.is_timestamp(field.type)}
 
 
 def read_extract_text(extract: Extract) -> pa.Table:

@@ -24,7 +24,7 @@ from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_co
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, UNQUOTED_COMMA_HINT, Extract, ExtractReader, InvalidUtf8,
-    UnreadableFile, list_extracts, stored_typed_columns, stored_zoned_timestamps,
+    UnreadableFile, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.warehouse import RunContext, quote, replace_table
 
@@ -339,7 +339,7 @@ class _SourceIngest:
         return compile_contract(
             self.source, extract_date=reader.extract.extract_date.isoformat(), master_tables=self.master_tables,
             stored_typed=stored_typed_columns(reader.schema, self.source.columns),
-            stored_zoned=stored_zoned_timestamps(reader.schema),
+            stored_timestamps=stored_timestamps(reader.schema),
         )
 
     def add(self, extract: Extract, file_order: int, lenient: bool = False, narrow: bool = False) -> None:
