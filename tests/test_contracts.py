@@ -296,7 +296,8 @@ def test_csv_is_read_as_rfc_4180(landing):
     assert list(_quarantine(result, "sales_orders")["row_number"]) == [3]
 
 
-def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_flows_on(landing):
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_flows_on(landing, newline):
     """A row with too many or too few fields or a broken quote goes to the quarantine as the line received,
     numbered as a data row (a quoted line break does not start a row); every other row is kept, and a row
     rejected by the contract after them keeps its own number."""
@@ -308,7 +309,7 @@ def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_
     too_few = "M-SHORT,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0"
     broken_quote = 'M-QUOTE,1,"C"7,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open'
     text = path.read_text().replace("\nM2,", f"\n{too_many}\nM2,")
-    path.write_text(text.replace("\nM5,", f"\n{too_few}\n{broken_quote}\nM5,"))
+    path.write_bytes(text.replace("\nM5,", f"\n{too_few}\n{broken_quote}\nM5,").replace("\n", newline).encode())
 
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
@@ -323,7 +324,7 @@ def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_
     assert '"order_id":"M6"' in list(quarantined["raw_record"])[3]
     kept = result.table("sales_orders")
     assert set(kept["order_id"]) == {"GOOD-1", "GOOD-2"} | {f"M{i}" for i in range(8) if i != 6}
-    assert kept.set_index("order_id").loc["M1", "customer_id"] == "ACME\nEU"
+    assert kept.set_index("order_id").loc["M1", "customer_id"] == f"ACME{newline}EU"
     report = result.reports["sales_orders"]
     assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (11, 4)
 

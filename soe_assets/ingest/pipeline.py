@@ -313,7 +313,7 @@ class _SourceIngest:
             INSERT INTO raw.quarantine
             WITH lines AS (
                 SELECT line, any_value(error_type) AS error_type, any_value(error_message) AS error_message,
-                       any_value(csv_line) AS csv_line,
+                       trim(any_value(csv_line), chr(13) || chr(10)) AS csv_line,  -- DuckDB keeps the line break before a CRLF row
                        min(CAST(substr(column_name, 2) AS INTEGER)) AS position
                 FROM {MALFORMED_ROWS} GROUP BY line
             )
