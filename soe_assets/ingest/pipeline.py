@@ -268,7 +268,7 @@ class _SourceIngest:
         its malformed rows, each quarantined with its line as received, so the
         rest of the file flows on; a file that holds bytes that are not UTF-8
         raises ``InvalidUtf8`` instead (the lenient read names those rows).
-        Anything else DuckDB refuses is read by Arrow (``_scan``).
+        Anything else DuckDB refuses is read by Arrow, whose verdict stands.
         """
         strict = reader.native_sql(numbered=False)
         if strict:
@@ -294,7 +294,7 @@ class _SourceIngest:
             finally:
                 self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}")
                 self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
-        return self._scan(reader, insert, numbered=False), 0
+        return self._run_over_arrow(reader, insert), 0
 
     def _quarantine_malformed(self, reader: ExtractReader, file_order: int) -> int:
         """The rows the last skipping read found malformed (``MALFORMED_ROWS``) to the quarantine, each with its
