@@ -43,8 +43,9 @@ CUSTOM_CHECKS = {
 def typed_expression(kind: str, text: str) -> str:
     """SQL turning a trimmed, empty-as-NULL text column into a typed kind (NULL if unparseable).
 
-    A date is ``YYYY-MM-DD`` and a timestamp starts with one: DuckDB's casts also take '2026/11/20',
-    '26-11-20', 'epoch' or 'infinity', which the contract does not."""
+    A date is ``YYYY-MM-DD`` (four, two and two digits) and a timestamp starts with one: DuckDB's
+    casts also take '2026/11/20', '26-11-20', 'epoch', 'infinity', a signed year, or '2026-11-2 ' as
+    2 November, which the contract does not."""
     if kind == "date":
         return _iso_date(text)
     if kind == "ts":
@@ -52,16 +53,29 @@ def typed_expression(kind: str, text: str) -> str:
         # costs several times the plain one: the common 'YYYY-MM-DD[T ]HH:MM:SS' leaves no room
         # for an offset, so it takes the plain parse, which means the same there.
         plain_form = f"({text} LIKE '____-__-__T__:__:__' OR {text} LIKE '____-__-__ __:__:__')"
-        return f"CASE WHEN {plain_form} THEN TRY_CAST({text} AS TIMESTAMP) ELSE {_zoned_parse(text)} END"
+        plain = f"CASE WHEN {_starts_with_iso_date(text)} THEN TRY_CAST({text} AS TIMESTAMP) END"
+        return f"CASE WHEN {plain_form} THEN {plain} ELSE {_zoned_parse(text)} END"
     return _number(f"TRY_CAST({text} AS DOUBLE)", kind)
 
 
 def _iso_date(text: str) -> str:
-    return f"CASE WHEN {text} LIKE '____-__-__' THEN TRY_CAST({text} AS DATE) END"
+    """A date of ten characters written exactly as DuckDB writes it: ``YYYY-MM-DD``, years 0001 to 9999.
+
+    Matching the cast's own output costs about what a ``LIKE '____-__-__'`` pre-check did, which let
+    blanks and signs through ('2026-11-2 ', '-026-11-20'), and a third of a regular expression."""
+    parsed = f"TRY_CAST({text} AS DATE)"
+    return f"CASE WHEN strlen({text}) = 10 AND CAST({parsed} AS VARCHAR) = {text} THEN {parsed} END"
+
+
+def _starts_with_iso_date(text: str) -> str:
+    """A date, then nothing or a time (not DuckDB's '(BC)'); the year 0000 is none (ISO 8601 allows it
+    only by agreement, DuckDB reads it as 1 BC)."""
+    return (f"(regexp_matches({text}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([T ][0-9]|$)') "
+            f"AND NOT prefix({text}, '0000'))")
 
 
 def _zoned_parse(text: str) -> str:
-    return f"CASE WHEN {text} LIKE '____-__-__%' THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+    return f"CASE WHEN {_starts_with_iso_date(text)} THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
 
 
 

@@ -66,6 +66,7 @@ def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
     form = r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + ("" if kind == "date" else ".*")
     iso = stripped.str.fullmatch(form, flags=re.S).fillna(False).astype(bool)
     year = pd.to_numeric(stripped.str[:4].where(iso), errors="coerce")
+    iso &= year.ne(0).fillna(False).astype(bool)  # ISO 8601 has a year 0000 only by agreement
     in_range = year.between(int(EARLIEST_DATE[:4]), int(LATEST_DATE[:4]))
 
     def parse(values: pd.Series) -> pd.Series:

@@ -171,3 +171,37 @@ def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():
         assert all(fast == general for _, fast, general in received), kind
         assert sum(value is not None for _, value, _ in received) >= 3, kind  # some of the values above parse
     assert sum(ts is not None for *_, ts in rows) >= 8  # the timestamps above do parse
+
+
+def test_both_engines_read_every_date_and_timestamp_form_alike():
+    """DuckDB's casts take forms the contract does not ('2026-11-2 ' as 2 November, a one-digit hour, a
+    signed year); each value must be typed, unparseable or out of range in SQL exactly as in pandas."""
+    import duckdb
+
+    from data_contracts.sql_rules import parsed_text
+    from data_contracts.validation import _parse_column
+
+    forms = {
+        "date": ["2026-11-20", " 2026-11-20 ", "2026-11-2 ", " 026-11-20", "-026-11-20", "+026-11-20", "0026-11-20",
+                 "0000-01-01", "2026-11-20 ", "2026-1-20 ", "02026-1-20", "2026-11-20 (BC)", "10000-01-01",
+                 "2026 11 20", "2026\\11\\20", "2026-11-20 10:00:00 BC", "2026-11-20 (bc)", "1899-12-31", "2199-12-31", "2200-01-01", "2024-02-29", "2026-02-29"],
+        "ts": ["2026-11-20T10:00:00", "2026-11-20 10:00:00", "2026-11-2  10:00:00", " 026-11-20 10:00:00",
+               "-026-11-20 10:00:00", "2026-11-20 1:00:00", "2026-11-20T10:00:0 ", "2026-11-20T10:00:00+01:00",
+               "2026-11-20 10:00:00Z", "0000-01-01T00:00:00", "2026-11-20T10:00", "2199-12-31T23:59:59",
+               "2200-01-01T00:00:00", "1899-12-31T23:59:59", "2026-11-20 (BC)", "2026-11-20 (BC) 10:00:00",
+               "2026-11-20", "2026-11-20T10:00:00.5+05:30"],
+    }
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    for kind, values in forms.items():
+        typed = parsed_text(kind, "v")
+        in_range = f"{typed} BETWEEN DATE '1900-01-01' AND TIMESTAMP '2199-12-31 23:59:59.999999'"
+        sql = conn.execute(f"SELECT CAST({typed} AS VARCHAR), {in_range} FROM unnest(?) AS t(v)", [values]).fetchall()
+        parsed, unparseable, out_of_range = _parse_column(kind, pd.Series(values, dtype="string"))
+        for value, (in_sql, sql_in_range), in_pandas, bad, outside in zip(values, sql, parsed, unparseable, out_of_range):
+            if outside:  # a real date the range rule rejects: SQL types it, and its range check fails
+                assert in_sql is not None and not sql_in_range, value
+            elif bad:
+                assert in_sql is None, value
+            else:
+                assert sql_in_range and pd.Timestamp(in_sql) == in_pandas, value
