@@ -12,7 +12,7 @@ translate raises ``UntranslatableCheck`` instead of being skipped, and
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from data_contracts.sources import SourceContract
@@ -45,25 +45,25 @@ def typed_expression(kind: str, text: str) -> str:
 
     A date is ``YYYY-MM-DD`` (four, two and two digits) and a timestamp starts with one: DuckDB's
     casts also take '2026/11/20', '26-11-20', 'epoch', 'infinity', a signed year, or '2026-11-2 ' as
-    2 November, which the contract does not."""
+    2 November, which the contract does not. A timestamp's offset or zone is honoured and normalised
+    to UTC (the connection runs in UTC)."""
     if kind == "date":
         return _iso_date(text)
     if kind == "ts":
-        # Offsets are honoured and normalised to UTC (the connection runs in UTC). The zoned parse
-        # costs several times the plain one: the common 'YYYY-MM-DD[T ]HH:MM:SS' leaves no room
-        # for an offset, so it takes the plain parse, which means the same there.
-        plain_form = f"({text} LIKE '____-__-__T__:__:__' OR {text} LIKE '____-__-__ __:__:__')"
-        plain = f"CASE WHEN {_starts_with_iso_date(text)} THEN TRY_CAST({text} AS TIMESTAMP) END"
-        return f"CASE WHEN {plain_form} THEN {plain} ELSE {_zoned_parse(text)} END"
+        return _zoned_parse(text)
     return _number(f"TRY_CAST({text} AS DOUBLE)", kind)
 
 
 def _iso_date(text: str) -> str:
-    """A date of ten characters written exactly as DuckDB writes it: ``YYYY-MM-DD``, years 0001 to 9999.
+    """A date of ten characters written exactly as DuckDB writes it: ``YYYY-MM-DD``, years 0001 to 9999."""
+    return _read_back_date(text, f"TRY_CAST({text} AS DATE)")
 
-    Matching the cast's own output costs about what a ``LIKE '____-__-__'`` pre-check did, which let
+
+def _read_back_date(text: str, parsed: str) -> str:
+    """``parsed`` (``text`` cast to DATE) where ``text`` is exactly how DuckDB writes that date: ``YYYY-MM-DD``.
+
+    Matching the cast's own output costs less than a ``LIKE '____-__-__'`` pre-check did, which let
     blanks and signs through ('2026-11-2 ', '-026-11-20'), and a third of a regular expression."""
-    parsed = f"TRY_CAST({text} AS DATE)"
     return f"CASE WHEN strlen({text}) = 10 AND CAST({parsed} AS VARCHAR) = {text} THEN {parsed} END"
 
 
@@ -78,7 +78,6 @@ def _zoned_parse(text: str) -> str:
     return f"CASE WHEN {_starts_with_iso_date(text)} THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
 
 
-
 def _number(number: str, kind: str) -> str:
     """A parsed DOUBLE as the contract's number (finite) or integer (finite, whole and within BIGINT)."""
     finite = f"CASE WHEN isfinite({number}) THEN {number} END"
@@ -87,22 +86,41 @@ def _number(number: str, kind: str) -> str:
     return finite
 
 
-def parsed_text(kind: str, received: str) -> str:
+CAST_TYPES = {"date": "DATE", "ts": "TIMESTAMP", "int": "DOUBLE", "num": "DOUBLE"}
+
+
+def plain_cast(kind: str, received: str) -> str:
+    """SQL: DuckDB's own cast of text as received to the kind's type, the one parse ``parsed_text`` starts from."""
+    return f"TRY_CAST({received} AS {CAST_TYPES[kind]})"
+
+
+def parsed_text(kind: str, received: str, cast: str) -> str:
     """SQL turning text as received (not trimmed) into a typed kind: ``typed_expression`` of its trimmed text.
 
-    DuckDB's casts skip ASCII white space around a value themselves, so the
-    value is parsed as received, and only one that fails (blank, edged by a
-    Unicode space, or unparseable) is trimmed and parsed again: trimming every
-    value cost about as much as parsing it. The fallback names the trimmed text
-    once, since DuckDB computes a subexpression named twice in a projection for
-    every row, and ``coalesce`` evaluates it only where the first parse failed.
+    ``cast`` names ``plain_cast(kind, received)``, computed once per value by the layer below (reading
+    a cast back names it twice). Where the cast reads back as the text received (the usual value: no
+    blank around it, which DuckDB's casts skip, no offset, which its plain timestamp cast drops), it
+    is the value; any other value is trimmed and parsed by the general rule, ``guarded`` so that only
+    those values pay for it: trimming every value cost about as much as parsing it.
     """
-    trimmed = trimmed_text(received)
     if kind == "date":
-        return f"coalesce({_iso_date(received)}, {_iso_date(trimmed)})"
-    if kind == "ts":
-        return f"coalesce({typed_expression('ts', received)}, {_zoned_parse(trimmed)})"
-    return _number(f"coalesce(TRY_CAST({received} AS DOUBLE), TRY_CAST({trimmed} AS DOUBLE))", kind)
+        fast = _read_back_date(received, cast)
+    elif kind == "ts":
+        date_and_time = (f"prefix({received}, CAST(CAST({cast} AS DATE) AS VARCHAR)) "
+                         f"AND suffix({received}, CAST(CAST({cast} AS TIME) AS VARCHAR))")
+        fast = f"CASE WHEN strlen({received}) = 19 AND {date_and_time} THEN {cast} END"
+    else:
+        fast = _number(cast, kind)
+    return f"coalesce({fast}, {guarded(received, lambda text: typed_expression(kind, trimmed_text(text)))})"
+
+
+def guarded(value: str, body: Callable[[str], str]) -> str:
+    """SQL: ``body`` applied to ``value``, evaluated only where the branch holding it is taken.
+
+    DuckDB's common-subexpression pass lifts a subexpression named twice in a projection (the
+    trimmed text, in the general rule) out of the CASE or ``coalesce`` branch that guards it and
+    computes it for every row; inside a lambda it stays in its branch."""
+    return f"list_transform([{value}], lambda _value: {body('_value')})[1]"
 
 
 def trimmed_text(value: str) -> str:
@@ -139,6 +157,10 @@ def text_alias(column: str) -> str:
     return quote(f"{column}__text")
 
 
+def cast_alias(column: str) -> str:
+    return quote(f"{column}__cast")
+
+
 # Flag set on every copy of a primary key that occurs more than once in the extract.
 DUPLICATE_KEY = "_duplicate_key"
 
@@ -150,8 +172,10 @@ class CompiledContract:
     # contract column -> its input: a text column's trimmed, empty-as-NULL text, a typed column's text as
     # received, or the value a typed file stores
     text_columns: dict[str, str]
-    typed_columns: dict[str, str]  # contract column -> typed expression over its input alias
+    typed_columns: dict[str, str]  # contract column -> typed expression over its input aliases
     failures: list[tuple[str, str, str]]  # (column, SQL failure condition, SQL reason) over the aliases
+    # contract column parsed from text -> its ``plain_cast`` over the extract's column (input alias ``cast_alias``)
+    cast_columns: dict[str, str]
 
     def layers(self, relation: str, carried: Collection[str] = (), numbered: bool = True) -> str:
         """CTEs ``inputs`` and ``typed`` over ``relation`` (the extract, with ``_row_number`` when ``numbered``),
@@ -159,6 +183,7 @@ class CompiledContract:
         inputs = ", ".join(
             (["_row_number"] if numbered else [])
             + [f"{expression} AS {text_alias(c)}" for c, expression in self.text_columns.items()]
+            + [f"{expression} AS {cast_alias(c)}" for c, expression in self.cast_columns.items()]
             + [quote(c) for c in carried]
         )
         typed = ", ".join(f"{expression} AS {quote(c)}" for c, expression in self.typed_columns.items())
@@ -167,7 +192,10 @@ class CompiledContract:
     def typed_value(self, column: str) -> str:
         """SQL for ``column``'s typed value straight over the extract's own columns (no ``layers``, no aliases
         that an extra column of the extract could shadow)."""
-        return self.typed_columns[column].replace(text_alias(column), f"({self.text_columns[column]})")
+        typed = self.typed_columns[column].replace(text_alias(column), f"({self.text_columns[column]})")
+        if column in self.cast_columns:
+            typed = typed.replace(cast_alias(column), f"({self.cast_columns[column]})")
+        return typed
 
     @property
     def row_failures(self) -> list[tuple[str, str, str]]:
@@ -227,6 +255,7 @@ def compile_contract(
     schema = source.schema
     text_columns: dict[str, str] = {}
     typed_columns: dict[str, str] = {}
+    cast_columns: dict[str, str] = {}
     failures: list[tuple[str, str, str]] = []
     pk = source.primary_key
     for column, kind in source.columns.items():
@@ -245,10 +274,13 @@ def compile_contract(
         else:
             # Trimmed only where the value did not parse (a CASE branch is evaluated for its rows only).
             text_columns[column] = f"CAST({quote(column)} AS VARCHAR)"
-            typed_columns[column] = parsed_text(kind, text)
+            cast_columns[column] = plain_cast(kind, text_columns[column])
+            typed_columns[column] = parsed_text(kind, text, cast_alias(column))
             shown = trimmed_text(text)
-            blank = f"CASE WHEN {typed} IS NULL THEN {shown} IS NULL ELSE false END"
-            unparseable = f"CASE WHEN {typed} IS NULL THEN {shown} IS NOT NULL ELSE false END"
+            # Two different guarded tests: one named twice would be lifted out of its CASE (``guarded``).
+            blank = f"CASE WHEN {typed} IS NULL THEN {guarded(text, lambda v: f'{trimmed_text(v)} IS NULL')} END"
+            unparseable = (f"CASE WHEN {typed} IS NULL "
+                           f"THEN {guarded(text, lambda v: f'{trimmed_text(v)} IS NOT NULL')} END")
         spec = schema.columns[column]
         if not spec.nullable:
             failures.append((column, blank, literal(describe_check("not_nullable", column, pk))))
@@ -279,4 +311,5 @@ def compile_contract(
                  literal(f"{column} is after the extract date {extract_date} (a future event cannot be reported)"))
             )
     failures.append((", ".join(pk), DUPLICATE_KEY, literal(describe_check("multiple_fields_uniqueness", "", pk))))
-    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures)
+    return CompiledContract(text_columns=text_columns, typed_columns=typed_columns, failures=failures,
+                            cast_columns=cast_columns)
