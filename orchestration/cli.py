@@ -319,6 +319,7 @@ def _alert_run_failure(result, workspace: Workspace) -> None:
 
 
 def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], None]) -> None:
+    from soe_assets.publish import VERSIONS, published_as_of
     from soe_assets.warehouse import connect
 
     with connect(workspace.warehouse, read_only=True) as conn:
@@ -328,11 +329,16 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
         as_of = conn.execute("SELECT as_of FROM raw.run_context").fetchone()[0]
         whole_files = conn.execute("SELECT count(*) FROM raw.quarantine WHERE row_number IS NULL").fetchone()[0]
     published = sorted(p.name for p in workspace.publish.glob("*.parquet"))
+    current_as_of = published_as_of(workspace.publish)
     echo("")
     echo(f"run complete for as_of {as_of} in {elapsed:.1f} s")
     echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files")
     echo(f"  rows quarantined: {quarantined or 0:,} (+ {whole_files} whole files rejected) -> data_quality_issues")
-    echo(f"  tables published: {len(published)} in {workspace.publish}: {', '.join(published)}")
+    if current_as_of is not None and current_as_of > as_of:
+        echo(f"  tables published: as a backfill under {workspace.publish / VERSIONS}; {workspace.publish} "
+             f"still shows the later as_of {current_as_of}")
+    else:
+        echo(f"  tables published: {len(published)} in {workspace.publish}: {', '.join(published)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

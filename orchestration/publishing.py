@@ -38,9 +38,16 @@ def build_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
                 conn, settings.publish_path, run_id=context.run.run_id, as_of=run.as_of.isoformat(),
                 extra_files=files,
             )
-        context.log.info(f"published {len(published.row_counts)} tables to {settings.publish_path}")
+        if published.is_current:
+            context.log.info(f"published {len(published.row_counts)} tables to {settings.publish_path}")
+        else:
+            context.log.warning(
+                f"published {len(published.row_counts)} tables for as_of {run.as_of} to {published.version_dir}; "
+                f"{settings.publish_path / 'current'} stays on the later as_of {published.current_as_of}"
+            )
         return dg.MaterializeResult(
-            metadata={"version": str(published.version_dir), **{f"rows.{t}": n for t, n in published.row_counts.items()}}
+            metadata={"version": str(published.version_dir), "current": published.is_current,
+                      **{f"rows.{t}": n for t, n in published.row_counts.items()}}
         )
 
     return published_marts

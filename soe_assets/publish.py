@@ -12,6 +12,9 @@ switched by an atomic ``rename`` of a symlink, so a reader sees the previous
 complete set or the new one, never a half-written file. A reader that opens
 several tables and wants them from one run resolves ``current`` once
 (``os.path.realpath``) and reads from there.
+
+``current`` is the set of the latest as_of: a run for an earlier as_of (a
+backfill) writes its set beside it and leaves ``current`` where it is.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -43,6 +46,20 @@ UNORDERED_MARTS = frozenset({"sku_location_week", "reconciliation_findings", "da
 class PublishedSet:
     version_dir: Path
     row_counts: dict[str, int]
+    current_as_of: date | None  # the as_of of the set ``current`` points at after publishing
+
+    @property
+    def is_current(self) -> bool:
+        return (self.version_dir.parent.parent / CURRENT).resolve() == self.version_dir.resolve()
+
+
+def published_as_of(publish_dir: Path) -> date | None:
+    """The as_of of the set ``current`` points at; None when nothing is published there yet."""
+    try:
+        manifest = json.loads((publish_dir / CURRENT / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    return date.fromisoformat(manifest["as_of"])
 
 
 def mart_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -63,8 +80,10 @@ def _switch_symlink(link: Path, target: str) -> None:
 def publish_marts(
     conn: duckdb.DuckDBPyConnection, publish_dir: Path, *, run_id: str, as_of: str, extra_files: dict[str, Path] | None = None
 ) -> PublishedSet:
-    """Write every ``marts.*`` table to a new version folder, then switch ``current`` to it."""
+    """Write every ``marts.*`` table to a new version folder, then switch ``current`` to it unless ``current``
+    holds a later as_of."""
     publish_dir.mkdir(parents=True, exist_ok=True)
+    previous_as_of = published_as_of(publish_dir)
     version = f"{datetime.now():%Y%m%dT%H%M%S%f}_{run_id[:8]}"
     building = publish_dir / VERSIONS / f".{version}.building"
     building.mkdir(parents=True)
@@ -90,20 +109,21 @@ def publish_marts(
     final = publish_dir / VERSIONS / version
     os.replace(building, final)
 
-    _switch_symlink(publish_dir / CURRENT, f"{VERSIONS}/{version}")
-    for name in manifest["files"] + [MANIFEST]:
-        link = publish_dir / name
-        if not link.is_symlink() or os.readlink(link) != f"{CURRENT}/{name}":
-            _switch_symlink(link, f"{CURRENT}/{name}")
-    _prune_versions(publish_dir / VERSIONS, keep=final)
-    return PublishedSet(version_dir=final, row_counts=row_counts)
+    if previous_as_of is None or date.fromisoformat(as_of) >= previous_as_of:
+        _switch_symlink(publish_dir / CURRENT, f"{VERSIONS}/{version}")
+        for name in manifest["files"] + [MANIFEST]:
+            link = publish_dir / name
+            if not link.is_symlink() or os.readlink(link) != f"{CURRENT}/{name}":
+                _switch_symlink(link, f"{CURRENT}/{name}")
+    _prune_versions(publish_dir / VERSIONS, keep={final, (publish_dir / CURRENT).resolve()})
+    return PublishedSet(version_dir=final, row_counts=row_counts, current_as_of=published_as_of(publish_dir))
 
 
-def _prune_versions(versions: Path, keep: Path) -> None:
-    """Keep the newest few complete sets (readers may still hold an older one open)."""
+def _prune_versions(versions: Path, keep: set[Path]) -> None:
+    """Keep the newest few complete sets (readers may still hold an older one open), this run's and the current one."""
     complete = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
     for old in complete[:-KEEP_VERSIONS]:
-        if old != keep:
+        if old.resolve() not in keep:
             shutil.rmtree(old, ignore_errors=True)
     for leftover in versions.glob(".*.building"):
         shutil.rmtree(leftover, ignore_errors=True)

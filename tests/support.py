@@ -7,6 +7,7 @@ tests copy and bend to plant exactly the situation they need.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -134,8 +135,9 @@ class SoeRun:
             return conn.execute(sql, params or []).df()
 
 
-def run_soe(root: Path, landing: Path, *, as_of: date | None = AS_OF, **options) -> SoeRun:
+def run_soe(root: Path, landing: Path, *, as_of: date | None = AS_OF, echo: Callable[[str], None] = lambda _line: None,
+            **options) -> SoeRun:
     """Run the real pipeline (ingest, dbt, every Python stage, publish) in this process."""
     workspace = Workspace(landing=landing, warehouse=root / "warehouse" / "soe.duckdb", publish=root / "publish")
-    ok = run_pipeline(workspace, RunOptions(as_of=as_of, **options), echo=lambda _line: None)
+    ok = run_pipeline(workspace, RunOptions(as_of=as_of, **options), echo=echo)
     return SoeRun(workspace=workspace, ok=ok)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pandas as pd
@@ -40,6 +41,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     again = run_soe(root, landing, as_of=NEXT_DAY)
     out["again"] = again.query("SELECT * FROM marts.exceptions")
     out["history"] = again.query("SELECT * FROM marts.exception_history")
+    # a backfill: the first day again, after the second
+    lines: list[str] = []
+    backfill = run_soe(root, landing, as_of=AS_OF, echo=lines.append)
+    assert backfill.ok
+    out["backfill_summary"] = pd.DataFrame({"line": lines})
+    out["published_after_backfill"] = pd.read_parquet(root / "publish" / "exceptions.parquet")
+    versions = sorted((root / "publish" / ".versions").glob("*/_manifest.json"))
+    out["published_sets"] = pd.DataFrame([json.loads(path.read_text()) | {"path": str(path.parent)} for path in versions])
+    out["current_set"] = pd.DataFrame({"path": [str((root / "publish" / "current").resolve())]})
     return out
 
 
@@ -79,3 +89,15 @@ def test_rerunning_an_as_of_replaces_its_history_rows(runs: dict[str, pd.DataFra
     assert sorted(history["as_of"].astype(str).str[:10].unique()) == [AS_OF.isoformat(), NEXT_DAY.isoformat()]
     # a re-run compares with the run before it, not with itself: the resolution is still reported
     assert one(runs["again"], "late_purchase_order")["status"] == "resolved"
+
+
+def test_a_backfill_is_published_beside_the_later_set_and_readers_keep_the_latest(runs: dict[str, pd.DataFrame]) -> None:
+    """Analysts read ``current``: a run for an earlier as_of must not take it back in time."""
+    sets = runs["published_sets"].sort_values("path")
+    assert sets.iloc[-1]["as_of"] == AS_OF.isoformat()  # the backfill's own set, complete and newest
+    current = sets[sets["path"] == runs["current_set"]["path"].iloc[0]]
+    assert current["as_of"].tolist() == [NEXT_DAY.isoformat()]
+    assert (pd.to_datetime(runs["published_after_backfill"]["as_of"]) == pd.Timestamp(NEXT_DAY)).all()
+    summary = " ".join(runs["backfill_summary"]["line"])
+    assert f"run complete for as_of {AS_OF}" in summary
+    assert f"still shows the later as_of {NEXT_DAY}" in summary

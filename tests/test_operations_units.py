@@ -357,3 +357,26 @@ def test_published_python_marts_keep_their_row_order_and_dbt_marts_keep_their_ro
     trusted_view = pd.read_parquet(published.version_dir / "sku_location_week.parquet")
     assert sorted(trusted_view["week_index"].tolist()) == list(range(rows))
     assert published.row_counts == {"exceptions": rows, "sku_location_week": rows}
+
+
+def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
+    """Only the newest few sets are kept; the current one, older by name after several backfills, stays."""
+    import duckdb
+
+    from soe_assets.publish import KEEP_VERSIONS, published_as_of, publish_marts
+
+    publish = tmp_path / "publish"
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
+        latest = publish_marts(conn, publish, run_id="latest", as_of="2026-11-18")
+        assert latest.is_current
+        for days_back in range(1, KEEP_VERSIONS + 2):
+            as_of = f"2026-11-{18 - days_back:02d}"
+            conn.execute(f"CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '{as_of}' AS as_of")
+            backfill = publish_marts(conn, publish, run_id=f"backfill{days_back}", as_of=as_of)
+            assert not backfill.is_current and backfill.version_dir.is_dir()
+            assert backfill.current_as_of == published_as_of(publish) == date(2026, 11, 18)
+    assert latest.version_dir.is_dir()
+    assert pd.read_parquet(publish / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 18)]
+    assert len([p for p in (publish / ".versions").iterdir()]) == KEEP_VERSIONS + 1
