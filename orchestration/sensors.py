@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +91,23 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})
 
 
-def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str | Path) -> Alert:
+# The job Dagster runs when assets are materialized from the UI rather than by a job of ours.
+UI_ASSET_JOB = "__ASSET_JOB"
+
+
+def run_subject(job_name: str, assets: Iterable[dg.AssetKey] | None) -> str:
+    """What failed, as a team reads it: the job, or for a materialization started in the UI, its assets."""
+    keys = sorted(key.to_user_string() for key in assets or ())
+    if job_name != UI_ASSET_JOB or not keys:
+        return job_name
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return f"materialization of {', '.join(keys[:3])}{more}"
+
+
+def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str | Path,
+                      assets: Iterable[dg.AssetKey] | None = None) -> Alert:
     return Alert(
-        kind="run_failed", severity="ERROR", subject=job_name, name=job_name, run_id=run_id,
+        kind="run_failed", severity="ERROR", subject=run_subject(job_name, assets), name=job_name, run_id=run_id,
         message=f"{message.strip()[:500]} The previously published marts are untouched.",
         as_of=as_of_of_run(warehouse, run_id),
     )
@@ -107,7 +122,8 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
         return  # `soe run` delivers its own run-failure alert
     message = context.failure_event.message or "the run failed"
     warehouse = os.environ.get("SOE_WAREHOUSE", "soe.duckdb")
-    alert = run_failure_alert(context.dagster_run.run_id, context.dagster_run.job_name, message, warehouse)
+    run = context.dagster_run
+    alert = run_failure_alert(run.run_id, run.job_name, message, warehouse, assets=run.asset_selection)
     deliver([alert], default_alert_log(warehouse), warn=context.log.warning)
 
 

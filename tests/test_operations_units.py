@@ -380,3 +380,34 @@ def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
     assert latest.version_dir.is_dir()
     assert pd.read_parquet(publish / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 18)]
     assert len([p for p in (publish / ".versions").iterdir()]) == KEEP_VERSIONS + 1
+
+
+def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_path, monkeypatch):
+    """Dagster runs a UI materialization as its implicit asset job: the alert names the assets, not '__ASSET_JOB'."""
+    import dagster as dg
+
+    from orchestration.sensors import UI_ASSET_JOB, run_failure_alert_sensor
+    from soe_assets.alerts import ALERT_LOG_ENV, WEBHOOK_ENV
+
+    @dg.asset(group_name="kpis")
+    def kpi_weekly() -> None:
+        raise RuntimeError("disk full")
+
+    job = dg.Definitions(assets=[kpi_weekly]).get_implicit_global_asset_job_def()
+    assert job.name == UI_ASSET_JOB
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[kpi_weekly.key])
+    assert not result.success
+    failure = next(event for event in result.all_events if event.event_type_value == "PIPELINE_FAILURE")
+    monkeypatch.setenv("SOE_WAREHOUSE", str(tmp_path / "soe.duckdb"))
+    monkeypatch.delenv(ALERT_LOG_ENV, raising=False)
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor", dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=failure,
+    ).for_run_failure()
+    run_failure_alert_sensor(context)
+
+    (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert alert["subject"] == "materialization of kpi_weekly"
+    assert alert["name"] == UI_ASSET_JOB and alert["run_id"] == result.run_id
