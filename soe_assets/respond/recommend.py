@@ -179,7 +179,6 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
                 & (cand["recovery_week"] > cand["week_index"])]
     if not len(cand):
         return pd.DataFrame()
-    new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
     atp = problem.positions[["sku_id", "location_id", "week_index", "atp"]].rename(columns={"week_index": "recovery_week"})
     cand = cand.merge(atp, on=["sku_id", "location_id", "recovery_week"], how="left")
     new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
