@@ -322,7 +322,13 @@ def reruns(killed_run, root):
 def test_the_next_run_after_a_kill_completes_normally(reruns, root):
     assert reruns["first"].returncode == 0, (reruns["first"].stdout + reruns["first"].stderr)[-3000:]
     assert reruns["second"].returncode == 0, (reruns["second"].stdout + reruns["second"].stderr)[-3000:]
-    assert _manifest(root)["as_of"] == "2026-11-18"
+    # the re-run of the earlier day is a backfill: its complete set lands beside current, which stays on the latest day
+    assert _manifest(root)["as_of"] == "2026-11-19"
+    sets = [version for version in (root / "publish" / ".versions").iterdir() if not version.name.startswith(".")]
+    newest = max(sets, key=lambda version: version.name)
+    backfill = json.loads((newest / "_manifest.json").read_text())
+    assert backfill["as_of"] == "2026-11-18"
+    assert {table: len(pd.read_parquet(newest / f"{table}.parquet")) for table in backfill["row_counts"]} == backfill["row_counts"]
 
 
 def test_a_reader_process_never_sees_a_partial_or_mixed_set(reruns):
