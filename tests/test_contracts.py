@@ -8,6 +8,7 @@ import pytest
 from support import AS_OF, minimal_network, write_landing_zone, write_source
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
+from soe_assets.ingest.landing import blank_line_numbers
 from soe_assets.ingest.pipeline import LandingZoneError, ingest_landing_zone
 
 
@@ -296,27 +297,36 @@ def test_csv_is_read_as_rfc_4180(landing):
     assert list(_quarantine(result, "sales_orders")["row_number"]) == [3]
 
 
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7, 1 << 24])
+def test_blank_lines_are_found_outside_quoted_values_whatever_the_read_blocks(tmp_path, block_size):
+    path = tmp_path / "x.csv"
+    # lines: 1 header, 2 a row whose quoted value holds a blank line, 3 blank, 4 row, 5-6 blank (CRLF), 7 row
+    path.write_bytes(b'a,b\n1,"x\n\ny"\n\n2,3\n\r\n\r\n4,"5\r\n"\n')
+    assert blank_line_numbers(path, block_size).tolist() == [3, 5, 6]
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
 def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_flows_on(landing, newline):
     """A row with too many or too few fields or a broken quote goes to the quarantine as the line received,
-    numbered as a data row (a quoted line break does not start a row); every other row is kept, and a row
-    rejected by the contract after them keeps its own number."""
+    numbered as a data row (a quoted line break does not start a row, nor does a blank line); every other row
+    is kept, and a row rejected by the contract after them keeps its own number."""
     orders = [_order(f"M{i}") for i in range(8)]
     orders[1]["customer_id"] = 'ACME\nEU'  # a quoted line break before the broken rows
     orders[6]["ordered_qty"] = -1  # rejected by the contract, after them
     path = write_source(landing, "sales_orders", orders, suffix="_broken")
-    too_many = "M-EXTRA,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open,surplus"
+    too_many = "M-EXTRA,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open,surplus,more,most"
     too_few = "M-SHORT,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0"
     broken_quote = 'M-QUOTE,1,"C"7,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open'
-    text = path.read_text().replace("\nM2,", f"\n{too_many}\nM2,")
-    path.write_bytes(text.replace("\nM5,", f"\n{too_few}\n{broken_quote}\nM5,").replace("\n", newline).encode())
+    text = path.read_text().replace("\nM2,", f"\n\n{too_many}\nM2,")  # blank lines are no rows
+    text = text.replace("\nM5,", f"\n\n\n{too_few}\n{broken_quote}\nM5,").replace("\nM6,", "\n\nM6,")
+    path.write_bytes(text.replace("\n", newline).encode())
 
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
     assert quarantined[["row_number", "column"]].fillna("").values.tolist() == [
         [3, ""], [7, "ship_date"], [8, "customer_id"], [10, "ordered_qty"]]
     reasons = list(quarantined["reason"])
-    assert reasons[0] == ("malformed CSV row: 13 fields where the header has 12 "
+    assert reasons[0] == ("malformed CSV row: 15 fields where the header has 12 "
                           "(a comma inside a value that is not quoted?)")
     assert reasons[1] == "malformed CSV row: 10 fields where the header has 12"
     assert "text after its closing quote" in reasons[2]

@@ -109,6 +109,36 @@ def _csv_text_lenient(path: Path) -> pa.Table:
     return pa.table(columns)
 
 
+def blank_line_numbers(path: Path, block_size: int = 1 << 24) -> np.ndarray:
+    """The line numbers (the header is line 1) of a CSV's blank lines, counted as DuckDB's reader counts the
+    lines it reports malformed: a line break inside a quoted value does not end a line, a blank line does.
+    A blank line is no data row, so a malformed line's data row is its line less one, less the blank lines
+    before it. Read in blocks: a large extract is never held whole."""
+    blank: list[np.ndarray] = []
+    quotes_open = 0  # parity of the double quotes read so far
+    lines_before = 0  # unquoted line breaks before the block
+    last_break = -1  # file offset of the last unquoted line break read (-1: none yet)
+    last_byte = 0
+    offset = 0
+    with path.open("rb") as file:
+        while block := file.read(block_size):
+            data = np.frombuffer(block, np.uint8)
+            parity = (np.cumsum(data == ord('"'), dtype=np.int64) + quotes_open) % 2
+            breaks = np.flatnonzero((data == ord("\n")) & (parity == 0))
+            if breaks.size:
+                ends = breaks + offset
+                length = ends - np.concatenate(([last_break], ends[:-1])) - 1  # bytes between two breaks
+                before = np.where(breaks > 0, data[np.maximum(breaks - 1, 0)], last_byte)
+                empty = (length == 0) | ((length == 1) & (before == ord("\r")))
+                blank.append(lines_before + 1 + np.flatnonzero(empty))
+                lines_before += breaks.size
+                last_break = int(ends[-1])
+            quotes_open = int(parity[-1])
+            last_byte = int(data[-1])
+            offset += len(block)
+    return np.concatenate(blank) if blank else np.empty(0, dtype=np.int64)
+
+
 class InvalidUtf8(UnreadableFile):
     """The CSV holds bytes that are not UTF-8: read it again through the lenient path."""
 

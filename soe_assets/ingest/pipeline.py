@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
@@ -24,11 +25,13 @@ from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_co
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, UNQUOTED_COMMA_HINT, Extract, ExtractReader, InvalidUtf8,
-    UnreadableFile, list_extracts, stored_timestamps, stored_typed_columns,
+    UnreadableFile, blank_line_numbers, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.warehouse import RunContext, quote, replace_table
 
 Progress = Callable[[str], None]
+# The data row of each line DuckDB found malformed in the file being loaded (a registered frame).
+MALFORMED_ROW_NUMBERS = "_malformed_row_numbers"
 
 
 class LandingZoneError(Exception):
@@ -299,9 +302,12 @@ class _SourceIngest:
     def _quarantine_malformed(self, reader: ExtractReader, file_order: int) -> int:
         """The rows the last skipping read found malformed (``MALFORMED_ROWS``) to the quarantine, each with its
         line as received; their numbers to ``self.malformed``. Raises ``InvalidUtf8`` when a row is refused
-        for its encoding."""
+        for its encoding. DuckDB numbers lines, blank ones included; the quarantine numbers data rows."""
         if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchone()[0]:
             raise InvalidUtf8("the file holds bytes that are not valid UTF-8")
+        lines = self.conn.execute(f"SELECT DISTINCT line FROM {MALFORMED_ROWS}").fetchnumpy()["line"].astype("int64")
+        blanks_before = np.searchsorted(blank_line_numbers(reader.extract.path), lines)
+        self.conn.register(MALFORMED_ROW_NUMBERS, pd.DataFrame({"line": lines, "row_number": lines - 1 - blanks_before}))
         width = len(reader.header_names)
         names = "MAP {" + ", ".join(f"'c{position}': {literal(name)}"
                                     for position, name in enumerate(reader.header_names)) + "}"
@@ -313,26 +319,30 @@ class _SourceIngest:
             INSERT INTO raw.quarantine
             WITH lines AS (
                 SELECT line, any_value(error_type) AS error_type, any_value(error_message) AS error_message,
-                       trim(any_value(csv_line), chr(13) || chr(10)) AS csv_line,  -- DuckDB keeps the line break before a CRLF row
+                       max(TRY_CAST(regexp_extract(error_message, 'Found: (\\d+)', 1) AS INTEGER)) AS fields_found,
+                       -- the line breaks of the blank lines before it and of a CRLF row's line break
+                       trim(any_value(csv_line), chr(13) || chr(10)) AS csv_line,
                        min(CAST(substr(column_name, 2) AS INTEGER)) AS position
                 FROM {MALFORMED_ROWS} GROUP BY line
             )
-            SELECT ?, ?, line - 1, {names}['c' || position],
+            SELECT ?, ?, numbers.row_number, {names}['c' || position],
                    CASE error_type
                        WHEN 'MISSING COLUMNS' THEN format({literal(field_count)}, position)
                        WHEN 'TOO MANY COLUMNS'
-                           THEN format({literal(field_count)}, regexp_extract(error_message, 'Found: (\\d+)', 1))
+                           THEN format({literal(field_count)}, fields_found)
                                 || {literal(UNQUOTED_COMMA_HINT)}
                        WHEN 'UNQUOTED VALUE'
                            THEN 'malformed CSV row: a quoted value has text after its closing quote or is not closed'
                        ELSE 'malformed CSV row: ' || error_message END,
                    csv_line, ?
-            FROM lines ORDER BY line
+            FROM lines JOIN {MALFORMED_ROW_NUMBERS} AS numbers USING (line) ORDER BY line
             """,
             [self.source.name, reader.extract.file, self.detected_at],
         )
-        return self.conn.execute(
-            f"INSERT INTO {self.malformed} SELECT DISTINCT {file_order}, line - 1 FROM {MALFORMED_ROWS}").fetchone()[0]
+        malformed = self.conn.execute(
+            f"INSERT INTO {self.malformed} SELECT {file_order}, row_number FROM {MALFORMED_ROW_NUMBERS}").fetchone()[0]
+        self.conn.unregister(MALFORMED_ROW_NUMBERS)
+        return malformed
 
     def rules(self, reader: ExtractReader) -> CompiledContract:
         """The contract compiled for one extract (its date, the types its file stores)."""
