@@ -263,7 +263,7 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: Quali
         raise UserError(str(error)) from None
     quality = QualitySettings(
         freshness_days=freshness, warn_quarantine_share=quality.warn_quarantine_share,
-        block_quarantine_share=quality.block_quarantine_share,
+        block_quarantine_share=quality.block_quarantine_share, block_min_rows=quality.block_min_rows,
     )
     defs = build_definitions(
         SoeSettings(

@@ -68,6 +68,17 @@ def _share(name: str, text: str) -> float:
     return share
 
 
+def _row_count(name: str, text: str) -> int:
+    """A whole number of rows, 0 or more, from the setting ``name``; a clear error otherwise."""
+    try:
+        rows = int(text)
+    except ValueError:
+        rows = -1
+    if rows < 0:
+        raise ValueError(f"{name}='{text}' is not a whole number of rows, 0 or more (e.g. 100)")
+    return rows
+
+
 class QualitySettings(dg.ConfigurableResource):
     """Data-quality limits of the asset checks and where alerts go (``docs/operations.md``).
 
@@ -80,11 +91,13 @@ class QualitySettings(dg.ConfigurableResource):
     freshness_days: dict[str, int] = {}
     warn_quarantine_share: float = 0.02
     block_quarantine_share: float = 0.25
+    block_min_rows: int = 100
     alert_log: str = ""  # empty: $SOE_ALERT_LOG, else alerts.jsonl beside the warehouse
 
     @classmethod
     def from_env(cls) -> "QualitySettings":
-        """``SOE_FRESHNESS_DAYS`` ("sales_orders=1,sop_plan=31"), ``SOE_WARN_QUARANTINE_SHARE``, ``SOE_BLOCK_QUARANTINE_SHARE``."""
+        """``SOE_FRESHNESS_DAYS`` ("sales_orders=1,sop_plan=31"), ``SOE_WARN_QUARANTINE_SHARE``, ``SOE_BLOCK_QUARANTINE_SHARE``,
+        ``SOE_BLOCK_MIN_ROWS``."""
         import os
 
         from soe_assets.ingest.health import parse_freshness_days
@@ -98,12 +111,16 @@ class QualitySettings(dg.ConfigurableResource):
             text = os.environ.get(env, "").strip()
             if text:
                 values[field] = _share(env, text)
+        text = os.environ.get("SOE_BLOCK_MIN_ROWS", "").strip()
+        if text:
+            values["block_min_rows"] = _row_count("SOE_BLOCK_MIN_ROWS", text)
         return cls(**values)
 
     def limits(self):
         from soe_assets.ingest.health import QualityLimits
 
-        return QualityLimits(dict(self.freshness_days), self.warn_quarantine_share, self.block_quarantine_share)
+        return QualityLimits(dict(self.freshness_days), self.warn_quarantine_share, self.block_quarantine_share,
+                             self.block_min_rows)
 
     def alert_log_path(self, warehouse_path: str) -> Path:
         from soe_assets.alerts import default_alert_log

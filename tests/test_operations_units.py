@@ -198,18 +198,43 @@ def test_contract_violations_warn_on_share_and_rejected_files():
 def test_publish_gates():
     limits = QualityLimits({}, block_quarantine_share=0.25)
     fine = {"sales_orders": _health()}
-    assert newest_extracts_accepted(fine).passed and quarantine_share_below_limit(fine, limits).passed
+    assert newest_extracts_accepted(fine, limits).passed and quarantine_share_below_limit(fine, limits).passed
     newest_rejected = {"inventory_snapshots": _health(source="inventory_snapshots", files_rejected=1,
                                                       rejected_files=("2026-11-19.csv",), newest_rows_read=0,
                                                       newest_extract=date(2026, 11, 19),
                                                       latest_rejected=date(2026, 11, 19))}
-    gate = newest_extracts_accepted(newest_rejected)
+    gate = newest_extracts_accepted(newest_rejected, limits)
     assert not gate.passed and "inventory_snapshots" in gate.message and "2026-11-19" in gate.message
     assert "rejected whole" in gate.message
     older_rejected = {"x": _health(latest_rejected=date(2026, 11, 10), files_rejected=1)}
-    assert newest_extracts_accepted(older_rejected).passed
-    assert not newest_extracts_accepted({"skus": _health(source="skus", rows_valid=0)}).passed
+    assert newest_extracts_accepted(older_rejected, limits).passed
+    assert not newest_extracts_accepted({"skus": _health(source="skus", rows_valid=0)}, limits).passed
     assert not quarantine_share_below_limit({"s": _health(newest_rows_quarantined=300)}, limits).passed
+
+
+def test_a_few_bad_rows_of_a_small_extract_warn_but_do_not_block_publishing():
+    """The share of a ten-row file says nothing of a broken export: losses block from ``block_min_rows`` rows on,
+    files rejected whole always."""
+    limits = QualityLimits({}, block_quarantine_share=0.25, block_min_rows=100)
+    small = {"sales_orders": _health(newest_rows_read=10, newest_rows_quarantined=3)}
+    assert quarantine_share_below_limit(small, limits).passed
+    assert not contract_violations(small["sales_orders"], limits).passed  # still a warning and an alert
+    large = {"sales_orders": _health(newest_rows_read=1000, newest_rows_quarantined=300)}
+    assert not quarantine_share_below_limit(large, limits).passed
+    assert not quarantine_share_below_limit(small, QualityLimits({}, block_min_rows=3)).passed
+    # every row of the newest extract quarantined: a one-row restatement is bad input, 500 rows a lost extract
+    lost = dict(latest_accepted=date(2026, 11, 17), newest_extract=date(2026, 11, 18))
+    restatement = {"purchase_orders": _health(source="purchase_orders", newest_rows_read=1, newest_rows_quarantined=1,
+                                              **lost)}
+    assert newest_extracts_accepted(restatement, limits).passed
+    assert quarantine_share_below_limit(restatement, limits).passed
+    assert not newest_extracts_accepted(
+        {"purchase_orders": _health(newest_rows_read=500, newest_rows_quarantined=500, **lost)}, limits).passed
+    rejected_whole = {"inventory_snapshots": _health(newest_rows_read=1, newest_rows_quarantined=1, files_rejected=1,
+                                                     rejected_files=("2026-11-18_b.csv",),
+                                                     latest_rejected=date(2026, 11, 18), **lost)}
+    gate = newest_extracts_accepted(rejected_whole, limits)
+    assert not gate.passed and "rejected whole: 2026-11-18_b.csv" in gate.message
 
 
 def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
@@ -236,12 +261,14 @@ def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
     assert (health.rows_read, health.rows_quarantined) == (len(orders) + 6 + 3, 3)
     assert (health.newest_extract, health.newest_rows_read, health.newest_rows_quarantined) == (AS_OF, 3, 3)
     assert health.latest_accepted == AS_OF - timedelta(days=1)
-    limits = QualityLimits({})
-    gate = newest_extracts_accepted({"sales_orders": health})
+    limits = QualityLimits({}, block_min_rows=3)
+    gate = newest_extracts_accepted({"sales_orders": health}, limits)
     assert not gate.passed and "its newest extract (2026-11-18) holds no usable row (3 of 3 rows quarantined)" in gate.message
     assert not quarantine_share_below_limit({"sales_orders": health}, limits).passed  # 100 % of today's rows
     assert not freshness(health, QualityLimits({"sales_orders": 0})).passed  # the newest usable one is a day old
-    assert newest_extracts_accepted({k: v for k, v in read_source_health(conn).items() if k != "sales_orders"}).passed
+    assert newest_extracts_accepted({k: v for k, v in read_source_health(conn).items() if k != "sales_orders"},
+                                    limits).passed
+    assert newest_extracts_accepted({"sales_orders": health}, QualityLimits({})).passed  # 3 rows: a warning
 
 
 # --- GX suite -----------------------------------------------------------------------------

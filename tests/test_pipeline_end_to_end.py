@@ -146,6 +146,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--publish", "{file}/publish"], "cannot create the publish folder"),
     (["--warehouse", "{file}"], "is not a valid DuckDB database file"),
     (["--env", "SOE_BLOCK_QUARANTINE_SHARE=-0.5"], "SOE_BLOCK_QUARANTINE_SHARE='-0.5' is not a share between 0 and 1"),
+    (["--env", "SOE_BLOCK_MIN_ROWS=some"], "SOE_BLOCK_MIN_ROWS='some' is not a whole number of rows, 0 or more"),
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
 ])

@@ -11,8 +11,12 @@ Two levels, on purpose (bad rows never stop a run):
   file of a source's newest extract is usable, rejected whole or every row
   quarantined (the marts would present the previous extract as today's
   picture), a required source has no valid row at all, or the newest extract
-  of a source lost more than the blocking share of its rows. ``published_marts``
-  evaluates them again itself, so no way of starting it publishes a blocked run.
+  of a source lost more than the blocking share of its rows. A loss of rows
+  blocks only from ``block_min_rows`` quarantined rows on: a few bad rows of a
+  small extract are bad input, quarantined and warned about like any other (the
+  share of a ten-row file says nothing of a broken export); a file rejected
+  whole always counts. ``published_marts`` evaluates the gates again itself, so
+  no way of starting it publishes a blocked run.
 """
 
 from __future__ import annotations
@@ -27,15 +31,18 @@ from data_contracts.sources import SOURCES, SOURCES_BY_NAME
 
 DEFAULT_WARN_QUARANTINE_SHARE = 0.02
 DEFAULT_BLOCK_QUARANTINE_SHARE = 0.25
+DEFAULT_BLOCK_MIN_ROWS = 100
 
 
 @dataclass(frozen=True)
 class QualityLimits:
-    """Per-source freshness limits (days) over the contract defaults, and quarantine shares."""
+    """Per-source freshness limits (days) over the contract defaults, quarantine shares, and the quarantined
+    rows of a newest extract from which their loss blocks publishing."""
 
     freshness_days: Mapping[str, int]
     warn_quarantine_share: float = DEFAULT_WARN_QUARANTINE_SHARE
     block_quarantine_share: float = DEFAULT_BLOCK_QUARANTINE_SHARE
+    block_min_rows: int = DEFAULT_BLOCK_MIN_ROWS
 
     def freshness_limit(self, source: str) -> int:
         return int(self.freshness_days.get(source, SOURCES_BY_NAME[source].default_freshness_days))
@@ -214,20 +221,21 @@ def freshness(health: SourceHealth, limits: QualityLimits) -> Finding:
     return Finding(True, f"{health.source}: newest extract {age} day(s) old (limit {limit})", metadata)
 
 
-def newest_extracts_accepted(healths: Mapping[str, SourceHealth]) -> Finding:
-    """Publish gate: every source's newest extract has a usable file; every required source has valid rows."""
+def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
+    """Publish gate: every source's newest extract has a usable file; every required source has valid rows.
+    A newest extract whose few rows were all quarantined (fewer than ``block_min_rows``) does not block."""
     problems = []
     for health in healths.values():
-        if health.newest_extract_lost and health.latest_rejected == health.newest_extract and not health.newest_rows_read:
+        rejected_whole = health.latest_rejected == health.newest_extract
+        if health.newest_extract_lost and rejected_whole and not health.newest_rows_read:
             problems.append(
                 f"{health.source}: every file of {_newest(health)} was rejected whole ({_files(health.rejected_files)})"
             )
-        elif health.newest_extract_lost:
+        elif health.newest_extract_lost and (rejected_whole or health.newest_rows_quarantined >= limits.block_min_rows):
             problems.append(
                 f"{health.source}: {_newest(health)} holds no usable row "
                 f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
-                + (f"; rejected whole: {_files(health.rejected_files)}" if health.latest_rejected == health.newest_extract
-                   else "") + ")"
+                + (f"; rejected whole: {_files(health.rejected_files)}" if rejected_whole else "") + ")"
             )
         elif health.required and health.rows_valid == 0:
             problems.append(f"{health.source}: no valid row at all")
@@ -238,9 +246,11 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth]) -> Finding:
 
 
 def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
-    """Publish gate: no source's newest extract lost more than the blocking share of its rows to the quarantine."""
-    over = [h for h in healths.values() if h.quarantine_share > limits.block_quarantine_share]
-    metadata = {"block_share": limits.block_quarantine_share,
+    """Publish gate: no source's newest extract lost more than the blocking share of its rows to the quarantine,
+    counting from ``block_min_rows`` quarantined rows."""
+    over = [h for h in healths.values()
+            if h.quarantine_share > limits.block_quarantine_share and h.newest_rows_quarantined >= limits.block_min_rows]
+    metadata = {"block_share": limits.block_quarantine_share, "block_min_rows": limits.block_min_rows,
                 **{f"share.{h.source}": round(h.quarantine_share, 4) for h in healths.values() if h.newest_rows_read}}
     if over:
         listed = "; ".join(
@@ -252,7 +262,8 @@ def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: Qu
             f"publishing blocked: more than {limits.block_quarantine_share:.0%} of the rows quarantined in {listed}",
             metadata,
         )
-    return Finding(True, f"no source above {limits.block_quarantine_share:.0%} quarantined", metadata)
+    return Finding(True, f"no source above {limits.block_quarantine_share:.0%} quarantined "
+                         f"(counting from {limits.block_min_rows:,} rows)", metadata)
 
 
 PUBLISH_GATES = ("newest_extracts_accepted", "quarantine_share_below_limit")
@@ -260,5 +271,5 @@ PUBLISH_GATES = ("newest_extracts_accepted", "quarantine_share_below_limit")
 
 def publish_gates(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> dict[str, Finding]:
     """The verdicts that decide whether a run may publish, by gate name."""
-    return {"newest_extracts_accepted": newest_extracts_accepted(healths),
+    return {"newest_extracts_accepted": newest_extracts_accepted(healths, limits),
             "quarantine_share_below_limit": quarantine_share_below_limit(healths, limits)}
