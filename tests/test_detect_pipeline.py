@@ -119,10 +119,19 @@ def planted_network() -> dict:
               "planned_finish_date": (AS_OF - timedelta(days=4)).isoformat(), "completed_qty": 48.0,
               "actual_finish_date": (AS_OF - timedelta(days=4)).isoformat(), "status": "completed"},
     ]
-    # capacity: LINE-2 loaded 150 against 100 in week 2 (fires) / LINE-3 103 against 100 (near miss)
-    for line, qty in (("LINE-2", 150.0), ("LINE-3", 103.0)):
+    # finished short: judged by the day it actually finished, within the last 14 days (fire: early, long after
+    # its plan) / 20 days ago (near miss)
+    for order, planned_finish, finished in (("MO-SHORT-EARLY", 7, -2), ("MO-SHORT-LATE", -30, -3),
+                                            ("MO-SHORT-OLD", -30, -20)):
+        net["production_orders"].append(mo | {
+            "production_order_id": order, "planned_start_date": (AS_OF + timedelta(days=planned_finish - 4)).isoformat(),
+            "planned_finish_date": (AS_OF + timedelta(days=planned_finish)).isoformat(), "completed_qty": 25.0,
+            "actual_finish_date": (AS_OF + timedelta(days=finished)).isoformat(), "status": "completed"})
+    # capacity: LINE-2 loaded 150 against 100 in week 2 (fires) / LINE-3 103 against 100 (near miss) /
+    # LINE-4 11 against 10 (fires: above 105 % and by one unit)
+    for line, qty, capacity in (("LINE-2", 150.0, 100.0), ("LINE-3", 103.0, 100.0), ("LINE-4", 11.0, 10.0)):
         net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": line, "week_start": monday(w).isoformat(),
-                                      "capacity_qty": 100.0} for w in range(0, 13)]
+                                      "capacity_qty": capacity} for w in range(0, 13)]
         net["production_orders"].append({
             "production_order_id": f"MO-{line}", "sku_id": "SKU-A", "location_id": "PLANT-1", "resource_id": line,
             "planned_start_date": monday(2).isoformat(), "planned_finish_date": (monday(2) + timedelta(days=3)).isoformat(),
@@ -176,8 +185,8 @@ def test_clean_minimal_network_raises_no_exception(tmp_path: Path) -> None:
         ("excess_inventory", {"EXCESS@DC-2"}),
         ("late_purchase_order", {"PO-LATEPO-DC-2-1:1"}),
         ("late_transfer", {"SH-LATE"}),
-        ("production_shortfall", {"MO-LATE"}),
-        ("capacity_overload", {"LINE-2"}),
+        ("production_shortfall", {"MO-LATE", "MO-SHORT-EARLY", "MO-SHORT-LATE"}),
+        ("capacity_overload", {"LINE-2", "LINE-4"}),
         ("quality_hold", {"HOLD@DC-1", "HOLD-PART@DC-1"}),
     ],
 )

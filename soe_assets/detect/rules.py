@@ -432,13 +432,14 @@ def late_transfer(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> p
 
 
 def production_shortfall(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
-    """Production orders behind schedule: still open after their planned finish, or finished recently
-    materially short of the planned quantity."""
+    """Production orders behind schedule: still open after their planned finish, or finished (actually, else
+    as planned) within the lookback materially short of the planned quantity."""
     sql = f"""
 with {RUN},
 orders as (
     select p.*, {_week_index('p.planned_finish_date')} as finish_week,
-           datediff('day', p.planned_finish_date, run.as_of) as days_past_finish
+           datediff('day', p.planned_finish_date, run.as_of) as days_past_finish,
+           datediff('day', coalesce(p.actual_finish_date, p.planned_finish_date), run.as_of) as days_since_finish
     from staging.stg_production_orders as p cross join run
     where p.status <> 'cancelled'
 ),
@@ -449,8 +450,7 @@ behind as (
     union all
     select *, planned_qty - completed_qty as qty, 'short' as reason
     from orders
-    where status = 'completed' and completed_qty < planned_qty * (1 - ?)
-      and days_past_finish between 0 and ?
+    where status = 'completed' and completed_qty < planned_qty * (1 - ?) and days_since_finish between 0 and ?
 )
 select
     'production_shortfall' as exception_type, behind.sku_id, behind.location_id,
@@ -512,7 +512,7 @@ select
         || {_units('load_qty - capacity_qty')} || ' over (' || printf('%+.0f', 100 * (load_qty / nullif(capacity_qty, 0) - 1))
         || '%); ' || {_units('spare_before')} || ' are free in earlier fence weeks.' as explanation
 from with_spare
-where load_qty - capacity_qty > greatest(? * capacity_qty, ?)
+where load_qty > capacity_qty * (1 + ?) and load_qty - capacity_qty >= ?
 """
     return _frame(conn, sql, [config.capacity_overload_rel, config.capacity_min_units])
 
