@@ -261,10 +261,7 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: Quali
         freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
     except ValueError as error:
         raise UserError(str(error)) from None
-    quality = QualitySettings(
-        freshness_days=freshness, warn_quarantine_share=quality.warn_quarantine_share,
-        block_quarantine_share=quality.block_quarantine_share, block_min_rows=quality.block_min_rows,
-    )
+    quality = QualitySettings(**{**quality.model_dump(), "freshness_days": freshness})  # every setting, no list to forget
     defs = build_definitions(
         SoeSettings(
             landing_dir=str(workspace.landing.resolve()),
