@@ -249,7 +249,8 @@ def test_an_escalation_states_what_is_still_short_not_the_units_moved(covered_qt
 def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first():
     """30 units short in weeks 1-2 that nothing covers; the balance is back above zero from week 3. Of the lines
     due in the short weeks, SMALL's (less open value) moves to week 3's Monday; BIG's stays, and SMALL's
-    week-0 line, due before the shortage, too."""
+    week-0 line, due before the shortage, too. SMALL's week-3 line, due when the balance is back, neither
+    moves nor counts against the 30 units."""
     prob = problem(positions({("S", "DC-1"): ([10.0, -30.0, -30.0, 5.0, 5.0, 5.0], 0.0)}), lanes())
     short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
                            "first_week": 1, "price": 50.0}])
@@ -262,6 +263,8 @@ def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first
          "promised_date": date(2026, 12, 2)},
         {"reference_id": "SO-SMALL:2", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 0,
          "promised_date": date(2026, 11, 18)},
+        {"reference_id": "SO-SMALL:3", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 3,
+         "promised_date": date(2026, 12, 9)},
     ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
     rows = promise_rows(prob, short, projected, lines)
     assert rows["reference_id"].tolist() == ["SO-SMALL:1"]

@@ -171,12 +171,13 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     left = left.merge(last_neg, on=["sku_id", "location_id"], how="left")
     left["recovery_week"] = left["last_neg"].fillna(-1).astype(int) + 1
     cand = lines.merge(left, on=["sku_id", "location_id"])
-    cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)]
+    # only the lines due before the recovery week can move to it: they alone account for the shortage
+    cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)
+                & (cand["recovery_week"] > cand["week_index"]) & (cand["recovery_week"] < problem.horizon_weeks)]
     cand = cand.sort_values(["sku_id", "location_id", "customer_value", "week_index", "reference_id"],
                             ascending=[True, True, True, False, True])
     before = cand.groupby(["sku_id", "location_id"])["qty"].cumsum() - cand["qty"]
-    cand = cand[(before < cand["left_qty"]) & (cand["recovery_week"] < problem.horizon_weeks)
-                & (cand["recovery_week"] > cand["week_index"])]
+    cand = cand[before < cand["left_qty"]]
     if not len(cand):
         return pd.DataFrame()
     atp = problem.positions[["sku_id", "location_id", "week_index", "atp"]].rename(columns={"week_index": "recovery_week"})
@@ -201,7 +202,7 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
     """One ``escalate_to_sop`` per short SKU-location still short after the actions, by as much as a
     stockout must be (``stockout_min_units``, ``stockout_min_rel`` of an average week's demand): a remainder
     smaller than that is rounding, not a shortage."""
-    after = projected.groupby(["sku_id", "location_id"]).agg(worst_after=("proj_new", lambda s: max(0.0, -s.min())))
+    after = (-projected.groupby(["sku_id", "location_id"])["proj_new"].min()).clip(lower=0.0).rename("worst_after")
     rows = all_short.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
     rows = rows.merge(short[["sku_id", "location_id", "covered_qty", "left_qty"]], on=["sku_id", "location_id"], how="left")
     rows["worst_after"] = rows["worst_after"].fillna(rows["worst_short_qty"])
