@@ -8,6 +8,7 @@ import pytest
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
+from soe_assets.respond.verify import find_violations, reproject
 from soe_assets.respond.recommend import (
     attribute, below_safety_stock_after, choose_actions, escalation_rows, promise_rows,
 )
@@ -20,12 +21,14 @@ CONFIG = RespondConfig(transfer_handling_cost_per_unit=0.0, epsilon_cost_per_uni
 
 def positions(series: dict[tuple[str, str], tuple[list[float], float]], price: float = 50.0,
               types: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per SKU-location-week; week 0 opens with its balance plus the week's demand (no receipts in it)."""
     rows = []
     for (sku, loc), (proj, ss) in series.items():
         for k, p in enumerate(proj):
             rows.append({"sku_id": sku, "location_id": loc, "location_type": (types or {}).get(loc, "dc"),
                          "week_index": k, "week_start": WEEK0 + timedelta(weeks=k), "inside_time_fence": k < F,
-                         "proj": p, "ss": ss, "price": price, "sensed_demand": 10.0, "atp": 0.0})
+                         "proj": p, "ss": ss, "price": price, "sensed_demand": 10.0, "atp": 0.0,
+                         "opening": proj[k - 1] if k else p + 10.0})
     return pd.DataFrame(rows)
 
 
@@ -132,6 +135,44 @@ def test_pull_in_is_capped_by_spare_capacity():
     capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": 1, "spare_qty": 30.0}])
     acts, _ = chosen(problem(pos, lanes(), supply, capacity))
     assert acts["qty"].sum() == 30
+
+
+def plant_feeding_a_short_dc():
+    """DC-1 runs 100 short from week 2; plant P has nothing on hand until MO-1 (100 units) finishes on
+    Fri 2026-12-18 (week 4); lane P -> DC-1 same day; resource R has 100 spare in every fence week."""
+    pos = positions({("X", "DC-1"): ([10, 10, -100, -100, -100, -100], 0), ("X", "P"): ([0, 0, 0, 0, 100, 100], 0)},
+                    types={"P": "plant"})
+    supply = pd.DataFrame([{"supply_kind": "production", "reference_id": "MO-1", "sku_id": "X", "location_id": "P",
+                            "resource_id": "R", "due_date": date(2026, 12, 18), "week_index": 4, "qty": 100.0,
+                            "ship_date": None}])
+    capacity = pd.DataFrame({"resource_key": "P/R", "week_index": range(F), "spare_qty": 100.0})
+    return problem(pos, lanes(("P", "DC-1", 0, 1.0)), supply, capacity)
+
+
+def test_a_transfer_leaves_only_with_stock_on_hand_at_the_start_of_its_week():
+    """A transfer leaves on a Monday; a pull-in lands on a Sunday. To arrive in week 2 the transfer leaves on
+    Monday 11-30, so MO-1 must be finished by Sunday 11-29 (week 1, 19 days early), not by 12-06 (week 2,
+    12 days early and cheaper, but after the truck left)."""
+    prob = plant_feeding_a_short_dc()
+    acts, projected = chosen(prob)
+    assert moved(acts) == {("P", "DC-1"): 100}
+    transfer = acts[acts["action_type"] == "alternate_source"].iloc[0]
+    pull_in = acts[acts["action_type"] == "pull_in_production"].iloc[0]
+    assert (transfer["depart_week"], pull_in["arrive_week"], pull_in["days_pulled"]) == (2, 1, 19)
+    assert (projected["proj_new"] >= 0).all()
+
+
+def test_the_verifier_withdraws_a_transfer_that_leaves_before_its_stock_arrives():
+    """The same-week pair (MO-1 finished Sunday of week 2, the transfer leaving on its Monday) keeps every
+    end-of-week balance >= 0 and is still withdrawn."""
+    prob = plant_feeding_a_short_dc()
+    acts = prob.actions
+    same_week = acts[((acts["action_type"] == "alternate_source") & (acts["depart_week"] == 2))
+                     | ((acts["action_type"] == "pull_in_production") & (acts["arrive_week"] == 2))].assign(qty=100.0)
+    assert len(same_week) == 2
+    projected = reproject(prob, same_week)
+    assert (projected["proj_new"] >= 0).all()
+    assert find_violations(prob, same_week, projected).all()
 
 
 def test_explanation_states_the_numbers():

@@ -55,7 +55,8 @@ class Problem:
     fence_weeks: int
     positions: pd.DataFrame
     """sku_id, location_id, location_type, week_index, week_start, inside_time_fence, proj, ss, price,
-    sensed_demand, atp (one row per SKU-location-week of the SKUs concerned)."""
+    sensed_demand, atp, opening (the balance at the start of the week: the stock on hand at as_of in week 0,
+    else the previous week's ``proj``), one row per SKU-location-week of the SKUs concerned."""
     shortages: pd.DataFrame
     """sku_id, location_id, short_qty (worst fence shortage), first_week (first short fence week)."""
     actions: pd.DataFrame
@@ -138,7 +139,8 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             select slw.sku_id, slw.location_id, coalesce(loc.location_type, '') as location_type, slw.week_index,
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
                    slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
-                   slw.atp_qty as atp
+                   slw.atp_qty as atp,
+                   slw.projected_available_qty - slw.scheduled_receipts_qty + slw.sensed_demand_qty as opening
             from marts.sku_location_week as slw
             left join staging.stg_locations as loc using (location_id)
             where slw.sku_id in (select distinct sku_id from _short)

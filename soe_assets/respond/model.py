@@ -40,6 +40,10 @@ Constraints
 4. Supply availability (per PO line / shipment / production order): ``sum over its target weeks of
    x[a] <= open qty``; a reprioritisation counts against both the order it pulls in and the one it
    pushes later.
+5. Departures (donor l, departure week d): a transfer leaves on the Monday of d (week 0: tomorrow), so
+   it ships the stock on hand at the start of d, not receipts or pulled-in production landing later in
+   d: ``O[l,d] + sum_a E[a,l,d-1] x[a] - sum_{a departs l in d} x[a] >= min(0, O[l,d])`` with ``O`` the
+   opening balance (the stock at as_of for d = 0, else ``P[l,d-1]``).
 
 Decomposition: SKUs are independent except through shared resources (3) and reprioritisations
 (which lower another SKU). SKUs linked by a resource candidate or a reprioritisation are merged into one connected component (``scipy.sparse.csgraph``); components
@@ -131,7 +135,7 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
 
     cells = expand_weeks(problem.effects)
     cells["col"] = action_pos.reindex(cells["action_id"]).to_numpy()
-    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence"]]
+    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence", "opening"]]
     rows_g, cols_g, vals_g, rhs_g, block_g = [], [], [], [], []
     n_rows = 0
 
@@ -144,6 +148,23 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(-nz["sign"].to_numpy(float))
     rhs_g.append(np.maximum(floor_rows["proj"] - floor_rows["ss"], 0).to_numpy(float))
     block_g.append(block_of_sku.reindex(floor_rows["sku_id"]).to_numpy())
+
+    # 5. departures, as  -sum E[l,d-1] x + sum departing x <= max(0, O[l,d])
+    acts_pos = acts.assign(col=np.arange(n_a), block=var_block[:n_a])
+    departing = acts_pos[acts_pos["depart_week"] >= 0].rename(
+        columns={"from_location_id": "location_id", "depart_week": "week_index"})
+    dep_rows = departing[["sku_id", "location_id", "week_index"]].drop_duplicates().merge(
+        pos[["sku_id", "location_id", "week_index", "opening"]], on=["sku_id", "location_id", "week_index"], how="left")
+    dep_rows["row"] = n_rows + np.arange(len(dep_rows))
+    n_rows += len(dep_rows)
+    keys = ["sku_id", "location_id", "week_index"]
+    leaving = departing.merge(dep_rows[[*keys, "row"]], on=keys)
+    before = cells.assign(week_index=cells["week_index"] + 1).merge(dep_rows[[*keys, "row"]], on=keys)
+    rows_g += [leaving["row"].to_numpy(), before["row"].to_numpy()]
+    cols_g += [leaving["col"].to_numpy(), before["col"].to_numpy()]
+    vals_g += [np.ones(len(leaving)), -before["sign"].to_numpy(float)]
+    rhs_g.append(np.maximum(dep_rows["opening"].fillna(0.0), 0).to_numpy(float))
+    block_g.append(block_of_sku.reindex(dep_rows["sku_id"]).to_numpy())
 
     # 2. shortage cover, as  -sum E x - u <= P
     short_pos = shortages[["sku_id", "location_id"]].assign(u_col=n_a + np.arange(n_u))
@@ -159,7 +180,6 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     block_g.append(block_of_sku.reindex(cover_rows["sku_id"]).to_numpy())
 
     # 3. resource capacity:  sum x <= spare (pull-ins; a reprioritisation is capacity-neutral: capacity_week -1)
-    acts_pos = acts.assign(col=np.arange(n_a), block=var_block[:n_a])
     pulls = acts_pos[acts_pos["resource_key"].notna() & (acts_pos["capacity_week"] >= 0)]
     if len(pulls):
         cap_rows = pulls.groupby(["resource_key", "capacity_week"]).agg(block=("block", "first")).reset_index()

@@ -10,7 +10,9 @@ The projection is linear in the actions, so the re-projection adds each action's
 - a resource-week gets more pull-ins than its spare capacity (a new capacity overload;
   reprioritisations swap two orders' slots and leave every week's load unchanged);
 - a receiving location ends the fence with excess it did not have (the exception engine's
-  excess rule: more than safety stock + ``excess_cover_weeks`` of demand, by ``excess_min_units``).
+  excess rule: more than safety stock + ``excess_cover_weeks`` of demand, by ``excess_min_units``);
+- a donor ships in a week more than it has on hand at the start of that week (its opening balance
+  after the actions of the weeks before): a transfer cannot leave with stock that arrives later that week.
 
 Actions touching a violating SKU-location or resource-week are withdrawn and the rest re-checked.
 """
@@ -50,7 +52,8 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
     fe = fence_end.set_index(["sku_id", "location_id"])
     cover = fe["ss"] + EXCESS_COVER_WEEKS * avg.reindex(fe.index).fillna(0)
     new_excess = (fe["delta"] > TOLERANCE) & (fe["proj_new"] - cover >= EXCESS_MIN_UNITS) & (fe["proj"] - cover < EXCESS_MIN_UNITS)
-    bad_places = pd.concat([bad_places, new_excess[new_excess].index.to_frame(index=False)]).drop_duplicates()
+    bad_places = pd.concat([bad_places, new_excess[new_excess].index.to_frame(index=False),
+                            _shipped_before_on_hand(actions, projected)]).drop_duplicates()
     touched = problem.effects[["action_id", "sku_id", "location_id"]].merge(bad_places, on=["sku_id", "location_id"])
     bad = actions["action_id"].isin(touched["action_id"])
     pulls = actions[actions["resource_key"].notna() & (actions["capacity_week"] >= 0)]  # swaps are capacity-neutral
@@ -61,6 +64,21 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
         bad |= actions.set_index(["resource_key", "capacity_week"]).index.isin(pd.MultiIndex.from_frame(over)) \
             if len(over) else False
     return pd.Series(np.asarray(bad, dtype=bool), index=actions.index)
+
+
+def _shipped_before_on_hand(actions: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
+    """(sku_id, location_id) of donors whose departures in a week exceed their opening balance after the
+    actions (no worse than before where it was already negative)."""
+    keys = ["sku_id", "location_id", "week_index"]
+    leaving = actions[actions["depart_week"] >= 0].rename(
+        columns={"from_location_id": "location_id", "depart_week": "week_index"}).groupby(keys, as_index=False)["qty"].sum()
+    if not len(leaving):
+        return pd.DataFrame(columns=["sku_id", "location_id"])
+    before = projected[keys + ["delta"]].assign(week_index=projected["week_index"] + 1)
+    leaving = leaving.merge(projected[keys + ["opening"]], on=keys, how="left").merge(before, on=keys, how="left")
+    opening = leaving["opening"].fillna(0.0)
+    short = opening + leaving["delta"].fillna(0.0) - leaving["qty"] < np.minimum(opening, 0.0) - TOLERANCE
+    return leaving.loc[short, ["sku_id", "location_id"]]
 
 
 def verified(problem: Problem, actions: pd.DataFrame, max_rounds: int = 5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
