@@ -61,6 +61,12 @@ def replace_table(
         conn.unregister("_frame")
 
 
+def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchone()[0] > 0
+
+
 def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
     """Create ``schema.name`` with these columns unless it exists."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.split('.')[0])}")

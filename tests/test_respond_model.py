@@ -2,16 +2,18 @@
 
 from datetime import date, timedelta
 
+import duckdb
 import pandas as pd
 import pytest
 
+from soe_assets.detect.impact import exception_ids
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
-from soe_assets.respond.verify import find_violations, reproject
 from soe_assets.respond.recommend import (
-    attribute, below_safety_stock_after, choose_actions, escalation_rows, promise_rows,
+    attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions, promise_rows,
 )
+from soe_assets.respond.verify import find_violations, reproject
 
 AS_OF = date(2026, 11, 18)  # Wednesday; week 0 starts Monday 2026-11-16
 WEEK0 = date(2026, 11, 16)
@@ -321,3 +323,24 @@ def test_below_safety_stock_after_the_actions_uses_the_detection_measure():
     projected = positions({("S", "DC-1"): ([25.0] * H, 30.0), ("S", "DC-2"): ([40.0, 20.0] + [40.0] * (H - 2), 30.0),
                            ("S", "DC-3"): ([40.0] * F + [20.0] * (H - F), 30.0)}).rename(columns={"proj": "proj_new"})
     assert below_safety_stock_after(projected).tolist() == [("S", "DC-2")]
+
+
+def test_recommendations_link_to_the_runs_exceptions_held_back_by_the_alert_budget_too():
+    """DC-1's stockout is in the mart, DC-2's was held back by the alert budget (in the history only), DC-3's
+    was open only in an earlier run: DC-3's action gets the id detection gives a stockout there."""
+    conn = duckdb.connect()
+    conn.execute("create schema marts")
+    conn.execute("""create table marts.exception_history as select * from (values
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18', true),
+        ('EX-B', 'projected_stockout', 'S', 'DC-2', null, 'open', DATE '2026-11-18', false),
+        ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-11', true)
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of, in_alert_budget)""")
+    rows = pd.DataFrame({"action_type": "reallocate_stock", "sku_id": "S", "to_place": ["DC-1", "DC-2", "DC-3"],
+                         "reference_id": None, "week_start": pd.Timestamp(WEEK0)})
+    linked = link_exceptions(conn, rows, pd.MultiIndex.from_tuples([], names=["sku_id", "location_id"]), AS_OF)
+    detection_id = exception_ids(pd.DataFrame({"exception_type": ["projected_stockout"], "sku_id": ["S"],
+                                               "location_id": ["DC-3"], "reference_id": [None],
+                                               "week_start": [WEEK0]})).iloc[0]
+    assert linked["exception_id"].tolist() == ["EX-A", "EX-B", detection_id]
+    assert detection_id.startswith("EX-") and len(detection_id) == 19
+    assert linked["resolves_exception_ids"].tolist() == linked["exception_id"].tolist()

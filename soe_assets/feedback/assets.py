@@ -11,8 +11,7 @@ from soe_assets.feedback.calendar import SopCalendar, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FEEDBACK_TYPES, FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
 from soe_assets.kpis.assets import dbt_model_keys, kpi_weekly, plan_vs_actual_weekly, shared_plan_vs_actual
-from soe_assets.kpis.metrics import table_exists
-from soe_assets.warehouse import read_run_context, replace_table
+from soe_assets.warehouse import read_run_context, replace_table, table_exists
 
 
 class SopFeedbackConfig(dg.Config):

@@ -14,7 +14,8 @@ from statistics import NormalDist
 import duckdb
 import pandas as pd
 
-from soe_assets.kpis.metrics import plan_vs_actual_sql, table_exists
+from soe_assets.kpis.metrics import plan_vs_actual_sql
+from soe_assets.warehouse import table_exists
 
 FEEDBACK_COLUMNS = [
     "sop_cycle", "pattern", "product_family", "sku_id", "location_id", "supplier_id", "resource_id",

@@ -18,6 +18,8 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from soe_assets.warehouse import table_exists
+
 KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
 
 # Plan vs actual per customer-serving SKU-location and past week, shared by the KPIs and the feedback stage.
@@ -25,12 +27,6 @@ PLAN_VS_ACTUAL_TABLE = "intermediate.plan_vs_actual_weekly"
 
 TRAILING_WEEKS = 13  # inventory_turns: COGS and average inventory over the last 13 weeks
 WEEKS_PER_YEAR = 52
-
-
-def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-    ).fetchone()[0] > 0
 
 
 def _last_past_week(as_of: date) -> str:

@@ -65,12 +65,6 @@ class Problem:
     """resource_key, week_index, spare_qty (capacity minus planned load, >= 0)."""
 
 
-def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name]).fetchone()[0])
-
-
 SHORT_LOCATIONS_SQL = """
 with slw as (
     select *, avg(sensed_demand_qty) over (partition by sku_id, location_id) as avg_week_demand

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from soe_assets.detect.config import DEFAULT_CONFIG
+from soe_assets.detect.impact import exception_ids
 from soe_assets.respond.candidates import Problem, load_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.model import solve
 from soe_assets.respond.verify import verified
-from soe_assets.warehouse import RunContext
+from soe_assets.warehouse import RunContext, table_exists
 
 MART_COLUMNS = [
     "recommendation_id", "exception_id", "resolves_exception_ids", "action_type", "sku_id", "from_location_id",
@@ -246,21 +247,26 @@ def below_safety_stock_after(projected: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(fence.loc[below, ["sku_id", "location_id"]].drop_duplicates())
 
 
-def _link_exceptions(conn: duckdb.DuckDBPyConnection | None, rows: pd.DataFrame,
-                     still_below: pd.MultiIndex) -> pd.DataFrame:
+def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_below: pd.MultiIndex,
+                    as_of: date) -> pd.DataFrame:
     """exception_id (the shortage at the place it bites) and every exception the row resolves: the place's
-    ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not)."""
-    exists = conn is not None and conn.execute(
-        "select count(*) from information_schema.tables where table_schema = 'marts' and table_name = 'exceptions'"
-    ).fetchone()[0]
+    ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not).
+
+    The ids are those of the run's open exceptions in ``exception_history``: those the alert budget held
+    back from ``exceptions`` included, since the actions serve every shortage. A place with no such
+    exception gets the id detection gives its stockout."""
+    columns = ["exception_id", "exception_type", "sku_id", "location_id", "reference_id"]
     exc = conn.execute("""select exception_id, exception_type, sku_id, location_id, coalesce(reference_id, '') as reference_id
-                          from marts.exceptions where status = 'open' order by exception_id""").df() if exists else \
-        pd.DataFrame(columns=["exception_id", "exception_type", "sku_id", "location_id", "reference_id"])
+                          from marts.exception_history where as_of = ? and status = 'open'
+                          order by exception_id""", [as_of]).df() if table_exists(conn, "marts", "exception_history") \
+        else pd.DataFrame(columns=columns)
     place = exc[exc["exception_type"].isin(["projected_stockout", "below_safety_stock"])]
     stockout = place[place["exception_type"] == "projected_stockout"].groupby(["sku_id", "location_id"])["exception_id"].first()
     bss = place[place["exception_type"] == "below_safety_stock"].groupby(["sku_id", "location_id"])["exception_id"].first()
     key = pd.MultiIndex.from_arrays([rows["sku_id"], rows["to_place"]])
-    fallback = "projected_stockout:" + rows["sku_id"] + ":" + rows["to_place"]
+    fallback = exception_ids(pd.DataFrame({"exception_type": "projected_stockout", "sku_id": rows["sku_id"],
+                                           "location_id": rows["to_place"], "reference_id": None,
+                                           "week_start": rows["week_start"]}))
     main = pd.Series(stockout.reindex(key).to_numpy(), index=rows.index)
     rows["exception_id"] = main.fillna(pd.Series(bss.reindex(key).to_numpy(), index=rows.index)).fillna(fallback)
     # supply-side exceptions the action also resolves (the late PO / shipment / production order it expedites)
@@ -295,7 +301,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     parts = [rows, promise_rows(problem, short, projected, lines), escalation_rows(problem, all_short, short, projected, config)]
     mart = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(
         columns=[*MART_COLUMNS, "to_place", "week_start"])
-    mart = _link_exceptions(conn, mart, below_safety_stock_after(projected)) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
+    mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
     mart["creates_new_exception"] = False
     order = {"escalate_to_sop": 2, "adjust_order_promise": 1}
     mart["_kind"] = mart["action_type"].map(order).fillna(0)
