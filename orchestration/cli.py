@@ -181,10 +181,10 @@ class RunOptions:
 
 def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = print) -> bool:
     """Materialise every asset once, in order, in this process. Returns True on success."""
-    from soe_assets.ingest.pipeline import LandingZoneError, check_landing_zone
+    from soe_assets.ingest.pipeline import LandingZoneError, resolve_as_of
 
     try:
-        check_landing_zone(workspace.landing)
+        resolve_as_of(workspace.landing, options.as_of)
     except LandingZoneError as error:
         raise UserError(str(error)) from None
     if options.time_fence_weeks > options.horizon_weeks:

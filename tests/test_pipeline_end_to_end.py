@@ -149,6 +149,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_BLOCK_MIN_ROWS=some"], "SOE_BLOCK_MIN_ROWS='some' is not a whole number of rows, 0 or more"),
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
+    (["--as-of", "2020-01-01"], "as_of 2020-01-01 is before every extract in"),
 ])
 def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeypatch, arguments, message):
     """Options, settings and files the run cannot use, and folders it cannot write, are refused up front

@@ -73,14 +73,18 @@ class IngestResult:
 
 
 def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
-    """The run's as_of: as requested, else the latest extract date in the landing zone."""
+    """The run's as_of: as requested, else the latest extract date in the landing zone. A requested day
+    before every extract has nothing to describe: an error, not a run whose every source is empty."""
     check_landing_zone(landing_dir)
-    if requested is not None:
-        return requested
     dates = [e.extract_date for s in SOURCES for e in list_extracts(landing_dir, s.name) if e.extract_date]
     if not dates:
         raise LandingZoneError(f"no extract in {landing_dir} has a name starting with a date YYYY-MM-DD")
-    return max(dates)
+    if requested is None:
+        return max(dates)
+    if requested < min(dates):
+        raise LandingZoneError(f"as_of {requested} is before every extract in {landing_dir} (the earliest is dated "
+                               f"{min(dates)}, the latest {max(dates)}): there is no data for that day")
+    return requested
 
 
 def check_landing_zone(landing_dir: Path) -> None:
