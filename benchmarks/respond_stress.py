@@ -25,7 +25,7 @@ RESPOND_INPUTS = {
                 "stg_skus"],
     "intermediate": ["int_open_supply", "int_booked_demand"],
     "raw": ["run_context"],
-    "marts": ["exceptions"],
+    "marts": ["exception_history"],
 }
 MADE_SHORT = """
     SELECT * REPLACE (
