@@ -420,7 +420,7 @@ def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_pa
     def kpi_weekly() -> None:
         raise RuntimeError("disk full")
 
-    job = dg.Definitions(assets=[kpi_weekly]).get_implicit_global_asset_job_def()
+    job = dg.Definitions(assets=[kpi_weekly]).resolve_implicit_global_asset_job_def()
     assert job.name == UI_ASSET_JOB
     instance = dg.DagsterInstance.ephemeral()
     result = job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=[kpi_weekly.key])
