@@ -24,6 +24,10 @@ class SourceContract:
     # Event dates that cannot lie after the extract that reports them.
     not_after_extract: tuple[str, ...] = ()
     required: bool = True
+    # A network can hold none of it (no plants: no production orders or capacity; one location: no lanes or
+    # transfers; everything made in-house: no purchase orders): an extract without rows is then the truth,
+    # and only rows read and lost stop publishing. An empty export of the others is a broken export.
+    may_be_empty: bool = False
     master_data: bool = False
     # (version column, commit timestamp column) of a source whose rows come in versions of which only the
     # one committed last as of the run is ever read (the committed plan): ingest validates and counts every
@@ -56,7 +60,8 @@ SOURCES: tuple[SourceContract, ...] = (
     SourceContract("skus", schemas.Skus, master_data=True),
     SourceContract("locations", schemas.Locations, master_data=True),
     SourceContract(
-        "lanes", schemas.Lanes, location_columns=("from_location_id", "to_location_id"), master_data=True
+        "lanes", schemas.Lanes, location_columns=("from_location_id", "to_location_id"), master_data=True,
+        may_be_empty=True,
     ),
     SourceContract(
         "sop_plan",
@@ -85,6 +90,7 @@ SOURCES: tuple[SourceContract, ...] = (
         sku_columns=("sku_id",),
         location_columns=("location_id",),
         not_after_extract=("order_date", "received_date"),
+        may_be_empty=True,
     ),
     SourceContract(
         "production_orders",
@@ -92,14 +98,17 @@ SOURCES: tuple[SourceContract, ...] = (
         sku_columns=("sku_id",),
         location_columns=("location_id",),
         not_after_extract=("actual_finish_date",),
+        may_be_empty=True,
     ),
-    SourceContract("resource_capacity", schemas.ResourceCapacity, location_columns=("location_id",)),
+    SourceContract("resource_capacity", schemas.ResourceCapacity, location_columns=("location_id",),
+                   may_be_empty=True),
     SourceContract(
         "shipments",
         schemas.Shipments,
         sku_columns=("sku_id",),
         location_columns=("from_location_id", "to_location_id"),
         not_after_extract=("actual_arrival_date",),
+        may_be_empty=True,
     ),
     SourceContract(
         "pos_sales",

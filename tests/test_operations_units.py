@@ -212,6 +212,20 @@ def test_publish_gates():
     assert not quarantine_share_below_limit({"s": _health(newest_rows_quarantined=300)}, limits).passed
 
 
+@pytest.mark.parametrize(("may_be_empty", "rows_read", "blocks"), [
+    (True, 0, None),  # no plants: no production order at all is the truth
+    (True, 5, "production_orders: no valid row at all"),  # five read, five lost
+    (False, 0, "production_orders: no row at all (its extracts are empty)"),  # an empty export of orders or stock
+])
+def test_a_source_a_network_can_lack_may_be_empty_but_not_lose_its_rows(may_be_empty, rows_read, blocks):
+    empty = _health(source="production_orders", may_be_empty=may_be_empty, rows_read=rows_read, rows_valid=0,
+                    rows_quarantined=rows_read, newest_rows_read=rows_read, newest_rows_quarantined=rows_read)
+    gate = newest_extracts_accepted({"production_orders": empty}, QualityLimits({}))
+    assert gate.passed is (blocks is None)
+    if blocks:
+        assert gate.message == f"publishing blocked: {blocks}"
+
+
 def test_a_few_bad_rows_of_a_small_extract_warn_but_do_not_block_publishing():
     """The share of a ten-row file says nothing of a broken export: losses block from ``block_min_rows`` rows on,
     files rejected whole always."""

@@ -10,7 +10,8 @@ Two levels, on purpose (bad rows never stop a run):
 - *publish gates* (block publishing, the previous published set stays): no
   file of a source's newest extract is usable, rejected whole or every row
   quarantined (the marts would present the previous extract as today's
-  picture), a required source has no valid row at all, or the newest extract
+  picture), a required source has no valid row at all (a source a network can
+  lack, ``SourceContract.may_be_empty``, may be empty but not lose every row), or the newest extract
   of a source lost more than the blocking share of its rows. A loss of rows
   blocks only from ``block_min_rows`` quarantined rows on: a few bad rows of a
   small extract are bad input, quarantined and warned about like any other (the
@@ -82,6 +83,7 @@ class SourceHealth:
     newest_extract: date | None  # the newest extract date read or rejected, on or before as_of
     newest_rows_read: int = 0
     newest_rows_quarantined: int = 0
+    may_be_empty: bool = False  # SourceContract.may_be_empty
 
     @property
     def present(self) -> bool:
@@ -138,6 +140,7 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
         health[contract.name] = SourceHealth(
             source=contract.name,
             required=contract.required,
+            may_be_empty=contract.may_be_empty,
             as_of=as_of,
             files_read=int(files_read or 0),
             files_rejected=len(files),
@@ -222,7 +225,8 @@ def freshness(health: SourceHealth, limits: QualityLimits) -> Finding:
 
 
 def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
-    """Publish gate: every source's newest extract has a usable file; every required source has valid rows.
+    """Publish gate: every source's newest extract has a usable file; every required source has valid rows
+    (one a network can lack, ``may_be_empty``, may have no rows at all, but not lose every row it has).
     A newest extract whose few rows were all quarantined (fewer than ``block_min_rows``) does not block."""
     problems = []
     for health in healths.values():
@@ -237,8 +241,9 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: Qualit
                 f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
                 + (f"; rejected whole: {_files(health.rejected_files)}" if rejected_whole else "") + ")"
             )
-        elif health.required and health.rows_valid == 0:
-            problems.append(f"{health.source}: no valid row at all")
+        elif health.required and health.rows_valid == 0 and (health.rows_read or not health.may_be_empty):
+            problems.append(f"{health.source}: no valid row at all" if health.rows_read
+                            else f"{health.source}: no row at all (its extracts are empty)")
     metadata = {"sources_blocking": len(problems)}
     if problems:
         return Finding(False, "publishing blocked: " + "; ".join(problems), metadata)
