@@ -13,6 +13,10 @@
 --                            and the next count without a recorded outflow.
 --   sales_order_without_plan an open sales-order line on a SKU-location the
 --                            committed plan has no row for
+--   hold_above_on_hand       the count in force at as_of holds more on quality hold
+--                            than on hand: available stock (on hand - hold) is
+--                            negative, or the WMS reports held stock apart from
+--                            on hand and every hold is counted twice
 
 -- Each large import CTE is read once (the shipments and the snapshots have one per
 -- use): DuckDB materialises a CTE read more than once, and holding copies of those
@@ -101,6 +105,12 @@ committed_plan as (
 booked_demand as (
 
     select * from {{ ref('int_booked_demand') }}
+
+),
+
+available_stock as (
+
+    select * from {{ ref('int_available_stock') }}
 
 ),
 
@@ -377,6 +387,33 @@ sales_orders_without_plan as (
 
 ),
 
+holds_above_on_hand as (
+
+    select
+        'hold_above_on_hand' as finding_type,
+        'inventory_snapshots' as source,
+        available_stock.sku_id,
+        available_stock.location_id,
+        {{ dbt.concat([
+            dbt.cast('available_stock.snapshot_date', dbt.type_string()), "':'",
+            'available_stock.sku_id', "':'", 'available_stock.location_id',
+        ]) }} as reference_id,
+        available_stock.snapshot_date as event_date,
+        available_stock.quality_hold_qty - available_stock.on_hand_qty as qty,
+        {{ dbt.concat([
+            "'The count of '", dbt.cast('available_stock.snapshot_date', dbt.type_string()),
+            "' holds '", dbt.cast('available_stock.quality_hold_qty', dbt.type_string()),
+            "' units of '", 'available_stock.sku_id',
+            "' on quality hold at '", 'available_stock.location_id',
+            "' but only '", dbt.cast('available_stock.on_hand_qty', dbt.type_string()),
+            "' on hand: available stock is taken as '", dbt.cast('available_stock.available_qty', dbt.type_string()),
+            "'.'",
+        ]) }} as detail
+    from available_stock
+    where available_stock.quality_hold_qty > available_stock.on_hand_qty
+
+),
+
 findings as (
 
     select * from shipments_without_lane
@@ -384,6 +421,8 @@ findings as (
     select * from receipts_not_in_snapshot
     union all
     select * from sales_orders_without_plan
+    union all
+    select * from holds_above_on_hand
 
 )
 
