@@ -18,6 +18,7 @@ from collections.abc import Set
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -89,12 +90,15 @@ def _parse_column(kind: str, text: pd.Series) -> tuple[pd.Series, pd.Series, pd.
     out_of_range = none
     if kind in ("date", "ts"):
         parsed, out_of_range = _parse_dated(kind, stripped)
-    elif kind == "int":
-        numbers = pd.to_numeric(stripped, errors="coerce")
-        whole = numbers.notna() & (numbers % 1 == 0) & (numbers >= -(2**63)) & (numbers < 2**63)
-        parsed = numbers.where(whole).astype("Int64")
     else:
-        parsed = pd.to_numeric(stripped, errors="coerce").astype(float)
+        # a number is finite: 'inf' or '1e400' is no quantity (pandas reads both as infinity)
+        numbers = pd.to_numeric(stripped, errors="coerce").astype(float)
+        numbers = numbers.where(np.isfinite(numbers))
+        if kind == "int":
+            whole = numbers.notna() & (numbers % 1 == 0) & (numbers >= -(2**63)) & (numbers < 2**63)
+            parsed = numbers.where(whole).astype("Int64")
+        else:
+            parsed = numbers
     return parsed, parsed.isna() & ~empty & ~out_of_range, out_of_range
 
 

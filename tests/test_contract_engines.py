@@ -202,3 +202,24 @@ def test_both_engines_read_every_date_and_timestamp_form_alike():
                 assert in_sql is None, value
             else:
                 assert sql_in_range and pd.Timestamp(in_sql) == in_pandas, value
+
+
+def test_both_engines_read_every_number_form_alike():
+    """DuckDB's number casts take a digit separator ('1_000') and a doubled sign ('+-1' as -1), and read
+    'inf'; the contract's numbers are finite decimals: each form must parse, or fail, alike in SQL and pandas."""
+    import duckdb
+
+    from data_contracts.sql_rules import parsed_text, plain_cast
+    from data_contracts.validation import _parse_column
+
+    forms = ["5", " 5 ", "5.0", "5.5", "-2.5", "+7", ".5", "5.", "1e3", "1E-3", "-.5e1", "00012", "-0", "1e300",
+             "1_000", " 1_000 ", "-1_1", "1_0.5", "+-1", " +-1", "+-.5", "--1", "++1", "-+1", "0x10", "1,5", "1 000",
+             "inf", "-inf", "Infinity", "nan", "NaN", "1e400", "e3", "1e", "1.2.3", "５", ""]
+    conn = duckdb.connect()
+    for kind in ("num", "int"):
+        typed = parsed_text(kind, "v", plain_cast(kind, "v"))
+        sql = [row[0] for row in conn.execute(f"SELECT {typed} FROM unnest(?) AS t(v)", [forms]).fetchall()]
+        parsed, unparseable, _ = _parse_column(kind, pd.Series(forms, dtype="string"))
+        in_pandas = [None if bad or pd.isna(value) else float(value) for value, bad in zip(parsed, unparseable)]
+        assert [(f, None if v is None else float(v)) for f, v in zip(forms, sql)] == list(zip(forms, in_pandas)), kind
+        assert sum(v is not None for v in in_pandas) >= 9, kind  # the plain forms above do parse

@@ -55,6 +55,10 @@ BAD_ROWS = [
      "requested_date is outside the dates 1900-01-01 to 2199-12-31"),
     ("placeholder date", {"promised_date": "9999-12-31"}, "promised_date", "is outside the dates"),
     ("tab inside a number", {"ordered_qty": "1\t0"}, "ordered_qty", "ordered_qty is not a number"),
+    # DuckDB's number casts take these too
+    ("digit separator", {"ordered_qty": "1_000"}, "ordered_qty", "ordered_qty is not a number: '1_000'"),
+    ("doubled sign", {"line_no": "+-2"}, "line_no", "line_no is not an integer: '+-2'"),
+    ("infinite quantity", {"ordered_qty": "inf"}, "ordered_qty", "ordered_qty is not a number: 'inf'"),
 ]
 
 
