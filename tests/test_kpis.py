@@ -168,12 +168,19 @@ def test_exception_resolution_days_median_and_missing_history():
         ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', NULL,             'open',     DATE '2026-11-05'),
         ('E2', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', DATE '2026-11-11', 'resolved', DATE '2026-11-11'),
         ('E3', 'capacity_overload',   '',  'PLANT-1', DATE '2026-11-02', DATE '2026-11-12', 'resolved', DATE '2026-11-12'),
-        ('E4', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', NULL, 'open', DATE '2026-11-18')
+        ('E4', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', NULL, 'open', DATE '2026-11-18'),
+        -- resolved twice: 11-03 to 11-05, back on 11-09, resolved again 11-12: two resolutions of 2 and 3 days
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-03', NULL,             'open',     DATE '2026-11-03'),
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-03', DATE '2026-11-05', 'resolved', DATE '2026-11-05'),
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-09', NULL,             'open',     DATE '2026-11-09'),
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-09', DATE '2026-11-12', 'resolved', DATE '2026-11-12')
     ) AS t(exception_id, exception_type, sku_id, location_id, first_detected_on, resolved_on, status, as_of)""")
     days = metrics.exception_resolution_days(conn, AS_OF)
-    total = pick(days, W1)  # E1: 9 days, E2: 2 days, E3: 10 days -> median 9
-    assert total.value == 9 and total.numerator == 21 and total.denominator == 3
-    assert pick(days, W1, "location", "DC-1").value == pytest.approx(5.5)
+    total = pick(days, W1)  # E1: 9 days, E2: 2, E3: 10, E5's second resolution: 3 -> median 6
+    assert (total.value, total.numerator, total.denominator) == (6, 24, 4)
+    assert pick(days, W1, "location", "DC-1").value == 3  # E1 9, E2 2, E5 3
+    earlier = pick(days, W2)  # E5's first resolution stays in its own week
+    assert (earlier.value, earlier.numerator, earlier.denominator) == (2, 2, 1)
 
 
 def inventory_warehouse() -> duckdb.DuckDBPyConnection:

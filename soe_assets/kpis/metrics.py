@@ -249,19 +249,21 @@ def forecast_mape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources
 def exception_resolution_days(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """Median days from first detection to resolution of the exceptions resolved in W.
 
-    ``numerator`` = total days, ``denominator`` = exceptions resolved; ``value``
-    is the median (not their ratio). Empty until ``marts.exception_history`` exists.
+    One per resolution: an exception that comes back after it was resolved is detected anew
+    (``first_detected_on``) and resolved again, each resolution in its own week, so a past week's
+    figure never changes. ``numerator`` = total days, ``denominator`` = resolutions; ``value`` is
+    the median (not their ratio). Empty until ``marts.exception_history`` exists.
     """
     if not table_exists(conn, "marts", "exception_history"):
         return pd.DataFrame(columns=KPI_COLUMNS)
     base = f"""
         WITH resolved AS (
-            SELECT exception_id, any_value(sku_id) AS sku_id, any_value(location_id) AS location_id,
-                   min(CAST(first_detected_on AS DATE)) AS first_detected_on,
-                   max(CAST(resolved_on AS DATE)) AS resolved_on
+            SELECT exception_id, CAST(resolved_on AS DATE) AS resolved_on,
+                   any_value(sku_id) AS sku_id, any_value(location_id) AS location_id,
+                   min(CAST(first_detected_on AS DATE)) AS first_detected_on
             FROM marts.exception_history
             WHERE resolved_on IS NOT NULL
-            GROUP BY exception_id
+            GROUP BY exception_id, CAST(resolved_on AS DATE)
         )
         SELECT date_trunc('week', resolved_on)::DATE AS week_start, skus.product_family,
                nullif(resolved.location_id, '') AS location_id,
