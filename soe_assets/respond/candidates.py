@@ -134,7 +134,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
                    slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
                    slw.atp_qty as atp,
-                   slw.projected_available_qty - slw.scheduled_receipts_qty + slw.sensed_demand_qty as opening
+                   slw.opening_available_qty as opening
             from marts.sku_location_week as slw
             left join staging.stg_locations as loc using (location_id)
             where slw.sku_id in (select distinct sku_id from _short)

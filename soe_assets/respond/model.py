@@ -151,13 +151,12 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
 
     # 5. departures, as  -sum E[l,d-1] x + sum departing x <= max(0, O[l,d])
     acts_pos = acts.assign(col=np.arange(n_a), block=var_block[:n_a])
+    keys = ["sku_id", "location_id", "week_index"]
     departing = acts_pos[acts_pos["depart_week"] >= 0].rename(
         columns={"from_location_id": "location_id", "depart_week": "week_index"})
-    dep_rows = departing[["sku_id", "location_id", "week_index"]].drop_duplicates().merge(
-        pos[["sku_id", "location_id", "week_index", "opening"]], on=["sku_id", "location_id", "week_index"], how="left")
+    dep_rows = departing[keys].drop_duplicates().merge(pos[[*keys, "opening"]], on=keys, how="left")
     dep_rows["row"] = n_rows + np.arange(len(dep_rows))
     n_rows += len(dep_rows)
-    keys = ["sku_id", "location_id", "week_index"]
     leaving = departing.merge(dep_rows[[*keys, "row"]], on=keys)
     before = cells.assign(week_index=cells["week_index"] + 1).merge(dep_rows[[*keys, "row"]], on=keys)
     rows_g += [leaving["row"].to_numpy(), before["row"].to_numpy()]
