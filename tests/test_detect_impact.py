@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,6 +120,33 @@ def test_root_cause_links_stockout_to_late_supply_and_upstream_production() -> N
     assert linked.loc["EX-ss", "caused_by_exception_id"] == "EX-mo"
     assert pd.isna(linked.loc["EX-alone", "caused_by_exception_id"])
     assert pd.isna(linked.loc["EX-po", "caused_by_exception_id"])
+
+
+def no_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """As detection's frame comes when no exception of the run has a reference: pandas types the column float."""
+    return frame.assign(reference_id=np.nan)
+
+
+def test_root_cause_links_nothing_when_no_cause_meets_a_shortage() -> None:
+    """A cause without a reference (demand above plan) at another SKU-location than the only shortage, in a
+    run where no exception has a reference: no link, the explanations unchanged (this once failed the run)."""
+    frame = no_references(candidates([
+        {"exception_type": "projected_stockout", "exception_id": "EX-so", "impact_value": 900.0},
+        {"exception_type": "demand_above_plan", "sku_id": "SKU-B", "exception_id": "EX-dem", "impact_value": 500.0},
+    ]))
+    linked = link_root_causes(frame).set_index("exception_id")
+    assert linked["caused_by_exception_id"].isna().all()
+    assert linked["explanation"].tolist() == frame.set_index("exception_id")["explanation"].tolist()
+
+
+def test_root_cause_without_reference_is_named_by_its_type() -> None:
+    frame = no_references(candidates([
+        {"exception_type": "projected_stockout", "exception_id": "EX-so", "impact_value": 900.0},
+        {"exception_type": "demand_above_plan", "exception_id": "EX-dem", "impact_value": 500.0},
+    ]))
+    linked = link_root_causes(frame).set_index("exception_id")
+    assert linked.loc["EX-so", "caused_by_exception_id"] == "EX-dem"
+    assert linked.loc["EX-so", "explanation"].endswith(" Cause: demand above plan (exception EX-dem).")
 
 
 def detected(ids: list[str]) -> pd.DataFrame:

@@ -28,6 +28,10 @@ class AlertBudget:
     held_back_value: float
 
 
+# Key columns a run's exceptions may leave empty throughout (no reference at all, only capacity overloads).
+KEY_TEXT_COLUMNS = ("sku_id", "location_id", "reference_id")
+
+
 def detect_exceptions(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Every open exception of this run, ranked (priority 1 = act first), one row per stable id."""
     run = read_run_context(conn)
@@ -35,6 +39,8 @@ def detect_exceptions(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
         parts = [rule(conn, config) for rule in RULES.values()]
     found = [p.dropna(axis=1, how="all") for p in parts if not p.empty]  # all-NA columns would blur dtypes
     candidates = pd.concat(found, ignore_index=True).reindex(columns=parts[0].columns) if found else parts[0]
+    for column in KEY_TEXT_COLUMNS:  # text even where no rule filled it (reindexed, an all-NA column is float)
+        candidates[column] = candidates[column].astype(object).where(candidates[column].notna(), None)
     if candidates.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in DETECTED_COLUMNS})
     candidates["horizon_weeks"] = run.horizon_weeks

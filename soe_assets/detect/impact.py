@@ -87,8 +87,9 @@ def link_root_causes(frame: pd.DataFrame) -> pd.DataFrame:
     linked = pd.concat([local, upstream], ignore_index=True)
     linked = linked.sort_values(["exception_id", "strength", "cause_impact"], ascending=[True, False, False])
     linked = linked.drop_duplicates("exception_id")
-    label = linked["cause_type"].str.replace("_", " ") + np.where(
-        linked["cause_ref"].notna(), " " + linked["cause_ref"].fillna(""), "")
+    # as text whatever pandas inferred: a cause column without any reference (or no link at all) is float
+    cause_ref = linked["cause_ref"].astype("string")
+    label = linked["cause_type"].astype("string").str.replace("_", " ") + (" " + cause_ref).fillna("")
     linked["note"] = " Cause: " + label + " (exception " + linked["cause_id"] + ")."
     out = out.merge(linked[["exception_id", "cause_id", "note"]], on="exception_id", how="left")
     has = out["cause_id"].notna()
