@@ -59,6 +59,14 @@ def planted_network() -> dict:
     # demand above plan: orders 2x plan from week -1 (fires) / +12 % every week (near miss)
     add_clean_sku(net, "UP", "DC-1", stock=400)
     set_orders(net, "UP", "DC-1", {**{w: 100.0 for w in range(-8, -1)}, -1: 200.0, 0: 200.0, 1: 200.0})
+    # 60 % above plan over weeks -2..0 but weeks 2 and 3 only partly booked yet: the most units short over
+    # weeks -2..2 (+48 %), the steepest rise over -2..0, which S&OE cannot absorb (fires, escalates)
+    add_clean_sku(net, "UP-STEEP", "DC-1", stock=400)
+    set_orders(net, "UP-STEEP", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 160.0, -1: 160.0, 0: 160.0,
+                                         1: 160.0, 2: 100.0, 3: 50.0})
+    for line in net["sales_orders"]:
+        if line["order_id"] in ("SO-UP-STEEP-DC-1-2", "SO-UP-STEEP-DC-1-3"):
+            line["order_date"] = AS_OF.isoformat()  # booked by as_of, for weeks 2 and 3
     add_clean_sku(net, "UP-NEAR", "DC-1", stock=400)
     set_orders(net, "UP-NEAR", "DC-1", {w: 112.0 for w in range(-8, 2)})
     # demand below plan: 40 % of plan since week -2 (fires) / week 1 only 30 % booked, the normal order book (near miss)
@@ -68,7 +76,8 @@ def planted_network() -> dict:
     set_orders(net, "DOWN-NEAR", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 88.0, -1: 90.0, 0: 95.0, 1: 30.0})
     # point-of-sale demand, daily up to as_of: 55 % of plan for three weeks (fires) / 15 % below plan, ordinary
     # noise, with week 0 sold only up to as_of while its plan covers the whole week (near miss)
-    for sku, share in (("POS-DOWN", 0.55), ("POS-NEAR", 0.85)):
+    # ... and 35 % above plan (fires: week 0, sold Monday to as_of, counts at its daily rate) / 12 % above (near miss)
+    for sku, share in (("POS-DOWN", 0.55), ("POS-NEAR", 0.85), ("POS-UP", 1.35), ("POS-UP-NEAR", 1.12)):
         add_clean_sku(net, sku, "DC-2")
         set_orders(net, sku, "DC-2", {})
         net.setdefault("pos_sales", []).extend(
@@ -177,10 +186,24 @@ def test_clean_minimal_network_raises_no_exception(tmp_path: Path) -> None:
     assert run.query("SELECT * FROM marts.exceptions").empty
 
 
+def test_a_run_whose_exceptions_have_no_reference(tmp_path: Path) -> None:
+    """Demand above plan at one SKU-location, a stockout at another, nothing late: no exception of the run
+    names a PO line, shipment, order or resource, and none explains the other (this once failed the run)."""
+    net = minimal_network()
+    add_clean_sku(net, "UP", "DC-1", stock=400)
+    set_orders(net, "UP", "DC-1", {**{w: 100.0 for w in range(-8, -1)}, -1: 200.0, 0: 200.0, 1: 200.0})
+    add_clean_sku(net, "OUT", "DC-2", po_weeks=range(5, 13))
+    run = run_soe(tmp_path, write_landing_zone(tmp_path / "landing", net))
+    found = run.query("SELECT * FROM marts.exceptions")
+    assert fired(found, "demand_above_plan") == {"UP@DC-1"}
+    assert "OUT@DC-2" in fired(found, "projected_stockout")
+    assert found["reference_id"].isna().all() and found["caused_by_exception_id"].isna().all()
+
+
 @pytest.mark.parametrize(
     ("exception_type", "expected"),
     [
-        ("demand_above_plan", {"UP@DC-1"}),
+        ("demand_above_plan", {"UP@DC-1", "UP-STEEP@DC-1", "POS-UP@DC-2"}),
         ("demand_below_plan", {"DOWN@DC-1", "POS-DOWN@DC-2"}),
         ("excess_inventory", {"EXCESS@DC-2"}),
         ("late_purchase_order", {"PO-LATEPO-DC-2-1:1"}),
@@ -229,6 +252,17 @@ def test_time_fence_rule(planted: pd.DataFrame) -> None:
     assert not spare["escalate_to_sop"]  # DC-2 holds enough spare SPARE along a lane
     dip = stockouts.loc["SPARE-DIP"]  # DC-2 holds plenty inside the fence but runs below safety stock later
     assert dip["escalate_to_sop"] and "; 0 units are spare at locations with a lane to it." in dip["explanation"]
+
+
+def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) -> None:
+    """The quantity comes from the window with the most units above plan, the escalation from the steepest:
+    later weeks of the order book are only partly booked, which dilutes the longer windows."""
+    surge = planted[planted["exception_type"].eq("demand_above_plan")].set_index("sku_id")
+    steep = surge.loc["UP-STEEP"]
+    assert steep["shortfall_qty"] == pytest.approx(240.0)  # weeks -2..2: 740 against 500
+    assert "(+48%)" in steep["explanation"] and "+60% from" in steep["explanation"]
+    assert steep["escalate_to_sop"]
+    assert not surge.loc["POS-UP", "escalate_to_sop"]  # +35 %
 
 
 def test_the_escalation_flag_agrees_with_the_recommended_responses(planted_run) -> None:

@@ -87,7 +87,8 @@ def _demand_windows_sql(config: DetectionConfig) -> str:
     SKU-location without demand or plan in those weeks sums to 0.
 
     Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers out by
-    ship_date (the plan at a location covers the replenishment it ships too). Grouped sums per
+    ship_date (the plan at a location covers the replenishment it ships too). Week 0's POS, sold up to
+    as_of only, counts at its daily rate times 7 (orders and transfers are booked for the whole week). Grouped sums per
     SKU-location straight from the events and the plan rows, not window functions and no weekly grid:
     the windows all start at a fixed week, and an aggregate stays within DuckDB's memory budget on any
     network.
@@ -120,16 +121,19 @@ customer_locations as (
     select distinct sku_id, location_id from staging.stg_pos_sales
 ),
 demand_events as (
-    select sku_id, location_id, requested_date as event_date, ordered_qty as qty
+    select sku_id, location_id, requested_date as event_date, ordered_qty as qty, false as sold_to_date
     from staging.stg_sales_orders where status <> 'cancelled'
     union all
-    select sku_id, location_id, sale_date, qty from staging.stg_pos_sales
+    select sku_id, location_id, sale_date, qty, true from staging.stg_pos_sales
     union all
-    select sku_id, from_location_id, ship_date, qty from staging.stg_shipments
+    select sku_id, from_location_id, ship_date, qty, false from staging.stg_shipments
 ),
 demand_weeks as (
     select demand_events.sku_id, demand_events.location_id,
-           {_week_index('demand_events.event_date')} as week_index, demand_events.qty
+           {_week_index('demand_events.event_date')} as week_index,
+           -- week 0's point-of-sale demand is known up to as_of only: scaled to the whole week, as its plan is
+           demand_events.qty * case when demand_events.sold_to_date and demand_events.event_date >= run.week0
+                                    then 7.0 / (datediff('day', run.week0, run.as_of) + 1) else 1 end as qty
     from demand_events cross join run
     where demand_events.event_date {in_judged_weeks}
 ),
@@ -193,20 +197,31 @@ flagged as (
     from windows cross join run
     where window_demand_qty >= window_plan_qty * (1 + ?) and window_demand_qty - window_plan_qty >= ?
 ),
+ratios as (
+    select *, case when window_plan_qty > 0 then window_demand_qty / window_plan_qty end as ratio
+    from flagged
+),
+-- The window with the most units short sets the quantity; the steepest one (weeks later in the order
+-- book are only partly booked, which dilutes the longer windows) judges whether S&OE can absorb it.
 best as (
     select *, row_number() over (partition by sku_id, location_id order by gap desc, week_index) as rank,
-           count(*) over (partition by sku_id, location_id) as windows_flagged
-    from flagged
+           count(*) over (partition by sku_id, location_id) as windows_flagged,
+           bool_or(ratio is null) over (partition by sku_id, location_id) as any_unplanned,
+           max(ratio) over (partition by sku_id, location_id) as peak_ratio,
+           arg_max(window_label, ratio) over (partition by sku_id, location_id) as peak_label
+    from ratios
 )
 select
     'demand_above_plan' as exception_type, sku_id, location_id, run.week0 as week_start, 0 as week_index,
     null as reference_id, gap as qty, unit_price, unit_cost, windows_flagged as weeks_affected,
-    case when window_plan_qty > 0 and window_demand_qty / window_plan_qty < 1 + ? then true else false end as absorbable,
+    case when not any_unplanned and peak_ratio < 1 + ? then true else false end as absorbable,
     'Demand for ' || sku_id || ' at ' || location_id || ' runs ' || {_units('window_demand_qty')} || ' against a plan of '
         || {_num('window_plan_qty')}
-        || case when window_plan_qty > 0 then ' (' || printf('%+.0f', 100 * (window_demand_qty / window_plan_qty - 1)) || '%)' else '' end
-        || ' from ' || window_label || ' (actual, and booked orders for coming weeks): '
-        || {_units('gap')} || ' more than the supply planned for them.' as explanation
+        || case when ratio is not null then ' (' || printf('%+.0f', 100 * (ratio - 1)) || '%)' else '' end
+        || ' from ' || window_label || ' (actual, and booked orders for coming weeks)'
+        || case when peak_ratio > ratio and peak_label <> window_label
+                then ', ' || printf('%+.0f', 100 * (peak_ratio - 1)) || '% from ' || peak_label else '' end
+        || ': ' || {_units('gap')} || ' more than the supply planned for them.' as explanation
 from best cross join run
 where rank = 1
 """
