@@ -177,6 +177,30 @@ def test_the_verifier_withdraws_a_transfer_that_leaves_before_its_stock_arrives(
     assert find_violations(prob, same_week, projected).all()
 
 
+def receiver_recovering_by_the_fence_end(balance_now: float) -> pd.DataFrame:
+    """A is 40 short in weeks 1-2 and recovers to 85 by the end of the fence (week 3), 5 below its excess line
+    (safety stock 20 + 6 weeks of 10 + 10 units); D has 200 spare. A transfer of 40 lifts A's fence end to
+    125, over the line."""
+    return positions({("X", "A"): ([balance_now, -30, -40, 85, 85, 85], 20), ("X", "D"): ([300] * 6, 100)})
+
+
+def test_a_transfer_that_ends_the_fence_high_is_kept_where_stock_now_is_no_excess():
+    """The exception engine's excess needs stock now above the line too: A holds 15 now, so the 40 units
+    that cover its shortage raise no excess and stay recommended."""
+    acts, projected = chosen(problem(receiver_recovering_by_the_fence_end(5), lanes(("D", "A", 2, 1.0))))
+    assert moved(acts) == {("D", "A"): 40}
+    assert projected.set_index(["location_id", "week_index"]).loc[("A", 3), "proj_new"] == 125
+
+
+def test_the_verifier_withdraws_a_transfer_that_creates_excess_now_and_at_the_fence_end():
+    """A holds 200 now (week 0's opening balance), above the line, and would end the fence above it too."""
+    prob = problem(receiver_recovering_by_the_fence_end(190), lanes(("D", "A", 2, 1.0)))
+    transfer = prob.actions[prob.actions["action_type"].isin(["reallocate_stock", "alternate_source"])].head(1)
+    assert len(transfer) == 1
+    transfer = transfer.assign(qty=40.0)
+    assert find_violations(prob, transfer, reproject(prob, transfer)).all()
+
+
 def test_explanation_states_the_numbers():
     from soe_assets.respond.recommend import _action_rows
 

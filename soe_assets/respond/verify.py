@@ -9,8 +9,9 @@ The projection is linear in the actions, so the re-projection adds each action's
   must stay at or above safety stock);
 - a resource-week gets more pull-ins than its spare capacity (a new capacity overload;
   reprioritisations swap two orders' slots and leave every week's load unchanged);
-- a receiving location ends the fence with excess it did not have (the exception engine's
-  excess rule: more than safety stock + ``excess_cover_weeks`` of demand, by ``excess_min_units``);
+- a receiving location gets excess it did not have (the exception engine's excess rule: available
+  stock now and the balance at the end of the fence both more than safety stock + ``excess_cover_weeks``
+  of demand, by ``excess_min_units``; no action changes the stock now);
 - a donor ships in a week more than it has on hand at the start of that week (its opening balance
   after the actions of the weeks before): a transfer cannot leave with stock that arrives later that week.
 
@@ -46,12 +47,16 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
     """Boolean per action (index aligned with ``actions``): it would create a new exception."""
     lower = projected["proj_new"] < np.minimum(projected["ss"], projected["proj"]) - TOLERANCE
     bad_places = projected.loc[lower, ["sku_id", "location_id"]].drop_duplicates()
-    # excess at the end of the fence where there was none
-    fence_end = projected[projected["week_index"] == problem.fence_weeks - 1]
-    avg = projected[projected["week_index"] > 0].groupby(["sku_id", "location_id"])["sensed_demand"].mean()
-    fe = fence_end.set_index(["sku_id", "location_id"])
-    cover = fe["ss"] + EXCESS_COVER_WEEKS * avg.reindex(fe.index).fillna(0)
-    new_excess = (fe["delta"] > TOLERANCE) & (fe["proj_new"] - cover >= EXCESS_MIN_UNITS) & (fe["proj"] - cover < EXCESS_MIN_UNITS)
+    # excess where there was none, by the exception engine's rule: stock now (week 0's opening balance, which
+    # no action changes) and the balance at the end of the fence both above safety stock + cover weeks
+    keys = ["sku_id", "location_id"]
+    avg = projected[projected["week_index"] > 0].groupby(keys)["sensed_demand"].mean()
+    fe = projected[projected["week_index"] == problem.fence_weeks - 1].set_index(keys)
+    now = projected[projected["week_index"] == 0].set_index(keys).reindex(fe.index)
+    cover_weeks = EXCESS_COVER_WEEKS * avg.reindex(fe.index).fillna(0)
+    excess_now = now["opening"] - now["ss"] - cover_weeks >= EXCESS_MIN_UNITS
+    new_excess = (excess_now & (fe["delta"] > TOLERANCE) & (fe["proj_new"] - fe["ss"] - cover_weeks >= EXCESS_MIN_UNITS)
+                  & (fe["proj"] - fe["ss"] - cover_weeks < EXCESS_MIN_UNITS))
     bad_places = pd.concat([bad_places, new_excess[new_excess].index.to_frame(index=False),
                             _shipped_before_on_hand(actions, projected)]).drop_duplicates()
     touched = problem.effects[["action_id", "sku_id", "location_id"]].merge(bad_places, on=["sku_id", "location_id"])
