@@ -131,23 +131,25 @@ def test_shortage_beyond_the_fence_is_escalated(recs):
 def test_idle_resource_gets_a_pull_in(recs):
     p = recs[(recs["sku_id"] == "SKU-P") & (recs["action_type"] == "pull_in_production")]
     assert set(p["reference_id"]) == {"MO-P-3"}
-    # plant: 50 - 100 x 4/7 = -7 in week 0, -107, -207 in weeks 1-2: 207 units pulled in on idle LINE-2,
-    # staged as late as each week needs (7 by week 0, 100 more by week 1, 100 more by week 2: fewer days pulled)
-    assert p["qty"].sum() == pytest.approx(207)
-    assert sorted(p["qty"]) == pytest.approx([7, 100, 100])
+    # plant: 50 - 100 x 4/7 = -7.1 in week 0, -107.1, -207.1 in weeks 1-2: 208 whole units pulled in on idle
+    # LINE-2, staged as late as each week needs (8 by week 0, 100 more by week 1, 100 more by week 2: fewer days
+    # pulled)
+    assert p["qty"].sum() == pytest.approx(208)
+    assert sorted(p["qty"]) == pytest.approx([8, 100, 100])
 
 
 def test_full_resource_gets_a_reprioritisation(recs):
     s = recs[recs["sku_id"] == "SKU-S"]
     assert s["action_type"].tolist() == ["reprioritise_production"]
     row = s.iloc[0]
-    # plant: 300 - 100 x 4/7 = 243 in week 0, 143, 43, -57 in week 3: 57 units (rounded down) in MO-T-3's slot
-    assert row["reference_id"] == "MO-S-4" and row["qty"] == pytest.approx(57)
-    assert row["impact_resolved_value"] == pytest.approx(57 * 50)
-    assert row["cost"] == pytest.approx(57 * (1.50 + 0.10 * 5))  # finishing Sun 12-13 instead of Fri 12-18
+    # plant: 300 - 100 x 4/7 = 242.9 in week 0, 142.9, 42.9, -57.1 in week 3: 58 whole units (rounded up: SKU-T
+    # keeps its safety stock) in MO-T-3's slot; the value protected is the shortage's, 57.1 units
+    assert row["reference_id"] == "MO-S-4" and row["qty"] == pytest.approx(58)
+    assert row["impact_resolved_value"] == pytest.approx(round(400 / 7 * 50, 2))
+    assert row["cost"] == pytest.approx(58 * (1.50 + 0.10 * 5))  # finishing Sun 12-13 instead of Fri 12-18
     assert row["explanation"].startswith(
-        "Run MO-S-4 (57 units of SKU-S) before MO-T-3 on LINE-3 at PLANT-1 in week 2026-12-07 (finishing 2026-12-13 "
-        "instead of 2026-12-18, $114): 57 units of MO-T-3 (SKU-T) move from 2026-12-11 to 2026-12-18, SKU-T stays at "
+        "Run MO-S-4 (58 units of SKU-S) before MO-T-3 on LINE-3 at PLANT-1 in week 2026-12-07 (finishing 2026-12-13 "
+        "instead of 2026-12-18, $116): 58 units of MO-T-3 (SKU-T) move from 2026-12-11 to 2026-12-18, SKU-T stays at "
         "or above safety stock at PLANT-1")
     assert not (recs["sku_id"] == "SKU-T").any()
 

@@ -177,6 +177,16 @@ def test_the_verifier_withdraws_a_transfer_that_leaves_before_its_stock_arrives(
     assert find_violations(prob, same_week, projected).all()
 
 
+@pytest.mark.parametrize(("donor_balance", "expected"), [(300.0, 33.0), (132.5, 32.0)])
+def test_quantities_are_rounded_up_to_cover_the_shortage_unless_that_breaks_the_donor(donor_balance, expected):
+    """A is 32.5 short: 33 whole units cover it; a donor with exactly 32.5 above its safety stock gives 32."""
+    pos = positions({("X", "A"): ([50, -30, -32.5, -32.5, -32.5, -32.5], 20), ("X", "D"): ([donor_balance] * 6, 100)})
+    acts, projected = chosen(problem(pos, lanes(("D", "A", 2, 1.0))))
+    assert moved(acts) == {("D", "A"): expected}
+    donor = projected[projected["location_id"] == "D"]
+    assert (donor["proj_new"] >= donor["ss"]).all()
+
+
 def receiver_recovering_by_the_fence_end(balance_now: float) -> pd.DataFrame:
     """A is 40 short in weeks 1-2 and recovers to 85 by the end of the fence (week 3), 5 below its excess line
     (safety stock 20 + 6 weeks of 10 + 10 units); D has 200 spare. A transfer of 40 lifts A's fence end to
