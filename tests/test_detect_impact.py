@@ -190,6 +190,8 @@ def test_planner_table_filters_and_orders() -> None:
     assert "nothing needs attention" in format_exceptions(rows, exception_type="late_transfer")
     everything = format_exceptions(rows, top=0)  # 0: all
     assert "showing the top" not in everything and everything.count("projected_stockout") == 2
+    quiet = format_exceptions(rows.iloc[0:0])  # a run that found nothing publishes an empty mart
+    assert quiet.startswith("exceptions of the latest run: 0 open") and "nothing needs attention" in quiet
 
 
 @pytest.mark.parametrize("qty, text", [(1, "1 unit"), (0.6, "1 unit"), (1.4, "1 unit"), (0, "0 units"),
