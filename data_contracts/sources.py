@@ -28,6 +28,9 @@ class SourceContract:
     # transfers; everything made in-house: no purchase orders): an extract without rows is then the truth,
     # and only rows read and lost stop publishing. An empty export of the others is a broken export.
     may_be_empty: bool = False
+    # The source whose rows carry the same facts where this one has none: a network of stores selling through
+    # point of sale books no sales orders, so sales orders may be empty where POS has valid rows.
+    may_be_empty_beside: str | None = None
     master_data: bool = False
     # (version column, commit timestamp column) of a source whose rows come in versions of which only the
     # one committed last as of the run is ever read (the committed plan): ingest validates and counts every
@@ -76,6 +79,7 @@ SOURCES: tuple[SourceContract, ...] = (
         sku_columns=("sku_id",),
         location_columns=("location_id",),
         not_after_extract=("order_date", "ship_date"),
+        may_be_empty_beside="pos_sales",
     ),
     SourceContract(
         "inventory_snapshots",

@@ -226,6 +226,20 @@ def test_a_source_a_network_can_lack_may_be_empty_but_not_lose_its_rows(may_be_e
         assert gate.message == f"publishing blocked: {blocks}"
 
 
+@pytest.mark.parametrize(("pos_rows_valid", "blocks"), [(120, False), (0, True)])
+def test_sales_orders_may_be_empty_where_point_of_sale_carries_the_demand(pos_rows_valid, blocks):
+    """A network of stores books no sales orders: an empty export is its truth while POS has valid rows."""
+    healths = {
+        "sales_orders": _health(source="sales_orders", may_be_empty_beside="pos_sales", rows_read=0, rows_valid=0,
+                                newest_rows_read=0),
+        "pos_sales": _health(source="pos_sales", required=False, rows_read=pos_rows_valid, rows_valid=pos_rows_valid),
+    }
+    gate = newest_extracts_accepted(healths, QualityLimits({}))
+    assert gate.passed is not blocks
+    if blocks:
+        assert gate.message == "publishing blocked: sales_orders: no row at all (its extracts are empty)"
+
+
 def test_a_few_bad_rows_of_a_small_extract_warn_but_do_not_block_publishing():
     """The share of a ten-row file says nothing of a broken export: losses block from ``block_min_rows`` rows on,
     files rejected whole always."""

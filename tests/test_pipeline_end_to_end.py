@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -290,6 +291,24 @@ def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, ca
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "plenty")  # from the environment: the message names the variable
     assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
     assert f"{MEMORY_LIMIT_ENV}='plenty' is not 'auto'" in capsys.readouterr().err
+
+
+def test_a_store_network_selling_through_point_of_sale_only_publishes(tmp_path):
+    """No sales order at all, demand from POS: a header-only order extract is that network's truth. The run
+    publishes, and forecast accuracy is measured on the point-of-sale demand."""
+    network = minimal_network()
+    network["sales_orders"] = []
+    network["pos_sales"] = [
+        {"sale_date": (monday(-4) + timedelta(days=day)).isoformat(), "sku_id": "SKU-A", "location_id": "DC-1",
+         "qty": 10.0}
+        for day in range((AS_OF - monday(-4)).days + 1)
+    ]
+    run = run_soe(tmp_path, write_landing_zone(tmp_path / "landing", network))
+    assert run.ok
+    wape = run.query("select week_start, numerator, denominator from marts.kpi_weekly "
+                     "where kpi_name = 'forecast_wape' and scope_type = 'total' order by week_start")
+    assert len(wape) >= 4 and (wape["denominator"] == 70.0).all()  # 10 a day, every past week
+    _assert_marts_conform(run)
 
 
 def test_a_network_without_plants_suppliers_or_transfers_publishes(tmp_path):

@@ -11,7 +11,8 @@ Two levels, on purpose (bad rows never stop a run):
   file of a source's newest extract is usable, rejected whole or every row
   quarantined (the marts would present the previous extract as today's
   picture), a required source has no valid row at all (a source a network can
-  lack, ``SourceContract.may_be_empty``, may be empty but not lose every row), or the newest extract
+  lack, ``SourceContract.may_be_empty``, may be empty but not lose every row; so may sales orders where
+  POS carries the demand, ``may_be_empty_beside``), or the newest extract
   of a source lost more than the blocking share of its rows. A loss of rows
   blocks only from ``block_min_rows`` quarantined rows on: a few bad rows of a
   small extract are bad input, quarantined and warned about like any other (the
@@ -84,6 +85,7 @@ class SourceHealth:
     newest_rows_read: int = 0
     newest_rows_quarantined: int = 0
     may_be_empty: bool = False  # SourceContract.may_be_empty
+    may_be_empty_beside: str | None = None  # SourceContract.may_be_empty_beside
 
     @property
     def present(self) -> bool:
@@ -141,6 +143,7 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             source=contract.name,
             required=contract.required,
             may_be_empty=contract.may_be_empty,
+            may_be_empty_beside=contract.may_be_empty_beside,
             as_of=as_of,
             files_read=int(files_read or 0),
             files_rejected=len(files),
@@ -224,6 +227,12 @@ def freshness(health: SourceHealth, limits: QualityLimits) -> Finding:
     return Finding(True, f"{health.source}: newest extract {age} day(s) old (limit {limit})", metadata)
 
 
+def _may_be_empty(health: SourceHealth, healths: Mapping[str, SourceHealth]) -> bool:
+    """A source a network can lack, or one whose facts another source with valid rows carries."""
+    beside = healths.get(health.may_be_empty_beside) if health.may_be_empty_beside else None
+    return health.may_be_empty or (beside is not None and beside.rows_valid > 0)
+
+
 def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
     """Publish gate: every source's newest extract has a usable file; every required source has valid rows
     (one a network can lack, ``may_be_empty``, may have no rows at all, but not lose every row it has).
@@ -241,7 +250,7 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: Qualit
                 f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
                 + (f"; rejected whole: {_files(health.rejected_files)}" if rejected_whole else "") + ")"
             )
-        elif health.required and health.rows_valid == 0 and (health.rows_read or not health.may_be_empty):
+        elif health.required and health.rows_valid == 0 and (health.rows_read or not _may_be_empty(health, healths)):
             problems.append(f"{health.source}: no valid row at all" if health.rows_read
                             else f"{health.source}: no row at all (its extracts are empty)")
     metadata = {"sources_blocking": len(problems)}
