@@ -32,10 +32,6 @@ class SourceContract:
     # point of sale books no sales orders, so sales orders may be empty where POS has valid rows.
     may_be_empty_beside: str | None = None
     master_data: bool = False
-    # (version column, commit timestamp column) of a source whose rows come in versions of which only the
-    # one committed last as of the run is ever read (the committed plan): ingest validates and counts every
-    # row, but keeps only the rows of the versions that can be the one in force.
-    versioned_by: tuple[str, str] | None = None
 
     @property
     def schema(self) -> pa.DataFrameSchema:
@@ -71,7 +67,6 @@ SOURCES: tuple[SourceContract, ...] = (
         schemas.SopPlan,
         sku_columns=("sku_id",),
         location_columns=("location_id",),
-        versioned_by=("plan_version", "committed_at"),
     ),
     SourceContract(
         "sales_orders",

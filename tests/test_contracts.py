@@ -578,9 +578,10 @@ def _plan_version(name: str, committed_at: str) -> list[dict]:
     return [{**row, "plan_version": name, "committed_at": committed_at} for row in minimal_network()["sop_plan"]]
 
 
-def test_plan_versions_that_cannot_be_in_force_are_validated_and_counted_but_not_kept(landing):
-    """An older version and one committed after as_of: every row validated and counted, the bad one
-    quarantined with its place in the file, and only the version in force kept for the warehouse."""
+def test_every_valid_row_of_every_plan_version_reaches_the_warehouse(landing):
+    """An older version and one committed after as_of, as Parquet beside the network's CSV plan: every valid
+    row of every version is kept (staging shows the source as received; the committed plan picks the
+    version in force), the bad one quarantined with its place in the file."""
     in_force = minimal_network()["sop_plan"]
     older = _plan_version("2026-10", "2026-10-05 09:00:00")
     older[2] = {**older[2], "demand_qty": -5.0}
@@ -588,31 +589,15 @@ def test_plan_versions_that_cannot_be_in_force_are_validated_and_counted_but_not
     _typed_plan_parquet(landing, _plan_version("2026-12", f"{AS_OF + timedelta(days=2)} 09:00:00"), "next_cycle")
     result = ingest_landing_zone(landing, AS_OF)
     kept = result.table("sop_plan")
-    assert set(kept["plan_version"]) == {"2026-11"} and len(kept) == len(in_force)
+    assert kept.groupby("plan_version").size().to_dict() == {
+        "2026-10": len(in_force) - 1, "2026-11": len(in_force), "2026-12": len(in_force)}
     rejected = _quarantine(result, "sop_plan")
     assert rejected[["file", "row_number", "column"]].values.tolist() == [[f"{AS_OF}_older.parquet", 3, "demand_qty"]]
     report = result.reports["sop_plan"]
     assert (report.rows_read, report.rows_valid, report.rows_quarantined) == (3 * len(in_force), 3 * len(in_force) - 1, 1)
 
 
-def test_a_plan_version_rejected_whole_at_the_end_gives_way_to_the_older_one(landing):
-    """The CSV's version looks in force while the extracts load, but every key of it is duplicated in its
-    file, so all its rows are rejected in the end: the older Parquet version is in force after all and kept,
-    and every rejected row is quarantined once."""
-    plan = minimal_network()["sop_plan"]
-    write_source(landing, "sop_plan", plan + plan)  # the network's own plan extract, every key twice
-    _typed_plan_parquet(landing, _plan_version("2026-10", "2026-10-05 09:00:00"), "older")
-    result = ingest_landing_zone(landing, AS_OF)
-    kept = result.table("sop_plan")
-    assert set(kept["plan_version"]) == {"2026-10"} and len(kept) == len(plan)
-    rejected = _quarantine(result, "sop_plan")
-    assert sorted(rejected["row_number"]) == list(range(1, 2 * len(plan) + 1))
-    assert rejected["reason"].str.startswith("duplicated primary key").all()
-
-
-def test_a_key_duplicated_in_a_plan_version_not_in_force_quarantines_every_copy(landing):
-    """Duplicates among the rows of a version that is not kept need the rows whole: every copy is
-    quarantined with the reason, as in any other extract."""
+def test_a_key_duplicated_in_an_older_plan_version_quarantines_every_copy(landing):
     older = _plan_version("2026-10", "2026-10-05 09:00:00")
     _typed_plan_parquet(landing, older + older[:1], "older")
     result = ingest_landing_zone(landing, AS_OF)
@@ -620,7 +605,7 @@ def test_a_key_duplicated_in_a_plan_version_not_in_force_quarantines_every_copy(
     assert sorted(rejected["row_number"]) == [1, len(older) + 1]
     assert rejected["reason"].str.startswith("duplicated primary key").all()
     assert result.reports["sop_plan"].rows_valid == 2 * len(older) - 1
-    assert "2026-11" in set(result.table("sop_plan")["plan_version"])
+    assert set(result.table("sop_plan")["plan_version"]) == {"2026-10", "2026-11"}
 
 
 def test_empty_landing_zone_is_a_clear_error(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -178,7 +178,7 @@ class _SourceIngest:
     """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
-                 master_tables: dict[str, str] | None, files: list[str], narrowing: bool = False) -> None:
+                 master_tables: dict[str, str] | None, files: list[str]) -> None:
         self.conn = conn
         self.source = source
         self.detected_at = detected_at
@@ -188,18 +188,9 @@ class _SourceIngest:
         self.loading = f"raw.{quote('_loading_' + source.name)}"
         self.rejected = f"_rejected_{source.name}"
         self.key = ", ".join(quote(c) for c in source.primary_key)
-        # Extracts loaded narrow (``add(narrow=True)``): per row only the key hash and the verdict, and the
-        # key itself where the row failed (the quarantine finds a failed row by its key).
-        self.narrowing = narrowing
-        self.narrow = f"_narrow_{source.name}"
-        self.narrow_orders: set[int] = set()
         # The data rows of each extract that its read skipped as malformed (``_load``).
         self.malformed = f"_malformed_{source.name}"
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {self.malformed} (_file_order INTEGER, row_number BIGINT)")
-        if narrowing:
-            keys = ", ".join(f"{quote(c)} {source.sql_columns[c]}" for c in source.primary_key)
-            conn.execute(f"CREATE OR REPLACE TEMP TABLE {self.narrow} "
-                         f"(_file_order INTEGER, _failed BOOLEAN, _key_hash UBIGINT, {keys})")
         typed = ", ".join(f"{quote(c)} {t}" for c, t in source.sql_columns.items())
         # The file names as an ENUM of the source's files: a VARCHAR repeated on every row cost as much to
         # write as a data column (0.5 s per 24M rows).
@@ -356,7 +347,7 @@ class _SourceIngest:
             stored_timestamps=stored_timestamps(reader.schema),
         )
 
-    def add(self, extract: Extract, file_order: int, lenient: bool = False, narrow: bool = False) -> None:
+    def add(self, extract: Extract, file_order: int, lenient: bool = False) -> None:
         source = self.source
         reader = self._open(extract, lenient)
         if reader is None:
@@ -369,21 +360,15 @@ class _SourceIngest:
                              carried=[READ_PROBLEM] if READ_PROBLEM in reader.column_names else [],
                              header=[c for c in reader.column_names if c != READ_PROBLEM])
         layers = loaded.layers("_text", numbered=False)
-        if narrow:
-            key_if_failed = ", ".join(f"CASE WHEN _failed THEN {quote(k)} END" for k in source.primary_key)
-            insert = (f"INSERT INTO {self.narrow} WITH {layers} "
-                      f"SELECT {file_order}, _failed, hash({self.key}), {key_if_failed} "
-                      f"FROM (SELECT *, ({loaded.row_failed}) AS _failed FROM typed)")
-        else:
-            columns = ", ".join(quote(c) for c in source.columns)
-            insert = (f"INSERT INTO {self.loading} WITH {layers} "
-                      f"SELECT {columns}, {literal(extract.file)}, DATE {literal(extract.extract_date.isoformat())}, "
-                      f"{file_order}, ({loaded.row_failed}), hash({self.key}) FROM typed")
+        columns = ", ".join(quote(c) for c in source.columns)
+        insert = (f"INSERT INTO {self.loading} WITH {layers} "
+                  f"SELECT {columns}, {literal(extract.file)}, DATE {literal(extract.extract_date.isoformat())}, "
+                  f"{file_order}, ({loaded.row_failed}), hash({self.key}) FROM typed")
         try:
             # Every row, read in parallel: typed values and one boolean; cheap enough for millions of rows.
             rows, loaded.malformed_rows = self._load(reader, insert, file_order)
         except InvalidUtf8:  # a failed INSERT loads nothing: read the file again, leniently
-            self.add(extract, file_order, lenient=True, narrow=narrow)
+            self.add(extract, file_order, lenient=True)
             return
         except UnreadableFile as error:
             self.quarantine_file(extract, str(error))
@@ -391,8 +376,6 @@ class _SourceIngest:
         self._count_read(extract, rows + loaded.malformed_rows)
         self.report.rows_quarantined += loaded.malformed_rows
         self.loaded[file_order] = loaded
-        if narrow:
-            self.narrow_orders.add(file_order)
 
     def _quarantine_failed(self, file_order: int) -> None:
         """The extract's failed rows to the quarantine, numbered and as received.
@@ -406,10 +389,9 @@ class _SourceIngest:
         CSV reads it on one thread, so that read types only the key columns.
         """
         loaded = self.loaded[file_order]
-        table = self.narrow if file_order in self.narrow_orders else self.loading
         stored_key = _key_struct([quote(k) for k in self.source.primary_key])
         self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _failed_keys AS SELECT DISTINCT {stored_key} AS key "
-                          f"FROM {table} WHERE _failed AND _file_order = {file_order}")
+                          f"FROM {self.loading} WHERE _failed AND _file_order = {file_order}")
         typed_key = _key_struct([loaded.rules.typed_value(k) for k in self.source.primary_key])
         self._scan(ExtractReader(loaded.extract, lenient=loaded.lenient),
                    f"CREATE OR REPLACE TEMP TABLE _failed_text AS SELECT * FROM _text "
@@ -516,21 +498,13 @@ class _SourceIngest:
             [self.source.name, extract.file, self.detected_at],
         )
 
-    def finish(self) -> bool:
+    def finish(self) -> None:
         """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
-        rejected newer key fell back.
-
-        Returns False, having changed nothing, when a key hash repeats among the narrow rows: a key
-        duplicated or re-extracted there needs its rows whole (the caller ingests the source again).
-        """
+        rejected newer key fell back."""
         source, conn = self.source, self.conn
-        if self.narrowing and self.conn.execute(f"SELECT count(*) FROM ({_repeated_hashes(self.narrow)})").fetchone()[0]:
-            return False
         self._flag_duplicate_keys()
-        narrow_failed = f" UNION ALL SELECT _file_order FROM {self.narrow} WHERE _failed" if self.narrowing else ""
         failed_per_file = conn.execute(
-            f"SELECT _file_order, count(*) FROM (SELECT _file_order FROM {self.loading} WHERE _failed{narrow_failed}) "
-            "GROUP BY 1 ORDER BY 1"
+            f"SELECT _file_order, count(*) FROM {self.loading} WHERE _failed GROUP BY 1 ORDER BY 1"
         ).fetchall()
         for file_order, failed in failed_per_file:
             self._quarantine_failed(file_order)
@@ -565,12 +539,9 @@ class _SourceIngest:
             [source.name],
         )
         self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
-        if self.narrowing:  # valid, counted, not kept
-            self.report.rows_valid += conn.execute(f"SELECT count(*) FROM {self.narrow} WHERE NOT _failed").fetchone()[0]
         conn.execute(f"DROP TABLE {self.rejected}")
         conn.execute(f"DROP TABLE {self.malformed}")
         conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
-        return True
 
 
 def _loadable(ingest: _SourceIngest, extracts: list[Extract], as_of: date) -> Iterator[tuple[int, Extract]]:
@@ -584,120 +555,11 @@ def _loadable(ingest: _SourceIngest, extracts: list[Extract], as_of: date) -> It
             yield file_order, extract
 
 
-_Ranked = tuple[datetime, str]  # (latest commit before the cutoff, version): the larger is the one in force
-
-
-@dataclass(frozen=True)
-class _VersionsInForce:
-    """Which versions of a versioned source (``SourceContract.versioned_by``) can be the one in force.
-
-    The rule is ``int_committed_plan``'s: over the valid rows, the version with the latest commit before
-    the end of the as_of day (a tie goes to the larger version name).
-    """
-
-    version: str
-    committed: str
-    cutoff: datetime
-
-    def ranked_in_parquet(self, ingest: _SourceIngest, extract: Extract) -> dict[str, datetime | None] | None:
-        """Each version of a Parquet extract with its latest commit before the cutoff (None: none before it),
-        read from those two columns alone (a fraction of a second); None for any other extract, or one whose
-        versions this cheap read cannot give: it is loaded whole."""
-        if extract.path.suffix.lower() != ".parquet":
-            return None
-        try:
-            reader = ExtractReader(extract)
-        except UnreadableFile:
-            return None
-        native = reader.native_sql(numbered=False)
-        if native is None or missing_columns(ingest.source, reader.column_names):
-            return None
-        rules = ingest.rules(reader)
-        version, committed = rules.typed_value(self.version), rules.typed_value(self.committed)
-        try:
-            rows = ingest.conn.execute(
-                f"SELECT {version}, max({committed}) FILTER (WHERE {committed} < ?) FROM ({native}) GROUP BY 1",
-                [self.cutoff],
-            ).fetchall()
-        except duckdb.Error:
-            return None
-        return {name: latest for name, latest in rows if name is not None}  # a blank version fails anyway
-
-    def leader(self, conn: duckdb.DuckDBPyConnection, table: str, flagged: bool = True) -> _Ranked | None:
-        """The version in force among ``table``'s rows (those not ``_failed`` when ``flagged``)."""
-        version, committed = quote(self.version), quote(self.committed)
-        row = conn.execute(
-            f"SELECT max({committed}), {version} FROM {table} "
-            f"WHERE {committed} < ?{' AND NOT _failed' if flagged else ''} "
-            f"GROUP BY {version} ORDER BY 1 DESC, 2 DESC LIMIT 1",
-            [self.cutoff],
-        ).fetchone()
-        return (row[0], row[1]) if row else None
-
-    def present(self, conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-        return {name for (name,) in conn.execute(f"SELECT DISTINCT {quote(self.version)} FROM {table}").fetchall()}
-
-    @staticmethod
-    def beaten(leader: _Ranked | None, version: str, latest: datetime | None) -> bool:
-        """A version whose latest commit before the cutoff is ``latest`` cannot be in force beside ``leader``."""
-        return latest is None or (leader is not None and leader > (latest, version))
-
-
-def _ingest_versions_that_can_be_in_force(
-    conn: duckdb.DuckDBPyConnection, source: SourceContract, extracts: list[Extract], as_of: date,
-    detected_at: datetime, master_tables: dict[str, str] | None,
-) -> SourceReport | None:
-    """Ingest a versioned source keeping only the rows of the versions that can be in force; None when that
-    cannot be settled without every row (the caller then ingests the source whole).
-
-    Every row is validated, counted and, when rejected, quarantined as usual. CSV extracts are loaded
-    whole first (knowing their versions would cost a read of their own). A Parquet extract's versions
-    come from its two version columns; one whose every version is beaten by the version in force among
-    the rows loaded so far (or has no commit before the cutoff) is loaded narrow: no row of it is kept.
-    The others are loaded whole, the most recently committed first. Checked once all is loaded: no narrow
-    version in a whole extract too, no key hash repeated among the narrow rows, and the version in force
-    among the kept rows beating every narrow version, as it would have with every row kept.
-    """
-    assert source.versioned_by is not None
-    versions = _VersionsInForce(*source.versioned_by, cutoff=datetime.combine(as_of + timedelta(days=1), time()))
-    ingest = _SourceIngest(conn, source, detected_at, master_tables, [e.file for e in extracts], narrowing=True)
-    ranked: list[tuple[int, Extract, dict[str, datetime | None]]] = []
-    for file_order, extract in _loadable(ingest, extracts, as_of):
-        found = versions.ranked_in_parquet(ingest, extract)
-        if found is None:
-            ingest.add(extract, file_order)
-        else:
-            ranked.append((file_order, extract, found))
-    leader, whole = versions.leader(conn, ingest.loading), versions.present(conn, ingest.loading)
-    narrow: dict[str, datetime | None] = {}
-    newest_first = sorted(ranked, key=lambda r: max(((c, v) for v, c in r[2].items() if c), default=(datetime.min, "")),
-                          reverse=True)
-    for file_order, extract, found in newest_first:
-        if all(name not in whole and versions.beaten(leader, name, latest) for name, latest in found.items()):
-            ingest.add(extract, file_order, narrow=True)
-            for name, latest in found.items():
-                narrow[name] = max(filter(None, [narrow.get(name), latest]), default=None)
-        else:
-            ingest.add(extract, file_order)
-            leader, whole = versions.leader(conn, ingest.loading), versions.present(conn, ingest.loading)
-    settled = not narrow.keys() & whole and ingest.finish()
-    if settled:
-        leader = versions.leader(conn, f"raw.{quote(source.name)}", flagged=False)
-        settled = all(versions.beaten(leader, name, latest) for name, latest in narrow.items())
-    conn.execute(f"DROP TABLE IF EXISTS {ingest.narrow}")
-    return ingest.report if settled else None
-
-
 def _ingest_source(
     conn: duckdb.DuckDBPyConnection, source: SourceContract, landing_dir: Path, as_of: date,
     detected_at: datetime, master_tables: dict[str, str] | None,
 ) -> SourceReport:
     extracts = list_extracts(landing_dir, source.name)
-    if source.versioned_by:
-        report = _ingest_versions_that_can_be_in_force(conn, source, extracts, as_of, detected_at, master_tables)
-        if report is not None:
-            return report
-        conn.execute("DELETE FROM raw.quarantine WHERE source = ?", [source.name])  # ingested again, whole
     ingest = _SourceIngest(conn, source, detected_at, master_tables, [e.file for e in extracts])
     for file_order, extract in _loadable(ingest, extracts, as_of):
         ingest.add(extract, file_order)
