@@ -19,7 +19,8 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
     top = top or len(open_rows)  # 0: all, as for the recommendations
     resolved = rows[rows["status"].eq("resolved")]
     as_of = str(frame["as_of"].iloc[0])[:10] if len(frame) else ""
-    lines = [f"exceptions{f' as of {as_of}' if as_of else ' of the latest run'}: {len(open_rows)} open"
+    heading = f"exceptions as of {as_of}" if as_of else "exceptions of the latest run"
+    lines = [f"{heading}: {len(open_rows)} open"
              + (f" (showing the top {top})" if len(open_rows) > top else "")
              + f", {len(resolved)} resolved since the last run; open impact {open_rows['impact_value'].sum():,.0f}"]
     if open_rows.empty:
