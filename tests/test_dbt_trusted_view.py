@@ -93,9 +93,9 @@ def _scenario() -> dict[str, pd.DataFrame]:
         ),
         "locations": pd.DataFrame(
             {
-                "location_id": ["PLANT1", "DC1", "STORE1"],
-                "location_type": ["plant", "dc", "store"],
-                "region": ["EU", "EU", "EU"],
+                "location_id": ["PLANT1", "DC1", "STORE1", "STORE2"],
+                "location_type": ["plant", "dc", "store", "store"],
+                "region": ["EU", "EU", "EU", "EU"],
             }
         ),
         "lanes": pd.DataFrame(
@@ -161,19 +161,22 @@ def _scenario() -> dict[str, pd.DataFrame]:
         ),
         "sales_orders": pd.DataFrame(
             {
-                "order_id": ["O1", "O2", "O3", "O4"],
-                "line_no": [1, 1, 1, 1],
-                "customer_id": ["C1", "C2", "C1", "C3"],
-                "sku_id": ["A", "A", "A", "B"],
-                "location_id": ["DC1", "DC1", "DC1", "STORE1"],
-                "order_date": ["2026-11-01", "2026-11-10", "2026-11-01", "2026-11-15"],
-                "requested_date": ["2026-11-16", "2026-11-26", "2026-11-12", "2026-11-20"],
-                "promised_date": ["2026-11-16", "2026-11-26", "2026-11-12", "2026-11-20"],
-                "ordered_qty": [30.0, 150.0, 40.0, 8.0],
-                "shipped_qty": [10.0, 0.0, 40.0, 0.0],
-                "ship_date": ["2026-11-16", None, "2026-11-12", None],
-                "status": ["open", "open", "shipped", "open"],
+                "order_id": ["O1", "O2", "O3", "O4", "O5"],
+                "line_no": [1, 1, 1, 1, 1],
+                "customer_id": ["C1", "C2", "C1", "C3", "C4"],
+                "sku_id": ["A", "A", "A", "B", "A"],
+                "location_id": ["DC1", "DC1", "DC1", "STORE1", "STORE2"],
+                "order_date": ["2026-11-01", "2026-11-10", "2026-11-01", "2026-11-15", "2026-11-02"],
+                "requested_date": ["2026-11-16", "2026-11-26", "2026-11-12", "2026-11-20", "2026-11-09"],
+                "promised_date": ["2026-11-16", "2026-11-26", "2026-11-12", "2026-11-20", "2026-11-09"],
+                "ordered_qty": [30.0, 150.0, 40.0, 8.0, 6.0],
+                "shipped_qty": [10.0, 0.0, 40.0, 0.0, 6.0],
+                "ship_date": ["2026-11-16", None, "2026-11-12", None, "2026-11-09"],
+                "status": ["open", "open", "shipped", "open", "shipped"],
             }
+        ),
+        "pos_sales": pd.DataFrame(
+            {"sale_date": ["2026-11-12"], "sku_id": ["B"], "location_id": ["STORE2"], "qty": [3.0]}
         ),
         "quarantine": pd.DataFrame(
             {
@@ -220,9 +223,10 @@ def test_grain_covers_every_sku_location_with_activity(warehouse: Path) -> None:
         "min(as_of) as as_of from marts.sku_location_week group by all order by all",
     )
     # DC1/A: plan+stock+orders+supply; PLANT1/A: production; STORE1/A: transfer S2
-    # inbound; STORE1/B: stock and an order. DC1/B was counted empty: not in the view.
+    # inbound; STORE1/B: stock and an order; STORE2 serves customers with nothing ahead:
+    # A a shipped order only, B a POS sale only. DC1/B was counted empty: not in the view.
     assert list(zip(pairs.sku_id, pairs.location_id)) == [
-        ("A", "DC1"), ("A", "PLANT1"), ("A", "STORE1"), ("B", "STORE1"),
+        ("A", "DC1"), ("A", "PLANT1"), ("A", "STORE1"), ("A", "STORE2"), ("B", "STORE1"), ("B", "STORE2"),
     ]
     assert set(pairs.weeks) == {13}
     assert set(pd.to_datetime(pairs.first_week).dt.date) == {WEEK0}

@@ -13,6 +13,10 @@
 --                            and the next count without a recorded outflow.
 --   sales_order_without_plan an open sales-order line on a SKU-location the
 --                            committed plan has no row for
+--   open_line_over_delivered an open sales-order or PO line that has shipped or
+--                            received more than was ordered: the status says more is
+--                            to come while the quantities say it is done; its
+--                            remainder is taken as nothing, not as negative
 --   hold_above_on_hand       the count in force at as_of holds more on quality hold
 --                            than on hand: available stock (on hand - hold) is
 --                            negative, or the WMS reports held stock apart from
@@ -93,6 +97,18 @@ sales_orders as (
 pos_sales as (
 
     select * from {{ ref('stg_pos_sales') }}
+
+),
+
+order_lines as (
+
+    select * from {{ ref('stg_sales_orders') }}
+
+),
+
+po_lines as (
+
+    select * from {{ ref('stg_purchase_orders') }}
 
 ),
 
@@ -387,6 +403,48 @@ sales_orders_without_plan as (
 
 ),
 
+open_lines_over_delivered as (
+
+    select
+        'open_line_over_delivered' as finding_type,
+        'sales_orders' as source,
+        order_lines.sku_id,
+        order_lines.location_id,
+        {{ line_reference('order_lines.order_id', 'order_lines.line_no') }} as reference_id,
+        order_lines.requested_date as event_date,
+        order_lines.shipped_qty - order_lines.ordered_qty as qty,
+        {{ dbt.concat([
+            "'Order line '", line_reference('order_lines.order_id', 'order_lines.line_no'),
+            "' is open but has shipped '", dbt.cast('order_lines.shipped_qty', dbt.type_string()),
+            "' of '", dbt.cast('order_lines.ordered_qty', dbt.type_string()),
+            "' units ordered: nothing more is taken as due.'",
+        ]) }} as detail
+    from order_lines
+    where order_lines.status = 'open'
+      and order_lines.shipped_qty > order_lines.ordered_qty
+
+    union all
+
+    select
+        'open_line_over_delivered' as finding_type,
+        'purchase_orders' as source,
+        po_lines.sku_id,
+        po_lines.location_id,
+        {{ line_reference('po_lines.po_id', 'po_lines.line_no') }} as reference_id,
+        po_lines.confirmed_date as event_date,
+        po_lines.received_qty - po_lines.ordered_qty as qty,
+        {{ dbt.concat([
+            "'PO line '", line_reference('po_lines.po_id', 'po_lines.line_no'),
+            "' is open but has received '", dbt.cast('po_lines.received_qty', dbt.type_string()),
+            "' of '", dbt.cast('po_lines.ordered_qty', dbt.type_string()),
+            "' units ordered: nothing more is taken as due.'",
+        ]) }} as detail
+    from po_lines
+    where po_lines.status = 'open'
+      and po_lines.received_qty > po_lines.ordered_qty
+
+),
+
 holds_above_on_hand as (
 
     select
@@ -421,6 +479,8 @@ findings as (
     select * from receipts_not_in_snapshot
     union all
     select * from sales_orders_without_plan
+    union all
+    select * from open_lines_over_delivered
     union all
     select * from holds_above_on_hand
 

@@ -1,6 +1,8 @@
 -- Every SKU-location with a committed plan row, stock (on hand or held at the
--- latest snapshot <= as_of), open booked demand or open supply, times every
--- horizon week.
+-- latest snapshot <= as_of), demand (open booked demand, or any sales order or
+-- POS sale: a SKU-location that serves customers, whose demand the exceptions
+-- and forecast accuracy judge even when nothing is booked ahead) or open
+-- supply, times every horizon week.
 
 with
 
@@ -34,6 +36,18 @@ open_supply as (
 
 ),
 
+sales_orders as (
+
+    select * from {{ ref('stg_sales_orders') }}
+
+),
+
+pos_sales as (
+
+    select * from {{ ref('stg_pos_sales') }}
+
+),
+
 sku_locations as (
 
     select sku_id, location_id from committed_plan
@@ -43,6 +57,10 @@ sku_locations as (
     where on_hand_qty <> 0 or quality_hold_qty <> 0
     union
     select sku_id, location_id from booked_demand
+    union
+    select sku_id, location_id from sales_orders
+    union
+    select sku_id, location_id from pos_sales
     union
     select sku_id, location_id from open_supply
 
