@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -89,11 +90,17 @@ def demo_workspace(folder: Path) -> Workspace:
     return Workspace(landing=folder / "landing", warehouse=warehouse, publish=publish)
 
 
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _iso_date(text: str) -> date:
+    """A day written YYYY-MM-DD only (Python also reads 20261120 and 2026-W47-5, which the help does not offer)."""
     try:
-        return date.fromisoformat(text)
+        if ISO_DAY.fullmatch(text):
+            return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD") from None
+        pass
+    raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD")
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -141,24 +148,30 @@ def _writable_folder(folder: Path, what: str) -> None:
 # --- generate -------------------------------------------------------------------------------
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from soe_assets.sample_network import LandingZoneExists, NetworkSize, generate_landing_zone
+def _write_sample_network(out: Path, **options):
+    """``generate_landing_zone`` into ``out``, its refusals and file-system failures as user errors."""
+    from soe_assets.sample_network import LandingZoneExists, generate_landing_zone
 
-    started = time.monotonic()
     try:
-        summary = generate_landing_zone(
-            args.out,
-            seed=args.seed,
-            size=NetworkSize(skus=args.skus, dcs=args.dcs, plants=args.plants, stores=args.stores),
-            as_of=args.as_of,
-            replace=args.replace,
-            progress=print,
-        )
+        return generate_landing_zone(out, progress=print, **options)
     except LandingZoneExists as error:
         raise UserError(f"{error}: add --replace to delete its extracts and write the new network, "
                         "or choose another --out") from None
-    except OSError as error:  # --out is a file, or a folder that cannot be written
-        raise UserError(f"cannot write the landing zone to {args.out}: {error.strerror or error}") from None
+    except OSError as error:  # the folder is a file, or cannot be written
+        raise UserError(f"cannot write the landing zone to {out}: {error.strerror or error}") from None
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from soe_assets.sample_network import NetworkSize
+
+    started = time.monotonic()
+    summary = _write_sample_network(
+        args.out,
+        seed=args.seed,
+        size=NetworkSize(skus=args.skus, dcs=args.dcs, plants=args.plants, stores=args.stores),
+        as_of=args.as_of,
+        replace=args.replace,
+    )
     rows = sum(summary.rows_per_source.values())
     print(f"landing zone for as_of {summary.as_of} written to {args.out}: {rows:,} rows in "
           f"{len(summary.files_written)} files, {len(summary.planted_problems)} planted problems "
@@ -190,8 +203,8 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     if options.time_fence_weeks > options.horizon_weeks:
         raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
     _writable_folder(workspace.warehouse.parent, "warehouse")
-    _writable_folder(workspace.publish, "publish")
     _check_warehouse_file(workspace.warehouse)
+    _writable_folder(workspace.publish, "publish")
     from orchestration.resources import QualitySettings
 
     try:
@@ -324,13 +337,19 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
             "SELECT sum(rows_read), sum(rows_quarantined), sum(files_read) FROM raw.ingest_log"
         ).fetchone()
         as_of = conn.execute("SELECT as_of FROM raw.run_context").fetchone()[0]
-        whole_files = conn.execute("SELECT count(*) FROM raw.quarantine WHERE row_number IS NULL").fetchone()[0]
+        whole_files, rows_alone = conn.execute(
+            "SELECT count(*) FILTER (WHERE row_number IS NULL), "
+            "count(DISTINCT (source, file, row_number)) FILTER (WHERE row_number IS NOT NULL) FROM raw.quarantine"
+        ).fetchone()
     published = sorted(p.name for p in workspace.publish.glob("*.parquet"))
     current_as_of = published_as_of(workspace.publish)
     echo("")
     echo(f"run complete for as_of {as_of} in {elapsed:.1f} s")
     echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files")
-    echo(f"  rows quarantined: {quarantined or 0:,} (+ {whole_files} whole files rejected) -> data_quality_issues")
+    # data_quality_issues lists a rejected file once, not its rows: they are counted apart
+    in_rejected_files = (quarantined or 0) - rows_alone
+    held = f", holding {in_rejected_files:,} rows" if in_rejected_files else ""
+    echo(f"  rows quarantined: {rows_alone:,} (+ {whole_files} whole files rejected{held}) -> data_quality_issues")
     if current_as_of is not None and current_as_of > as_of:
         echo(f"  tables published: as a backfill under {workspace.publish / VERSIONS}; {workspace.publish} "
              f"still shows the later as_of {current_as_of}")
@@ -389,11 +408,19 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from soe_assets.sample_network import generate_landing_zone
+    from soe_assets.sample_network import extracts_not_generated
 
     workspace = demo_workspace(args.dir)
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UserError(f"--dir {args.dir} is a file, not a folder")
+    # The demo replaces the sample it wrote before; extracts someone put there are theirs, never deleted.
+    foreign = extracts_not_generated(workspace.landing) if workspace.landing.is_dir() else []
+    if foreign:
+        raise UserError(f"{workspace.landing} holds {len(foreign)} extract(s) the demo did not write, e.g. "
+                        f"{foreign[0].relative_to(workspace.landing)}: the demo replaces its landing zone, so "
+                        f"move them away or choose another --dir")
     print(f"generating the sample network into {workspace.landing} ...")
-    generate_landing_zone(workspace.landing, seed=args.seed, replace=True, progress=print)  # the demo owns it
+    _write_sample_network(workspace.landing, seed=args.seed, replace=True)
     if not run_pipeline(workspace, RunOptions()):
         return 1
     print("")
@@ -412,6 +439,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         warehouse=warehouse,
         publish=args.publish or (warehouse.parent / "publish" if args.warehouse else demo.publish),
     )
+    if args.landing is not None and not args.landing.is_dir():
+        raise UserError(f"--landing {args.landing} is not a folder")
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
                         f"run 'soe demo --dir {args.dir}' first, or pass --landing / --warehouse")
@@ -429,8 +458,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = publish / REPORT_FILE
     if not path.is_file():
         raise UserError(f"no S&OP report in {publish} yet: it is written by the sop_feedback asset "
-                        f"(soe run / soe demo, the weekly job, or the S&OP-calendar sensor)")
-    print(path.resolve())
+                        f"(soe run / soe demo, the soe_daily schedule, or the S&OP-calendar sensor)")
+    print(path.absolute())  # not resolved: the link to the published set stays, the set it names changes
     return 0
 
 
@@ -455,10 +484,20 @@ def _load_mart_for(args: argparse.Namespace, table: str):
         raise UserError(str(error)) from None
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("soe")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soe", description="soe: Sales & Operations Execution pipeline (landing zone -> marts)."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
@@ -518,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--warehouse", type=Path, default=None, help="DuckDB warehouse (instead of the one in --dir)")
     ui.add_argument("--publish", type=Path, default=None, help="publish folder (default: beside the warehouse)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=int, default=3000, help="port to serve on (default: 3000)")
     ui.set_defaults(func=cmd_ui)
 
     report = sub.add_parser("report", help="print the path of the S&OP feedback report (HTML)")

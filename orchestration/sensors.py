@@ -53,6 +53,10 @@ def scan_landing_zone(landing: Path, settle_seconds: float = 0.0, now: float | N
     return state
 
 
+def _count_entries(state: LandingState) -> int:
+    return sum(len(entries) for entries in state.values())
+
+
 @dataclass(frozen=True)
 class Batch:
     new_files: dict[str, list[str]]  # source -> file names new or changed since the cursor
@@ -85,7 +89,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     state = scan_landing_zone(settings.landing_path, settle_seconds=settle)
     batch = next_batch(context.cursor, state)
     if batch is None:
-        return dg.SkipReason("no new or changed extract in the landing zone")
+        settling = _count_entries(scan_landing_zone(settings.landing_path)) - _count_entries(state)
+        return dg.SkipReason(f"waiting for {settling} extract(s) still being written (settle time {settle:g} s)"
+                             if settling else "no new or changed extract in the landing zone")
     context.update_cursor(batch.cursor)
     summary = ", ".join(f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items()))
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})

@@ -863,11 +863,23 @@ def existing_extracts(out_dir: Path) -> list[Path]:
                   for path in (out_dir / source).iterdir() if path.is_file())
 
 
+# The extracts the generator wrote into a folder (relative paths, one per line): what `soe demo` may replace.
+GENERATED_EXTRACTS = ".generated_extracts"
+
+
+def extracts_not_generated(out_dir: Path) -> list[Path]:
+    """The extracts in `out_dir` that the generator did not write there: someone's own files."""
+    listing = out_dir / GENERATED_EXTRACTS
+    generated = set(listing.read_text().splitlines()) if listing.is_file() else set()
+    return [path for path in existing_extracts(out_dir) if path.relative_to(out_dir).as_posix() not in generated]
+
+
 def _clear_landing_zone(out_dir: Path) -> None:
-    """Remove the extracts of every source folder and the planted-problem list (nothing else in `out_dir`)."""
+    """Remove the extracts of every source folder and the generator's lists (nothing else in `out_dir`)."""
     for path in existing_extracts(out_dir):
         path.unlink()
-    (out_dir / "_planted_problems.json").unlink(missing_ok=True)
+    for listing in ("_planted_problems.json", GENERATED_EXTRACTS):
+        (out_dir / listing).unlink(missing_ok=True)
 
 
 def generate_landing_zone(out_dir: Path, *, seed: int = 7, size: NetworkSize = NetworkSize(),
@@ -945,6 +957,8 @@ def generate_landing_zone(out_dir: Path, *, seed: int = 7, size: NetworkSize = N
     for extract in files.values():
         extract.close()
     (out_dir / "_planted_problems.json").write_text(json.dumps(net.planted, indent=2) + "\n")
+    (out_dir / GENERATED_EXTRACTS).write_text(
+        "".join(f"{source}/{name}\n" for source, name in sorted(files)))
 
     rows_per_source = {source: 0 for source in SOURCES if source != "pos_sales" or size.stores}
     for (source, _), extract in files.items():

@@ -156,7 +156,17 @@ def test_sensor_evaluates_through_dagster(tmp_path):
         request = landing_zone_sensor(context)
         assert isinstance(request, dg.RunRequest) and request.run_key.startswith("landing-")
         again = dg.build_sensor_context(cursor=context.cursor, resources={"settings": settings})
-        assert isinstance(landing_zone_sensor(again), dg.SkipReason)
+        skipped = landing_zone_sensor(again)
+        assert isinstance(skipped, dg.SkipReason) and skipped.skip_message.startswith("no new or changed extract")
+        settled = (tmp_path / "skus" / "2026-11-18.csv").stat().st_mtime - 120
+        os.utime(tmp_path / "skus" / "2026-11-18.csv", (settled, settled))
+        context = dg.build_sensor_context(resources={"settings": settings})
+        assert isinstance(landing_zone_sensor(context), dg.RunRequest)  # the cursor holds the settled file
+        (tmp_path / "skus" / "2026-11-19.csv").write_text("sku_id\n")  # being written: not settled yet
+        os.environ["SOE_SENSOR_SETTLE_SECONDS"] = "60"
+        waiting = landing_zone_sensor(dg.build_sensor_context(cursor=context.cursor, resources={"settings": settings}))
+        assert isinstance(waiting, dg.SkipReason)
+        assert waiting.skip_message == "waiting for 1 extract(s) still being written (settle time 60 s)"
     finally:
         del os.environ["SOE_SENSOR_SETTLE_SECONDS"]
 

@@ -156,6 +156,8 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
     (["--as-of", "2020-01-01"], "as_of 2020-01-01 is before every extract in"),
+    (["--as-of", "20261118"], "'20261118' is not a date YYYY-MM-DD"),
+    (["--as-of", "2026-W47-3"], "'2026-W47-3' is not a date YYYY-MM-DD"),
 ])
 def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeypatch, arguments, message):
     """Options, settings and files the run cannot use, and folders it cannot write, are refused up front
@@ -177,6 +179,27 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "dagster_home").exists()
+
+
+def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
+    """The demo replaces its own sample; a file someone put beside it is refused, and so is a file as --dir."""
+    from orchestration.cli import main
+    from soe_assets.sample_network import NetworkSize, extracts_not_generated, generate_landing_zone
+
+    landing = tmp_path / "demo" / "landing"
+    generate_landing_zone(landing, size=NetworkSize(skus=2, dcs=1, plants=1))
+    assert extracts_not_generated(landing) == []
+    mine = landing / "sales_orders" / "2026-11-25_mine.csv"
+    mine.write_text("order_id\n")
+    assert extracts_not_generated(landing) == [mine]
+    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 1 extract(s) the demo did not write, e.g. sales_orders/2026-11-25_mine.csv" in err
+    assert mine.exists()
+    (tmp_path / "a_file").write_text("")
+    assert main(["demo", "--dir", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("soe: error:") and "is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_a_filter_that_can_never_match_is_an_error_not_an_empty_list(tmp_path, capsys):
@@ -247,7 +270,8 @@ def test_planner_views_read_the_published_run(first_run, capsys):
     assert main(["recommendations", "--warehouse", str(first_run.workspace.warehouse)]) == 0
     assert "recommendation" in capsys.readouterr().out
     assert main(["report", "--publish", publish]) == 0
-    assert capsys.readouterr().out.strip().endswith("sop_report.html")
+    # the stable path readers bookmark, not the published set it currently leads to
+    assert capsys.readouterr().out.strip() == str((Path(publish) / "sop_report.html").absolute())
 
 
 def test_dir_finds_the_marts_where_soe_run_publishes_by_default(first_run, tmp_path, capsys):

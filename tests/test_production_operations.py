@@ -11,6 +11,7 @@ One workspace, one sequence (each full run is ~20-60 s, so runs are shared):
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,18 @@ def test_corpus_run_succeeds_with_clear_messages_and_no_traceback(corpus_run):
     assert "Traceback" not in output
     assert "run complete for as_of 2026-11-18" in output
     assert "WARN  raw/sales_orders:contract_violations" in output
+
+
+def test_the_run_summary_counts_what_data_quality_issues_lists(corpus_run, root):
+    """Rows (each once, whatever its reasons) and whole files apart: the rows read inside a rejected file are
+    not rows of the mart."""
+    summary = re.search(r"rows quarantined: ([\d,]+) \(\+ (\d+) whole files rejected(?:, holding ([\d,]+) rows)?\)",
+                        corpus_run["result"].stdout)
+    assert summary, corpus_run["result"].stdout[-2000:]
+    rows, files = _query(root, "select count(distinct (source, file, row_number)) filter (where row_number is not null), "
+                               "count(*) filter (where row_number is null) from marts.data_quality_issues").iloc[0]
+    assert (int(summary[1].replace(",", "")), int(summary[2])) == (rows, files)
+    assert summary[3] == "1"  # the semicolon file's one row, read and rejected with its file
 
 
 def test_every_broken_extract_is_quarantined_with_its_reason(corpus_run, root):
