@@ -300,3 +300,16 @@ def test_kpi_weekly_end_to_end_on_minimal_network(tmp_path):
     feedback = run.query("SELECT * FROM marts.sop_feedback")
     assert not feedback.pattern.str.startswith("persistent_").any()
     assert (run.workspace.publish / "sop_report.html").is_file()
+
+
+def test_sums_are_exact_so_a_rerun_repeats_every_digit():
+    """Fractional units and money summed as DOUBLE depend on the order DuckDB's threads add them up in (ten
+    0.1s make 0.9999999999999999 one way, 1.0 another); summed exactly they make 1.0 in any order."""
+    snapshots = [{"snapshot_date": W1, "sku_id": "B", "location_id": f"DC-{i}", "on_hand_qty": 0.02,
+                  "quality_hold_qty": 0.0} for i in range(10)]
+    lines = [so(i, W1 + timedelta(days=1), 0.1, 0.1, W1 + timedelta(days=1), sku="B", loc=f"DC-{i}")
+             for i in range(10)]
+    conn = make_warehouse(stg_inventory_snapshots=snapshots, stg_sales_orders=lines)
+    assert pick(metrics.inventory_value(conn, AS_OF), W1).value == 1.0  # ten times 0.02 units at 5
+    fill = pick(metrics.fill_rate_units(conn, AS_OF), W1)
+    assert (fill.numerator, fill.denominator, fill.value) == (1.0, 1.0, 1.0)

@@ -40,15 +40,24 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     return frame
 
 
+# Fractional quantities and money summed as DOUBLE depend on the order DuckDB's threads add them up in, so the
+# same run twice could differ in the last digits; summed as decimals (10 places) they are exact and repeatable.
+EXACT = "DECIMAL(38, 10)"
+
+
+def _exact_sum(column: str) -> str:
+    return f"sum(CAST({column} AS {EXACT}))"
+
+
 def _rollup(
     conn: duckdb.DuckDBPyConnection,
     base_sql: str,
     kpi_name: str,
     as_of: date,
     *,
-    value: str = "sum(num) / sum(den)",
-    numerator: str = "sum(num)",
-    denominator: str = "sum(den)",
+    value: str = f"{_exact_sum('num')} / {_exact_sum('den')}",
+    numerator: str = _exact_sum("num"),
+    denominator: str = _exact_sum("den"),
 ) -> pd.DataFrame:
     """Aggregate a base relation (``week_start, product_family, location_id, num, den``) to the three scopes.
 
@@ -304,8 +313,8 @@ def _inventory_weeks_sql(as_of: date) -> str:
         ),
         weekly_changes AS (
             SELECT changes.week_start, skus.product_family, changes.location_id,
-                   sum(changes.on_hand_change) AS on_hand_change,
-                   sum(changes.on_hand_change * coalesce(skus.unit_cost, 0.0)) AS value_change
+                   {_exact_sum('changes.on_hand_change')} AS on_hand_change,
+                   {_exact_sum('changes.on_hand_change * coalesce(skus.unit_cost, 0.0)')} AS value_change
             FROM changes {_FAMILY}
             WHERE changes.week_start <= (SELECT last_week FROM bounds)
             GROUP BY ALL
@@ -345,7 +354,7 @@ def inventory_value(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
         SELECT week_start, product_family, location_id, stock_value AS num, 1.0 AS den
         FROM {(sources or Sources.inline(as_of)).stock}
     """
-    return _rollup(conn, base, "inventory_value", as_of, value="sum(num)", denominator="1.0")
+    return _rollup(conn, base, "inventory_value", as_of, value=_exact_sum("num"), denominator="1.0")
 
 
 def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
@@ -385,12 +394,13 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
         weeks AS (SELECT DISTINCT week_start FROM stock),
         cogs_rows AS (
             SELECT date_trunc('week', so.ship_date)::DATE AS week_start, skus.product_family, so.location_id,
-                   least(coalesce(so.shipped_qty, 0), so.ordered_qty) * coalesce(skus.unit_cost, 0.0) AS cogs
+                   CAST(least(coalesce(so.shipped_qty, 0), so.ordered_qty) * coalesce(skus.unit_cost, 0.0) AS {EXACT})
+                       AS cogs
             FROM staging.stg_sales_orders AS so {_FAMILY}
             WHERE so.status <> 'cancelled' AND so.ship_date IS NOT NULL
             UNION ALL
             SELECT date_trunc('week', pos.sale_date)::DATE, skus.product_family, pos.location_id,
-                   pos.qty * coalesce(skus.unit_cost, 0.0)
+                   CAST(pos.qty * coalesce(skus.unit_cost, 0.0) AS {EXACT})
             FROM staging.stg_pos_sales AS pos {_FAMILY}
         ),
         base AS (
