@@ -97,6 +97,14 @@ def planted_network() -> dict:
     add_clean_sku(net, "SPARE-DIP", "DC-1", po_weeks=range(3, 13))
     add_clean_sku(net, "SPARE-DIP", "DC-2", stock=600, po_weeks=range(1, 8))
     net["skus"].pop()
+    # the same, with the spare stock at a DC whose only lane to DC-1 takes 40 days: it would arrive after
+    # the fence, so nothing is spare (escalates) and no transfer is recommended
+    net["locations"].append({"location_id": "DC-FAR", "location_type": "dc", "region": "west"})
+    net["lanes"].append({"from_location_id": "DC-FAR", "to_location_id": "DC-1", "transit_days": 40,
+                         "cost_per_unit": 0.1})
+    add_clean_sku(net, "SPARE-SLOW", "DC-1", po_weeks=range(3, 13))
+    add_clean_sku(net, "SPARE-SLOW", "DC-FAR", stock=600)
+    net["skus"].pop()
     # the projection runs level at stock - 100 (week 0's booked orders): below safety stock 40 by 30 without a
     # stockout (fires) / by 5, less than the 20 % tolerance (near miss)
     add_clean_sku(net, "LOW", "DC-2", stock=110)
@@ -252,6 +260,8 @@ def test_time_fence_rule(planted: pd.DataFrame) -> None:
     assert not spare["escalate_to_sop"]  # DC-2 holds enough spare SPARE along a lane
     dip = stockouts.loc["SPARE-DIP"]  # DC-2 holds plenty inside the fence but runs below safety stock later
     assert dip["escalate_to_sop"] and "; 0 units are spare at locations with a lane to it." in dip["explanation"]
+    slow = stockouts.loc["SPARE-SLOW"]  # DC-FAR holds plenty, 40 days away: it cannot arrive inside the fence
+    assert slow["escalate_to_sop"] and "; 0 units are spare at locations with a lane to it." in slow["explanation"]
 
 
 def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) -> None:
@@ -267,13 +277,13 @@ def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) 
 
 def test_the_escalation_flag_agrees_with_the_recommended_responses(planted_run) -> None:
     """What detection calls absorbable inside the fence, the respond stage covers there, and the other way
-    round: SPARE gets a transfer and no escalation; SPARE-DIP and OUT get no transfer (nothing is spare)
-    and what the expedites leave is escalated."""
+    round: SPARE gets a transfer and no escalation; SPARE-DIP, SPARE-SLOW and OUT get no transfer (nothing
+    is spare, or nothing arrives in time) and what the expedites leave is escalated."""
     recs = planted_run.query("SELECT sku_id, action_type FROM marts.recommendations "
-                             "WHERE sku_id IN ('SPARE', 'SPARE-DIP', 'OUT')")
+                             "WHERE sku_id IN ('SPARE', 'SPARE-DIP', 'SPARE-SLOW', 'OUT')")
     actions = recs.groupby("sku_id")["action_type"].agg(set).to_dict()
     assert actions["SPARE"] == {"reallocate_stock"}
-    for sku in ("SPARE-DIP", "OUT"):
+    for sku in ("SPARE-DIP", "SPARE-SLOW", "OUT"):
         assert "escalate_to_sop" in actions[sku] and "reallocate_stock" not in actions[sku]
 
 

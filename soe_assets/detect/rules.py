@@ -264,35 +264,56 @@ where window_plan_qty > 0
 # --------------------------------------------------------------------------- projection
 
 
-def _spare_stock_sql() -> str:
-    """Per SKU and receiving location: stock other locations could send along a lane inside the fence,
-    by the respond stage's donor rule (docs/responses.md): a donor never goes below safety stock, or
-    further below it, in any week after the stock leaves, to the end of the horizon, and a location
-    short inside the fence gives nothing. Leaving in the last fence week, a donor can give its lowest
-    balance above safety stock from that week on; leaving earlier never allows more.
-    Needs ``run`` (``RUN``)."""
-    return """
-spare as (
+def _spare_stock_sql(time_fence_weeks: int) -> str:
+    """Per SKU and receiving location: stock other locations could send along a lane so that it arrives
+    inside the fence, by the respond stage's donor and transfer rules (docs/responses.md). A transfer
+    leaves in a fence week (week 0: the day after as_of; later weeks: the Monday) and arrives after the
+    lane's transit days; the latest departure that still arrives by the fence's last day sets what the
+    donor can give: its lowest balance above safety stock from that week to the end of the horizon
+    (leaving earlier never allows more). A donor short inside the fence gives nothing, and so does a
+    lane too slow to arrive inside the fence. Needs ``run`` (``RUN``)."""
+    margins = ", ".join(
+        f"min(slw.projected_available_qty - slw.safety_stock_qty) filter (where slw.week_index >= {week})"
+        for week in range(max(time_fence_weeks, 1)))
+    return f"""
+donor as (
     select slw.sku_id, slw.location_id,
-           case when min(slw.projected_available_qty) filter (where slw.inside_time_fence) < 0 then 0
-                else greatest(coalesce(min(slw.projected_available_qty - slw.safety_stock_qty)
-                    filter (where run.time_fence_weeks > 0 and slw.week_index >= run.time_fence_weeks - 1), 0), 0)
-           end as spare_qty
-    from marts.sku_location_week as slw cross join run
+           coalesce(min(slw.projected_available_qty) filter (where slw.inside_time_fence), 0) < 0 as short_in_fence,
+           -- margin_from[d + 1]: the lowest balance above safety stock from week d on
+           list_value({margins}) as margin_from
+    from marts.sku_location_week as slw
     group by slw.sku_id, slw.location_id
 ),
+lane_departure as (
+    select lanes.from_location_id, lanes.to_location_id,
+           case when (7 * run.time_fence_weeks - 1 - lanes.transit_days) // 7 >= 1
+                    then (7 * run.time_fence_weeks - 1 - lanes.transit_days) // 7
+                when run.time_fence_weeks > 0
+                     and run.as_of + to_days(1 + lanes.transit_days) <= run.week0 + to_days(7 * run.time_fence_weeks - 1)
+                    then 0
+           end as latest_departure_week
+    from staging.stg_lanes as lanes cross join run
+),
 reachable as (
-    select lanes.to_location_id as location_id, spare.sku_id, sum(spare.spare_qty) as spare_qty
-    from spare
-    inner join staging.stg_lanes as lanes on lanes.from_location_id = spare.location_id
+    select lane_departure.to_location_id as location_id, donor.sku_id,
+           sum(case when donor.short_in_fence then 0
+                    else greatest(coalesce(donor.margin_from[lane_departure.latest_departure_week + 1], 0), 0)
+               end) as spare_qty
+    from donor
+    inner join lane_departure on lane_departure.from_location_id = donor.location_id
+    where lane_departure.latest_departure_week is not null
     group by all
 )"""
+
+
+def _time_fence_weeks(conn: duckdb.DuckDBPyConnection) -> int:
+    return conn.execute("select time_fence_weeks from raw.run_context").fetchone()[0]
 
 
 def projected_stockout(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """The projected available balance goes negative in some horizon week."""
     sql = f"""
-with {RUN}, {_spare_stock_sql()},
+with {RUN}, {_spare_stock_sql(_time_fence_weeks(conn))},
 slw as (
     select *, avg(sensed_demand_qty) over (partition by sku_id, location_id) as avg_week_demand
     from marts.sku_location_week
@@ -325,7 +346,7 @@ left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id =
 def below_safety_stock(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Inside the fence, the projection drops materially below the safety stock."""
     sql = f"""
-with {RUN}, {_spare_stock_sql()},
+with {RUN}, {_spare_stock_sql(_time_fence_weeks(conn))},
 below as (
     select *, safety_stock_qty - projected_available_qty as gap
     from marts.sku_location_week
