@@ -364,7 +364,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         RunOptions(
             as_of=args.as_of,
             horizon_weeks=args.horizon_weeks,
-            time_fence_weeks=args.time_fence_weeks,
+            time_fence_weeks=(args.time_fence_weeks if args.time_fence_weeks is not None
+                              else min(RunOptions.time_fence_weeks, args.horizon_weeks)),
             max_open_exceptions=args.max_open_exceptions,
             freshness_days=",".join(args.freshness or []),
             memory_limit=args.memory_limit,
@@ -520,8 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", type=_iso_date, default=None, help="the day the run describes (default: latest extract date)")
     run.add_argument("--horizon-weeks", type=_at_least_one, default=13,
                      help="weeks of the S&OE window, week 0 = the week of as_of (default 13)")
-    run.add_argument("--time-fence-weeks", type=_non_negative, default=4,
-                     help="weeks 0..N-1 inside the time fence, where S&OE acts (default 4)")
+    run.add_argument("--time-fence-weeks", type=_non_negative, default=None,
+                     help="weeks 0..N-1 inside the time fence, where S&OE acts; at most --horizon-weeks "
+                     "(default 4, or the horizon when it is shorter)")
     run.add_argument("--max-open-exceptions", type=_non_negative, default=0,
                      help="alert budget: keep only the top N open exceptions (0: no budget)")
     run.add_argument("--freshness", action="append", metavar="SOURCE=DAYS",

@@ -348,3 +348,24 @@ def test_a_network_without_plants_suppliers_or_transfers_publishes(tmp_path):
     log = run.query("select source, rows_read, rows_valid from raw.ingest_log where source = 'production_orders'")
     assert log[["rows_read", "rows_valid"]].values.tolist() == [[0, 0]]
     _assert_marts_conform(run)
+
+
+def test_a_one_week_horizon_on_a_sunday_runs_with_the_fence_fitted_to_it(tmp_path, capsys):
+    """`--horizon-weeks 1` alone: the default fence of 4 weeks shrinks to the horizon instead of refusing the run.
+    Week 0 is then the last week, and on its Sunday none of it is left: days of supply divides what is due
+    that day by one day, not 'no demand' (999)."""
+    from orchestration.cli import main
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    sunday = AS_OF + timedelta(days=6 - AS_OF.weekday())
+    code = main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"),
+                 "--horizon-weeks", "1", "--as-of", sunday.isoformat()])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        view = conn.execute("select * from marts.sku_location_week").df()
+        fence = conn.execute("select time_fence_weeks from raw.run_context").fetchone()[0]
+    assert fence == 1 and set(view.week_index) == {0} and view.inside_time_fence.all()
+    lasting = view[(view.projected_available_qty > 0) & (view.sensed_demand_qty > 0)]
+    assert not lasting.empty
+    expected = (lasting.projected_available_qty / lasting.sensed_demand_qty).clip(upper=999)
+    assert lasting.days_of_supply.round(9).tolist() == expected.round(9).tolist()

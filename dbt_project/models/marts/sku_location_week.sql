@@ -93,7 +93,9 @@ balances as (
         case
             when netted.following_weeks > 0
                 then netted.following_sensed_demand_qty / (7.0 * netted.following_weeks)
-            when sensed.days_after_as_of > 0 then sensed.sensed_demand_qty / sensed.days_after_as_of
+            -- the last week has none following: its own demand over its days after as_of (a Sunday's
+            -- week 0 has none left, and what is due that day is a day's demand)
+            else sensed.sensed_demand_qty / greatest(sensed.days_after_as_of, 1)
         end as average_daily_demand_qty
     from sensed
     inner join netted
