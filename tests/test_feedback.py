@@ -148,6 +148,13 @@ def planted_rows() -> dict[str, list[dict]]:
     for line in rows["stg_purchase_orders"]:
         if line["supplier_id"] == "SUP-1" and line["promised_date"] >= weeks_back(5)[-1]:
             line["received_date"] = line["promised_date"] + timedelta(days=6)
+    # ... and one more line promised in the week of as_of, still outstanding: that week has not ended, so it
+    # waits for the next window (it would make 5 late lines in 4 weeks observed)
+    rows["stg_purchase_orders"].append({
+        "po_id": "PO-SUP-1-now", "line_no": 1, "supplier_id": "SUP-1", "sku_id": "B", "location_id": "DC-1",
+        "order_date": AS_OF - timedelta(days=16), "promised_date": AS_OF - timedelta(days=1),
+        "confirmed_date": AS_OF - timedelta(days=1), "ordered_qty": 50.0, "received_qty": 0.0,
+        "received_date": None, "status": "open"})
     return rows
 
 
@@ -248,8 +255,9 @@ def test_capacity_shortfall_and_missing_downstream_tables():
 
 
 def test_repeated_responses_count_weeks_not_rows():
-    """Reallocations to A@DC-1 in three weeks (split in two transfers once, repeated by two daily runs once)
-    are a pattern; B@DC-2's three transfers for one shortage in one run are not."""
+    """Reallocations to A@DC-1 in three ended weeks (split in two transfers once, repeated by two daily runs
+    once) are a pattern; B@DC-2's three transfers for one shortage in one run are not; the week of as_of,
+    still running, waits for the next window."""
     from soe_assets.respond.recommend import SQL_TYPES
     from soe_assets.warehouse import replace_run_rows
 
@@ -260,10 +268,12 @@ def test_repeated_responses_count_weeks_not_rows():
                 "from_location_id": "PLANT-1", "to_location_id": to, "qty": 10.0, "cost": cost, "as_of": as_of}
 
     runs = {
-        date(2026, 11, 4): [move(date(2026, 11, 4), "A", "DC-1", 5.0), move(date(2026, 11, 4), "A", "DC-1", 7.0)],
+        date(2026, 10, 28): [move(date(2026, 10, 28), "A", "DC-1", 5.0), move(date(2026, 10, 28), "A", "DC-1", 7.0)],
+        date(2026, 11, 4): [move(date(2026, 11, 4), "A", "DC-1", 6.0)]
+        + [move(date(2026, 11, 4), "B", "DC-2", c) for c in (1.0, 2.0, 3.0)],
         date(2026, 11, 10): [move(date(2026, 11, 10), "A", "DC-1", 9.0)],
         date(2026, 11, 11): [move(date(2026, 11, 11), "A", "DC-1", 4.0)],  # the same week's later run counts
-        AS_OF: [move(AS_OF, "A", "DC-1", 3.0)] + [move(AS_OF, "B", "DC-2", c) for c in (1.0, 2.0, 3.0)],
+        AS_OF: [move(AS_OF, "A", "DC-1", 3.0)],  # the week still running: not counted
     }
     for as_of, rows in runs.items():
         frame = pd.DataFrame(rows).reindex(columns=list(SQL_TYPES))
@@ -271,7 +281,7 @@ def test_repeated_responses_count_weeks_not_rows():
     feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
     repeated = feedback[feedback.pattern == "repeated_reallocation"]
     assert repeated[["sku_id", "location_id", "occurrences"]].values.tolist() == [["A", "DC-1", 3]]
-    assert repeated.iloc[0].impact_value == pytest.approx(5 + 7 + 4 + 3)
+    assert repeated.iloc[0].impact_value == pytest.approx(5 + 7 + 6 + 4)
     assert "in 3 different weeks" in repeated.iloc[0].explanation
 
 

@@ -60,6 +60,12 @@ class Window:
     as_of: date
 
     @property
+    def end(self) -> date:
+        """The Sunday of the last ended week: events after it belong to a week still running, which the
+        window does not count (its patterns would count more occurrences than weeks observed)."""
+        return self.last_week + timedelta(days=6)
+
+    @property
     def weeks(self) -> list[date]:
         count = (self.last_week - self.start).days // 7 + 1
         return [self.start + timedelta(weeks=i) for i in range(max(count, 0))]
@@ -227,7 +233,7 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
            AND avg(delay) FILTER (WHERE late) >= ?
         ORDER BY late_value DESC
         """,
-        [window.as_of, window.as_of, window.start, window.as_of, rules.min_occurrences, rules.min_late_share,
+        [window.as_of, window.as_of, window.start, window.end, rules.min_occurrences, rules.min_late_share,
          rules.min_mean_delay_days],
     ).df()
     rows = []
@@ -336,7 +342,7 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
                        AS last_run_of_week
             FROM marts.{table} AS rec
             WHERE action_type IN ('expedite_purchase_order', 'expedite_transfer', 'reallocate_stock')
-              AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' AND CAST(as_of AS DATE) >= ?
+              AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' AND CAST(as_of AS DATE) BETWEEN ? AND ?
         )
         SELECT CASE WHEN action_type = 'reallocate_stock' THEN 'repeated_reallocation' ELSE 'repeated_expedite' END
                    AS pattern,
@@ -351,7 +357,7 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
         GROUP BY ALL
         HAVING count(DISTINCT week) >= ?
         """,
-        [window.start, rules.min_occurrences],
+        [window.start, window.end, rules.min_occurrences],
     ).df()
     rows = []
     for r in frame.itertuples():
@@ -390,7 +396,7 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
         GROUP BY ALL
         HAVING count(*) >= ?
         """,
-        [window.start, window.as_of, rules.min_occurrences],
+        [window.start, window.end, rules.min_occurrences],
     ).df()
     rows = []
     for r in frame.itertuples():
