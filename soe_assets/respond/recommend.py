@@ -38,7 +38,8 @@ EXTRA_COLUMNS = ["week_start", "rank", "as_of"]
 
 
 def _n(values: pd.Series) -> pd.Series:
-    return values.astype(float).map("{:,.0f}".format)
+    """Whole numbers as such, fractions with up to two decimals: a row's 12.5 units read '12.5', not '12'."""
+    return values.astype(float).round(2).map("{:,.2f}".format).str.replace(r"\.?0+$", "", regex=True)
 
 
 def _units(values: pd.Series) -> pd.Series:
@@ -246,7 +247,7 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
         + _units(remaining) + " (" + _money(remaining * rows["price"]) + ") for S&OP to resolve.")
     return pd.DataFrame({
         "action_type": "escalate_to_sop", "sku_id": rows["sku_id"], "from_location_id": None,
-        "to_location_id": rows["location_id"], "reference_id": None, "qty": np.round(remaining),
+        "to_location_id": rows["location_id"], "reference_id": None, "qty": remaining,
         "cost": 0.0, "impact_resolved_value": 0.0, "to_place": rows["location_id"],
         "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * week, unit="D"), "explanation": text,
     })
