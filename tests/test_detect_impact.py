@@ -194,9 +194,12 @@ def test_planner_table_filters_and_orders() -> None:
     assert quiet.startswith("exceptions of the latest run: 0 open") and "nothing needs attention" in quiet
 
 
-@pytest.mark.parametrize("qty, text", [(1, "1 unit"), (0.6, "1 unit"), (1.4, "1 unit"), (0, "0 units"),
-                                       (2, "2 units"), (1250, "1,250 units")])
+@pytest.mark.parametrize("qty, text", [(1, "1 unit"), (0.999, "1 unit"), (0, "0 units"), (2, "2 units"),
+                                       (1250, "1,250 units"), (12.5, "12.5 units"), (-12.5, "-12.5 units"),
+                                       (144.04, "144.04 units"), (0.6, "0.6 units")])
 def test_explanations_count_units_in_words_alike_in_sql_and_pandas(qty: float, text: str) -> None:
-    """Detection writes its explanations in SQL, respond in pandas: both say '1 unit' and '2 units'."""
+    """Detection writes its explanations in SQL, respond in pandas: both say '1 unit' and '2 units', and both
+    quote a fraction as the row holds it (a shortfall of 12.5 must not read '12 units'), to two decimals."""
     assert duckdb.connect().execute(f"SELECT {sql_units(str(qty))}").fetchone()[0] == text
     assert frame_units(pd.Series([qty])).tolist() == [text]
+

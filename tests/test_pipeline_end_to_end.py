@@ -369,3 +369,9 @@ def test_a_one_week_horizon_on_a_sunday_runs_with_the_fence_fitted_to_it(tmp_pat
     assert not lasting.empty
     expected = (lasting.projected_available_qty / lasting.sensed_demand_qty).clip(upper=999)
     assert lasting.days_of_supply.round(9).tolist() == expected.round(9).tolist()
+    # no week follows week 0: excess is judged against its whole week's demand, not as stock nobody needs
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        excess = conn.execute("select e.explanation from marts.exceptions as e join marts.sku_location_week as v "
+                              "using (sku_id, location_id) where e.exception_type = 'excess_inventory' "
+                              "and v.demand_plan_qty > 0").df()
+    assert not excess.explanation.str.contains("unlimited weeks").any(), excess.explanation.tolist()

@@ -378,11 +378,3 @@ def test_recommendations_link_to_the_runs_exceptions_held_back_by_the_alert_budg
     assert linked["exception_id"].tolist() == ["EX-A", "EX-B", detection_id]
     assert detection_id.startswith("EX-") and len(detection_id) == 19
     assert linked["resolves_exception_ids"].tolist() == linked["exception_id"].tolist()
-
-
-def test_explanations_quote_fractional_quantities_as_the_row_holds_them():
-    """A row of 12.5 units must not read '12 units': fractions keep up to two decimals, whole numbers none."""
-    from soe_assets.respond.recommend import _units
-
-    quoted = _units(pd.Series([12.5, 7.25, 144.04, 12.0, 1.0, 1250.0]))
-    assert quoted.tolist() == ["12.5 units", "7.25 units", "144.04 units", "12 units", "1 unit", "1,250 units"]

@@ -42,13 +42,14 @@ def _week_index(date_sql: str) -> str:
 
 
 def _num(sql: str) -> str:
-    """A quantity as text for an explanation (no decimals)."""
-    return f"printf('%,.0f', {sql})"
+    """A quantity as text for an explanation: whole numbers as such, fractions with up to two decimals (a
+    shortfall of 12.5 reads '12.5', as the row holds it, not '12')."""
+    return f"regexp_replace(printf('%,.2f', cast({sql} as double)), '\\.?0+$', '')"
 
 
 def _counted(sql: str, noun: str) -> str:
-    """A count with its noun for an explanation: '1 week', '3 weeks', '1,250 units'."""
-    return f"(printf('%,.0f', {sql}) || case when abs(round({sql})) = 1 then ' {noun}' else ' {noun}s' end)"
+    """A count with its noun for an explanation: '1 week', '3 weeks', '1,250 units', '12.5 units'."""
+    return f"({_num(sql)} || case when abs(round({sql}, 2)) = 1 then ' {noun}' else ' {noun}s' end)"
 
 
 def _units(sql: str) -> str:
@@ -381,7 +382,11 @@ def excess_inventory(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -
 with {RUN},
 slw as (
     select *,
-        avg(case when week_index > 0 then sensed_demand_qty end) over (partition by sku_id, location_id) as avg_week_demand
+        -- a one-week horizon has no later week: week 0's whole-week demand (its plan is prorated in
+        -- sensed demand, and on a Sunday nothing of it is left, which is not a stock without demand)
+        coalesce(avg(case when week_index > 0 then sensed_demand_qty end) over (partition by sku_id, location_id),
+                 max(case when week_index = 0 then greatest(demand_plan_qty, open_order_qty) end)
+                     over (partition by sku_id, location_id)) as avg_week_demand
     from marts.sku_location_week
 ),
 now as (

@@ -44,7 +44,7 @@ def _n(values: pd.Series) -> pd.Series:
 
 def _units(values: pd.Series) -> pd.Series:
     """Quantities with their unit: '1 unit', '1,250 units'."""
-    return _n(values) + np.where(np.abs(np.round(np.asarray(values, dtype=float))) == 1, " unit", " units")
+    return _n(values) + np.where(np.abs(np.round(np.asarray(values, dtype=float), 2)) == 1, " unit", " units")
 
 
 def _money(values: pd.Series) -> pd.Series:
