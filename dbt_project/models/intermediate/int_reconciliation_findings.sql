@@ -14,9 +14,10 @@
 --   sales_order_without_plan an open sales-order line on a SKU-location the
 --                            committed plan has no row for
 --   open_line_over_delivered an open sales-order or PO line that has shipped or
---                            received more than was ordered: the status says more is
---                            to come while the quantities say it is done; its
---                            remainder is taken as nothing, not as negative
+--                            received more than was ordered, or an open production
+--                            order that has completed more than was planned: the
+--                            status says more is to come while the quantities say it
+--                            is done; its remainder is taken as nothing, not negative
 --   hold_above_on_hand       the count in force at as_of holds more on quality hold
 --                            than on hand: available stock (on hand - hold) is
 --                            negative, or the WMS reports held stock apart from
@@ -109,6 +110,12 @@ order_lines as (
 po_lines as (
 
     select * from {{ ref('stg_purchase_orders') }}
+
+),
+
+open_production as (
+
+    select * from {{ ref('stg_production_orders') }}
 
 ),
 
@@ -442,6 +449,27 @@ open_lines_over_delivered as (
     from po_lines
     where po_lines.status = 'open'
       and po_lines.received_qty > po_lines.ordered_qty
+
+    union all
+
+    select
+        'open_line_over_delivered' as finding_type,
+        'production_orders' as source,
+        open_production.sku_id,
+        open_production.location_id,
+        open_production.production_order_id as reference_id,
+        open_production.planned_finish_date as event_date,
+        open_production.completed_qty - open_production.planned_qty as qty,
+        {{ dbt.concat([
+            "'Production order '", 'open_production.production_order_id',
+            "' is '", 'open_production.status',
+            "' but has completed '", dbt.cast('open_production.completed_qty', dbt.type_string()),
+            "' of '", dbt.cast('open_production.planned_qty', dbt.type_string()),
+            "' units planned: nothing more is taken as due.'",
+        ]) }} as detail
+    from open_production
+    where open_production.status in ('planned', 'released', 'in_progress')
+      and open_production.completed_qty > open_production.planned_qty
 
 ),
 
