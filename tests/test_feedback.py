@@ -329,3 +329,24 @@ def test_report_renders_in_headless_chromium(tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_recurring_capacity_overloads_are_judged_per_resource():
+    """Three overloads of LINE-1 are a pattern; LINE-2's two at the same plant are not, and do not add to it."""
+    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
+
+    conn = make_warehouse(**clean_rows())
+    weeks = weeks_back(3)
+    overloads = [(resource, week) for resource in ("LINE-1", "LINE-2") for week in weeks[: 3 if resource == "LINE-1" else 2]]
+    history = pd.DataFrame([
+        {"exception_id": f"EX-{resource}-{week}", "exception_type": "capacity_overload", "sku_id": "",
+         "location_id": "PLANT-1", "week_start": week, "reference_id": resource, "impact_value": 100.0,
+         "status": "open", "first_detected_on": week + timedelta(days=1), "as_of": AS_OF}
+        for resource, week in overloads
+    ]).reindex(columns=HISTORY_COLUMNS)
+    write_history(conn, history, AS_OF)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    recurring = feedback[feedback.pattern == "recurring_capacity_overload"]
+    assert recurring[["location_id", "resource_id", "occurrences"]].values.tolist() == [["PLANT-1", "LINE-1", 3]]
+    assert recurring.iloc[0].impact_value == pytest.approx(300.0)
+    assert "on resource LINE-1 at PLANT-1" in recurring.iloc[0].explanation

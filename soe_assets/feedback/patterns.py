@@ -375,20 +375,23 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
 
 
 def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
-    """Exception types raised at least ``min_occurrences`` times on one SKU-location in the window."""
+    """Exception types raised at least ``min_occurrences`` times on one SKU-location in the window; a capacity
+    overload, which has no SKU, on one resource (a plant's resources are planned apart)."""
     if not table_exists(conn, "marts", "exception_history"):
         return _empty()
     frame = conn.execute(
         """
         WITH ex AS (
             SELECT exception_id, any_value(exception_type) AS exception_type, any_value(sku_id) AS sku_id,
-                   any_value(location_id) AS location_id, min(CAST(first_detected_on AS DATE)) AS first_detected_on,
+                   any_value(location_id) AS location_id,
+                   any_value(CASE WHEN exception_type = 'capacity_overload' THEN reference_id END) AS resource_id,
+                   min(CAST(first_detected_on AS DATE)) AS first_detected_on,
                    max(coalesce(impact_value, 0.0)) AS impact_value
             FROM marts.exception_history
             WHERE exception_type NOT IN ('data_quality')
             GROUP BY exception_id
         )
-        SELECT exception_type, nullif(ex.sku_id, '') AS sku_id, ex.location_id,
+        SELECT exception_type, nullif(ex.sku_id, '') AS sku_id, ex.location_id, ex.resource_id,
                any_value(skus.product_family) AS product_family, count(*) AS occurrences,
                sum(ex.impact_value) AS impact_value
         FROM ex LEFT JOIN staging.stg_skus AS skus USING (sku_id)
@@ -400,10 +403,12 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
     ).df()
     rows = []
     for r in frame.itertuples():
-        where = f"{r.sku_id} at {r.location_id}" if r.sku_id else r.location_id
+        where = (f"{r.sku_id} at {r.location_id}" if r.sku_id
+                 else f"resource {r.resource_id} at {r.location_id}" if r.resource_id else r.location_id)
         rows.append({
             "pattern": f"recurring_{r.exception_type}", "product_family": r.product_family, "sku_id": r.sku_id,
-            "location_id": r.location_id, "occurrences": r.occurrences, "impact_value": r.impact_value,
+            "location_id": r.location_id, "resource_id": r.resource_id, "occurrences": r.occurrences,
+            "impact_value": r.impact_value,
             "weeks_observed": len(window.weeks),
             "suggested_sop_action": f"review the plan parameters of {where}: {r.exception_type.replace('_', ' ')} "
             f"keeps coming back",
