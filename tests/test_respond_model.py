@@ -351,6 +351,25 @@ def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first
         "shortage cannot be covered and the balance is back above zero from that week (cumulative ATP 0).")
 
 
+def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date():
+    """The balance stays 30 short to the end of the horizon: the line that accounts for the shortage is still
+    listed for the planner, with no new date (S&OP must re-plan the supply first)."""
+    prob = problem(positions({("S", "DC-1"): ([10.0] + [-30.0] * (H - 1), 0.0)}), lanes())
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
+                           "first_week": 1, "price": 50.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
+                              "proj_new": [10.0] + [-30.0] * (H - 1)})
+    lines = pd.DataFrame([{"reference_id": "SO-C8:1", "customer_id": "C8", "customer_value": 900.0, "week_index": 1,
+                           "promised_date": date(2026, 11, 25)}]).assign(sku_id="S", location_id="DC-1", qty=30.0)
+    rows = promise_rows(prob, short, projected, lines)
+    assert rows["reference_id"].tolist() == ["SO-C8:1"]
+    assert rows["explanation"].iloc[0] == (
+        f"Re-promise order line SO-C8:1 (30 units of S from DC-1, customer C8 with $900 of open orders; the lines of "
+        f"customers with less move first) from 2026-11-25: 30 units of the fence shortage cannot be covered and the "
+        f"balance stays below zero to the end of the {H}-week horizon, so no date can be promised yet: hold the line "
+        f"until S&OP re-plans the supply (escalated).")
+
+
 def test_below_safety_stock_after_the_actions_uses_the_detection_measure():
     """Safety stock 30 (material gap: more than 6 units). After the actions DC-1 ends at 25 (5 short:
     lifted), DC-2 at 20 (10 short: still below), DC-3 dips to 20 only beyond the fence (lifted)."""

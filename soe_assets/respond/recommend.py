@@ -178,7 +178,8 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     """Re-promise the booked lines that cannot be met: from the lowest-priority customer (smallest open
     booked value) and the latest requested line, until the uncovered fence shortage is accounted for.
     New promise: the Monday of the first week from which the re-projected balance stays >= 0 (ATP
-    is positive again); no such week in the horizon: no re-promise (the escalation covers it)."""
+    is positive again); no such week in the horizon: the line is listed without a date, to hold until
+    S&OP re-plans the supply (the shortage is escalated)."""
     left = short[short["left_qty"].fillna(short["short_qty"]) >= 1][["sku_id", "location_id", "left_qty", "first_week", "price"]]
     if not len(left) or not len(lines):
         return pd.DataFrame()
@@ -190,7 +191,7 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     cand = lines.merge(left, on=["sku_id", "location_id"])
     # only the lines due before the recovery week can move to it: they alone account for the shortage
     cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)
-                & (cand["recovery_week"] > cand["week_index"]) & (cand["recovery_week"] < problem.horizon_weeks)]
+                & (cand["recovery_week"] > cand["week_index"])]
     cand = cand.sort_values(["sku_id", "location_id", "customer_value", "week_index", "reference_id"],
                             ascending=[True, True, True, False, True])
     before = cand.groupby(["sku_id", "location_id"])["qty"].cumsum() - cand["qty"]
@@ -200,6 +201,15 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     atp = problem.positions[["sku_id", "location_id", "week_index", "atp"]].rename(columns={"week_index": "recovery_week"})
     cand = cand.merge(atp, on=["sku_id", "location_id", "recovery_week"], how="left")
     new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
+    recovers = cand["recovery_week"] < problem.horizon_weeks
+    outcome = np.where(
+        recovers,
+        " to " + new_date.dt.strftime("%Y-%m-%d") + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot "
+        "be covered and the balance is back above zero from that week (cumulative ATP " + _n(cand["atp"].fillna(0))
+        + ").",
+        ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance stays below zero "
+        "to the end of the " + str(problem.horizon_weeks) + "-week horizon, so no date can be promised yet: hold "
+        "the line until S&OP re-plans the supply (escalated).")
     return pd.DataFrame({
         "action_type": "adjust_order_promise", "sku_id": cand["sku_id"], "from_location_id": cand["location_id"],
         "to_location_id": None, "reference_id": cand["reference_id"], "qty": cand["qty"], "cost": 0.0,
@@ -208,9 +218,7 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
         "explanation": "Re-promise order line " + cand["reference_id"] + " (" + _units(cand["qty"]) + " of " + cand["sku_id"]
         + " from " + cand["location_id"] + ", customer " + cand["customer_id"].astype(str) + " with "
         + _money(cand["customer_value"]) + " of open orders; the lines of customers with less move first) from "
-        + pd.to_datetime(cand["promised_date"]).dt.strftime("%Y-%m-%d") + " to " + new_date.dt.strftime("%Y-%m-%d")
-        + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance is back above zero"
-        + " from that week (cumulative ATP " + _n(cand["atp"].fillna(0)) + ").",
+        + pd.to_datetime(cand["promised_date"]).dt.strftime("%Y-%m-%d") + outcome,
     })
 
 
