@@ -412,8 +412,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from soe_assets.sample_network import extracts_not_generated
 
     workspace = demo_workspace(args.dir)
-    if args.dir.exists() and not args.dir.is_dir():
-        raise UserError(f"--dir {args.dir} is a file, not a folder")
+    for folder in (args.dir, workspace.landing):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder} is a file, not a folder")
     # The demo replaces the sample it wrote before; extracts someone put there are theirs, never deleted.
     foreign = extracts_not_generated(workspace.landing) if workspace.landing.is_dir() else []
     if foreign:

@@ -197,9 +197,13 @@ def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
     assert "holds 1 extract(s) the demo did not write, e.g. sales_orders/2026-11-25_mine.csv" in err
     assert mine.exists()
     (tmp_path / "a_file").write_text("")
-    assert main(["demo", "--dir", str(tmp_path / "a_file")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("soe: error:") and "is a file, not a folder" in err and "Traceback" not in err
+    (tmp_path / "file_landing").mkdir()
+    (tmp_path / "file_landing" / "landing").write_text("")
+    for folder in ("a_file", "file_landing"):
+        assert main(["demo", "--dir", str(tmp_path / folder)]) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith("soe: error:") and "is a file, not a folder" in err and "Traceback" not in err
+        assert "generating" not in out
 
 
 def test_a_filter_that_can_never_match_is_an_error_not_an_empty_list(tmp_path, capsys):
