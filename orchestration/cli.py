@@ -504,12 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
     gen.add_argument("--out", type=Path, required=True, help="landing-zone folder to write")
-    gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files; default 7)")
     gen.add_argument("--skus", type=_at_least_one, default=40, help="number of SKUs (default 40)")
     gen.add_argument("--dcs", type=_at_least_one, default=3, help="number of distribution centres (default 3)")
     gen.add_argument("--plants", type=_at_least_one, default=2, help="number of plants (default 2)")
     gen.add_argument("--stores", type=_non_negative, default=0, help="number of stores selling through POS (default 0)")
-    gen.add_argument("--as-of", type=_iso_date, default=None, help="the date of the latest extract (YYYY-MM-DD)")
+    gen.add_argument("--as-of", type=_iso_date, default=None, help="the date of the latest extract (YYYY-MM-DD; default: the sample's fixed date, so a seed "
+                     "always writes the same files)")
     gen.add_argument("--replace", action="store_true",
                      help="--out already holds a landing zone: delete its extracts first (refused otherwise)")
     gen.set_defaults(func=cmd_generate)
@@ -526,13 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weeks 0..N-1 inside the time fence, where S&OE acts; at most --horizon-weeks "
                      "(default 4, or the horizon when it is shorter)")
     run.add_argument("--max-open-exceptions", type=_non_negative, default=0,
-                     help="alert budget: keep only the top N open exceptions (0: no budget)")
+                     help="alert budget: keep only the top N open exceptions (default 0: no budget)")
     run.add_argument("--freshness", action="append", metavar="SOURCE=DAYS",
                      help="freshness limit of a source in days, e.g. sales_orders=1 (repeatable; defaults: "
                      "2 for execution sources, 35 for master data and sop_plan)")
     run.add_argument("--memory-limit", metavar="SIZE", default="",
                      help=f"DuckDB memory budget per connection, e.g. 4GB, or 'auto': 1.5 times the landing "
-                     f"zone's data size within 1-6GiB; beyond it DuckDB spills to disk (default: ${MEMORY_LIMIT_ENV} or "
+                     f"zone's data size within 1-6GiB and a quarter of the machine's memory; beyond it DuckDB spills to disk (default: ${MEMORY_LIMIT_ENV} or "
                      f"{DEFAULT_MEMORY_LIMIT})")
     run.set_defaults(func=cmd_run)
 
