@@ -64,6 +64,8 @@ def build_corpus(landing: Path) -> set[str]:
     valid = {row["order_id"] for row in network["sales_orders"]}
 
     (orders / "2026-11-18_empty.csv").write_bytes(b"")
+    (orders / "2026-11-18_unzipped.csv").mkdir()  # a folder named like an extract: named in the output, not read
+    (orders / "2026-11-18_unzipped.csv" / "2026-11-18.csv").write_text("not read\n")
     (orders / "2026-11-18_header_only.csv").write_text(header + "\n")
     (orders / "2026-11-18_corrupt.parquet").write_bytes(b"PAR1 this is not a parquet file")
     pd.DataFrame([_order("SEMI-1")]).to_csv(orders / "2026-11-18_semicolon.csv", sep=";", index=False)
@@ -113,6 +115,7 @@ def test_corpus_run_succeeds_with_clear_messages_and_no_traceback(corpus_run):
     assert "Traceback" not in output
     assert "run complete for as_of 2026-11-18" in output
     assert "WARN  raw/sales_orders:contract_violations" in output
+    assert "folder(s) ignored, extracts are files: 2026-11-18_unzipped.csv/" in output
 
 
 def test_the_run_summary_counts_what_data_quality_issues_lists(corpus_run, root):

@@ -72,6 +72,14 @@ def list_extracts(landing_dir: Path, source: str) -> list[Extract]:
     return sorted(extracts, key=lambda e: (e.extract_date or date.min, e.file.encode()))
 
 
+def ignored_folders(landing_dir: Path, source: str) -> list[str]:
+    """The visible folders inside a source folder: never read (an extract is a file), so the run names them."""
+    folder = landing_dir / source
+    if not folder.is_dir():
+        return []
+    return sorted(f"{p.name}/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 BATCH_BYTES = 16 << 20  # CSV block size; Parquet is read one row group at a time
 _TEXT_OPTIONS = dict(strings_can_be_null=False, quoted_strings_can_be_null=False)
 

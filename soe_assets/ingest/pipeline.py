@@ -25,7 +25,7 @@ from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_co
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, UNQUOTED_COMMA_HINT, Extract, ExtractReader, InvalidUtf8,
-    UnreadableFile, blank_line_numbers, list_extracts, stored_timestamps, stored_typed_columns,
+    UnreadableFile, blank_line_numbers, ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.warehouse import RunContext, quote, replace_table
 
@@ -48,6 +48,7 @@ class SourceReport:
     rows_valid: int = 0
     rows_quarantined: int = 0
     rows_read_by_file: dict[str, int] = field(default_factory=dict)  # per file read; not a column of the log
+    folders_ignored: list[str] = field(default_factory=list)  # folders inside the source folder: not extracts
 
 
 @dataclass
@@ -561,6 +562,7 @@ def _ingest_source(
 ) -> SourceReport:
     extracts = list_extracts(landing_dir, source.name)
     ingest = _SourceIngest(conn, source, detected_at, master_tables, [e.file for e in extracts])
+    ingest.report.folders_ignored = ignored_folders(landing_dir, source.name)
     for file_order, extract in _loadable(ingest, extracts, as_of):
         ingest.add(extract, file_order)
     ingest.finish()
@@ -602,6 +604,8 @@ def ingest_landing_zone(
                 f"{source.name:<20} {report.files_read} file(s), {report.rows_read:>11,} rows read, "
                 f"{report.rows_valid:>11,} valid, {report.rows_quarantined:>7,} quarantined"
                 + (f", {superseded:,} superseded by later extracts" if superseded else "")
+                + (f"; folder(s) ignored, extracts are files: {', '.join(report.folders_ignored)}"
+                   if report.folders_ignored else "")
             )
     return IngestResult(as_of=resolved, reports=reports, conn=conn)
 
@@ -646,7 +650,8 @@ def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, co
         {"as_of": "DATE", "horizon_weeks": "INTEGER", "time_fence_weeks": "INTEGER", "run_id": "VARCHAR",
          "started_at": "TIMESTAMP"},
     )
-    log = pd.DataFrame([asdict(report) for report in result.reports.values()]).drop(columns="rows_read_by_file")
+    log = pd.DataFrame([asdict(report) for report in result.reports.values()]).drop(
+        columns=["rows_read_by_file", "folders_ignored"])
     read_by_file = pd.DataFrame(
         [(report.source, file, rows) for report in result.reports.values() for file, rows in report.rows_read_by_file.items()],
         columns=["source", "file", "rows_read"],
