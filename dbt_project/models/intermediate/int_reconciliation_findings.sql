@@ -410,66 +410,81 @@ sales_orders_without_plan as (
 
 ),
 
-open_lines_over_delivered as (
+-- Open lines and orders with what they have delivered against what they were for, in one shape.
+open_quantities as (
 
     select
-        'open_line_over_delivered' as finding_type,
         'sales_orders' as source,
         order_lines.sku_id,
         order_lines.location_id,
         {{ line_reference('order_lines.order_id', 'order_lines.line_no') }} as reference_id,
         order_lines.requested_date as event_date,
-        order_lines.shipped_qty - order_lines.ordered_qty as qty,
-        {{ dbt.concat([
-            "'Order line '", line_reference('order_lines.order_id', 'order_lines.line_no'),
-            "' is open but has shipped '", dbt.cast('order_lines.shipped_qty', dbt.type_string()),
-            "' of '", dbt.cast('order_lines.ordered_qty', dbt.type_string()),
-            "' units ordered: nothing more is taken as due.'",
-        ]) }} as detail
+        'Order line ' as subject,
+        order_lines.status,
+        'shipped' as delivered_as,
+        order_lines.shipped_qty as delivered_qty,
+        order_lines.ordered_qty as due_qty,
+        'ordered' as due_as
     from order_lines
     where order_lines.status = 'open'
-      and order_lines.shipped_qty > order_lines.ordered_qty
 
     union all
 
     select
-        'open_line_over_delivered' as finding_type,
         'purchase_orders' as source,
         po_lines.sku_id,
         po_lines.location_id,
         {{ line_reference('po_lines.po_id', 'po_lines.line_no') }} as reference_id,
         po_lines.confirmed_date as event_date,
-        po_lines.received_qty - po_lines.ordered_qty as qty,
-        {{ dbt.concat([
-            "'PO line '", line_reference('po_lines.po_id', 'po_lines.line_no'),
-            "' is open but has received '", dbt.cast('po_lines.received_qty', dbt.type_string()),
-            "' of '", dbt.cast('po_lines.ordered_qty', dbt.type_string()),
-            "' units ordered: nothing more is taken as due.'",
-        ]) }} as detail
+        'PO line ' as subject,
+        po_lines.status,
+        'received' as delivered_as,
+        po_lines.received_qty as delivered_qty,
+        po_lines.ordered_qty as due_qty,
+        'ordered' as due_as
     from po_lines
     where po_lines.status = 'open'
-      and po_lines.received_qty > po_lines.ordered_qty
 
     union all
 
     select
-        'open_line_over_delivered' as finding_type,
         'production_orders' as source,
         open_production.sku_id,
         open_production.location_id,
         open_production.production_order_id as reference_id,
         open_production.planned_finish_date as event_date,
-        open_production.completed_qty - open_production.planned_qty as qty,
-        {{ dbt.concat([
-            "'Production order '", 'open_production.production_order_id',
-            "' is '", 'open_production.status',
-            "' but has completed '", dbt.cast('open_production.completed_qty', dbt.type_string()),
-            "' of '", dbt.cast('open_production.planned_qty', dbt.type_string()),
-            "' units planned: nothing more is taken as due.'",
-        ]) }} as detail
+        'Production order ' as subject,
+        open_production.status,
+        'completed' as delivered_as,
+        open_production.completed_qty as delivered_qty,
+        open_production.planned_qty as due_qty,
+        'planned' as due_as
     from open_production
     where open_production.status in ('planned', 'released', 'in_progress')
-      and open_production.completed_qty > open_production.planned_qty
+
+),
+
+open_lines_over_delivered as (
+
+    select
+        'open_line_over_delivered' as finding_type,
+        open_quantities.source,
+        open_quantities.sku_id,
+        open_quantities.location_id,
+        open_quantities.reference_id,
+        open_quantities.event_date,
+        open_quantities.delivered_qty - open_quantities.due_qty as qty,
+        {{ dbt.concat([
+            'open_quantities.subject', 'open_quantities.reference_id',
+            "' is '", 'open_quantities.status',
+            "' but has '", 'open_quantities.delivered_as',
+            "' '", dbt.cast('open_quantities.delivered_qty', dbt.type_string()),
+            "' of '", dbt.cast('open_quantities.due_qty', dbt.type_string()),
+            "' units '", 'open_quantities.due_as',
+            "': nothing more is taken as due.'",
+        ]) }} as detail
+    from open_quantities
+    where open_quantities.delivered_qty > open_quantities.due_qty
 
 ),
 
