@@ -194,6 +194,21 @@ def test_planner_table_filters_and_orders() -> None:
     assert quiet.startswith("exceptions of the latest run: 0 open") and "nothing needs attention" in quiet
 
 
+def test_planner_table_names_each_resolved_exception() -> None:
+    """Several late PO lines of one SKU-location, or overloaded weeks of one resource, resolve one by one: the
+    resolved line tells them apart by reference (and week), and names data-quality items by theirs."""
+    first = detected(["EX-1", "EX-2", "EX-3", "EX-4"]).assign(
+        exception_type=["late_purchase_order", "late_purchase_order", "capacity_overload", "data_quality"],
+        sku_id=["SKU-A", "SKU-A", None, None], location_id=["DC-1", "DC-1", "P1", None],
+        reference_id=["PO-1:1", "PO-1:2", "R2", "freshness:resource_capacity"],
+        week_start=[date(2026, 11, 16), date(2026, 11, 16), date(2026, 11, 30), None])
+    earlier = track_lifecycle(first, pd.DataFrame(), date(2026, 11, 18))
+    rows = mart_rows(track_lifecycle(first.iloc[[1]], earlier, date(2026, 11, 19)))
+    resolved = format_exceptions(rows).splitlines()[-1]
+    assert resolved == ("resolved since the last run: late_purchase_order SKU-A @ DC-1 (PO-1:1), "
+                        "capacity_overload P1 (R2 week 2026-11-30), data_quality (freshness:resource_capacity)")
+
+
 @pytest.mark.parametrize("qty, text", [(1, "1 unit"), (0.999, "1 unit"), (0, "0 units"), (2, "2 units"),
                                        (1250, "1,250 units"), (12.5, "12.5 units"), (-12.5, "-12.5 units"),
                                        (144.04, "144.04 units"), (0.6, "0.6 units")])

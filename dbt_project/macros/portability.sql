@@ -86,3 +86,22 @@
         )
     end
 {%- endmacro %}
+
+
+{#-
+    A quantity as text for a sentence a planner reads: whole numbers as such,
+    fractions with up to two decimals ('40', '12.5', '1,250'), the rule of the
+    exceptions' explanations (soe_assets/detect/rules.py).
+-#}
+{% macro quantity_text(number_expr) -%}
+    {{ return(adapter.dispatch('quantity_text', 'soe')(number_expr)) }}
+{%- endmacro %}
+
+{% macro default__quantity_text(number_expr) -%}
+    {#- Postgres / Snowflake: two decimals, then trailing zeros and a bare point trimmed (no digit grouping). -#}
+    rtrim(rtrim({{ dbt.cast(dbt.cast(number_expr, 'numeric(38, 2)'), dbt.type_string()) }}, '0'), '.')
+{%- endmacro %}
+
+{% macro duckdb__quantity_text(number_expr) -%}
+    regexp_replace(printf('%,.2f', cast({{ number_expr }} as double)), '\.?0+$', '')
+{%- endmacro %}

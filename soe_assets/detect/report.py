@@ -42,7 +42,21 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
                          f"{row.impact_value:>12,.0f}  {row.sop:<4} {row.new:<3}  {text[0]}")
             lines += [" " * indent + more for more in text[1:]]
     if len(resolved):
-        lines.append("resolved since the last run: " + ", ".join(
-            (resolved["exception_type"] + " " + resolved["sku_id"].fillna("").astype(str) + "@"
-             + resolved["location_id"].fillna("").astype(str)).head(10)) + (" ..." if len(resolved) > 10 else ""))
+        lines.append("resolved since the last run: " + ", ".join(_resolved_labels(resolved.head(10)))
+                     + (" ..." if len(resolved) > 10 else ""))
     return "\n".join(lines)
+
+
+def _resolved_labels(resolved: pd.DataFrame) -> pd.Series:
+    """Each resolved exception as a planner tells it apart: type, SKU @ location where it has them, and the
+    reference (the PO line, shipment, order, resource or data-quality item; a resource with its week), since
+    one SKU-location can hold several late PO lines and one resource several overloaded weeks."""
+    sku = resolved["sku_id"].fillna("").astype(str)
+    location = resolved["location_id"].fillna("").astype(str)
+    where = (sku + " @ " + location).where(sku.ne(""), location)
+    reference = resolved["reference_id"].fillna("").astype(str)
+    week = resolved["week_start"].astype(str).str[:10].where(resolved["week_start"].notna(), "")
+    reference = (reference + " week " + week).where(resolved["exception_type"].eq("capacity_overload") & week.ne(""),
+                                                   reference)
+    return (resolved["exception_type"] + (" " + where).where(where.ne(""), "")
+            + (" (" + reference + ")").where(reference.ne(""), ""))

@@ -149,7 +149,7 @@ shipments_without_lane as (
         shipments.qty,
         {{ dbt.concat([
             "'Shipment '", 'shipments.shipment_id',
-            "' moves '", dbt.cast('shipments.qty', dbt.type_string()),
+            "' moves '", soe.quantity_text('shipments.qty'),
             "' units from '", 'shipments.from_location_id',
             "' to '", 'shipments.to_location_id',
             "' but no lane exists between them.'",
@@ -359,13 +359,13 @@ receipts_not_in_snapshot as (
         unexplained_by_stock.receipt_date as event_date,
         unexplained_by_stock.qty,
         {{ dbt.concat([
-            "'Received '", dbt.cast('unexplained_by_stock.qty', dbt.type_string()),
+            "'Received '", soe.quantity_text('unexplained_by_stock.qty'),
             "' units on '", dbt.cast('unexplained_by_stock.receipt_date', dbt.type_string()),
             "' but the snapshot of '", dbt.cast('unexplained_by_stock.next_snapshot_date', dbt.type_string()),
             "case when unexplained_by_stock.snapshot_sku_id is null then ' has no stock row for the SKU'"
-                ~ " else " ~ dbt.concat(["' shows only '", dbt.cast('unexplained_by_stock.on_hand_qty', dbt.type_string()), "' on hand'"])
+                ~ " else " ~ dbt.concat(["' shows only '", soe.quantity_text('unexplained_by_stock.on_hand_qty'), "' on hand'"])
                 ~ " end",
-            "' and only '", dbt.cast('coalesce(receipt_outflows.outflow_qty, 0)', dbt.type_string()),
+            "' and only '", soe.quantity_text('coalesce(receipt_outflows.outflow_qty, 0)'),
             "' units left in between.'",
         ]) }} as detail
     from unexplained_by_stock
@@ -396,7 +396,7 @@ sales_orders_without_plan as (
         booked_demand.qty,
         {{ dbt.concat([
             "'Open order line '", 'booked_demand.reference_id',
-            "' for '", dbt.cast('booked_demand.qty', dbt.type_string()),
+            "' for '", soe.quantity_text('booked_demand.qty'),
             "' units of '", 'booked_demand.sku_id',
             "' at '", 'booked_demand.location_id',
             "' has no committed plan for that SKU-location.'",
@@ -478,8 +478,8 @@ open_lines_over_delivered as (
             'open_quantities.subject', 'open_quantities.reference_id',
             "' is '", 'open_quantities.status',
             "' but has '", 'open_quantities.delivered_as',
-            "' '", dbt.cast('open_quantities.delivered_qty', dbt.type_string()),
-            "' of '", dbt.cast('open_quantities.due_qty', dbt.type_string()),
+            "' '", soe.quantity_text('open_quantities.delivered_qty'),
+            "' of '", soe.quantity_text('open_quantities.due_qty'),
             "' units '", 'open_quantities.due_as',
             "': nothing more is taken as due.'",
         ]) }} as detail
@@ -503,11 +503,11 @@ holds_above_on_hand as (
         available_stock.quality_hold_qty - available_stock.on_hand_qty as qty,
         {{ dbt.concat([
             "'The count of '", dbt.cast('available_stock.snapshot_date', dbt.type_string()),
-            "' holds '", dbt.cast('available_stock.quality_hold_qty', dbt.type_string()),
+            "' holds '", soe.quantity_text('available_stock.quality_hold_qty'),
             "' units of '", 'available_stock.sku_id',
             "' on quality hold at '", 'available_stock.location_id',
-            "' but only '", dbt.cast('available_stock.on_hand_qty', dbt.type_string()),
-            "' on hand: available stock is taken as '", dbt.cast('available_stock.available_qty', dbt.type_string()),
+            "' but only '", soe.quantity_text('available_stock.on_hand_qty'),
+            "' on hand: available stock is taken as '", soe.quantity_text('available_stock.available_qty'),
             "'.'",
         ]) }} as detail
     from available_stock
