@@ -22,6 +22,13 @@ NUM = {"kind": "num"}
 
 Int = Series[pd.Int64Dtype]
 
+# Weeks are ISO weeks, named by their Monday (landing-zone.md), wherever a source names one.
+MONDAY = "week_start must be a Monday (ISO week start)"
+
+
+def is_monday(week_start: pd.Series) -> pd.Series:
+    return week_start.dt.dayofweek == 0
+
 
 class LandingModel(pa.DataFrameModel):
     """Shared configuration: extra columns are allowed and ignored."""
@@ -73,9 +80,9 @@ class SopPlan(LandingModel):
     class Config:
         unique = ["plan_version", "sku_id", "location_id", "week_start"]
 
-    @pa.check("week_start", name="week_start must be a Monday (ISO week start)")
+    @pa.check("week_start", name=MONDAY)
     def _week_start_is_monday(cls, week_start: Series[pa.DateTime]) -> Series[bool]:
-        return week_start.dt.dayofweek == 0
+        return is_monday(week_start)
 
 
 class SalesOrders(LandingModel):
@@ -151,6 +158,10 @@ class ResourceCapacity(LandingModel):
 
     class Config:
         unique = ["location_id", "resource_id", "week_start"]
+
+    @pa.check("week_start", name=MONDAY)
+    def _week_start_is_monday(cls, week_start: Series[pa.DateTime]) -> Series[bool]:
+        return is_monday(week_start)
 
 
 class Shipments(LandingModel):

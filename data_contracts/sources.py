@@ -21,6 +21,8 @@ class SourceContract:
     model: type[schemas.LandingModel]
     sku_columns: tuple[str, ...] = ()
     location_columns: tuple[str, ...] = ()
+    # Location columns that must name a plant (``location_type`` plant in the master data): production happens there.
+    plant_columns: tuple[str, ...] = ()
     # Event dates that cannot lie after the extract that reports them.
     not_after_extract: tuple[str, ...] = ()
     required: bool = True
@@ -96,6 +98,7 @@ SOURCES: tuple[SourceContract, ...] = (
         schemas.ProductionOrders,
         sku_columns=("sku_id",),
         location_columns=("location_id",),
+        plant_columns=("location_id",),
         not_after_extract=("actual_finish_date",),
         may_be_empty=True,
     ),

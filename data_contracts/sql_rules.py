@@ -15,8 +15,11 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
+from data_contracts.schemas import MONDAY
 from data_contracts.sources import SourceContract
-from data_contracts.validation import EARLIEST_DATE, EDGE_BLANKS, KIND_WORDS, LATEST_DATE, OUT_OF_RANGE, describe_check
+from data_contracts.validation import (
+    EARLIEST_DATE, EDGE_BLANKS, KIND_WORDS, LATEST_DATE, OUT_OF_RANGE, describe_check, not_a_plant,
+)
 
 
 class UntranslatableCheck(Exception):
@@ -36,7 +39,7 @@ STORED_KINDS = frozenset({"date", "ts", "int", "num"})
 
 # Custom (named) pandera checks and their SQL: the predicate is true for a VALID value.
 CUSTOM_CHECKS = {
-    "week_start must be a Monday (ISO week start)": "isodow({col}) = 1",
+    MONDAY: "isodow({col}) = 1",
 }
 
 
@@ -249,8 +252,8 @@ def compile_contract(
 ) -> CompiledContract:
     """Input, typed and failure expressions for one extract of ``source``.
 
-    ``master_tables`` maps ``"sku"``/``"location"`` to a table of valid ids
-    (column ``id``); None skips referential integrity (master data itself).
+    ``master_tables`` maps ``"sku"``/``"location"``/``"plant"`` to a table of valid
+    ids (column ``id``); None skips referential integrity (master data itself).
     ``stored_typed`` names the columns the file already stores with their
     contract type (date, timestamp, integer, number in Parquet): they skip the
     text round trip and are judged by the same rules; ``stored_timestamps``
@@ -302,6 +305,11 @@ def compile_contract(
                         (column, f"{typed} IS NOT NULL AND {typed} NOT IN (SELECT id FROM {master_tables[kind_of_id]})",
                          literal(f"unknown {column} (not in master data {kind_of_id}s)"))
                     )
+            if column in source.plant_columns:  # a known location of another type (an unknown one fails above)
+                failures.append(
+                    (column, f"{typed} IN (SELECT id FROM {master_tables['location']}) "
+                     f"AND {typed} NOT IN (SELECT id FROM {master_tables['plant']})", literal(not_a_plant(column)))
+                )
         if kind in ("date", "ts"):
             bound = "DATE" if kind == "date" else "TIMESTAMP"
             failures.append(

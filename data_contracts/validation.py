@@ -33,6 +33,12 @@ class MasterData:
 
     sku_ids: Set[str]
     location_ids: Set[str]
+    plant_ids: Set[str] = frozenset()  # the locations of type plant
+
+
+def not_a_plant(column: str) -> str:
+    """The quarantine reason for a known location that is not a plant where the contract names one."""
+    return f"{column} is not a plant (location_type in master data locations)"
 
 
 @dataclass
@@ -137,6 +143,10 @@ def _runtime_checks(source: SourceContract, master: MasterData | None, extract_d
                 pa.Check(
                     lambda s: s.isin(master.location_ids), error=f"unknown {column} (not in master data locations)"
                 )
+            )
+        for column in source.plant_columns:
+            checks.setdefault(column, []).append(
+                pa.Check(lambda s: s.isin(master.plant_ids) | ~s.isin(master.location_ids), error=not_a_plant(column))
             )
     limit = pd.Timestamp(extract_date)
     for column in source.not_after_extract:

@@ -156,11 +156,25 @@ def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing, 
     path.write_bytes(bom + path.read_bytes().replace(b"CAFE", b"CAF\xe9").replace(b"\n", b"\n\n", 1))
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
-    assert list(quarantined["row_number"]) == [2]
-    assert "not valid UTF-8" in quarantined.loc[0, "reason"]
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [
+        [2, "customer_id", "customer_id holds bytes that are not valid UTF-8"]]
     assert '"customer_id":"CAF\ufffd"' in quarantined.loc[0, "raw_record"]
     assert "_read_problem" not in quarantined.loc[0, "raw_record"]  # the record as received, no internal flag
     assert {"U1", "U3"} <= set(result.table("sales_orders")["order_id"])
+
+
+def test_invalid_utf8_in_an_extra_column_costs_no_row(landing):
+    """An ERP export's free-text column in Latin-1 ("libellé: café"): extra columns are ignored, bad bytes and all;
+    a contract value with a bad byte is quarantined alone, named, and not judged as an unknown id besides."""
+    path = write_source(landing, "sales_orders",
+                        [_order("X1") | {"note": "plain"}, _order("X2") | {"note": "CAFE"},
+                         _order("X3", sku_id="SKU-ACAFE") | {"note": "x"}], suffix="_notes")
+    path.write_bytes(path.read_bytes().replace(b"note", b"libell\xe9").replace(b"CAFE", b"caf\xe9"))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [
+        [3, "sku_id", "sku_id holds bytes that are not valid UTF-8"]]
+    assert {"X1", "X2"} <= set(result.table("sales_orders")["order_id"])
 
 
 def test_a_file_with_invalid_utf8_and_malformed_rows_quarantines_both_and_keeps_the_rest(landing):
@@ -520,12 +534,34 @@ def test_missing_optional_pos_sales_is_fine(landing):
     assert result.quarantine.empty
 
 
-def test_plan_week_start_must_be_a_monday(landing):
-    plan = minimal_network()["sop_plan"][:1]
-    plan[0] = {**plan[0], "plan_version": "BAD", "week_start": "2026-11-18"}
-    write_source(landing, "sop_plan", plan, suffix="_bad")
+@pytest.mark.parametrize("source, row, kept", [
+    ("sop_plan", {"plan_version": "BAD"}, lambda table: table["plan_version"].eq("BAD").sum()),
+    # a capacity week named by its Tuesday would give its resource a second, overlapping week
+    ("resource_capacity", {"resource_id": "LINE-9"}, lambda table: table["resource_id"].eq("LINE-9").sum()),
+])
+def test_a_week_start_must_be_a_monday(landing, source, row, kept):
+    valid = {**minimal_network()[source][0], **row}
+    write_source(landing, source, [valid, {**valid, "week_start": "2026-11-24"}], suffix="_weekly")
     result = ingest_landing_zone(landing, AS_OF)
-    assert "Monday" in _quarantine(result, "sop_plan").loc[0, "reason"]
+    quarantined = _quarantine(result, source)
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [
+        [2, "week_start", "week_start must be a Monday (ISO week start)"]]
+    assert kept(result.table(source)) == 1  # its Monday row of the same file flows on
+
+
+def test_a_production_order_must_be_made_at_a_plant(landing):
+    """production_orders.location_id is "a plant": an order at a DC would count as supply where nothing is made."""
+    order = minimal_network()["production_orders"][0]
+    write_source(landing, "production_orders", [{**order, "production_order_id": "MO-AT-DC", "location_id": "DC-1"},
+                                                {**order, "production_order_id": "MO-NOWHERE", "location_id": "X-9"},
+                                                {**order, "production_order_id": "MO-AT-PLANT"}], suffix="_mes")
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "production_orders")
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [
+        [1, "location_id", "location_id is not a plant (location_type in master data locations)"],
+        [2, "location_id", "unknown location_id (not in master data locations)"],
+    ]
+    assert "MO-AT-PLANT" in set(result.table("production_orders")["production_order_id"])
 
 
 def test_timestamps_accept_iso_8601_with_offset(landing):

@@ -93,20 +93,23 @@ FIELD_COUNT_PROBLEM = "malformed CSV row: {found} fields where the header has {e
 UNQUOTED_COMMA_HINT = " (a comma inside a value that is not quoted?)"
 
 
+# What the lenient read puts in place of bytes that are not UTF-8.
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
 def _row_problem(row: list[str], width: int) -> str:
     """Why a row of the lenient read cannot be taken as read; '' when it can. One empty field more than the
     header is a trailing comma, dropped as DuckDB's reader drops it."""
     if len(row) != width and not (len(row) == width + 1 and row[-1] == ""):
         return (FIELD_COUNT_PROBLEM.format(found=len(row), expected=width)
                 + (UNQUOTED_COMMA_HINT if len(row) > width else ""))
-    if "\ufffd" in "".join(row):
-        return "the row holds bytes that are not valid UTF-8"
     return ""
 
 
 def _csv_text_lenient(path: Path) -> pa.Table:
-    """Slow path for files with invalid UTF-8: bad bytes become U+FFFD and the row is rejected later, as is a
-    row with the wrong number of fields."""
+    """Slow path for files with invalid UTF-8: bad bytes become U+FFFD (a contract value holding one is
+    rejected later, an extra column's is ignored with it), and a row with the wrong number of fields is
+    flagged."""
     text = path.read_bytes().decode("utf-8-sig", errors="replace")  # a leading byte-order mark is no header text
     rows = [row for row in csv.reader(io.StringIO(text)) if row]  # blank lines are no rows, as in DuckDB's read
     if not rows:

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal
+from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal, text_alias
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
-    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, UNQUOTED_COMMA_HINT, Extract, ExtractReader, InvalidUtf8,
-    UnreadableFile, blank_line_numbers, ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
+    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, REPLACEMENT_CHARACTER, UNQUOTED_COMMA_HINT, Extract,
+    ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers, ignored_folders, list_extracts, stored_timestamps,
+    stored_typed_columns,
 )
 from soe_assets.warehouse import RunContext, quote, replace_table
 
@@ -106,6 +107,12 @@ def _json_object(columns: list[str]) -> str:
 
 
 READ_FAILURE = ("", f"{quote(READ_PROBLEM)} <> ''", quote(READ_PROBLEM))
+READ_FINE = f"{quote(READ_PROBLEM)} = ''"
+
+
+def _garbled(column: str) -> str:
+    """SQL: the lenient read replaced bytes of the column's value that are not UTF-8 (by U+FFFD)."""
+    return f"coalesce(contains({text_alias(column)}, {literal(REPLACEMENT_CHARACTER)}), false)"
 
 
 @dataclass
@@ -121,17 +128,25 @@ class _LoadedFile:
 
     @property
     def _read_failures(self) -> list[tuple[str, str, str]]:
-        return [READ_FAILURE] if self.carried else []
+        """A row the read could not split as the header does; a contract value holding bytes that are not UTF-8
+        (an extra column's are ignored with the column: an accent in a free-text column costs no row)."""
+        if not self.carried:
+            return []
+        return [READ_FAILURE] + [
+            (column, f"({READ_FINE} AND {_garbled(column)})", literal(f"{column} holds bytes that are not valid UTF-8"))
+            for column in self.rules.text_columns
+        ]
 
     @property
     def failures(self) -> list[tuple[str, str, str]]:
-        """Every reason a row can fail; a row the read could not take as received fails for that alone (its
-        values are not what was sent: a short row padded, bytes replaced)."""
+        """Every reason a row can fail; a row the read could not split fails for that alone (a short row is
+        padded), and a value whose bytes were replaced is judged for that alone (not as an unknown id)."""
         if not self.carried:
             return self.rules.failures
-        read_fine = f"{quote(READ_PROBLEM)} = ''"
-        return [(column, f"({read_fine} AND {condition})", reason)
-                for column, condition, reason in self.rules.failures] + self._read_failures
+        judged = [(column, f"({READ_FINE} AND NOT {_garbled(column)} AND {condition})"
+                   if column in self.rules.text_columns else f"({READ_FINE} AND {condition})", reason)
+                  for column, condition, reason in self.rules.failures]
+        return judged + self._read_failures
 
     @property
     def row_failed(self) -> str:
@@ -595,7 +610,9 @@ def ingest_landing_zone(
             conn.execute(
                 "CREATE OR REPLACE TEMP TABLE _master_location AS SELECT DISTINCT location_id AS id FROM raw.locations"
             )
-            master_tables = {"sku": "_master_sku", "location": "_master_location"}
+            conn.execute("CREATE OR REPLACE TEMP TABLE _master_plant AS "
+                         "SELECT DISTINCT location_id AS id FROM raw.locations WHERE location_type = 'plant'")
+            master_tables = {"sku": "_master_sku", "location": "_master_location", "plant": "_master_plant"}
         report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables)
         reports[source.name] = report
         if progress:
