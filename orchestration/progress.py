@@ -6,11 +6,15 @@ import logging
 import re
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 STAGE_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+if TYPE_CHECKING:  # the form a step failure event carries its error in
+    from dagster._utils.error import SerializableErrorInfo
 
 
 class _ProgressHandler(logging.Handler):
@@ -41,10 +45,17 @@ class _ProgressHandler(logging.Handler):
             print(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
             if kind == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
                 error = event.step_failure_data.error
-                print(f"    {error.message.strip()}", file=sys.__stderr__, flush=True)
+                print(f"    {_readable(error)}", file=sys.__stderr__, flush=True)
                 while error.cause is not None:  # the user's own error is the innermost cause
                     error = error.cause
-                    print(f"    caused by: {error.message.strip()}", file=sys.__stderr__, flush=True)
+                    print(f"    caused by: {_readable(error)}", file=sys.__stderr__, flush=True)
+
+
+def _readable(error: SerializableErrorInfo) -> str:
+    """An error's message as a user reads it: without the qualified class name Python puts first
+    ('dagster._core.errors.DagsterAssetCheckFailedError: ...'), its further lines indented under it."""
+    message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name or '')}: ", "", error.message.strip(), count=1)
+    return message.replace("\n", "\n    ")
 
 
 @dg.logger(description="Terse progress lines for the soe command line.")

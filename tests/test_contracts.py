@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from support import AS_OF, minimal_network, write_landing_zone, write_source
@@ -141,12 +142,30 @@ def test_unreadable_and_undated_files_are_quarantined_whole(landing):
     assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2"}
 
 
-def test_wrong_delimiter_says_so(landing):
+@pytest.mark.parametrize("delimiter", [";", "\t"], ids=["semicolon", "tab"])
+def test_wrong_delimiter_says_so(landing, delimiter):
     frame = pd.DataFrame([_order("SEMI")])
-    frame.to_csv(landing / "sales_orders" / f"{AS_OF.isoformat()}_semi.csv", sep=";", index=False)
+    frame.to_csv(landing / "sales_orders" / f"{AS_OF.isoformat()}_semi.csv", sep=delimiter, index=False)
     result = ingest_landing_zone(landing, AS_OF)
     reason = _quarantine(result, "sales_orders").loc[0, "reason"]
     assert "is the delimiter a comma?" in reason
+
+
+def test_files_rejected_whole_say_what_to_fix(landing):
+    """The usual export mistakes: Excel's 'Unicode text', a header in other case, a column named twice."""
+    order = pd.DataFrame([_order("E1")])
+    folder = landing / "sales_orders"
+    (folder / f"{AS_OF.isoformat()}_unicode.csv").write_bytes(order.to_csv(index=False).encode("utf-16"))
+    order.rename(columns={"order_id": "Order_ID", "sku_id": "SKU_ID"}).to_csv(
+        folder / f"{AS_OF.isoformat()}_cased.csv", index=False)
+    order.assign(note="a").rename(columns={"note": "status"}).to_csv(folder / f"{AS_OF.isoformat()}_twice.csv",
+                                                                     index=False)
+    reasons = _quarantine(ingest_landing_zone(landing, AS_OF), "sales_orders").set_index("file")["reason"]
+    assert reasons[f"{AS_OF.isoformat()}_unicode.csv"].startswith("the file is UTF-16 text")
+    assert reasons[f"{AS_OF.isoformat()}_cased.csv"] == (
+        "missing required column(s) order_id, sku_id (column names are case-sensitive: the header has "
+        "Order_ID for order_id, SKU_ID for sku_id): the whole file is quarantined")
+    assert reasons[f"{AS_OF.isoformat()}_twice.csv"] == "the header names a column twice: status"
 
 
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "with a byte-order mark"])
@@ -156,8 +175,8 @@ def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing, 
     path.write_bytes(bom + path.read_bytes().replace(b"CAFE", b"CAF\xe9").replace(b"\n", b"\n\n", 1))
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
-    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [
-        [2, "customer_id", "customer_id holds bytes that are not valid UTF-8"]]
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [  # the blank line 2 is row 1
+        [3, "customer_id", "customer_id holds bytes that are not valid UTF-8"]]
     assert '"customer_id":"CAF\ufffd"' in quarantined.loc[0, "raw_record"]
     assert "_read_problem" not in quarantined.loc[0, "raw_record"]  # the record as received, no internal flag
     assert {"U1", "U3"} <= set(result.table("sales_orders")["order_id"])
@@ -315,6 +334,17 @@ def test_csv_is_read_as_rfc_4180(landing):
     assert list(_quarantine(result, "sales_orders")["row_number"]) == [3]
 
 
+@pytest.mark.parametrize("blank_lines, rows", [
+    ([], [1, 2]),
+    ([2, 3], [3, 4, 5]),  # the two lines after the header (rows 1 and 2) are blank
+    ([4, 5, 7], [1, 2, 5, 7, 8]),  # rows 3, 4 and 6 are blank
+])
+def test_rows_read_are_numbered_as_the_file_shows_them(blank_lines, rows):
+    from soe_assets.ingest.pipeline import rows_counting_blank_lines
+    read = np.arange(1, len(rows) + 1)
+    assert rows_counting_blank_lines(read, np.array(blank_lines, dtype=np.int64)).tolist() == rows
+
+
 @pytest.mark.parametrize("block_size", [1, 2, 3, 7, 1 << 24])
 def test_blank_lines_are_found_outside_quoted_values_whatever_the_read_blocks(tmp_path, block_size):
     path = tmp_path / "x.csv"
@@ -326,8 +356,9 @@ def test_blank_lines_are_found_outside_quoted_values_whatever_the_read_blocks(tm
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
 def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_flows_on(landing, newline):
     """A row with too many or too few fields or a broken quote goes to the quarantine as the line received,
-    numbered as a data row (a quoted line break does not start a row, nor does a blank line); every other row
-    is kept, and a row rejected by the contract after them keeps its own number."""
+    numbered as the file's rows (a quoted line break does not start a row; a blank line is one, as an editor or a
+    spreadsheet shows it, though it holds nothing to quarantine); every other row is kept, and a row rejected by
+    the contract after them keeps its own number."""
     orders = [_order(f"M{i}") for i in range(8)]
     orders[1]["customer_id"] = 'ACME\nEU'  # a quoted line break before the broken rows
     orders[6]["ordered_qty"] = -1  # rejected by the contract, after them
@@ -335,14 +366,14 @@ def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_
     too_many = "M-EXTRA,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open,surplus,more,most"
     too_few = "M-SHORT,1,C1,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0"
     broken_quote = 'M-QUOTE,1,"C"7,SKU-A,DC-1,2026-11-10,2026-11-25,2026-11-25,10,0,,open'
-    text = path.read_text().replace("\nM2,", f"\n\n{too_many}\nM2,")  # blank lines are no rows
+    text = path.read_text().replace("\nM2,", f"\n\n{too_many}\nM2,")  # rows: 1 M0, 2 M1 (two lines), 3 blank
     text = text.replace("\nM5,", f"\n\n\n{too_few}\n{broken_quote}\nM5,").replace("\nM6,", "\n\nM6,")
     path.write_bytes(text.replace("\n", newline).encode())
 
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
     assert quarantined[["row_number", "column"]].fillna("").values.tolist() == [
-        [3, ""], [7, "ship_date"], [8, "customer_id"], [10, "ordered_qty"]]
+        [4, ""], [10, "ship_date"], [11, "customer_id"], [14, "ordered_qty"]]
     reasons = list(quarantined["reason"])
     assert reasons[0] == ("malformed CSV row: 15 fields where the header has 12 "
                           "(a comma inside a value that is not quoted?)")

@@ -158,6 +158,15 @@ class _LoadedFile:
         return self.rules.layers(relation, self.carried, numbered)
 
 
+def _header_hint(header: list[str], missing: list[str]) -> str:
+    """Why a header may lack contract columns that are there in another form: another delimiter, other case."""
+    if len(header) <= 2 and any(delimiter in "".join(header) for delimiter in ";\t|"):
+        return " (is the delimiter a comma?)"
+    by_case = {name.lower(): name for name in header}
+    cased = [f"{by_case[column]} for {column}" for column in missing if column in by_case]
+    return f" (column names are case-sensitive: the header has {', '.join(cased)})" if cased else ""
+
+
 def _key_struct(parts: list[str]) -> str:
     """SQL: one STRUCT value of a key's parts, for matching whole keys with ``IN``.
 
@@ -313,7 +322,8 @@ class _SourceIngest:
     def _quarantine_malformed(self, reader: ExtractReader, file_order: int) -> int:
         """The rows the last skipping read found malformed (``MALFORMED_ROWS``) to the quarantine, each with its
         line as received; their numbers to ``self.malformed``. Raises ``InvalidUtf8`` when a row is refused
-        for its encoding. DuckDB numbers lines, blank ones included; the quarantine numbers data rows."""
+        for its encoding. DuckDB numbers lines, blank ones included; like every numbering while the source
+        loads, these count rows read (``_count_blank_lines_as_rows`` counts the blank lines back in)."""
         if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchone()[0]:
             raise InvalidUtf8("the file holds bytes that are not valid UTF-8")
         lines = self.conn.execute(f"SELECT DISTINCT line FROM {MALFORMED_ROWS}").fetchnumpy()["line"].astype("int64")
@@ -439,10 +449,10 @@ class _SourceIngest:
     def _quarantine_incomplete(self, reader: ExtractReader, missing: list[str]) -> None:
         """A file lacking a contract column is quarantined whole; its rows still count as read."""
         header = reader.column_names
-        hint = " (is the delimiter a comma?)" if len(header) <= 2 and ";" in "".join(header) else ""
         self.quarantine_file(
             reader.extract,
-            f"missing required column(s) {', '.join(missing)}{hint}: the whole file is quarantined",
+            f"missing required column(s) {', '.join(missing)}{_header_hint(header, missing)}: "
+            "the whole file is quarantined",
             column=", ".join(missing),
             raw=json.dumps(header),
         )
@@ -514,6 +524,30 @@ class _SourceIngest:
             [self.source.name, extract.file, self.detected_at],
         )
 
+    def _count_blank_lines_as_rows(self) -> None:
+        """Number the quarantined rows of CSV files with blank lines as an editor shows them: row N on the file's
+        line N + 1 (blank lines count as rows; readers skip them, and every numbering above counts rows read)."""
+        files = self.conn.execute(
+            "SELECT DISTINCT file FROM raw.quarantine WHERE source = ? AND row_number IS NOT NULL", [self.source.name]
+        ).fetchall()
+        paths = {loaded.extract.file: loaded.extract.path for loaded in self.loaded.values()}
+        for (file,) in files:
+            path = paths.get(file)
+            blank_lines = blank_line_numbers(path) if path is not None and path.suffix.lower() == ".csv" else []
+            if not len(blank_lines):
+                continue
+            rows = self.conn.execute(
+                "SELECT DISTINCT row_number FROM raw.quarantine WHERE source = ? AND file = ? AND row_number IS NOT NULL",
+                [self.source.name, file]).fetchnumpy()["row_number"].astype("int64")
+            self.conn.register("_renumbered", pd.DataFrame(
+                {"row_read": rows, "row_number": rows_counting_blank_lines(rows, blank_lines)}))
+            try:
+                self.conn.execute(
+                    "UPDATE raw.quarantine AS q SET row_number = r.row_number FROM _renumbered AS r "
+                    "WHERE q.source = ? AND q.file = ? AND q.row_number = r.row_read", [self.source.name, file])
+            finally:
+                self.conn.unregister("_renumbered")
+
     def finish(self) -> None:
         """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
         rejected newer key fell back."""
@@ -554,10 +588,22 @@ class _SourceIngest:
             """,
             [source.name],
         )
+        self._count_blank_lines_as_rows()
         self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
         conn.execute(f"DROP TABLE {self.rejected}")
         conn.execute(f"DROP TABLE {self.malformed}")
         conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
+
+
+def rows_counting_blank_lines(rows: np.ndarray, blank_lines: np.ndarray) -> np.ndarray:
+    """The file's row numbers (the first line after the header is row 1, blank lines count) of the ``rows``-th
+    rows read (blank lines are none to a CSV reader), given the line numbers of the blank lines (header: 1).
+
+    The k-th row read comes after every blank line with fewer than k rows read before it; the i-th blank
+    line (1-based), at row ``line - 1``, has ``line - 1 - i`` rows read before it.
+    """
+    read_before = blank_lines - 1 - np.arange(1, len(blank_lines) + 1)
+    return rows + np.searchsorted(read_before, rows, side="left")
 
 
 def _loadable(ingest: _SourceIngest, extracts: list[Extract], as_of: date) -> Iterator[tuple[int, Extract]]:
