@@ -4,9 +4,10 @@
 per source (``{source: ["name|mtime_ns|size", ...]}``). A tick that finds new
 or changed files requests one run of the full job for the whole batch (the
 run key is a digest of the landing-zone state, so the same state never starts
-a second run); unchanged files never re-trigger. Files still being written
-(modified less than ``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60) wait for
-the next tick, so a half-copied drop is not picked up.
+a second run); unchanged files never re-trigger. While any file is still being
+written (modified less than ``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60), no
+run starts: a run reads the whole landing zone, so a half-copied drop would be
+read with the batch.
 """
 
 
@@ -32,9 +33,8 @@ DEFAULT_SETTLE_SECONDS = 60.0
 LandingState = dict[str, list[str]]
 
 
-def scan_landing_zone(landing: Path, settle_seconds: float = 0.0, now: float | None = None) -> LandingState:
-    """Every settled extract file per source folder as ``name|mtime_ns|size`` (sorted)."""
-    now = time.time() if now is None else now
+def scan_landing_zone(landing: Path) -> LandingState:
+    """Every extract file per source folder as ``name|mtime_ns|size`` (sorted)."""
     state: LandingState = {}
     for source in SOURCES:
         folder = landing / source.name
@@ -45,16 +45,17 @@ def scan_landing_zone(landing: Path, settle_seconds: float = 0.0, now: float | N
             if path.name.startswith(".") or not path.is_file():
                 continue
             stat = path.stat()
-            if settle_seconds > 0 and now - stat.st_mtime < settle_seconds:
-                continue
             entries.append(f"{path.name}|{stat.st_mtime_ns}|{stat.st_size}")
         if entries:
             state[source.name] = sorted(entries)
     return state
 
 
-def _count_entries(state: LandingState) -> int:
-    return sum(len(entries) for entries in state.values())
+def files_being_written(state: LandingState, settle_seconds: float, now: float | None = None) -> int:
+    """How many files of ``state`` were modified less than ``settle_seconds`` before ``now``."""
+    now_ns = (time.time() if now is None else now) * 1e9
+    return sum(now_ns - int(entry.split("|")[-2]) < settle_seconds * 1e9
+               for entries in state.values() for entry in entries)
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,13 @@ def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettings):
     settle = float(os.environ.get("SOE_SENSOR_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS))
-    state = scan_landing_zone(settings.landing_path, settle_seconds=settle)
+    state = scan_landing_zone(settings.landing_path)
+    settling = files_being_written(state, settle)
+    if settling:  # the run would read them half-written along with the batch
+        return dg.SkipReason(f"waiting for {settling} extract(s) still being written (settle time {settle:g} s)")
     batch = next_batch(context.cursor, state)
     if batch is None:
-        settling = _count_entries(scan_landing_zone(settings.landing_path)) - _count_entries(state)
-        return dg.SkipReason(f"waiting for {settling} extract(s) still being written (settle time {settle:g} s)"
-                             if settling else "no new or changed extract in the landing zone")
+        return dg.SkipReason("no new or changed extract in the landing zone")
     context.update_cursor(batch.cursor)
     summary = ", ".join(f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items()))
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})

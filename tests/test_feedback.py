@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from soe_assets.feedback.calendar import SopCalendar, due_cycle, first_mondays, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
-from soe_assets.feedback.sensor import build_sop_sensor, run_key
+from soe_assets.feedback.sensor import CYCLE_TAG, FIRST_RUN_KEYS, build_sop_sensor, run_key
 from soe_assets.kpis.metrics import compute_kpis, current_plan_vs_actual, write_plan_vs_actual
 from tests.kpi_fixture import make_warehouse
 
@@ -61,8 +62,23 @@ def tick(day: date, cursor: str | None, instance: dg.DagsterInstance) -> Tick:
     return Tick([result], None, context.cursor)
 
 
+def filled(instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """An instance whose warehouse a pipeline run has filled (what the feedback reads is materialized)."""
+    for key in FIRST_RUN_KEYS:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    return instance
+
+
+def add_run(instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cycle: str | None = None) -> str:
+    run = dg.DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=status,
+                        tags={CYCLE_TAG: cycle} if cycle else {})
+    instance.add_run(run)
+    return run.run_id
+
+
 def test_sensor_fires_once_per_cycle_inside_its_window():
     with dg.DagsterInstance.ephemeral() as instance:
+        filled(instance)
         before = tick(date(2026, 12, 1), None, instance)  # 6 days before 7 Dec: outside
         assert before.run_requests == [] and before.skip_message
 
@@ -81,6 +97,36 @@ def test_sensor_fires_once_per_cycle_inside_its_window():
 
         following = tick(date(2026, 12, 31), first.cursor, instance)  # next cycle's window
         assert [r.run_key for r in following.run_requests] == ["sop_feedback:2027-01-04"]
+
+
+def test_sensor_waits_for_a_filled_warehouse_and_for_runs_writing_it():
+    """On a new warehouse, or while a run holds it, a feedback run would fail and use up its cycle."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        empty = tick(date(2026, 12, 2), None, instance)
+        assert empty.run_requests == [] and empty.cursor is None
+        assert empty.skip_message == ("S&OP cycle of 2026-12-07: waiting for a first pipeline run: the feedback "
+                                      "reads the warehouse it fills")
+        filled(instance)
+        running = add_run(instance, dg.DagsterRunStatus.STARTED)
+        busy = tick(date(2026, 12, 2), None, instance)
+        assert busy.run_requests == [] and f"waiting for run {running[:8]} to finish" in busy.skip_message
+        instance.report_run_failed(instance.get_run_by_id(running))
+        assert [r.run_key for r in tick(date(2026, 12, 2), None, instance).run_requests] == ["sop_feedback:2026-12-07"]
+
+
+def test_sensor_requests_a_failed_cycle_again_a_few_times():
+    with dg.DagsterInstance.ephemeral() as instance:
+        filled(instance)
+        cursor = tick(date(2026, 12, 2), None, instance).cursor
+        for attempt in (2, 3):
+            add_run(instance, dg.DagsterRunStatus.FAILURE, "2026-12-07")
+            retry = tick(date(2026, 12, 3), cursor, instance)
+            assert [r.run_key for r in retry.run_requests] == [f"sop_feedback:2026-12-07:attempt-{attempt}"]
+        add_run(instance, dg.DagsterRunStatus.FAILURE, "2026-12-07")
+        given_up = tick(date(2026, 12, 4), cursor, instance)
+        assert given_up.run_requests == [] and "failed 3 times" in given_up.skip_message
+        add_run(instance, dg.DagsterRunStatus.SUCCESS, "2026-12-07")  # launched by hand once fixed
+        assert "already requested" in tick(date(2026, 12, 5), cursor, instance).skip_message
 
 
 def test_sensor_is_registered_and_targets_the_feedback_asset(monkeypatch, tmp_path):

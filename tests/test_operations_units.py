@@ -130,15 +130,15 @@ def test_sensor_requests_one_run_per_new_batch_and_never_for_unchanged_files(tmp
     assert next_batch(second.cursor, scan_landing_zone(landing)).new_files == {"skus": ["2026-11-18.csv"]}
 
 
-def test_sensor_waits_for_files_still_being_written(tmp_path):
-    from orchestration.sensors import next_batch, scan_landing_zone
+def test_sensor_counts_files_still_being_written(tmp_path):
+    from orchestration.sensors import files_being_written, scan_landing_zone
 
     (tmp_path / "skus").mkdir()
     path = tmp_path / "skus" / "2026-11-18.csv"
     path.write_text("sku_id\n")
     now = path.stat().st_mtime
-    assert scan_landing_zone(tmp_path, settle_seconds=60, now=now + 5) == {}
-    assert next_batch(None, scan_landing_zone(tmp_path, settle_seconds=60, now=now + 61)) is not None
+    assert files_being_written(scan_landing_zone(tmp_path), 60, now=now + 5) == 1
+    assert files_being_written(scan_landing_zone(tmp_path), 60, now=now + 61) == 0
 
 
 def test_sensor_evaluates_through_dagster(tmp_path):
@@ -163,8 +163,12 @@ def test_sensor_evaluates_through_dagster(tmp_path):
         context = dg.build_sensor_context(resources={"settings": settings})
         assert isinstance(landing_zone_sensor(context), dg.RunRequest)  # the cursor holds the settled file
         (tmp_path / "skus" / "2026-11-19.csv").write_text("sku_id\n")  # being written: not settled yet
+        (tmp_path / "sales_orders").mkdir()
+        (tmp_path / "sales_orders" / "2026-11-19.csv").write_text("order_id\n")
+        os.utime(tmp_path / "sales_orders" / "2026-11-19.csv", (settled, settled))  # settled and new
         os.environ["SOE_SENSOR_SETTLE_SECONDS"] = "60"
         waiting = landing_zone_sensor(dg.build_sensor_context(cursor=context.cursor, resources={"settings": settings}))
+        # no run for the settled file either: the run would read the unsettled one half-written
         assert isinstance(waiting, dg.SkipReason)
         assert waiting.skip_message == "waiting for 1 extract(s) still being written (settle time 60 s)"
     finally:

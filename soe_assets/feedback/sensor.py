@@ -3,7 +3,7 @@ before it."""
 
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
@@ -14,10 +14,41 @@ SOP_FEEDBACK_KEY = dg.AssetKey("sop_feedback")
 PLAN_VS_ACTUAL_KEY = dg.AssetKey("plan_vs_actual_weekly")
 SENSOR_NAME = "sop_cycle_sensor"
 CYCLE_TAG = "soe/sop_cycle"
+# What the feedback reads from a pipeline run: the run's parameters and the committed plan.
+FIRST_RUN_KEYS = (dg.AssetKey(["raw", "run_context"]), dg.AssetKey("int_committed_plan"))
+# A failed feedback run (e.g. the warehouse locked by a run started by hand) is requested again on a later tick.
+MAX_ATTEMPTS = 3
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+# A run still "in progress" after this long was killed without a word (its status never moved on).
+STALE_RUN = timedelta(hours=6)
 
 
-def run_key(cycle: date) -> str:
-    return f"sop_feedback:{cycle.isoformat()}"
+def run_key(cycle: date, attempt: int = 1) -> str:
+    return f"sop_feedback:{cycle.isoformat()}" + (f":attempt-{attempt}" if attempt > 1 else "")
+
+
+def _waiting_for_other_runs(instance: dg.DagsterInstance) -> str | None:
+    """Why the feedback must wait: no pipeline run has filled the warehouse yet, or a run is writing it now (the
+    warehouse takes one writer)."""
+    if any(instance.get_latest_materialization_event(key) is None for key in FIRST_RUN_KEYS):
+        return "waiting for a first pipeline run: the feedback reads the warehouse it fills"
+    since = datetime.now(timezone.utc) - STALE_RUN
+    running = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS, created_after=since), limit=1)
+    return f"waiting for run {running[0].run_id[:8]} to finish: the warehouse takes one writer" if running else None
+
+
+def _retry(instance: dg.DagsterInstance, cycle: date) -> tuple[int | None, str]:
+    """The attempt to request for ``cycle`` whose feedback was requested before (None: none), and why."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={CYCLE_TAG: cycle.isoformat()}))  # newest first
+    finished = {run.status for run in runs}
+    if dg.DagsterRunStatus.SUCCESS in finished or not runs or runs[0].status not in (
+            dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        return None, f"feedback for the S&OP cycle of {cycle} already requested"
+    if len(runs) >= MAX_ATTEMPTS:
+        return None, (f"feedback for the S&OP cycle of {cycle} failed {len(runs)} times (last: run "
+                      f"{runs[0].run_id[:8]}); launch sop_feedback from the UI once the cause is fixed")
+    return len(runs) + 1, f"feedback for the S&OP cycle of {cycle} failed (run {runs[0].run_id[:8]}): trying again"
 
 
 def build_sop_sensor(clock: Callable[[], date] = date.today) -> dg.SensorDefinition:
@@ -25,6 +56,9 @@ def build_sop_sensor(clock: Callable[[], date] = date.today) -> dg.SensorDefinit
 
     The cursor holds the last cycle requested, so a cycle fires once even on an
     instance without run-key history; the run key makes Dagster drop repeats too.
+    A requested cycle whose run failed is requested again (a new run key) on a later
+    tick, up to ``MAX_ATTEMPTS`` runs. No request while the warehouse has never been
+    filled or a run is writing it.
     """
 
     @dg.sensor(
@@ -40,11 +74,18 @@ def build_sop_sensor(clock: Callable[[], date] = date.today) -> dg.SensorDefinit
         cycle = due_cycle(sop_calendar.cycles(around=today), today, sop_calendar.lead_days)
         if cycle is None:
             return dg.SkipReason(f"{today}: no S&OP cycle within {sop_calendar.lead_days} days")
+        attempt = 1
         if context.cursor and date.fromisoformat(context.cursor) >= cycle:
-            return dg.SkipReason(f"feedback for the S&OP cycle of {cycle} already requested")
+            attempt, why = _retry(context.instance, cycle)
+            if attempt is None:
+                return dg.SkipReason(why)
+            context.log.info(why)
+        waiting = _waiting_for_other_runs(context.instance)
+        if waiting:
+            return dg.SkipReason(f"S&OP cycle of {cycle}: {waiting}")
         context.update_cursor(cycle.isoformat())
         return dg.RunRequest(
-            run_key=run_key(cycle),
+            run_key=run_key(cycle, attempt),
             run_config={"ops": {"sop_feedback": {"config": {"sop_cycle": cycle.isoformat()}}}},
             tags={CYCLE_TAG: cycle.isoformat()},
         )
