@@ -434,6 +434,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    if args.dir is None and (args.landing is None) != (args.warehouse is None):
+        # the other would be the demo folder's: a UI on a landing zone beside an empty warehouse shows no run
+        raise UserError("--landing and --warehouse go together (the paths of your 'soe run'); "
+                        "or pass --dir for the folder of 'soe demo'")
+    args.dir = args.dir or DEFAULT_DEMO_DIR
     demo = demo_workspace(args.dir)
     warehouse = args.warehouse or demo.warehouse
     workspace = Workspace(
@@ -556,9 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     recs.set_defaults(func=cmd_recommendations)
 
     ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions")
-    ui.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder whose data the UI uses")
-    ui.add_argument("--landing", type=Path, default=None, help="landing zone (instead of the one in --dir)")
-    ui.add_argument("--warehouse", type=Path, default=None, help="DuckDB warehouse (instead of the one in --dir)")
+    ui.add_argument("--dir", type=Path, default=None, help="soe folder whose data the UI uses (default: ./soe-demo)")
+    ui.add_argument("--landing", type=Path, default=None,
+                    help="landing zone of your 'soe run' (with --warehouse; instead of the one in --dir)")
+    ui.add_argument("--warehouse", type=Path, default=None,
+                    help="DuckDB warehouse of your 'soe run' (with --landing; instead of the one in --dir)")
     ui.add_argument("--publish", type=Path, default=None, help="publish folder (default: beside the warehouse)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=int, default=3000, help="port to serve on (default: 3000)")

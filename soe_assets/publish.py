@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from soe_assets.warehouse import quote
+from soe_assets.warehouse import HISTORY_TABLES, published_history, quote, record_published
 
 SCHEMA_VERSION = "1"
 VERSIONS = ".versions"
@@ -91,10 +91,11 @@ def publish_marts(
     for table in mart_tables(conn):
         target = building / f"{table}.parquet"
         conn.execute(f"SET preserve_insertion_order = {str(table not in UNORDERED_MARTS).lower()}")
-        conn.execute(
-            f"COPY (SELECT * FROM marts.{quote(table)}) TO '{_sql_string(str(target))}' (FORMAT parquet)"
-        )
-        row_counts[table] = conn.execute(f"SELECT count(*) FROM marts.{quote(table)}").fetchone()[0]
+        # a history as this run reads it: no day of a run the publish gates blocked, no later day (a backfill)
+        relation = (published_history(conn, f"marts.{table}", date.fromisoformat(as_of))
+                    if f"marts.{table}" in HISTORY_TABLES else f"marts.{quote(table)}")
+        conn.execute(f"COPY (SELECT * FROM {relation}) TO '{_sql_string(str(target))}' (FORMAT parquet)")
+        row_counts[table] = conn.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, building / name)
     manifest = {
@@ -108,6 +109,7 @@ def publish_marts(
     (building / MANIFEST).write_text(json.dumps(manifest, indent=2))
     final = publish_dir / VERSIONS / version
     os.replace(building, final)
+    record_published(conn, date.fromisoformat(as_of), run_id)  # the set is complete: its day's history counts
 
     if previous_as_of is None or date.fromisoformat(as_of) >= previous_as_of:
         _switch_symlink(publish_dir / CURRENT, f"{VERSIONS}/{version}")

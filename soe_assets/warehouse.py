@@ -67,6 +67,41 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> boo
     ).fetchone()[0] > 0
 
 
+# The as_of days whose set was published: history rows count only once their run's set reached the readers.
+PUBLISHED_RUNS = "ops.published_runs"
+HISTORY_TABLES = ("marts.exception_history", "marts.recommendation_history")
+
+
+def ensure_published_runs(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the log of published days (every run's ingest does); a warehouse from before the log counts the
+    history it holds as published."""
+    if table_exists(conn, "ops", "published_runs"):
+        return
+    conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    conn.execute(f"CREATE TABLE {PUBLISHED_RUNS} (as_of DATE, run_id VARCHAR, published_at TIMESTAMP)")
+    earlier = [f"SELECT as_of FROM {table}" for table in HISTORY_TABLES if table_exists(conn, *table.split("."))]
+    if earlier:
+        conn.execute(f"INSERT INTO {PUBLISHED_RUNS} SELECT DISTINCT as_of, NULL, NULL FROM ({' UNION '.join(earlier)})")
+
+
+def record_published(conn: duckdb.DuckDBPyConnection, as_of: date, run_id: str) -> None:
+    """Log ``as_of``'s set as published (a re-run of the day replaces its entry)."""
+    ensure_published_runs(conn)
+    conn.execute(f"DELETE FROM {PUBLISHED_RUNS} WHERE as_of = ?", [as_of])
+    conn.execute(f"INSERT INTO {PUBLISHED_RUNS} VALUES (?, ?, now())", [as_of, run_id])
+
+
+def published_history(conn: duckdb.DuckDBPyConnection, table: str, as_of: date) -> str:
+    """SQL (a subquery) over a history table: what a run for ``as_of`` reads and publishes of it. Its own rows,
+    and those of earlier days whose set was published: a run blocked at the publish gates published nothing,
+    so what it detected or recommended never reached a planner, and a later day's rows (a backfill runs
+    after them) are not yet history for it."""
+    day = f"DATE '{as_of.isoformat()}'"
+    earlier = (f" AND as_of IN (SELECT as_of FROM {PUBLISHED_RUNS})"
+               if table_exists(conn, "ops", "published_runs") else "")  # a warehouse no run ingested into
+    return f"(SELECT * FROM {table} WHERE as_of = {day} OR (as_of < {day}{earlier}))"
+
+
 def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
     """Create ``schema.name`` with these columns unless it exists."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.split('.')[0])}")

@@ -451,6 +451,42 @@ def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
     assert len([p for p in (publish / ".versions").iterdir()]) == KEEP_VERSIONS + 1
 
 
+def test_history_of_a_run_the_publish_gates_blocked_is_never_read_or_published(tmp_path):
+    """Days 16 and 17 published, 18 blocked (its stages ran, publishing did not): the next run compares with
+    day 17, what the planners last saw, and its set holds no row of day 18; a backfill of day 17 none of later
+    days either."""
+    import duckdb
+
+    from soe_assets.detect.lifecycle import HISTORY_TABLE, HISTORY_TYPES, previous_run
+    from soe_assets.publish import publish_marts
+    from soe_assets.warehouse import ensure_published_runs, ensure_table
+
+    def run(conn, day: int, published: bool):
+        as_of = date(2026, 11, day)
+        conn.execute(f"DELETE FROM {HISTORY_TABLE} WHERE as_of = ?", [as_of])  # a re-run replaces its day
+        conn.execute(f"INSERT INTO {HISTORY_TABLE} (exception_id, status, as_of) VALUES (?, 'open', ?)",
+                     [f"EX-{day}", as_of])
+        conn.execute(f"CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '{as_of}' AS as_of")
+        return publish_marts(conn, tmp_path / "publish", run_id=f"r{day}", as_of=str(as_of)) if published else None
+
+    with duckdb.connect() as conn:
+        ensure_published_runs(conn)  # as every run's ingest does
+        ensure_table(conn, HISTORY_TABLE, HISTORY_TYPES)
+        run(conn, 16, True)
+        run(conn, 17, True)
+        run(conn, 18, False)  # blocked
+        assert previous_run(conn, date(2026, 11, 19))["exception_id"].tolist() == ["EX-17"]
+        latest = run(conn, 19, True)
+        backfill = run(conn, 17, True)
+        assert sorted(conn.execute(f"SELECT exception_id FROM {HISTORY_TABLE}").fetchnumpy()["exception_id"]) == [
+            "EX-16", "EX-17", "EX-18", "EX-19"]  # kept in the warehouse: a re-run of day 18 replaces its rows
+    history = pd.read_parquet(latest.version_dir / "exception_history.parquet")
+    assert sorted(history["exception_id"]) == ["EX-16", "EX-17", "EX-19"]
+    assert latest.row_counts["exception_history"] == 3
+    assert sorted(pd.read_parquet(backfill.version_dir / "exception_history.parquet")["exception_id"]) == [
+        "EX-16", "EX-17"]
+
+
 def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_path, monkeypatch):
     """Dagster runs a UI materialization as its implicit asset job: the alert names the assets, not '__ASSET_JOB'."""
     import dagster as dg

@@ -298,6 +298,11 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
         assert main([command, "--dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("soe: error:") and "Traceback" not in err
+    # half the paths of a run: the other half would be the demo folder's, a UI that shows none of the runs
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):
+        assert main(["ui", *half]) == 2
+        assert "--landing and --warehouse go together" in capsys.readouterr().err
 
 
 def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, capsys, monkeypatch):

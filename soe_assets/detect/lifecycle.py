@@ -3,7 +3,8 @@
 ``marts.exception_history`` keeps every run's exceptions (one row per
 ``as_of`` x ``exception_id``; open and resolved-in-that-run rows). It survives
 re-runs because the warehouse file does; re-running an ``as_of`` replaces that
-date's rows. Each run compares itself with the latest earlier run:
+date's rows. Each run compares itself with the latest earlier run whose set was
+published (``soe_assets.warehouse.published_history``):
 
 - open now and open then: still open, ``first_detected_on`` carried over;
 - open now, not open then: new, ``first_detected_on`` = as_of;
@@ -17,7 +18,7 @@ from datetime import date
 import duckdb
 import pandas as pd
 
-from soe_assets.warehouse import ensure_table, replace_run_rows
+from soe_assets.warehouse import ensure_table, published_history, replace_run_rows
 
 MART_COLUMNS = [
     "exception_id", "exception_type", "sku_id", "location_id", "week_start", "reference_id", "impact_value",
@@ -82,10 +83,12 @@ HISTORY_TYPES = {c: SQL_TYPES[c] for c in HISTORY_COLUMNS}
 
 
 def previous_run(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
-    """The history rows of the latest run before ``as_of`` (empty on the first run)."""
+    """The history rows of the latest published run before ``as_of`` (empty on the first run): what the planners
+    last saw, not what a run blocked at the publish gates detected."""
     ensure_table(conn, HISTORY_TABLE, HISTORY_TYPES)
+    history = published_history(conn, HISTORY_TABLE, as_of)
     return conn.execute(
-        f"SELECT * FROM {HISTORY_TABLE} WHERE as_of = (SELECT max(as_of) FROM {HISTORY_TABLE} WHERE as_of < ?)",
+        f"SELECT * FROM {history} AS h WHERE as_of = (SELECT max(as_of) FROM {history} AS e WHERE as_of < ?)",
         [as_of],
     ).df()
 

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 from soe_assets.kpis.metrics import plan_vs_actual_sql
-from soe_assets.warehouse import table_exists
+from soe_assets.warehouse import published_history, table_exists
 
 FEEDBACK_COLUMNS = [
     "sop_cycle", "pattern", "product_family", "sku_id", "location_id", "supplier_id", "resource_id",
@@ -340,7 +340,7 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
             SELECT rec.*, date_trunc('week', CAST(as_of AS DATE)) AS week,
                    max(CAST(as_of AS DATE)) OVER (PARTITION BY date_trunc('week', CAST(as_of AS DATE)))
                        AS last_run_of_week
-            FROM marts.{table} AS rec
+            FROM {published_history(conn, f"marts.{table}", window.as_of)} AS rec
             WHERE action_type IN ('expedite_purchase_order', 'expedite_transfer', 'reallocate_stock')
               AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' AND CAST(as_of AS DATE) BETWEEN ? AND ?
         )
@@ -380,14 +380,14 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
     if not table_exists(conn, "marts", "exception_history"):
         return _empty()
     frame = conn.execute(
-        """
+        f"""
         WITH ex AS (
             SELECT exception_id, any_value(exception_type) AS exception_type, any_value(sku_id) AS sku_id,
                    any_value(location_id) AS location_id,
                    any_value(CASE WHEN exception_type = 'capacity_overload' THEN reference_id END) AS resource_id,
                    min(CAST(first_detected_on AS DATE)) AS first_detected_on,
                    max(coalesce(impact_value, 0.0)) AS impact_value
-            FROM marts.exception_history
+            FROM {published_history(conn, "marts.exception_history", window.as_of)}
             WHERE exception_type NOT IN ('data_quality')
             GROUP BY exception_id
         )

@@ -28,7 +28,7 @@ from soe_assets.ingest.landing import (
     ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers, ignored_folders, list_extracts, stored_timestamps,
     stored_typed_columns,
 )
-from soe_assets.warehouse import RunContext, quote, replace_table
+from soe_assets.warehouse import RunContext, ensure_published_runs, quote, replace_table
 
 Progress = Callable[[str], None]
 # The data row of each line DuckDB found malformed in the file being loaded (a registered frame).
@@ -704,7 +704,9 @@ FROM dated GROUP BY source
 
 
 def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, context: RunContext) -> None:
-    """Write ``raw.run_context`` (the run parameters every stage reads) and ``raw.ingest_log``."""
+    """Write ``raw.run_context`` (the run parameters every stage reads) and ``raw.ingest_log``; make sure the log of
+    published days exists, so a run blocked before any set was published leaves no history a later run reads."""
+    ensure_published_runs(conn)
     replace_table(
         conn,
         "raw",

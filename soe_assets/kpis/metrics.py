@@ -18,7 +18,7 @@ from datetime import date
 import duckdb
 import pandas as pd
 
-from soe_assets.warehouse import table_exists
+from soe_assets.warehouse import published_history, table_exists
 
 KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
 
@@ -270,7 +270,7 @@ def exception_resolution_days(conn: duckdb.DuckDBPyConnection, as_of: date) -> p
             SELECT exception_id, CAST(resolved_on AS DATE) AS resolved_on,
                    any_value(sku_id) AS sku_id, any_value(location_id) AS location_id,
                    min(CAST(first_detected_on AS DATE)) AS first_detected_on
-            FROM marts.exception_history
+            FROM {published_history(conn, "marts.exception_history", as_of)}
             WHERE resolved_on IS NOT NULL
             GROUP BY exception_id, CAST(resolved_on AS DATE)
         )
