@@ -315,15 +315,10 @@ def _print_failed_checks(result, alert_log: Path, echo: Callable[[str], None]) -
 
 
 def _alert_run_failure(result, workspace: Workspace) -> None:
-    from orchestration.sensors import run_failure_alert
+    from orchestration.sensors import run_failure_alert, step_failures
     from soe_assets.alerts import default_alert_log, deliver
 
-    failures = [
-        f"step {event.step_key} failed: "
-        + (event.step_failure_data.error.message if event.step_failure_data and event.step_failure_data.error else "")
-        for event in result.all_events if event.is_step_failure
-    ]
-    message = " | ".join(failures) if failures else "the run failed"
+    message = step_failures(result.all_events)
     deliver([run_failure_alert(result.run_id, result.job_def.name, message, workspace.warehouse)],
             default_alert_log(workspace.warehouse))
 

@@ -45,13 +45,13 @@ class _ProgressHandler(logging.Handler):
             print(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
             if kind == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
                 error = event.step_failure_data.error
-                print(f"    {_readable(error)}", file=sys.__stderr__, flush=True)
+                print(f"    {readable_error(error)}", file=sys.__stderr__, flush=True)
                 while error.cause is not None:  # the user's own error is the innermost cause
                     error = error.cause
-                    print(f"    caused by: {_readable(error)}", file=sys.__stderr__, flush=True)
+                    print(f"    caused by: {readable_error(error)}", file=sys.__stderr__, flush=True)
 
 
-def _readable(error: SerializableErrorInfo) -> str:
+def readable_error(error: SerializableErrorInfo) -> str:
     """An error's message as a user reads it: without the qualified class name Python puts first
     ('dagster._core.errors.DagsterAssetCheckFailedError: ...'), its further lines indented under it."""
     message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name or '')}: ", "", error.message.strip(), count=1)

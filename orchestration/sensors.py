@@ -22,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 from data_contracts.sources import SOURCES
+from orchestration.progress import readable_error
 from orchestration.resources import SoeSettings
 from soe_assets.alerts import Alert, default_alert_log, deliver
 from soe_assets.warehouse import as_of_of_run
@@ -112,11 +113,26 @@ def run_subject(job_name: str, assets: Iterable[dg.AssetKey] | None) -> str:
     return f"materialization of {', '.join(keys[:3])}{more}"
 
 
+def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
+    """Each failed step of a run and why (with the error's causes: the user's own is the innermost), on one line
+    for an alert."""
+    failures = []
+    for event in events:
+        if not event.is_step_failure:
+            continue
+        error, reasons = event.step_failure_data.error if event.step_failure_data else None, []
+        while error is not None:
+            reasons.append(" ".join(readable_error(error).split()))
+            error = error.cause
+        failures.append(f"step {event.step_key} failed" + (": " + "; caused by: ".join(reasons) if reasons else ""))
+    return " | ".join(failures) if failures else "the run failed"
+
+
 def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str | Path,
                       assets: Iterable[dg.AssetKey] | None = None) -> Alert:
     return Alert(
         kind="run_failed", severity="ERROR", subject=run_subject(job_name, assets), name=job_name, run_id=run_id,
-        message=f"{message.strip()[:500]} The previously published marts are untouched.",
+        message=f"{message.strip()[:500].rstrip('.')}. The previously published marts are untouched.",
         as_of=as_of_of_run(warehouse, run_id),
     )
 
@@ -128,7 +144,9 @@ def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str |
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     if context.dagster_run.tags.get(CLI_TAG) == "cli":
         return  # `soe run` delivers its own run-failure alert
-    message = context.failure_event.message or "the run failed"
+    # why each step failed, as `soe run` says it; Dagster's own message names the steps only
+    steps = context.get_step_failure_events()
+    message = step_failures(steps) if steps else context.failure_event.message or "the run failed"
     warehouse = os.environ.get("SOE_WAREHOUSE", "soe.duckdb")
     run = context.dagster_run
     alert = run_failure_alert(run.run_id, run.job_name, message, warehouse, assets=run.asset_selection)

@@ -516,3 +516,6 @@ def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_pa
     (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert alert["subject"] == "materialization of kpi_weekly"
     assert alert["name"] == UI_ASSET_JOB and alert["run_id"] == result.run_id
+    # why, as `soe run` says it (Dagster's own message names the steps only)
+    assert alert["message"].startswith('step kpi_weekly failed: Error occurred while executing op "kpi_weekly"')
+    assert alert["message"].endswith("; caused by: disk full. The previously published marts are untouched.")
