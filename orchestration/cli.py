@@ -228,7 +228,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     with _start_up_kept_out_of_collections() as start_up_done:
         job = _load_full_run_job(workspace, options, quality)
         start_up_done()
-        result = _execute_in_this_process(job)
+        result = _execute_in_this_process(job, workspace, echo)
     elapsed = time.monotonic() - started
     _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
     if not result.success:
@@ -290,15 +290,19 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: Quali
     return defs.resolve_job_def(FULL_RUN_JOB)
 
 
-def _execute_in_this_process(job: dg.JobDefinition) -> dg.ExecuteInProcessResult:
+def _execute_in_this_process(job: dg.JobDefinition, workspace: Workspace,
+                             echo: Callable[[str], None]) -> dg.ExecuteInProcessResult:
     import dagster as dg
 
-    from orchestration.sensors import CLI_TAG
+    from orchestration.sensors import CLI_TAG, fail_orphaned_cli_runs, process_tags
 
     with dg.DagsterInstance.get() as instance:
+        for run_id in fail_orphaned_cli_runs(instance, workspace.warehouse):
+            echo(f"note: run {run_id[:8]} of 'soe run' ended without finishing (its process is gone: killed?); "
+                 "recorded as failed and alerted")
         return job.execute_in_process(
             run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False,
-            tags={CLI_TAG: "cli"},
+            tags={CLI_TAG: "cli", **process_tags()},
         )
 
 

@@ -14,6 +14,7 @@ read with the batch.
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from soe_assets.warehouse import as_of_of_run
 
 FULL_RUN_JOB = "soe_full_run"
 CLI_TAG = "soe/launched_by"
+PID_TAG, HOST_TAG = "soe/pid", "soe/host"  # the process and machine a `soe run` executes in
 DEFAULT_SETTLE_SECONDS = 60.0
 
 LandingState = dict[str, list[str]]
@@ -98,6 +100,37 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     context.update_cursor(batch.cursor)
     summary = ", ".join(f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items()))
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})
+
+
+def process_tags() -> dict[str, str]:
+    """Where a `soe run` executes its run (in its own process): a later run can tell whether it is still alive."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process now holds the number
+    return True
+
+
+def fail_orphaned_cli_runs(instance: dg.DagsterInstance, warehouse: str | Path) -> list[str]:
+    """Runs of `soe run` on this machine still recorded as started whose process is gone (killed: nothing was
+    left to record their end): recorded as failed and alerted, so the UI and the S&OP sensor stop waiting for
+    them. Returns their ids."""
+    started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                                dg.DagsterRunStatus.STARTING],
+                                                      tags={CLI_TAG: "cli", HOST_TAG: socket.gethostname()}))
+    orphaned = [run for run in started if run.tags.get(PID_TAG, "").isdigit() and not _alive(int(run.tags[PID_TAG]))]
+    message = "the process of 'soe run' ended before the run finished (killed?)"
+    for run in orphaned:
+        instance.report_run_failed(run, message=message)
+    deliver([run_failure_alert(run.run_id, run.job_name, message, warehouse) for run in orphaned],
+            default_alert_log(warehouse))
+    return [run.run_id for run in orphaned]
 
 
 # The job Dagster runs when assets are materialized from the UI rather than by a job of ours.

@@ -338,6 +338,10 @@ def reruns(killed_run, root):
 
 def test_the_next_run_after_a_kill_completes_normally(reruns, root):
     assert reruns["first"].returncode == 0, (reruns["first"].stdout + reruns["first"].stderr)[-3000:]
+    # the killed run could record nothing: the next run finds its process gone, records the failure and alerts
+    assert "of 'soe run' ended without finishing (its process is gone: killed?)" in reruns["first"].stdout
+    alerts = [json.loads(line) for line in (root / "warehouse" / "alerts.jsonl").read_text().splitlines()]
+    assert any(a["kind"] == "run_failed" and "ended before the run finished (killed?)" in a["message"] for a in alerts)
     assert reruns["second"].returncode == 0, (reruns["second"].stdout + reruns["second"].stderr)[-3000:]
     # the re-run of the earlier day is a backfill: its complete set lands beside current, which stays on the latest day
     assert _manifest(root)["as_of"] == "2026-11-19"
