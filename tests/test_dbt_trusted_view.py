@@ -400,6 +400,25 @@ def test_the_projection_and_atp_rules_test_names_each_broken_rule(warehouse: Pat
     ]
 
 
+def test_the_projection_rules_hold_for_huge_quantities(warehouse: Path, tmp_path: Path) -> None:
+    """An order of 1e11 units is contract-valid; its balances are doubles exact to ~1e-5, so the rules compare
+    them within a tolerance relative to the quantities, not an absolute 1e-6 that failed the run."""
+    import shutil
+
+    huge = tmp_path / "huge.duckdb"
+    shutil.copy(warehouse, huge)
+    with duckdb.connect(str(huge)) as conn:
+        scaled = ("available_stock_qty", "opening_available_qty", "projected_available_qty", "atp_qty",
+                  "scheduled_receipts_qty", "sensed_demand_qty")  # every rule is linear in them: it still holds
+        conn.execute("update marts.sku_location_week set "
+                     + ", ".join(f"{column} = {column} * (1e9 / 7)" for column in scaled))
+        drift = conn.execute("select max(abs(opening_available_qty + scheduled_receipts_qty - sensed_demand_qty "
+                             "- projected_available_qty)) from marts.sku_location_week").fetchone()[0]
+    assert drift > 1e-6  # what the absolute tolerance refused
+    completed = _dbt(["test", "--select", "assert_projection_and_atp_rules"], huge, tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+
+
 def test_the_trusted_view_refuses_values_outside_its_ranges(warehouse: Path) -> None:
     """The mart's value ranges are check constraints of its contract: a row breaking one is never stored."""
     checks = _query(warehouse, """
