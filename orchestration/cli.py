@@ -437,8 +437,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         # the other would be the demo folder's: a UI on a landing zone beside an empty warehouse shows no run
         raise UserError("--landing and --warehouse go together (the paths of your 'soe run'); "
                         "or pass --dir for the folder of 'soe demo'")
-    args.dir = args.dir or DEFAULT_DEMO_DIR
-    demo = demo_workspace(args.dir)
+    folder = args.dir or DEFAULT_DEMO_DIR
+    demo = demo_workspace(folder)
     warehouse = args.warehouse or demo.warehouse
     workspace = Workspace(
         landing=args.landing or demo.landing,
@@ -449,7 +449,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UserError(f"--landing {args.landing} is not a folder")
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
-                        f"run 'soe demo --dir {args.dir}' first, or pass --landing / --warehouse")
+                        f"run 'soe demo --dir {folder}' first, or pass --landing / --warehouse")
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)

@@ -41,9 +41,8 @@ def _waiting_for_other_runs(instance: dg.DagsterInstance) -> str | None:
 def _retry(instance: dg.DagsterInstance, cycle: date) -> tuple[int | None, str]:
     """The attempt to request for ``cycle`` whose feedback was requested before (None: none), and why."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={CYCLE_TAG: cycle.isoformat()}))  # newest first
-    finished = {run.status for run in runs}
-    if dg.DagsterRunStatus.SUCCESS in finished or not runs or runs[0].status not in (
-            dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+    succeeded = any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    if succeeded or not runs or runs[0].status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
         return None, f"feedback for the S&OP cycle of {cycle} already requested"
     if len(runs) >= MAX_ATTEMPTS:
         return None, (f"feedback for the S&OP cycle of {cycle} failed {len(runs)} times (last: run "

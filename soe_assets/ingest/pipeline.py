@@ -215,6 +215,7 @@ class _SourceIngest:
         self.key = ", ".join(quote(c) for c in source.primary_key)
         # The data rows of each extract that its read skipped as malformed (``_load``).
         self.malformed = f"_malformed_{source.name}"
+        self._blank_lines: dict[Path, np.ndarray] = {}  # per CSV file read: see ``blank_lines``
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {self.malformed} (_file_order INTEGER, row_number BIGINT)")
         typed = ", ".join(f"{quote(c)} {t}" for c, t in source.sql_columns.items())
         # The file names as an ENUM of the source's files: a VARCHAR repeated on every row cost as much to
@@ -327,7 +328,7 @@ class _SourceIngest:
         if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchone()[0]:
             raise InvalidUtf8("the file holds bytes that are not valid UTF-8")
         lines = self.conn.execute(f"SELECT DISTINCT line FROM {MALFORMED_ROWS}").fetchnumpy()["line"].astype("int64")
-        blanks_before = np.searchsorted(blank_line_numbers(reader.extract.path), lines)
+        blanks_before = np.searchsorted(self.blank_lines(reader.extract.path), lines)
         self.conn.register(MALFORMED_ROW_NUMBERS, pd.DataFrame({"line": lines, "row_number": lines - 1 - blanks_before}))
         width = len(reader.header_names)
         names = "MAP {" + ", ".join(f"'c{position}': {literal(name)}"
@@ -524,6 +525,13 @@ class _SourceIngest:
             [self.source.name, extract.file, self.detected_at],
         )
 
+    def blank_lines(self, path: Path) -> np.ndarray:
+        """The CSV's blank lines (``blank_line_numbers``), read once: numbering its malformed rows and then its
+        quarantined rows both need them, and the scan reads the whole file."""
+        if path not in self._blank_lines:
+            self._blank_lines[path] = blank_line_numbers(path)
+        return self._blank_lines[path]
+
     def _count_blank_lines_as_rows(self) -> None:
         """Number the quarantined rows of CSV files with blank lines as an editor shows them: row N on the file's
         line N + 1 (blank lines count as rows; readers skip them, and every numbering above counts rows read)."""
@@ -533,7 +541,7 @@ class _SourceIngest:
         paths = {loaded.extract.file: loaded.extract.path for loaded in self.loaded.values()}
         for (file,) in files:
             path = paths.get(file)
-            blank_lines = blank_line_numbers(path) if path is not None and path.suffix.lower() == ".csv" else []
+            blank_lines = self.blank_lines(path) if path is not None and path.suffix.lower() == ".csv" else []
             if not len(blank_lines):
                 continue
             rows = self.conn.execute(
