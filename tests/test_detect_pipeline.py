@@ -112,6 +112,11 @@ def planted_network() -> dict:
     # excess: 15 weeks of cover (fires) / 5 weeks (near miss)
     add_clean_sku(net, "EXCESS", "DC-2", stock=1500)
     add_clean_sku(net, "EXCESS-NEAR", "DC-2", stock=500)
+    # near miss: 5.5 weeks of cover under a plan that ends in week 7; the weeks after it forecast nothing, and
+    # averaging them in as zero demand would read the same stock as 9 weeks of cover (excess)
+    add_clean_sku(net, "EXCESS-PLAN-ENDS", "DC-2", stock=550)
+    net["sop_plan"] = [row for row in net["sop_plan"]
+                       if row["sku_id"] != "EXCESS-PLAN-ENDS" or row["week_start"] <= monday(7).isoformat()]
     # late PO: week-1 line confirmed 14 days after promise (fires) / 1 day (near miss)
     add_clean_sku(net, "LATEPO", "DC-2", stock=300)
     po(net, "LATEPO", 1)["confirmed_date"] = (monday(1) + timedelta(days=14)).isoformat()

@@ -29,7 +29,8 @@ def positions(series: dict[tuple[str, str], tuple[list[float], float]], price: f
         for k, p in enumerate(proj):
             rows.append({"sku_id": sku, "location_id": loc, "location_type": (types or {}).get(loc, "dc"),
                          "week_index": k, "week_start": WEEK0 + timedelta(weeks=k), "inside_time_fence": k < F,
-                         "proj": p, "ss": ss, "price": price, "sensed_demand": 10.0, "atp": 0.0,
+                         "proj": p, "ss": ss, "price": price, "sensed_demand": 10.0, "later_week_demand": 10.0,
+                         "atp": 0.0,
                          "opening": proj[k - 1] if k else p + 10.0})
     return pd.DataFrame(rows)
 

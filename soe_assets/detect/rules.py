@@ -36,6 +36,35 @@ run as (
 )"""
 
 
+def weekly_demand_sql(relation: str = "marts.sku_location_week") -> str:
+    """CTE ``slw``: the rows of ``relation`` (rows of the trusted view) with their SKU-location's average weekly
+    demand, for the shortage tolerance and the excess rule.
+
+    The average runs over the weeks the committed plan covers (all weeks where the SKU-location has no
+    plan): past the plan's last week nothing forecasts demand, and counting those weeks as zero would make
+    ordinary stock look like excess. ``avg_later_week_demand`` leaves out the partial week 0 (its plan is
+    prorated in sensed demand, and on a Sunday nothing of it is left); a one-week horizon, or a plan covering
+    week 0 only, falls back to week 0's whole-week demand.
+    """
+    return f"""
+slw_plan_end as (
+    select *, max(case when plan_version is not null then week_index end)
+                  over (partition by sku_id, location_id) as last_planned_week
+    from {relation}
+),
+slw as (
+    select * exclude (last_planned_week),
+        avg(case when forecast_covered then sensed_demand_qty end)
+            over (partition by sku_id, location_id) as avg_week_demand,
+        coalesce(avg(case when forecast_covered and week_index > 0 then sensed_demand_qty end)
+                     over (partition by sku_id, location_id),
+                 max(case when week_index = 0 then greatest(demand_plan_qty, open_order_qty) end)
+                     over (partition by sku_id, location_id)) as avg_later_week_demand
+    from (select *, last_planned_week is null or week_index <= last_planned_week as forecast_covered
+          from slw_plan_end)
+)"""
+
+
 def _week_index(date_sql: str) -> str:
     """Horizon week of a date (negative in the past), relative to ``run.week0``."""
     return f"cast(floor(datediff('day', run.week0, {date_sql}) / 7.0) as integer)"
@@ -314,11 +343,7 @@ def _time_fence_weeks(conn: duckdb.DuckDBPyConnection) -> int:
 def projected_stockout(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """The projected available balance goes negative in some horizon week."""
     sql = f"""
-with {RUN}, {_spare_stock_sql(_time_fence_weeks(conn))},
-slw as (
-    select *, avg(sensed_demand_qty) over (partition by sku_id, location_id) as avg_week_demand
-    from marts.sku_location_week
-),
+with {RUN}, {_spare_stock_sql(_time_fence_weeks(conn))}, {weekly_demand_sql()},
 short as (
     select * from slw
     where projected_available_qty < -greatest(?, ? * avg_week_demand)
@@ -379,16 +404,7 @@ left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id =
 def excess_inventory(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Available stock now and at the end of the fence far above safety stock + N weeks of demand."""
     sql = f"""
-with {RUN},
-slw as (
-    select *,
-        -- a one-week horizon has no later week: week 0's whole-week demand (its plan is prorated in
-        -- sensed demand, and on a Sunday nothing of it is left, which is not a stock without demand)
-        coalesce(avg(case when week_index > 0 then sensed_demand_qty end) over (partition by sku_id, location_id),
-                 max(case when week_index = 0 then greatest(demand_plan_qty, open_order_qty) end)
-                     over (partition by sku_id, location_id)) as avg_week_demand
-    from marts.sku_location_week
-),
+with {RUN}, {weekly_demand_sql()},
 now as (
     select * from slw where week_index = 0
 ),
@@ -397,10 +413,10 @@ fence_end as (
 ),
 measured as (
     select now.sku_id, now.location_id, now.week_start, now.unit_price, now.unit_cost,
-           now.available_stock_qty, coalesce(now.avg_week_demand, 0) as avg_week_demand,
-           now.available_stock_qty - now.safety_stock_qty - ? * coalesce(now.avg_week_demand, 0) as excess_now,
+           now.available_stock_qty, coalesce(now.avg_later_week_demand, 0) as avg_week_demand,
+           now.available_stock_qty - now.safety_stock_qty - ? * coalesce(now.avg_later_week_demand, 0) as excess_now,
            fence_end.projected_available_qty - fence_end.safety_stock_qty
-               - ? * coalesce(now.avg_week_demand, 0) as excess_at_fence
+               - ? * coalesce(now.avg_later_week_demand, 0) as excess_at_fence
     from now inner join fence_end using (sku_id, location_id)
 )
 select

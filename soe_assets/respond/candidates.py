@@ -32,6 +32,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from soe_assets.detect.rules import weekly_demand_sql
 from soe_assets.respond.config import RespondConfig
 from soe_assets.warehouse import RunContext
 
@@ -55,7 +56,8 @@ class Problem:
     fence_weeks: int
     positions: pd.DataFrame
     """sku_id, location_id, location_type, week_index, week_start, inside_time_fence, proj, ss, price,
-    sensed_demand, atp, opening (the balance at the start of the week: the stock on hand at as_of in week 0,
+    sensed_demand, later_week_demand (the average weekly demand of the excess rule, ``weekly_demand_sql``), atp,
+    opening (the balance at the start of the week: the stock on hand at as_of in week 0,
     else the previous week's ``proj``), one row per SKU-location-week of the SKUs concerned."""
     shortages: pd.DataFrame
     """sku_id, location_id, short_qty (worst fence shortage), first_week (first short fence week)."""
@@ -65,11 +67,8 @@ class Problem:
     """resource_key, week_index, spare_qty (capacity minus planned load, >= 0)."""
 
 
-SHORT_LOCATIONS_SQL = """
-with slw as (
-    select *, avg(sensed_demand_qty) over (partition by sku_id, location_id) as avg_week_demand
-    from marts.sku_location_week
-),
+SHORT_LOCATIONS_SQL = f"""
+with {weekly_demand_sql()},
 flagged as (
     select *, projected_available_qty < -greatest(?, ? * avg_week_demand) as is_short from slw
 )
@@ -129,16 +128,20 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
         """, [run.horizon_weeks, run.time_fence_weeks]).df()
         others = supply.loc[~supply["sku_id"].isin(in_fence["sku_id"]), ["sku_id", "location_id"]].drop_duplicates()
         conn.register("_others", others)
-        positions = conn.execute("""
+        positions = conn.execute(f"""
+            with concerned as (
+                select * from marts.sku_location_week as slw
+                where slw.sku_id in (select distinct sku_id from _short)
+                   or exists (select 1 from _others as o where o.sku_id = slw.sku_id and o.location_id = slw.location_id)
+            ),
+            {weekly_demand_sql('concerned')}
             select slw.sku_id, slw.location_id, coalesce(loc.location_type, '') as location_type, slw.week_index,
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
                    slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
-                   slw.atp_qty as atp,
+                   slw.avg_later_week_demand as later_week_demand, slw.atp_qty as atp,
                    slw.opening_available_qty as opening
-            from marts.sku_location_week as slw
+            from slw
             left join staging.stg_locations as loc using (location_id)
-            where slw.sku_id in (select distinct sku_id from _short)
-               or exists (select 1 from _others as o where o.sku_id = slw.sku_id and o.location_id = slw.location_id)
             order by slw.sku_id, slw.location_id, slw.week_index
         """).df()
         lanes = conn.execute("""

@@ -50,10 +50,9 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
     # excess where there was none, by the exception engine's rule: stock now (week 0's opening balance, which
     # no action changes) and the balance at the end of the fence both above safety stock + cover weeks
     keys = ["sku_id", "location_id"]
-    avg = projected[projected["week_index"] > 0].groupby(keys)["sensed_demand"].mean()
     fe = projected[projected["week_index"] == problem.fence_weeks - 1].set_index(keys)
     now = projected[projected["week_index"] == 0].set_index(keys).reindex(fe.index)
-    cover_weeks = EXCESS_COVER_WEEKS * avg.reindex(fe.index).fillna(0)
+    cover_weeks = EXCESS_COVER_WEEKS * now["later_week_demand"].fillna(0)
     excess_now = now["opening"] - now["ss"] - cover_weeks >= EXCESS_MIN_UNITS
     new_excess = (excess_now & (fe["delta"] > TOLERANCE) & (fe["proj_new"] - fe["ss"] - cover_weeks >= EXCESS_MIN_UNITS)
                   & (fe["proj"] - fe["ss"] - cover_weeks < EXCESS_MIN_UNITS))
