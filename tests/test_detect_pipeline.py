@@ -163,9 +163,13 @@ def planted_network() -> dict:
     add_clean_sku(net, "HOLD", "DC-1")
     add_clean_sku(net, "HOLD-NEAR", "DC-1", stock=300)
     add_clean_sku(net, "HOLD-PART", "DC-1", stock=80)
+    # a count holding more than it has on hand (fires, and says so)
+    add_clean_sku(net, "HOLD-OVER", "DC-1", stock=20)
     for snap in net["inventory_snapshots"]:
         if snap["sku_id"] == "HOLD":
             snap["quality_hold_qty"] = 170.0
+        if snap["sku_id"] == "HOLD-OVER":
+            snap["quality_hold_qty"] = 30.0
         if snap["sku_id"] == "HOLD-PART":
             snap["quality_hold_qty"] = 60.0
         if snap["sku_id"] == "HOLD-NEAR":
@@ -223,7 +227,7 @@ def test_a_run_whose_exceptions_have_no_reference(tmp_path: Path) -> None:
         ("late_transfer", {"SH-LATE"}),
         ("production_shortfall", {"MO-LATE", "MO-SHORT-EARLY", "MO-SHORT-LATE"}),
         ("capacity_overload", {"LINE-2", "LINE-4"}),
-        ("quality_hold", {"HOLD@DC-1", "HOLD-PART@DC-1"}),
+        ("quality_hold", {"HOLD@DC-1", "HOLD-PART@DC-1", "HOLD-OVER@DC-1"}),
     ],
 )
 def test_each_type_fires_on_its_plant_and_not_on_the_near_miss(planted: pd.DataFrame, exception_type: str,
@@ -241,7 +245,9 @@ def test_shortages_fire_where_stock_runs_short_only(planted: pd.DataFrame) -> No
 
 
 def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:
-    assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv"}
+    # and the count of HOLD-OVER, which holds more than it has on hand (a reconciliation finding)
+    assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv",
+                                              f"hold_above_on_hand:{AS_OF.isoformat()}:HOLD-OVER:DC-1"}
 
 
 def test_stale_sources_are_judged_by_the_runs_freshness_limits(tmp_path: Path) -> None:
@@ -311,6 +317,8 @@ def test_quality_hold_says_how_much_releasing_it_covers(planted: pd.DataFrame) -
     part = holds.loc["HOLD-PART"]  # 60 held, more missing: releasing all of it covers 60
     assert part["shortfall_qty"] == 60
     assert part["explanation"].endswith("releasing all 60 would cover that much of it; the rest needs other supply.")
+    over = holds.loc["HOLD-OVER"]  # 30 held of 20 on hand
+    assert over["explanation"].startswith("30 units of HOLD-OVER at DC-1 are on quality hold, more than the 20 on hand;")
 
 
 def test_priority_unique_and_money_ranks(planted: pd.DataFrame) -> None:

@@ -596,8 +596,13 @@ agg as (
 select
     'quality_hold' as exception_type, sku_id, location_id, week_start, first_week as week_index, null as reference_id,
     least(hold_qty, gap) as qty, unit_price, unit_cost, weeks_affected, null as absorbable,
-    {_num('hold_qty')} || ' of ' || {_units('on_hand_qty')} || ' of ' || sku_id || ' at ' || location_id
-        || ' are on quality hold; without them the projection falls up to ' || {_units('gap')}
+    case when hold_qty > on_hand_qty
+         -- the count holds more than it has (a reconciliation finding, hold_above_on_hand)
+         then {_units('hold_qty')} || ' of ' || sku_id || ' at ' || location_id || ' are on quality hold, more than the '
+              || {_num('on_hand_qty')} || ' on hand'
+         else {_num('hold_qty')} || ' of ' || {_units('on_hand_qty')} || ' of ' || sku_id || ' at ' || location_id
+              || ' are on quality hold' end
+        || '; without them the projection falls up to ' || {_units('gap')}
         || ' below safety stock from the week of ' || strftime(week_start, '%Y-%m-%d')
         || case when hold_qty >= gap then ': releasing ' || {_units('gap')} || ' would cover it.'
                 else ': releasing all ' || {_num('hold_qty')} || ' would cover that much of it; the rest needs other supply.'
