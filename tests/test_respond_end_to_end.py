@@ -77,6 +77,28 @@ def run(tmp_path_factory):
     load = pd.DataFrame(line3, columns=["sku", "week", "qty"]).groupby("week")["qty"].sum()
     net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-3", "week_start": monday(w).isoformat(),
                                   "capacity_qty": float(load.get(w, 100.0))} for w in range(-8, 13)]
+    # SKU-U: the plant is 38 short in week 0 (20 - 100 x 4/7) until MO-U-1 (200) finishes on Fri 11-27 (week 1).
+    # LINE-4 is full every week; this week's slot is MO-V-0's (100 units of SKU-V, Fri 11-20, after as_of), and
+    # SKU-V sits far above its safety stock: run MO-U-1 first (finishing Sun 11-22), MO-V-0's units move to 11-27.
+    net["skus"] += [{"sku_id": sku, "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0}
+                    for sku in ["SKU-U", "SKU-V"]]
+    net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku,
+                         "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": demand,
+                         "supply_qty": demand, "safety_stock_qty": ss}
+                        for sku, demand, ss in [("SKU-U", 100.0, 0.0), ("SKU-V", 50.0, 100.0)] for w in range(-2, 13)]
+    net["inventory_snapshots"] += [{"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": "PLANT-1",
+                                    "on_hand_qty": qty, "quality_hold_qty": 0.0} for sku, qty in [("SKU-U", 20.0),
+                                                                                                    ("SKU-V", 500.0)]]
+    line4 = [("SKU-U", w, 200.0 if w == 1 else 100.0) for w in range(1, 13)] + \
+        [("SKU-V", w, 100.0 if w == 0 else 50.0) for w in range(0, 13)]
+    net["production_orders"] += [
+        {"production_order_id": f"MO-{sku[-1]}-{w}", "sku_id": sku, "location_id": "PLANT-1", "resource_id": "LINE-4",
+         "planned_start_date": monday(w).isoformat(), "planned_finish_date": (monday(w) + timedelta(days=4)).isoformat(),
+         "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
+        for sku, w, qty in line4]
+    load4 = pd.DataFrame(line4, columns=["sku", "week", "qty"]).groupby("week")["qty"].sum()
+    net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-4", "week_start": monday(w).isoformat(),
+                                  "capacity_qty": float(load4.get(w, 100.0))} for w in range(-8, 13)]
     root = tmp_path_factory.mktemp("respond")
     result = run_soe(root, write_landing_zone(root / "landing", net))
     assert result.ok
@@ -152,6 +174,14 @@ def test_full_resource_gets_a_reprioritisation(recs):
         "instead of 2026-12-18, $116): 58 units of MO-T-3 (SKU-T) move from 2026-12-11 to 2026-12-18, SKU-T stays at "
         "or above safety stock at PLANT-1")
     assert not (recs["sku_id"] == "SKU-T").any()
+
+
+def test_a_full_resource_this_week_gets_a_reprioritisation_with_an_order_still_to_finish(recs):
+    u = recs[recs["sku_id"] == "SKU-U"]
+    assert u[["action_type", "reference_id", "qty"]].values.tolist() == [["reprioritise_production", "MO-U-1", 38.0]]
+    assert u["explanation"].iloc[0].startswith(
+        "Run MO-U-1 (38 units of SKU-U) before MO-V-0 on LINE-4 at PLANT-1 in week 2026-11-16 (finishing 2026-11-22 "
+        "instead of 2026-11-27")
 
 
 def test_every_recommended_action_applied_leaves_no_new_shortfall(run, recs):

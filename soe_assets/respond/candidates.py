@@ -110,7 +110,9 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
                 select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index,
                        s.qty
                 from intermediate.int_open_supply as s
-                where s.week_index >= 1 and s.week_index < ? and (
+                -- week 0 only for production still to finish after as_of: an order B a swap can push later
+                -- (nothing lands before week 0, so nothing of week 0 is pulled in or expedited)
+                where (s.week_index >= 1 or (s.supply_kind = 'production' and s.due_date > ?)) and s.week_index < ? and (
                     s.sku_id in (select distinct sku_id from _short)
                     or (s.supply_kind = 'production' and s.week_index < ? and exists (
                         select 1 from short_resources as r
@@ -125,7 +127,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             from selected
             left join shipments on selected.supply_kind = 'transfer' and shipments.shipment_id = selected.reference_id
             order by selected.supply_kind, selected.reference_id
-        """, [run.horizon_weeks, run.time_fence_weeks]).df()
+        """, [run.as_of, run.horizon_weeks, run.time_fence_weeks]).df()
         others = supply.loc[~supply["sku_id"].isin(in_fence["sku_id"]), ["sku_id", "location_id"]].drop_duplicates()
         conn.register("_others", others)
         positions = conn.execute(f"""
