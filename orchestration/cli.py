@@ -553,7 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     exc.add_argument("--location", default=None, help="only this location")
     exc.set_defaults(func=cmd_exceptions)
 
-    recs = sub.add_parser("recommendations", help="the coordinated responses of the latest run (planner's view)")
+    recs = sub.add_parser(
+        "recommendations", help="the coordinated responses of the latest run (planner's view)",
+        description="Print the latest run's recommendations, each with its rank, action, SKU, route, quantity, "
+                    "revenue protected, cost, the exceptions it resolves and the planner's sentence. Ranked by money at stake: an "
+                    "action's revenue protected, an escalation's revenue still at risk, a re-promise's line value.")
     _add_mart_source(recs)
     recs.add_argument("--top", type=_non_negative, default=20, help="show the N first (default 20; 0: all)")
     recs.add_argument("--action", default=None, help="only this action type, e.g. reallocate_stock")

@@ -191,3 +191,15 @@ def test_every_recommended_action_applied_leaves_no_new_shortfall(run, recs):
     out = moves.groupby(["sku_id", "from_location_id"])["qty"].sum().rename("out").reset_index()
     donors = slw.merge(out.rename(columns={"from_location_id": "location_id"}), on=["sku_id", "location_id"])
     assert (donors["proj"] - donors["out"] >= donors[["ss", "proj"]].min(axis=1) - 1e-6).all()
+
+
+def test_rows_rank_by_money_at_stake_escalations_included(recs):
+    """An action ranks by the revenue it protects, an escalation by the revenue still at risk and a re-promise by
+    its line's value (units x price; every SKU here sells at 50): a large escalation is not hidden below small
+    actions."""
+    ranked = recs.sort_values("rank")
+    informational = ranked["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])
+    stake = ranked["impact_resolved_value"].where(~informational, ranked["qty"] * 50.0)
+    assert stake.is_monotonic_decreasing
+    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
+    assert informational.iloc[0] and not informational.all()

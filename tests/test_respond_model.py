@@ -336,20 +336,37 @@ def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first
                               "proj_new": [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]})
     lines = pd.DataFrame([
         {"reference_id": "SO-BIG:1", "customer_id": "BIG", "customer_value": 3600.0, "week_index": 1,
-         "promised_date": date(2026, 11, 25)},
+         "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)},
         {"reference_id": "SO-SMALL:1", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 2,
-         "promised_date": date(2026, 12, 2)},
+         "due_date": date(2026, 12, 2), "promised_date": date(2026, 12, 2)},
         {"reference_id": "SO-SMALL:2", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 0,
-         "promised_date": date(2026, 11, 18)},
+         "due_date": date(2026, 11, 18), "promised_date": date(2026, 11, 18)},
         {"reference_id": "SO-SMALL:3", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 3,
-         "promised_date": date(2026, 12, 9)},
+         "due_date": date(2026, 12, 9), "promised_date": date(2026, 12, 9)},
     ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
     rows = promise_rows(prob, short, projected, lines)
     assert rows["reference_id"].tolist() == ["SO-SMALL:1"]
     assert rows["explanation"].iloc[0] == (
         "Re-promise order line SO-SMALL:1 (30 units of S from DC-1, customer SMALL with $1,200 of open orders; "
         "the lines of customers with less move first) from 2026-12-02 to 2026-12-07: 30 units of the fence "
-        "shortage cannot be covered and the balance is back above zero from that week (cumulative ATP 0).")
+        "shortage cannot be covered and the balance after the recommended actions is back at or above zero from "
+        "that week (5 that week).")
+
+
+def test_of_one_customers_lines_due_in_the_same_week_the_latest_requested_moves_first():
+    """10 units short in week 1: of SMALL's two lines requested that week (Tue 20, Thu 10 units), the Thursday
+    one accounts for the shortage alone; the Tuesday line keeps its date."""
+    prob = problem(positions({("S", "DC-1"): ([10.0, -10.0, 5.0, 5.0, 5.0, 5.0], 0.0)}), lanes())
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 10.0, "left_qty": 10.0,
+                           "first_week": 1, "price": 50.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
+                              "proj_new": [10.0, -10.0, 5.0, 5.0, 5.0, 5.0]})
+    lines = pd.DataFrame([
+        {"reference_id": "SO-A:1", "due_date": date(2026, 11, 24), "qty": 20.0},
+        {"reference_id": "SO-B:1", "due_date": date(2026, 11, 26), "qty": 10.0},
+    ]).assign(sku_id="S", location_id="DC-1", customer_id="SMALL", customer_value=1500.0, week_index=1,
+              promised_date=lambda f: f["due_date"])
+    assert promise_rows(prob, short, projected, lines)["reference_id"].tolist() == ["SO-B:1"]
 
 
 def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date():
@@ -361,7 +378,8 @@ def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date()
     projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
                               "proj_new": [10.0] + [-30.0] * (H - 1)})
     lines = pd.DataFrame([{"reference_id": "SO-C8:1", "customer_id": "C8", "customer_value": 900.0, "week_index": 1,
-                           "promised_date": date(2026, 11, 25)}]).assign(sku_id="S", location_id="DC-1", qty=30.0)
+                           "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)}]).assign(
+        sku_id="S", location_id="DC-1", qty=30.0)
     rows = promise_rows(prob, short, projected, lines)
     assert rows["reference_id"].tolist() == ["SO-C8:1"]
     assert rows["explanation"].iloc[0] == (

@@ -162,7 +162,8 @@ def _booked_lines(conn: duckdb.DuckDBPyConnection, places: pd.DataFrame) -> pd.D
                 from intermediate.int_booked_demand as b left join staging.stg_skus as s using (sku_id)
                 where b.demand_kind = 'sales_order' group by customer_id
             )
-            select b.reference_id, b.sku_id, b.location_id, b.customer_id, b.week_index, b.qty, b.promised_date,
+            select b.reference_id, b.sku_id, b.location_id, b.customer_id, b.week_index, b.qty, b.due_date,
+                   b.promised_date,
                    coalesce(value.customer_value, 0) as customer_value
             from intermediate.int_booked_demand as b
             inner join _places using (sku_id, location_id)
@@ -177,8 +178,8 @@ def _booked_lines(conn: duckdb.DuckDBPyConnection, places: pd.DataFrame) -> pd.D
 def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
     """Re-promise the booked lines that cannot be met: from the lowest-priority customer (smallest open
     booked value) and the latest requested line, until the uncovered fence shortage is accounted for.
-    New promise: the Monday of the first week from which the re-projected balance stays >= 0 (ATP
-    is positive again); no such week in the horizon: the line is listed without a date, to hold until
+    New promise: the Monday of the first week from which the re-projected balance (the actions applied)
+    stays >= 0; no such week in the horizon: the line is listed without a date, to hold until
     S&OP re-plans the supply (the shortage is escalated)."""
     left = short[short["left_qty"].fillna(short["short_qty"]) >= 1][["sku_id", "location_id", "left_qty", "first_week", "price"]]
     if not len(left) or not len(lines):
@@ -192,28 +193,29 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     # only the lines due before the recovery week can move to it: they alone account for the shortage
     cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)
                 & (cand["recovery_week"] > cand["week_index"])]
-    cand = cand.sort_values(["sku_id", "location_id", "customer_value", "week_index", "reference_id"],
+    # the latest requested line first (``due_date``: the requested date), not only the latest week
+    cand = cand.sort_values(["sku_id", "location_id", "customer_value", "due_date", "reference_id"],
                             ascending=[True, True, True, False, True])
     before = cand.groupby(["sku_id", "location_id"])["qty"].cumsum() - cand["qty"]
     cand = cand[before < cand["left_qty"]]
     if not len(cand):
         return pd.DataFrame()
-    atp = problem.positions[["sku_id", "location_id", "week_index", "atp"]].rename(columns={"week_index": "recovery_week"})
-    cand = cand.merge(atp, on=["sku_id", "location_id", "recovery_week"], how="left")
+    balance = projected[["sku_id", "location_id", "week_index", "proj_new"]].rename(columns={"week_index": "recovery_week"})
+    cand = cand.merge(balance, on=["sku_id", "location_id", "recovery_week"], how="left")
     new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
     recovers = cand["recovery_week"] < problem.horizon_weeks
     outcome = np.where(
         recovers,
         " to " + new_date.dt.strftime("%Y-%m-%d") + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot "
-        "be covered and the balance is back above zero from that week (cumulative ATP " + _n(cand["atp"].fillna(0))
-        + ").",
+        "be covered and the balance after the recommended actions is back at or above zero from that week ("
+        + _n(cand["proj_new"].fillna(0)) + " that week).",
         ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance stays below zero "
         "to the end of the " + str(problem.horizon_weeks) + "-week horizon, so no date can be promised yet: hold "
         "the line until S&OP re-plans the supply (escalated).")
     return pd.DataFrame({
         "action_type": "adjust_order_promise", "sku_id": cand["sku_id"], "from_location_id": cand["location_id"],
         "to_location_id": None, "reference_id": cand["reference_id"], "qty": cand["qty"], "cost": 0.0,
-        "impact_resolved_value": 0.0, "to_place": cand["location_id"],
+        "impact_resolved_value": 0.0, "to_place": cand["location_id"], "at_stake": cand["qty"] * cand["price"].fillna(0),
         "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["first_week"].astype(int), unit="D"),
         "explanation": "Re-promise order line " + cand["reference_id"] + " (" + _units(cand["qty"]) + " of " + cand["sku_id"]
         + " from " + cand["location_id"] + ", customer " + cand["customer_id"].astype(str) + " with "
@@ -257,6 +259,7 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
         "action_type": "escalate_to_sop", "sku_id": rows["sku_id"], "from_location_id": None,
         "to_location_id": rows["location_id"], "reference_id": None, "qty": remaining,
         "cost": 0.0, "impact_resolved_value": 0.0, "to_place": rows["location_id"],
+        "at_stake": remaining * rows["price"].fillna(0),
         "week_start": pd.Timestamp(problem.week0) + pd.to_timedelta(7 * week, unit="D"), "explanation": text,
     })
 
@@ -327,9 +330,11 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         columns=[*MART_COLUMNS, "to_place", "week_start"])
     mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
     mart["creates_new_exception"] = False
-    order = {"escalate_to_sop": 2, "adjust_order_promise": 1}
-    mart["_kind"] = mart["action_type"].map(order).fillna(0)
-    mart = mart.sort_values(["_kind", "impact_resolved_value", "sku_id", "to_place"], ascending=[True, False, True, True])
+    # ranked by money at stake: an action's revenue protected, an escalation's revenue still at risk, a
+    # re-promise's line value; on a tie, actions before re-promises before escalations
+    mart["_at_stake"] = mart.get("at_stake", pd.Series(np.nan, index=mart.index)).fillna(mart["impact_resolved_value"])
+    mart["_kind"] = mart["action_type"].map({"adjust_order_promise": 1, "escalate_to_sop": 2}).fillna(0)
+    mart = mart.sort_values(["_at_stake", "_kind", "sku_id", "to_place"], ascending=[False, True, True, True])
     mart["rank"] = np.arange(1, len(mart) + 1)
     key = (mart["action_type"].astype(str) + "|" + mart["sku_id"].astype(str) + "|" + mart["from_location_id"].fillna("").astype(str)
            + "|" + mart["to_location_id"].fillna("").astype(str) + "|" + mart["reference_id"].fillna("").astype(str)

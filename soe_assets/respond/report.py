@@ -14,7 +14,7 @@ ACTION_TYPES = ("reallocate_stock", "expedite_purchase_order", "expedite_transfe
 
 def format_recommendations(frame: pd.DataFrame, *, top: int = 20, action_type: str | None = None,
                            width: int = 160) -> str:
-    """The recommendations, actions with the most value protected first, then re-promises and escalations."""
+    """The recommendations in rank order (money at stake: see ``docs/responses.md``)."""
     rows = frame[frame["action_type"].eq(action_type)] if action_type else frame
     rows = rows.sort_values("rank") if "rank" in rows.columns else rows
     if not len(rows):
