@@ -408,7 +408,7 @@ def test_recommendations_link_to_the_runs_exceptions_held_back_by_the_alert_budg
         ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-11', true)
     ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of, in_alert_budget)""")
     rows = pd.DataFrame({"action_type": "reallocate_stock", "sku_id": "S", "to_place": ["DC-1", "DC-2", "DC-3"],
-                         "reference_id": None, "week_start": pd.Timestamp(WEEK0)})
+                         "reference_id": None, "qty": 10.0, "week_start": pd.Timestamp(WEEK0)})
     linked = link_exceptions(conn, rows, pd.MultiIndex.from_tuples([], names=["sku_id", "location_id"]), AS_OF)
     detection_id = exception_ids(pd.DataFrame({"exception_type": ["projected_stockout"], "sku_id": ["S"],
                                                "location_id": ["DC-3"], "reference_id": [None],
@@ -416,3 +416,20 @@ def test_recommendations_link_to_the_runs_exceptions_held_back_by_the_alert_budg
     assert linked["exception_id"].tolist() == ["EX-A", "EX-B", detection_id]
     assert detection_id.startswith("EX-") and len(detection_id) == 19
     assert linked["resolves_exception_ids"].tolist() == linked["exception_id"].tolist()
+
+
+def test_an_expedite_claims_the_late_line_it_expedites_only_when_it_moves_all_of_it():
+    """PO-1 (100 open) is expedited whole in two rows (60 + 40), PO-2 (100 open) only 80 of it: PO-1's late-PO
+    exception is resolved, PO-2's is not."""
+    conn = duckdb.connect()
+    conn.execute("create schema marts")
+    conn.execute("""create table marts.exception_history as select * from (values
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18'),
+        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18'),
+        ('EX-P2', 'late_purchase_order', 'S', 'DC-1', 'PO-2', 'open', DATE '2026-11-18')
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of)""")
+    rows = pd.DataFrame({"action_type": "expedite_purchase_order", "sku_id": "S", "to_place": "DC-1",
+                         "reference_id": ["PO-1", "PO-1", "PO-2"], "qty": [60.0, 40.0, 80.0],
+                         "item_qty": [100.0, 100.0, 100.0], "week_start": pd.Timestamp(WEEK0)})
+    linked = link_exceptions(conn, rows, pd.MultiIndex.from_tuples([], names=["sku_id", "location_id"]), AS_OF)
+    assert linked["resolves_exception_ids"].tolist() == ["EX-A,EX-P1", "EX-A,EX-P1", "EX-A"]

@@ -277,7 +277,9 @@ def below_safety_stock_after(projected: pd.DataFrame) -> pd.MultiIndex:
 def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_below: pd.MultiIndex,
                     as_of: date) -> pd.DataFrame:
     """exception_id (the shortage at the place it bites) and every exception the row resolves: the place's
-    ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not).
+    ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not),
+    and the late PO line, shipment or production order it brings forward when the rows bringing it forward
+    move its whole open quantity (``item_qty``).
 
     The ids are those of the run's open exceptions in ``exception_history``: those the alert budget held
     back from ``exceptions`` included, since the actions serve every shortage. A place with no such
@@ -304,7 +306,11 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     acting = ~rows["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])
     resolves = resolves.where(~(acting & extra_bss.notna() & (extra_bss != rows["exception_id"])),
                               resolves + "," + extra_bss.fillna(""))
-    resolves = resolves.where(~(acting & extra_ref.notna()), resolves + "," + extra_ref.fillna(""))
+    # the supply exception only where the actions bring the item's whole open quantity forward: part of a late
+    # PO line expedited leaves the rest of it late
+    moved = rows["qty"].groupby(rows["reference_id"].fillna("")).transform("sum")
+    whole = moved >= rows.get("item_qty", pd.Series(np.nan, index=rows.index)).fillna(np.inf) - 0.5
+    resolves = resolves.where(~(acting & extra_ref.notna() & whole), resolves + "," + extra_ref.fillna(""))
     rows["resolves_exception_ids"] = resolves
     return rows
 
