@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -225,6 +226,38 @@ def test_detects_planted_bias_and_supplier_delay_only():
     assert "re-quote the lead time of supplier SUP-1 for B from 15 to 21 days" in delay.suggested_sop_action
 
 
+def with_unsold_plan(status: str, week: date) -> dict[str, list[dict]]:
+    """Clean rows plus B@DC-2, planned 40 a week for 8 weeks, whose one sales order line (``status``) is due in
+    ``week``: plan above actual in every week of the window."""
+    rows = clean_rows()
+    rows["int_committed_plan"] += [{**plan, "location_id": "DC-2"} for plan in rows["int_committed_plan"]
+                                   if (plan["sku_id"], plan["location_id"]) == ("B", "DC-1")]
+    rows["stg_sales_orders"].append({
+        "order_id": "SO-B-DC-2", "line_no": 1, "customer_id": "C", "sku_id": "B", "location_id": "DC-2",
+        "order_date": week - timedelta(days=7), "requested_date": week, "promised_date": week, "ordered_qty": 40.0,
+        "shipped_qty": 0.0 if status == "cancelled" else 40.0, "ship_date": None if status == "cancelled" else week,
+        "status": status})
+    return rows
+
+
+def test_a_sku_location_whose_only_order_was_cancelled_is_not_judged_for_bias():
+    """It never had demand: its plan is not a 100 % over-forecast to lower."""
+    conn = make_warehouse(**with_unsold_plan("cancelled", LAST_WEEK))
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert feedback.empty, feedback[["pattern", "sku_id", "location_id", "explanation"]]
+
+
+def test_over_forecast_without_demand_in_the_window_reads_naturally():
+    """B@DC-2 sold once, before the window: it serves customers, its plan of 160 met no demand in the window
+    (no mean bias to state)."""
+    conn = make_warehouse(**with_unsold_plan("shipped", weeks_back(8)[-1]))
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    bias = feedback[feedback.pattern == "persistent_over_forecast"].iloc[0]
+    assert (bias.sku_id, bias.location_id) == ("B", "DC-2") and pd.isna(bias.mean_bias)
+    assert "lower the demand plan of B (family parts) at DC-2 by ~100%" in bias.suggested_sop_action
+    assert "planned 160, actual 0 units (no actual demand, so no mean bias), a gap beyond the" in bias.explanation
+
+
 def test_bias_from_the_shared_plan_vs_actual_table_matches_the_inline_computation():
     """The Dagster asset reads the KPI stage's table of every past week; the window's weeks must come out the same."""
     conn = make_warehouse(**planted_rows())
@@ -350,6 +383,25 @@ def test_report_is_self_contained_html(tmp_path):
         'xmlns="http://www.w3.org/2000/svg"', "")
     assert "re-quote the lead time of supplier SUP-1" in text and "Forecast bias by family" in text
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_latest_week_tiles_name_an_older_week_and_compare_with_the_week_before_it():
+    """No PO line promised in the latest complete week (9 Nov): the supplier tile shows 2 Nov's value as such,
+    against 26 Oct; OTIF has 9 Nov but no 2 Nov, so no change is shown (not one against 26 Oct)."""
+    kpi = lambda name, week, value: {"week_start": week, "kpi_name": name, "scope_type": "total",  # noqa: E731
+                                     "scope_id": None, "value": value, "numerator": value, "denominator": 1.0}
+    kpis = pd.DataFrame([
+        kpi("supplier_on_time_rate", date(2026, 10, 26), 0.2), kpi("supplier_on_time_rate", date(2026, 11, 2), 0.5),
+        kpi("otif_line_rate", date(2026, 10, 26), 0.9), kpi("otif_line_rate", date(2026, 11, 9), 0.8),
+    ])
+    page = render_report(kpis, pd.DataFrame(columns=["pattern"]), as_of=AS_OF, sop_cycle=date(2026, 12, 7),
+                         window_start=date(2026, 10, 19))
+    tiles = dict(re.findall(r'<div class="tile"><div class="name">([^<]+)</div>(.*?)</div></div>', page))
+    assert tiles["Supplier on time"] == (
+        '<div class="value">50.0%</div><div class="week">week of 2026-11-02 · no value for 2026-11-09</div>'
+        '<div class="delta good">▲ +30.0 pts vs week of 2026-10-26')
+    assert tiles["OTIF (lines)"] == '<div class="value">80.0%'
+    assert "latest complete week 2026-11-09" in page
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

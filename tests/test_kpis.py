@@ -124,13 +124,14 @@ def plan(sku: str, loc: str, week: date, qty: float) -> dict:
             "committed_at": pd.Timestamp("2026-10-01"), "demand_qty": qty, "supply_qty": qty, "safety_stock_qty": 0.0}
 
 
-def forecast_warehouse() -> duckdb.DuckDBPyConnection:
+def forecast_warehouse(*more_lines: dict) -> duckdb.DuckDBPyConnection:
     return make_warehouse(
         stg_sales_orders=[
             so(1, W1, 80, 80, W1, sku="A", loc="DC-1"),
             so(2, W1, 30, 0, None, "cancelled", sku="A", loc="DC-1"),   # cancelled: not demand
             so(3, W1, 50, 50, W1, sku="B", loc="DC-1"),                  # no plan: plan counts 0
             so(4, W2, 10, 10, W2, sku="A", loc="DC-2", requested=W2 + timedelta(days=8)),  # requested in W1
+            *more_lines,
         ],
         stg_pos_sales=[{"sale_date": W1 + timedelta(days=5), "sku_id": "A", "location_id": "DC-1", "qty": 20.0}],
         int_committed_plan=[
@@ -155,6 +156,18 @@ def test_forecast_wape_bias_and_mape():
     assert mape.denominator == 3
     dc1 = pick(metrics.forecast_wape(conn, AS_OF), W1, "location", "DC-1")
     assert dc1.value == pytest.approx(70 / 150)
+
+
+def test_a_sku_location_whose_only_line_was_cancelled_does_not_serve_customers():
+    """B@DC-2 (plan 40 in W1) had one order, cancelled: it never had demand, so its plan is not judged as a
+    100 % over-forecast; the KPIs come out as if the line did not exist."""
+    conn = forecast_warehouse(so(5, W1, 40, 0, None, "cancelled", sku="B", loc="DC-2"))
+    for kpi in (metrics.forecast_wape, metrics.forecast_bias, metrics.forecast_mape):
+        pd.testing.assert_frame_equal(kpi(conn, AS_OF), kpi(forecast_warehouse(), AS_OF))
+    dc2 = pick(metrics.forecast_bias(conn, AS_OF), W1, "location", "DC-2")
+    assert (dc2.numerator, dc2.denominator) == (-10, 10)  # A@DC-2 only: plan 0, actual 10
+    metrics.write_plan_vs_actual(conn, AS_OF, "main.pva")
+    assert conn.execute("SELECT count(*) FROM main.pva WHERE sku_id = 'B' AND location_id = 'DC-2'").fetchone() == (0,)
 
 
 # --- exceptions and working capital ---------------------------------------------------------
@@ -215,6 +228,26 @@ def test_inventory_value_days_of_supply_and_turns():
     # W1 (n=2): COGS 70 + 70*50 = 3570, annualised 3570*52/2; avg inventory (1000+1500)/2
     assert pick(turns, W1).value == pytest.approx(3570 * 52 / 2 / 1250)
     assert pick(turns, W1).denominator == pytest.approx(1250)
+
+
+def test_inventory_turns_of_a_scope_start_at_its_own_first_snapshot():
+    """DC-2 (B, family parts) is first counted in W1, a week after the network: W2 is unknown stock there, not
+    zero (which would halve its average inventory), and its W2 COGS stays out of the window with it."""
+    snap = lambda d, sku, loc, qty: {"snapshot_date": d, "sku_id": sku, "location_id": loc,  # noqa: E731
+                                     "on_hand_qty": qty, "quality_hold_qty": 0.0}
+    conn = make_warehouse(
+        stg_inventory_snapshots=[snap(W2 + timedelta(days=6), "A", "DC-1", 10),
+                                 snap(W1 + timedelta(days=2), "B", "DC-2", 60)],
+        stg_sales_orders=[so(1, W2, 8, 8, W2, sku="B", loc="DC-2"), so(2, W1, 10, 10, W1, sku="B", loc="DC-2")],
+    )
+    turns = metrics.inventory_turns(conn, AS_OF)
+    for scope_type, scope_id in (("location", "DC-2"), ("product_family", "parts")):
+        dc2 = pick(turns, W1, scope_type, scope_id)  # n = 1: COGS 10 x 5 = 50, inventory 60 x 5 = 300
+        assert (dc2.numerator, dc2.denominator) == (50 * 52, 300)
+        assert dc2.value == pytest.approx(50 * 52 / 300)
+    total = pick(turns, W1)  # the network had stock in both weeks: n = 2, COGS 40 + 50, inventory 500 then 800
+    assert (total.numerator, total.denominator) == (90 * 52 / 2, 650)
+    assert set(turns[turns.scope_id == "DC-2"].week_start) == {W1}
 
 
 def test_weekly_stock_takes_each_sku_locations_latest_snapshot_and_starts_with_its_first():

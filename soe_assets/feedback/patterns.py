@@ -75,9 +75,14 @@ def _monday(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def last_ended_week(as_of: date) -> date:
+    """The Monday of the latest complete week: the last that ended on or before ``as_of``."""
+    return _monday(as_of - timedelta(days=6))
+
+
 def feedback_window(as_of: date, previous_cycle: date | None, rules: FeedbackRules = FeedbackRules()) -> Window:
     """Weeks since the previous cycle, but never fewer than ``bias_weeks``."""
-    last_week = _monday(as_of - timedelta(days=6))
+    last_week = last_ended_week(as_of)
     shortest = last_week - timedelta(weeks=rules.bias_weeks - 1)
     start = _monday(previous_cycle) if previous_cycle else last_week - timedelta(weeks=rules.lookback_weeks - 1)
     return Window(start=min(start, shortest), last_week=last_week, as_of=as_of)
@@ -177,11 +182,11 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
         else:
             action = f"add a demand plan of ~{_fmt(r.actual_sum / n)} units/week for {where} (none today)"
         mean_bias = None if pd.isna(r.mean_bias) else float(r.mean_bias)
-        bias_text = f"{mean_bias:+.0%}" if mean_bias is not None else "no actual demand"
+        bias_text = f"mean bias {mean_bias:+.0%}" if mean_bias is not None else "no actual demand, so no mean bias"
         explanation = (
             f"Plan {'above' if r.over else 'below'} actual demand in {r.occurrences} of {n} weeks since "
             f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(r.plan_sum)}, "
-            f"actual {_fmt(r.actual_sum)} units, mean bias {bias_text}, a gap beyond the "
+            f"actual {_fmt(r.actual_sum)} units ({bias_text}), a gap beyond the "
             f"±{_fmt(r.noise_gap)} units that ordinary forecast noise explains; "
             + (f"~{_fmt(r.impact_value)} of stock built beyond demand at cost."
                if r.over else f"~{_fmt(r.impact_value)} of revenue at risk.")

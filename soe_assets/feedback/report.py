@@ -5,10 +5,12 @@ from __future__ import annotations
 import html
 import math
 import os
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
+
+from soe_assets.feedback.patterns import last_ended_week
 
 REPORT_FILE = "sop_report.html"
 
@@ -39,6 +41,7 @@ h1 {{ font-size: 26px; margin: 0 0 4px; }} h2 {{ font-size: 18px; margin: 32px 0
 .tile {{ padding: 12px 14px; }} .tile .name {{ color: {MUTED}; font-size: 12px; text-transform: uppercase;
        letter-spacing: .04em; }}
 .tile .value {{ font-size: 24px; font-weight: 600; margin-top: 4px; }} .tile .delta {{ font-size: 12px; }}
+.tile .week {{ font-size: 12px; font-style: italic; }}
 .good {{ color: {GOOD}; }} .bad {{ color: {BAD}; }} .flat {{ color: {MUTED}; }}
 .grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(270px, 1fr)); gap: 12px; }}
 .card {{ padding: 10px 12px 6px; }} .card h3 {{ font-size: 13px; margin: 0 0 2px; }}
@@ -137,23 +140,31 @@ def bar_chart(items: list[tuple[str, float]], *, is_rate: bool = False, width: i
     return "".join(parts)
 
 
-def _tiles(totals: pd.DataFrame) -> str:
-    tiles = []
-    for name, title, is_rate, higher_better in TREND_KPIS:
-        series = totals[totals.kpi_name == name].sort_values("week_start")
-        if series.empty:
-            continue
-        last = series.value.iloc[-1]
-        delta_html = ""
-        if len(series) > 1:
-            delta = last - series.value.iloc[-2]
-            tone = "flat" if higher_better is None or abs(delta) < 1e-9 else (
-                "good" if (delta > 0) == higher_better else "bad")
-            arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
-            shown = f"{delta * 100:+.1f} pts" if is_rate else f"{delta:+,.1f}"
-            delta_html = f'<div class="delta {tone}">{arrow} {shown} vs previous week</div>'
-        tiles.append(f'<div class="tile"><div class="name">{_e(title)}</div>'
-                     f'<div class="value">{_e(_format(last, is_rate))}</div>{delta_html}</div>')
+def _tile(series: pd.Series, latest: date, title: str, is_rate: bool, higher_better: bool | None) -> str:
+    """One KPI's tile: its value of the latest complete week, else its last earlier value labelled with its week
+    (a planner must not read an old week as this week's), and the change against the week before the one shown."""
+    shown = series.index.max()
+    stale = f'<div class="week">week of {shown} · no value for {latest}</div>' if shown != latest else ""
+    previous = shown - timedelta(weeks=1)
+    delta_html = ""
+    if previous in series.index:
+        delta = series[shown] - series[previous]
+        tone = "flat" if higher_better is None or abs(delta) < 1e-9 else (
+            "good" if (delta > 0) == higher_better else "bad")
+        arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
+        change = f"{delta * 100:+.1f} pts" if is_rate else f"{delta:+,.1f}"
+        against = "previous week" if shown == latest else f"week of {previous}"
+        delta_html = f'<div class="delta {tone}">{arrow} {change} vs {against}</div>'
+    return (f'<div class="tile"><div class="name">{_e(title)}</div>'
+            f'<div class="value">{_e(_format(series[shown], is_rate))}</div>{stale}{delta_html}</div>')
+
+
+def _tiles(totals: pd.DataFrame, latest: date) -> str:
+    """The latest-week tiles, one per KPI with a value in or before the latest complete week."""
+    past = totals[totals.week_start <= latest]
+    values = {name: kpi.set_index("week_start").value.astype(float) for name, kpi in past.groupby("kpi_name")}
+    tiles = [_tile(values[name], latest, title, is_rate, higher_better)
+             for name, title, is_rate, higher_better in TREND_KPIS if name in values]
     return '<div class="tiles">' + "".join(tiles) + "</div>" if tiles else '<div class="empty">no KPIs yet</div>'
 
 
@@ -206,15 +217,15 @@ def render_report(kpis: pd.DataFrame, feedback: pd.DataFrame, *, as_of: date, so
                  "<th>Impact</th><th>Suggested S&amp;OP action</th></tr></thead><tbody>"
                  + "".join(body) + "</tbody></table>")
 
-    latest = totals.week_start.max() if not totals.empty else None
+    latest = last_ended_week(as_of)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>S&amp;OP feedback — cycle {sop_cycle}</title><style>{CSS}</style></head>
 <body><main>
 <h1>S&amp;OP feedback for the cycle of {sop_cycle:%A %d %B %Y}</h1>
-<p class="sub">Data as of {as_of} · patterns since {window_start} · latest complete week {latest or "–"} ·
+<p class="sub">Data as of {as_of} · patterns since {window_start} · latest complete week {latest} ·
 {len(feedback)} recurring pattern{"s" if len(feedback) != 1 else ""}</p>
-<h2>Latest week</h2>{_tiles(totals) if not totals.empty else '<div class="empty">no KPIs yet</div>'}
+<h2>Latest week</h2>{_tiles(totals, latest) if not totals.empty else '<div class="empty">no KPIs yet</div>'}
 <h2>What to change in the plan</h2>{table}
 <div class="two">
 <div><h2>Top recurring patterns by impact</h2><div class="card">{pattern_bars}</div></div>

@@ -179,6 +179,9 @@ def plan_vs_actual_sql(first_week: str | None = None, last_week: str | None = No
 
     actual = ordered units of non-cancelled sales-order lines by requested_date
     + POS units by sale_date; plan = the committed plan's demand_qty.
+    Customer-serving = any non-cancelled sales-order line or any POS sale: a
+    SKU-location whose only order was cancelled never had demand, so its plan is
+    not judged against it (it would read as 100 % over-forecast).
     ``first_week`` / ``last_week`` (SQL date expressions, optional) keep only
     those weeks, filtered before the join rather than after it.
     """
@@ -186,7 +189,7 @@ def plan_vs_actual_sql(first_week: str | None = None, last_week: str | None = No
     in_weeks = " AND ".join(b for b in bounds if b) or "TRUE"
     return f"""
         WITH serving AS (
-            SELECT DISTINCT sku_id, location_id FROM staging.stg_sales_orders
+            SELECT DISTINCT sku_id, location_id FROM staging.stg_sales_orders WHERE status <> 'cancelled'
             UNION
             SELECT DISTINCT sku_id, location_id FROM staging.stg_pos_sales
         ),
@@ -384,15 +387,15 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
 
     COGS = shipped_qty × unit_cost of non-cancelled sales-order lines by
     ship_date + POS qty × unit_cost by sale_date. The trailing window holds W
-    and up to 12 earlier weeks, never before the first snapshot week (n_weeks
-    <= 13). ``numerator`` = annualised COGS, ``denominator`` = average
-    inventory value.
+    and up to 12 earlier weeks, never before the scope's own first snapshot
+    week (n_weeks <= 13): a week before it has no known stock, and counting it
+    as zero would dilute the average of a location or family that started
+    later than the network; its COGS stays out too. ``numerator`` = annualised
+    COGS, ``denominator`` = average inventory value.
     """
     sources = sources or Sources.inline(as_of)
     sql = f"""
-        WITH stock AS (SELECT * FROM {sources.stock}),
-        weeks AS (SELECT DISTINCT week_start FROM stock),
-        cogs_rows AS (
+        WITH cogs_rows AS (
             SELECT date_trunc('week', so.ship_date)::DATE AS week_start, skus.product_family, so.location_id,
                    CAST(least(coalesce(so.shipped_qty, 0), so.ordered_qty) * coalesce(skus.unit_cost, 0.0) AS {EXACT})
                        AS cogs
@@ -404,10 +407,10 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
             FROM staging.stg_pos_sales AS pos {_FAMILY}
         ),
         base AS (
-            SELECT week_start, product_family, location_id, stock_value, 0.0 AS cogs FROM stock
+            SELECT week_start, product_family, location_id, stock_value, 0.0 AS cogs, TRUE AS stocked
+            FROM {sources.stock}
             UNION ALL
-            SELECT cogs_rows.week_start, product_family, location_id, 0.0, cogs
-            FROM cogs_rows INNER JOIN weeks USING (week_start)
+            SELECT week_start, product_family, location_id, 0.0, cogs, FALSE FROM cogs_rows
         ),
         scoped AS (
             SELECT week_start,
@@ -415,26 +418,18 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
                         WHEN grouping(location_id) = 0 THEN 'location' ELSE 'total' END AS scope_type,
                    CASE WHEN grouping(product_family) = 0 THEN product_family
                         WHEN grouping(location_id) = 0 THEN location_id END AS scope_id,
-                   sum(stock_value) AS stock_value, sum(cogs) AS cogs
+                   sum(stock_value) AS stock_value, sum(cogs) AS cogs, bool_or(stocked) AS stocked
             FROM base
             GROUP BY GROUPING SETS ((week_start), (week_start, product_family), (week_start, location_id))
         ),
-        scopes AS (
-            SELECT DISTINCT scope_type, scope_id FROM scoped WHERE scope_type = 'total' OR scope_id IS NOT NULL
-        ),
-        filled AS (
-            SELECT weeks.week_start, scopes.scope_type, scopes.scope_id,
-                   coalesce(scoped.stock_value, 0.0) AS stock_value, coalesce(scoped.cogs, 0.0) AS cogs
-            FROM weeks CROSS JOIN scopes
-            LEFT JOIN scoped ON scoped.week_start = weeks.week_start AND scoped.scope_type = scopes.scope_type
-                AND scoped.scope_id IS NOT DISTINCT FROM scopes.scope_id
-        ),
         trail AS (
+            -- stocked: a week from the scope's first snapshot on (the stock relation has a row for each of them)
             SELECT week_start, scope_type, scope_id,
                    sum(cogs) OVER w AS cogs, avg(stock_value) OVER w AS avg_stock, count(*) OVER w AS n_weeks
-            FROM filled
+            FROM scoped
+            WHERE stocked AND (scope_type = 'total' OR scope_id IS NOT NULL)
             WINDOW w AS (PARTITION BY scope_type, scope_id ORDER BY week_start
-                         ROWS BETWEEN {TRAILING_WEEKS - 1} PRECEDING AND CURRENT ROW)
+                         RANGE BETWEEN INTERVAL {7 * (TRAILING_WEEKS - 1)} DAY PRECEDING AND CURRENT ROW)
         )
         SELECT week_start, 'inventory_turns' AS kpi_name, scope_type, scope_id,
                CAST(cogs * {WEEKS_PER_YEAR} / n_weeks / avg_stock AS DOUBLE) AS value,
