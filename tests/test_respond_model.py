@@ -221,7 +221,7 @@ def test_explanation_states_the_numbers():
     into, _ = attribute(prob, acts, projected)
     row = _action_rows(prob, into, projected).iloc[0]
     assert row["explanation"] == (
-        "Move 60 units of X from D to A (2 days, $60, arriving 2026-11-21): covers 60 of the shortfall at A that "
+        "Move 60 units of X from D to A (2 days, $60, departing 2026-11-19, arriving 2026-11-21): covers 60 of the shortfall at A that "
         "starts in week-48 (2026-11-23) and reaches 60 units ($3,000 of revenue protected); D stays at or above "
         "safety stock (lowest margin 140 units).")
 

@@ -119,11 +119,14 @@ def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) 
         + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
         "frees stock at " + a["to_location_id"].astype(str) + " for the transfers recommended from it")
     transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
+    arrives = pd.to_datetime(a["new_date"])
+    departs = arrives - pd.to_timedelta(a["transit_days"].fillna(0), unit="D")
     verb = np.where(a["action_type"] == "alternate_source", "Supply ", "Move ")
     t_text = (verb + _units(a["qty"]) + " of " + a["sku_id"] + " from " + a["from_location_id"].astype(str) + " to "
               + a["to_location_id"].astype(str) + " (" + a["transit_days"].astype("Int64").astype(str)
               + np.where(a["transit_days"] == 1, " day, ", " days, ")
-              + _money(a["cost"]) + ", arriving " + pd.to_datetime(a["new_date"]).dt.strftime("%Y-%m-%d") + "): " + covers
+              + _money(a["cost"]) + ", departing " + departs.dt.strftime("%Y-%m-%d") + ", arriving "
+              + arrives.dt.strftime("%Y-%m-%d") + "): " + covers
               + "; " + a["from_location_id"].astype(str) + " stays at or above safety stock (lowest margin "
               + _units(a["low"].fillna(0)) + ").")
     ref_text = np.where(a["action_type"] == "pull_in_production", "production order ",
