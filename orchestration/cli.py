@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from soe_assets import run_lock
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
 
 if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe --help` should not
@@ -203,6 +204,18 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     if options.time_fence_weeks > options.horizon_weeks:
         raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
     _writable_folder(workspace.warehouse.parent, "warehouse")
+    try:
+        run_lock.acquire(workspace.warehouse, f"soe run on {workspace.landing}")
+    except run_lock.WarehouseBusy as busy:
+        raise UserError(str(busy)) from None
+    try:
+        return _run_holding_the_lock(workspace, options, echo)
+    finally:
+        run_lock.release(workspace.warehouse)
+
+
+def _run_holding_the_lock(workspace: Workspace, options: RunOptions, echo: Callable[[str], None]) -> bool:
+    """``run_pipeline`` once this process holds the warehouse's run lock: no other run starts until it ends."""
     _check_warehouse_file(workspace.warehouse)
     _writable_folder(workspace.publish, "publish")
     from orchestration.resources import QualitySettings
@@ -329,7 +342,7 @@ def _alert_run_failure(result, workspace: Workspace) -> None:
 
 def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], None]) -> None:
     from soe_assets.publish import VERSIONS, published_as_of
-    from soe_assets.warehouse import connect
+    from soe_assets.warehouse import PUBLISHED_RUNS, connect
 
     with connect(workspace.warehouse, read_only=True) as conn:
         rows_in, quarantined, files = conn.execute(
@@ -340,6 +353,8 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
             "SELECT count(*) FILTER (WHERE row_number IS NULL), "
             "count(DISTINCT (source, file, row_number)) FILTER (WHERE row_number IS NOT NULL) FROM raw.quarantine"
         ).fetchone()
+        later_days = [day for (day,) in conn.execute(
+            f"SELECT as_of FROM {PUBLISHED_RUNS} WHERE as_of > ? ORDER BY as_of", [as_of]).fetchall()]
     published = sorted(p.name for p in workspace.publish.glob("*.parquet"))
     current_as_of = published_as_of(workspace.publish)
     echo("")
@@ -352,6 +367,11 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
     if current_as_of is not None and current_as_of > as_of:
         echo(f"  tables published: as a backfill under {workspace.publish / VERSIONS}; {workspace.publish} "
              f"still shows the later as_of {current_as_of}")
+        if later_days:
+            # each later day's lifecycle compared with the day before it as it was then published
+            echo(f"  note: the later published day(s) {', '.join(map(str, later_days))} were computed without this "
+                 "day; if it was missing or blocked before, re-run them in date order (soe run --as-of DAY) so "
+                 "their exception history and resolution KPIs follow from it")
     else:
         echo(f"  tables published: {len(published)} in {workspace.publish}: {', '.join(published)}")
 

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from packaging.version import Version
 
+from orchestration.resources import WarehouseResource
 from soe_assets.background_import import import_in_background
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, memory_limit
 
@@ -56,8 +57,9 @@ CI_ONLY_DBT_TESTS = "tag:landing_contract test_type:unit"
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, exclude=CI_ONLY_DBT_TESTS)
-def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Staging, reconciliation and the trusted SKU-location-week view."""
+def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    """Staging, reconciliation and the trusted SKU-location-week view (dbt opens the warehouse itself; the
+    ``warehouse`` resource holds its run lock, also when the models run alone)."""
     # On the soe command line the progress logger shows dbt's verdicts; its raw echo is noise.
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
     with echo as sink, contextlib.redirect_stdout(sink), _resolved_memory_limit():

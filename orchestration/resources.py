@@ -10,14 +10,27 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from soe_assets import run_lock
 from soe_assets.warehouse import connect
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file (``SOE_WAREHOUSE``), opened only for one step at a time."""
+    """The DuckDB warehouse file (``SOE_WAREHOUSE``), opened only for one step at a time; the run holds its run
+    lock from the first step to the last (``soe_assets/run_lock.py``), so a second run on it fails at its start
+    instead of interleaving its steps with this one's."""
 
     path: str
     threads: int = 2
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = f"Dagster run {context.run.run_id[:8]}" if context.run else "a Dagster step"
+        try:
+            run_lock.acquire(self.path, run)
+        except run_lock.WarehouseBusy as busy:
+            raise dg.Failure(str(busy), allow_retries=False) from None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        run_lock.release(self.path)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -151,13 +151,17 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
     for an alert."""
     failures = []
     for event in events:
-        if not event.is_step_failure:
+        if event.is_step_failure:
+            error, what = event.step_failure_data.error if event.step_failure_data else None, "failed"
+        elif event.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE:  # e.g. the warehouse's run lock taken
+            error, what = event.event_specific_data.error, "could not start"
+        else:
             continue
-        error, reasons = event.step_failure_data.error if event.step_failure_data else None, []
+        reasons = []
         while error is not None:
             reasons.append(" ".join(readable_error(error).split()))
             error = error.cause
-        failures.append(f"step {event.step_key} failed" + (": " + "; caused by: ".join(reasons) if reasons else ""))
+        failures.append(f"step {event.step_key} {what}" + (": " + "; caused by: ".join(reasons) if reasons else ""))
     return " | ".join(failures) if failures else "the run failed"
 
 

@@ -101,3 +101,4 @@ def test_a_backfill_is_published_beside_the_later_set_and_readers_keep_the_lates
     summary = " ".join(runs["backfill_summary"]["line"])
     assert f"run complete for as_of {AS_OF}" in summary
     assert f"still shows the later as_of {NEXT_DAY}" in summary
+    assert f"the later published day(s) {NEXT_DAY} were computed without this day" in summary

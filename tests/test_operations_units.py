@@ -519,3 +519,63 @@ def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_pa
     # why, as `soe run` says it (Dagster's own message names the steps only)
     assert alert["message"].startswith('step kpi_weekly failed: Error occurred while executing op "kpi_weekly"')
     assert alert["message"].endswith("; caused by: disk full. The previously published marts are untouched.")
+
+
+HOLD_LOCK = """
+import sys, time
+from soe_assets import run_lock
+run_lock.acquire(sys.argv[1], "a test holder")
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture()
+def lock_held_elsewhere(tmp_path):
+    """Another process holding the warehouse's run lock until the test ends."""
+    import subprocess
+    import sys
+
+    warehouse = tmp_path / "soe.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(warehouse)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert holder.stdout.readline().strip() == "held"
+    yield warehouse, holder.pid
+    holder.stdin.close()
+    holder.wait(timeout=30)
+
+
+def test_the_run_lock_refuses_another_process_and_is_shared_within_one(lock_held_elsewhere, tmp_path):
+    from soe_assets import run_lock
+
+    warehouse, pid = lock_held_elsewhere
+    with pytest.raises(run_lock.WarehouseBusy, match=f"a test holder, pid {pid} on "):
+        run_lock.acquire(warehouse, "this test")
+    # a free warehouse: held twice in this process (the CLI, then the run's resource), free after both release
+    other = tmp_path / "other.duckdb"
+    with run_lock.holding(other, "outer"), run_lock.holding(other, "inner"):
+        pass
+    with run_lock.holding(other, "again"):
+        assert "again" in run_lock.lock_path(other).read_text()
+
+
+def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_held_elsewhere):
+    import dagster as dg
+
+    from orchestration.resources import WarehouseResource
+    from orchestration.sensors import step_failures
+
+    warehouse, pid = lock_held_elsewhere
+    wrote = []
+
+    @dg.asset
+    def touches_the_warehouse(warehouse: WarehouseResource) -> None:
+        wrote.append(warehouse.path)
+
+    result = dg.materialize([touches_the_warehouse], resources={"warehouse": WarehouseResource(path=str(warehouse))},
+                            raise_on_error=False)
+    assert not result.success and not wrote
+    # what the run-failure alert says
+    why = step_failures(result.all_events)
+    assert why.startswith("step touches_the_warehouse could not start")
+    assert "another soe run is using the warehouse" in why and f"a test holder, pid {pid}" in why

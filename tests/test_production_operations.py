@@ -274,10 +274,21 @@ def killed_run(gated_run, root):
             seen.append(line)
             if line.startswith("[detected_exceptions] started") or time.monotonic() > deadline:
                 break
+        # between two steps of the first run (no connection open): a second run on the warehouse must not start
+        second = _soe(_run_args(root, "--as-of", "2026-11-18"))
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    return {"before": before, "seen": "".join(seen), "returncode": process.returncode}
+    return {"before": before, "seen": "".join(seen), "returncode": process.returncode, "second": second,
+            "pid": process.pid}
+
+
+def test_a_second_run_on_a_warehouse_a_run_is_using_is_refused(killed_run):
+    second = killed_run["second"]
+    output = second.stdout + second.stderr
+    assert second.returncode == 2, output[-3000:]
+    assert "another soe run is using the warehouse" in output and f"pid {killed_run['pid']}" in output
+    assert "Traceback" not in output and "[landing_zone] started" not in output
 
 
 def test_a_run_killed_in_the_detect_stage_leaves_the_published_marts_intact(killed_run, root):
