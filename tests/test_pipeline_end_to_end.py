@@ -156,6 +156,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
     (["--as-of", "2020-01-01"], "as_of 2020-01-01 is before every extract in"),
+    (["--as-of", "2027-06-01"], "as_of 2027-06-01 is 195 days after the latest extract in"),
     (["--as-of", "20261118"], "'20261118' is not a date YYYY-MM-DD"),
     (["--as-of", "2026-W47-3"], "'2026-W47-3' is not a date YYYY-MM-DD"),
 ])

@@ -74,6 +74,10 @@ class IngestResult:
         return sum(r.rows_quarantined for r in self.reports.values())
 
 
+# The longest default freshness limit (master data and the plan): an as_of further past every extract is refused.
+LONGEST_DEFAULT_FRESHNESS_DAYS = max(source.default_freshness_days for source in SOURCES)
+
+
 def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
     """The run's as_of: as requested, else the latest extract date in the landing zone. A requested day
     before every extract has nothing to describe: an error, not a run whose every source is empty."""
@@ -86,6 +90,11 @@ def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
     if requested < min(dates):
         raise LandingZoneError(f"as_of {requested} is before every extract in {landing_dir} (the earliest is dated "
                                f"{min(dates)}, the latest {max(dates)}): there is no data for that day")
+    if (requested - max(dates)).days > LONGEST_DEFAULT_FRESHNESS_DAYS:
+        # a mistyped year would publish a set every later run takes for the newer one (a backfill)
+        raise LandingZoneError(f"as_of {requested} is {(requested - max(dates)).days} days after the latest extract "
+                               f"in {landing_dir} ({max(dates)}): every source would be stale, even master data "
+                               f"and the plan ({LONGEST_DEFAULT_FRESHNESS_DAYS} days); is the date mistyped?")
     return requested
 
 
