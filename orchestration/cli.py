@@ -363,7 +363,8 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
     # data_quality_issues lists a rejected file once, not its rows: they are counted apart
     in_rejected_files = (quarantined or 0) - rows_alone
     held = f", holding {in_rejected_files:,} rows" if in_rejected_files else ""
-    echo(f"  rows quarantined: {rows_alone:,} (+ {whole_files} whole files rejected{held}) -> data_quality_issues")
+    files_word = "file" if whole_files == 1 else "files"
+    echo(f"  rows quarantined: {rows_alone:,} (+ {whole_files} whole {files_word} rejected{held}) -> data_quality_issues")
     if current_as_of is not None and current_as_of > as_of:
         echo(f"  tables published: as a backfill under {workspace.publish / VERSIONS}; {workspace.publish} "
              f"still shows the later as_of {current_as_of}")
@@ -493,10 +494,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _add_mart_source(parser: argparse.ArgumentParser) -> None:
-    """Where a planner view reads its mart: a demo folder, a publish folder or the warehouse."""
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
-    parser.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
-    parser.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
+    """Where a planner view reads its mart: a demo folder, a publish folder or the warehouse (one of them: two
+    would leave the reader guessing which one the listing came from)."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
+    source.add_argument("--publish", type=Path, default=None, help="folder of the published marts (instead of --dir)")
+    source.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
 
 
 def _load_mart_for(args: argparse.Namespace, table: str):

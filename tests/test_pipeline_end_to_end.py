@@ -304,6 +304,12 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
     for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):
         assert main(["ui", *half]) == 2
         assert "--landing and --warehouse go together" in capsys.readouterr().err
+    # two places to read the mart from: refused, not one of them picked silently
+    for command in ("exceptions", "recommendations"):
+        with pytest.raises(SystemExit) as refused:
+            main([command, "--publish", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb")])
+        assert refused.value.code == 2
+        assert "argument --warehouse: not allowed with argument --publish" in capsys.readouterr().err
 
 
 def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, capsys, monkeypatch):
