@@ -68,9 +68,14 @@ class Problem:
 
 
 SHORT_LOCATIONS_SQL = f"""
-with {weekly_demand_sql()},
+with below_zero as (
+    select distinct sku_id, location_id from marts.sku_location_week where projected_available_qty < -?
+),
+{weekly_demand_sql('below_zero')},
 flagged as (
-    select *, projected_available_qty < -greatest(?, ? * avg_week_demand) as is_short from slw
+    select slw.*, weekly_demand.avg_week_demand,
+           slw.projected_available_qty < -greatest(?, ? * weekly_demand.avg_week_demand) as is_short
+    from marts.sku_location_week as slw inner join weekly_demand using (sku_id, location_id)
 )
 select sku_id, location_id,
        max(case when inside_time_fence then greatest(-projected_available_qty, 0) else 0 end) as short_qty,
@@ -93,7 +98,8 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
     beyond the fence): the caller escalates what the model cannot cover.
     """
     week0 = run.as_of - timedelta(days=run.as_of.weekday())
-    all_short = conn.execute(SHORT_LOCATIONS_SQL, [config.stockout_min_units, config.stockout_min_rel]).df()
+    all_short = conn.execute(SHORT_LOCATIONS_SQL, [config.stockout_min_units, config.stockout_min_units,
+                                                   config.stockout_min_rel]).df()
     in_fence = all_short[all_short["first_week"].notna()].copy()
     in_fence["first_week"] = in_fence["first_week"].astype(int)
     conn.register("_short", in_fence[["sku_id", "location_id"]])
@@ -140,9 +146,10 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             select slw.sku_id, slw.location_id, coalesce(loc.location_type, '') as location_type, slw.week_index,
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
                    slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
-                   slw.avg_later_week_demand as later_week_demand, slw.atp_qty as atp,
+                   demand.avg_later_week_demand as later_week_demand, slw.atp_qty as atp,
                    slw.opening_available_qty as opening
-            from slw
+            from concerned as slw
+            inner join weekly_demand as demand using (sku_id, location_id)
             left join staging.stg_locations as loc using (location_id)
             order by slw.sku_id, slw.location_id, slw.week_index
         """).df()
