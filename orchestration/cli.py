@@ -220,10 +220,14 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, echo: Calla
     _writable_folder(workspace.publish, "publish")
     from orchestration.resources import QualitySettings
 
+    from soe_assets.ingest.health import parse_freshness_days
+
     try:
         quality = QualitySettings.from_env()  # the definitions read it as they load: a mistake there is the user's
+        freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
     except ValueError as error:
         raise UserError(str(error)) from None
+    quality = QualitySettings(**{**quality.model_dump(), "freshness_days": freshness})  # every setting, no list to forget
     _writable_folder(quality.alert_log_path(str(workspace.warehouse)).parent, "alert log")
     if options.memory_limit:
         os.environ[MEMORY_LIMIT_ENV] = options.memory_limit
@@ -277,17 +281,11 @@ def _start_up_kept_out_of_collections() -> Iterator[Callable[[], None]]:
 
 
 def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: QualitySettings) -> dg.JobDefinition:
-    """The full-run job of the definitions for this workspace, these options and the environment's quality
-    settings (``quality``)."""
+    """The full-run job of the definitions for this workspace, these options and the quality settings (``quality``:
+    the environment's, with the run's freshness limits)."""
     from orchestration.definitions import FULL_RUN_JOB, build_definitions
-    from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
-    from soe_assets.ingest.health import parse_freshness_days
+    from orchestration.resources import SoeSettings, WarehouseResource
 
-    try:
-        freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    quality = QualitySettings(**{**quality.model_dump(), "freshness_days": freshness})  # every setting, no list to forget
     defs = build_definitions(
         SoeSettings(
             landing_dir=str(workspace.landing.resolve()),

@@ -155,6 +155,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_BLOCK_MIN_ROWS=some"], "SOE_BLOCK_MIN_ROWS='some' is not a whole number of rows, 0 or more"),
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
+    (["--freshness", "sales_orders=soon"], "freshness limit 'sales_orders=soon'"),
     (["--as-of", "2020-01-01"], "as_of 2020-01-01 is before every extract in"),
     (["--as-of", "2027-06-01"], "as_of 2027-06-01 is 195 days after the latest extract in"),
     (["--as-of", "20261118"], "'20261118' is not a date YYYY-MM-DD"),
@@ -177,8 +178,9 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     except SystemExit as exit_:  # argparse refuses the option itself
         code = exit_.code
     assert code == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert message in err and "Traceback" not in err
+    assert "loading pipeline definitions" not in out  # refused before any work
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "dagster_home").exists()
 
 
