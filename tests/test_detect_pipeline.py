@@ -72,6 +72,11 @@ def planted_network() -> dict:
     # demand below plan: 40 % of plan since week -2 (fires) / week 1 only 30 % booked, the normal order book (near miss)
     add_clean_sku(net, "DOWN", "DC-1")
     set_orders(net, "DOWN", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 40.0, -1: 40.0, 0: 40.0, 1: 40.0})
+    # a DC whose only order line of the SKU was cancelled does not serve customers with it: no demand signal
+    # to judge against its plan (near miss; it would read as 100 % below plan)
+    add_clean_sku(net, "CANCELLED-ONLY", "DC-1")
+    set_orders(net, "CANCELLED-ONLY", "DC-1", {-2: 50.0})
+    net["sales_orders"][-1].update(status="cancelled", shipped_qty=0.0, ship_date="")
     add_clean_sku(net, "DOWN-NEAR", "DC-1")
     set_orders(net, "DOWN-NEAR", "DC-1", {**{w: 100.0 for w in range(-8, -2)}, -2: 88.0, -1: 90.0, 0: 95.0, 1: 30.0})
     # point-of-sale demand, daily up to as_of: 55 % of plan for three weeks (fires) / 15 % below plan, ordinary

@@ -148,7 +148,8 @@ def _demand_windows_sql(config: DetectionConfig) -> str:
     return f"""
 with {RUN},
 customer_locations as (
-    select distinct sku_id, location_id from staging.stg_sales_orders
+    -- a line that was cancelled is no demand: a SKU-location with only such lines serves no customer with it
+    select distinct sku_id, location_id from staging.stg_sales_orders where status <> 'cancelled'
     union
     select distinct sku_id, location_id from staging.stg_pos_sales
 ),
