@@ -2,6 +2,7 @@
 
 import gc
 import json
+import re
 import os
 import subprocess
 import sys
@@ -393,3 +394,40 @@ def test_a_one_week_horizon_on_a_sunday_runs_with_the_fence_fitted_to_it(tmp_pat
                               "using (sku_id, location_id) where e.exception_type = 'excess_inventory' "
                               "and v.demand_plan_qty > 0").df()
     assert not excess.explanation.str.contains("unlimited weeks").any(), excess.explanation.tolist()
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Tables documented as "the columns of <table>, plus ..." in docs/columns.md.
+HISTORY_OF = {"exception_history": "exceptions", "recommendation_history": "recommendations"}
+
+
+def _columns_documented(page: str) -> dict[str, set[str]]:
+    """Per ``## `table` `` section of docs/columns.md, the names in the first cell of its table's rows."""
+    parts = re.split(r"^## `(\w+)`$", page, flags=re.MULTILINE)
+    documented = {}
+    for table, body in zip(parts[1::2], parts[2::2]):
+        cells = re.findall(r"^\| ([^|]+) \|", body, flags=re.MULTILINE)
+        documented[table] = {name for cell in cells for name in re.findall(r"`(\w+)`", cell)}
+    for history, table in HISTORY_OF.items():
+        documented[history] = documented.get(history, set()) | documented[table]
+    return documented
+
+
+def test_every_published_column_is_documented(first_run):
+    """An analyst finds every column of every published table: the Python marts in docs/columns.md, the dbt
+    marts in their model YAML, each with a description."""
+    import yaml
+
+    current = Path(os.path.realpath(first_run.workspace.publish / "current"))
+    published = {path.stem: set(pd.read_parquet(path).columns) for path in current.glob("*.parquet")}
+    in_page = _columns_documented((REPO_ROOT / "docs" / "columns.md").read_text())
+    models = yaml.safe_load((REPO_ROOT / "dbt_project" / "models" / "marts" / "_marts__models.yml").read_text())
+    in_yaml = {model["name"]: {c["name"]: c.get("description", "").strip() for c in model.get("columns", [])}
+               for model in models["models"]}
+    assert len(published) == 9
+    for table, columns in published.items():
+        if table in in_yaml:
+            assert set(in_yaml[table]) == columns, table
+            assert all(in_yaml[table].values()), f"{table}: a column without a description"
+        else:
+            assert columns <= in_page.get(table, set()), f"{table}: {sorted(columns - in_page.get(table, set()))}"
