@@ -79,6 +79,19 @@ def test_stockout_next_to_donor_gets_reallocation_and_donor_stays_above_safety_s
     assert short["protected_value"].sum() == pytest.approx(60 * 50)
 
 
+def test_backorders_are_served_later_in_the_fence_where_the_worst_week_cannot_be_covered():
+    """A is 9 short in week 0 and 11 from week 1; the only lane takes 6 days (departs Thu 11-19, arrives
+    Wed 11-25, week 1), so week 0 stays 9 short whatever moves. 11 units from D bring A back to zero from
+    week 1: its worst shortage is unchanged, but the backorders wait one week instead of past the fence."""
+    pos = positions({("X", "A"): ([-9, -11, -11, -11, -11, -11], 0), ("X", "D"): ([300] * 6, 100)})
+    acts, projected = chosen(problem(pos, lanes(("D", "A", 6, 1.0))))
+    assert moved(acts) == {("D", "A"): 11}
+    assert projected.loc[projected["location_id"] == "A", "proj_new"].tolist() == [-9, 0, 0, 0, 0, 0]
+    # a unit waiting a week costs less than moving it (a dear lane): only what lowers the worst week moves
+    acts, _ = chosen(problem(pos, lanes(("D", "A", 6, 10.0))))
+    assert moved(acts) == {("D", "A"): 2}
+
+
 def test_donor_that_would_fall_below_safety_stock_is_not_used():
     # D2 is at 150 now but drops to 90 (< ss 100) in week 2: anything it sends now would deepen that.
     # D1 can spare only 25 (125 - 100): A gets 25, the remaining 35 stay uncovered.

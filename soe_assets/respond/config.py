@@ -51,6 +51,13 @@ class RespondConfig:
     reprioritise_cost_per_unit_day: float = 0.10
     """... plus this per unit and per day the shortage's order is pulled in (as a pull-in)."""
 
+    # --- value of serving a shortage's backorders earlier
+    late_service_share_per_week: float = 0.05
+    """Cost of a unit of demand waiting one fence week past its due week, as a share of its ``unit_price``
+    (goodwill, customer penalties). The model's main value is the worst shortage left; without this, where
+    week 0 cannot be covered (nothing arrives in time), units bringing the balance back to zero later in
+    the fence would be worth nothing, and the backorders would wait past the fence."""
+
     # --- solver and output
     epsilon_cost_per_unit: float = 0.01
     """Tiny cost on every action unit so the LP never moves stock it does not need (ties, zero-cost lanes)."""

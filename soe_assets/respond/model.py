@@ -15,12 +15,15 @@ Variables
   it covers by ``E[a,l,k]`` in {-1, 0, +1} per unit, so the new balance is
   ``P'[l,k] = P[l,k] + sum_a E[a,l,k] x[a]``.
 - ``u[l] in [0, S[l]]`` the shortage left uncovered at short location l.
+- ``w[l,k] in [0, -P[l,k]]`` the shortage left in fence week k (weeks with ``P < 0``): demand still waiting.
 
-Objective (minimise; equal to maximising revenue protected minus action cost, up to a constant)
+Objective (minimise; equal to maximising revenue protected minus action cost and waiting, up to a constant)
 
-    sum_l price[s] * u[l]  +  sum_a cost[a] * x[a]
+    sum_l price[s] * u[l]  +  sum_a cost[a] * x[a]  +  late * sum_{l,k} price[s] * w[l,k]
 
-``price[s] * (S[l] - u[l])`` is the revenue protected; ``cost[a]`` per unit is the lane cost +
+``price[s] * (S[l] - u[l])`` is the revenue protected; ``late`` (``late_service_share_per_week``) prices a
+unit waiting a week, so units that serve the backorders earlier are worth something even where the worst
+week cannot be covered (week 0, which nothing reaches in time); ``cost[a]`` per unit is the lane cost +
 handling for transfers, premium + per-day rate for expedites, pull-ins and reprioritisations
 (``RespondConfig``), plus
 a tiny epsilon so no unneeded unit moves.
@@ -32,7 +35,8 @@ Constraints
    ``sum_a E[a,l,k] x[a] >= -max(0, P[l,k] - SS[l,k])``. A donor at or above safety stock stays at or
    above it; one already below gives nothing in and before that week. The SKU-location of an order a
    reprioritisation pushes later is such a location.
-2. Shortage cover (short locations, fence weeks with ``P < 0``): ``sum_a E[a,l,k] x[a] + u[l] >= -P[l,k]``.
+2. Shortage cover (short locations, fence weeks with ``P < 0``): ``sum_a E[a,l,k] x[a] + u[l] >= -P[l,k]``
+   and ``sum_a E[a,l,k] x[a] + w[l,k] >= -P[l,k]``.
    Lane transit times are in ``E``: a transfer counts at the receiver only from its arrival week.
 3. Resource capacity (per resource and fence week t): ``sum of pull-ins finishing in t <= spare[r,t]``
    (capacity minus planned load), so no capacity overload is created. Reprioritisations are
@@ -121,21 +125,30 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     if not len(shortages):
         return Solution(acts.assign(qty=0.0), shortages.assign(uncovered_qty=0.0), 0, [])
     block_of_sku = _blocks(problem, config)
+    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence", "opening"]]
     n_a, n_u = len(acts), len(shortages)
-    # ---- variables: actions then u
+    short_pos = shortages[["sku_id", "location_id"]].assign(u_col=n_a + np.arange(n_u))
+    cover_rows = pos[pos["inside_time_fence"] & (pos["proj"] < 0)].merge(short_pos, on=["sku_id", "location_id"])
+    cover_rows = cover_rows.reset_index(drop=True)
+    n_w = len(cover_rows)
+    cover_rows["w_col"] = n_a + n_u + np.arange(n_w)
+    # ---- variables: actions, then u, then w
     price = problem.positions.groupby("sku_id")["price"].first()
     var_block = np.concatenate([block_of_sku.reindex(acts["sku_id"]).to_numpy(),
-                                block_of_sku.reindex(shortages["sku_id"]).to_numpy()]).astype(np.int64)
+                                block_of_sku.reindex(shortages["sku_id"]).to_numpy(),
+                                block_of_sku.reindex(cover_rows["sku_id"]).to_numpy()]).astype(np.int64)
     # + tie-breaker 0.001 per week of later departure: between equal plans, ship early (a buffer on transit)
     tie = 0.001 * np.clip(acts["depart_week"].to_numpy(dtype=float), 0, None)
     cost = np.concatenate([acts["cost_per_unit"].to_numpy(dtype=float) + config.epsilon_cost_per_unit + tie,
-                           price.reindex(shortages["sku_id"]).fillna(0).to_numpy(dtype=float)])
-    upper = np.concatenate([acts["upper_qty"].to_numpy(dtype=float), shortages["short_qty"].to_numpy(dtype=float)])
+                           price.reindex(shortages["sku_id"]).fillna(0).to_numpy(dtype=float),
+                           config.late_service_share_per_week
+                           * price.reindex(cover_rows["sku_id"]).fillna(0).to_numpy(dtype=float)])
+    upper = np.concatenate([acts["upper_qty"].to_numpy(dtype=float), shortages["short_qty"].to_numpy(dtype=float),
+                            -cover_rows["proj"].to_numpy(dtype=float)])
     action_pos = pd.Series(np.arange(n_a), index=acts["action_id"].to_numpy())
 
     cells = expand_weeks(problem.effects)
     cells["col"] = action_pos.reindex(cells["action_id"]).to_numpy()
-    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence", "opening"]]
     rows_g, cols_g, vals_g, rhs_g, block_g = [], [], [], [], []
     n_rows = 0
 
@@ -165,18 +178,16 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     rhs_g.append(np.maximum(dep_rows["opening"].fillna(0.0), 0).to_numpy(float))
     block_g.append(block_of_sku.reindex(dep_rows["sku_id"]).to_numpy())
 
-    # 2. shortage cover, as  -sum E x - u <= P
-    short_pos = shortages[["sku_id", "location_id"]].assign(u_col=n_a + np.arange(n_u))
-    cover_rows = pos[pos["inside_time_fence"] & (pos["proj"] < 0)].merge(short_pos, on=["sku_id", "location_id"])
-    cover_rows = cover_rows.reset_index(drop=True)
-    cover_rows["row"] = n_rows + np.arange(len(cover_rows))
-    n_rows += len(cover_rows)
-    nz = cells.merge(cover_rows[["sku_id", "location_id", "week_index", "row"]], on=["sku_id", "location_id", "week_index"])
-    rows_g += [nz["row"].to_numpy(), cover_rows["row"].to_numpy()]
-    cols_g += [nz["col"].to_numpy(), cover_rows["u_col"].to_numpy()]
-    vals_g += [-nz["sign"].to_numpy(float), -np.ones(len(cover_rows))]
-    rhs_g.append(cover_rows["proj"].to_numpy(float))
-    block_g.append(block_of_sku.reindex(cover_rows["sku_id"]).to_numpy())
+    # 2. shortage cover, as  -sum E x - u <= P  (the worst week) and  -sum E x - w <= P  (each week)
+    for slack_col in ("u_col", "w_col"):
+        rows = cover_rows.assign(row=n_rows + np.arange(n_w))
+        n_rows += n_w
+        nz = cells.merge(rows[["sku_id", "location_id", "week_index", "row"]], on=["sku_id", "location_id", "week_index"])
+        rows_g += [nz["row"].to_numpy(), rows["row"].to_numpy()]
+        cols_g += [nz["col"].to_numpy(), rows[slack_col].to_numpy()]
+        vals_g += [-nz["sign"].to_numpy(float), -np.ones(n_w)]
+        rhs_g.append(rows["proj"].to_numpy(float))
+        block_g.append(block_of_sku.reindex(rows["sku_id"]).to_numpy())
 
     # 3. resource capacity:  sum x <= spare (pull-ins; a reprioritisation is capacity-neutral: capacity_week -1)
     pulls = acts_pos[acts_pos["resource_key"].notna() & (acts_pos["capacity_week"] >= 0)]
@@ -212,7 +223,7 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     row_block = np.concatenate(block_g).astype(np.int64)
 
     # ---- local numbering inside each block
-    n_vars = n_a + n_u
+    n_vars = n_a + n_u + n_w
     var_order = np.argsort(var_block, kind="stable")
     var_local = np.empty(n_vars, dtype=np.int64)
     var_counts = np.bincount(var_block, minlength=row_block.max(initial=0) + 1)
@@ -253,4 +264,4 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
         else:  # infeasible cannot happen (x = 0, u = S is feasible); keep "do nothing" on any failure
             x[vsel[var_local[vsel] >= 0]] = 0.0
             x[np.intersect1d(vsel, np.arange(n_a, n_vars))] = upper[np.intersect1d(vsel, np.arange(n_a, n_vars))]
-    return Solution(acts.assign(qty=x[:n_a]), shortages.assign(uncovered_qty=x[n_a:]), n_blocks, status)
+    return Solution(acts.assign(qty=x[:n_a]), shortages.assign(uncovered_qty=x[n_a:n_a + n_u]), n_blocks, status)
