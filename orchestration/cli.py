@@ -203,32 +203,31 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         raise UserError(str(error)) from None
     if options.time_fence_weeks > options.horizon_weeks:
         raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
+    quality = _run_settings(options)
     _writable_folder(workspace.warehouse.parent, "warehouse")
+    _writable_folder(workspace.publish, "publish")
+    _writable_folder(quality.alert_log_path(str(workspace.warehouse)).parent, "alert log")
     try:
         run_lock.acquire(workspace.warehouse, f"soe run on {workspace.landing}")
     except run_lock.WarehouseBusy as busy:
         raise UserError(str(busy)) from None
     try:
-        return _run_holding_the_lock(workspace, options, echo)
+        return _run_holding_the_lock(workspace, options, quality, echo)
     finally:
         run_lock.release(workspace.warehouse)
 
 
-def _run_holding_the_lock(workspace: Workspace, options: RunOptions, echo: Callable[[str], None]) -> bool:
-    """``run_pipeline`` once this process holds the warehouse's run lock: no other run starts until it ends."""
-    _check_warehouse_file(workspace.warehouse)
-    _writable_folder(workspace.publish, "publish")
+def _run_settings(options: RunOptions) -> QualitySettings:
+    """The quality settings of the run (the environment's, with its freshness limits) and its memory budget,
+    checked before anything is created: a mistake in them is the user's."""
     from orchestration.resources import QualitySettings
-
     from soe_assets.ingest.health import parse_freshness_days
 
     try:
-        quality = QualitySettings.from_env()  # the definitions read it as they load: a mistake there is the user's
+        quality = QualitySettings.from_env()  # the definitions read it as they load
         freshness = {**quality.freshness_days, **parse_freshness_days(options.freshness_days)}
     except ValueError as error:
         raise UserError(str(error)) from None
-    quality = QualitySettings(**{**quality.model_dump(), "freshness_days": freshness})  # every setting, no list to forget
-    _writable_folder(quality.alert_log_path(str(workspace.warehouse)).parent, "alert log")
     if options.memory_limit:
         os.environ[MEMORY_LIMIT_ENV] = options.memory_limit
     try:
@@ -237,6 +236,13 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, echo: Calla
         # name the setting the user gave: the option, or the environment variable
         raise UserError(str(error).replace(f"{MEMORY_LIMIT_ENV}=", "--memory-limit ", 1) if options.memory_limit
                         else str(error)) from None
+    return QualitySettings(**{**quality.model_dump(), "freshness_days": freshness})  # every setting, no list to forget
+
+
+def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: QualitySettings,
+                          echo: Callable[[str], None]) -> bool:
+    """``run_pipeline`` once this process holds the warehouse's run lock: no other run starts until it ends."""
+    _check_warehouse_file(workspace.warehouse)
     workspace.export()
     budget = memory_limit()  # `auto` sizes it to this run's landing zone
     os.environ["SOE_TERSE_OUTPUT"] = "1"
@@ -360,7 +366,7 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
     echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files")
     # data_quality_issues lists a rejected file once, not its rows: they are counted apart
     in_rejected_files = (quarantined or 0) - rows_alone
-    held = f", holding {in_rejected_files:,} rows" if in_rejected_files else ""
+    held = f", holding {in_rejected_files:,} row{'' if in_rejected_files == 1 else 's'}" if in_rejected_files else ""
     files_word = "file" if whole_files == 1 else "files"
     echo(f"  rows quarantined: {rows_alone:,} (+ {whole_files} whole {files_word} rejected{held}) -> data_quality_issues")
     if current_as_of is not None and current_as_of > as_of:
@@ -596,8 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=cmd_ui)
 
     report = sub.add_parser("report", help="print the path of the S&OP feedback report (HTML)")
-    report.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
-    report.add_argument("--publish", type=Path, default=None, help="publish folder (default: <dir>/publish)")
+    report_source = report.add_mutually_exclusive_group()
+    report_source.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
+    report_source.add_argument("--publish", type=Path, default=None, help="publish folder (default: <dir>/publish)")
     report.set_defaults(func=cmd_report)
     return parser
 

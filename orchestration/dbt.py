@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from packaging.version import Version
 
 from orchestration.resources import WarehouseResource
+from soe_assets import run_lock
 from soe_assets.background_import import import_in_background
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, memory_limit
 
@@ -64,6 +65,7 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
     with echo as sink, contextlib.redirect_stdout(sink), _resolved_memory_limit():
         invocation = dbt.cli(["build"], context=context)
+        run_lock.record_child(warehouse.path, invocation.process.pid)  # it writes the warehouse until it exits
         import_in_background()  # only now: before dbt starts, the import would hold up its launch
         yield from invocation.stream()
     statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])

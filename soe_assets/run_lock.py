@@ -52,10 +52,47 @@ def acquire(warehouse: str | Path, holder: str) -> None:
             os.close(fd)
             raise WarehouseBusy(f"another soe run is using the warehouse {Path(warehouse)}"
                                 + (f" ({other})" if other else "") + "; wait for it to finish") from None
+        left_running = _children_alive(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        if left_running:
+            os.close(fd)
+            raise WarehouseBusy(f"a dbt build (pid {', '.join(map(str, left_running))}) left by a run that was killed is "
+                                f"still writing the warehouse {Path(warehouse)}; wait for it to end, or stop it "
+                                f"(kill {' '.join(map(str, left_running))})")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{holder}, pid {os.getpid()} on {socket.gethostname()}, since "
                       f"{datetime.now().isoformat(timespec='seconds')}".encode(), 0)
         _held[path] = [fd, 1]
+
+
+CHILD = "child pid "
+
+
+def record_child(warehouse: str | Path, pid: int) -> None:
+    """Note a process the run started that writes the warehouse itself (dbt): the lock ends with the run's
+    process, but a killed run's child can live on, and the next run must not start beside it."""
+    with _guard:
+        held = _held.get(lock_path(warehouse))
+        if held is not None:
+            end = os.fstat(held[0]).st_size
+            os.pwrite(held[0], f"\n{CHILD}{pid} on {socket.gethostname()}".encode(), end)
+
+
+def _children_alive(previous_holder: str) -> list[int]:
+    """The children a previous holder recorded (``record_child``) that still run on this machine."""
+    host = socket.gethostname()
+    alive = []
+    for line in previous_holder.splitlines():
+        if line.startswith(CHILD) and line.endswith(f" on {host}"):
+            pid = int(line[len(CHILD):].split()[0])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass  # alive, another user's
+            if is_dbt_process(pid):
+                alive.append(pid)
+    return alive
 
 
 def release(warehouse: str | Path) -> None:
@@ -79,3 +116,12 @@ def holding(warehouse: str | Path, holder: str) -> Iterator[None]:
         yield
     finally:
         release(warehouse)
+
+
+def is_dbt_process(pid: int) -> bool:
+    """Whether the process is still a dbt one (its pid may have been reused since); where ``/proc`` cannot
+    tell, assume it is."""
+    try:
+        return b"dbt" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return not Path("/proc/self").exists()

@@ -3,6 +3,7 @@ input-health findings, the GX suite on the trusted view, the definitions' checks
 
 import json
 import os
+import re
 import threading
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -579,3 +580,43 @@ def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_
     why = step_failures(result.all_events)
     assert why.startswith("step touches_the_warehouse could not start")
     assert "another soe run is using the warehouse" in why and f"a test holder, pid {pid}" in why
+
+
+HOLD_LOCK_WITH_CHILD = """
+import subprocess, sys
+from soe_assets import run_lock
+run_lock.acquire(sys.argv[1], "a run about to be killed")
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "dbt-build-stand-in"],
+                         start_new_session=True)
+run_lock.record_child(sys.argv[1], child.pid)
+print(child.pid, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_dbt_build_left_running_by_a_killed_run_keeps_the_next_run_out(tmp_path):
+    """kill -9 of a run ends its lock but not its dbt child, which still writes the warehouse: the next run is
+    refused (naming the process) until the child has ended."""
+    import signal
+    import subprocess
+    import sys
+
+    from soe_assets import run_lock
+
+    warehouse = tmp_path / "soe.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK_WITH_CHILD, str(warehouse)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    child = int(holder.stdout.readline())
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        with pytest.raises(run_lock.WarehouseBusy, match=re.escape(f"a dbt build (pid {child}) left by a run that was killed")):
+            run_lock.acquire(warehouse, "the next run")
+    finally:
+        os.kill(child, signal.SIGKILL)
+    # the child was the killed holder's: it ends as a zombie or is reaped, either way no dbt process any more
+    deadline = datetime.now() + timedelta(seconds=30)
+    while run_lock.is_dbt_process(child) and Path(f"/proc/{child}").exists() and datetime.now() < deadline:
+        threading.Event().wait(0.05)
+    with run_lock.holding(warehouse, "the next run"):
+        assert "the next run" in run_lock.lock_path(warehouse).read_text()

@@ -183,6 +183,7 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     assert message in err and "Traceback" not in err
     assert "loading pipeline definitions" not in out  # refused before any work
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "dagster_home").exists()
+    assert not (tmp_path / "w.duckdb.run-lock").exists()
 
 
 def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
