@@ -274,7 +274,9 @@ def killed_run(gated_run, root):
             seen.append(line)
             if line.startswith("[detected_exceptions] started") or time.monotonic() > deadline:
                 break
-        # between two steps of the first run (no connection open): a second run on the warehouse must not start
+        # the first run paused as its detect step starts (it would finish before a second process is up): a
+        # second run on the warehouse must not start
+        process.send_signal(signal.SIGSTOP)
         second = _soe(_run_args(root, "--as-of", "2026-11-18"))
     finally:
         process.send_signal(signal.SIGKILL)
