@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import time
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import dagster as dg
 from data_contracts.sources import SOURCES
 from orchestration.progress import readable_error
 from orchestration.resources import SoeSettings
+from soe_assets import run_lock
 from soe_assets.alerts import Alert, default_alert_log, deliver
 from soe_assets.warehouse import as_of_of_run
 
@@ -89,6 +91,9 @@ def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
     description="Starts one full run per new batch of landing-zone extracts (cursor: files already seen).",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettings):
+    busy = warehouse_busy(context.instance, os.environ.get("SOE_WAREHOUSE", "soe.duckdb"))
+    if busy:  # a run requested now would be refused, and its batch, already in the cursor, never run
+        return dg.SkipReason(busy)
     settle = float(os.environ.get("SOE_SENSOR_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS))
     state = scan_landing_zone(settings.landing_path)
     settling = files_being_written(state, settle)
@@ -100,6 +105,23 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     context.update_cursor(batch.cursor)
     summary = ", ".join(f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items()))
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})
+
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+# A run still "in progress" after this long was killed without a word (its status never moved on).
+STALE_RUN = timedelta(hours=6)
+
+
+def warehouse_busy(instance: dg.DagsterInstance, warehouse: str | Path) -> str | None:
+    """Why a run requested now would be refused (the warehouse takes one run at a time): a run of this instance
+    in progress, or another process holding the warehouse's run lock; None when a run can start."""
+    since = datetime.now(timezone.utc) - STALE_RUN
+    running = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS, created_after=since), limit=1)
+    if running:
+        return f"waiting for run {running[0].run_id[:8]} to finish: the warehouse takes one run at a time"
+    holder = run_lock.held_elsewhere(warehouse)
+    return f"waiting for the warehouse to be free ({holder})" if holder else None
 
 
 def process_tags() -> dict[str, str]:
@@ -182,8 +204,11 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     if context.dagster_run.tags.get(CLI_TAG) == "cli":
         return  # `soe run` delivers its own run-failure alert
     # why each step failed, as `soe run` says it; Dagster's own message names the steps only
-    steps = context.get_step_failure_events()
-    message = step_failures(steps) if steps else context.failure_event.message or "the run failed"
+    # (a run refused by the warehouse's run lock fails before any step: its resources could not start)
+    failures = context.get_step_failure_events() or [
+        entry.dagster_event for entry in context.instance.all_logs(
+            context.dagster_run.run_id, of_type=dg.DagsterEventType.RESOURCE_INIT_FAILURE) if entry.dagster_event]
+    message = step_failures(failures) if failures else context.failure_event.message or "the run failed"
     warehouse = os.environ.get("SOE_WAREHOUSE", "soe.duckdb")
     run = context.dagster_run
     alert = run_failure_alert(run.run_id, run.job_name, message, warehouse, assets=run.asset_selection)

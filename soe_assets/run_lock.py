@@ -48,7 +48,7 @@ def acquire(warehouse: str | Path, holder: str) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            other = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            other = _holder_text(fd)
             os.close(fd)
             raise WarehouseBusy(f"another soe run is using the warehouse {Path(warehouse)}"
                                 + (f" ({other})" if other else "") + "; wait for it to finish") from None
@@ -93,6 +93,31 @@ def _children_alive(previous_holder: str) -> list[int]:
             if is_dbt_process(pid):
                 alive.append(pid)
     return alive
+
+
+def held_elsewhere(warehouse: str | Path) -> str | None:
+    """Who keeps a run from starting on the warehouse now (another process holding its lock, or a killed
+    run's dbt build still writing it), or None: for a sensor deciding whether to request a run."""
+    path = lock_path(warehouse)
+    with _guard:
+        if path in _held or not path.exists():
+            return None
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder_text(fd) or "another process"
+        else:
+            left_running = _children_alive(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return f"a dbt build (pid {', '.join(map(str, left_running))}) left by a killed run" if left_running else None
+        finally:
+            os.close(fd)
+
+
+def _holder_text(fd: int) -> str:
+    """What the holder wrote in the lock file, on one line."""
+    return "; ".join(line for line in os.pread(fd, 4096, 0).decode("utf-8", "replace").splitlines() if line.strip())
 
 
 def release(warehouse: str | Path) -> None:

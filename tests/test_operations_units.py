@@ -151,24 +151,26 @@ def test_sensor_evaluates_through_dagster(tmp_path):
     (tmp_path / "skus").mkdir()
     (tmp_path / "skus" / "2026-11-18.csv").write_text("sku_id\n")
     os.environ["SOE_SENSOR_SETTLE_SECONDS"] = "0"
+    instance = dg.DagsterInstance.ephemeral()
     try:
         settings = SoeSettings(landing_dir=str(tmp_path), publish_dir=str(tmp_path / "p"))
-        context = dg.build_sensor_context(resources={"settings": settings})
+        context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
         request = landing_zone_sensor(context)
         assert isinstance(request, dg.RunRequest) and request.run_key.startswith("landing-")
-        again = dg.build_sensor_context(cursor=context.cursor, resources={"settings": settings})
+        again = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"settings": settings})
         skipped = landing_zone_sensor(again)
         assert isinstance(skipped, dg.SkipReason) and skipped.skip_message.startswith("no new or changed extract")
         settled = (tmp_path / "skus" / "2026-11-18.csv").stat().st_mtime - 120
         os.utime(tmp_path / "skus" / "2026-11-18.csv", (settled, settled))
-        context = dg.build_sensor_context(resources={"settings": settings})
+        context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
         assert isinstance(landing_zone_sensor(context), dg.RunRequest)  # the cursor holds the settled file
         (tmp_path / "skus" / "2026-11-19.csv").write_text("sku_id\n")  # being written: not settled yet
         (tmp_path / "sales_orders").mkdir()
         (tmp_path / "sales_orders" / "2026-11-19.csv").write_text("order_id\n")
         os.utime(tmp_path / "sales_orders" / "2026-11-19.csv", (settled, settled))  # settled and new
         os.environ["SOE_SENSOR_SETTLE_SECONDS"] = "60"
-        waiting = landing_zone_sensor(dg.build_sensor_context(cursor=context.cursor, resources={"settings": settings}))
+        waiting = landing_zone_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor,
+                                                              resources={"settings": settings}))
         # no run for the settled file either: the run would read the unsettled one half-written
         assert isinstance(waiting, dg.SkipReason)
         assert waiting.skip_message == "waiting for 1 extract(s) still being written (settle time 60 s)"
@@ -573,13 +575,28 @@ def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_
     def touches_the_warehouse(warehouse: WarehouseResource) -> None:
         wrote.append(warehouse.path)
 
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([touches_the_warehouse], resources={"warehouse": WarehouseResource(path=str(warehouse))},
-                            raise_on_error=False)
+                            raise_on_error=False, instance=instance)
     assert not result.success and not wrote
-    # what the run-failure alert says
+    # what the run-failure alert says: the run failed before any step, its resources could not start
     why = step_failures(result.all_events)
     assert why.startswith("step touches_the_warehouse could not start")
     assert "another soe run is using the warehouse" in why and f"a test holder, pid {pid}" in why
+    assert "\n" not in why
+    from orchestration.sensors import run_failure_alert_sensor
+    from soe_assets.alerts import ALERT_LOG_ENV, WEBHOOK_ENV
+
+    failure = next(event for event in result.all_events if event.event_type_value == "PIPELINE_FAILURE")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SOE_WAREHOUSE", str(warehouse))
+        env.delenv(ALERT_LOG_ENV, raising=False)
+        env.delenv(WEBHOOK_ENV, raising=False)
+        run_failure_alert_sensor(dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert_sensor", dagster_instance=instance, dagster_run=result.dagster_run,
+            dagster_event=failure).for_run_failure())
+    (alert,) = [json.loads(line) for line in (warehouse.parent / "alerts.jsonl").read_text().splitlines()]
+    assert "another soe run is using the warehouse" in alert["message"] and f"pid {pid}" in alert["message"]
 
 
 HOLD_LOCK_WITH_CHILD = """
@@ -620,3 +637,26 @@ def test_a_dbt_build_left_running_by_a_killed_run_keeps_the_next_run_out(tmp_pat
         threading.Event().wait(0.05)
     with run_lock.holding(warehouse, "the next run"):
         assert "the next run" in run_lock.lock_path(warehouse).read_text()
+
+
+def test_the_landing_sensor_waits_while_another_process_holds_the_warehouse(lock_held_elsewhere, tmp_path, monkeypatch):
+    """A run requested now would fail on the run lock, and its batch, already in the cursor, would never run:
+    the sensor waits, its cursor unchanged, and requests the batch once the warehouse is free."""
+    import dagster as dg
+
+    from orchestration.resources import SoeSettings
+    from orchestration.sensors import landing_zone_sensor
+
+    warehouse, pid = lock_held_elsewhere
+    landing = tmp_path / "landing"
+    (landing / "skus").mkdir(parents=True)
+    (landing / "skus" / "2026-11-18.csv").write_text("sku_id\n")
+    monkeypatch.setenv("SOE_SENSOR_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("SOE_WAREHOUSE", str(warehouse))
+    settings = SoeSettings(landing_dir=str(landing), publish_dir=str(tmp_path / "p"))
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=None,
+                                      resources={"settings": settings})
+    waiting = landing_zone_sensor(context)
+    assert isinstance(waiting, dg.SkipReason) and context.cursor is None
+    assert waiting.skip_message.startswith("waiting for the warehouse to be free (a test holder, pid ")
+    assert f"pid {pid}" in waiting.skip_message

@@ -2,11 +2,13 @@
 before it."""
 
 
+import os
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 
 import dagster as dg
 
+from orchestration.sensors import warehouse_busy
 from soe_assets.feedback.calendar import SopCalendar, due_cycle
 
 SOP_FEEDBACK_KEY = dg.AssetKey("sop_feedback")
@@ -18,10 +20,6 @@ CYCLE_TAG = "soe/sop_cycle"
 FIRST_RUN_KEYS = (dg.AssetKey(["raw", "run_context"]), dg.AssetKey("int_committed_plan"))
 # A failed feedback run (e.g. the warehouse locked by a run started by hand) is requested again on a later tick.
 MAX_ATTEMPTS = 3
-IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED]
-# A run still "in progress" after this long was killed without a word (its status never moved on).
-STALE_RUN = timedelta(hours=6)
 
 
 def run_key(cycle: date, attempt: int = 1) -> str:
@@ -33,9 +31,7 @@ def _waiting_for_other_runs(instance: dg.DagsterInstance) -> str | None:
     warehouse takes one writer)."""
     if any(instance.get_latest_materialization_event(key) is None for key in FIRST_RUN_KEYS):
         return "waiting for a first pipeline run: the feedback reads the warehouse it fills"
-    since = datetime.now(timezone.utc) - STALE_RUN
-    running = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS, created_after=since), limit=1)
-    return f"waiting for run {running[0].run_id[:8]} to finish: the warehouse takes one writer" if running else None
+    return warehouse_busy(instance, os.environ.get("SOE_WAREHOUSE", "soe.duckdb"))
 
 
 def _retry(instance: dg.DagsterInstance, cycle: date) -> tuple[int | None, str]:
