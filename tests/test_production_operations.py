@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from support import AS_OF, minimal_network, write_landing_zone, write_source
+from support import minimal_network, write_landing_zone, write_source
 from test_operations_units import SECRET, WebhookServer
 
 REPO = Path(__file__).resolve().parents[1]
