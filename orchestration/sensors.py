@@ -16,9 +16,9 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -129,16 +129,6 @@ def process_tags() -> dict[str, str]:
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process now holds the number
-    return True
-
-
 def fail_orphaned_cli_runs(instance: dg.DagsterInstance, warehouse: str | Path) -> list[str]:
     """Runs of `soe run` on this machine still recorded as started whose process is gone (killed: nothing was
     left to record their end): recorded as failed and alerted, so the UI and the S&OP sensor stop waiting for
@@ -146,7 +136,8 @@ def fail_orphaned_cli_runs(instance: dg.DagsterInstance, warehouse: str | Path) 
     started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
                                                                 dg.DagsterRunStatus.STARTING],
                                                       tags={CLI_TAG: "cli", HOST_TAG: socket.gethostname()}))
-    orphaned = [run for run in started if run.tags.get(PID_TAG, "").isdigit() and not _alive(int(run.tags[PID_TAG]))]
+    orphaned = [run for run in started
+                if run.tags.get(PID_TAG, "").isdigit() and not run_lock.process_alive(int(run.tags[PID_TAG]))]
     message = "the process of 'soe run' ended before the run finished (killed?)"
     for run in orphaned:
         instance.report_run_failed(run, message=message)

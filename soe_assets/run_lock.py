@@ -45,14 +45,11 @@ def acquire(warehouse: str | Path, holder: str) -> None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = _holder_text(fd)
+        other, left_running = _try_lock(fd)
+        if other is not None:
             os.close(fd)
             raise WarehouseBusy(f"another soe run is using the warehouse {Path(warehouse)}"
-                                + (f" ({other})" if other else "") + "; wait for it to finish") from None
-        left_running = _children_alive(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+                                + (f" ({other})" if other else "") + "; wait for it to finish")
         if left_running:
             os.close(fd)
             raise WarehouseBusy(f"a dbt build (pid {', '.join(map(str, left_running))}) left by a run that was killed is "
@@ -84,15 +81,19 @@ def _children_alive(previous_holder: str) -> list[int]:
     for line in previous_holder.splitlines():
         if line.startswith(CHILD) and line.endswith(f" on {host}"):
             pid = int(line[len(CHILD):].split()[0])
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass  # alive, another user's
-            if is_dbt_process(pid):
+            if process_alive(pid) and is_dbt_process(pid):
                 alive.append(pid)
     return alive
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process now holds the number
+    return True
 
 
 def held_elsewhere(warehouse: str | Path) -> str | None:
@@ -104,20 +105,26 @@ def held_elsewhere(warehouse: str | Path) -> str | None:
             return None
         fd = os.open(path, os.O_RDWR)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _holder_text(fd) or "another process"
-        else:
-            left_running = _children_alive(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return f"a dbt build (pid {', '.join(map(str, left_running))}) left by a killed run" if left_running else None
+            other, left_running = _try_lock(fd)
         finally:
-            os.close(fd)
+            os.close(fd)  # releases the lock if it was taken
+    if other is not None:
+        return other or "another process"
+    return f"a dbt build (pid {', '.join(map(str, left_running))}) left by a killed run" if left_running else None
 
 
-def _holder_text(fd: int) -> str:
-    """What the holder wrote in the lock file, on one line."""
-    return "; ".join(line for line in os.pread(fd, 4096, 0).decode("utf-8", "replace").splitlines() if line.strip())
+def _try_lock(fd: int) -> tuple[str | None, list[int]]:
+    """Take the lock on ``fd``. Another process holding it: (what it wrote, on one line; []). Taken: (None, the
+    dbt builds a killed previous holder left running, see ``record_child``)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "; ".join(line for line in _content(fd).splitlines() if line.strip()), []
+    return None, _children_alive(_content(fd))
+
+
+def _content(fd: int) -> str:
+    return os.pread(fd, 4096, 0).decode("utf-8", "replace")
 
 
 def release(warehouse: str | Path) -> None:

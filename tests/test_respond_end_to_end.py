@@ -32,6 +32,29 @@ def _add_sku(net: dict, sku: str, stock: dict[str, float], *, demand: float = 70
                                 for i, (_, w, qty) in enumerate(orders)]
 
 
+def _add_full_line(net: dict, resource: str, short: tuple[str, float, float], other: tuple[str, float, float],
+                   orders: list[tuple[str, int, float]]) -> None:
+    """Two SKUs made on ``resource`` at PLANT-1, which is full every week (capacity = load): ``short`` (sku,
+    weekly demand, stock; no safety stock) and ``other`` (the same, safety stock 100), with their released
+    production orders (sku, week, qty), each finishing on the Friday of its week."""
+    net["skus"] += [{"sku_id": sku, "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0}
+                    for sku, _, _ in (short, other)]
+    net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku,
+                         "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": demand,
+                         "supply_qty": demand, "safety_stock_qty": ss}
+                        for (sku, demand, _), ss in ((short, 0.0), (other, 100.0)) for w in range(-2, 13)]
+    net["inventory_snapshots"] += [{"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": "PLANT-1",
+                                    "on_hand_qty": stock, "quality_hold_qty": 0.0} for sku, _, stock in (short, other)]
+    net["production_orders"] += [
+        {"production_order_id": f"MO-{sku[-1]}-{w}", "sku_id": sku, "location_id": "PLANT-1", "resource_id": resource,
+         "planned_start_date": monday(w).isoformat(), "planned_finish_date": (monday(w) + timedelta(days=4)).isoformat(),
+         "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
+        for sku, w, qty in orders]
+    load = pd.DataFrame(orders, columns=["sku", "week", "qty"]).groupby("week")["qty"].sum()
+    net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": resource, "week_start": monday(w).isoformat(),
+                                  "capacity_qty": float(load.get(w, 100.0))} for w in range(-8, 13)]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     net = minimal_network()
@@ -58,47 +81,15 @@ def run(tmp_path_factory):
     # SKU-S: the plant is 57 short in week 3 until MO-S-4 (400) finishes on Fri 12-18 (week 4). LINE-3 is full
     # every week (capacity = load), so no pull-in fits; MO-T-3 (100 units of SKU-T, Fri 12-11) shares its slot and
     # SKU-T sits far above its safety stock (~320 against 100): run MO-S-4 first, MO-T-3's units move to 12-18.
-    net["skus"] += [{"sku_id": sku, "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0}
-                    for sku in ["SKU-S", "SKU-T"]]
-    net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku,
-                         "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": demand,
-                         "supply_qty": demand, "safety_stock_qty": ss}
-                        for sku, demand, ss in [("SKU-S", 100.0, 0.0), ("SKU-T", 50.0, 100.0)] for w in range(-2, 13)]
-    net["inventory_snapshots"] += [{"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": "PLANT-1",
-                                    "on_hand_qty": qty, "quality_hold_qty": 0.0} for sku, qty in [("SKU-S", 300.0),
-                                                                                                    ("SKU-T", 350.0)]]
-    line3 = [("SKU-S", w, 400.0 if w == 4 else 100.0) for w in range(4, 13)] + \
-        [("SKU-T", w, 100.0 if w == 3 else 50.0) for w in range(1, 13)]
-    net["production_orders"] += [
-        {"production_order_id": f"MO-{sku[-1]}-{w}", "sku_id": sku, "location_id": "PLANT-1", "resource_id": "LINE-3",
-         "planned_start_date": monday(w).isoformat(), "planned_finish_date": (monday(w) + timedelta(days=4)).isoformat(),
-         "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
-        for sku, w, qty in line3]
-    load = pd.DataFrame(line3, columns=["sku", "week", "qty"]).groupby("week")["qty"].sum()
-    net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-3", "week_start": monday(w).isoformat(),
-                                  "capacity_qty": float(load.get(w, 100.0))} for w in range(-8, 13)]
+    _add_full_line(net, "LINE-3", short=("SKU-S", 100.0, 300.0), other=("SKU-T", 50.0, 350.0),
+                   orders=[("SKU-S", w, 400.0 if w == 4 else 100.0) for w in range(4, 13)]
+                   + [("SKU-T", w, 100.0 if w == 3 else 50.0) for w in range(1, 13)])
     # SKU-U: the plant is 38 short in week 0 (20 - 100 x 4/7) until MO-U-1 (200) finishes on Fri 11-27 (week 1).
     # LINE-4 is full every week; this week's slot is MO-V-0's (100 units of SKU-V, Fri 11-20, after as_of), and
     # SKU-V sits far above its safety stock: run MO-U-1 first (finishing Sun 11-22), MO-V-0's units move to 11-27.
-    net["skus"] += [{"sku_id": sku, "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0}
-                    for sku in ["SKU-U", "SKU-V"]]
-    net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": sku,
-                         "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": demand,
-                         "supply_qty": demand, "safety_stock_qty": ss}
-                        for sku, demand, ss in [("SKU-U", 100.0, 0.0), ("SKU-V", 50.0, 100.0)] for w in range(-2, 13)]
-    net["inventory_snapshots"] += [{"snapshot_date": AS_OF.isoformat(), "sku_id": sku, "location_id": "PLANT-1",
-                                    "on_hand_qty": qty, "quality_hold_qty": 0.0} for sku, qty in [("SKU-U", 20.0),
-                                                                                                    ("SKU-V", 500.0)]]
-    line4 = [("SKU-U", w, 200.0 if w == 1 else 100.0) for w in range(1, 13)] + \
-        [("SKU-V", w, 100.0 if w == 0 else 50.0) for w in range(0, 13)]
-    net["production_orders"] += [
-        {"production_order_id": f"MO-{sku[-1]}-{w}", "sku_id": sku, "location_id": "PLANT-1", "resource_id": "LINE-4",
-         "planned_start_date": monday(w).isoformat(), "planned_finish_date": (monday(w) + timedelta(days=4)).isoformat(),
-         "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
-        for sku, w, qty in line4]
-    load4 = pd.DataFrame(line4, columns=["sku", "week", "qty"]).groupby("week")["qty"].sum()
-    net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-4", "week_start": monday(w).isoformat(),
-                                  "capacity_qty": float(load4.get(w, 100.0))} for w in range(-8, 13)]
+    _add_full_line(net, "LINE-4", short=("SKU-U", 100.0, 20.0), other=("SKU-V", 50.0, 500.0),
+                   orders=[("SKU-U", w, 200.0 if w == 1 else 100.0) for w in range(1, 13)]
+                   + [("SKU-V", w, 100.0 if w == 0 else 50.0) for w in range(0, 13)])
     root = tmp_path_factory.mktemp("respond")
     result = run_soe(root, write_landing_zone(root / "landing", net))
     assert result.ok
