@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -10,6 +11,7 @@ from soe_assets.detect.impact import exception_ids
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
+from soe_assets.respond.report import format_recommendations
 from soe_assets.respond.recommend import (
     attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions, promise_rows,
 )
@@ -446,3 +448,32 @@ def test_an_expedite_claims_the_late_line_it_expedites_only_when_it_moves_all_of
                          "item_qty": [100.0, 100.0, 100.0], "week_start": pd.Timestamp(WEEK0)})
     linked = link_exceptions(conn, rows, pd.MultiIndex.from_tuples([], names=["sku_id", "location_id"]), AS_OF)
     assert linked["resolves_exception_ids"].tolist() == ["EX-A,EX-P1", "EX-A,EX-P1", "EX-A"]
+
+
+def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_exceptions():
+    """DC-1 is still short after its transfer and expedite (it is escalated): both rows serve its stockout
+    EX-A without resolving it, but the expedite moves all of late PO-1 and resolves EX-P1. DC-2 has only a
+    below-safety-stock exception the actions do not lift: nothing resolved. DC-3's stockout is covered."""
+    conn = duckdb.connect()
+    conn.execute("create schema marts")
+    conn.execute("""create table marts.exception_history as select * from (values
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18'),
+        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18'),
+        ('EX-B', 'below_safety_stock', 'S', 'DC-2', null, 'open', DATE '2026-11-18'),
+        ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-18')
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of)""")
+    rows = pd.DataFrame({
+        "action_type": ["reallocate_stock", "expedite_purchase_order", "escalate_to_sop", "reallocate_stock",
+                        "reallocate_stock"],
+        "sku_id": "S", "to_place": ["DC-1", "DC-1", "DC-1", "DC-2", "DC-3"],
+        "reference_id": [None, "PO-1", None, None, None], "qty": [10.0, 50.0, 30.0, 5.0, 20.0],
+        "item_qty": [np.nan, 50.0, np.nan, np.nan, np.nan], "week_start": pd.Timestamp(WEEK0)})
+    still_below = pd.MultiIndex.from_tuples([("S", "DC-1"), ("S", "DC-2")], names=["sku_id", "location_id"])
+    linked = link_exceptions(conn, rows, still_below, AS_OF)
+    assert linked["exception_id"].tolist() == ["EX-A", "EX-A", "EX-A", "EX-B", "EX-C"]
+    assert linked["resolves_exception_ids"].tolist() == [None, "EX-P1", "EX-A", None, "EX-C"]
+    lines = format_recommendations(linked.assign(
+        recommendation_id=[f"REC-{i}" for i in range(5)], from_location_id="DC-9", to_location_id=linked["to_place"],
+        impact_resolved_value=0.0, cost=0.0, explanation="x", rank=range(1, 6)))
+    assert "serves EX-A, which it does not resolve alone  [REC-0]" in lines
+    assert "resolves EX-P1  [REC-1]" in lines

@@ -282,7 +282,8 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     """exception_id (the shortage at the place it bites) and every exception the row resolves: the place's
     ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not),
     and the late PO line, shipment or production order it brings forward when the rows bringing it forward
-    move its whole open quantity (``item_qty``).
+    move its whole open quantity (``item_qty``). A place still short after the actions (escalated) keeps its
+    exceptions: the rows serving it resolve only the supply exceptions they clear, if any (else None).
 
     The ids are those of the run's open exceptions in ``exception_history``: those the alert budget held
     back from ``exceptions`` included, since the actions serve every shortage. A place with no such
@@ -305,16 +306,21 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     by_ref = exc[exc["reference_id"] != ""].groupby("reference_id")["exception_id"].agg(",".join)
     extra_ref = pd.Series(by_ref.reindex(rows["reference_id"].fillna("")).to_numpy(), index=rows.index)
     extra_bss = pd.Series(bss.reindex(key).to_numpy(), index=rows.index).where(~key.isin(still_below))
-    resolves = rows["exception_id"]
     acting = ~rows["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])
-    resolves = resolves.where(~(acting & extra_bss.notna() & (extra_bss != rows["exception_id"])),
-                              resolves + "," + extra_bss.fillna(""))
+    # a place escalated after the actions stays short: they serve its exception without resolving it
+    escalating = rows["action_type"] == "escalate_to_sop"
+    still_short = key.isin(pd.MultiIndex.from_arrays([rows.loc[escalating, "sku_id"], rows.loc[escalating, "to_place"]]))
+    bss_unlifted = key.isin(still_below) & (rows["exception_id"] == pd.Series(bss.reindex(key).to_numpy(), index=rows.index))
+    resolved_place = rows["exception_id"].where(~(acting & (still_short | bss_unlifted)))
+    extra_bss = extra_bss.where(acting & ~still_short & (extra_bss != rows["exception_id"]))
     # the supply exception only where the actions bring the item's whole open quantity forward: part of a late
     # PO line expedited leaves the rest of it late
     moved = rows["qty"].groupby(rows["reference_id"].fillna("")).transform("sum")
     whole = moved >= rows.get("item_qty", pd.Series(np.nan, index=rows.index)).fillna(np.inf) - 0.5
-    resolves = resolves.where(~(acting & extra_ref.notna() & whole), resolves + "," + extra_ref.fillna(""))
-    rows["resolves_exception_ids"] = resolves
+    extra_ref = extra_ref.where(acting & whole)
+    resolves = (resolved_place.fillna("") + "," + extra_bss.fillna("") + "," + extra_ref.fillna("")).str.strip(",")
+    resolves = resolves.str.replace(",,", ",", regex=False)
+    rows["resolves_exception_ids"] = resolves.where(resolves != "", None)
     return rows
 
 
