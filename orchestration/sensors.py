@@ -2,12 +2,12 @@
 
 ``landing_zone_sensor`` keeps, as its cursor, the files it has already seen
 per source (``{source: ["name|mtime_ns|size", ...]}``). A tick that finds new
-or changed files requests one run of the full job for the whole batch (the
-run key is a digest of the landing-zone state, so the same state never starts
-a second run); unchanged files never re-trigger. While any file is still being
-written (modified less than ``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60), no
-run starts: a run reads the whole landing zone, so a half-copied drop would be
-read with the batch.
+or changed files, or files removed, requests one run of the full job for the
+whole batch (the run key is a digest of the cursor and the new state, so the
+same change never starts a second run); unchanged files never re-trigger.
+While any file is still being written (modified less than
+``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60), no run starts: a run reads the
+whole landing zone, so a half-copied drop would be read with the batch.
 """
 
 
@@ -66,29 +66,41 @@ def files_being_written(state: LandingState, settle_seconds: float, now: float |
 @dataclass(frozen=True)
 class Batch:
     new_files: dict[str, list[str]]  # source -> file names new or changed since the cursor
+    removed_files: dict[str, list[str]]  # source -> file names gone since the cursor
     cursor: str
     run_key: str
 
 
 def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
-    """The new batch since ``cursor``, or None when nothing is new or changed."""
+    """The batch since ``cursor``, or None when no file is new, changed or removed.
+
+    A removal counts: the run after it reads the landing zone without the file
+    (a broken extract taken away, a superseding one withdrawn). The run key is
+    a digest of the cursor and the new state, so a landing zone that returns to
+    an earlier state (a file removed, then put back) runs again.
+    """
     seen: LandingState = json.loads(cursor) if cursor else {}
-    new_files = {}
-    for source, entries in state.items():
-        fresh = sorted(set(entries) - set(seen.get(source, [])))
-        if fresh:
+    new_files, removed_files = {}, {}
+    for source in sorted(set(state) | set(seen)):
+        entries, before = set(state.get(source, [])), set(seen.get(source, []))
+        if fresh := sorted(entries - before):
             new_files[source] = [entry.split("|", 1)[0] for entry in fresh]
-    if not new_files:
+        names = {entry.split("|", 1)[0] for entry in entries}
+        if gone := sorted({entry.split("|", 1)[0] for entry in before} - names):
+            removed_files[source] = gone
+    if not new_files and not removed_files:
         return None
     text = json.dumps(state, sort_keys=True)
-    return Batch(new_files=new_files, cursor=text, run_key="landing-" + hashlib.sha256(text.encode()).hexdigest()[:16])
+    transition = json.dumps([seen, state], sort_keys=True)
+    return Batch(new_files=new_files, removed_files=removed_files, cursor=text,
+                 run_key="landing-" + hashlib.sha256(transition.encode()).hexdigest()[:16])
 
 
 @dg.sensor(
     job_name=FULL_RUN_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Starts one full run per new batch of landing-zone extracts (cursor: files already seen).",
+    description="Starts one full run per batch of new, changed or removed landing-zone extracts (cursor: files already seen).",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettings):
     busy = warehouse_busy(context.instance, os.environ.get("SOE_WAREHOUSE", "soe.duckdb"))
@@ -101,9 +113,10 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
         return dg.SkipReason(f"waiting for {settling} extract(s) still being written (settle time {settle:g} s)")
     batch = next_batch(context.cursor, state)
     if batch is None:
-        return dg.SkipReason("no new or changed extract in the landing zone")
+        return dg.SkipReason("no new, changed or removed extract in the landing zone")
     context.update_cursor(batch.cursor)
-    summary = ", ".join(f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items()))
+    summary = ", ".join([f"{source}: {len(files)}" for source, files in sorted(batch.new_files.items())]
+                        + [f"{source}: {len(files)} removed" for source, files in sorted(batch.removed_files.items())])
     return dg.RunRequest(run_key=batch.run_key, tags={"soe/new_files": summary[:200]})
 
 

@@ -128,7 +128,36 @@ def test_sensor_requests_one_run_per_new_batch_and_never_for_unchanged_files(tmp
     rewritten = landing / "skus" / "2026-11-18.csv"
     rewritten.write_text("sku_id\nSKU-A\n")
     os.utime(rewritten, ns=(rewritten.stat().st_atime_ns, rewritten.stat().st_mtime_ns + 1_000_000_000))
-    assert next_batch(second.cursor, scan_landing_zone(landing)).new_files == {"skus": ["2026-11-18.csv"]}
+    third = next_batch(second.cursor, scan_landing_zone(landing))
+    assert third.new_files == {"skus": ["2026-11-18.csv"]} and third.removed_files == {}
+
+
+def test_sensor_runs_when_an_extract_is_removed_and_again_when_it_comes_back(tmp_path):
+    """Taking a broken extract away changes what a run reads: it starts a run. Putting the file back returns the
+    landing zone to an earlier state, whose run has already happened: it runs again all the same."""
+    from orchestration.sensors import next_batch, scan_landing_zone
+
+    folder = tmp_path / "landing" / "sales_orders"
+    folder.mkdir(parents=True)
+    (folder / "2026-11-18.csv").write_text("order_id\n")
+    broken = folder / "2026-11-19.csv"
+    broken.write_text("order_id;line_no\n")
+    first = next_batch(None, scan_landing_zone(tmp_path / "landing"))
+    stat = broken.stat()
+    broken.unlink()
+    removed = next_batch(first.cursor, scan_landing_zone(tmp_path / "landing"))
+    assert removed.new_files == {} and removed.removed_files == {"sales_orders": ["2026-11-19.csv"]}
+    assert next_batch(removed.cursor, scan_landing_zone(tmp_path / "landing")) is None
+    broken.write_text("order_id;line_no\n")
+    os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # exactly as it was
+    back = next_batch(removed.cursor, scan_landing_zone(tmp_path / "landing"))
+    assert back.new_files == {"sales_orders": ["2026-11-19.csv"]} and back.cursor == first.cursor
+    assert back.run_key not in {first.run_key, removed.run_key}
+    # the last folder emptied counts too
+    for path in folder.iterdir():
+        path.unlink()
+    emptied = next_batch(back.cursor, scan_landing_zone(tmp_path / "landing"))
+    assert emptied.removed_files == {"sales_orders": ["2026-11-18.csv", "2026-11-19.csv"]}
 
 
 def test_sensor_counts_files_still_being_written(tmp_path):
@@ -159,7 +188,7 @@ def test_sensor_evaluates_through_dagster(tmp_path):
         assert isinstance(request, dg.RunRequest) and request.run_key.startswith("landing-")
         again = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"settings": settings})
         skipped = landing_zone_sensor(again)
-        assert isinstance(skipped, dg.SkipReason) and skipped.skip_message.startswith("no new or changed extract")
+        assert isinstance(skipped, dg.SkipReason) and skipped.skip_message.startswith("no new, changed or removed extract")
         settled = (tmp_path / "skus" / "2026-11-18.csv").stat().st_mtime - 120
         os.utime(tmp_path / "skus" / "2026-11-18.csv", (settled, settled))
         context = dg.build_sensor_context(instance=instance, resources={"settings": settings})
