@@ -49,21 +49,45 @@ def _exact_sum(column: str) -> str:
     return f"sum(CAST({column} AS {EXACT}))"
 
 
-def _rollup(
-    conn: duckdb.DuckDBPyConnection,
-    base_sql: str,
-    kpi_name: str,
-    as_of: date,
-    *,
-    value: str = f"{_exact_sum('num')} / {_exact_sum('den')}",
-    numerator: str = _exact_sum("num"),
-    denominator: str = _exact_sum("den"),
-) -> pd.DataFrame:
-    """Aggregate a base relation (``week_start, product_family, location_id, num, den``) to the three scopes.
+@dataclass(frozen=True)
+class Measure:
+    """A KPI's value, numerator and denominator: SQL aggregates over a base relation's rows."""
+
+    value: str = f"{_exact_sum('num')} / {_exact_sum('den')}"
+    numerator: str = _exact_sum("num")
+    denominator: str = _exact_sum("den")
+
+    def over(self, num: str, den: str) -> Measure:
+        """The default ratio measure of other base columns than ``num`` and ``den``."""
+        return Measure(f"{_exact_sum(num)} / {_exact_sum(den)}", _exact_sum(num), _exact_sum(den))
+
+
+def _rollup(conn: duckdb.DuckDBPyConnection, base_sql: str, kpi_name: str, as_of: date,
+            measure: Measure = Measure()) -> pd.DataFrame:
+    """Aggregate a base relation (``week_start, product_family, location_id, num, den``) to the three scopes."""
+    return _rollup_kpis(conn, base_sql, {kpi_name: measure}, as_of)
+
+
+def _rollup_kpis(conn: duckdb.DuckDBPyConnection, base_sql: str, measures: dict[str, Measure],
+                 as_of: date) -> pd.DataFrame:
+    """Aggregate a base relation (``week_start, product_family, location_id`` and the measures' columns) to the
+    three scopes, every KPI of ``measures`` in one grouping of its rows (KPIs of the same rows share one scan).
 
     Weeks not yet ended on ``as_of`` are dropped; so is every scope-week whose
     denominator is 0 or NULL.
     """
+    aggregates = ",\n                ".join(
+        f"{m.value} AS value_{i}, {m.numerator} AS numerator_{i}, {m.denominator} AS denominator_{i}"
+        for i, m in enumerate(measures.values())
+    )
+    per_kpi = "\n        UNION ALL\n".join(
+        f"""        SELECT week_start, '{name}' AS kpi_name, scope_type, scope_id,
+               CAST(value_{i} AS DOUBLE) AS value, CAST(numerator_{i} AS DOUBLE) AS numerator,
+               CAST(denominator_{i} AS DOUBLE) AS denominator
+        FROM grouped
+        WHERE denominator_{i} IS NOT NULL AND denominator_{i} <> 0"""
+        for i, name in enumerate(measures)
+    )
     sql = f"""
         WITH base AS ({base_sql}),
         past AS (SELECT * FROM base WHERE week_start <= {_last_past_week(as_of)}),
@@ -79,19 +103,16 @@ def _rollup(
                     WHEN grouping(product_family) = 0 THEN product_family
                     WHEN grouping(location_id) = 0 THEN location_id
                 END AS scope_id,
-                {value} AS value,
-                {numerator} AS numerator,
-                {denominator} AS denominator
+                {aggregates}
             FROM past
             GROUP BY GROUPING SETS ((week_start), (week_start, product_family), (week_start, location_id))
+        ),
+        kpis AS (
+{per_kpi}
         )
-        SELECT week_start, '{kpi_name}' AS kpi_name, scope_type, scope_id,
-               CAST(value AS DOUBLE) AS value, CAST(numerator AS DOUBLE) AS numerator,
-               CAST(denominator AS DOUBLE) AS denominator
-        FROM grouped
-        WHERE denominator IS NOT NULL AND denominator <> 0
-          AND (scope_type = 'total' OR scope_id IS NOT NULL)
-        ORDER BY week_start, scope_type, scope_id
+        SELECT * FROM kpis
+        WHERE scope_type = 'total' OR scope_id IS NOT NULL
+        ORDER BY kpi_name, week_start, scope_type, scope_id
     """
     return _frame(conn, sql)
 
@@ -119,30 +140,40 @@ class Sources:
 # --- delivery -------------------------------------------------------------------------------
 
 
-def otif_line_rate(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
-    """Share of non-cancelled sales-order lines promised in W shipped in full on or before the promised date."""
+def delivery_kpis(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """``otif_line_rate`` and ``fill_rate_units``, which judge the same lines: one scan of the order lines.
+
+    Of the non-cancelled sales-order lines promised in W: OTIF = the share shipped in
+    full on or before the promised date; fill rate = units shipped on or before the
+    promised date (capped at ordered) / units ordered.
+    """
     base = f"""
         SELECT date_trunc('week', so.promised_date)::DATE AS week_start, skus.product_family, so.location_id,
                CASE WHEN so.shipped_qty >= so.ordered_qty AND so.ship_date <= so.promised_date
-                    THEN 1.0 ELSE 0.0 END AS num,
-               1.0 AS den
+                    THEN 1.0 ELSE 0.0 END AS lines_on_time,
+               1.0 AS lines,
+               CASE WHEN so.ship_date <= so.promised_date
+                    THEN least(coalesce(so.shipped_qty, 0), so.ordered_qty) ELSE 0.0 END AS units_on_time,
+               so.ordered_qty AS units
         FROM staging.stg_sales_orders AS so {_FAMILY}
         WHERE so.status <> 'cancelled' AND so.promised_date IS NOT NULL
     """
-    return _rollup(conn, base, "otif_line_rate", as_of)
+    return _rollup_kpis(conn, base, {"otif_line_rate": Measure().over("lines_on_time", "lines"),
+                                     "fill_rate_units": Measure().over("units_on_time", "units")}, as_of)
+
+
+def _one(frame: pd.DataFrame, kpi_name: str) -> pd.DataFrame:
+    return frame[frame["kpi_name"] == kpi_name].reset_index(drop=True)
+
+
+def otif_line_rate(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
+    """Share of non-cancelled sales-order lines promised in W shipped in full on or before the promised date."""
+    return _one(delivery_kpis(conn, as_of), "otif_line_rate")
 
 
 def fill_rate_units(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
     """Units shipped on or before the promised date (capped at ordered) / units ordered, same lines as OTIF."""
-    base = f"""
-        SELECT date_trunc('week', so.promised_date)::DATE AS week_start, skus.product_family, so.location_id,
-               CASE WHEN so.ship_date <= so.promised_date
-                    THEN least(coalesce(so.shipped_qty, 0), so.ordered_qty) ELSE 0.0 END AS num,
-               so.ordered_qty AS den
-        FROM staging.stg_sales_orders AS so {_FAMILY}
-        WHERE so.status <> 'cancelled' AND so.promised_date IS NOT NULL
-    """
-    return _rollup(conn, base, "fill_rate_units", as_of)
+    return _one(delivery_kpis(conn, as_of), "fill_rate_units")
 
 
 def schedule_adherence(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
@@ -227,32 +258,39 @@ def plan_vs_actual_sql(first_week: str | None = None, last_week: str | None = No
     """
 
 
-def forecast_wape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
-    """sum |actual - plan| / sum actual over the customer-serving SKU-locations of W."""
+def forecast_accuracy_kpis(conn: duckdb.DuckDBPyConnection, as_of: date,
+                           sources: Sources | None = None) -> pd.DataFrame:
+    """``forecast_wape``, ``forecast_bias`` and ``forecast_mape`` over the same plan-vs-actual rows, one scan.
+
+    WAPE = sum |actual - plan| / sum actual; bias = sum (plan - actual) / sum actual
+    (positive = over-forecast); MAPE = mean of |actual - plan| / actual over the
+    SKU-locations of W with actual > 0.
+    """
     base = f"""
-        SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) AS num, actual_qty AS den
+        SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) AS abs_error,
+               plan_qty - actual_qty AS error, actual_qty,
+               CASE WHEN actual_qty > 0 THEN abs(actual_qty - plan_qty) / actual_qty END AS pct_error,
+               CASE WHEN actual_qty > 0 THEN 1.0 END AS judged
         FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
     """
-    return _rollup(conn, base, "forecast_wape", as_of)
+    return _rollup_kpis(conn, base, {"forecast_wape": Measure().over("abs_error", "actual_qty"),
+                                     "forecast_bias": Measure().over("error", "actual_qty"),
+                                     "forecast_mape": Measure().over("pct_error", "judged")}, as_of)
+
+
+def forecast_wape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
+    """sum |actual - plan| / sum actual over the customer-serving SKU-locations of W."""
+    return _one(forecast_accuracy_kpis(conn, as_of, sources), "forecast_wape")
 
 
 def forecast_bias(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """sum (plan - actual) / sum actual: positive = over-forecast."""
-    base = f"""
-        SELECT week_start, product_family, location_id, plan_qty - actual_qty AS num, actual_qty AS den
-        FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
-    """
-    return _rollup(conn, base, "forecast_bias", as_of)
+    return _one(forecast_accuracy_kpis(conn, as_of, sources), "forecast_bias")
 
 
 def forecast_mape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """Mean of |actual - plan| / actual over the SKU-locations of W with actual > 0."""
-    base = f"""
-        SELECT week_start, product_family, location_id, abs(actual_qty - plan_qty) / actual_qty AS num, 1.0 AS den
-        FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
-        WHERE actual_qty > 0
-    """
-    return _rollup(conn, base, "forecast_mape", as_of)
+    return _one(forecast_accuracy_kpis(conn, as_of, sources), "forecast_mape")
 
 
 # --- exceptions -----------------------------------------------------------------------------
@@ -284,7 +322,7 @@ def exception_resolution_days(conn: duckdb.DuckDBPyConnection, as_of: date) -> p
     """
     return _rollup(
         conn, base, "exception_resolution_days", as_of,
-        value="median(days)", numerator="sum(days)", denominator="CAST(count(days) AS DOUBLE)",
+        Measure(value="median(days)", numerator="sum(days)", denominator="CAST(count(days) AS DOUBLE)"),
     )
 
 
@@ -357,7 +395,7 @@ def inventory_value(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
         SELECT week_start, product_family, location_id, stock_value AS num, 1.0 AS den
         FROM {(sources or Sources.inline(as_of)).stock}
     """
-    return _rollup(conn, base, "inventory_value", as_of, value=_exact_sum("num"), denominator="1.0")
+    return _rollup(conn, base, "inventory_value", as_of, Measure(value=_exact_sum("num"), denominator="1.0"))
 
 
 def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
@@ -442,27 +480,23 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
     return _frame(conn, sql)
 
 
-KPI_FUNCTIONS: dict[str, Callable[..., pd.DataFrame]] = {
-    "otif_line_rate": otif_line_rate,
-    "fill_rate_units": fill_rate_units,
-    "schedule_adherence": schedule_adherence,
-    "supplier_on_time_rate": supplier_on_time_rate,
-    "forecast_wape": forecast_wape,
-    "forecast_bias": forecast_bias,
-    "forecast_mape": forecast_mape,
-    "exception_resolution_days": exception_resolution_days,
-    "inventory_value": inventory_value,
-    "days_of_supply": days_of_supply,
-    "inventory_turns": inventory_turns,
-}
+# Every KPI, by the function computing it with the others of its rows (one scan of them), and whether that
+# function reads the relations ``compute_kpis`` materialises once (``Sources``).
+KPI_GROUPS: tuple[tuple[Callable[..., pd.DataFrame], bool], ...] = (
+    (delivery_kpis, False),
+    (schedule_adherence, False),
+    (supplier_on_time_rate, False),
+    (forecast_accuracy_kpis, True),
+    (exception_resolution_days, False),
+    (inventory_value, True),
+    (days_of_supply, True),
+    (inventory_turns, True),
+)
 
 KPI_TYPES = {
     "week_start": "DATE", "kpi_name": "VARCHAR", "scope_type": "VARCHAR", "scope_id": "VARCHAR",
     "value": "DOUBLE", "numerator": "DOUBLE", "denominator": "DOUBLE", "as_of": "DATE",
 }
-
-
-SHARED = {"forecast_wape", "forecast_bias", "forecast_mape", "inventory_value", "days_of_supply", "inventory_turns"}
 
 
 def write_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date, table: str = PLAN_VS_ACTUAL_TABLE) -> int:
@@ -506,10 +540,8 @@ def compute_kpis(conn: duckdb.DuckDBPyConnection, as_of: date, plan_vs_actual: s
     for table, sql in temporary.items():
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {sql}")
     try:
-        frames = [
-            frame for name, fn in KPI_FUNCTIONS.items()
-            if not (frame := fn(conn, as_of, shared) if name in SHARED else fn(conn, as_of)).empty
-        ]
+        frames = [frame for fn, reads_shared in KPI_GROUPS
+                  if not (frame := fn(conn, as_of, shared) if reads_shared else fn(conn, as_of)).empty]
     finally:
         for table in temporary:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
