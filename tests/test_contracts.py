@@ -1,6 +1,7 @@
 """Landing-zone contracts: every kind of bad input is quarantined with its reason, nothing valid is lost."""
 
 from datetime import date, timedelta
+import os
 from pathlib import Path
 
 import numpy as np
@@ -351,6 +352,8 @@ def test_blank_lines_are_found_outside_quoted_values_whatever_the_read_blocks(tm
     # lines: 1 header, 2 a row whose quoted value holds a blank line, 3 blank, 4 row, 5-6 blank (CRLF), 7 row
     path.write_bytes(b'a,b\n1,"x\n\ny"\n\n2,3\n\r\n\r\n4,"5\r\n"\n')
     assert blank_line_numbers(path, block_size).tolist() == [3, 5, 6]
+    path.write_bytes(b'\r\n\n' + path.read_bytes())  # blank lines before the header: no rows, not counted
+    assert blank_line_numbers(path, block_size).tolist() == [3, 5, 6]
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
@@ -386,6 +389,39 @@ def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_
     assert kept.set_index("order_id").loc["M1", "customer_id"] == f"ACME{newline}EU"
     report = result.reports["sales_orders"]
     assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (11, 4)
+
+
+def test_a_file_name_that_is_not_utf8_is_quarantined_whole_and_shown_escaped(landing):
+    """A Latin-1 byte in a file name (as a Windows share may deliver it) is no text: the file is rejected whole
+    under its name with the byte escaped, and every other extract is read."""
+    path = write_source(landing, "sales_orders", [_order("N1")], suffix="_lat")
+    odd = os.fsdecode(os.fsencode(path).replace(b"_lat", b"_lat\xe9"))
+    os.rename(path, odd)
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert quarantined[["file", "reason"]].values.tolist() == [
+        [f"{AS_OF.isoformat()}_lat\\xe9.csv",
+         "the file name is not valid UTF-8 (its other bytes are shown as \\xNN): rename the file"]]
+    assert quarantined["row_number"].isna().all()
+    assert {"GOOD-1", "GOOD-2"} <= set(result.table("sales_orders")["order_id"])
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("blank_before", [1, 2])
+def test_blank_lines_before_the_header_are_no_rows(landing, newline, blank_before):
+    """A CSV whose header follows blank lines: the header is not read as a row, and rows are numbered from it
+    (row 1 is the first line after the header; the blank line after B1 is row 2)."""
+    orders = [_order("B1"), _order("B2", ordered_qty="bad"), _order("B3")]
+    path = write_source(landing, "sales_orders", orders, suffix="_lead")
+    text = path.read_text().replace("\nB2,", "\n\nB2,").replace("\nB3,", "\nB3,1,too,few\nB3,")
+    path.write_bytes((newline * blank_before + text.replace("\n", newline)).encode())
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert quarantined[["row_number", "column"]].fillna("").values.tolist() == [[3, "ordered_qty"], [4, "location_id"]]
+    assert quarantined.loc[1, "reason"] == "malformed CSV row: 4 fields where the header has 12"
+    assert {"B1", "B3"} <= set(result.table("sales_orders")["order_id"])
+    report = result.reports["sales_orders"]
+    assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (4, 2)
 
 
 def test_a_quote_never_closed_makes_the_rest_of_the_file_one_malformed_row(landing):

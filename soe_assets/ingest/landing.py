@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -41,6 +42,12 @@ class UnreadableFile(Exception):
     """The file cannot be read at all; it is quarantined whole with this reason."""
 
 
+def displayable_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (which Python keeps as surrogate escapes, and no text
+    column, log line or terminal takes) shown as ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Extract:
     source: str
@@ -49,7 +56,7 @@ class Extract:
 
     @property
     def file(self) -> str:
-        return self.path.name
+        return displayable_name(self.path.name)
 
 
 def _extract_date(name: str) -> date | None:
@@ -69,7 +76,7 @@ def list_extracts(landing_dir: Path, source: str) -> list[Extract]:
         return []
     files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
     extracts = [Extract(source, p, _extract_date(p.name)) for p in files]
-    return sorted(extracts, key=lambda e: (e.extract_date or date.min, e.file.encode()))
+    return sorted(extracts, key=lambda e: (e.extract_date or date.min, os.fsencode(e.path.name)))
 
 
 def ignored_folders(landing_dir: Path, source: str) -> list[str]:
@@ -77,7 +84,7 @@ def ignored_folders(landing_dir: Path, source: str) -> list[str]:
     folder = landing_dir / source
     if not folder.is_dir():
         return []
-    return sorted(f"{p.name}/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(f"{displayable_name(p.name)}/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 BATCH_BYTES = 16 << 20  # CSV block size; Parquet is read one row group at a time
@@ -121,10 +128,18 @@ def _csv_text_lenient(path: Path) -> pa.Table:
 
 
 def blank_line_numbers(path: Path, block_size: int = 1 << 24) -> np.ndarray:
-    """The line numbers (the header is line 1) of a CSV's blank lines, counted as DuckDB's reader counts the
-    lines it reports malformed: a line break inside a quoted value does not end a line, a blank line does.
-    Readers skip blank lines: a malformed line is the row read numbered its line less one, less the blank
-    lines before it. Read in blocks: a large extract is never held whole."""
+    """The line numbers (the header is line 1) of a CSV's blank lines after its header, counted as DuckDB's
+    reader counts the lines it reports malformed: a line break inside a quoted value does not end a line, a
+    blank line does. Readers skip blank lines: a malformed line is the row read numbered its line less one,
+    less the blank lines before it. Blank lines before the header are no rows: they are left out, and the
+    lines after them numbered from the header. Read in blocks: a large extract is never held whole."""
+    blank = _blank_lines_of_file(path, block_size)
+    leading = int(np.sum(blank == np.arange(1, len(blank) + 1)))  # lines 1..k all blank: before the header
+    return blank[leading:] - leading
+
+
+def _blank_lines_of_file(path: Path, block_size: int) -> np.ndarray:
+    """The line numbers (the file's first line is 1) of a CSV's blank lines."""
     if not _line_breaks_close_together(path, block_size):
         return np.empty(0, dtype=np.int64)
     blank: list[np.ndarray] = []
@@ -162,7 +177,7 @@ def _looks_utf16(path: Path) -> bool:
 def _line_breaks_close_together(path: Path, block_size: int) -> bool:
     """Whether two line breaks lie at most two bytes apart (a blank line, LF or CRLF, can be nowhere else): a
     quick pass (~0.7 s a GB) that spares most files the exact one, which tracks quotes (~9 s a GB)."""
-    previous = -3  # file offset of the last line break read
+    previous = -1  # file offset of the last line break read (-1: a break there would end an empty line 0)
     offset = 0
     with path.open("rb") as file:
         while block := file.read(block_size):
@@ -179,19 +194,22 @@ class InvalidUtf8(UnreadableFile):
     """The CSV holds bytes that are not UTF-8: read it again through the lenient path."""
 
 
-def _csv_header(path: Path) -> list[str]:
-    """The names in a CSV's header row, read alone: the rows are the reader's business (DuckDB's, or
-    Arrow's where DuckDB refuses the file), not the header's."""
+def _csv_header(path: Path) -> tuple[list[str], int]:
+    """The names in a CSV's header row, read alone (the rows are the reader's business: DuckDB's, or
+    Arrow's where DuckDB refuses the file, not the header's), and the blank lines before it."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as text:
-            header = next((row for row in csv.reader(text) if row), None)
+            lines = csv.reader(text)
+            blank_before = 0
+            for header in lines:
+                if header:
+                    return header, blank_before
+                blank_before += 1
     except UnicodeDecodeError as error:
         raise InvalidUtf8(f"not a readable CSV file: {error}") from error
     except csv.Error as error:
         raise UnreadableFile(f"not a readable CSV file: {error}") from error
-    if header is None:
-        raise UnreadableFile("not a readable CSV file: it has no header row")
-    return header
+    raise UnreadableFile("not a readable CSV file: it has no header row")
 
 
 class ExtractReader:
@@ -210,7 +228,11 @@ class ExtractReader:
         self.extract = extract
         self.lenient = lenient
         self.error: UnreadableFile | None = None
+        self.blank_lines_before_header = 0  # a CSV's: DuckDB's reader must skip them, and they are no rows
         suffix = extract.path.suffix.lower()
+        if extract.file != extract.path.name:
+            raise UnreadableFile("the file name is not valid UTF-8 (its other bytes are shown as \\xNN): "
+                                 "rename the file")
         if suffix not in SUPPORTED_SUFFIXES:
             raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
         if extract.path.stat().st_size == 0:
@@ -240,7 +262,7 @@ class ExtractReader:
 
     def _open_csv(self):
         path, read = self.extract.path, pacsv.ReadOptions(block_size=BATCH_BYTES)
-        header = _csv_header(path)
+        header, self.blank_lines_before_header = _csv_header(path)  # Arrow skips those lines itself
         options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, **_TEXT_OPTIONS)
         schema = pa.schema([(name, pa.string()) for name in header])
         return schema, lambda: pacsv.open_csv(path, read_options=read, convert_options=options)
@@ -288,7 +310,8 @@ class ExtractReader:
             # silently at a row with text after a closing quote (the rows after it were lost).
             skipping = (f", ignore_errors = true, store_rejects = true, rejects_table = '{MALFORMED_ROWS}', "
                         f"rejects_scan = '{MALFORMED_ROWS}_scans'") if skip_malformed else ""
-            return (f"SELECT {columns}{number} FROM read_csv({literal(path)}, header = true, auto_detect = false, "
+            skip = f"skip = {self.blank_lines_before_header}, " if self.blank_lines_before_header else ""
+            return (f"SELECT {columns}{number} FROM read_csv({literal(path)}, {skip}header = true, auto_detect = false, "
                     f"columns = {{{positions}}}, delim = ',', quote = '\"', escape = '\"', comment = '', "
                     f"strict_mode = true, null_padding = false{skipping})")
         if numbered and "file_row_number" in self._schema.names:

@@ -337,8 +337,10 @@ class _SourceIngest:
         if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchone()[0]:
             raise InvalidUtf8("the file holds bytes that are not valid UTF-8")
         lines = self.conn.execute(f"SELECT DISTINCT line FROM {MALFORMED_ROWS}").fetchnumpy()["line"].astype("int64")
-        blanks_before = np.searchsorted(self.blank_lines(reader.extract.path), lines)
-        self.conn.register(MALFORMED_ROW_NUMBERS, pd.DataFrame({"line": lines, "row_number": lines - 1 - blanks_before}))
+        from_header = lines - reader.blank_lines_before_header  # DuckDB counts the file's lines from its first
+        blanks_before = np.searchsorted(self.blank_lines(reader.extract.path), from_header)
+        self.conn.register(MALFORMED_ROW_NUMBERS,
+                           pd.DataFrame({"line": lines, "row_number": from_header - 1 - blanks_before}))
         width = len(reader.header_names)
         names = "MAP {" + ", ".join(f"'c{position}': {literal(name)}"
                                     for position, name in enumerate(reader.header_names)) + "}"
