@@ -186,9 +186,9 @@ def planted_network() -> dict:
 def planted_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("planted")
     landing = write_landing_zone(root / "landing", planted_network())
-    # data quality: a file with a negative quantity
+    # data quality: a file with a negative quantity, and a row with that and an unknown SKU (two reasons)
     bad = dict(minimal_network()["sales_orders"][0], order_id="SO-BAD", ordered_qty=-5.0)
-    write_source(landing, "sales_orders", [bad], suffix="_bad")
+    write_source(landing, "sales_orders", [bad, dict(bad, order_id="SO-BAD2", sku_id="SKU-NOPE")], suffix="_bad")
     return run_soe(root, landing)
 
 
@@ -253,6 +253,10 @@ def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:
     # and the count of HOLD-OVER, which holds more than it has on hand (a reconciliation finding)
     assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv",
                                               f"hold_above_on_hand:{AS_OF.isoformat()}:HOLD-OVER:DC-1"}
+    # two rows quarantined, one of them for two reasons: counted (and valued) as two rows, not three reasons
+    bad_file = planted[planted["reference_id"] == f"sales_orders/{AS_OF.isoformat()}_bad.csv"].iloc[0]
+    assert bad_file["shortfall_qty"] == 2
+    assert bad_file["explanation"].startswith(f"2 rows of sales_orders/{AS_OF.isoformat()}_bad.csv were quarantined")
 
 
 def test_stale_sources_are_judged_by_the_runs_freshness_limits(tmp_path: Path) -> None:

@@ -635,7 +635,8 @@ def data_quality(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd
     sql = f"""
 with {RUN},
 quarantined as (
-    select source, file, count(*) as rows, count(*) filter (where row_number is null) as whole_files,
+    -- a row rejected for several reasons has a quarantine line per reason: rows are counted once
+    select source, file, count(distinct row_number) as rows, count(*) filter (where row_number is null) as whole_files,
            rtrim(any_value(reason), '.') as example_reason  -- the explanation adds its own stop
     from raw.quarantine group by source, file
 ),
