@@ -253,7 +253,10 @@ def compile_contract(
     """Input, typed and failure expressions for one extract of ``source``.
 
     ``master_tables`` maps ``"sku"``/``"location"``/``"plant"`` to a table of valid
-    ids (column ``id``); None skips referential integrity (master data itself).
+    ids (column ``id``), and optionally ``"sku_rejected"``/``"location_rejected"`` to
+    the ids of quarantined master-data rows without a valid one (a reason then says
+    why an id in the master-data file is unknown); None skips referential integrity
+    (master data itself).
     ``stored_typed`` names the columns the file already stores with their
     contract type (date, timestamp, integer, number in Parquet): they skip the
     text round trip and are judged by the same rules; ``stored_timestamps``
@@ -301,9 +304,15 @@ def compile_contract(
         if master_tables is not None:
             for kind_of_id, columns in (("sku", source.sku_columns), ("location", source.location_columns)):
                 if column in columns:
+                    unknown = f"unknown {column} (not in master data {kind_of_id}s"
+                    rejected = master_tables.get(f"{kind_of_id}_rejected")
+                    # an id whose master-data row was itself quarantined is there in the file: say so
+                    reason = (f"CASE WHEN {typed} IN (SELECT id FROM {rejected}) "
+                              f"THEN {literal(unknown + ': its row there was quarantined)')} "
+                              f"ELSE {literal(unknown + ')')} END") if rejected else literal(unknown + ")")
                     failures.append(
                         (column, f"{typed} IS NOT NULL AND {typed} NOT IN (SELECT id FROM {master_tables[kind_of_id]})",
-                         literal(f"unknown {column} (not in master data {kind_of_id}s)"))
+                         reason)
                     )
             if column in source.plant_columns:  # a known location of another type (an unknown one fails above)
                 failures.append(

@@ -631,6 +631,25 @@ def test_a_production_order_must_be_made_at_a_plant(landing):
     assert "MO-AT-PLANT" in set(result.table("production_orders")["production_order_id"])
 
 
+def test_an_id_whose_master_data_row_was_quarantined_is_unknown_and_says_why(landing):
+    """DC-9's only row in locations has a location_type outside the set, SKU-Q's a negative cost: both are
+    quarantined, so a shipment from DC-9 and an order of SKU-Q are rejected, saying the id's own row was."""
+    write_source(landing, "locations", [{"location_id": "DC-9", "location_type": "warehouse", "region": "north"}],
+                 suffix="_new")
+    write_source(landing, "skus", [{"sku_id": "SKU-Q", "product_family": "x", "unit_cost": -1, "unit_price": 2}],
+                 suffix="_new")
+    shipment = minimal_network()["shipments"][0]
+    write_source(landing, "shipments", [{**shipment, "shipment_id": "SH-DC9", "from_location_id": "DC-9"},
+                                        {**shipment, "shipment_id": "SH-X9", "from_location_id": "X-9"}], suffix="_tms")
+    write_source(landing, "sales_orders", [_order("Q1", sku_id="SKU-Q")], suffix="_q")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert _quarantine(result, "shipments")[["row_number", "reason"]].values.tolist() == [
+        [1, "unknown from_location_id (not in master data locations: its row there was quarantined)"],
+        [2, "unknown from_location_id (not in master data locations)"]]
+    assert _quarantine(result, "sales_orders")["reason"].tolist() == [
+        "unknown sku_id (not in master data skus: its row there was quarantined)"]
+
+
 def test_timestamps_accept_iso_8601_with_offset(landing):
     plan = minimal_network()["sop_plan"][:1]
     plan[0] = {**plan[0], "plan_version": "TZ", "committed_at": "2026-11-03T10:00:00+01:00"}

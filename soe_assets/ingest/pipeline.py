@@ -677,7 +677,15 @@ def ingest_landing_zone(
             )
             conn.execute("CREATE OR REPLACE TEMP TABLE _master_plant AS "
                          "SELECT DISTINCT location_id AS id FROM raw.locations WHERE location_type = 'plant'")
-            master_tables = {"sku": "_master_sku", "location": "_master_location", "plant": "_master_plant"}
+            for kind, source_name in (("sku", "skus"), ("location", "locations")):
+                # ids of quarantined master-data rows (as received) that no valid row has
+                conn.execute(
+                    f"CREATE OR REPLACE TEMP TABLE _master_{kind}_rejected AS "
+                    f"SELECT DISTINCT trim(json_extract_string(raw_record, '$.{kind}_id')) AS id FROM raw.quarantine "
+                    f"WHERE source = '{source_name}' AND row_number IS NOT NULL AND json_valid(raw_record) "
+                    f"EXCEPT SELECT id FROM _master_{kind}")
+            master_tables = {"sku": "_master_sku", "location": "_master_location", "plant": "_master_plant",
+                             "sku_rejected": "_master_sku_rejected", "location_rejected": "_master_location_rejected"}
         report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables)
         reports[source.name] = report
         if progress:
