@@ -331,6 +331,21 @@ def test_capacity_shortfall_and_missing_downstream_tables():
     assert (short.resource_id, short.location_id, short.occurrences, short.weeks_observed) == ("LINE-1", "PLANT-1", 4, 8)
     assert "add ~60 units/week of capacity on LINE-1" in short.suggested_sop_action
     assert short.impact_value == pytest.approx(4 * 60 * 50.0)
+    assert short.explanation.endswith(
+        "in those weeks 240 units planned beyond capacity and 240 units not finished on time.")
+
+
+def test_capacity_planned_beyond_but_finished_on_time_is_not_called_missed():
+    """Planned 260 a week against 200 of capacity, all of it finished on time: the weeks are short of capacity
+    (the pattern stands), but nothing was missed, and the explanation says so."""
+    rows = clean_rows()
+    for order in rows["stg_production_orders"][:4]:
+        order.update(planned_qty=260.0, completed_qty=260.0)
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    short = feedback.iloc[0]
+    assert short.pattern == "chronic_capacity_shortfall"
+    assert short.explanation.endswith("in those weeks 240 units planned beyond capacity.")
+    assert "missed" not in short.explanation and "not finished on time" not in short.explanation
 
 
 def test_repeated_responses_count_weeks_not_rows():

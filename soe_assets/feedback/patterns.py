@@ -298,6 +298,8 @@ def chronic_capacity_shortfall(conn: duckdb.DuckDBPyConnection, window: Window, 
         SELECT location_id, resource_id, count(*) AS weeks_observed, count(*) FILTER (WHERE short) AS short_weeks,
                avg(load) AS mean_load, avg(capacity_qty) AS mean_capacity, avg(output) AS mean_output,
                sum(shortfall) FILTER (WHERE short) AS shortfall,
+               sum(greatest(load - coalesce(capacity_qty, load), 0)) FILTER (WHERE short) AS over_capacity,
+               sum(load - output) FILTER (WHERE short) AS not_on_time,
                sum(shortfall * unit_cost) FILTER (WHERE short) AS impact
         FROM scored
         GROUP BY ALL
@@ -312,10 +314,13 @@ def chronic_capacity_shortfall(conn: duckdb.DuckDBPyConnection, window: Window, 
         capacity = "unknown" if pd.isna(r.mean_capacity) else _fmt(r.mean_capacity)
         action = (f"add ~{_fmt(per_week)} units/week of capacity on {r.resource_id} at {r.location_id} "
                   f"or move ~{_fmt(per_week)} units/week of its supply plan to other weeks or plants")
+        # what made those weeks short: output planned beyond capacity, output not finished on time, or both
+        causes = [f"{_fmt(units)} units {what}" for units, what in (
+            (r.over_capacity, "planned beyond capacity"), (r.not_on_time, "not finished on time")) if units > 0]
         explanation = (
-            f"{r.resource_id} at {r.location_id} fell short in {r.short_weeks} of {r.weeks_observed} weeks since "
+            f"{r.resource_id} at {r.location_id} was short in {r.short_weeks} of {r.weeks_observed} weeks since "
             f"{window.start}: planned {_fmt(r.mean_load)} units/week against capacity {capacity}, "
-            f"{_fmt(r.mean_output)} finished on time; {_fmt(r.shortfall)} units missed in all."
+            f"{_fmt(r.mean_output)} finished on time; in those weeks {' and '.join(causes)}."
         )
         rows.append({
             "pattern": "chronic_capacity_shortfall", "location_id": r.location_id, "resource_id": r.resource_id,
