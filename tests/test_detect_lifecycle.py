@@ -102,3 +102,33 @@ def test_a_backfill_is_published_beside_the_later_set_and_readers_keep_the_lates
     assert f"run complete for as_of {AS_OF}" in summary
     assert f"still shows the later as_of {NEXT_DAY}" in summary
     assert f"the later published day(s) {NEXT_DAY} were computed without this day" in summary
+
+
+def test_resolutions_show_only_what_was_shown_open_and_a_past_weeks_overload_lapses() -> None:
+    """Yesterday: a stockout inside the alert budget, a late PO held back by it, an overload of this week and one
+    of last week (yesterday was Sunday). Today none is detected: all four resolve in the history, the mart shows
+    the two that were shown open, and last week's overload says it lapsed (its week ended), not that it was
+    resolved."""
+    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, mart_rows, track_lifecycle
+
+    monday_today = monday(0)
+    yesterday = monday_today - timedelta(days=1)
+    previous = pd.DataFrame([
+        {"exception_id": "EX-S", "exception_type": "projected_stockout", "week_start": monday_today,
+         "in_alert_budget": True},
+        {"exception_id": "EX-P", "exception_type": "late_purchase_order", "week_start": None, "in_alert_budget": False},
+        {"exception_id": "EX-C0", "exception_type": "capacity_overload", "week_start": monday_today,
+         "in_alert_budget": True},
+        {"exception_id": "EX-C1", "exception_type": "capacity_overload", "week_start": monday(-1),
+         "in_alert_budget": True},
+    ]).assign(status="open", as_of=yesterday, first_detected_on=yesterday - timedelta(days=3), explanation="x")
+    for column in HISTORY_COLUMNS:
+        if column not in previous.columns:
+            previous[column] = None
+    rows = track_lifecycle(pd.DataFrame(columns=HISTORY_COLUMNS), previous, monday_today)
+    assert set(rows["status"]) == {"resolved"} and len(rows) == 4
+    assert mart_rows(rows)["exception_id"].tolist() == ["EX-C0", "EX-C1", "EX-S"]
+    explained = rows.set_index("exception_id")["explanation"]
+    assert explained["EX-C1"].startswith(f"Lapsed: its week ended on {yesterday:%Y-%m-%d} (not counted as resolved")
+    assert explained["EX-C0"].startswith(f"Resolved: no longer detected on {monday_today:%Y-%m-%d}")
+    assert explained["EX-S"].startswith("Resolved: ")

@@ -177,17 +177,19 @@ def test_exception_resolution_days_median_and_missing_history():
     conn = make_warehouse()
     assert metrics.exception_resolution_days(conn, AS_OF).empty  # no marts.exception_history yet
     conn.execute("""CREATE TABLE marts.exception_history AS SELECT * FROM (VALUES
-        ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', DATE '2026-11-10', 'resolved', DATE '2026-11-10'),
-        ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', NULL,             'open',     DATE '2026-11-05'),
-        ('E2', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', DATE '2026-11-11', 'resolved', DATE '2026-11-11'),
-        ('E3', 'capacity_overload',   '',  'PLANT-1', DATE '2026-11-02', DATE '2026-11-12', 'resolved', DATE '2026-11-12'),
-        ('E4', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', NULL, 'open', DATE '2026-11-18'),
+        ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', DATE '2026-11-10', 'resolved', DATE '2026-11-10', NULL),
+        ('E1', 'late_purchase_order', 'A', 'DC-1', DATE '2026-11-01', NULL,             'open',     DATE '2026-11-05', NULL),
+        ('E2', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', DATE '2026-11-11', 'resolved', DATE '2026-11-11', DATE '2026-11-09'),
+        -- an overload of a week still ahead, resolved; another one's week ended first: it lapsed, no resolution
+        ('E3', 'capacity_overload',   '',  'PLANT-1', DATE '2026-11-02', DATE '2026-11-12', 'resolved', DATE '2026-11-12', DATE '2026-11-16'),
+        ('E6', 'capacity_overload',   '',  'PLANT-1', DATE '2026-11-02', DATE '2026-11-10', 'resolved', DATE '2026-11-10', DATE '2026-11-02'),
+        ('E4', 'projected_stockout',  'B', 'DC-1', DATE '2026-11-09', NULL, 'open', DATE '2026-11-18', DATE '2026-11-16'),
         -- resolved twice: 11-03 to 11-05, back on 11-09, resolved again 11-12: two resolutions of 2 and 3 days
-        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-03', NULL,             'open',     DATE '2026-11-03'),
-        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-03', DATE '2026-11-05', 'resolved', DATE '2026-11-05'),
-        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-09', NULL,             'open',     DATE '2026-11-09'),
-        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-09', DATE '2026-11-12', 'resolved', DATE '2026-11-12')
-    ) AS t(exception_id, exception_type, sku_id, location_id, first_detected_on, resolved_on, status, as_of)""")
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-03', NULL,             'open',     DATE '2026-11-03', DATE '2026-11-02'),
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-03', DATE '2026-11-05', 'resolved', DATE '2026-11-05', DATE '2026-11-02'),
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-09', NULL,             'open',     DATE '2026-11-09', DATE '2026-11-09'),
+        ('E5', 'quality_hold',        'A', 'DC-1', DATE '2026-11-09', DATE '2026-11-12', 'resolved', DATE '2026-11-12', DATE '2026-11-09')
+    ) AS t(exception_id, exception_type, sku_id, location_id, first_detected_on, resolved_on, status, as_of, week_start)""")
     days = metrics.exception_resolution_days(conn, AS_OF)
     total = pick(days, W1)  # E1: 9 days, E2: 2, E3: 10, E5's second resolution: 3 -> median 6
     assert (total.value, total.numerator, total.denominator) == (6, 24, 4)

@@ -9,6 +9,11 @@ published (``soe_assets.warehouse.published_history``):
 - open now and open then: still open, ``first_detected_on`` carried over;
 - open now, not open then: new, ``first_detected_on`` = as_of;
 - open then, not detected now: ``resolved``, ``resolved_on`` = as_of.
+
+An exception about one week (a resource-week's capacity overload) whose week
+has ended can no longer be detected: it leaves as ``resolved`` too (the contract
+knows no other status), says that it lapsed, and the resolution-time KPI leaves
+it out (``LAPSED_SQL``): nothing resolved it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ SQL_TYPES = {
 }
 HISTORY_TABLE = "marts.exception_history"
 
+# Exception types whose identity includes their week: once that week has ended they cannot be detected again.
+WEEK_BOUND_TYPES = ("capacity_overload",)
+# SQL over ``exception_history`` rows: a resolution that is only its week ending.
+LAPSED_SQL = ("exception_type IN (" + ", ".join(f"'{t}'" for t in WEEK_BOUND_TYPES) + ") "
+              "AND CAST(resolved_on AS DATE) > CAST(week_start AS DATE) + 6")
+
 
 def track_lifecycle(detected: pd.DataFrame, previous: pd.DataFrame, as_of: date,
                     kept_ids: set[str] | None = None) -> pd.DataFrame:
@@ -57,10 +68,16 @@ def track_lifecycle(detected: pd.DataFrame, previous: pd.DataFrame, as_of: date,
     resolved["status"] = "resolved"
     resolved["resolved_on"] = as_of
     resolved["priority"] = None
-    resolved["in_alert_budget"] = True
+    # shown in the mart only if it was shown open: a resolution of what the alert budget held back is no news
+    resolved["in_alert_budget"] = resolved["in_alert_budget"].fillna(True).astype(bool)
     # The row's figures are those of the run that last saw it open: say so, or it reads as still true.
     last_seen = pd.to_datetime(resolved["as_of"]).dt.strftime("%Y-%m-%d") if len(resolved) else ""
-    resolved["explanation"] = (f"Resolved: no longer detected on {as_of:%Y-%m-%d}; when last open (" + last_seen + "): "
+    week_end = pd.to_datetime(resolved["week_start"]) + pd.Timedelta(days=6)
+    lapsed = resolved["exception_type"].isin(WEEK_BOUND_TYPES) & (week_end < pd.Timestamp(as_of))
+    status = pd.Series(f"Resolved: no longer detected on {as_of:%Y-%m-%d}", index=resolved.index).where(
+        ~lapsed, "Lapsed: its week ended on " + week_end.dt.strftime("%Y-%m-%d") + " (not counted as resolved by "
+        "the resolution-time KPI)")
+    resolved["explanation"] = (status + "; when last open (" + last_seen + "): "
                                + resolved["explanation"].astype(str))
     rows = pd.concat([frame for frame in (open_rows, resolved) if len(frame)], ignore_index=True) if (
         len(open_rows) or len(resolved)) else pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -72,9 +89,9 @@ def track_lifecycle(detected: pd.DataFrame, previous: pd.DataFrame, as_of: date,
 
 
 def mart_rows(history_rows: pd.DataFrame) -> pd.DataFrame:
-    """The ``exceptions`` mart: open exceptions inside the alert budget + those resolved in this run."""
-    shown = history_rows["status"].eq("resolved") | history_rows["in_alert_budget"].astype(bool)
-    rows = history_rows[shown].copy()
+    """The ``exceptions`` mart: open exceptions inside the alert budget + those resolved in this run that were
+    inside it when last open."""
+    rows = history_rows[history_rows["in_alert_budget"].astype(bool)].copy()
     rows["_order"] = rows["priority"].astype("float").fillna(float("inf"))
     return rows.sort_values(["_order", "exception_id"])[MART_COLUMNS].reset_index(drop=True)
 

@@ -420,8 +420,8 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
             "location_id": r.location_id, "resource_id": r.resource_id, "occurrences": r.occurrences,
             "impact_value": r.impact_value,
             "weeks_observed": len(window.weeks),
-            "suggested_sop_action": f"review the plan parameters of {where}: {r.exception_type.replace('_', ' ')} "
-            f"keeps coming back",
+            "suggested_sop_action": f"review the plan parameters of {where}, where {r.exception_type.replace('_', ' ')} "
+            f"recurs",
             "explanation": f"{r.occurrences} separate {r.exception_type} exceptions on {where} since {window.start}, "
             f"{_fmt(r.impact_value)} at stake in all.",
         })

@@ -18,6 +18,7 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from soe_assets.detect.lifecycle import LAPSED_SQL
 from soe_assets.warehouse import published_history, table_exists
 
 KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
@@ -302,7 +303,9 @@ def exception_resolution_days(conn: duckdb.DuckDBPyConnection, as_of: date) -> p
     One per resolution: an exception that comes back after it was resolved is detected anew
     (``first_detected_on``) and resolved again, each resolution in its own week, so a past week's
     figure never changes. ``numerator`` = total days, ``denominator`` = resolutions; ``value`` is
-    the median (not their ratio). Empty until ``marts.exception_history`` exists.
+    the median (not their ratio). An exception whose week ended before anything resolved it (a
+    resource-week's overload, ``LAPSED_SQL``) is no resolution. Empty until ``marts.exception_history``
+    exists.
     """
     if not table_exists(conn, "marts", "exception_history"):
         return pd.DataFrame(columns=KPI_COLUMNS)
@@ -312,7 +315,7 @@ def exception_resolution_days(conn: duckdb.DuckDBPyConnection, as_of: date) -> p
                    any_value(sku_id) AS sku_id, any_value(location_id) AS location_id,
                    min(CAST(first_detected_on AS DATE)) AS first_detected_on
             FROM {published_history(conn, "marts.exception_history", as_of)}
-            WHERE resolved_on IS NOT NULL
+            WHERE resolved_on IS NOT NULL AND NOT coalesce({LAPSED_SQL}, false)
             GROUP BY exception_id, CAST(resolved_on AS DATE)
         )
         SELECT date_trunc('week', resolved_on)::DATE AS week_start, skus.product_family,
