@@ -320,6 +320,30 @@ def test_forecast_noise_across_many_sku_locations_is_not_bias():
     assert len(old_rule) > 5  # without the noise threshold, chance alone raises patterns
 
 
+def test_a_persistent_bias_is_not_hidden_by_its_own_errors_or_weeks_before_the_data():
+    """Two small families: A (bikes) runs 50 % above plan at DC-1 and B (parts) 40 % below it, every week; at DC-2
+    both run within 3 % of plan. The plan also covers three weeks before the first order in the data (no actual
+    yet: unknown, not zero). Judged against the scatter of each series around its own mean error, both biases
+    stand out; measured by the families' raw spread, their own errors and the 100 % misses of the weeks before
+    the data made the noise too wide to show them."""
+    rows: dict[str, list[dict]] = {"stg_sales_orders": [], "int_committed_plan": []}
+    for i, week in enumerate(weeks_back(11)):
+        for sku, loc, factor in (("A", "DC-1", 1.5), ("B", "DC-1", 0.6), ("A", "DC-2", None), ("B", "DC-2", None)):
+            rows["int_committed_plan"].append({
+                "sku_id": sku, "location_id": loc, "week_start": week, "plan_version": "v1",
+                "committed_at": "2026-09-01", "demand_qty": 100.0, "supply_qty": 100.0, "safety_stock_qty": 0.0})
+            if i < 8:
+                qty = 100.0 * factor if factor else (97.0 if i % 2 else 103.0)
+                rows["stg_sales_orders"].append({
+                    "order_id": f"SO-{sku}-{loc}-{i}", "line_no": 1, "customer_id": "C", "sku_id": sku,
+                    "location_id": loc, "order_date": week - timedelta(days=7), "requested_date": week + timedelta(days=2),
+                    "promised_date": week + timedelta(days=2), "ordered_qty": qty, "shipped_qty": qty,
+                    "ship_date": week + timedelta(days=2), "status": "shipped"})
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert sorted(zip(feedback.pattern, feedback.sku_id, feedback.location_id)) == [
+        ("persistent_over_forecast", "B", "DC-1"), ("persistent_under_forecast", "A", "DC-1")]
+
+
 def test_capacity_shortfall_and_missing_downstream_tables():
     rows = clean_rows()
     for order in rows["stg_production_orders"][:4]:  # the last 4 weeks: 260 planned against 200 capacity,

@@ -118,9 +118,11 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     window must reach ``min_abs_bias``, and the gap |Σplan − Σactual| must
     reach ``z * sqrt((noise * Σplan)² / weeks + max(Σplan, Σactual))``: ``noise``
     is the standard deviation of the weekly relative error (plan − actual) / plan
-    of the SKU-location's product family (window and ``noise_weeks`` before it),
-    the second term counting noise (Poisson), and ``z`` keeps the expected false
-    alarms of the whole network at ``bias_false_alarms`` (see ``bias_z``).
+    around each SKU-location's own mean error, pooled over its product family
+    (window and ``noise_weeks`` before it, from the first week with any demand in
+    the data), the second term counting noise (Poisson), and ``z`` keeps the
+    expected false alarms of the whole network at ``bias_false_alarms`` (see
+    ``bias_z``).
     """
     recent_start = window.last_week - timedelta(weeks=rules.bias_weeks - 1)
     history_start = window.start - timedelta(weeks=rules.noise_weeks)
@@ -131,9 +133,22 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     frame = conn.execute(
         f"""
         WITH weekly AS MATERIALIZED ({weeks}),
+        -- weeks before any demand in the data are unknown, not zero: they would read as 100 % errors
+        known AS (
+            SELECT sku_id, location_id, product_family, (plan_qty - actual_qty) / plan_qty AS relative_error
+            FROM weekly
+            WHERE plan_qty > 0 AND week_start >= (SELECT min(week_start) FROM weekly WHERE actual_qty > 0)
+        ),
+        -- each SKU-location's week-to-week scatter around its own mean error: a persistent bias is the
+        -- mean, which must not widen the noise it is judged against
+        series AS (
+            SELECT product_family, count(*) - 1 AS degrees,
+                   count(*) * var_pop(relative_error) AS squares
+            FROM known GROUP BY sku_id, location_id, product_family
+        ),
         noise AS (
-            SELECT product_family, coalesce(stddev_samp((plan_qty - actual_qty) / plan_qty), 0.0) AS noise
-            FROM weekly WHERE plan_qty > 0 GROUP BY product_family
+            SELECT product_family, coalesce(sqrt(sum(squares) / nullif(sum(degrees), 0)), 0.0) AS noise
+            FROM series GROUP BY product_family
         ),
         scored AS (
             SELECT sku_id, location_id, any_value(product_family) AS product_family,
