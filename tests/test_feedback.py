@@ -487,3 +487,24 @@ def test_recurring_capacity_overloads_are_judged_per_resource():
     assert recurring[["location_id", "resource_id", "occurrences"]].values.tolist() == [["PLANT-1", "LINE-1", 3]]
     assert recurring.iloc[0].impact_value == pytest.approx(300.0)
     assert "on resource LINE-1 at PLANT-1" in recurring.iloc[0].explanation
+
+
+def test_recurring_exceptions_a_chronic_pattern_states_are_not_listed_twice():
+    """LINE-1 ran over capacity in its last 4 weeks (a chronic shortfall) and raised three overload exceptions:
+    the shortfall states them, so only it is listed. LINE-2's three overloads have no chronic pattern: listed."""
+    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
+
+    rows = clean_rows()
+    for order in rows["stg_production_orders"][:4]:
+        order.update(planned_qty=260.0, completed_qty=260.0)
+    conn = make_warehouse(**rows)
+    history = pd.DataFrame([
+        {"exception_id": f"EX-{resource}-{week}", "exception_type": "capacity_overload", "sku_id": "",
+         "location_id": "PLANT-1", "week_start": week, "reference_id": resource, "impact_value": 100.0,
+         "status": "open", "first_detected_on": week + timedelta(days=1), "as_of": AS_OF}
+        for resource in ("LINE-1", "LINE-2") for week in weeks_back(3)
+    ]).reindex(columns=HISTORY_COLUMNS)
+    write_history(conn, history, AS_OF)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    assert sorted(zip(feedback.pattern, feedback.resource_id)) == [
+        ("chronic_capacity_shortfall", "LINE-1"), ("recurring_capacity_overload", "LINE-2")]

@@ -447,6 +447,25 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
 DETECTORS = [chronic_supplier_delay, chronic_capacity_shortfall, repeated_responses, recurring_exceptions]
 
 
+# A recurring-exception pattern that restates a chronic one: the same late lines or overloaded weeks, counted
+# as exceptions (pattern -> the chronic pattern and the columns both name).
+RESTATED_BY = {
+    "recurring_late_purchase_order": ("chronic_supplier_delay", ["sku_id"]),
+    "recurring_capacity_overload": ("chronic_capacity_shortfall", ["location_id", "resource_id"]),
+}
+
+
+def _without_restatements(patterns: pd.DataFrame) -> pd.DataFrame:
+    """Drop the recurring-exception rows a chronic pattern already states (its SKU's supplier delay, its
+    resource's shortfall): listed twice, the same money would rank twice in the S&OP pack."""
+    restated = pd.Series(False, index=patterns.index)
+    for recurring, (chronic, keys) in RESTATED_BY.items():
+        stated = pd.MultiIndex.from_frame(patterns.loc[patterns["pattern"] == chronic, keys].astype(str))
+        restated |= (patterns["pattern"] == recurring) & pd.MultiIndex.from_frame(
+            patterns[keys].astype(str)).isin(stated)
+    return patterns[~restated]
+
+
 def detect_patterns(
     conn: duckdb.DuckDBPyConnection, as_of: date, sop_cycle: date, previous: date | None,
     rules: FeedbackRules = FeedbackRules(), plan_vs_actual: str | None = None,
@@ -458,7 +477,7 @@ def detect_patterns(
              *(detect(conn, window, rules) for detect in DETECTORS)]
     frames = [f for f in found if not f.empty]
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
-    result = result[FEEDBACK_COLUMNS].copy()
+    result = _without_restatements(result[FEEDBACK_COLUMNS].copy())
     result["sop_cycle"] = sop_cycle
     result["window_start"] = window.start
     result["as_of"] = as_of
