@@ -1,10 +1,11 @@
 """Sensors: start a run when new extracts land; alert when a run fails.
 
 ``landing_zone_sensor`` keeps, as its cursor, the files it has already seen
-per source (``{source: ["name|mtime_ns|size", ...]}``). A tick that finds new
-or changed files, or files removed, requests one run of the full job for the
-whole batch (the run key is a digest of the cursor and the new state, so the
-same change never starts a second run); unchanged files never re-trigger.
+per source (``{source: ["name|mtime_ns|size", ...]}``) and the number of the
+last batch. A tick that finds new or changed files, or files removed, requests
+one run of the full job for the whole batch (the run key names the batch, so
+the same change never starts a second run, and a zone back in an earlier state
+runs again); unchanged files never re-trigger.
 While any file is still being written (modified less than
 ``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60), no run starts: a run reads the
 whole landing zone, so a half-copied drop would be read with the batch.
@@ -75,11 +76,15 @@ def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
     """The batch since ``cursor``, or None when no file is new, changed or removed.
 
     A removal counts: the run after it reads the landing zone without the file
-    (a broken extract taken away, a superseding one withdrawn). The run key is
-    a digest of the cursor and the new state, so a landing zone that returns to
-    an earlier state (a file removed, then put back) runs again.
+    (a broken extract taken away, a superseding one withdrawn). The cursor
+    numbers the batches (``{"batch": n, "files": state}``) and the run key
+    carries that number, so a landing zone that returns to an earlier state (a
+    file set aside, then put back) runs again: Dagster never starts a second
+    run for a run key it has seen.
     """
-    seen: LandingState = json.loads(cursor) if cursor else {}
+    previous = json.loads(cursor) if cursor else {}
+    # a cursor written before batches were numbered holds the files alone
+    number, seen = (previous["batch"], previous["files"]) if "files" in previous else (0, previous)
     new_files, removed_files = {}, {}
     for source in sorted(set(state) | set(seen)):
         entries, before = set(state.get(source, [])), set(seen.get(source, []))
@@ -90,10 +95,9 @@ def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
             removed_files[source] = gone
     if not new_files and not removed_files:
         return None
-    text = json.dumps(state, sort_keys=True)
-    transition = json.dumps([seen, state], sort_keys=True)
+    text = json.dumps({"batch": number + 1, "files": state}, sort_keys=True)
     return Batch(new_files=new_files, removed_files=removed_files, cursor=text,
-                 run_key="landing-" + hashlib.sha256(transition.encode()).hexdigest()[:16])
+                 run_key=f"landing-{number + 1}-" + hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
 @dg.sensor(
@@ -129,6 +133,7 @@ STALE_RUN = timedelta(hours=6)
 def warehouse_busy(instance: dg.DagsterInstance, warehouse: str | Path) -> str | None:
     """Why a run requested now would be refused (the warehouse takes one run at a time): a run of this instance
     in progress, or another process holding the warehouse's run lock; None when a run can start."""
+    fail_orphaned_cli_runs(instance, warehouse)  # a killed `soe run` stays "started": it holds up nothing
     since = datetime.now(timezone.utc) - STALE_RUN
     running = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS, created_after=since), limit=1)
     if running:
@@ -187,7 +192,9 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
         while error is not None:
             reasons.append(" ".join(readable_error(error).split()))
             error = error.cause
-        failures.append(f"step {event.step_key} {what}" + (": " + "; caused by: ".join(reasons) if reasons else ""))
+        # a resource that failed before any step started has no step to name
+        where = f"step {event.step_key} {what}" if event.step_key else f"the run {what}"
+        failures.append(where + (": " + "; caused by: ".join(reasons) if reasons else ""))
     return " | ".join(failures) if failures else "the run failed"
 
 

@@ -151,8 +151,12 @@ def test_sensor_runs_when_an_extract_is_removed_and_again_when_it_comes_back(tmp
     broken.write_text("order_id;line_no\n")
     os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # exactly as it was
     back = next_batch(removed.cursor, scan_landing_zone(tmp_path / "landing"))
-    assert back.new_files == {"sales_orders": ["2026-11-19.csv"]} and back.cursor == first.cursor
-    assert back.run_key not in {first.run_key, removed.run_key}
+    assert back.new_files == {"sales_orders": ["2026-11-19.csv"]}
+    assert json.loads(back.cursor)["files"] == json.loads(first.cursor)["files"]  # the zone as it first was ...
+    assert back.run_key not in {first.run_key, removed.run_key}  # ... runs again (Dagster skips a key it has seen)
+    # a cursor of the earlier form (the files alone) is read as such
+    legacy = next_batch(json.dumps(json.loads(first.cursor)["files"]), scan_landing_zone(tmp_path / "landing"))
+    assert legacy is None
     # the last folder emptied counts too
     for path in folder.iterdir():
         path.unlink()
@@ -611,6 +615,9 @@ def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_
     # what the run-failure alert says: the run failed before any step, its resources could not start
     why = step_failures(result.all_events)
     assert why.startswith("step touches_the_warehouse could not start")
+    # resources set up for the whole run before any step (a run launched from the UI) name no step
+    assert step_failures([event._replace(step_key=None) for event in result.all_events]).startswith(
+        "the run could not start: ")
     assert "another soe run is using the warehouse" in why and f"a test holder, pid {pid}" in why
     assert "\n" not in why
     from orchestration.sensors import run_failure_alert_sensor
@@ -689,3 +696,35 @@ def test_the_landing_sensor_waits_while_another_process_holds_the_warehouse(lock
     assert isinstance(waiting, dg.SkipReason) and context.cursor is None
     assert waiting.skip_message.startswith("waiting for the warehouse to be free (a test holder, pid ")
     assert f"pid {pid}" in waiting.skip_message
+
+
+def test_the_landing_sensor_does_not_wait_for_a_killed_soe_run(tmp_path, monkeypatch):
+    """A `soe run` killed mid-run stays "started" in the instance (nothing was left to record its end). Its process
+    is gone and the warehouse free: the sensor records it as failed, alerts once, and requests the batch."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+
+    from orchestration.resources import SoeSettings
+    from orchestration.sensors import CLI_TAG, landing_zone_sensor, process_tags
+
+    landing = tmp_path / "landing"
+    (landing / "skus").mkdir(parents=True)
+    (landing / "skus" / "2026-11-18.csv").write_text("sku_id\n")
+    monkeypatch.setenv("SOE_SENSOR_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("SOE_WAREHOUSE", str(tmp_path / "wh" / "soe.duckdb"))
+    (tmp_path / "wh").mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    instance = dg.DagsterInstance.ephemeral()
+    killed = dg.DagsterRun(job_name="soe_full_run", run_id="0badc0de-0000-0000-0000-000000000000",
+                           status=dg.DagsterRunStatus.STARTED,
+                           tags={CLI_TAG: "cli", **process_tags(), "soe/pid": gone.stdout.strip()})
+    instance.add_run(killed)
+    settings = SoeSettings(landing_dir=str(landing), publish_dir=str(tmp_path / "p"))
+    context = dg.build_sensor_context(instance=instance, cursor=None, resources={"settings": settings})
+    assert isinstance(landing_zone_sensor(context), dg.RunRequest)
+    assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    alerts = read_alert_log(tmp_path / "wh" / "alerts.jsonl")
+    assert [a["run_id"] for a in alerts] == [killed.run_id]
+    assert "killed?" in alerts[0]["message"]

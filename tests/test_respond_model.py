@@ -471,9 +471,9 @@ def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_e
     still_below = pd.MultiIndex.from_tuples([("S", "DC-1"), ("S", "DC-2")], names=["sku_id", "location_id"])
     linked = link_exceptions(conn, rows, still_below, AS_OF)
     assert linked["exception_id"].tolist() == ["EX-A", "EX-A", "EX-A", "EX-B", "EX-C"]
-    assert linked["resolves_exception_ids"].tolist() == [None, "EX-P1", "EX-A", None, "EX-C"]
+    assert linked["resolves_exception_ids"].tolist() == [None, "EX-P1", None, None, "EX-C"]  # escalating: none
     lines = format_recommendations(linked.assign(
         recommendation_id=[f"REC-{i}" for i in range(5)], from_location_id="DC-9", to_location_id=linked["to_place"],
         impact_resolved_value=0.0, cost=0.0, explanation="x", rank=range(1, 6)))
-    assert "serves EX-A, which it does not resolve alone  [REC-0]" in lines
+    assert "serves EX-A without resolving it  [REC-0]" in lines
     assert "resolves EX-P1  [REC-1]" in lines

@@ -283,7 +283,8 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not),
     and the late PO line, shipment or production order it brings forward when the rows bringing it forward
     move its whole open quantity (``item_qty``). A place still short after the actions (escalated) keeps its
-    exceptions: the rows serving it resolve only the supply exceptions they clear, if any (else None).
+    exceptions: the rows serving it resolve only the supply exceptions they clear, if any (else None); an
+    escalation or a re-promise resolves nothing.
 
     The ids are those of the run's open exceptions in ``exception_history``: those the alert budget held
     back from ``exceptions`` included, since the actions serve every shortage. A place with no such
@@ -311,7 +312,8 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     escalating = rows["action_type"] == "escalate_to_sop"
     still_short = key.isin(pd.MultiIndex.from_arrays([rows.loc[escalating, "sku_id"], rows.loc[escalating, "to_place"]]))
     bss_unlifted = key.isin(still_below) & (rows["exception_id"] == pd.Series(bss.reindex(key).to_numpy(), index=rows.index))
-    resolved_place = rows["exception_id"].where(~(acting & (still_short | bss_unlifted)))
+    # an escalation hands the shortage over and a re-promise moves a customer's date: neither resolves it
+    resolved_place = rows["exception_id"].where(acting & ~still_short & ~bss_unlifted)
     extra_bss = extra_bss.where(acting & ~still_short & (extra_bss != rows["exception_id"]))
     # the supply exception only where the actions bring the item's whole open quantity forward: part of a late
     # PO line expedited leaves the rest of it late

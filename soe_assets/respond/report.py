@@ -31,7 +31,7 @@ def format_recommendations(frame: pd.DataFrame, *, top: int = 20, action_type: s
         lines.append(f"{i:>3}. {row.action_type:<24} {row.sku_id:<12} {route:<24} qty {row.qty:>9,.0f}  "
                      f"protects {row.impact_resolved_value:>11,.0f}  cost {row.cost:>9,.0f}")
         link = (f"resolves {row.resolves_exception_ids}" if isinstance(row.resolves_exception_ids, str)
-                else f"serves {row.exception_id}, which it does not resolve alone")
+                else f"serves {row.exception_id} without resolving it")
         lines.append(f"     {link}  [{row.recommendation_id}]")
         lines += textwrap.wrap(str(row.explanation), width=width - 5, initial_indent="     ", subsequent_indent="     ")
     if top and len(rows) > top:
