@@ -164,6 +164,8 @@ def fail_orphaned_cli_runs(instance: dg.DagsterInstance, warehouse: str | Path) 
     return [run.run_id for run in orphaned]
 
 
+# The asset ingest writes the run's as_of to: a run without it works on the warehouse's current as_of.
+RUN_CONTEXT_KEY = dg.AssetKey(["raw", "run_context"])
 # The job Dagster runs when assets are materialized from the UI rather than by a job of ours.
 UI_ASSET_JOB = "__ASSET_JOB"
 
@@ -203,7 +205,7 @@ def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str |
     return Alert(
         kind="run_failed", severity="ERROR", subject=run_subject(job_name, assets), name=job_name, run_id=run_id,
         message=f"{message.strip()[:500].rstrip('.')}. The previously published marts are untouched.",
-        as_of=as_of_of_run(warehouse, run_id),
+        as_of=as_of_of_run(warehouse, run_id, ingests=assets is None or RUN_CONTEXT_KEY in set(assets)),
     )
 
 

@@ -127,14 +127,16 @@ def replace_run_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataF
         conn.unregister("_run_rows")
 
 
-def as_of_of_run(path: str | Path, run_id: str) -> str:
-    """The as_of a run ingested for (ISO date), or '' when its ingest did not get that far or the warehouse
-    cannot be read now (for an alert about the run: never an error of its own)."""
+def as_of_of_run(path: str | Path, run_id: str, ingests: bool = True) -> str:
+    """The as_of a run worked on (ISO date): the one it ingested for, or for a run that does not ingest (assets
+    materialized on their own) the warehouse's current one; '' when its ingest did not get that far or the
+    warehouse cannot be read now (for an alert about the run: never an error of its own)."""
     if not Path(path).is_file():
         return ""
     try:
         with duckdb.connect(str(path), read_only=True) as conn:
-            row = conn.execute("SELECT as_of FROM raw.run_context WHERE run_id = ?", [run_id]).fetchone()
+            row = conn.execute("SELECT as_of FROM raw.run_context WHERE run_id = ? OR NOT ?", [run_id, ingests]
+                               ).fetchone()
     except duckdb.Error:
         return ""
     return row[0].isoformat() if row else ""

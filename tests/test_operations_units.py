@@ -728,3 +728,26 @@ def test_the_landing_sensor_does_not_wait_for_a_killed_soe_run(tmp_path, monkeyp
     alerts = read_alert_log(tmp_path / "wh" / "alerts.jsonl")
     assert [a["run_id"] for a in alerts] == [killed.run_id]
     assert "killed?" in alerts[0]["message"]
+
+
+def test_a_failed_run_that_does_not_ingest_is_alerted_with_the_warehouses_as_of(tmp_path):
+    """A run of assets materialized on their own (from the UI) works on the as_of the warehouse holds: its alert
+    names it. A run that ingests and failed before writing its own as_of names none (the warehouse's is an
+    earlier run's)."""
+    import dagster as dg
+    import duckdb
+
+    from orchestration.sensors import run_failure_alert
+
+    warehouse = tmp_path / "soe.duckdb"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.run_context AS SELECT DATE '2026-11-21' AS as_of, 'earlier-run' AS run_id")
+    publish_only = run_failure_alert("ui-run", "__ASSET_JOB", "x", warehouse, assets=[dg.AssetKey("published_marts")])
+    assert publish_only.as_of == "2026-11-21"
+    full_run = run_failure_alert("full-run", "soe_full_run", "x", warehouse)
+    assert full_run.as_of == ""
+    with_ingest = run_failure_alert("ui-run-2", "__ASSET_JOB", "x", warehouse,
+                                    assets=[dg.AssetKey(["raw", "run_context"]), dg.AssetKey("published_marts")])
+    assert with_ingest.as_of == ""
+    assert run_failure_alert("earlier-run", "soe_full_run", "x", warehouse).as_of == "2026-11-21"
