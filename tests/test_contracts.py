@@ -391,6 +391,17 @@ def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_
     assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (11, 4)
 
 
+def test_a_line_of_spaces_before_the_header_is_named_as_the_cause(landing):
+    """Blank lines before a header are skipped; a line of spaces is a line with a value, so it is the header: the
+    file lacks every column, and the reason says the header line holds no names."""
+    path = write_source(landing, "sales_orders", [_order("S1")], suffix="_spaces")
+    path.write_text("   \n" + path.read_text())
+    reasons = _quarantine(ingest_landing_zone(landing, AS_OF), "sales_orders")["reason"].tolist()
+    assert len(reasons) == 1 and reasons[0].startswith("missing required column(s) order_id, line_no")
+    assert reasons[0].endswith(" (the header line holds no names: the first line that is not empty is the header): "
+                               "the whole file is quarantined")
+
+
 def test_a_file_name_that_is_not_utf8_is_quarantined_whole_and_shown_escaped(landing):
     """A Latin-1 byte in a file name (as a Windows share may deliver it) is no text: the file is rejected whole
     under its name with the byte escaped, and every other extract is read."""

@@ -34,6 +34,8 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet")
 READ_PROBLEM = "_read_problem"
 # Where DuckDB lists the malformed rows of a CSV read with ``skip_malformed`` (a temporary table).
 MALFORMED_ROWS = "_malformed_csv_rows"
+# The name given a column whose header cell is blank (SQL has no empty identifier).
+UNNAMED_COLUMN = "(unnamed column {position})"
 # The number the read gives each data row.
 ROW_NUMBER = "_row_number"
 
@@ -249,7 +251,8 @@ class ExtractReader:
             self._schema, self._open = self._open_parquet()
         # A column without a name (a trailing comma on the header, as spreadsheets export) is an extra column
         # like any other: it gets one, since SQL has no empty identifier.
-        names = [str(c).strip() or f"(unnamed column {position + 1})" for position, c in enumerate(self._schema.names)]
+        names = [str(c).strip() or UNNAMED_COLUMN.format(position=position + 1)
+                 for position, c in enumerate(self._schema.names)]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise UnreadableFile(f"the header names a column twice: {', '.join(repeated)}")
