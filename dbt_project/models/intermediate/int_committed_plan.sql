@@ -3,7 +3,9 @@
 {{ config(materialized='table') }}
 
 -- The plan version in force: the latest committed_at not after the end of
--- the as_of day. All weeks of that version, past and future.
+-- the as_of day. All weeks of that version, past and future. A version whose
+-- rows carry several commit times is committed with its last row: one still
+-- being committed after the as_of day is not in force yet.
 
 with
 
@@ -34,10 +36,12 @@ versions as (
         plan_commitments.plan_version,
         max(plan_commitments.committed_at) as committed_at
     from plan_commitments
-    cross join run_context
-    where plan_commitments.committed_at
-        < cast({{ dbt.dateadd('day', 1, 'run_context.as_of') }} as {{ dbt.type_timestamp() }})
     group by plan_commitments.plan_version
+    having max(plan_commitments.committed_at)
+        < (
+            select cast({{ dbt.dateadd('day', 1, 'run_context.as_of') }} as {{ dbt.type_timestamp() }})
+            from run_context
+        )
 
 ),
 

@@ -1,6 +1,6 @@
 -- Every SKU-location with a committed plan row, stock (on hand or held at the
--- latest snapshot <= as_of), demand (open booked demand, or any sales order or
--- POS sale: a SKU-location that serves customers, whose demand the exceptions
+-- latest snapshot <= as_of), demand (open booked demand, or any sales order not
+-- cancelled or POS sale: a SKU-location that serves customers, whose demand the exceptions
 -- and forecast accuracy judge even when nothing is booked ahead) or open
 -- supply, times every horizon week.
 
@@ -58,7 +58,8 @@ sku_locations as (
     union
     select sku_id, location_id from booked_demand
     union
-    select sku_id, location_id from sales_orders
+    -- a line that was cancelled is no demand: a SKU-location with only such lines serves no customer
+    select sku_id, location_id from sales_orders where status <> 'cancelled'
     union
     select sku_id, location_id from pos_sales
     union
