@@ -156,6 +156,8 @@ def fail_orphaned_cli_runs(instance: dg.DagsterInstance, warehouse: str | Path) 
                                                       tags={CLI_TAG: "cli", HOST_TAG: socket.gethostname()}))
     orphaned = [run for run in started
                 if run.tags.get(PID_TAG, "").isdigit() and not run_lock.process_alive(int(run.tags[PID_TAG]))]
+    if not orphaned:  # every sensor tick asks: it writes nothing then, not even the alert log's folder
+        return []
     message = "the process of 'soe run' ended before the run finished (killed?)"
     for run in orphaned:
         instance.report_run_failed(run, message=message)

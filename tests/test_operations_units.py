@@ -751,3 +751,18 @@ def test_a_failed_run_that_does_not_ingest_is_alerted_with_the_warehouses_as_of(
                                     assets=[dg.AssetKey(["raw", "run_context"]), dg.AssetKey("published_marts")])
     assert with_ingest.as_of == ""
     assert run_failure_alert("earlier-run", "soe_full_run", "x", warehouse).as_of == "2026-11-21"
+
+
+def test_a_sensor_tick_writes_nothing_when_no_run_was_killed(tmp_path, monkeypatch):
+    """Every tick looks for killed `soe run`s; finding none, it creates no file or folder (the alert log's)."""
+    import dagster as dg
+
+    from orchestration.resources import SoeSettings
+    from orchestration.sensors import landing_zone_sensor
+
+    (tmp_path / "landing" / "skus").mkdir(parents=True)
+    monkeypatch.setenv("SOE_WAREHOUSE", str(tmp_path / "not-yet" / "soe.duckdb"))
+    settings = SoeSettings(landing_dir=str(tmp_path / "landing"), publish_dir=str(tmp_path / "p"))
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources={"settings": settings})
+    assert isinstance(landing_zone_sensor(context), dg.SkipReason)
+    assert not (tmp_path / "not-yet").exists()
