@@ -191,6 +191,12 @@ def test_planner_table_filters_and_orders() -> None:
     everything = format_exceptions(rows, top=0)  # 0: all
     assert "showing the top" not in everything and everything.count("projected_stockout") == 2
     quiet = format_exceptions(rows.iloc[0:0])  # a run that found nothing publishes an empty mart
+    # EX-2 is caused by EX-1 (the same money from the other side): the header counts it once, unless the view
+    # leaves its cause out
+    linked = rows.assign(caused_by_exception_id=[None, "EX-1"])
+    assert f"open impact {linked['impact_value'].iloc[0]:,.0f} (linked exceptions counted once)" in format_exceptions(linked)
+    alone = format_exceptions(linked[linked["exception_id"].eq("EX-2")])
+    assert f"open impact {linked['impact_value'].iloc[1]:,.0f} " in alone
     assert quiet.startswith("exceptions of the latest run: 0 open") and "nothing needs attention" in quiet
 
 

@@ -117,6 +117,13 @@ def planted_network() -> dict:
     # excess: 15 weeks of cover (fires) / 5 weeks (near miss)
     add_clean_sku(net, "EXCESS", "DC-2", stock=1500)
     add_clean_sku(net, "EXCESS-NEAR", "DC-2", stock=500)
+    # near miss: plan and orders ending in week 0 (100 a week, safety stock 40), no receipts: 730 now, 630 at the
+    # fence's end, against 40 + 6 x 100 + 10 = 650 there; the plan sets no safety stock after week 0, which must
+    # not read as 0 at the fence's end (630 - 0 - 600 would pass)
+    add_clean_sku(net, "EXCESS-PLAN-END", "DC-2", stock=730, po_weeks=range(0))
+    set_orders(net, "EXCESS-PLAN-END", "DC-2", {w: 100.0 for w in range(-8, 1)})
+    net["sop_plan"] = [p for p in net["sop_plan"]
+                       if not (p["sku_id"] == "EXCESS-PLAN-END" and p["week_start"] > monday(0).isoformat())]
     # near miss: 5.5 weeks of cover under a plan that ends in week 7; the weeks after it forecast nothing, and
     # averaging them in as zero demand would read the same stock as 9 weeks of cover (excess)
     add_clean_sku(net, "EXCESS-PLAN-ENDS", "DC-2", stock=550)

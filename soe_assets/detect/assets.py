@@ -7,6 +7,7 @@ from orchestration.resources import QualitySettings, SoeSettings, WarehouseResou
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.engine import apply_alert_budget, detect_exceptions
 from soe_assets.detect.lifecycle import SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
+from soe_assets.detect.report import open_impact
 from soe_assets.warehouse import read_run_context, replace_table
 
 # dbt model names this stage reads; their asset keys are looked up on the dbt assets (the key may carry
@@ -55,7 +56,7 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
     new = int((mart["status"].eq("open") & mart["first_detected_on"].eq(run.as_of)).sum())
     context.log.info(
         f"{status.get('open', 0)} open exception(s) ({new} new), {status.get('resolved', 0)} resolved since the last "
-        f"run, open impact {mart.loc[mart['status'].eq('open'), 'impact_value'].sum():,.0f}")
+        f"run, open impact {open_impact(mart):,.0f} (linked exceptions counted once)")
     if budget.held_back:
         context.log.warning(
             f"alert budget {settings.max_open_exceptions}: held back {budget.held_back} lower-priority open "

@@ -7,6 +7,14 @@ import textwrap
 import pandas as pd
 
 
+def open_impact(rows: pd.DataFrame) -> float:
+    """The money at stake in the open rows, each sum once: a row whose cause is among them (a shortage behind
+    its late PO) describes the same money from the other side (``caused_by_exception_id``)."""
+    open_rows = rows[rows["status"].eq("open")]
+    caused = open_rows.get("caused_by_exception_id", pd.Series(None, index=open_rows.index, dtype=object))
+    return float(open_rows.loc[~caused.isin(open_rows["exception_id"]), "impact_value"].sum())
+
+
 def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str | None = None,
                       location: str | None = None, width: int = 160) -> str:
     """The ranked open exceptions as a readable table, plus a line on what was resolved."""
@@ -22,7 +30,8 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
     heading = f"exceptions as of {as_of}" if as_of else "exceptions of the latest run"
     lines = [f"{heading}: {len(open_rows)} open"
              + (f" (showing the top {top})" if len(open_rows) > top else "")
-             + f", {len(resolved)} resolved since the last run; open impact {open_rows['impact_value'].sum():,.0f}"]
+             + f", {len(resolved)} resolved since the last run; open impact {open_impact(open_rows):,.0f} "
+             "(linked exceptions counted once)"]
     if open_rows.empty:
         lines.append("nothing needs attention.")
     else:

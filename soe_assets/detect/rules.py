@@ -425,7 +425,10 @@ measured as (
     select now.sku_id, now.location_id, now.week_start, now.unit_price, now.unit_cost,
            now.available_stock_qty, coalesce(demand.avg_later_week_demand, 0) as avg_week_demand,
            now.available_stock_qty - now.safety_stock_qty - ? * coalesce(demand.avg_later_week_demand, 0) as excess_now,
-           fence_end.projected_available_qty - fence_end.safety_stock_qty
+           -- a plan ending before the fence's end sets no safety stock there (0): week 0's still applies
+           fence_end.projected_available_qty
+               - case when fence_end.plan_version is null then now.safety_stock_qty
+                      else fence_end.safety_stock_qty end
                - ? * coalesce(demand.avg_later_week_demand, 0) as excess_at_fence
     from now inner join fence_end using (sku_id, location_id)
     inner join weekly_demand as demand using (sku_id, location_id)
