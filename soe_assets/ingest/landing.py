@@ -35,7 +35,8 @@ READ_PROBLEM = "_read_problem"
 # Where DuckDB lists the malformed rows of a CSV read with ``skip_malformed`` (a temporary table).
 MALFORMED_ROWS = "_malformed_csv_rows"
 # The name given a column whose header cell is blank (SQL has no empty identifier).
-UNNAMED_COLUMN = "(unnamed column {position})"
+UNNAMED_COLUMN_PREFIX = "(unnamed column "
+UNNAMED_COLUMN = UNNAMED_COLUMN_PREFIX + "{position})"
 # The number the read gives each data row.
 ROW_NUMBER = "_row_number"
 

@@ -24,7 +24,7 @@ from data_contracts.sources import SOURCES, SourceContract
 from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal, text_alias
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
-    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN, UNQUOTED_COMMA_HINT,
+    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX, UNQUOTED_COMMA_HINT,
     Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers, ignored_folders, list_extracts,
     stored_timestamps, stored_typed_columns,
 )
@@ -170,7 +170,7 @@ class _LoadedFile:
 def _header_hint(header: list[str], missing: list[str]) -> str:
     """Why a header may lack contract columns that are there in another form: another delimiter, other case, a
     first line of spaces taken for the header."""
-    if all(name.startswith(UNNAMED_COLUMN.split("{")[0]) for name in header):
+    if all(name.startswith(UNNAMED_COLUMN_PREFIX) for name in header):
         return " (the header line holds no names: the first line that is not empty is the header)"
     if len(header) <= 2 and any(delimiter in "".join(header) for delimiter in ";\t|"):
         return " (is the delimiter a comma?)"

@@ -54,17 +54,18 @@ def _exact_sum(column: str) -> str:
 class Measure:
     """A KPI's value, numerator and denominator: SQL aggregates over a base relation's rows."""
 
-    value: str = f"{_exact_sum('num')} / {_exact_sum('den')}"
-    numerator: str = _exact_sum("num")
-    denominator: str = _exact_sum("den")
+    value: str
+    numerator: str
+    denominator: str
 
-    def over(self, num: str, den: str) -> Measure:
-        """The default ratio measure of other base columns than ``num`` and ``den``."""
-        return Measure(f"{_exact_sum(num)} / {_exact_sum(den)}", _exact_sum(num), _exact_sum(den))
+    @classmethod
+    def ratio(cls, num: str = "num", den: str = "den") -> Measure:
+        """Σ num / Σ den of two base columns, summed exactly."""
+        return cls(f"{_exact_sum(num)} / {_exact_sum(den)}", _exact_sum(num), _exact_sum(den))
 
 
 def _rollup(conn: duckdb.DuckDBPyConnection, base_sql: str, kpi_name: str, as_of: date,
-            measure: Measure = Measure()) -> pd.DataFrame:
+            measure: Measure = Measure.ratio()) -> pd.DataFrame:
     """Aggregate a base relation (``week_start, product_family, location_id, num, den``) to the three scopes."""
     return _rollup_kpis(conn, base_sql, {kpi_name: measure}, as_of)
 
@@ -159,8 +160,8 @@ def delivery_kpis(conn: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
         FROM staging.stg_sales_orders AS so {_FAMILY}
         WHERE so.status <> 'cancelled' AND so.promised_date IS NOT NULL
     """
-    return _rollup_kpis(conn, base, {"otif_line_rate": Measure().over("lines_on_time", "lines"),
-                                     "fill_rate_units": Measure().over("units_on_time", "units")}, as_of)
+    return _rollup_kpis(conn, base, {"otif_line_rate": Measure.ratio("lines_on_time", "lines"),
+                                     "fill_rate_units": Measure.ratio("units_on_time", "units")}, as_of)
 
 
 def _one(frame: pd.DataFrame, kpi_name: str) -> pd.DataFrame:
@@ -274,9 +275,9 @@ def forecast_accuracy_kpis(conn: duckdb.DuckDBPyConnection, as_of: date,
                CASE WHEN actual_qty > 0 THEN 1.0 END AS judged
         FROM {(sources or Sources.inline(as_of)).plan_vs_actual}
     """
-    return _rollup_kpis(conn, base, {"forecast_wape": Measure().over("abs_error", "actual_qty"),
-                                     "forecast_bias": Measure().over("error", "actual_qty"),
-                                     "forecast_mape": Measure().over("pct_error", "judged")}, as_of)
+    return _rollup_kpis(conn, base, {"forecast_wape": Measure.ratio("abs_error", "actual_qty"),
+                                     "forecast_bias": Measure.ratio("error", "actual_qty"),
+                                     "forecast_mape": Measure.ratio("pct_error", "judged")}, as_of)
 
 
 def forecast_wape(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
@@ -398,7 +399,8 @@ def inventory_value(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
         SELECT week_start, product_family, location_id, stock_value AS num, 1.0 AS den
         FROM {(sources or Sources.inline(as_of)).stock}
     """
-    return _rollup(conn, base, "inventory_value", as_of, Measure(value=_exact_sum("num"), denominator="1.0"))
+    level = _exact_sum("num")
+    return _rollup(conn, base, "inventory_value", as_of, Measure(value=level, numerator=level, denominator="1.0"))
 
 
 def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:

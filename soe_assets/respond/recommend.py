@@ -302,16 +302,17 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
                                            "location_id": rows["to_place"], "reference_id": None,
                                            "week_start": rows["week_start"]}))
     main = pd.Series(stockout.reindex(key).to_numpy(), index=rows.index)
-    rows["exception_id"] = main.fillna(pd.Series(bss.reindex(key).to_numpy(), index=rows.index)).fillna(fallback)
+    place_bss = pd.Series(bss.reindex(key).to_numpy(), index=rows.index)
+    rows["exception_id"] = main.fillna(place_bss).fillna(fallback)
     # supply-side exceptions the action also resolves (the late PO / shipment / production order it expedites)
     by_ref = exc[exc["reference_id"] != ""].groupby("reference_id")["exception_id"].agg(",".join)
     extra_ref = pd.Series(by_ref.reindex(rows["reference_id"].fillna("")).to_numpy(), index=rows.index)
-    extra_bss = pd.Series(bss.reindex(key).to_numpy(), index=rows.index).where(~key.isin(still_below))
+    extra_bss = place_bss.where(~key.isin(still_below))
     acting = ~rows["action_type"].isin(["escalate_to_sop", "adjust_order_promise"])
     # a place escalated after the actions stays short: they serve its exception without resolving it
     escalating = rows["action_type"] == "escalate_to_sop"
     still_short = key.isin(pd.MultiIndex.from_arrays([rows.loc[escalating, "sku_id"], rows.loc[escalating, "to_place"]]))
-    bss_unlifted = key.isin(still_below) & (rows["exception_id"] == pd.Series(bss.reindex(key).to_numpy(), index=rows.index))
+    bss_unlifted = key.isin(still_below) & (rows["exception_id"] == place_bss)
     # an escalation hands the shortage over and a re-promise moves a customer's date: neither resolves it
     resolved_place = rows["exception_id"].where(acting & ~still_short & ~bss_unlifted)
     extra_bss = extra_bss.where(acting & ~still_short & (extra_bss != rows["exception_id"]))
