@@ -35,14 +35,18 @@ PREVIOUS_INSTANCE_CONFIGS = ("telemetry:\n  enabled: false\n",)
 
 
 def instance_config(dagster_home: Path) -> str:
-    """The Dagster instance of a soe folder: Dagster's SQLite event log in its usual place
-    (``history/runs``), without a new connection per event (``orchestration/instance_storage.py``)."""
+    """The Dagster instance of a soe folder: Dagster's SQLite event log and captured output in their usual places
+    (``history/runs``, ``storage``), without a new connection per event and with the output's helper processes
+    deaf to Ctrl-C (``orchestration/instance_storage.py``)."""
     event_logs = json.dumps(str(dagster_home / "history" / "runs"))  # a JSON string is a YAML string
+    compute_logs = json.dumps(str(dagster_home / "storage"))
     return (
         f"{INSTANCE_CONFIG_MARK}\n"
         "telemetry:\n  enabled: false\n"
         "event_log_storage:\n  module: orchestration.instance_storage\n  class: PooledSqliteEventLogStorage\n"
         f"  config:\n    base_dir: {event_logs}\n"
+        "compute_logs:\n  module: orchestration.instance_storage\n  class: QuietLocalComputeLogManager\n"
+        f"  config:\n    base_dir: {compute_logs}\n"
     )
 
 
@@ -256,6 +260,10 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
     _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
     if not result.success:
         _alert_run_failure(result, workspace)
+        if _interrupted(result):  # Ctrl-C: Dagster ends the step it was in and records the run as failed
+            echo(f"run interrupted after {elapsed:.1f} s (run id {result.run_id}). "
+                 "The previously published marts are untouched.")
+            raise KeyboardInterrupt
         echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
              "The previously published marts are untouched.")
         return False
@@ -333,6 +341,16 @@ def _print_failed_checks(result, alert_log: Path, echo: Callable[[str], None]) -
         message = evaluation.metadata.get("message")
         text = message.value if message is not None else evaluation.description or ""
         echo(f"  {evaluation.severity.value:<5} {evaluation.asset_key.to_user_string()}:{evaluation.check_name}: {text}")
+
+
+def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """The run failed because it was interrupted (Ctrl-C), not because of a step's own error."""
+    from orchestration.progress import INTERRUPTED_ERROR
+
+    return any(event.is_step_failure and event.step_failure_data is not None
+               and event.step_failure_data.error is not None
+               and event.step_failure_data.error.cls_name == INTERRUPTED_ERROR
+               for event in result.all_events)
 
 
 def _alert_run_failure(result, workspace: Workspace) -> None:

@@ -51,9 +51,15 @@ class _ProgressHandler(logging.Handler):
                     print(f"    caused by: {readable_error(error)}", file=sys.__stderr__, flush=True)
 
 
+# The error of a step Dagster ended on Ctrl-C or a stop signal (it has no message of its own).
+INTERRUPTED_ERROR = "DagsterExecutionInterruptedError"
+
+
 def readable_error(error: SerializableErrorInfo) -> str:
     """An error's message as a user reads it: without the qualified class name Python puts first
     ('dagster._core.errors.DagsterAssetCheckFailedError: ...'), its further lines indented under it."""
+    if error.cls_name == INTERRUPTED_ERROR:
+        return "interrupted (Ctrl-C or a stop signal)"
     message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name or '')}: ", "", error.message.strip(), count=1)
     return message.replace("\n", "\n    ")
 

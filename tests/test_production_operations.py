@@ -6,7 +6,9 @@ One workspace, one sequence (each full run is ~20-60 s, so runs are shared):
 2. the newest inventory extract rejected whole: the publish gate holds the previous set;
 3. a run killed (SIGKILL) when the detect stage starts: the published set is intact;
 4. two more runs while a second process reads the published set in a loop: it never sees a
-   partial or mixed set; the re-run of the same as_of replaces its exception-history rows.
+   partial or mixed set; the re-run of the same as_of replaces its exception-history rows;
+5. a run interrupted by Ctrl-C (SIGINT to its whole process group, as a terminal sends it) while dbt
+   builds: one clear message, no traceback, the published set intact.
 """
 
 import json
@@ -379,3 +381,42 @@ def test_rerunning_an_as_of_replaces_its_exception_history(reruns, root):
     assert after == reruns["history_before"]
     manifest = _manifest(root)
     assert set(manifest) >= {"as_of", "run_id", "row_counts", "schema_version"}
+
+
+# --- 5. Ctrl-C ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(reruns, root):
+    before = _read_published(root / "publish")
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches soe, dbt and Dagster's helpers alike
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "orchestration.cli", *_run_args(root)], cwd=REPO, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("[soe_dbt_models] started"):
+                time.sleep(1.0)  # dbt is running
+                os.killpg(process.pid, signal.SIGINT)
+                break
+        seen.extend(process.stdout)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return {"before": before, "output": "".join(seen), "returncode": process.returncode}
+
+
+def test_ctrl_c_stops_the_run_with_one_clear_message_and_keeps_the_published_set(interrupted_run, root):
+    output = interrupted_run["output"]
+    assert interrupted_run["returncode"] == 130, output[-3000:]
+    assert "[soe_dbt_models] FAILED" in output and "interrupted (Ctrl-C or a stop signal)" in output
+    assert "run interrupted after" in output and "soe: interrupted" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert _read_published(root / "publish") == interrupted_run["before"]
+    alert = json.loads((root / "warehouse" / "alerts.jsonl").read_text().splitlines()[-1])
+    assert alert["kind"] == "run_failed"
+    assert alert["message"].startswith("step soe_dbt_models failed: interrupted (Ctrl-C or a stop signal)")
