@@ -252,6 +252,25 @@ def test_inventory_turns_of_a_scope_start_at_its_own_first_snapshot():
     assert set(turns[turns.scope_id == "DC-2"].week_start) == {W1}
 
 
+def test_days_of_supply_leaves_out_demand_where_stock_is_unknown():
+    """STORE-1 sells but is never counted, and parts at DC-1 are first counted in W1: their demand has no known
+    stock beside it (no row, not 0 days), and the total covers only the stock it knows."""
+    snap = lambda d, sku, qty: {"snapshot_date": d, "sku_id": sku, "location_id": "DC-1",  # noqa: E731
+                                "on_hand_qty": qty, "quality_hold_qty": 0.0}
+    conn = make_warehouse(
+        stg_inventory_snapshots=[snap(W2 + timedelta(days=1), "A", 35), snap(W1 + timedelta(days=1), "B", 40)],
+        stg_sales_orders=[so(1, W2, 14, 14, W2, sku="A"), so(2, W2, 7, 7, W2, sku="B"),
+                          so(3, W1, 7, 7, W1, sku="A"), so(4, W1, 14, 14, W1, sku="B"),
+                          so(5, W1, 70, 70, W1, sku="A", loc="STORE-1")],
+    )
+    dos = metrics.days_of_supply(conn, AS_OF)
+    assert set(dos.scope_id.dropna()) == {"DC-1", "bikes", "parts"}  # no row for the store
+    assert set(dos[dos.scope_id == "parts"].week_start) == {W1}  # parts' stock is unknown in W2
+    assert pick(dos, W2).value == pytest.approx(35 / (14 / 7))  # bikes only: B's 7 units have no stock beside them
+    assert pick(dos, W1).value == pytest.approx((35 + 40) / ((7 + 14) / 7))  # the store's 70 left out
+    assert pick(dos, W1, "product_family", "bikes").value == pytest.approx(35 / (7 / 7))
+
+
 def test_weekly_stock_takes_each_sku_locations_latest_snapshot_and_starts_with_its_first():
     snap = lambda d, sku, loc, qty: {"snapshot_date": d, "sku_id": sku, "location_id": loc,  # noqa: E731
                                      "on_hand_qty": qty, "quality_hold_qty": 0.0}

@@ -407,16 +407,21 @@ def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Source
     """On-hand units at the end of W / average daily actual demand of W (actual demand / 7).
 
     Actual demand as for forecast accuracy (non-cancelled lines by
-    requested_date + POS). No row where W had no demand in the scope.
+    requested_date + POS), of the product families and locations whose stock
+    is known that week (from their first snapshot's week, as for
+    ``inventory_value``): a store never counted has unknown stock, not none,
+    and its demand beside no stock read as 0 days. No row where W had no such
+    demand in the scope.
     """
     sources = sources or Sources.inline(as_of)
     base = f"""
         WITH stock AS (SELECT * FROM {sources.stock}),
-        weeks AS (SELECT DISTINCT week_start FROM stock),
         demand AS (
             SELECT pva.week_start, pva.product_family, pva.location_id, pva.actual_qty
             FROM {sources.plan_vs_actual} AS pva
-            INNER JOIN weeks USING (week_start)
+            INNER JOIN stock ON stock.week_start = pva.week_start
+                AND stock.product_family IS NOT DISTINCT FROM pva.product_family
+                AND stock.location_id = pva.location_id
         )
         SELECT week_start, product_family, location_id, on_hand_qty AS num, 0.0 AS den FROM stock
         UNION ALL
