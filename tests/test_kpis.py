@@ -259,14 +259,15 @@ def test_days_of_supply_leaves_out_demand_where_stock_is_unknown():
                                 "on_hand_qty": qty, "quality_hold_qty": 0.0}
     conn = make_warehouse(
         stg_inventory_snapshots=[snap(W2 + timedelta(days=1), "A", 35), snap(W1 + timedelta(days=1), "B", 40)],
-        stg_sales_orders=[so(1, W2, 14, 14, W2, sku="A"), so(2, W2, 7, 7, W2, sku="B"),
+        stg_sales_orders=[so(1, W2, 19, 19, W2, sku="A"), so(2, W2, 7, 7, W2, sku="B"),
                           so(3, W1, 7, 7, W1, sku="A"), so(4, W1, 14, 14, W1, sku="B"),
                           so(5, W1, 70, 70, W1, sku="A", loc="STORE-1")],
     )
     dos = metrics.days_of_supply(conn, AS_OF)
     assert set(dos.scope_id.dropna()) == {"DC-1", "bikes", "parts"}  # no row for the store
     assert set(dos[dos.scope_id == "parts"].week_start) == {W1}  # parts' stock is unknown in W2
-    assert pick(dos, W2).value == pytest.approx(35 / (14 / 7))  # bikes only: B's 7 units have no stock beside them
+    # bikes only: B's 7 units have no stock beside them; a day's demand, 19 / 7, is no decimal: the value is exact
+    assert pick(dos, W2).value == 35 / (19 / 7)
     assert pick(dos, W1).value == pytest.approx((35 + 40) / ((7 + 14) / 7))  # the store's 70 left out
     assert pick(dos, W1, "product_family", "bikes").value == pytest.approx(35 / (7 / 7))
 

@@ -425,9 +425,14 @@ def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Source
         )
         SELECT week_start, product_family, location_id, on_hand_qty AS num, 0.0 AS den FROM stock
         UNION ALL
-        SELECT week_start, product_family, location_id, 0.0 AS num, actual_qty / 7.0 AS den FROM demand
+        SELECT week_start, product_family, location_id, 0.0 AS num, actual_qty AS den FROM demand
     """
-    return _rollup(conn, base, "days_of_supply", as_of)
+    # the demand summed exactly, then a day's share of it (each row's share rounded to the sum's 10 places
+    # left the value off in its last digits: 19 / 7 is no decimal)
+    daily_demand = f"{_exact_sum('den')} / 7.0"
+    return _rollup(conn, base, "days_of_supply", as_of,
+                   Measure(value=f"{_exact_sum('num')} / ({daily_demand})", numerator=_exact_sum("num"),
+                           denominator=daily_demand))
 
 
 def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
