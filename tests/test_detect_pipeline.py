@@ -110,6 +110,12 @@ def planted_network() -> dict:
     add_clean_sku(net, "SPARE-SLOW", "DC-1", po_weeks=range(3, 13))
     add_clean_sku(net, "SPARE-SLOW", "DC-FAR", stock=600)
     net["skus"].pop()
+    # the same, with DC-2 itself short in week 0 (no stock, a week's orders) until an extra 600 land in week 1: from
+    # week 2 on it opens with 500 and can send DC-1 what it needs (absorbable; a transfer leaving in week 2 or 3)
+    add_clean_sku(net, "SPARE-AFTER", "DC-1", po_weeks=range(3, 13))
+    add_clean_sku(net, "SPARE-AFTER", "DC-2", stock=0)
+    net["skus"].pop()
+    po(net, "SPARE-AFTER", 1)["ordered_qty"] = 700.0
     # the projection runs level at stock - 100 (week 0's booked orders): below safety stock 40 by 30 without a
     # stockout (fires) / by 5, less than the 20 % tolerance (near miss)
     add_clean_sku(net, "LOW", "DC-2", stock=110)
@@ -289,6 +295,10 @@ def test_time_fence_rule(planted: pd.DataFrame) -> None:
     assert dip["escalate_to_sop"] and "; 0 units are spare at locations with a lane to it." in dip["explanation"]
     slow = stockouts.loc["SPARE-SLOW"]  # DC-FAR holds plenty, 40 days away: it cannot arrive inside the fence
     assert slow["escalate_to_sop"] and "; 0 units are spare at locations with a lane to it." in slow["explanation"]
+    # DC-2, short in week 0 itself, opens week 3 (the latest departure arriving in time) with 500: 460 above safety
+    after = planted[planted["exception_type"].eq("projected_stockout") & planted["sku_id"].eq("SPARE-AFTER")
+                    & planted["location_id"].eq("DC-1")].iloc[0]
+    assert not after["escalate_to_sop"] and "; 460 units are spare at locations with a lane to it." in after["explanation"]
 
 
 def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) -> None:
@@ -304,12 +314,18 @@ def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) 
 
 def test_the_escalation_flag_agrees_with_the_recommended_responses(planted_run) -> None:
     """What detection calls absorbable inside the fence, the respond stage covers there, and the other way
-    round: SPARE gets a transfer and no escalation; SPARE-DIP, SPARE-SLOW and OUT get no transfer (nothing
+    round: SPARE and SPARE-AFTER get a transfer and no escalation; SPARE-DIP, SPARE-SLOW and OUT get no transfer (nothing
     is spare, or nothing arrives in time) and what the expedites leave is escalated."""
-    recs = planted_run.query("SELECT sku_id, action_type FROM marts.recommendations "
-                             "WHERE sku_id IN ('SPARE', 'SPARE-DIP', 'SPARE-SLOW', 'OUT')")
+    recs = planted_run.query("SELECT sku_id, action_type, from_location_id, to_location_id, explanation "
+                             "FROM marts.recommendations WHERE sku_id IN ('SPARE', 'SPARE-DIP', 'SPARE-SLOW', 'OUT', "
+                             "'SPARE-AFTER')")
     actions = recs.groupby("sku_id")["action_type"].agg(set).to_dict()
     assert actions["SPARE"] == {"reallocate_stock"}
+    # SPARE-AFTER's DC-2, short in week 0, sends DC-1 its cover once its receipt has ended that shortage
+    after = recs[recs["sku_id"].eq("SPARE-AFTER") & recs["action_type"].eq("reallocate_stock")]
+    assert set(zip(after["from_location_id"], after["to_location_id"])) == {("DC-2", "DC-1")}
+    departures = after["explanation"].str.extract(r"departing (\d{4}-\d\d-\d\d)")[0]
+    assert (pd.to_datetime(departures) >= pd.Timestamp(monday(2))).all()  # not before its Monday balance is >= 0
     for sku in ("SPARE-DIP", "SPARE-SLOW", "OUT"):
         assert "escalate_to_sop" in actions[sku] and "reallocate_stock" not in actions[sku]
 

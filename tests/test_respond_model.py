@@ -105,6 +105,19 @@ def test_donor_that_would_fall_below_safety_stock_is_not_used():
     assert (d2["proj_new"] == d2["proj"]).all()
 
 
+def test_a_location_short_in_week_0_donates_from_the_week_its_receipt_ends_the_shortage():
+    """D is 30 short in week 0 (a past-due order, no stock) until a receipt brings it to 470 in week 1; A runs
+    100 short from week 3. D's Monday balance is negative in weeks 0 and 1 (it owes what it holds to its own
+    backorders): the truck leaves Monday 11-30 (week 2), when D opens with 470, and A is covered."""
+    pos = positions({("X", "A"): ([50, 50, 50, -100, -100, -100], 0), ("X", "D"): ([-30, 470, 470, 470, 470, 470], 0)})
+    prob = problem(pos, lanes(("D", "A", 1, 1.0)))
+    assert set(prob.actions["depart_week"]) == {2, 3}  # no departure from a negative Monday balance
+    acts, projected = chosen(prob)
+    assert moved(acts) == {("D", "A"): 100}
+    donor = projected.loc[projected["location_id"] == "D", "proj_new"].tolist()
+    assert donor[:2] == [-30, 470] and donor[-1] == 370
+
+
 def test_two_shortages_competing_for_one_donor_are_served_by_value():
     # D spares 100. A is 100 short on a $1 lane, B 150 short on a $30 lane; price $50.
     # Serving A: 100 x (50 - 1) = 4,900 net; serving B: 100 x (50 - 30) = 2,000. All 100 go to A.

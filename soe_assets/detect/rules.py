@@ -302,18 +302,23 @@ def _spare_stock_sql(time_fence_weeks: int) -> str:
     inside the fence, by the respond stage's donor and transfer rules (docs/responses.md). A transfer
     leaves in a fence week (week 0: the day after as_of; later weeks: the Monday) and arrives after the
     lane's transit days; the latest departure that still arrives by the fence's last day sets what the
-    donor can give: its lowest balance above safety stock from that week to the end of the horizon
-    (leaving earlier never allows more). A donor short inside the fence gives nothing, and so does a
-    lane too slow to arrive inside the fence. Needs ``run`` (``RUN``)."""
+    donor can give: its lowest balance above safety stock from that week to the end of the horizon, and
+    no more than it holds at the start of that week (none where its balance is negative then: it owes
+    that to its own waiting demand). Leaving earlier never allows more (with safety stock >= 0, a week's
+    margin is at most the next week's opening balance). A lane too slow to arrive inside the fence gives
+    nothing. Needs ``run`` (``RUN``)."""
+    weeks = range(max(time_fence_weeks, 1))
     margins = ", ".join(
         f"min(slw.projected_available_qty - slw.safety_stock_qty) filter (where slw.week_index >= {week})"
-        for week in range(max(time_fence_weeks, 1)))
+        for week in weeks)
+    openings = ", ".join(f"max(slw.opening_available_qty) filter (where slw.week_index = {week})" for week in weeks)
     return f"""
 donor as (
     select slw.sku_id, slw.location_id,
-           coalesce(min(slw.projected_available_qty) filter (where slw.inside_time_fence), 0) < 0 as short_in_fence,
            -- margin_from[d + 1]: the lowest balance above safety stock from week d on
-           list_value({margins}) as margin_from
+           list_value({margins}) as margin_from,
+           -- opening_at[d + 1]: the balance at the start of week d (week 0: the stock at as_of)
+           list_value({openings}) as opening_at
     from marts.sku_location_week as slw
     group by slw.sku_id, slw.location_id
 ),
@@ -329,9 +334,9 @@ lane_departure as (
 ),
 reachable as (
     select lane_departure.to_location_id as location_id, donor.sku_id,
-           sum(case when donor.short_in_fence then 0
-                    else greatest(coalesce(donor.margin_from[lane_departure.latest_departure_week + 1], 0), 0)
-               end) as spare_qty
+           sum(greatest(least(coalesce(donor.margin_from[lane_departure.latest_departure_week + 1], 0),
+                              coalesce(donor.opening_at[lane_departure.latest_departure_week + 1], 0)), 0))
+               as spare_qty
     from donor
     inner join lane_departure on lane_departure.from_location_id = donor.location_id
     where lane_departure.latest_departure_week is not null

@@ -5,8 +5,8 @@ A candidate action is a variable of the optimisation model (``model.py``). Each 
 end-of-week projected balance of those weeks.
 
 - ``reallocate_stock`` / ``alternate_source``: move stock along a lane from a donor to a short
-  location, departing in fence week d (week 0: tomorrow, later: the Monday), arriving after the
-  lane's transit days. Effects: -qty at the donor from week d on, +qty at the receiver from the
+  location, departing in fence week d (week 0: tomorrow, later: the Monday) where the donor's balance
+  at the start of d is not negative, arriving after the lane's transit days. Effects: -qty at the donor from week d on, +qty at the receiver from the
   arrival week on. ``alternate_source`` when the donor is of another tier (plant -> DC) and is not the
   receiver's usual source of that SKU (no shipment of it on that lane in the data), else
   ``reallocate_stock``.
@@ -255,21 +255,25 @@ def _transfers(as_of, week0, horizon, fence, positions, shortages, lanes, usual,
     if not len(shortages) or not len(lanes):
         return _empty()
     present = positions[["sku_id", "location_id", "location_type"]].drop_duplicates()
-    short_keys = shortages[["sku_id", "location_id"]].assign(_short=True)
     cand = shortages[["sku_id", "location_id"]].rename(columns={"location_id": "to_location_id"}).merge(
         lanes, on="to_location_id")
     cand = cand.merge(present.rename(columns={"location_id": "from_location_id", "location_type": "from_type"}),
                       on=["sku_id", "from_location_id"])
     cand = cand.merge(present.rename(columns={"location_id": "to_location_id", "location_type": "to_type"}),
                       on=["sku_id", "to_location_id"])
-    # a short location never donates
-    cand = cand.merge(short_keys.rename(columns={"location_id": "from_location_id"}), how="left",
-                      on=["sku_id", "from_location_id"])
-    cand = cand[cand["_short"].isna() & (cand["from_location_id"] != cand["to_location_id"])].drop(columns="_short")
-    if not len(cand):
-        return _empty()
+    cand = cand[cand["from_location_id"] != cand["to_location_id"]]
     departs = pd.DataFrame({"depart_week": np.arange(fence)})
     cand = cand.merge(departs, how="cross")
+    # A truck leaves only a location holding stock on its Monday (week 0: at as_of), before any action: one
+    # whose balance is negative then owes all it receives to its own waiting demand. A location short in some
+    # other week may donate: the donor rule keeps it at or above its safety stock from the departure on, or,
+    # where it is already below, at its own balance (it gives what it holds beyond a shortage it has ended).
+    opening = positions[["sku_id", "location_id", "week_index", "opening"]].rename(
+        columns={"location_id": "from_location_id", "week_index": "depart_week"})
+    cand = cand.merge(opening, on=["sku_id", "from_location_id", "depart_week"])
+    cand = cand[cand["opening"] >= 0].drop(columns="opening")
+    if not len(cand):
+        return _empty()
     depart_day = np.where(cand["depart_week"] == 0, (as_of - week0).days + 1, 7 * cand["depart_week"])
     arrive_day = depart_day + cand["transit_days"].fillna(0).astype(int).to_numpy()
     cand["arrive_week"] = _week_of(arrive_day)
