@@ -13,7 +13,8 @@ from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
 from soe_assets.respond.report import format_recommendations
 from soe_assets.respond.recommend import (
-    attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions, promise_rows,
+    action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions, promise_rows,
+    served_places,
 )
 from soe_assets.respond.verify import find_violations, reproject
 
@@ -193,6 +194,19 @@ def test_a_transfer_leaves_only_with_stock_on_hand_at_the_start_of_its_week():
     assert (projected["proj_new"] >= 0).all()
 
 
+def test_a_pull_in_that_frees_stock_for_a_transfer_serves_the_place_the_transfer_feeds():
+    """MO-1's pull-in lands at plant P, which is never short: its row serves DC-1, whose shortage starts in week 2,
+    and carries that week (not week 0)."""
+    prob = plant_feeding_a_short_dc()
+    acts, projected = chosen(prob)
+    attributed, short = attribute(prob, acts, projected)
+    rows = served_places(action_rows(prob, attributed, projected), short, prob.week0)
+    pull_in = rows[rows["action_type"] == "pull_in_production"].iloc[0]
+    assert (pull_in["to_location_id"], pull_in["to_place"]) == ("P", "DC-1")
+    assert pull_in["week_start"] == pd.Timestamp(WEEK0 + timedelta(weeks=2))
+    assert "frees stock at P for the transfers recommended from it" in pull_in["explanation"]
+
+
 def test_the_verifier_withdraws_a_transfer_that_leaves_before_its_stock_arrives():
     """The same-week pair (MO-1 finished Sunday of week 2, the transfer leaving on its Monday) keeps every
     end-of-week balance >= 0 and is still withdrawn."""
@@ -241,13 +255,13 @@ def test_the_verifier_withdraws_a_transfer_that_creates_excess_now_and_at_the_fe
 
 
 def test_explanation_states_the_numbers():
-    from soe_assets.respond.recommend import _action_rows
+    from soe_assets.respond.recommend import action_rows
 
     pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "D"): ([300] * 6, 100)})
     prob = problem(pos, lanes(("D", "A", 2, 1.0)))
     acts, projected = chosen(prob)
     into, _ = attribute(prob, acts, projected)
-    row = _action_rows(prob, into, projected).iloc[0]
+    row = action_rows(prob, into, projected).iloc[0]
     assert row["explanation"] == (
         "Move 60 units of X from D to A (2 days, $60, departing 2026-11-19, arriving 2026-11-21): covers 60 of the shortfall at A that "
         "starts in week-48 (2026-11-23) and reaches 60 units ($3,000 of revenue protected); D stays at or above "
@@ -284,10 +298,10 @@ def test_full_resource_gets_a_reprioritisation_and_the_pushed_order_keeps_its_sk
     assert new.loc["X"].tolist() == [10, 5, 0, 0, 150, 150]
     assert new.loc["Y"].tolist() == [300, 300, 250, 250, 300, 300]
     assert new.loc["Z"].tolist() == [100] * 6
-    from soe_assets.respond.recommend import _action_rows
+    from soe_assets.respond.recommend import action_rows
     into, short = attribute(prob, acts, projected)
     assert short["protected_value"].sum() == pytest.approx(50 * 50)
-    row = _action_rows(prob, into, projected).iloc[0]
+    row = action_rows(prob, into, projected).iloc[0]
     assert row["cost"] == pytest.approx(135)
     assert row["explanation"] == (
         "Run MO-1 (50 units of X) before MO-2 on R at P in week 2026-11-30 (finishing 2026-12-06 instead of "

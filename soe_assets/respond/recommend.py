@@ -98,7 +98,8 @@ def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) 
     return into, short
 
 
-def _action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
+def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
+    """The mart rows of the chosen actions (from ``attribute``): explanation and the served shortage's week."""
     if not len(acts):
         return pd.DataFrame(columns=MART_COLUMNS + ["week_start", "first_week"])
     week0 = problem.week0
@@ -327,21 +328,33 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     return rows
 
 
+def served_places(rows: pd.DataFrame, short: pd.DataFrame, week0: date) -> pd.DataFrame:
+    """Each action row's ``to_place``, the short place it serves: where it delivers, or for an action that only
+    frees stock at a donor (a pull-in at the plant feeding a transfer), the place the donor's transfer feeds;
+    such a row's ``week_start`` is that place's first short week too."""
+    if not len(rows):
+        return rows
+    rows = rows.assign(to_place=rows["to_location_id"])
+    feeds = rows[rows["action_type"].isin(["reallocate_stock", "alternate_source"])].groupby(
+        ["sku_id", "from_location_id"])["to_location_id"].first()
+    enabler = rows["short_qty"].isna()
+    fed = pd.Series(feeds.reindex(pd.MultiIndex.from_arrays([rows["sku_id"], rows["to_location_id"]])).to_numpy(),
+                    index=rows.index)
+    rows.loc[enabler, "to_place"] = fed[enabler].fillna(rows.loc[enabler, "to_location_id"])
+    first_week = short.set_index(["sku_id", "location_id"])["first_week"]
+    fed_week = pd.Series(first_week.reindex(pd.MultiIndex.from_arrays([rows["sku_id"], rows["to_place"]])).to_numpy(),
+                         index=rows.index, dtype=float)
+    fed_start = pd.Timestamp(week0) + pd.to_timedelta(7 * fed_week, unit="D")
+    rows.loc[enabler, "week_start"] = fed_start[enabler].fillna(rows.loc[enabler, "week_start"])
+    return rows
+
+
 def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[pd.DataFrame, dict]:
     """The ``recommendations`` mart (columns ``MART_COLUMNS`` + ``EXTRA_COLUMNS``) and run statistics."""
     problem, all_short = load_problem(conn, run, config)
     acts, withdrawn, projected = choose_actions(problem, config)
     attributed, short = attribute(problem, acts, projected)
-    rows = _action_rows(problem, attributed, projected)
-    if len(rows):
-        rows["to_place"] = rows["to_location_id"]
-        # enabling actions at a donor link to the shortage of the location they feed
-        feeds = rows[rows["action_type"].isin(["reallocate_stock", "alternate_source"])].groupby(
-            ["sku_id", "from_location_id"])["to_location_id"].first()
-        enabler = rows["short_qty"].isna()
-        fed = pd.Series(feeds.reindex(pd.MultiIndex.from_arrays([rows["sku_id"], rows["to_location_id"]])).to_numpy(),
-                        index=rows.index)
-        rows.loc[enabler, "to_place"] = fed[enabler].fillna(rows.loc[enabler, "to_location_id"])
+    rows = served_places(action_rows(problem, attributed, projected), short, problem.week0)
     lines = _booked_lines(conn, short[["sku_id", "location_id"]]) if len(short) else pd.DataFrame()
     parts = [rows, promise_rows(problem, short, projected, lines), escalation_rows(problem, all_short, short, projected, config)]
     mart = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(
