@@ -84,22 +84,59 @@ def ensure_published_runs(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"INSERT INTO {PUBLISHED_RUNS} SELECT DISTINCT as_of, NULL, NULL FROM ({' UNION '.join(earlier)})")
 
 
+# The published days of a history table whose rows a later run of the day that did not publish (blocked at the
+# publish gates, failed, killed) replaced: their published rows are kept in ``ops.published_<history>``.
+KEPT_DAYS = "ops.published_history_kept"
+
+
+def _kept(table: str) -> str:
+    """The table keeping ``table``'s rows of published days that an unpublished re-run replaced."""
+    return f"ops.{quote('published_' + table.split('.')[1])}"
+
+
 def record_published(conn: duckdb.DuckDBPyConnection, as_of: date, run_id: str) -> None:
-    """Log ``as_of``'s set as published (a re-run of the day replaces its entry)."""
+    """Log ``as_of``'s set as published (a re-run of the day replaces its entry): the day's rows in the history
+    tables are now those readers saw, and any copy of an earlier set's rows of the day is dropped."""
     ensure_published_runs(conn)
     conn.execute(f"DELETE FROM {PUBLISHED_RUNS} WHERE as_of = ?", [as_of])
     conn.execute(f"INSERT INTO {PUBLISHED_RUNS} VALUES (?, ?, now())", [as_of, run_id])
+    if table_exists(conn, "ops", "published_history_kept"):
+        for (table,) in conn.execute(f"SELECT DISTINCT history_table FROM {KEPT_DAYS} WHERE as_of = ?", [as_of]).fetchall():
+            conn.execute(f"DELETE FROM {_kept(table)} WHERE as_of = ?", [as_of])
+        conn.execute(f"DELETE FROM {KEPT_DAYS} WHERE as_of = ?", [as_of])
+
+
+def _keep_published_rows(conn: duckdb.DuckDBPyConnection, table: str, as_of: date) -> None:
+    """Before a run replaces ``as_of``'s rows of ``table``: where that day's set was published, keep its rows
+    (once, until a set of the day is published again), so a re-run that does not publish leaves later runs
+    reading what the planners saw."""
+    published = conn.execute(f"SELECT count(*) FROM {PUBLISHED_RUNS} WHERE as_of = ?", [as_of]).fetchone()[0]
+    if not published:
+        return
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {KEPT_DAYS} (history_table VARCHAR, as_of DATE)")
+    if conn.execute(f"SELECT count(*) FROM {KEPT_DAYS} WHERE history_table = ? AND as_of = ?",
+                    [table, as_of]).fetchone()[0]:
+        return  # an earlier unpublished re-run kept them already: the table holds its rows, not the set's
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {_kept(table)} AS SELECT * FROM {table} LIMIT 0")
+    conn.execute(f"INSERT INTO {_kept(table)} BY NAME SELECT * FROM {table} WHERE as_of = ?", [as_of])
+    conn.execute(f"INSERT INTO {KEPT_DAYS} VALUES (?, ?)", [table, as_of])
 
 
 def published_history(conn: duckdb.DuckDBPyConnection, table: str, as_of: date) -> str:
     """SQL (a subquery) over a history table: what a run for ``as_of`` reads and publishes of it. Its own rows,
-    and those of earlier days whose set was published: a run blocked at the publish gates published nothing,
-    so what it detected or recommended never reached a planner, and a later day's rows (a backfill runs
-    after them) are not yet history for it."""
+    and those of earlier days as their set was published: a run blocked at the publish gates published nothing,
+    so what it detected or recommended never reached a planner (where it re-ran a published day, that day's
+    published rows stand, kept by ``replace_run_rows``), and a later day's rows (a backfill runs after them)
+    are not yet history for it."""
     day = f"DATE '{as_of.isoformat()}'"
-    earlier = (f" AND as_of IN (SELECT as_of FROM {PUBLISHED_RUNS})"
-               if table_exists(conn, "ops", "published_runs") else "")  # a warehouse no run ingested into
-    return f"(SELECT * FROM {table} WHERE as_of = {day} OR (as_of < {day}{earlier}))"
+    if not table_exists(conn, "ops", "published_runs"):  # a warehouse no run ingested into
+        return f"(SELECT * FROM {table} WHERE as_of <= {day})"
+    published = f"as_of < {day} AND as_of IN (SELECT as_of FROM {PUBLISHED_RUNS})"
+    if not table_exists(conn, "ops", "published_history_kept"):
+        return f"(SELECT * FROM {table} WHERE as_of = {day} OR ({published}))"
+    kept_days = f"(SELECT as_of FROM {KEPT_DAYS} WHERE history_table = '{table}')"  # one of HISTORY_TABLES
+    return (f"(SELECT * FROM {table} WHERE as_of = {day} OR ({published} AND as_of NOT IN {kept_days}) "
+            f"UNION ALL BY NAME SELECT * FROM {_kept(table)} WHERE {published} AND as_of IN {kept_days})")
 
 
 def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
@@ -111,12 +148,18 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, types: dict[str, s
 
 def replace_run_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame, types: dict[str, str],
                      as_of: date) -> None:
-    """Replace ``as_of``'s rows of a history table (columns ``types``) with ``rows``: a re-run never duplicates."""
+    """Replace ``as_of``'s rows of a history table (columns ``types``) with ``rows``: a re-run never duplicates.
+
+    Where the day's set was published, its rows are first kept aside (once: until a set of the day is published
+    again, ``record_published``), so a re-run of the day that does not publish leaves later runs reading what
+    the planners saw."""
     ensure_table(conn, table, types)
     select = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in types.items())
     conn.register("_run_rows", rows[list(types)])
     try:
         conn.execute("BEGIN TRANSACTION")
+        if table_exists(conn, "ops", "published_runs"):
+            _keep_published_rows(conn, table, as_of)
         conn.execute(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
         conn.execute(f"INSERT INTO {table} SELECT {select} FROM _run_rows")
         conn.execute("COMMIT")

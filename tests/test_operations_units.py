@@ -523,6 +523,53 @@ def test_history_of_a_run_the_publish_gates_blocked_is_never_read_or_published(t
         "EX-16", "EX-17"]
 
 
+def test_a_blocked_re_run_of_a_published_day_leaves_that_days_published_history_standing(tmp_path):
+    """Day 17 published with EX-A (exceptions) and REC-A (recommendations), then re-run twice and blocked both
+    times (EX-B, then EX-C): the next day compares with what the planners saw on day 17 and publishes it, not a
+    blocked run's rows. A day published with no row keeps its emptiness; a published re-run of day 17 replaces
+    it for good."""
+    import duckdb
+
+    from soe_assets.detect.lifecycle import HISTORY_TABLE, HISTORY_TYPES, previous_run
+    from soe_assets.publish import publish_marts
+    from soe_assets.respond.assets import RECOMMENDATION_HISTORY
+    from soe_assets.warehouse import ensure_published_runs, replace_run_rows
+
+    recommendation_types = {"recommendation_id": "VARCHAR", "as_of": "DATE"}
+
+    def run(conn, day: int, exceptions: list[str], published: bool):
+        as_of = date(2026, 11, day)
+        rows = pd.DataFrame({"exception_id": exceptions, "status": "open", "as_of": as_of}).reindex(
+            columns=list(HISTORY_TYPES))
+        replace_run_rows(conn, HISTORY_TABLE, rows, HISTORY_TYPES, as_of)
+        replace_run_rows(conn, RECOMMENDATION_HISTORY, pd.DataFrame(
+            {"recommendation_id": [e.replace("EX", "REC") for e in exceptions], "as_of": as_of}),
+            recommendation_types, as_of)
+        conn.execute(f"CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '{as_of}' AS as_of")
+        return publish_marts(conn, tmp_path / "publish", run_id=f"r{day}-{exceptions}", as_of=str(as_of)) \
+            if published else None
+
+    def published_ids(version, table: str, column: str) -> list[str]:
+        return sorted(pd.read_parquet(version.version_dir / f"{table}.parquet")[column])
+
+    with duckdb.connect() as conn:
+        ensure_published_runs(conn)  # as every run's ingest does
+        run(conn, 16, [], True)  # published with nothing open
+        run(conn, 17, ["EX-A"], True)
+        run(conn, 17, ["EX-B"], False)
+        run(conn, 16, ["EX-Z"], False)
+        run(conn, 17, ["EX-C"], False)
+        assert previous_run(conn, date(2026, 11, 18))["exception_id"].tolist() == ["EX-A"]
+        day_18 = run(conn, 18, ["EX-D"], True)
+        assert published_ids(day_18, "exception_history", "exception_id") == ["EX-A", "EX-D"]
+        assert published_ids(day_18, "recommendation_history", "recommendation_id") == ["REC-A", "REC-D"]
+        run(conn, 17, ["EX-E"], True)  # a published re-run: its rows are the day's history now
+        run(conn, 17, ["EX-F"], False)
+        assert previous_run(conn, date(2026, 11, 18))["exception_id"].tolist() == ["EX-E"]
+        day_19 = run(conn, 19, [], True)
+        assert published_ids(day_19, "exception_history", "exception_id") == ["EX-D", "EX-E"]
+
+
 def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_path, monkeypatch):
     """Dagster runs a UI materialization as its implicit asset job: the alert names the assets, not '__ASSET_JOB'."""
     import dagster as dg
