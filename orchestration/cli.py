@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from soe_assets import run_lock
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
+from soe_assets.run_window import MAX_HORIZON_WEEKS, window_problem
 
 if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe --help` should not
     import dagster as dg
@@ -205,8 +206,9 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         resolve_as_of(workspace.landing, options.as_of)
     except LandingZoneError as error:
         raise UserError(str(error)) from None
-    if options.time_fence_weeks > options.horizon_weeks:
-        raise UserError("--time-fence-weeks cannot exceed --horizon-weeks")
+    problem = window_problem(options.horizon_weeks, options.time_fence_weeks)
+    if problem:
+        raise UserError(problem)
     quality = _run_settings(options)
     _writable_folder(workspace.warehouse.parent, "warehouse")
     _writable_folder(workspace.publish, "publish")
@@ -571,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: 'publish' beside the warehouse)")
     run.add_argument("--as-of", type=_iso_date, default=None, help="the day the run describes (default: latest extract date)")
     run.add_argument("--horizon-weeks", type=_at_least_one, default=13,
-                     help="weeks of the S&OE window, week 0 = the week of as_of (default 13)")
+                     help=f"weeks of the S&OE window, week 0 = the week of as_of (default 13, at most {MAX_HORIZON_WEEKS})")
     run.add_argument("--time-fence-weeks", type=_non_negative, default=None,
                      help="weeks 0..N-1 inside the time fence, where S&OE acts; at most --horizon-weeks "
                      "(default 4, or the horizon when it is shorter)")

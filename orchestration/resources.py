@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 
 from soe_assets import run_lock
+from soe_assets.run_window import window_problem
 from soe_assets.warehouse import connect
 
 
@@ -55,6 +56,12 @@ class SoeSettings(dg.ConfigurableResource):
     horizon_weeks: int = 13
     time_fence_weeks: int = 4
     max_open_exceptions: int = 0  # 0: no alert budget
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        problem = window_problem(self.horizon_weeks, self.time_fence_weeks)
+        if problem:  # a run launched from the UI with its own config
+            raise dg.Failure(problem.replace("--horizon-weeks", "horizon_weeks")
+                             .replace("--time-fence-weeks", "time_fence_weeks"), allow_retries=False)
 
     @property
     def landing_path(self) -> Path:

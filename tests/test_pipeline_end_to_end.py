@@ -149,6 +149,9 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--horizon-weeks", "0"], "--horizon-weeks: '0' must be at least 1"),
     (["--time-fence-weeks", "-1"], "--time-fence-weeks: '-1' must be at least 0"),
+    (["--horizon-weeks", "1300"], "--horizon-weeks must be between 1 and 104 (S&OE's window; got 1300)"),
+    (["--horizon-weeks", "6", "--time-fence-weeks", "7"],
+     "--time-fence-weeks must be between 0 and --horizon-weeks (6; got 7)"),
     (["--warehouse", "{file}/w.duckdb"], "cannot create the warehouse folder"),
     (["--publish", "{file}/publish"], "cannot create the publish folder"),
     (["--warehouse", "{file}"], "is not a valid DuckDB database file"),
