@@ -335,6 +335,11 @@ def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, ca
     err = capsys.readouterr().err
     assert "--memory-limit 'lots' is not 'auto' or a memory size" in err and "Traceback" not in err
     assert not (tmp_path / "w.duckdb").exists()
+    for size in ("0GB", "100KB", "255MiB"):  # sizes DuckDB takes, too small to run in: refused before any work
+        assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"),
+                     "--memory-limit", size]) == 2
+        assert f"--memory-limit '{size}' is too small: soe needs at least 256MiB" in capsys.readouterr().err
+    assert not (tmp_path / "w.duckdb").exists()
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "plenty")  # from the environment: the message names the variable
     assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
     assert f"{MEMORY_LIMIT_ENV}='plenty' is not 'auto'" in capsys.readouterr().err
