@@ -266,10 +266,13 @@ def test_publish_gates():
     (True, 0, None),  # no plants: no production order at all is the truth
     (True, 5, "production_orders: no valid row at all"),  # five read, five lost
     (False, 0, "production_orders: no row at all (its extracts are empty)"),  # an empty export of orders or stock
+    # every extract dated after as_of (a replay of a day before the source's first extract): none was read
+    (False, None, "production_orders: no extract dated on or before as_of 2026-11-18"),
 ])
 def test_a_source_a_network_can_lack_may_be_empty_but_not_lose_its_rows(may_be_empty, rows_read, blocks):
-    empty = _health(source="production_orders", may_be_empty=may_be_empty, rows_read=rows_read, rows_valid=0,
-                    rows_quarantined=rows_read, newest_rows_read=rows_read, newest_rows_quarantined=rows_read)
+    empty = _health(source="production_orders", may_be_empty=may_be_empty, rows_read=rows_read or 0, rows_valid=0,
+                    rows_quarantined=rows_read or 0, newest_rows_read=rows_read or 0,
+                    newest_rows_quarantined=rows_read or 0, files_read=0 if rows_read is None else 1)
     gate = newest_extracts_accepted({"production_orders": empty}, QualityLimits({}))
     assert gate.passed is (blocks is None)
     if blocks:

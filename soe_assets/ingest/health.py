@@ -252,7 +252,8 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: Qualit
             )
         elif health.required and health.rows_valid == 0 and (health.rows_read or not _may_be_empty(health, healths)):
             problems.append(f"{health.source}: no valid row at all" if health.rows_read
-                            else f"{health.source}: no row at all (its extracts are empty)")
+                            else f"{health.source}: no row at all (its extracts are empty)" if health.files_read
+                            else f"{health.source}: no extract dated on or before as_of {health.as_of}")
     metadata = {"sources_blocking": len(problems)}
     if problems:
         return Finding(False, "publishing blocked: " + "; ".join(problems), metadata)
