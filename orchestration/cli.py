@@ -529,6 +529,12 @@ def _add_mart_source(parser: argparse.ArgumentParser) -> None:
 def _load_mart_for(args: argparse.Namespace, table: str):
     from soe_assets.publish import MartNotPublished, load_mart
 
+    given, option = (args.publish, "--publish") if args.publish is not None else (args.dir, "--dir")
+    if args.warehouse is None and given.exists() and not given.is_dir():
+        raise UserError(f"{option} {given} is a file, not a folder")
+    if args.warehouse is None and args.publish is None and not args.dir.exists():
+        raise UserError(f"--dir {args.dir} does not exist (the folder 'soe demo --dir' wrote, or pass --publish / "
+                        "--warehouse for the paths of your 'soe run')")
     try:
         if args.warehouse is not None:
             return load_mart(table, warehouse=args.warehouse)

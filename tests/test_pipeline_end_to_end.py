@@ -306,6 +306,14 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
         assert main([command, "--dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("soe: error:") and "Traceback" not in err
+    # a folder that is not there, a file given for a folder: said as such, not "run 'soe run' first"
+    (tmp_path / "a_file").write_text("x")
+    for arguments, message in ((["--dir", str(tmp_path / "nowhere")], f"--dir {tmp_path / 'nowhere'} does not exist"),
+                               (["--dir", str(tmp_path / "a_file")], f"--dir {tmp_path / 'a_file'} is a file, not a folder"),
+                               (["--publish", str(tmp_path / "a_file")], "is a file, not a folder")):
+        for command in ("exceptions", "recommendations"):
+            assert main([command, *arguments]) == 2
+            assert message in capsys.readouterr().err
     # half the paths of a run: the other half would be the demo folder's, a UI that shows none of the runs
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):
