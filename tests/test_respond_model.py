@@ -412,23 +412,24 @@ def test_of_one_customers_lines_due_in_the_same_week_the_latest_requested_moves_
 
 
 def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date():
-    """The balance stays 30 short to the end of the horizon: the line that accounts for the shortage is still
-    listed for the planner, with no new date (S&OP must re-plan the supply first)."""
-    prob = problem(positions({("S", "DC-1"): ([10.0] + [-30.0] * (H - 1), 0.0)}), lanes())
+    """The balance is 30 short from week 1, back above zero in weeks 3 and 4, and short again in the horizon's last
+    week: the line that accounts for the shortage is still listed for the planner, with no new date (S&OP must
+    re-plan the supply first). Money reads as people round it: $900.50 is '$901'."""
+    balance = [10.0, -30.0, -30.0, 5.0, 5.0, -30.0]
+    prob = problem(positions({("S", "DC-1"): (balance, 0.0)}), lanes())
     short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
                            "first_week": 1, "price": 50.0}])
-    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
-                              "proj_new": [10.0] + [-30.0] * (H - 1)})
-    lines = pd.DataFrame([{"reference_id": "SO-C8:1", "customer_id": "C8", "customer_value": 900.0, "week_index": 1,
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H), "proj_new": balance})
+    lines = pd.DataFrame([{"reference_id": "SO-C8:1", "customer_id": "C8", "customer_value": 900.5, "week_index": 1,
                            "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)}]).assign(
         sku_id="S", location_id="DC-1", qty=30.0)
     rows = promise_rows(prob, short, projected, lines)
     assert rows["reference_id"].tolist() == ["SO-C8:1"]
     assert rows["explanation"].iloc[0] == (
-        f"Re-promise order line SO-C8:1 (30 units of S from DC-1, customer C8 with $900 of open orders; the lines of "
+        f"Re-promise order line SO-C8:1 (30 units of S from DC-1, customer C8 with $901 of open orders; the lines of "
         f"customers with less move first) from 2026-11-25: 30 units of the fence shortage cannot be covered and the "
-        f"balance stays below zero to the end of the {H}-week horizon, so no date can be promised yet: hold the line "
-        f"until S&OP re-plans the supply (escalated).")
+        f"balance after the recommended actions is below zero in the last week of the {H}-week horizon, so no date "
+        f"can be promised yet: hold the line until S&OP re-plans the supply (escalated).")
 
 
 def test_below_safety_stock_after_the_actions_uses_the_detection_measure():

@@ -48,7 +48,11 @@ def _units(values: pd.Series) -> pd.Series:
 
 
 def _money(values: pd.Series) -> pd.Series:
-    return "$" + values.astype(float).map("{:,.0f}".format)
+    """Whole money, halves rounded away from zero as people do ($112.50 reads '$113'; Python's format rounds
+    half to even)."""
+    amounts = np.asarray(values, dtype=float)
+    whole = np.sign(amounts) * np.floor(np.abs(amounts) + 0.5)
+    return "$" + pd.Series(whole + 0.0, index=values.index).map("{:,.0f}".format)
 
 
 def _week_label(week0: date, week_index: pd.Series) -> pd.Series:
@@ -213,9 +217,9 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
         " to " + new_date.dt.strftime("%Y-%m-%d") + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot "
         "be covered and the balance after the recommended actions is back at or above zero from that week ("
         + _n(cand["proj_new"].fillna(0)) + " that week).",
-        ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance stays below zero "
-        "to the end of the " + str(problem.horizon_weeks) + "-week horizon, so no date can be promised yet: hold "
-        "the line until S&OP re-plans the supply (escalated).")
+        ": " + _units(cand["left_qty"]) + " of the fence shortage cannot be covered and the balance after the "
+        "recommended actions is below zero in the last week of the " + str(problem.horizon_weeks) + "-week horizon, "
+        "so no date can be promised yet: hold the line until S&OP re-plans the supply (escalated).")
     return pd.DataFrame({
         "action_type": "adjust_order_promise", "sku_id": cand["sku_id"], "from_location_id": cand["location_id"],
         "to_location_id": None, "reference_id": cand["reference_id"], "qty": cand["qty"], "cost": 0.0,
