@@ -130,6 +130,13 @@ def test_the_run_summary_counts_what_data_quality_issues_lists(corpus_run, root)
                                "count(*) filter (where row_number is null) from marts.data_quality_issues").iloc[0]
     assert (int(summary[1].replace(",", "")), int(summary[2])) == (rows, files)
     assert summary[3] == "1"  # the semicolon file's one row, read and rejected with its file
+    # each source's progress line counts its files rejected whole, those never read (no date in the name) too
+    per_source = _query(root, "select source, count(distinct file) as n from marts.data_quality_issues "
+                              "where row_number is null group by source")
+    assert set(per_source["source"]) >= {"sales_orders", "skus"}
+    for source, files_rejected in zip(per_source["source"], per_source["n"]):
+        assert re.search(rf"{source} +\d+ file\(s\).*; {files_rejected} file\(s\) rejected whole",
+                         corpus_run["result"].stdout), source
 
 
 def test_every_broken_extract_is_quarantined_with_its_reason(corpus_run, root):

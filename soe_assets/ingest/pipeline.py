@@ -693,10 +693,13 @@ def ingest_landing_zone(
         reports[source.name] = report
         if progress:
             superseded = report.rows_read - report.rows_valid - report.rows_quarantined
+            rejected_whole = conn.execute("SELECT count(DISTINCT file) FROM raw.quarantine WHERE source = ? "
+                                          "AND row_number IS NULL", [source.name]).fetchone()[0]
             progress(
                 f"{source.name:<20} {report.files_read} file(s), {report.rows_read:>11,} rows read, "
                 f"{report.rows_valid:>11,} valid, {report.rows_quarantined:>7,} quarantined"
                 + (f", {superseded:,} superseded by later extracts" if superseded else "")
+                + (f"; {rejected_whole} file(s) rejected whole (data_quality_issues says why)" if rejected_whole else "")
                 + (f"; folder(s) ignored, extracts are files: {', '.join(report.folders_ignored)}"
                    if report.folders_ignored else "")
             )
