@@ -22,6 +22,12 @@ NUM = {"kind": "num"}
 
 Int = Series[pd.Int64Dtype]
 
+# The largest quantity or amount of money a row may carry: no real order, stock count or price comes near it, and
+# the KPIs' exact sums (38 digits, 10 of them decimals) of quantity x cost must hold every row's value.
+MAX_AMOUNT = 10**12
+# The longest lane: ten years is a typo, not a route.
+MAX_TRANSIT_DAYS = 3650
+
 # Weeks are ISO weeks, named by their Monday (landing-zone.md), wherever a source names one.
 MONDAY = "week_start must be a Monday (ISO week start)"
 
@@ -41,8 +47,8 @@ class LandingModel(pa.DataFrameModel):
 class Skus(LandingModel):
     sku_id: Series[str] = pa.Field(metadata=STR)
     product_family: Series[str] = pa.Field(metadata=STR)
-    unit_cost: Series[float] = pa.Field(ge=0, metadata=NUM)
-    unit_price: Series[float] = pa.Field(ge=0, metadata=NUM)
+    unit_cost: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
+    unit_price: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["sku_id"]
@@ -60,8 +66,8 @@ class Locations(LandingModel):
 class Lanes(LandingModel):
     from_location_id: Series[str] = pa.Field(metadata=STR)
     to_location_id: Series[str] = pa.Field(metadata=STR)
-    transit_days: Int = pa.Field(ge=0, metadata=INT)
-    cost_per_unit: Series[float] = pa.Field(ge=0, metadata=NUM)
+    transit_days: Int = pa.Field(ge=0, le=MAX_TRANSIT_DAYS, metadata=INT)
+    cost_per_unit: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["from_location_id", "to_location_id"]
@@ -73,9 +79,9 @@ class SopPlan(LandingModel):
     sku_id: Series[str] = pa.Field(metadata=STR)
     location_id: Series[str] = pa.Field(metadata=STR)
     week_start: Series[pa.DateTime] = pa.Field(metadata=DATE)
-    demand_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
-    supply_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
-    safety_stock_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    demand_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
+    supply_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
+    safety_stock_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["plan_version", "sku_id", "location_id", "week_start"]
@@ -94,8 +100,8 @@ class SalesOrders(LandingModel):
     order_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     requested_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     promised_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
-    ordered_qty: Series[float] = pa.Field(gt=0, metadata=NUM)
-    shipped_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    ordered_qty: Series[float] = pa.Field(gt=0, le=MAX_AMOUNT, metadata=NUM)
+    shipped_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
     ship_date: Series[pa.DateTime] = pa.Field(nullable=True, metadata=DATE)
     status: Series[str] = pa.Field(isin=["open", "shipped", "cancelled"], metadata=STR)
 
@@ -107,8 +113,8 @@ class InventorySnapshots(LandingModel):
     snapshot_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     sku_id: Series[str] = pa.Field(metadata=STR)
     location_id: Series[str] = pa.Field(metadata=STR)
-    on_hand_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
-    quality_hold_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    on_hand_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
+    quality_hold_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["snapshot_date", "sku_id", "location_id"]
@@ -123,8 +129,8 @@ class PurchaseOrders(LandingModel):
     order_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     promised_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     confirmed_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
-    ordered_qty: Series[float] = pa.Field(gt=0, metadata=NUM)
-    received_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    ordered_qty: Series[float] = pa.Field(gt=0, le=MAX_AMOUNT, metadata=NUM)
+    received_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
     received_date: Series[pa.DateTime] = pa.Field(nullable=True, metadata=DATE)
     status: Series[str] = pa.Field(isin=["open", "received", "cancelled"], metadata=STR)
 
@@ -139,8 +145,8 @@ class ProductionOrders(LandingModel):
     resource_id: Series[str] = pa.Field(metadata=STR)
     planned_start_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     planned_finish_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
-    planned_qty: Series[float] = pa.Field(gt=0, metadata=NUM)
-    completed_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    planned_qty: Series[float] = pa.Field(gt=0, le=MAX_AMOUNT, metadata=NUM)
+    completed_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
     actual_finish_date: Series[pa.DateTime] = pa.Field(nullable=True, metadata=DATE)
     status: Series[str] = pa.Field(
         isin=["planned", "released", "in_progress", "completed", "cancelled"], metadata=STR
@@ -154,7 +160,7 @@ class ResourceCapacity(LandingModel):
     location_id: Series[str] = pa.Field(metadata=STR)
     resource_id: Series[str] = pa.Field(metadata=STR)
     week_start: Series[pa.DateTime] = pa.Field(metadata=DATE)
-    capacity_qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    capacity_qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["location_id", "resource_id", "week_start"]
@@ -173,7 +179,7 @@ class Shipments(LandingModel):
     planned_arrival_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     eta_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     actual_arrival_date: Series[pa.DateTime] = pa.Field(nullable=True, metadata=DATE)
-    qty: Series[float] = pa.Field(gt=0, metadata=NUM)
+    qty: Series[float] = pa.Field(gt=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["shipment_id"]
@@ -183,7 +189,7 @@ class PosSales(LandingModel):
     sale_date: Series[pa.DateTime] = pa.Field(metadata=DATE)
     sku_id: Series[str] = pa.Field(metadata=STR)
     location_id: Series[str] = pa.Field(metadata=STR)
-    qty: Series[float] = pa.Field(ge=0, metadata=NUM)
+    qty: Series[float] = pa.Field(ge=0, le=MAX_AMOUNT, metadata=NUM)
 
     class Config:
         unique = ["sale_date", "sku_id", "location_id"]

@@ -61,6 +61,8 @@ BAD_ROWS = [
     ("digit separator", {"ordered_qty": "1_000"}, "ordered_qty", "ordered_qty is not a number: '1_000'"),
     ("doubled sign", {"line_no": "+-2"}, "line_no", "line_no is not an integer: '+-2'"),
     ("infinite quantity", {"ordered_qty": "inf"}, "ordered_qty", "ordered_qty is not a number: 'inf'"),
+    # finite, but no real order: its value times the unit cost would not fit the KPIs' exact sums
+    ("implausibly large quantity", {"shipped_qty": "1e28"}, "shipped_qty", "shipped_qty must be <= 1000000000000"),
 ]
 
 
