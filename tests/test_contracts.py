@@ -171,6 +171,26 @@ def test_files_rejected_whole_say_what_to_fix(landing):
     assert reasons[f"{AS_OF.isoformat()}_twice.csv"] == "the header names a column twice: status"
 
 
+def test_an_extra_column_named_twice_is_ignored_like_any_extra_column(landing):
+    """Only a contract column named twice makes the file ambiguous; an extra one (a note exported twice) costs
+    nothing, in CSV as in Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = landing / "sales_orders"
+    csv = pd.DataFrame([_order("CSV-1"), _order("CSV-2")]).to_csv(index=False).splitlines()
+    lines = [csv[0] + ",note,note"] + [line + ",a,b" for line in csv[1:]]
+    (folder / f"{AS_OF.isoformat()}_notes.csv").write_text("\n".join(lines) + "\n")
+    frame = pd.DataFrame([_order("PQ-1")])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_arrays([*table.columns, pa.array(["a"]), pa.array(["b"])],
+                                 names=[*table.column_names, "note", "note"])
+    pq.write_table(table, folder / f"{AS_OF.isoformat()}_notes.parquet")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert _quarantine(result, "sales_orders").empty
+    assert {"CSV-1", "CSV-2", "PQ-1"} <= set(result.table("sales_orders")["order_id"])
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "with a byte-order mark"])
 def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing, bom):
     path = write_source(landing, "sales_orders", [_order("U1"), _order("U2", customer_id="CAFE"), _order("U3")],

@@ -254,12 +254,14 @@ class ExtractReader:
         # like any other: it gets one, since SQL has no empty identifier.
         names = [str(c).strip() or UNNAMED_COLUMN.format(position=position + 1)
                  for position, c in enumerate(self._schema.names)]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise UnreadableFile(f"the header names a column twice: {', '.join(repeated)}")
+        # A name the header gives twice is read by neither column: which one holds the values is anyone's guess.
+        # For an extra column that costs nothing; a contract column named twice rejects the file (the ingest's
+        # call: the reader does not know the contract).
+        self.repeated_names = sorted({name for name in names if names.count(name) > 1})
         # An extra column named like a column the read adds itself is ignored, as extra columns are.
         own = {ROW_NUMBER} if lenient else {ROW_NUMBER, READ_PROBLEM}
-        self._kept = [position for position, name in enumerate(names) if name not in own]
+        self._kept = [position for position, name in enumerate(names)
+                      if name not in own and name not in self.repeated_names]
         self.header_names = names  # every column of the file, by position
         self.column_names = [names[position] for position in self._kept]
         self.schema = pa.schema([self._schema.field(position).with_name(names[position]) for position in self._kept])

@@ -393,6 +393,10 @@ class _SourceIngest:
         reader = self._open(extract, lenient)
         if reader is None:
             return
+        twice = [name for name in reader.repeated_names if name in source.columns]
+        if twice:
+            self.quarantine_file(extract, f"the header names a column twice: {', '.join(twice)}")
+            return
         missing = missing_columns(source, reader.column_names)
         if missing:
             self._quarantine_incomplete(reader, missing)
