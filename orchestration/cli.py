@@ -55,6 +55,10 @@ class UserError(Exception):
     """A mistake the user can fix; printed without a traceback."""
 
 
+class RunInterrupted(Exception):
+    """A run stopped by Ctrl-C or a stop signal, whose end was already said: exit code 130, nothing more."""
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Where one soe installation keeps its data."""
@@ -265,7 +269,7 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
         if _interrupted(result):  # Ctrl-C: Dagster ends the step it was in and records the run as failed
             echo(f"run interrupted after {elapsed:.1f} s (run id {result.run_id}). "
                  "The previously published marts are untouched.")
-            raise KeyboardInterrupt
+            raise RunInterrupted
         echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
              "The previously published marts are untouched.")
         return False
@@ -347,11 +351,10 @@ def _print_failed_checks(result, alert_log: Path, echo: Callable[[str], None]) -
 
 def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
     """The run failed because it was interrupted (Ctrl-C), not because of a step's own error."""
-    from orchestration.progress import INTERRUPTED_ERROR
+    from orchestration.progress import INTERRUPTED, failure_reasons
 
     return any(event.is_step_failure and event.step_failure_data is not None
-               and event.step_failure_data.error is not None
-               and event.step_failure_data.error.cls_name == INTERRUPTED_ERROR
+               and failure_reasons(event.step_failure_data.error) == [INTERRUPTED]
                for event in result.all_events)
 
 
@@ -642,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"soe: error: {error}", file=sys.stderr)
         return 2
+    except RunInterrupted:
+        return 130
     except KeyboardInterrupt:
         print("soe: interrupted", file=sys.stderr)
         return 130

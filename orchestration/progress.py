@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 STAGE_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
+SKIPPED_STEP = "Dependencies for step "  # Dagster's message for each step a failed one leaves undone
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 if TYPE_CHECKING:  # the form a step failure event carries its error in
@@ -30,6 +31,9 @@ class _ProgressHandler(logging.Handler):
         step = meta.get("step_key") or ""
         if event is None:
             message = ANSI.sub("", meta["orig_message"]).strip()
+            # after a failed step, every step after it says it is not executed: the run's end says so once
+            if message.startswith(SKIPPED_STEP):
+                return
             if step and message and record.levelno >= logging.INFO:
                 print(f"    {message}", file=sys.__stdout__, flush=True)
             return
@@ -44,24 +48,34 @@ class _ProgressHandler(logging.Handler):
             elapsed = now - self._started.get(step, now)
             print(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
             if kind == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
-                error = event.step_failure_data.error
-                print(f"    {readable_error(error)}", file=sys.__stderr__, flush=True)
-                while error.cause is not None:  # the user's own error is the innermost cause
-                    error = error.cause
-                    print(f"    caused by: {readable_error(error)}", file=sys.__stderr__, flush=True)
+                reasons = failure_reasons(event.step_failure_data.error)
+                for prefix, reason in zip(["", *["caused by: "] * len(reasons)], reasons):
+                    print(f"    {prefix}{reason}", file=sys.__stderr__, flush=True)
 
 
-# The error of a step Dagster ended on Ctrl-C or a stop signal (it has no message of its own).
-INTERRUPTED_ERROR = "DagsterExecutionInterruptedError"
+# The errors a step ends with on Ctrl-C or a stop signal: Dagster's own, or DuckDB's when the signal came
+# during a query ("Query interrupted"), or Python's.
+INTERRUPTION_ERRORS = frozenset({"DagsterExecutionInterruptedError", "InterruptException", "KeyboardInterrupt"})
+INTERRUPTED = "interrupted (Ctrl-C or a stop signal)"
 
 
 def readable_error(error: SerializableErrorInfo) -> str:
     """An error's message as a user reads it: without the qualified class name Python puts first
     ('dagster._core.errors.DagsterAssetCheckFailedError: ...'), its further lines indented under it."""
-    if error.cls_name == INTERRUPTED_ERROR:
-        return "interrupted (Ctrl-C or a stop signal)"
     message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name or '')}: ", "", error.message.strip(), count=1)
     return message.replace("\n", "\n    ")
+
+
+def failure_reasons(error: SerializableErrorInfo | None) -> list[str]:
+    """A step's error and its causes as a user reads them (the user's own error is the innermost); a run
+    interrupted anywhere in the chain is that alone."""
+    chain = []
+    while error is not None:
+        chain.append(error)
+        error = error.cause
+    if any(link.cls_name in INTERRUPTION_ERRORS for link in chain):
+        return [INTERRUPTED]
+    return [readable_error(link) for link in chain]
 
 
 @dg.logger(description="Terse progress lines for the soe command line.")

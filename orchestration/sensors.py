@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 
 from data_contracts.sources import SOURCES
-from orchestration.progress import readable_error
+from orchestration.progress import failure_reasons
 from orchestration.resources import SoeSettings
 from soe_assets import run_lock
 from soe_assets.alerts import Alert, default_alert_log, deliver
@@ -192,10 +192,7 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
             error, what = event.event_specific_data.error, "could not start"
         else:
             continue
-        reasons = []
-        while error is not None:
-            reasons.append(" ".join(readable_error(error).split()))
-            error = error.cause
+        reasons = [" ".join(reason.split()) for reason in failure_reasons(error)]
         # a resource that failed before any step started has no step to name
         where = f"step {event.step_key} {what}" if event.step_key else f"the run {what}"
         failures.append(where + (": " + "; caused by: ".join(reasons) if reasons else ""))

@@ -89,9 +89,14 @@ def ensure_published_runs(conn: duckdb.DuckDBPyConnection) -> None:
 KEPT_DAYS = "ops.published_history_kept"
 
 
+def _kept_name(table: str) -> str:
+    """The name, in schema ``ops``, of the table keeping ``table``'s rows of published days that an unpublished
+    re-run replaced."""
+    return "published_" + table.split(".")[1]
+
+
 def _kept(table: str) -> str:
-    """The table keeping ``table``'s rows of published days that an unpublished re-run replaced."""
-    return f"ops.{quote('published_' + table.split('.')[1])}"
+    return f"ops.{quote(_kept_name(table))}"
 
 
 def record_published(conn: duckdb.DuckDBPyConnection, as_of: date, run_id: str) -> None:
@@ -132,7 +137,8 @@ def published_history(conn: duckdb.DuckDBPyConnection, table: str, as_of: date) 
     if not table_exists(conn, "ops", "published_runs"):  # a warehouse no run ingested into
         return f"(SELECT * FROM {table} WHERE as_of <= {day})"
     published = f"as_of < {day} AND as_of IN (SELECT as_of FROM {PUBLISHED_RUNS})"
-    if not table_exists(conn, "ops", "published_history_kept"):
+    # a run stopped between its history tables may have kept one table's rows and not yet the other's
+    if not table_exists(conn, "ops", _kept_name(table)):
         return f"(SELECT * FROM {table} WHERE as_of = {day} OR ({published}))"
     kept_days = f"(SELECT as_of FROM {KEPT_DAYS} WHERE history_table = '{table}')"  # one of HISTORY_TABLES
     return (f"(SELECT * FROM {table} WHERE as_of = {day} OR ({published} AND as_of NOT IN {kept_days}) "

@@ -575,6 +575,12 @@ def test_a_blocked_re_run_of_a_published_day_leaves_that_days_published_history_
     with duckdb.connect() as conn:
         ensure_published_runs(conn)  # as every run's ingest does
         run(conn, 16, [], True)  # published with nothing open
+        # a re-run of day 16 stopped after its exceptions, before its recommendations (Ctrl-C, kill -9): only the
+        # exceptions' published rows are kept aside, and both histories still read
+        replace_run_rows(conn, HISTORY_TABLE, pd.DataFrame({"exception_id": ["EX-Y"], "status": "open",
+                                                            "as_of": date(2026, 11, 16)}).reindex(
+            columns=list(HISTORY_TYPES)), HISTORY_TYPES, date(2026, 11, 16))
+        assert previous_run(conn, date(2026, 11, 17)).empty
         run(conn, 17, ["EX-A"], True)
         run(conn, 17, ["EX-B"], False)
         run(conn, 16, ["EX-Z"], False)
@@ -660,6 +666,31 @@ def test_the_run_lock_refuses_another_process_and_is_shared_within_one(lock_held
         pass
     with run_lock.holding(other, "again"):
         assert "again" in run_lock.lock_path(other).read_text()
+
+
+def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted():
+    """Ctrl-C during a DuckDB query fails the step with DuckDB's 'Query interrupted' inside Dagster's own error:
+    the terminal, the alert and the exit code of soe run take it for the interruption it is."""
+    import threading
+
+    import dagster as dg
+    import duckdb
+
+    from orchestration.progress import INTERRUPTED, failure_reasons
+    from orchestration.sensors import step_failures
+
+    @dg.asset
+    def long_query() -> None:
+        conn = duckdb.connect()
+        threading.Timer(0.3, conn.interrupt).start()
+        conn.execute("SELECT count(*) FROM range(100000000000) AS numbers(i) WHERE i % 7 = 3").fetchall()
+
+    result = dg.materialize([long_query], raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert "InterruptException" in {failure.step_failure_data.error.cls_name,
+                                    failure.step_failure_data.error.cause.cls_name}
+    assert failure_reasons(failure.step_failure_data.error) == [INTERRUPTED]
+    assert step_failures(result.all_events) == f"step long_query failed: {INTERRUPTED}"
 
 
 def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_held_elsewhere):

@@ -421,8 +421,9 @@ def test_ctrl_c_stops_the_run_with_one_clear_message_and_keeps_the_published_set
     output = interrupted_run["output"]
     assert interrupted_run["returncode"] == 130, output[-3000:]
     assert "[soe_dbt_models] FAILED" in output and "interrupted (Ctrl-C or a stop signal)" in output
-    assert "run interrupted after" in output and "soe: interrupted" in output
+    assert "run interrupted after" in output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert "Dependencies for step" not in output  # every later step's 'not executing' line: the run's end says it
     assert _read_published(root / "publish") == interrupted_run["before"]
     alert = json.loads((root / "warehouse" / "alerts.jsonl").read_text().splitlines()[-1])
     assert alert["kind"] == "run_failed"
