@@ -202,7 +202,11 @@ def validate_extract(
         reasons = described[["check", "column"]].drop_duplicates()
         reasons["reason"] = [describe_check(check, column, pk) for check, column in reasons.itertuples(index=False)]
         described = described.merge(reasons, on=["check", "column"]).drop(columns="check")
-        # A duplicated key is one failure of the row, not one per key column.
+        # A duplicated key is one failure of the row, not one per key column; a key with a blank or unparseable
+        # part fails for that alone (pandas takes its empty parts for equal ones).
+        duplicated_key = described["reason"].str.startswith("duplicated primary key")
+        incomplete_key = described["row_number"].isin(typed.loc[typed[pk].isna().any(axis=1), "_row_number"])
+        described = described[~(duplicated_key & incomplete_key)].copy()
         duplicated_key = described["reason"].str.startswith("duplicated primary key")
         described.loc[duplicated_key, "column"] = ", ".join(pk)
         # A value that did not parse is already reported; its null is not a second error.

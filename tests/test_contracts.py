@@ -96,6 +96,17 @@ def test_duplicated_key_in_one_file_quarantines_every_copy(landing):
     assert "OK" in set(result.table("sales_orders")["order_id"])
 
 
+def test_rows_whose_keys_cannot_be_read_are_no_copies_of_one_key(landing):
+    """Two lines of one order with line numbers 'abc' and 'xyz', and two with no order id: each fails for its own
+    key part, not as a duplicate of the other."""
+    write_source(landing, "sales_orders", [_order("K", line_no="abc"), _order("K", line_no="xyz"),
+                                           _order("", line_no=1), _order("", line_no=1), _order("OK")],
+                 suffix="_erp")
+    quarantined = _quarantine(ingest_landing_zone(landing, AS_OF), "sales_orders")
+    assert sorted(set(quarantined["row_number"])) == [1, 2, 3, 4]
+    assert not quarantined["reason"].str.contains("duplicated primary key").any(), quarantined["reason"].tolist()
+
+
 
 def test_a_key_repeated_across_files_is_an_upsert_but_repeated_within_one_is_quarantined(landing):
     earlier = AS_OF - timedelta(days=7)

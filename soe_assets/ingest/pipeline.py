@@ -507,9 +507,11 @@ class _SourceIngest:
             f"CREATE OR REPLACE TEMP TABLE _repeated AS SELECT {self.key}, _file_order, _failed FROM {self.loading} "
             f"WHERE _key_hash IN ({_repeated_hashes(self.loading)})"
         )
+        # A key with a blank or unparseable part fails for that alone: two such rows are no copies of one key.
+        complete = " AND ".join(f"{quote(c)} IS NOT NULL" for c in self.source.primary_key)
         self.conn.execute(
             f"CREATE OR REPLACE TEMP TABLE _duplicate_keys AS SELECT {self.key}, _file_order FROM _repeated "
-            "GROUP BY ALL HAVING count(*) > 1"
+            f"WHERE {complete} GROUP BY ALL HAVING count(*) > 1"
         )
         if self.conn.execute("SELECT count(*) FROM _duplicate_keys").fetchall()[0][0]:
             for table in (self.loading, "_repeated"):
