@@ -171,9 +171,18 @@ def _write_sample_network(out: Path, **options):
         raise UserError(f"cannot write the landing zone to {out}: {error.strerror or error}") from None
 
 
+# The days a sample can be written for: its extracts reach about half a year either side of as_of, and
+# extracts carry dates from 1900-01-01 to 2199-12-31 only (README, "Dates").
+SAMPLE_AS_OF_RANGE = (date(1901, 1, 1), date(2198, 12, 31))
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from soe_assets.sample_network import NetworkSize
 
+    earliest, latest = SAMPLE_AS_OF_RANGE
+    if args.as_of is not None and not earliest <= args.as_of <= latest:
+        raise UserError(f"--as-of {args.as_of}: a sample's dates reach half a year around it, and extracts carry "
+                        f"dates from 1900-01-01 to 2199-12-31 only; pick a day from {earliest} to {latest}")
     started = time.monotonic()
     summary = _write_sample_network(
         args.out,
@@ -564,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
     gen.add_argument("--out", type=Path, required=True, help="landing-zone folder to write")
-    gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files; default 7)")
+    gen.add_argument("--seed", type=_non_negative, default=7, help="random seed (same seed, same files; default 7)")
     gen.add_argument("--skus", type=_at_least_one, default=40, help="number of SKUs (default 40)")
     gen.add_argument("--dcs", type=_at_least_one, default=3, help="number of distribution centres (default 3)")
     gen.add_argument("--plants", type=_at_least_one, default=2, help="number of plants (default 2)")
@@ -599,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")
     demo.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="demo folder (default: ./soe-demo)")
-    demo.add_argument("--seed", type=int, default=7, help="random seed of the sample network (default 7)")
+    demo.add_argument("--seed", type=_non_negative, default=7, help="random seed of the sample network (default 7)")
     demo.set_defaults(func=cmd_demo)
 
     exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")

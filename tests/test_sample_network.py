@@ -200,3 +200,23 @@ def test_generating_into_a_landing_zone_is_refused_unless_replaced(tmp_path: Pat
     assert main(["generate", "--out", str(out / "notes.txt"), *small]) == 2  # a file is no folder
     err = capsys.readouterr().err
     assert "cannot write the landing zone to" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--seed", "-5"], "argument --seed: '-5' must be at least 0"),
+    (["--as-of", "1850-01-01"], "pick a day from 1901-01-01 to 2198-12-31"),
+    (["--as-of", "2199-12-31"], "pick a day from 1901-01-01 to 2198-12-31"),
+])
+def test_a_sample_the_pipeline_would_reject_is_refused_up_front(tmp_path: Path, capsys, arguments, message) -> None:
+    """A negative seed, or an as_of whose sample would carry dates no extract may hold, is a usage error, not a
+    traceback or a landing zone whose every plan row is quarantined."""
+    from orchestration.cli import main
+
+    try:
+        code = main(["generate", "--out", str(tmp_path / "landing"), *arguments])
+    except SystemExit as exit_:  # argparse refuses the option itself
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "landing").exists()
