@@ -7,6 +7,7 @@ own, a planted problem of every type next to a near-miss that must stay quiet.
 from __future__ import annotations
 
 from datetime import timedelta
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -299,6 +300,24 @@ def test_time_fence_rule(planted: pd.DataFrame) -> None:
     after = planted[planted["exception_type"].eq("projected_stockout") & planted["sku_id"].eq("SPARE-AFTER")
                     & planted["location_id"].eq("DC-1")].iloc[0]
     assert not after["escalate_to_sop"] and "; 460 units are spare at locations with a lane to it." in after["explanation"]
+
+
+def test_a_fence_of_no_weeks_judges_excess_on_the_stock_now(planted_run, tmp_path: Path) -> None:
+    """With --time-fence-weeks 0 the fence ends now: EXCESS's stock is excess on the stock alone (no fence week to
+    project to made the rule find nothing)."""
+    import duckdb
+
+    from soe_assets.detect.config import DEFAULT_CONFIG
+    from soe_assets.detect.rules import excess_inventory
+
+    copy = tmp_path / "soe.duckdb"
+    shutil.copyfile(planted_run.workspace.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        fenced = excess_inventory(conn, DEFAULT_CONFIG).set_index("sku_id")
+        conn.execute("UPDATE raw.run_context SET time_fence_weeks = 0")
+        now_only = excess_inventory(conn, DEFAULT_CONFIG).set_index("sku_id")
+    assert "EXCESS" in fenced.index and "EXCESS" in now_only.index
+    assert now_only.loc["EXCESS", "qty"] >= fenced.loc["EXCESS", "qty"]  # the smaller of the two excesses before
 
 
 def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) -> None:

@@ -423,10 +423,11 @@ now as (
     select * from marts.sku_location_week where week_index = 0
 ),
 fence_end as (
+    -- none with a fence of 0 weeks: its end is now
     select slw.* from marts.sku_location_week as slw cross join run
     where slw.week_index = least(run.time_fence_weeks, run.horizon_weeks) - 1
 ),
-measured as (
+excess as (
     select now.sku_id, now.location_id, now.week_start, now.unit_price, now.unit_cost,
            now.available_stock_qty, coalesce(demand.avg_later_week_demand, 0) as avg_week_demand,
            now.available_stock_qty - now.safety_stock_qty - ? * coalesce(demand.avg_later_week_demand, 0) as excess_now,
@@ -434,9 +435,13 @@ measured as (
            fence_end.projected_available_qty
                - case when fence_end.plan_version is null then now.safety_stock_qty
                       else fence_end.safety_stock_qty end
-               - ? * coalesce(demand.avg_later_week_demand, 0) as excess_at_fence
-    from now inner join fence_end using (sku_id, location_id)
+               - ? * coalesce(demand.avg_later_week_demand, 0) as excess_at_fence_end
+    from now left join fence_end using (sku_id, location_id)
     inner join weekly_demand as demand using (sku_id, location_id)
+),
+measured as (
+    select excess.* exclude (excess_at_fence_end), coalesce(excess_at_fence_end, excess_now) as excess_at_fence
+    from excess
 )
 select
     'excess_inventory' as exception_type, sku_id, location_id, week_start, 0 as week_index, null as reference_id,
