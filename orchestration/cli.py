@@ -445,7 +445,11 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
 
     _known(args.type, RULES, "--type")
     frame = _load_mart_for(args, "exceptions")
-    print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location))
+    history = _load_mart_for(args, "exception_history")
+    as_of = frame["as_of"].max() if len(frame) else None
+    held_back = history[history["as_of"].eq(as_of) & history["status"].eq("open") & ~history["in_alert_budget"]]
+    print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location,
+                            held_back=held_back))
     return 0
 
 

@@ -320,6 +320,23 @@ def test_a_fence_of_no_weeks_judges_excess_on_the_stock_now(planted_run, tmp_pat
     assert now_only.loc["EXCESS", "qty"] >= fenced.loc["EXCESS", "qty"]  # the smaller of the two excesses before
 
 
+def test_the_alert_budget_keeps_the_top_exceptions_and_the_planner_view_says_what_it_held_back(
+        planted_run, planted: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    """--max-open-exceptions 3 on the planted network: the mart shows the top 3, the history keeps the rest open
+    and flagged, and soe exceptions says how many it held back and their money."""
+    from orchestration.cli import main
+
+    budget = run_soe(tmp_path, planted_run.workspace.landing, max_open_exceptions=3)
+    shown = budget.query("SELECT * FROM marts.exceptions WHERE status = 'open'")
+    everything = planted[planted["status"].eq("open")]
+    assert sorted(shown["exception_id"]) == sorted(everything.nsmallest(3, "priority")["exception_id"])
+    held = budget.query("SELECT * FROM marts.exception_history WHERE status = 'open' AND NOT in_alert_budget")
+    assert len(held) == len(everything) - 3
+    assert main(["exceptions", "--publish", str(budget.workspace.publish)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(held)} more open exception(s) worth {held['impact_value'].sum():,.0f} held back" in out
+
+
 def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) -> None:
     """The quantity comes from the window with the most units above plan, the escalation from the steepest:
     later weeks of the order book are only partly booked, which dilutes the longer windows."""

@@ -15,14 +15,20 @@ def open_impact(rows: pd.DataFrame) -> float:
     return float(open_rows.loc[~caused.isin(open_rows["exception_id"]), "impact_value"].sum())
 
 
-def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str | None = None,
-                      location: str | None = None, width: int = 160) -> str:
-    """The ranked open exceptions as a readable table, plus a line on what was resolved."""
-    rows = frame
+def _filtered(rows: pd.DataFrame, exception_type: str | None, location: str | None) -> pd.DataFrame:
     if exception_type:
         rows = rows[rows["exception_type"].eq(exception_type)]
     if location:
         rows = rows[rows["location_id"].eq(location)]
+    return rows
+
+
+def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str | None = None,
+                      location: str | None = None, width: int = 160, held_back: pd.DataFrame | None = None) -> str:
+    """The ranked open exceptions as a readable table, plus a line on what was resolved; ``held_back``: the open
+    exceptions of the same run the alert budget kept out of the mart (said in one line: a planner should know
+    the list is cut)."""
+    rows = _filtered(frame, exception_type, location)
     open_rows = rows[rows["status"].eq("open")].sort_values("priority")
     top = top or len(open_rows)  # 0: all, as for the recommendations
     resolved = rows[rows["status"].eq("resolved")]
@@ -32,6 +38,10 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
              + (f" (showing the top {top})" if len(open_rows) > top else "")
              + f", {len(resolved)} resolved since the last run; open impact {open_impact(open_rows):,.0f} "
              "(linked exceptions counted once)"]
+    held = _filtered(held_back, exception_type, location) if held_back is not None else frame.iloc[0:0]
+    if len(held):
+        lines.append(f"{len(held)} more open exception(s) worth {held['impact_value'].sum():,.0f} held back by the "
+                     "alert budget (--max-open-exceptions): see exception_history, in_alert_budget = false")
     if open_rows.empty:
         lines.append("nothing needs attention.")
     else:
