@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -44,6 +45,9 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.path).parent / "files"
 
 
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 class SoeSettings(dg.ConfigurableResource):
     """Landing zone, publish folder and run parameters (``shared/spec/landing-zone.md``).
 
@@ -58,10 +62,21 @@ class SoeSettings(dg.ConfigurableResource):
     max_open_exceptions: int = 0  # 0: no alert budget
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a run launched from the UI with config soe run would refuse, before any step, in its words."""
         problem = window_problem(self.horizon_weeks, self.time_fence_weeks)
-        if problem:  # a run launched from the UI with its own config
-            raise dg.Failure(problem.replace("--horizon-weeks", "horizon_weeks")
-                             .replace("--time-fence-weeks", "time_fence_weeks"), allow_retries=False)
+        if problem:
+            problem = problem.replace("--horizon-weeks", "horizon_weeks").replace("--time-fence-weeks", "time_fence_weeks")
+        elif self.max_open_exceptions < 0:
+            problem = f"max_open_exceptions must be 0 (no alert budget) or more (got {self.max_open_exceptions})"
+        elif self.as_of and not ISO_DAY.fullmatch(self.as_of.strip()):
+            problem = f"as_of must be a day YYYY-MM-DD, or empty for the latest extract date (got '{self.as_of}')"
+        else:
+            try:
+                self.requested_as_of
+            except ValueError:
+                problem = f"as_of '{self.as_of}' is no day of the calendar"
+        if problem:
+            raise dg.Failure(problem, allow_retries=False)
 
     @property
     def landing_path(self) -> Path:
@@ -73,7 +88,7 @@ class SoeSettings(dg.ConfigurableResource):
 
     @property
     def requested_as_of(self) -> date | None:
-        return date.fromisoformat(self.as_of) if self.as_of else None
+        return date.fromisoformat(self.as_of.strip()) if self.as_of.strip() else None
 
 
 def _share(name: str, text: str) -> float:

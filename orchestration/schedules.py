@@ -20,8 +20,8 @@ soe_daily = dg.define_asset_job(
 )
 
 soe_daily_schedule = dg.ScheduleDefinition(
-    name="soe_daily_0600", job=soe_daily, cron_schedule="0 6 * * *",
-    description="Daily S&OE run at 06:00.",
+    name="soe_daily_0600", job=soe_daily, cron_schedule="0 6 * * *", execution_timezone="UTC",
+    description="Daily S&OE run at 06:00 UTC.",
 )
 
 JOBS = [soe_daily]

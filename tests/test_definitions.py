@@ -40,6 +40,8 @@ def test_lineage_runs_from_landing_zone_source_to_published_marts(graph):
     assert dg.AssetKey(["raw", "quarantine"]) in upstream(_key("stg_quarantine"))
     assert _key("sku_location_week") in upstream(dg.AssetKey("exceptions"))
     assert dg.AssetKey("exceptions") in upstream(dg.AssetKey("recommendations"))
+    # the feedback counts repeated responses in recommendation_history: it runs after the day's recommendations
+    assert dg.AssetKey("recommendations") in upstream(dg.AssetKey("sop_feedback"))
     assert _key("int_committed_plan") in upstream(dg.AssetKey("plan_vs_actual_weekly"))
     for reader in ("kpi_weekly", "sop_feedback"):
         assert dg.AssetKey("plan_vs_actual_weekly") in upstream(dg.AssetKey(reader))

@@ -526,21 +526,26 @@ def test_history_of_a_run_the_publish_gates_blocked_is_never_read_or_published(t
         "EX-16", "EX-17"]
 
 
-@pytest.mark.parametrize(("horizon", "fence", "message"), [
-    (0, 0, "horizon_weeks must be between 1 and 104"), (105, 4, "horizon_weeks must be between 1 and 104"),
-    (6, 7, "time_fence_weeks must be between 0 and horizon_weeks (6; got 7)"),
+@pytest.mark.parametrize(("config", "message"), [
+    ({"horizon_weeks": 0, "time_fence_weeks": 0}, "horizon_weeks must be between 1 and 104"),
+    ({"horizon_weeks": 105}, "horizon_weeks must be between 1 and 104"),
+    ({"horizon_weeks": 6, "time_fence_weeks": 7}, "time_fence_weeks must be between 0 and horizon_weeks (6; got 7)"),
+    ({"max_open_exceptions": -3}, "max_open_exceptions must be 0 (no alert budget) or more (got -3)"),
+    ({"as_of": "2026/11/20"}, "as_of must be a day YYYY-MM-DD, or empty"),
+    ({"as_of": "2026-13-01"}, "as_of '2026-13-01' is no day of the calendar"),
 ])
-def test_a_run_launched_with_a_window_out_of_bounds_fails_at_its_start(horizon, fence, message):
-    """The UI's launchpad takes any integers: the settings refuse the run before any step, in the config's words."""
+def test_a_run_launched_with_config_soe_run_would_refuse_fails_at_its_start(config, message):
+    """The UI's launchpad takes any integers and text: the settings refuse the run before any step, in the
+    config's words."""
     import dagster as dg
 
     from orchestration.resources import SoeSettings
 
-    settings = SoeSettings(landing_dir="landing", publish_dir="publish", horizon_weeks=horizon, time_fence_weeks=fence)
+    settings = SoeSettings(landing_dir="landing", publish_dir="publish", **config)
     with pytest.raises(dg.Failure, match=re.escape(message)):
         settings.setup_for_execution(dg.build_init_resource_context())
-    SoeSettings(landing_dir="landing", publish_dir="publish", horizon_weeks=104, time_fence_weeks=104) \
-        .setup_for_execution(dg.build_init_resource_context())
+    SoeSettings(landing_dir="landing", publish_dir="publish", horizon_weeks=104, time_fence_weeks=104,
+                as_of="2026-11-20").setup_for_execution(dg.build_init_resource_context())
 
 
 def test_a_blocked_re_run_of_a_published_day_leaves_that_days_published_history_standing(tmp_path):
