@@ -447,16 +447,24 @@ def _simulate_block(net: _Network, block: int, sku_start: int, sku_stop: int,
     plant_ship = np.where(transfer_sku, receipts_dc, 0).sum(axis=1)
     if "late_transfer" in planted:
         plant_ship[planted["late_transfer"][0], CURRENT_WEEK - 1] += delayed_qty["late_transfer"]
-    plant_ship_next = np.concatenate([plant_ship[:, 1:], plan_plant_demand[:, -1:]], axis=1)
+    # Production plans for what the DCs would order: a DC waiting for a late transfer orders nothing meanwhile,
+    # and a plant cutting its production to that ran short of its S&OP plan, which still counts that DC's demand
+    # (an unplanted shortage at the plant). It makes the DC's share and holds it a few weeks instead.
+    plant_ship_planned = plant_ship.copy()
+    if "late_transfer" in planted:
+        late_sku, late_dc = planted["late_transfer"]
+        future = slice(CURRENT_WEEK, CURRENT_WEEK + 3)
+        plant_ship_planned[late_sku, future] += plan_dc[late_sku, late_dc, future]
+    plant_ship_next = np.concatenate([plant_ship_planned[:, 1:], plan_plant_demand[:, -1:]], axis=1)
     plant_planned = np.zeros((nb, W))
     plant_completed = np.zeros((nb, W))
     stock = np.maximum(target_plant, plant_ship[:, 0] + ss_plant)
     initial_plant = stock.copy()
     for k in range(W):
         target = np.maximum(target_plant, plant_ship_next[:, k] + ss_plant)
-        plant_planned[:, k] = np.where(has_plant, np.maximum(0, np.ceil(target + plant_ship[:, k] - stock)), 0)
+        plant_planned[:, k] = np.where(has_plant, np.maximum(0, np.ceil(target + plant_ship_planned[:, k] - stock)), 0)
         plant_completed[:, k] = np.round(plant_planned[:, k] * (plant_yield[:, k] if past[k] else 1.0))
-        stock = stock + plant_completed[:, k] - plant_ship[:, k]
+        stock = stock + plant_completed[:, k] - plant_ship_planned[:, k]  # as planned: the held share stays out
 
     made = sourcing == MAKE
     np.add.at(resource_load, (np.repeat(net.resource[sku][made], W), np.tile(np.arange(W), made.sum())),
