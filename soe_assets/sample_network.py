@@ -766,13 +766,14 @@ def _record_planted(net: _Network, sku: np.ndarray, planted: dict[str, tuple[int
                                   & (po["promised"] == net.week_monday[CURRENT_WEEK - 1]))[0]
             entry |= {"reference_id": f"PO-{po['po_no'][line]:0{net.id_width['PO']}d}:{po['line_no'][line]}",
                       "week_start": week[-1], "note": f"open PO line for 4 weeks of supply promised {week[-1]}, "
-                      f"confirmed {week[3]}; no other receipts until then: projected stockout in week +2"}
+                      f"confirmed {week[3]}; no other receipts until then: projected stockout inside the fence, "
+                      "before the line arrives"}
         elif kind == "late_transfer":
             sh = shipments.columns
             row = np.flatnonzero((sh["sku"] == sku[s]) & (sh["arrival"] == NEVER))[0]
             entry |= {"reference_id": f"SH-{sh['number'][row]:0{net.id_width['SH']}d}",
                       "week_start": week[-1], "note": f"transfer of 4 weeks of supply shipped {week[-1]}, not arrived, "
-                      f"eta {day_to_date(sh['eta'][row])}; projected stockout in week +2"}
+                      f"eta {day_to_date(sh['eta'][row])}; projected stockout inside the fence, before it arrives"}
         elif kind == "production_shortfall":
             mo = production.columns
             row = np.flatnonzero((mo["sku"] == sku[s]) & (mo["progress"] < NEVER))[0]

@@ -432,6 +432,8 @@ def test_latest_week_tiles_name_an_older_week_and_compare_with_the_week_before_i
     kpis = pd.DataFrame([
         kpi("supplier_on_time_rate", date(2026, 10, 26), 0.2), kpi("supplier_on_time_rate", date(2026, 11, 2), 0.5),
         kpi("otif_line_rate", date(2026, 10, 26), 0.9), kpi("otif_line_rate", date(2026, 11, 9), 0.8),
+        # turns 0.02 lower: shown as no change ("-0.0" with a falling arrow before)
+        kpi("inventory_turns", date(2026, 11, 2), 8.53), kpi("inventory_turns", date(2026, 11, 9), 8.51),
     ])
     page = render_report(kpis, pd.DataFrame(columns=["pattern"]), as_of=AS_OF, sop_cycle=date(2026, 12, 7),
                          window_start=date(2026, 10, 19))
@@ -440,6 +442,8 @@ def test_latest_week_tiles_name_an_older_week_and_compare_with_the_week_before_i
         '<div class="value">50.0%</div><div class="week">week of 2026-11-02 · no value for 2026-11-09</div>'
         '<div class="delta good">▲ +30.0 pts vs week of 2026-10-26')
     assert tiles["OTIF (lines)"] == '<div class="value">80.0%'
+    turns = next(tile for name, tile in tiles.items() if "turns" in name.lower())
+    assert '<div class="delta flat">■ +0.0 vs previous week' in turns
     assert "latest complete week 2026-11-09" in page
 
 

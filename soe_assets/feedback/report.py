@@ -149,10 +149,10 @@ def _tile(series: pd.Series, latest: date, title: str, is_rate: bool, higher_bet
     delta_html = ""
     if previous in series.index:
         delta = series[shown] - series[previous]
-        tone = "flat" if higher_better is None or abs(delta) < 1e-9 else (
-            "good" if (delta > 0) == higher_better else "bad")
-        arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
-        change = f"{delta * 100:+.1f} pts" if is_rate else f"{delta:+,.1f}"
+        step = round(delta * 100 if is_rate else delta, 1) + 0.0  # the change as shown (no "-0.0"): it sets the arrow
+        tone = "flat" if higher_better is None or step == 0 else ("good" if (step > 0) == higher_better else "bad")
+        arrow = "▲" if step > 0 else "▼" if step < 0 else "■"
+        change = f"{step:+.1f} pts" if is_rate else f"{step:+,.1f}"
         against = "previous week" if shown == latest else f"week of {previous}"
         delta_html = f'<div class="delta {tone}">{arrow} {change} vs {against}</div>'
     return (f'<div class="tile"><div class="name">{_e(title)}</div>'
