@@ -95,6 +95,21 @@ def test_backorders_are_served_later_in_the_fence_where_the_worst_week_cannot_be
     assert moved(acts) == {("D", "A"): 2}
 
 
+def test_units_that_only_shorten_the_wait_of_backorders_say_so():
+    """A's worst week is week 0 (11 short), which nothing reaches: 11 units from D bring it to zero from week 1.
+    They protect no revenue (the worst shortfall stands) and say what they do instead of 'covers 0'."""
+    pos = positions({("X", "A"): ([-11, -11, -11, -11, -11, -11], 0), ("X", "D"): ([300] * 6, 100)})
+    prob = problem(pos, lanes(("D", "A", 6, 1.0)))
+    acts, projected = chosen(prob)
+    assert moved(acts) == {("D", "A"): 11}
+    into, _ = attribute(prob, acts, projected)
+    row = action_rows(prob, into, projected).iloc[0]
+    assert row["impact_resolved_value"] == 0
+    assert ("serves the backorders waiting at A sooner, without lowering its worst shortfall of 11 units that "
+            "starts in week-47 (2026-11-16) ($0 of revenue protected)") in row["explanation"]
+    assert "covers 0" not in row["explanation"]
+
+
 def test_donor_that_would_fall_below_safety_stock_is_not_used():
     # D2 is at 150 now but drops to 90 (< ss 100) in week 2: anything it sends now would deepen that.
     # D1 can spare only 25 (125 - 100): A gets 25, the remaining 35 stay uncovered.
