@@ -202,6 +202,26 @@ def test_an_extra_column_named_twice_is_ignored_like_any_extra_column(landing):
     assert {"CSV-1", "CSV-2", "PQ-1"} <= set(result.table("sales_orders")["order_id"])
 
 
+def test_a_contract_column_stored_as_lists_rejects_its_file_with_that_reason(landing):
+    """sku_id as list<string> (['SKU-A']): every row would read as an unknown SKU, sending the planner to master
+    data; the file is rejected whole, naming the column and its type. A nested extra column costs nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(pd.DataFrame([_order("LIST-1")]), preserve_index=False)
+    listed = table.set_column(table.column_names.index("sku_id"), "sku_id", pa.array([["SKU-A"]]))
+    pq.write_table(listed, landing / "sales_orders" / f"{AS_OF.isoformat()}_lists.parquet")
+    extra = table.append_column("tags", pa.array([["a", "b"]]))
+    extra = extra.set_column(extra.column_names.index("order_id"), "order_id", pa.array(["NESTED-EXTRA"]))
+    pq.write_table(extra, landing / "sales_orders" / f"{AS_OF.isoformat()}_tags.parquet")
+    result = ingest_landing_zone(landing, AS_OF)
+    rejected = _quarantine(result, "sales_orders").set_index("file")
+    assert rejected.loc[f"{AS_OF.isoformat()}_lists.parquet", "reason"] == (
+        "column(s) stored as nested values, not one value per row: sku_id (list<element: string>)")
+    assert f"{AS_OF.isoformat()}_tags.parquet" not in rejected.index
+    assert "NESTED-EXTRA" in set(result.table("sales_orders")["order_id"])
+
+
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "with a byte-order mark"])
 def test_invalid_utf8_row_is_quarantined_and_the_rest_of_the_file_kept(landing, bom):
     path = write_source(landing, "sales_orders", [_order("U1"), _order("U2", customer_id="CAFE"), _order("U3")],

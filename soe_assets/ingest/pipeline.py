@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from data_contracts.sources import SOURCES, SourceContract
 from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal, text_alias
@@ -396,6 +397,12 @@ class _SourceIngest:
         twice = [name for name in reader.repeated_names if name in source.columns]
         if twice:
             self.quarantine_file(extract, f"the header names a column twice: {', '.join(twice)}")
+            return
+        nested = [field for field in reader.schema if field.name in source.columns and pa.types.is_nested(field.type)]
+        if nested:  # every value of the column is a list, struct or map: no row of the file can be read
+            typed = ", ".join(f"{field.name} ({field.type})" for field in nested)
+            self.quarantine_file(extract, f"column(s) stored as nested values, not one value per row: {typed}",
+                                 column=", ".join(field.name for field in nested))
             return
         missing = missing_columns(source, reader.column_names)
         if missing:
