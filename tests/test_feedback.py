@@ -434,6 +434,8 @@ def test_latest_week_tiles_name_an_older_week_and_compare_with_the_week_before_i
         kpi("otif_line_rate", date(2026, 10, 26), 0.9), kpi("otif_line_rate", date(2026, 11, 9), 0.8),
         # turns 0.02 lower: shown as no change ("-0.0" with a falling arrow before)
         kpi("inventory_turns", date(2026, 11, 2), 8.53), kpi("inventory_turns", date(2026, 11, 9), 8.51),
+        # a bias of -0.02 %: its tile and its chart point read 0.0 %, not "-0.0%"
+        kpi("forecast_bias", date(2026, 11, 2), -0.000229), kpi("forecast_bias", date(2026, 11, 9), -0.000229),
     ])
     page = render_report(kpis, pd.DataFrame(columns=["pattern"]), as_of=AS_OF, sop_cycle=date(2026, 12, 7),
                          window_start=date(2026, 10, 19))
@@ -444,6 +446,7 @@ def test_latest_week_tiles_name_an_older_week_and_compare_with_the_week_before_i
     assert tiles["OTIF (lines)"] == '<div class="value">80.0%'
     turns = next(tile for name, tile in tiles.items() if "turns" in name.lower())
     assert '<div class="delta flat">■ +0.0 vs previous week' in turns
+    assert "-0.0" not in page and "0.0%" in page
     assert "latest complete week 2026-11-09" in page
 
 

@@ -40,8 +40,11 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
              "(linked exceptions counted once)"]
     held = _filtered(held_back, exception_type, location) if held_back is not None else frame.iloc[0:0]
     if len(held):
-        lines.append(f"{len(held)} more open exception(s) worth {held['impact_value'].sum():,.0f} held back by the "
-                     "alert budget (--max-open-exceptions): see exception_history, in_alert_budget = false")
+        # a held-back shortage whose cause is open (shown or held) is that cause's money from the other side
+        caused = held["caused_by_exception_id"].isin(pd.concat([open_rows["exception_id"], held["exception_id"]]))
+        lines.append(f"{len(held)} more open exception(s) worth {held.loc[~caused, 'impact_value'].sum():,.0f} held "
+                     "back by the alert budget (--max-open-exceptions; linked exceptions counted once): see "
+                     "exception_history, in_alert_budget = false")
     if open_rows.empty:
         lines.append("nothing needs attention.")
     else:

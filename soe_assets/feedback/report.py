@@ -63,13 +63,14 @@ def _e(text: object) -> str:
 
 
 def _format(value: float, is_rate: bool) -> str:
+    """A KPI value as the report shows it; one that rounds to zero is 0, never '-0.0'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if is_rate:
-        return f"{value:.1%}"
+        return f"{round(value * 100, 1) + 0.0:.1f}%"
     if abs(value) >= 10_000:
-        return f"{value / 1000:,.0f}k"
-    return f"{value:,.1f}"
+        return f"{round(value / 1000) + 0:,.0f}k"
+    return f"{round(value, 1) + 0.0:,.1f}"
 
 
 def line_chart(points: list[tuple[date, float]], *, is_rate: bool, width: int = 270, height: int = 120) -> str:
