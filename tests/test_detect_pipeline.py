@@ -266,7 +266,7 @@ def test_shortages_fire_where_stock_runs_short_only(planted: pd.DataFrame) -> No
 def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:
     # and the count of HOLD-OVER, which holds more than it has on hand (a reconciliation finding)
     assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv",
-                                              f"hold_above_on_hand:{AS_OF.isoformat()}:HOLD-OVER:DC-1"}
+                                              f"hold_above_on_hand:inventory_snapshots:{AS_OF.isoformat()}:HOLD-OVER:DC-1"}
     # two rows quarantined, one of them for two reasons: counted (and valued) as two rows, not three reasons
     bad_file = planted[planted["reference_id"] == f"sales_orders/{AS_OF.isoformat()}_bad.csv"].iloc[0]
     assert bad_file["shortfall_qty"] == 2
@@ -338,6 +338,31 @@ def test_the_alert_budget_keeps_the_top_exceptions_and_the_planner_view_says_wha
     caused = held["caused_by_exception_id"].isin(everything["exception_id"])
     assert caused.any()  # the planted network links shortages to their causes
     assert f"{len(held)} more open exception(s) worth {held.loc[~caused, 'impact_value'].sum():,.0f} held back" in out
+
+
+def test_two_findings_sharing_a_reference_in_two_sources_are_two_exceptions(planted_run, tmp_path: Path) -> None:
+    """A sales-order line and a PO line both numbered 100:1, both over-delivered at one SKU-location: two findings,
+    two data_quality exceptions with their own money (they shared an id, and one's money was lost)."""
+    import duckdb
+
+    from soe_assets.detect.config import DEFAULT_CONFIG
+    from soe_assets.detect.impact import exception_ids
+    from soe_assets.detect.rules import data_quality
+
+    copy = tmp_path / "soe.duckdb"
+    shutil.copyfile(planted_run.workspace.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("""INSERT INTO marts.reconciliation_findings BY NAME
+                        SELECT 'open_line_over_delivered' AS finding_type, source, 'SKU-A' AS sku_id,
+                               'DC-1' AS location_id, '100:1' AS reference_id, DATE '2026-11-18' AS event_date, qty,
+                               'over-delivered' AS detail, DATE '2026-11-18' AS as_of
+                        FROM (VALUES ('sales_orders', 2.0), ('purchase_orders', 10.0)) AS t(source, qty)""")
+        frame = data_quality(conn, DEFAULT_CONFIG)
+    shared = frame[frame["reference_id"].str.endswith(":100:1")]
+    assert sorted(shared["reference_id"]) == ["open_line_over_delivered:purchase_orders:100:1",
+                                              "open_line_over_delivered:sales_orders:100:1"]
+    assert exception_ids(shared).nunique() == 2
+    assert sorted(shared["qty"]) == [2.0, 10.0]
 
 
 def test_a_demand_surge_escalates_on_its_steepest_window(planted: pd.DataFrame) -> None:

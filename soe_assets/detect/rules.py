@@ -666,7 +666,9 @@ from_quarantine as (
 ),
 findings as (
     select 'data_quality' as exception_type, f.sku_id, f.location_id, null as week_start, null as week_index,
-           f.finding_type || ':' || f.reference_id as reference_id, coalesce(f.qty, 0) as qty,
+           -- the source too: a sales-order line and a PO line may share a reference ('100:1'), and two findings
+           -- must stay two exceptions
+           f.finding_type || ':' || f.source || ':' || f.reference_id as reference_id, coalesce(f.qty, 0) as qty,
            skus.unit_price, skus.unit_cost, 1 as weeks_affected, true as absorbable,
            'Reconciliation finding (' || f.finding_type || '): ' || f.detail as explanation
     from marts.reconciliation_findings as f left join staging.stg_skus as skus using (sku_id)
