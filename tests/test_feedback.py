@@ -226,6 +226,20 @@ def test_detects_planted_bias_and_supplier_delay_only():
     assert "re-quote the lead time of supplier SUP-1 for B from 15 to 21 days" in delay.suggested_sop_action
 
 
+def test_a_supplier_lead_time_on_a_half_day_reads_as_such():
+    """Two of SUP-1's four late lines ordered a day earlier: the medians are 15.5 days quoted and 21.5 actual, and
+    the advice says so (rounding both halves to even read "from 16 to 22", or "88 to 88" for 87.5 and 88.5)."""
+    rows = planted_rows()
+    late = [line for line in rows["stg_purchase_orders"]
+            if line["supplier_id"] == "SUP-1" and line["received_date"] is not None][:2]
+    for line in late:
+        line["order_date"] -= timedelta(days=1)
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    delay = feedback[feedback.pattern == "chronic_supplier_delay"].iloc[0]
+    assert "re-quote the lead time of supplier SUP-1 for B from 15.5 to 21.5 days" in delay.suggested_sop_action
+    assert "quoted lead time 15.5 days, actual about 21.5 days" in delay.explanation
+
+
 def with_unsold_plan(status: str, week: date) -> dict[str, list[dict]]:
     """Clean rows plus B@DC-2, planned 40 a week for 8 weeks, whose one sales order line (``status``) is due in
     ``week``: plan above actual in every week of the window."""

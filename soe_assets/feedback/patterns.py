@@ -258,7 +258,8 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
     ).df()
     rows = []
     for r in frame.itertuples():
-        quoted, actual = round(r.promised_lead), round(r.actual_lead)
+        # medians of whole days: whole, or halves shown as such (rounding 87.5 and 88.5 both gave "88 to 88")
+        quoted, actual = f"{round(r.promised_lead, 1):g}", f"{round(r.actual_lead, 1):g}"
         action = (f"re-quote the lead time of supplier {r.supplier_id} for {r.sku_id} from {quoted} to {actual} days "
                   f"(or agree a recovery plan with {r.supplier_id})")
         explanation = (
