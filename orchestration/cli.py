@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from soe_assets import run_lock
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
-from soe_assets.run_window import MAX_HORIZON_WEEKS, window_problem
+from soe_assets.run_window import ISO_DAY, MAX_HORIZON_WEEKS, window_problem
 
 if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe --help` should not
     import dagster as dg
@@ -98,9 +98,6 @@ def demo_workspace(folder: Path) -> Workspace:
     if not publish.exists() and (warehouse.parent / "publish").is_dir():
         publish = warehouse.parent / "publish"
     return Workspace(landing=folder / "landing", warehouse=warehouse, publish=publish)
-
-
-ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _iso_date(text: str) -> date:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-import re
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from soe_assets import run_lock
-from soe_assets.run_window import window_problem
+from soe_assets.run_window import ISO_DAY, window_problem
 from soe_assets.warehouse import connect
 
 
@@ -45,9 +44,6 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.path).parent / "files"
 
 
-ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
 class SoeSettings(dg.ConfigurableResource):
     """Landing zone, publish folder and run parameters (``shared/spec/landing-zone.md``).
 
@@ -63,20 +59,23 @@ class SoeSettings(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Refuse a run launched from the UI with config soe run would refuse, before any step, in its words."""
-        problem = window_problem(self.horizon_weeks, self.time_fence_weeks)
-        if problem:
-            problem = problem.replace("--horizon-weeks", "horizon_weeks").replace("--time-fence-weeks", "time_fence_weeks")
-        elif self.max_open_exceptions < 0:
-            problem = f"max_open_exceptions must be 0 (no alert budget) or more (got {self.max_open_exceptions})"
-        elif self.as_of and not ISO_DAY.fullmatch(self.as_of.strip()):
-            problem = f"as_of must be a day YYYY-MM-DD, or empty for the latest extract date (got '{self.as_of}')"
-        else:
-            try:
-                self.requested_as_of
-            except ValueError:
-                problem = f"as_of '{self.as_of}' is no day of the calendar"
+        problem = self._settings_problem()
         if problem:
             raise dg.Failure(problem, allow_retries=False)
+
+    def _settings_problem(self) -> str | None:
+        window = window_problem(self.horizon_weeks, self.time_fence_weeks, "horizon_weeks", "time_fence_weeks")
+        if window:
+            return window
+        if self.max_open_exceptions < 0:
+            return f"max_open_exceptions must be 0 (no alert budget) or more (got {self.max_open_exceptions})"
+        if self.as_of and not ISO_DAY.fullmatch(self.as_of.strip()):
+            return f"as_of must be a day YYYY-MM-DD, or empty for the latest extract date (got '{self.as_of}')"
+        try:
+            self.requested_as_of
+        except ValueError:
+            return f"as_of '{self.as_of}' is no day of the calendar"
+        return None
 
     @property
     def landing_path(self) -> Path:

@@ -86,7 +86,8 @@ def ensure_published_runs(conn: duckdb.DuckDBPyConnection) -> None:
 
 # The published days of a history table whose rows a later run of the day that did not publish (blocked at the
 # publish gates, failed, killed) replaced: their published rows are kept in ``ops.published_<history>``.
-KEPT_DAYS = "ops.published_history_kept"
+KEPT_DAYS_NAME = "published_history_kept"
+KEPT_DAYS = f"ops.{KEPT_DAYS_NAME}"
 
 
 def _kept_name(table: str) -> str:
@@ -105,7 +106,7 @@ def record_published(conn: duckdb.DuckDBPyConnection, as_of: date, run_id: str) 
     ensure_published_runs(conn)
     conn.execute(f"DELETE FROM {PUBLISHED_RUNS} WHERE as_of = ?", [as_of])
     conn.execute(f"INSERT INTO {PUBLISHED_RUNS} VALUES (?, ?, now())", [as_of, run_id])
-    if table_exists(conn, "ops", "published_history_kept"):
+    if table_exists(conn, "ops", KEPT_DAYS_NAME):
         for (table,) in conn.execute(f"SELECT DISTINCT history_table FROM {KEPT_DAYS} WHERE as_of = ?", [as_of]).fetchall():
             conn.execute(f"DELETE FROM {_kept(table)} WHERE as_of = ?", [as_of])
         conn.execute(f"DELETE FROM {KEPT_DAYS} WHERE as_of = ?", [as_of])

@@ -7,9 +7,9 @@ end-of-week projected balance of those weeks.
 - ``reallocate_stock`` / ``alternate_source``: move stock along a lane from a donor to a short
   location, departing in fence week d (week 0: tomorrow, later: the Monday) where the donor's balance
   at the start of d is not negative, arriving after the lane's transit days. Effects: -qty at the
-  donor from week d on, +qty at the receiver from the arrival week on. ``alternate_source`` when the donor is of another tier (plant -> DC) and is not the
-  receiver's usual source of that SKU (no shipment of it on that lane in the data), else
-  ``reallocate_stock``.
+  donor from week d on, +qty at the receiver from the arrival week on. ``alternate_source`` when the
+  donor is of another tier (plant -> DC) and is not the receiver's usual source of that SKU (no
+  shipment of it on that lane in the data), else ``reallocate_stock``.
 - ``expedite_purchase_order`` / ``expedite_transfer``: pull an open PO line (confirmed date) or a
   departed shipment (ETA) due in week a into an earlier fence week t (limited in days). Effect:
   +qty at the receiving location in weeks t..a-1 (the receipt itself is unchanged from week a on).

@@ -119,17 +119,15 @@ def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -
     short_week = _week_label(week0, a["first_week"].fillna(0))
     # units that only shorten the wait of backorders (the worst week is out of reach) cover none of the shortfall
     waits_less = has_short & (a["covered_share_qty"].fillna(0) <= 0)
-    covers = np.where(
-        waits_less,
-        "serves the backorders waiting at " + a["to_location_id"].astype(str) + " sooner, without lowering its worst "
-        "shortfall of " + _units(a["short_qty"].fillna(0)) + " that starts in " + short_week
-        + " ($0 of revenue protected)",
-        np.where(
-            has_short,
-            "covers " + _n(a["covered_share_qty"]) + " of the shortfall at " + a["to_location_id"].astype(str)
-            + " that starts in " + short_week + " and reaches " + _units(a["short_qty"].fillna(0))
-            + " (" + _money(a["impact_resolved_value"]) + " of revenue protected)",
-            "frees stock at " + a["to_location_id"].astype(str) + " for the transfers recommended from it"))
+    to = a["to_location_id"].astype(str)
+    covers = np.select(
+        [waits_less, has_short],
+        ["serves the backorders waiting at " + to + " sooner, without lowering its worst shortfall of "
+         + _units(a["short_qty"].fillna(0)) + " that starts in " + short_week + " ($0 of revenue protected)",
+         "covers " + _n(a["covered_share_qty"]) + " of the shortfall at " + to + " that starts in " + short_week
+         + " and reaches " + _units(a["short_qty"].fillna(0)) + " (" + _money(a["impact_resolved_value"])
+         + " of revenue protected)"],
+        "frees stock at " + to + " for the transfers recommended from it")
     transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
     arrives = pd.to_datetime(a["new_date"])
     departs = arrives - pd.to_timedelta(a["transit_days"].fillna(0), unit="D")
