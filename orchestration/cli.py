@@ -128,6 +128,27 @@ def _at_least_one(text: str) -> int:
     return _whole_number(text, 1)
 
 
+# DuckDB's database files carry these bytes after an 8-byte checksum.
+DUCKDB_MAGIC = b"DUCK"
+
+
+def _refuse_non_database(path: Path) -> None:
+    """Refuse a ``--warehouse`` that names something other than a DuckDB database before anything is written
+    beside it (the publish folder, the run lock)."""
+    if path.is_dir():
+        raise UserError(f"cannot use {path} as the warehouse: it is a folder; name the database file in it, "
+                        f"e.g. {path / 'soe.duckdb'}")
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as file:
+            header = file.read(12)
+    except OSError as error:
+        raise UserError(f"cannot use {path} as the warehouse: {error.strerror or error}") from None
+    if header and header[8:12] != DUCKDB_MAGIC:
+        raise UserError(f"cannot use {path} as the warehouse: the file exists, but it is not a DuckDB database")
+
+
 def _check_warehouse_file(path: Path) -> None:
     """An existing warehouse must be a DuckDB database that no other process is writing."""
     if not path.exists():
@@ -220,6 +241,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     if problem:
         raise UserError(problem)
     quality = _run_settings(options)
+    _refuse_non_database(workspace.warehouse)
     _writable_folder(workspace.warehouse.parent, "warehouse")
     _writable_folder(workspace.publish, "publish")
     _writable_folder(quality.alert_log_path(str(workspace.warehouse)).parent, "alert log")
