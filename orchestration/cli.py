@@ -467,9 +467,22 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
     history = _load_mart_for(args, "exception_history")
     as_of = frame["as_of"].max() if len(frame) else None
     held_back = history[history["as_of"].eq(as_of) & history["status"].eq("open") & ~history["in_alert_budget"]]
+    if args.location is not None and not frame["location_id"].eq(args.location).any():
+        _known_location(args, history)
     print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location,
                             held_back=held_back))
     return 0
+
+
+def _known_location(args: argparse.Namespace, history) -> None:
+    """A --location that is no location of the network (the trusted view's, or any exception's) is a user
+    error: an empty listing would read as 'nothing needs attention there'."""
+    known = set(_load_mart_for(args, "sku_location_week", distinct="location_id")["location_id"].dropna())
+    known |= set(history["location_id"].dropna())
+    if args.location not in known:
+        shown = sorted(known)
+        raise UserError(f"unknown --location '{args.location}': the network's locations are "
+                        + ", ".join(shown[:20]) + (f" and {len(shown) - 20} more" if len(shown) > 20 else ""))
 
 
 # --- recommendations ------------------------------------------------------------------------
@@ -561,7 +574,7 @@ def _add_mart_source(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
 
 
-def _load_mart_for(args: argparse.Namespace, table: str):
+def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = None):
     from soe_assets.publish import MartNotPublished, load_mart
 
     given, option = (args.publish, "--publish") if args.publish is not None else (args.dir, "--dir")
@@ -572,8 +585,8 @@ def _load_mart_for(args: argparse.Namespace, table: str):
                         "--warehouse for the paths of your 'soe run')")
     try:
         if args.warehouse is not None:
-            return load_mart(table, warehouse=args.warehouse)
-        return load_mart(table, publish_dir=args.publish or demo_workspace(args.dir).publish)
+            return load_mart(table, warehouse=args.warehouse, distinct=distinct)
+        return load_mart(table, publish_dir=args.publish or demo_workspace(args.dir).publish, distinct=distinct)
     except MartNotPublished as error:
         raise UserError(str(error)) from None
 

@@ -139,8 +139,11 @@ class MartNotPublished(Exception):
     """No run has produced the mart at the given place yet."""
 
 
-def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | None = None) -> pd.DataFrame:
-    """The latest version of a mart: the published Parquet file, or the warehouse opened read-only."""
+def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | None = None,
+              distinct: str | None = None) -> pd.DataFrame:
+    """The latest version of a mart: the published Parquet file, or the warehouse opened read-only;
+    ``distinct``: only that column's distinct values (read by DuckDB, not the whole mart)."""
+    select = f"SELECT DISTINCT {quote(distinct)}" if distinct else "SELECT *"
     if warehouse is not None:
         if not warehouse.exists():
             raise MartNotPublished(f"no warehouse at {warehouse}: run 'soe run' first")
@@ -152,8 +155,11 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
         with conn:
             if table not in mart_tables(conn):
                 raise MartNotPublished(f"{warehouse} has no marts.{table} yet: run 'soe run' first")
-            return conn.execute(f"SELECT * FROM marts.{quote(table)}").df()
+            return conn.execute(f"{select} FROM marts.{quote(table)}").df()
     path = Path(publish_dir or ".") / f"{table}.parquet"
     if not path.exists():
         raise MartNotPublished(f"no published {table} at {path}: run 'soe run' (or 'soe demo') first")
+    if distinct:
+        with duckdb.connect() as conn:
+            return conn.execute(f"{select} FROM read_parquet(?)", [str(path)]).df()
     return pd.read_parquet(path)

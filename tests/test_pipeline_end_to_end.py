@@ -225,6 +225,23 @@ def test_a_filter_that_can_never_match_is_an_error_not_an_empty_list(tmp_path, c
         assert f"unknown {option} 'nonsense': one of " in err and "Traceback" not in err
 
 
+def test_an_unknown_location_is_an_error_and_a_quiet_one_is_not(first_run, capsys):
+    """--location names a location of the network: a typo is refused with the known ones, while a real
+    location without open exceptions lists nothing, as it should."""
+    from orchestration.cli import main
+
+    publish = str(first_run.workspace.publish)
+    locations = set(first_run.query("select distinct location_id from marts.sku_location_week")["location_id"])
+    flagged = set(first_run.query("select distinct location_id from marts.exceptions")["location_id"].dropna())
+    assert main(["exceptions", "--publish", publish, "--location", "DC-NOWHERE"]) == 2
+    err = capsys.readouterr().err
+    assert f"unknown --location 'DC-NOWHERE': the network's locations are {', '.join(sorted(locations | flagged))}" in err
+    quiet = sorted(locations - flagged)
+    assert quiet, "the minimal network has a location without exceptions"
+    assert main(["exceptions", "--publish", publish, "--location", quiet[0]]) == 0
+    assert "nothing needs attention." in capsys.readouterr().out
+
+
 def test_the_run_is_in_the_dagster_history_of_its_folder(first_run):
     """`soe ui` on the same folder shows the runs of `soe run`: its instance holds the run and its events."""
     import dagster as dg
