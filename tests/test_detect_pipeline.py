@@ -177,6 +177,27 @@ def planted_network() -> dict:
             "production_order_id": f"MO-{line}", "sku_id": "SKU-A", "location_id": "PLANT-1", "resource_id": line,
             "planned_start_date": monday(2).isoformat(), "planned_finish_date": (monday(2) + timedelta(days=3)).isoformat(),
             "planned_qty": qty, "completed_qty": 0.0, "actual_finish_date": "", "status": "planned"})
+    # capacity counts what is still to make, as the trusted view's production receipts do: LINE-5 has 40 a week
+    # and in week 2 an order already made (50) beside an open one of 30 (near miss); LINE-6 has 10 and 5 left of
+    # an order of 30 (near miss); LINE-7 has 20 and, in week 0, 15 left of an order due last week beside one of
+    # 10 (fires: 25 to make); LINE-8 is shut (capacity 0) and has an order of 12 in week 3 (fires)
+    capacity_cases = {
+        "LINE-8": (0.0, [("MO-LINE-8", 3, 12.0, 0.0, "planned")]),
+        "LINE-5": (40.0, [("MO-LINE-5-DONE", 2, 50.0, 50.0, "completed"), ("MO-LINE-5-OPEN", 2, 30.0, 0.0, "planned")]),
+        "LINE-6": (10.0, [("MO-LINE-6-MOSTLY", 2, 30.0, 25.0, "in_progress")]),
+        "LINE-7": (20.0, [("MO-LINE-7-LATE", -1, 20.0, 5.0, "in_progress"), ("MO-LINE-7-NOW", 0, 10.0, 0.0, "released")]),
+    }
+    for line, (capacity, orders) in capacity_cases.items():
+        net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": line, "week_start": monday(w).isoformat(),
+                                      "capacity_qty": capacity} for w in range(0, 13)]
+        for order, week, planned, completed, status in orders:
+            finish = monday(week) + timedelta(days=4)
+            net["production_orders"].append({
+                "production_order_id": order, "sku_id": "SKU-A", "location_id": "PLANT-1", "resource_id": line,
+                "planned_start_date": (finish - timedelta(days=3)).isoformat(), "planned_finish_date": finish.isoformat(),
+                "planned_qty": planned, "completed_qty": completed,
+                "actual_finish_date": (AS_OF - timedelta(days=9)).isoformat() if status == "completed" else "",
+                "status": status})
     # quality hold: 170 of 200 held, below safety stock (fires) / 50 of 300 held, plenty left (near miss) /
     # 60 of 80 held, more of the buffer missing than is held (fires; releasing it covers only part)
     add_clean_sku(net, "HOLD", "DC-1")
@@ -244,14 +265,24 @@ def test_a_run_whose_exceptions_have_no_reference(tmp_path: Path) -> None:
         ("excess_inventory", {"EXCESS@DC-2"}),
         ("late_purchase_order", {"PO-LATEPO-DC-2-1:1"}),
         ("late_transfer", {"SH-LATE"}),
-        ("production_shortfall", {"MO-LATE", "MO-SHORT-EARLY", "MO-SHORT-LATE"}),
-        ("capacity_overload", {"LINE-2", "LINE-4"}),
+        ("production_shortfall", {"MO-LATE", "MO-SHORT-EARLY", "MO-SHORT-LATE", "MO-LINE-7-LATE"}),
+        ("capacity_overload", {"LINE-2", "LINE-4", "LINE-7", "LINE-8"}),
         ("quality_hold", {"HOLD@DC-1", "HOLD-PART@DC-1", "HOLD-OVER@DC-1"}),
     ],
 )
 def test_each_type_fires_on_its_plant_and_not_on_the_near_miss(planted: pd.DataFrame, exception_type: str,
                                                                expected: set[str]) -> None:
     assert fired(planted, exception_type) == expected
+
+
+def test_a_capacity_overload_says_what_is_left_to_make(planted: pd.DataFrame) -> None:
+    overloads = planted[planted["exception_type"].eq("capacity_overload")].set_index("reference_id")
+    assert overloads.loc["LINE-7", "week_start"] == pd.Timestamp(monday(0))
+    assert overloads.loc["LINE-7", "explanation"].startswith(
+        f"Resource LINE-7 at PLANT-1 has 25 units to make in the week of {monday(0)} against a capacity of 20: "
+        "5 units over (+25%)")
+    assert (f"has 12 units to make in the week of {monday(3)} against a capacity of 0: 12 units over "
+            "(no capacity that week)") in overloads.loc["LINE-8", "explanation"]
 
 
 def test_shortages_fire_where_stock_runs_short_only(planted: pd.DataFrame) -> None:

@@ -551,29 +551,33 @@ from behind cross join run left join staging.stg_skus as skus using (sku_id)
                               config.production_short_lookback_days])
 
 
-def capacity_overload(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
-    """Planned output of a resource in a horizon week (non-cancelled orders by planned finish) above
-    its capacity. Absorbable when earlier fence weeks of the same resource have the spare capacity."""
-    sql = f"""
-with {RUN},
-load as (
-    select p.location_id, p.resource_id, {_week_index('p.planned_finish_date')} as week_index,
-           sum(p.planned_qty) as load_qty,
-           sum(p.planned_qty * skus.unit_price) / nullif(sum(p.planned_qty), 0) as unit_price,
-           sum(p.planned_qty * skus.unit_cost) / nullif(sum(p.planned_qty), 0) as unit_cost
-    from staging.stg_production_orders as p
-    cross join run
+# What each resource still has to make per horizon week: the open remainder of its production orders (the
+# trusted view's production supply: planned/released/in_progress, planned - completed), past-due ones in week
+# 0, with the load-weighted price and cost. The overload rule and the respond stage's spare capacity read it.
+RESOURCE_LOAD = """
+resource_load as (
+    select s.location_id, s.resource_id, s.week_index, sum(s.qty) as load_qty,
+           sum(s.qty * skus.unit_price) / sum(s.qty) as unit_price,
+           sum(s.qty * skus.unit_cost) / sum(s.qty) as unit_cost
+    from intermediate.int_open_supply as s
     left join staging.stg_skus as skus using (sku_id)
-    where p.status <> 'cancelled'
+    where s.supply_kind = 'production'
     group by all
-),
+)"""
+
+
+def capacity_overload(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """What a resource still has to make in a horizon week (``RESOURCE_LOAD``) above its capacity.
+    Absorbable when earlier fence weeks of the same resource have the spare capacity."""
+    sql = f"""
+with {RUN}, {RESOURCE_LOAD},
 weekly as (
     select c.location_id, c.resource_id, c.week_start, {_week_index('c.week_start')} as week_index,
            c.capacity_qty, coalesce(load.load_qty, 0) as load_qty, load.unit_price, load.unit_cost,
            run.time_fence_weeks
     from staging.stg_resource_capacity as c
     cross join run
-    left join load on load.location_id = c.location_id and load.resource_id = c.resource_id
+    left join resource_load as load on load.location_id = c.location_id and load.resource_id = c.resource_id
         and load.week_index = {_week_index('c.week_start')}
     where {_week_index('c.week_start')} between 0 and run.horizon_weeks - 1
 ),
@@ -588,10 +592,11 @@ select
     'capacity_overload' as exception_type, null as sku_id, location_id, week_start, week_index,
     resource_id as reference_id, load_qty - capacity_qty as qty, unit_price, unit_cost, 1 as weeks_affected,
     (week_index < time_fence_weeks and spare_before >= load_qty - capacity_qty) as absorbable,
-    'Resource ' || resource_id || ' at ' || location_id || ' has ' || {_units('load_qty')} || ' planned in the week of '
+    'Resource ' || resource_id || ' at ' || location_id || ' has ' || {_units('load_qty')} || ' to make in the week of '
         || strftime(week_start, '%Y-%m-%d') || ' against a capacity of ' || {_num('capacity_qty')} || ': '
-        || {_units('load_qty - capacity_qty')} || ' over (' || printf('%+.0f', 100 * (load_qty / nullif(capacity_qty, 0) - 1))
-        || '%); ' || {_units('spare_before')} || ' are free in earlier fence weeks.' as explanation
+        || {_units('load_qty - capacity_qty')} || ' over (' || case when capacity_qty > 0
+            then printf('%+.0f', 100 * (load_qty / capacity_qty - 1)) || '%' else 'no capacity that week' end
+        || '); ' || {_units('spare_before')} || ' are free in earlier fence weeks.' as explanation
 from with_spare
 where load_qty > capacity_qty * (1 + ?) and load_qty - capacity_qty >= ?
 """

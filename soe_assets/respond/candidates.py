@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from soe_assets.detect.rules import weekly_demand_sql
+from soe_assets.detect.rules import RESOURCE_LOAD, weekly_demand_sql
 from soe_assets.respond.config import RespondConfig
 from soe_assets.warehouse import RunContext
 
@@ -166,17 +166,12 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             order by all
         """).df()
         capacity = conn.execute(f"""
-            with load as (
-                select location_id, resource_id,
-                       cast(floor(datediff('day', DATE '{week0}', planned_finish_date) / 7.0) as integer) as week_index,
-                       sum(planned_qty) as load_qty
-                from staging.stg_production_orders where status <> 'cancelled' group by all
-            )
+            with {RESOURCE_LOAD}
             select c.location_id || '/' || c.resource_id as resource_key,
                    cast(datediff('day', DATE '{week0}', c.week_start) / 7 as integer) as week_index,
                    greatest(c.capacity_qty - coalesce(load.load_qty, 0), 0) as spare_qty
             from staging.stg_resource_capacity as c
-            left join load on load.location_id = c.location_id and load.resource_id = c.resource_id
+            left join resource_load as load on load.location_id = c.location_id and load.resource_id = c.resource_id
                 and load.week_index = cast(datediff('day', DATE '{week0}', c.week_start) / 7 as integer)
             where c.week_start >= DATE '{week0}' and c.week_start < DATE '{week0}' + {7 * run.time_fence_weeks}
             order by resource_key, week_index
