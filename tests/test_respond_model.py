@@ -493,6 +493,27 @@ def test_an_expedite_claims_the_late_line_it_expedites_only_when_it_moves_all_of
     assert linked["resolves_exception_ids"].tolist() == ["EX-A,EX-P1", "EX-A,EX-P1", "EX-A"]
 
 
+def test_an_expedite_claims_the_late_line_only_when_it_lands_within_the_slip_tolerance_of_its_promise():
+    """PO-1 promised 11-18 is brought forward whole to 11-19 (one day late: tolerated) and resolves its late-PO
+    exception; PO-2 promised 11-18 is brought forward whole to 11-29, still 11 days late: the next run finds it
+    late again, so the row does not claim it. PO-3 is split over two weeks and its later part lands late."""
+    conn = duckdb.connect()
+    conn.execute("create schema marts")
+    conn.execute("""create table marts.exception_history as select * from (values
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18'),
+        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18'),
+        ('EX-P2', 'late_purchase_order', 'S', 'DC-1', 'PO-2', 'open', DATE '2026-11-18'),
+        ('EX-P3', 'late_purchase_order', 'S', 'DC-1', 'PO-3', 'open', DATE '2026-11-18')
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of)""")
+    rows = pd.DataFrame({"action_type": "expedite_purchase_order", "sku_id": "S", "to_place": "DC-1",
+                         "reference_id": ["PO-1", "PO-2", "PO-3", "PO-3"], "qty": [50.0, 50.0, 20.0, 30.0],
+                         "item_qty": 50.0, "week_start": pd.Timestamp(WEEK0),
+                         "promised_date": pd.Timestamp("2026-11-18"),
+                         "new_date": pd.to_datetime(["2026-11-19", "2026-11-29", "2026-11-19", "2026-11-22"])})
+    linked = link_exceptions(conn, rows, pd.MultiIndex.from_tuples([], names=["sku_id", "location_id"]), AS_OF)
+    assert linked["resolves_exception_ids"].tolist() == ["EX-A,EX-P1", "EX-A", "EX-A", "EX-A"]
+
+
 def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_exceptions():
     """DC-1 is still short after its transfer and expedite (it is escalated): both rows serve its stockout
     EX-A without resolving it, but the expedite moves all of late PO-1 and resolves EX-P1. DC-2 has only a

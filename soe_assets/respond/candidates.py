@@ -38,7 +38,7 @@ from soe_assets.warehouse import RunContext
 
 ACTION_COLUMNS = [
     "action_id", "sku_id", "action_type", "reference_id", "from_location_id", "to_location_id",
-    "depart_week", "arrive_week", "transit_days", "old_date", "new_date", "days_pulled",
+    "depart_week", "arrive_week", "transit_days", "old_date", "new_date", "days_pulled", "promised_date",
     "cost_per_unit", "upper_qty", "item_key", "item_qty", "resource_key", "capacity_week",
     # reprioritise_production only: the order pushed later (B); other actions leave these empty
     "other_reference_id", "other_sku_id", "other_item_key", "other_item_qty", "other_old_date", "other_new_date",
@@ -114,7 +114,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             ),
             selected as (
                 select s.supply_kind, s.reference_id, s.sku_id, s.location_id, s.resource_id, s.due_date, s.week_index,
-                       s.qty
+                       s.qty, s.promised_date
                 from intermediate.int_open_supply as s
                 -- week 0 only for production still to finish after as_of: an order B a swap can push later
                 -- (nothing lands before week 0, so nothing of week 0 is pulled in or expedited)

@@ -292,9 +292,9 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     """exception_id (the shortage at the place it bites) and every exception the row resolves: the place's
     ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not),
     and the late PO line, shipment or production order it brings forward when the rows bringing it forward
-    move its whole open quantity (``item_qty``). A place still short after the actions (escalated) keeps its
-    exceptions: the rows serving it resolve only the supply exceptions they clear, if any (else None); an
-    escalation or a re-promise resolves nothing.
+    move its whole open quantity (``item_qty``) to dates within the slip tolerance of its ``promised_date``.
+    A place still short after the actions (escalated) keeps its exceptions: the rows serving it resolve only
+    the supply exceptions they clear, if any (else None); an escalation or a re-promise resolves nothing.
 
     The ids are those of the run's open exceptions in ``exception_history``: those the alert budget held
     back from ``exceptions`` included, since the actions serve every shortage. A place with no such
@@ -326,11 +326,17 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     # an escalation hands the shortage over and a re-promise moves a customer's date: neither resolves it
     resolved_place = rows["exception_id"].where(acting & ~still_short & ~bss_unlifted)
     extra_bss = extra_bss.where(acting & ~still_short & (extra_bss != rows["exception_id"]))
-    # the supply exception only where the actions bring the item's whole open quantity forward: part of a late
-    # PO line expedited leaves the rest of it late
-    moved = rows["qty"].groupby(rows["reference_id"].fillna("")).transform("sum")
+    # the supply exception only where the actions bring the item's whole open quantity forward (part of a late
+    # PO line expedited leaves the rest of it late), to a date detection no longer calls late: within the slip
+    # tolerance of its promise (a line promised 11-18 brought forward to 11-29 is still 11 days late)
+    item = rows["action_type"] + "|" + rows["reference_id"].fillna("")  # a re-promised order line is no supply item
+    moved = rows["qty"].groupby(item).transform("sum")
     whole = moved >= rows.get("item_qty", pd.Series(np.nan, index=rows.index)).fillna(np.inf) - 0.5
-    extra_ref = extra_ref.where(acting & whole)
+    slip = (pd.to_datetime(rows.get("new_date", pd.Series(pd.NaT, index=rows.index)))
+            - pd.to_datetime(rows.get("promised_date", pd.Series(pd.NaT, index=rows.index)))).dt.days
+    on_time = slip.isna() | slip.le(DEFAULT_CONFIG.slip_tolerance_days)
+    on_time = on_time.groupby(item).transform("all")
+    extra_ref = extra_ref.where(acting & whole & on_time)
     resolves = (resolved_place.fillna("") + "," + extra_bss.fillna("") + "," + extra_ref.fillna("")).str.strip(",")
     resolves = resolves.str.replace(",,", ",", regex=False)
     rows["resolves_exception_ids"] = resolves.where(resolves != "", None)
