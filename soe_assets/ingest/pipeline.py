@@ -83,10 +83,12 @@ def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
     """The run's as_of: as requested, else the latest extract date in the landing zone. A requested day
     before every extract has nothing to describe: an error, not a run whose every source is empty."""
     check_landing_zone(landing_dir)
-    dates = [e.extract_date for s in SOURCES for e in list_extracts(landing_dir, s.name) if e.extract_date]
+    extracts = [e for s in SOURCES for e in list_extracts(landing_dir, s.name) if e.extract_date]
+    dates = [e.extract_date for e in extracts]
     if not dates:
         raise LandingZoneError(f"no extract in {landing_dir} has a name starting with a date YYYY-MM-DD")
     if requested is None:
+        _refuse_a_lone_date_far_ahead(landing_dir, extracts)
         return max(dates)
     if requested < min(dates):
         raise LandingZoneError(f"as_of {requested} is before every extract in {landing_dir} (the earliest is dated "
@@ -97,6 +99,25 @@ def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
                                f"in {landing_dir} ({max(dates)}): every source would be stale, even master data "
                                f"and the plan ({LONGEST_DEFAULT_FRESHNESS_DAYS} days); is the date mistyped?")
     return requested
+
+
+def _refuse_a_lone_date_far_ahead(landing_dir: Path, extracts: list[Extract]) -> None:
+    """The default as_of is the latest extract date, so one file whose name has a mistyped year would date the
+    run, and publish a set every later run takes for the newer one: where the sources holding the latest date
+    are ahead of every other source's newest extract by more than any source may be stale, refuse."""
+    newest = {}
+    for extract in extracts:
+        newest[extract.source] = max(newest.get(extract.source, extract.extract_date), extract.extract_date)
+    latest = max(newest.values())
+    behind = [day for day in newest.values() if day < latest]
+    if not behind or len(behind) < len(newest) / 2 or (latest - max(behind)).days <= LONGEST_DEFAULT_FRESHNESS_DAYS:
+        return
+    ahead = sorted(f"{e.source}/{e.file}" for e in extracts if e.extract_date == latest)
+    raise LandingZoneError(
+        f"the latest extract date in {landing_dir}, {latest} ({', '.join(ahead[:3])}"
+        + (f" and {len(ahead) - 3} more" if len(ahead) > 3 else "") + f"), is {(latest - max(behind)).days} days "
+        f"after every other source's newest extract ({max(behind)}): is its date mistyped? Rename the file, or "
+        f"pass --as-of to choose the run's day")
 
 
 def check_landing_zone(landing_dir: Path) -> None:
