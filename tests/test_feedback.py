@@ -510,6 +510,30 @@ def test_recurring_capacity_overloads_are_judged_per_resource():
     assert "on resource LINE-1 at PLANT-1" in recurring.iloc[0].explanation
 
 
+def test_a_stockout_that_comes_back_recurs_though_its_id_stays_the_same():
+    """A@DC-1 ran out in three episodes (resolved in between, detected anew: one exception_id, three
+    first_detected_on days, each episode with several open runs): a recurring stockout of 3 occurrences,
+    each counted at its largest impact. B@DC-1's one long episode is not."""
+    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
+
+    conn = make_warehouse(**clean_rows())
+    weeks = weeks_back(3)
+    runs = [(week + timedelta(days=day), week + timedelta(days=1)) for week in weeks for day in (1, 3)]
+    history = pd.DataFrame([
+        {"exception_id": f"EX-{sku}", "exception_type": "projected_stockout", "sku_id": sku, "location_id": "DC-1",
+         "week_start": weeks[0], "reference_id": None, "impact_value": 100.0 + (as_of - first).days,
+         "status": "open", "first_detected_on": first if sku == "A" else weeks[0] + timedelta(days=1), "as_of": as_of}
+        for sku in ("A", "B") for as_of, first in runs
+    ]).reindex(columns=HISTORY_COLUMNS)
+    for as_of, rows in history.groupby("as_of"):
+        write_history(conn, rows, as_of)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    recurring = feedback[feedback.pattern == "recurring_projected_stockout"]
+    assert recurring[["sku_id", "location_id", "occurrences"]].values.tolist() == [["A", "DC-1", 3]]
+    assert recurring.iloc[0].impact_value == pytest.approx(3 * 102.0)
+    assert recurring.iloc[0].explanation.startswith("projected_stockout detected 3 separate times on A at DC-1 since")
+
+
 def test_recurring_exceptions_a_chronic_pattern_states_are_not_listed_twice():
     """LINE-1 ran over capacity in its last 4 weeks (a chronic shortfall) and raised three overload exceptions:
     the shortfall states them, so only it is listed. LINE-2's three overloads have no chronic pattern: listed."""

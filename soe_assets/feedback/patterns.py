@@ -402,20 +402,22 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
 
 def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
     """Exception types raised at least ``min_occurrences`` times on one SKU-location in the window; a capacity
-    overload, which has no SKU, on one resource (a plant's resources are planned apart)."""
+    overload, which has no SKU, on one resource (a plant's resources are planned apart). An exception that
+    was resolved and came back counts each time (one id, a new ``first_detected_on``): a SKU-location running
+    out in three separate episodes is a recurring stockout."""
     if not table_exists(conn, "marts", "exception_history"):
         return _empty()
     frame = conn.execute(
         f"""
         WITH ex AS (
-            SELECT exception_id, any_value(exception_type) AS exception_type, any_value(sku_id) AS sku_id,
+            SELECT exception_id, CAST(first_detected_on AS DATE) AS first_detected_on,
+                   any_value(exception_type) AS exception_type, any_value(sku_id) AS sku_id,
                    any_value(location_id) AS location_id,
                    any_value(CASE WHEN exception_type = 'capacity_overload' THEN reference_id END) AS resource_id,
-                   min(CAST(first_detected_on AS DATE)) AS first_detected_on,
                    max(coalesce(impact_value, 0.0)) AS impact_value
             FROM {published_history(conn, "marts.exception_history", window.as_of)}
             WHERE exception_type NOT IN ('data_quality')
-            GROUP BY exception_id
+            GROUP BY exception_id, CAST(first_detected_on AS DATE)
         )
         SELECT exception_type, nullif(ex.sku_id, '') AS sku_id, ex.location_id, ex.resource_id,
                any_value(skus.product_family) AS product_family, count(*) AS occurrences,
@@ -438,7 +440,7 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
             "weeks_observed": len(window.weeks),
             "suggested_sop_action": f"review the plan parameters of {where}, where {r.exception_type.replace('_', ' ')} "
             f"recurs",
-            "explanation": f"{r.occurrences} separate {r.exception_type} exceptions on {where} since {window.start}, "
+            "explanation": f"{r.exception_type} detected {r.occurrences} separate times on {where} since {window.start}, "
             f"{_fmt(r.impact_value)} at stake in all.",
         })
     return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
