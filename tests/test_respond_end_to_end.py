@@ -141,6 +141,20 @@ def test_shortage_beyond_the_fence_is_escalated(recs):
     assert "beyond the 4-week time fence" in f["explanation"].iloc[0]
 
 
+def test_a_stockouts_escalation_is_the_one_the_recommendations_decide(run, recs):
+    """The exceptions mart flags a stockout for S&OP exactly when the recommendations escalate it: the plant's
+    SKU-P, SKU-S and SKU-U shortages have no donor along a lane but are covered by a pull-in or a swap (not
+    escalated); SKU-D's only donor is below its own safety stock and SKU-F is short beyond the fence
+    (escalated)."""
+    stockouts = run.query("select exception_id, sku_id, location_id, escalate_to_sop from marts.exceptions "
+                          "where exception_type = 'projected_stockout' and status = 'open'")
+    escalated_ids = set(recs.loc[recs["action_type"].eq("escalate_to_sop"), "exception_id"])
+    assert stockouts["escalate_to_sop"].tolist() == stockouts["exception_id"].isin(escalated_ids).tolist()
+    flags = dict(zip(stockouts["sku_id"] + "@" + stockouts["location_id"], stockouts["escalate_to_sop"]))
+    assert [flags[place] for place in ("SKU-P@PLANT-1", "SKU-S@PLANT-1", "SKU-U@PLANT-1")] == [False] * 3
+    assert flags["SKU-D@DC-1"] and flags["SKU-F@DC-1"]
+
+
 def test_idle_resource_gets_a_pull_in(recs):
     p = recs[(recs["sku_id"] == "SKU-P") & (recs["action_type"] == "pull_in_production")]
     assert set(p["reference_id"]) == {"MO-P-3"}

@@ -15,7 +15,7 @@ from soe_assets.warehouse import read_run_context, replace_table
 _DBT_KEYS = {key.path[-1]: key for key in soe_dbt_models.keys}
 READS = ["sku_location_week", "int_open_supply", "int_committed_plan", "reconciliation_findings",
          "stg_sales_orders", "stg_pos_sales", "stg_shipments", "stg_production_orders", "stg_resource_capacity",
-         "stg_skus", "stg_lanes"]
+         "stg_skus", "stg_lanes", "stg_locations"]  # the last two also for the responses a stockout's escalation awaits
 DEPS = [_DBT_KEYS.get(name, dg.AssetKey(name)) for name in READS]
 
 

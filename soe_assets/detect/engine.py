@@ -10,7 +10,9 @@ import pandas as pd
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
 from soe_assets.detect.rules import RULES, shared_relations
-from soe_assets.warehouse import read_run_context
+from soe_assets.respond.config import RespondConfig
+from soe_assets.respond.recommend import decided_escalations
+from soe_assets.warehouse import RunContext, read_run_context
 
 DETECTED_COLUMNS = [
     "exception_id", "exception_type", "sku_id", "location_id", "week_start", "reference_id", "impact_value",
@@ -52,9 +54,23 @@ def detect_exceptions(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
     candidates = candidates.sort_values("impact_value", ascending=False).drop_duplicates("exception_id")
     candidates = link_root_causes(candidates)
     candidates["escalate_to_sop"] = escalate_to_sop(candidates, run.time_fence_weeks)
+    _settle_stockout_escalations(conn, run, candidates)
     candidates["priority"] = rank_priority(candidates, config)
     candidates["shortfall_qty"] = candidates["qty"].astype(float).round(2)
     return candidates.sort_values("priority")[DETECTED_COLUMNS].reset_index(drop=True)
+
+
+def _settle_stockout_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, candidates: pd.DataFrame) -> None:
+    """A stockout the responses plan for is escalated exactly when they escalate it: the actions inside the
+    fence (transfers, expedites, pull-ins, swaps, chosen jointly for every short place) are what decides
+    whether it can be absorbed there, not the spare stock reachable along lanes alone."""
+    stockout = candidates["exception_type"].eq("projected_stockout")
+    if not stockout.any():
+        return
+    decided = decided_escalations(conn, run, RespondConfig())
+    decision = decided.reindex(pd.MultiIndex.from_frame(candidates[["sku_id", "location_id"]])).to_numpy()
+    settled = stockout.to_numpy() & pd.notna(decision)
+    candidates.loc[settled, "escalate_to_sop"] = decision[settled].astype(bool)
 
 
 def apply_alert_budget(detected: pd.DataFrame, max_open: int) -> tuple[pd.DataFrame, AlertBudget]:

@@ -8,7 +8,7 @@ customers first, re-promised to the first week the balance is back above zero) a
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import duckdb
@@ -364,14 +364,48 @@ def served_places(rows: pd.DataFrame, short: pd.DataFrame, week0: date) -> pd.Da
     return rows
 
 
-def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[pd.DataFrame, dict]:
-    """The ``recommendations`` mart (columns ``MART_COLUMNS`` + ``EXTRA_COLUMNS``) and run statistics."""
+@dataclass
+class ResponsePlan:
+    """The chosen actions and what they leave: every short place (``all_short``), the fence shortages with
+    what the actions cover (``short``), the re-projection (``projected``)."""
+
+    problem: Problem
+    all_short: pd.DataFrame
+    actions: pd.DataFrame
+    withdrawn: pd.DataFrame
+    projected: pd.DataFrame
+    attributed: pd.DataFrame
+    short: pd.DataFrame
+
+    def escalations(self, config: RespondConfig) -> pd.DataFrame:
+        return escalation_rows(self.problem, self.all_short, self.short, self.projected, config)
+
+
+def plan_responses(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> ResponsePlan:
     problem, all_short = load_problem(conn, run, config)
     acts, withdrawn, projected = choose_actions(problem, config)
     attributed, short = attribute(problem, acts, projected)
-    rows = served_places(action_rows(problem, attributed, projected), short, problem.week0)
+    return ResponsePlan(problem, all_short, acts, withdrawn, projected, attributed, short)
+
+
+def decided_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> pd.Series:
+    """For every short SKU-location the responses plan for, whether they escalate it to S&OP (it stays short
+    after the actions inside the fence), indexed by (sku_id, location_id): detection flags its
+    ``projected_stockout`` by this decision, so the exceptions and the recommendations agree."""
+    plan = plan_responses(conn, run, config)
+    places = pd.MultiIndex.from_frame(plan.all_short[["sku_id", "location_id"]].drop_duplicates())
+    escalated = plan.escalations(config)
+    escalated = pd.MultiIndex.from_frame(escalated[["sku_id", "to_location_id"]]) if len(escalated) else places[:0]
+    return pd.Series(places.isin(escalated), index=places, dtype=bool)
+
+
+def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[pd.DataFrame, dict]:
+    """The ``recommendations`` mart (columns ``MART_COLUMNS`` + ``EXTRA_COLUMNS``) and run statistics."""
+    plan = plan_responses(conn, run, config)
+    problem, short, projected = plan.problem, plan.short, plan.projected
+    rows = served_places(action_rows(problem, plan.attributed, projected), short, problem.week0)
     lines = _booked_lines(conn, short[["sku_id", "location_id"]]) if len(short) else pd.DataFrame()
-    parts = [rows, promise_rows(problem, short, projected, lines), escalation_rows(problem, all_short, short, projected, config)]
+    parts = [rows, promise_rows(problem, short, projected, lines), plan.escalations(config)]
     mart = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(
         columns=[*MART_COLUMNS, "to_place", "week_start"])
     mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
@@ -394,7 +428,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         mart[column] = mart[column].astype(float).round(2)
     stats = {
         "shortages_in_fence": int(len(problem.shortages)), "candidate_actions": int(len(problem.actions)),
-        "recommended_actions": int(len(rows)), "withdrawn_by_verification": int(len(withdrawn)),
+        "recommended_actions": int(len(rows)), "withdrawn_by_verification": int(len(plan.withdrawn)),
         "value_protected": float(mart["impact_resolved_value"].sum()), "action_cost": float(mart["cost"].sum()),
         "escalations": int((mart["action_type"] == "escalate_to_sop").sum()),
     }
