@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -118,6 +119,25 @@ def _whole_number(text: str, minimum: int) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"'{text}' must be at least {minimum}")
     return value
+
+
+def _port(text: str) -> int:
+    value = _whole_number(text, 1)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port (1 to 65535)")
+    return value
+
+
+def _refuse_a_busy_port(host: str, port: int) -> None:
+    """Another UI (or any server) on the port would answer the browser with its own warehouse, while this one
+    kept running unseen: refuse before starting."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(f"cannot serve on {host}:{port}: {error.strerror or error} (another 'soe ui'?); "
+                            "stop it or pass --port") from None
 
 
 def _non_negative(text: str) -> int:
@@ -543,6 +563,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
                         f"run 'soe demo --dir {folder}' first, or pass --landing / --warehouse")
+    _refuse_a_busy_port(args.host, args.port)
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
@@ -672,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DuckDB warehouse of your 'soe run' (with --landing; instead of the one in --dir)")
     ui.add_argument("--publish", type=Path, default=None, help="publish folder (default: beside the warehouse)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    ui.add_argument("--port", type=int, default=3000, help="port to serve on (default: 3000)")
+    ui.add_argument("--port", type=_port, default=3000, help="port to serve on (default: 3000)")
     ui.set_defaults(func=cmd_ui)
 
     report = sub.add_parser("report", help="print the path of the S&OP feedback report (HTML)")

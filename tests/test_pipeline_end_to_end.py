@@ -4,6 +4,7 @@ import gc
 import json
 import re
 import os
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -362,6 +363,17 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
     for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):
         assert main(["ui", *half]) == 2
         assert "--landing and --warehouse go together" in capsys.readouterr().err
+    # a port another server holds (the browser would show that one's warehouse), or no port at all
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        busy = other.getsockname()[1]
+        paths = ["--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]
+        assert main(["ui", *paths, "--port", str(busy)]) == 2
+        assert f"cannot serve on 127.0.0.1:{busy}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["ui", *paths, "--port", "99999"])
+    assert refused.value.code == 2 and "'99999' is not a port (1 to 65535)" in capsys.readouterr().err
     # two places to read the mart from: refused, not one of them picked silently
     for command in ("exceptions", "recommendations"):
         with pytest.raises(SystemExit) as refused:
