@@ -534,6 +534,23 @@ def test_a_stockout_that_comes_back_recurs_though_its_id_stays_the_same():
     assert recurring.iloc[0].explanation.startswith("projected_stockout detected 3 separate times on A at DC-1 since")
 
 
+def test_feedback_money_is_published_in_cents_whatever_order_it_was_summed_in():
+    """Three overloads of 0.1 each sum to 0.30000000000000004 in floating point, or to 0.3 in another order: a
+    re-run must publish the same figure, so it is rounded to cents."""
+    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
+
+    conn = make_warehouse(**clean_rows())
+    history = pd.DataFrame([
+        {"exception_id": f"EX-{week}", "exception_type": "capacity_overload", "sku_id": "", "location_id": "PLANT-1",
+         "week_start": week, "reference_id": "LINE-1", "impact_value": 0.1, "status": "open",
+         "first_detected_on": week + timedelta(days=1), "as_of": AS_OF} for week in weeks_back(3)
+    ]).reindex(columns=HISTORY_COLUMNS)
+    write_history(conn, history, AS_OF)
+    assert 0.1 + 0.1 + 0.1 != 0.3
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    assert feedback.loc[feedback.pattern == "recurring_capacity_overload", "impact_value"].tolist() == [0.3]
+
+
 def test_recurring_exceptions_a_chronic_pattern_states_are_not_listed_twice():
     """LINE-1 ran over capacity in its last 4 weeks (a chronic shortfall) and raised three overload exceptions:
     the shortfall states them, so only it is listed. LINE-2's three overloads have no chronic pattern: listed."""

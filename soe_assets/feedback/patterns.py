@@ -486,6 +486,8 @@ def detect_patterns(
     result["as_of"] = as_of
     for column in ("weeks_observed", "occurrences"):
         result[column] = pd.to_numeric(result[column]).astype("Int64")
-    for column in ("mean_bias", "mean_delay_days", "impact_value"):
-        result[column] = pd.to_numeric(result[column]).astype(float)
+    # rounded as published: sums in parallel add in no fixed order, and a re-run must publish the same figures
+    # (74.52, not 74.52000000000001 one run and 74.52 the next)
+    for column, decimals in (("mean_bias", 6), ("mean_delay_days", 2), ("impact_value", 2)):
+        result[column] = pd.to_numeric(result[column]).astype(float).round(decimals)
     return result.sort_values("impact_value", ascending=False, na_position="last").reset_index(drop=True)
