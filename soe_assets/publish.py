@@ -87,6 +87,30 @@ def publish_marts(
     version = f"{datetime.now():%Y%m%dT%H%M%S%f}_{run_id[:8]}"
     building = publish_dir / VERSIONS / f".{version}.building"
     building.mkdir(parents=True)
+    try:
+        final, manifest = _write_version(conn, building, publish_dir / VERSIONS / version, run_id=run_id, as_of=as_of,
+                                         extra_files=extra_files)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)  # a failed set (a full disk) must not keep its space
+        raise
+    record_published(conn, date.fromisoformat(as_of), run_id)  # the set is complete: its day's history counts
+
+    # the set readers had until now stays until the next publish, as do the newest few: a reader that resolved
+    # `current` just before the switch can still read every table of it (after backfills it may be none of those)
+    previous_current = (publish_dir / CURRENT).resolve()
+    if previous_as_of is None or date.fromisoformat(as_of) >= previous_as_of:
+        _switch_symlink(publish_dir / CURRENT, f"{VERSIONS}/{version}")
+        for name in manifest["files"] + [MANIFEST]:
+            link = publish_dir / name
+            if not link.is_symlink() or os.readlink(link) != f"{CURRENT}/{name}":
+                _switch_symlink(link, f"{CURRENT}/{name}")
+    _prune_versions(publish_dir / VERSIONS, keep={final, previous_current, (publish_dir / CURRENT).resolve()})
+    return PublishedSet(version_dir=final, row_counts=manifest["row_counts"], current_as_of=published_as_of(publish_dir))
+
+
+def _write_version(conn: duckdb.DuckDBPyConnection, building: Path, final: Path, *, run_id: str, as_of: str,
+                   extra_files: dict[str, Path] | None) -> tuple[Path, dict]:
+    """Every mart and extra file into ``building``, its manifest last, then renamed ``final`` in one step."""
     row_counts: dict[str, int] = {}
     for table in mart_tables(conn):
         target = building / f"{table}.parquet"
@@ -107,22 +131,12 @@ def publish_marts(
         "files": sorted([f"{t}.parquet" for t in row_counts] + list(extra_files or {})),
     }
     (building / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    final = publish_dir / VERSIONS / version
     os.replace(building, final)
-    record_published(conn, date.fromisoformat(as_of), run_id)  # the set is complete: its day's history counts
-
-    if previous_as_of is None or date.fromisoformat(as_of) >= previous_as_of:
-        _switch_symlink(publish_dir / CURRENT, f"{VERSIONS}/{version}")
-        for name in manifest["files"] + [MANIFEST]:
-            link = publish_dir / name
-            if not link.is_symlink() or os.readlink(link) != f"{CURRENT}/{name}":
-                _switch_symlink(link, f"{CURRENT}/{name}")
-    _prune_versions(publish_dir / VERSIONS, keep={final, (publish_dir / CURRENT).resolve()})
-    return PublishedSet(version_dir=final, row_counts=row_counts, current_as_of=published_as_of(publish_dir))
+    return final, manifest
 
 
 def _prune_versions(versions: Path, keep: set[Path]) -> None:
-    """Keep the newest few complete sets (readers may still hold an older one open), this run's and the current one."""
+    """Keep the newest few complete sets (readers may still hold an older one open) and those in ``keep``."""
     complete = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
     for old in complete[:-KEEP_VERSIONS]:
         if old.resolve() not in keep:

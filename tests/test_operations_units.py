@@ -488,6 +488,35 @@ def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
     assert latest.version_dir.is_dir()
     assert pd.read_parquet(publish / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 18)]
     assert len([p for p in (publish / ".versions").iterdir()]) == KEEP_VERSIONS + 1
+    # the next day's set switches `current`: the one readers were on until then stays for them until the next
+    # publish, though the backfills are newer by name
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA marts")
+    conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-19' AS as_of")
+    assert publish_marts(conn, publish, run_id="next", as_of="2026-11-19").is_current
+    assert pd.read_parquet(latest.version_dir / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 18)]
+    publish_marts(conn, publish, run_id="after", as_of="2026-11-20")
+    assert not latest.version_dir.exists()
+
+
+def test_a_publish_that_fails_leaves_no_partial_set_behind(tmp_path):
+    """A set that cannot be completed (here a file to add is missing; on a full disk, any write) is removed:
+    it would keep the space a full disk needs, and `current` stays on the previous set."""
+    import duckdb
+
+    from soe_assets.publish import publish_marts, published_as_of
+
+    publish = tmp_path / "publish"
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
+        first = publish_marts(conn, publish, run_id="first", as_of="2026-11-18")
+        conn.execute("CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '2026-11-19' AS as_of")
+        with pytest.raises(FileNotFoundError):
+            publish_marts(conn, publish, run_id="second", as_of="2026-11-19",
+                          extra_files={"sop_report.html": tmp_path / "missing.html"})
+    assert [p.name for p in (publish / ".versions").iterdir()] == [first.version_dir.name]
+    assert published_as_of(publish) == date(2026, 11, 18)
 
 
 def test_history_of_a_run_the_publish_gates_blocked_is_never_read_or_published(tmp_path):
