@@ -313,13 +313,14 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
     elapsed = time.monotonic() - started
     _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
     if not result.success:
+        from orchestration.sensors import publish_outcome
+
         _alert_run_failure(result, workspace)
+        outcome = publish_outcome(workspace.warehouse, result.run_id)
         if _interrupted(result):  # Ctrl-C: Dagster ends the step it was in and records the run as failed
-            echo(f"run interrupted after {elapsed:.1f} s (run id {result.run_id}). "
-                 "The previously published marts are untouched.")
+            echo(f"run interrupted after {elapsed:.1f} s (run id {result.run_id}). {outcome}")
             raise RunInterrupted
-        echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. "
-             "The previously published marts are untouched.")
+        echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. {outcome}")
         return False
     _print_summary(workspace, elapsed, echo)
     return True

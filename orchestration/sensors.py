@@ -29,7 +29,7 @@ from orchestration.progress import failure_reasons
 from orchestration.resources import SoeSettings
 from soe_assets import run_lock
 from soe_assets.alerts import Alert, default_alert_log, deliver
-from soe_assets.warehouse import as_of_of_run
+from soe_assets.warehouse import as_of_of_run, run_published
 
 FULL_RUN_JOB = "soe_full_run"
 CLI_TAG = "soe/launched_by"
@@ -199,11 +199,24 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
     return " | ".join(failures) if failures else "the run failed"
 
 
+PUBLISH_OUTCOMES = {
+    False: "The previously published marts are untouched.",
+    True: "Its set of marts had been published before it ended: readers get it.",
+    None: "The published marts are those of the latest run that published (see _manifest.json).",
+}
+
+
+def publish_outcome(warehouse: str | Path, run_id: str) -> str:
+    """What a failed run left for readers, in one sentence: a run killed right after its publish step did
+    switch the published set."""
+    return PUBLISH_OUTCOMES[run_published(warehouse, run_id)]
+
+
 def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str | Path,
                       assets: Iterable[dg.AssetKey] | None = None) -> Alert:
     return Alert(
         kind="run_failed", severity="ERROR", subject=run_subject(job_name, assets), name=job_name, run_id=run_id,
-        message=f"{message.strip()[:500].rstrip('.')}. The previously published marts are untouched.",
+        message=f"{message.strip()[:500].rstrip('.')}. {publish_outcome(warehouse, run_id)}",
         as_of=as_of_of_run(warehouse, run_id, ingests=assets is None or RUN_CONTEXT_KEY in set(assets)),
     )
 

@@ -192,6 +192,20 @@ def as_of_of_run(path: str | Path, run_id: str, ingests: bool = True) -> str:
     return row[0].isoformat() if row else ""
 
 
+def run_published(path: str | Path, run_id: str) -> bool | None:
+    """Whether the run's set of marts was published (a run killed right after publishing is still failed);
+    None when the warehouse cannot be read now."""
+    if not Path(path).is_file():
+        return False
+    try:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            if not table_exists(conn, *PUBLISHED_RUNS.split(".")):
+                return False
+            return conn.execute(f"SELECT count(*) FROM {PUBLISHED_RUNS} WHERE run_id = ?", [run_id]).fetchone()[0] > 0
+    except duckdb.Error:
+        return None
+
+
 def read_run_context(conn: duckdb.DuckDBPyConnection) -> RunContext:
     row = conn.execute(
         "SELECT as_of, horizon_weeks, time_fence_weeks, run_id, started_at FROM raw.run_context"

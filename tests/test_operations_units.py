@@ -664,6 +664,26 @@ def test_a_run_started_in_the_ui_is_alerted_by_the_assets_it_materialized(tmp_pa
     assert alert["message"].endswith("; caused by: disk full. The previously published marts are untouched.")
 
 
+def test_a_failed_runs_alert_says_whether_its_set_had_been_published(tmp_path):
+    """A run killed right after its publish step is failed, but readers get its set: the alert says so, not
+    'untouched'; a run that never published says the previous set is untouched; an unreadable warehouse, neither."""
+    import duckdb
+
+    from orchestration.sensors import run_failure_alert
+    from soe_assets.warehouse import record_published
+
+    warehouse = tmp_path / "soe.duckdb"
+    with duckdb.connect(str(warehouse)) as conn:
+        record_published(conn, date(2026, 11, 18), "killed-after-publish")
+    published = run_failure_alert("killed-after-publish", "soe_full_run", "killed", warehouse)
+    assert published.message == "killed. Its set of marts had been published before it ended: readers get it."
+    assert run_failure_alert("killed-before", "soe_full_run", "killed", warehouse).message.endswith(
+        "The previously published marts are untouched.")
+    (tmp_path / "garbage.duckdb").write_text("not a database")
+    assert run_failure_alert("any", "soe_full_run", "killed", tmp_path / "garbage.duckdb").message.endswith(
+        "The published marts are those of the latest run that published (see _manifest.json).")
+
+
 HOLD_LOCK = """
 import sys, time
 from soe_assets import run_lock
