@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -192,27 +192,36 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     assert not list(tmp_path.glob("*.run-lock"))
 
 
-def test_a_lone_extract_dated_far_ahead_does_not_date_the_run(tmp_path, capsys):
-    """A sales-order file whose name has a mistyped year would make the default as_of a year ahead and publish
-    a set every later run takes for the newer one: refused, naming the file; --as-of still chooses any day. A
-    source merely lagging behind the rest (40 days) is a stale source, not a mistyped date."""
+def test_an_extract_named_with_a_mistyped_date_does_not_date_the_run(tmp_path, capsys):
+    """The default as_of is the latest extract date, so a file named with a mistyped date would date the run and
+    publish a set every later run takes for the newer one: a day still to come, or a date only a minority of
+    sources hold far ahead of the others, is refused, naming the file; --as-of still chooses any day. A source
+    merely lagging behind the rest (40 days) is a stale source, not a mistyped date."""
     from orchestration.cli import main
     from soe_assets.ingest.pipeline import LandingZoneError, resolve_as_of
 
-    landing = write_landing_zone(tmp_path / "landing", minimal_network())
-    lagging = AS_OF - timedelta(days=40)
-    (landing / "skus" / f"{AS_OF.isoformat()}.csv").rename(landing / "skus" / f"{lagging.isoformat()}.csv")
-    assert resolve_as_of(landing, None) == AS_OF
-    typo = AS_OF.replace(year=AS_OF.year + 1)
-    write_source(landing, "sales_orders", minimal_network()["sales_orders"][:1], extract=typo, suffix="_erp")
-    with pytest.raises(LandingZoneError, match=(
-            f"the latest extract date in {landing}, {typo} \\(sales_orders/{typo}_erp.csv\\), is 365 days after every "
-            f"other source's newest extract \\({AS_OF}\\): is its date mistyped\\?")):
+    extracted = AS_OF - timedelta(days=100)
+    landing = write_landing_zone(tmp_path / "landing", minimal_network(), extract=extracted)
+    lagging = extracted - timedelta(days=40)
+    (landing / "skus" / f"{extracted}.csv").rename(landing / "skus" / f"{lagging}.csv")
+    assert resolve_as_of(landing, None) == extracted
+    typo = write_source(landing, "sales_orders", minimal_network()["sales_orders"][:1], extract=AS_OF, suffix="_erp")
+    with pytest.raises(LandingZoneError, match=re.escape(
+            f"the latest extract date in {landing}, {AS_OF} (sales_orders/{AS_OF}_erp.csv), is 100 days after every "
+            f"other source's newest extract ({extracted}): is its date mistyped?")):
         resolve_as_of(landing, None)
-    assert resolve_as_of(landing, AS_OF) == AS_OF and resolve_as_of(landing, typo) == typo
+    typo.unlink()
+    today = datetime.now(timezone.utc).date()
+    future = today + timedelta(days=9)
+    write_source(landing, "purchase_orders", minimal_network()["purchase_orders"][:1], extract=future)
+    with pytest.raises(LandingZoneError, match=re.escape(
+            f"the latest extract date in {landing}, {future} (purchase_orders/{future}.csv), is after today")):
+        resolve_as_of(landing, None)
+    assert resolve_as_of(landing, extracted) == extracted and resolve_as_of(landing, future) == future
     assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
     out, err = capsys.readouterr()
-    assert "is its date mistyped? Rename the file, or pass --as-of" in err and "Traceback" not in err
+    assert f"is after today ({today})" in err and "Traceback" not in err
+    assert "is its date mistyped? Rename the file, or pass --as-of" in err
     assert not (tmp_path / "w.duckdb").exists()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -88,8 +88,7 @@ def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
     if not dates:
         raise LandingZoneError(f"no extract in {landing_dir} has a name starting with a date YYYY-MM-DD")
     if requested is None:
-        _refuse_a_lone_date_far_ahead(landing_dir, extracts)
-        return max(dates)
+        return _default_as_of(landing_dir, extracts)
     if requested < min(dates):
         raise LandingZoneError(f"as_of {requested} is before every extract in {landing_dir} (the earliest is dated "
                                f"{min(dates)}, the latest {max(dates)}): there is no data for that day")
@@ -101,23 +100,32 @@ def resolve_as_of(landing_dir: Path, requested: date | None) -> date:
     return requested
 
 
-def _refuse_a_lone_date_far_ahead(landing_dir: Path, extracts: list[Extract]) -> None:
-    """The default as_of is the latest extract date, so one file whose name has a mistyped year would date the
-    run, and publish a set every later run takes for the newer one: where the sources holding the latest date
-    are ahead of every other source's newest extract by more than any source may be stale, refuse."""
-    newest = {}
+# An extract may be dated a day ahead of this machine's clock (taken in a time zone east of it), not more.
+CLOCK_SLACK_DAYS = 1
+
+
+def _default_as_of(landing_dir: Path, extracts: list[Extract]) -> date:
+    """The latest extract date, unless it looks like a mistyped file name, which would date the run and publish
+    a set every later run takes for the newer one: a day still to come on this machine's clock (an extract
+    records what has happened), or a date held by a minority of the sources and ahead of every other source's
+    newest extract by more than any source may be stale."""
+    newest: dict[str, date] = {}
     for extract in extracts:
         newest[extract.source] = max(newest.get(extract.source, extract.extract_date), extract.extract_date)
     latest = max(newest.values())
+    named = sorted(f"{e.source}/{e.file}" for e in extracts if e.extract_date == latest)
+    files = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+    advice = "is its date mistyped? Rename the file, or pass --as-of to choose the run's day"
+    today = datetime.now(timezone.utc).date()
+    if (latest - today).days > CLOCK_SLACK_DAYS:
+        raise LandingZoneError(f"the latest extract date in {landing_dir}, {latest} ({files}), is after today "
+                               f"({today}): an extract records what has happened; {advice}")
     behind = [day for day in newest.values() if day < latest]
-    if not behind or len(behind) < len(newest) / 2 or (latest - max(behind)).days <= LONGEST_DEFAULT_FRESHNESS_DAYS:
-        return
-    ahead = sorted(f"{e.source}/{e.file}" for e in extracts if e.extract_date == latest)
-    raise LandingZoneError(
-        f"the latest extract date in {landing_dir}, {latest} ({', '.join(ahead[:3])}"
-        + (f" and {len(ahead) - 3} more" if len(ahead) > 3 else "") + f"), is {(latest - max(behind)).days} days "
-        f"after every other source's newest extract ({max(behind)}): is its date mistyped? Rename the file, or "
-        f"pass --as-of to choose the run's day")
+    if behind and len(behind) >= len(newest) / 2 and (latest - max(behind)).days > LONGEST_DEFAULT_FRESHNESS_DAYS:
+        raise LandingZoneError(f"the latest extract date in {landing_dir}, {latest} ({files}), is "
+                               f"{(latest - max(behind)).days} days after every other source's newest extract "
+                               f"({max(behind)}): {advice}")
+    return latest
 
 
 def check_landing_zone(landing_dir: Path) -> None:
