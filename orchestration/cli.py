@@ -309,7 +309,7 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
     with _start_up_kept_out_of_collections() as start_up_done:
         job = _load_full_run_job(workspace, options, quality)
         start_up_done()
-        result = _execute_in_this_process(job, workspace, echo)
+        result = _execute_in_this_process_recorded(job, workspace, echo)
     elapsed = time.monotonic() - started
     _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
     if not result.success:
@@ -324,6 +324,20 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
         return False
     _print_summary(workspace, elapsed, echo)
     return True
+
+
+def _execute_in_this_process_recorded(job, workspace: Workspace, echo: Callable[[str], None]):
+    """``_execute_in_this_process``, a run history that cannot be written (a full disk) said in one line: it
+    fails in Dagster's storage, with a traceback of some eighty lines."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _execute_in_this_process(job, workspace, echo)
+    except (sqlite3.Error, SQLAlchemyError) as error:
+        cause = getattr(error, "orig", None) or error
+        raise UserError(f"cannot record the run in its run history under {workspace.dagster_home}: {cause}") from None
 
 
 @contextlib.contextmanager

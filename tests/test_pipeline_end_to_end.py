@@ -225,6 +225,21 @@ def test_an_extract_named_with_a_mistyped_date_does_not_date_the_run(tmp_path, c
     assert not (tmp_path / "w.duckdb").exists()
 
 
+def test_a_run_history_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):
+    """Dagster's storage failing (a full disk says 'database or disk is full'; here its index is not a
+    database) stops the run with the storage's own words, exit 2, no traceback."""
+    from orchestration.cli import main
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    index = tmp_path / "dagster_home" / "history" / "runs" / "index.db"
+    index.parent.mkdir(parents=True)
+    index.write_bytes(b"not a database, " * 64)
+    assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "soe.duckdb")]) == 2
+    err = capsys.readouterr().err
+    assert (f"soe: error: cannot record the run in its run history under {tmp_path / 'dagster_home'}: "
+            "file is not a database") in err and "Traceback" not in err
+
+
 def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
     """The demo replaces its own sample; a file someone put beside it is refused, and so is a file as --dir."""
     from orchestration.cli import main
