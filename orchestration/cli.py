@@ -55,6 +55,14 @@ def instance_config(dagster_home: Path) -> str:
 class UserError(Exception):
     """A mistake the user can fix; printed without a traceback."""
 
+    exit_code = 2  # the command could not start
+
+
+class RunStopped(UserError):
+    """A run that had started and could not go on for a reason outside it (its run history cannot be written)."""
+
+    exit_code = 1
+
 
 class RunInterrupted(Exception):
     """A run stopped by Ctrl-C or a stop signal, whose end was already said: exit code 130, nothing more."""
@@ -333,11 +341,17 @@ def _execute_in_this_process_recorded(job, workspace: Workspace, echo: Callable[
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from orchestration import progress
+
+    steps_before = progress.steps_started
     try:
         return _execute_in_this_process(job, workspace, echo)
     except (sqlite3.Error, SQLAlchemyError) as error:
         cause = getattr(error, "orig", None) or error
-        raise UserError(f"cannot record the run in its run history under {workspace.dagster_home}: {cause}") from None
+        problem = f"cannot record the run in its run history under {workspace.dagster_home}: {cause}"
+        if progress.steps_started > steps_before:  # the run had started: it failed (exit 1), not "could not start"
+            raise RunStopped(f"{problem}; the run stopped in the step printed last") from None
+        raise UserError(problem) from None
 
 
 @contextlib.contextmanager
@@ -725,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as error:
         print(f"soe: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except RunInterrupted:
         return 130
     except KeyboardInterrupt:

@@ -18,6 +18,11 @@ if TYPE_CHECKING:  # the form a step failure event carries its error in
     from dagster._utils.error import SerializableErrorInfo
 
 
+# How many steps this process has seen start: a run that fails in Dagster's own storage (a full disk) did start
+# once one has.
+steps_started = 0
+
+
 class _ProgressHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -42,6 +47,8 @@ class _ProgressHandler(logging.Handler):
             return
         now = time.monotonic()
         if kind == "STEP_START":
+            global steps_started
+            steps_started += 1
             self._started[step] = now
             print(f"[{step}] started", file=sys.__stdout__, flush=True)
         else:

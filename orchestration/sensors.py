@@ -200,8 +200,10 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
 
 
 PUBLISH_OUTCOMES = {
-    False: "The previously published marts are untouched.",
-    True: "Its set of marts had been published before it ended: readers get it.",
+    "no": "The previously published marts are untouched.",
+    "current": "Its set of marts had been published before it ended: readers get it.",
+    "backfill": "Its set of marts had been published before it ended, as a backfill: readers still get the later "
+                "as_of's set.",
     None: "The published marts are those of the latest run that published (see _manifest.json).",
 }
 

@@ -192,18 +192,21 @@ def as_of_of_run(path: str | Path, run_id: str, ingests: bool = True) -> str:
     return row[0].isoformat() if row else ""
 
 
-def run_published(path: str | Path, run_id: str) -> bool | None:
-    """Whether the run's set of marts was published (a run killed right after publishing is still failed);
-    None when the warehouse cannot be read now."""
+def run_published(path: str | Path, run_id: str) -> str | None:
+    """Whether the run's set of marts was published (a run killed right after publishing is still failed):
+    'current' (readers get it: no later as_of was published), 'backfill' (a later as_of's set stays current) or
+    'no'; None when the warehouse cannot be read now."""
     if not Path(path).is_file():
-        return False
+        return "no"
     try:
         with duckdb.connect(str(path), read_only=True) as conn:
             if not table_exists(conn, *PUBLISHED_RUNS.split(".")):
-                return False
-            return conn.execute(f"SELECT count(*) FROM {PUBLISHED_RUNS} WHERE run_id = ?", [run_id]).fetchone()[0] > 0
+                return "no"
+            row = conn.execute(f"SELECT as_of >= (SELECT max(as_of) FROM {PUBLISHED_RUNS}) FROM {PUBLISHED_RUNS} "
+                               "WHERE run_id = ?", [run_id]).fetchone()
     except duckdb.Error:
         return None
+    return "no" if row is None else "current" if row[0] else "backfill"
 
 
 def read_run_context(conn: duckdb.DuckDBPyConnection) -> RunContext:

@@ -675,8 +675,13 @@ def test_a_failed_runs_alert_says_whether_its_set_had_been_published(tmp_path):
     warehouse = tmp_path / "soe.duckdb"
     with duckdb.connect(str(warehouse)) as conn:
         record_published(conn, date(2026, 11, 18), "killed-after-publish")
+        record_published(conn, date(2026, 11, 11), "killed-backfill")
     published = run_failure_alert("killed-after-publish", "soe_full_run", "killed", warehouse)
     assert published.message == "killed. Its set of marts had been published before it ended: readers get it."
+    # a backfill's set is written, but `current` stays on the later day: readers do not get it
+    assert run_failure_alert("killed-backfill", "soe_full_run", "killed", warehouse).message == (
+        "killed. Its set of marts had been published before it ended, as a backfill: readers still get the later "
+        "as_of's set.")
     assert run_failure_alert("killed-before", "soe_full_run", "killed", warehouse).message.endswith(
         "The previously published marts are untouched.")
     (tmp_path / "garbage.duckdb").write_text("not a database")

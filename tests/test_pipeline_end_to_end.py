@@ -240,6 +240,33 @@ def test_a_run_history_that_cannot_be_written_is_one_line_not_a_traceback(tmp_pa
             "file is not a database") in err and "Traceback" not in err
 
 
+def test_a_run_history_that_fills_up_mid_run_stops_the_run_with_exit_1(tmp_path, capsys, monkeypatch):
+    """The disk filling while the run is under way (Dagster's store of the detect step's start fails as SQLite
+    does on a full disk): the run had started, so exit 1, not 2 ('could not start'), in one line."""
+    import sqlite3
+
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    from orchestration.cli import main
+
+    store_event = SqliteEventLogStorage.store_event
+    full = []
+
+    def full_disk_at_detection(self, event):
+        if full or (event.dagster_event and event.dagster_event.is_step_start
+                    and event.step_key == "detected_exceptions"):
+            full.append(event)  # from then on no event can be stored
+            raise sqlite3.OperationalError("database or disk is full")
+        return store_event(self, event)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "store_event", full_disk_at_detection)
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "soe.duckdb")]) == 1
+    err = capsys.readouterr().err
+    assert (f"soe: error: cannot record the run in its run history under {tmp_path / 'dagster_home'}: database or "
+            "disk is full; the run stopped in the step printed last") in err and "Traceback" not in err
+
+
 def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
     """The demo replaces its own sample; a file someone put beside it is refused, and so is a file as --dir."""
     from orchestration.cli import main
