@@ -321,10 +321,7 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
     elapsed = time.monotonic() - started
     _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
     if not result.success:
-        from orchestration.sensors import publish_outcome
-
-        _alert_run_failure(result, workspace)
-        outcome = publish_outcome(workspace.warehouse, result.run_id)
+        outcome = _alert_run_failure(result, workspace)
         if _interrupted(result):  # Ctrl-C: Dagster ends the step it was in and records the run as failed
             echo(f"run interrupted after {elapsed:.1f} s (run id {result.run_id}). {outcome}")
             raise RunInterrupted
@@ -435,13 +432,16 @@ def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
                for event in result.all_events)
 
 
-def _alert_run_failure(result, workspace: Workspace) -> None:
-    from orchestration.sensors import run_failure_alert, step_failures
+def _alert_run_failure(result, workspace: Workspace) -> str:
+    """Alert the failed run; returns what it left for readers (``publish_outcome``), said in the alert too."""
+    from orchestration.sensors import publish_outcome, run_failure_alert, step_failures
     from soe_assets.alerts import default_alert_log, deliver
 
     message = step_failures(result.all_events)
-    deliver([run_failure_alert(result.run_id, result.job_def.name, message, workspace.warehouse)],
+    outcome = publish_outcome(workspace.warehouse, result.run_id)
+    deliver([run_failure_alert(result.run_id, result.job_def.name, message, workspace.warehouse, outcome=outcome)],
             default_alert_log(workspace.warehouse))
+    return outcome
 
 
 def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], None]) -> None:

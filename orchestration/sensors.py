@@ -215,10 +215,11 @@ def publish_outcome(warehouse: str | Path, run_id: str) -> str:
 
 
 def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str | Path,
-                      assets: Iterable[dg.AssetKey] | None = None) -> Alert:
+                      assets: Iterable[dg.AssetKey] | None = None, outcome: str | None = None) -> Alert:
+    """``outcome``: ``publish_outcome`` of the run where the caller has it already."""
     return Alert(
         kind="run_failed", severity="ERROR", subject=run_subject(job_name, assets), name=job_name, run_id=run_id,
-        message=f"{message.strip()[:500].rstrip('.')}. {publish_outcome(warehouse, run_id)}",
+        message=f"{message.strip()[:500].rstrip('.')}. {outcome or publish_outcome(warehouse, run_id)}",
         as_of=as_of_of_run(warehouse, run_id, ingests=assets is None or RUN_CONTEXT_KEY in set(assets)),
     )
 

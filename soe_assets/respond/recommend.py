@@ -371,7 +371,6 @@ class ResponsePlan:
 
     problem: Problem
     all_short: pd.DataFrame
-    actions: pd.DataFrame
     withdrawn: pd.DataFrame
     projected: pd.DataFrame
     attributed: pd.DataFrame
@@ -385,7 +384,7 @@ def plan_responses(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Res
     problem, all_short = load_problem(conn, run, config)
     acts, withdrawn, projected = choose_actions(problem, config)
     attributed, short = attribute(problem, acts, projected)
-    return ResponsePlan(problem, all_short, acts, withdrawn, projected, attributed, short)
+    return ResponsePlan(problem, all_short, withdrawn, projected, attributed, short)
 
 
 def decided_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> pd.Series:
