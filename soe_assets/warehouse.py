@@ -67,6 +67,29 @@ def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> boo
     ).fetchone()[0] > 0
 
 
+# Which ingest (``raw.run_context``'s run_id) each table a stage builds was built from. The marts' dbt post-hook
+# (dbt_project/macros/record_built.sql) writes the same records for the dbt marts.
+BUILT_ON_INGEST = "ops.built_on_ingest"
+
+
+def record_built(conn: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """Note that ``tables`` (``schema.name``) were just built from the warehouse's current ingest."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILT_ON_INGEST} (table_name VARCHAR, run_id VARCHAR)")
+    conn.execute(f"DELETE FROM {BUILT_ON_INGEST} WHERE list_contains(?, table_name)", [list(tables)])
+    conn.execute(f"INSERT INTO {BUILT_ON_INGEST} SELECT unnest(?), run_id FROM raw.run_context", [list(tables)])
+
+
+def built_before_ingest(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> list[str]:
+    """Those of ``tables`` not built from the warehouse's current ingest: left from an earlier run (one that
+    failed or stopped after it ingested, or a stage materialised alone), or from before these records."""
+    if not table_exists(conn, *BUILT_ON_INGEST.split(".")):
+        return list(tables)
+    current = {name for (name,) in conn.execute(
+        f"SELECT table_name FROM {BUILT_ON_INGEST} WHERE run_id = (SELECT run_id FROM raw.run_context)").fetchall()}
+    return [table for table in tables if table not in current]
+
+
 # The as_of days whose set was published: history rows count only once their run's set reached the readers.
 PUBLISHED_RUNS = "ops.published_runs"
 HISTORY_TABLES = ("marts.exception_history", "marts.recommendation_history")

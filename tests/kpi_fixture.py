@@ -30,8 +30,11 @@ SKUS = [("A", "bikes", 50.0, 100.0), ("B", "parts", 5.0, 12.0)]
 def make_warehouse(**rows: list[dict]) -> duckdb.DuckDBPyConnection:
     """An in-memory warehouse with every table the KPIs read, filled with the given rows (by short name)."""
     conn = duckdb.connect()
-    for schema in ("staging", "intermediate", "marts"):
+    for schema in ("raw", "staging", "intermediate", "marts"):
         conn.execute(f"CREATE SCHEMA {schema}")
+    # the ingest the tables come from (the stages note which ingest what they build was built from)
+    conn.execute("CREATE TABLE raw.run_context AS SELECT NULL::DATE AS as_of, 13 AS horizon_weeks, "
+                 "4 AS time_fence_weeks, 'ingest-1' AS run_id, NULL::TIMESTAMP AS started_at")
     for table, columns in TABLES.items():
         conn.execute(f"CREATE TABLE {table} ({columns})")
     conn.executemany("INSERT INTO staging.stg_skus VALUES (?, ?, ?, ?)", SKUS)

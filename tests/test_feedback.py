@@ -283,13 +283,15 @@ def test_bias_from_the_shared_plan_vs_actual_table_matches_the_inline_computatio
     pd.testing.assert_frame_equal(shared, inline)
 
 
-def test_the_shared_plan_vs_actual_is_read_only_for_the_as_of_it_was_written_for():
+def test_the_shared_plan_vs_actual_is_read_only_for_the_ingest_and_as_of_it_was_written_for():
     conn = make_warehouse(**planted_rows())
     assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") is None  # not written yet
     write_plan_vs_actual(conn, AS_OF - timedelta(days=7), "main.shared_plan_vs_actual")
     assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") is None  # last week's: stale
     write_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual")
     assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") == "main.shared_plan_vs_actual"
+    conn.execute("UPDATE raw.run_context SET run_id = 'ingest-2'")  # the same day ingested again (fixed extracts)
+    assert current_plan_vs_actual(conn, AS_OF, "main.shared_plan_vs_actual") is None
 
 
 def noisy_network(n_skus: int, seed: int = 7) -> dict[str, list[dict]]:

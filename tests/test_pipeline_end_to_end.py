@@ -564,3 +564,35 @@ def test_every_published_column_is_documented(first_run):
                 name: " ".join(text.split()) for name, text in in_yaml[table].items()}, table
         else:
             assert columns <= in_page.get(table, set()), f"{table}: {sorted(columns - in_page.get(table, set()))}"
+
+
+def test_publishing_on_its_own_refuses_marts_left_from_an_earlier_ingest(tmp_path, landing):
+    """The same day ingested again and rebuilt by dbt only (a run stopped after dbt, or those assets materialised
+    from the UI): publishing alone would pair the new trusted view with the earlier run's exceptions and KPIs."""
+    import dagster as dg
+
+    from orchestration.dbt import soe_dbt_models
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import SoeSettings, WarehouseResource
+    from soe_assets.ingest.assets import landing_zone
+
+    run = run_soe(tmp_path, landing)
+    assert run.ok
+    manifest = (run.workspace.publish / "_manifest.json").read_text()
+    defs = build_definitions(
+        SoeSettings(landing_dir=str(landing), publish_dir=str(run.workspace.publish), as_of=AS_OF.isoformat()),
+        WarehouseResource(path=str(run.workspace.warehouse)),
+    )
+    job = defs.resolve_implicit_global_asset_job_def()
+    rebuilt = job.execute_in_process(asset_selection=[*landing_zone.keys, *soe_dbt_models.keys])
+    assert rebuilt.success
+    result = job.execute_in_process(asset_selection=[dg.AssetKey("published_marts")], raise_on_error=False)
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.user_failure_data.description)
+    assert message.startswith("not published, the previous set stays: marts.exception_history, marts.exceptions, "
+                              "marts.kpi_weekly, marts.recommendation_history, marts.recommendations, "
+                              "marts.sop_feedback were not built from the warehouse's latest ingest")
+    assert "sku_location_week" not in message  # dbt rebuilt it from that ingest
+    assert (run.workspace.publish / "_manifest.json").read_text() == manifest

@@ -6,9 +6,9 @@ from orchestration.dbt import soe_dbt_models
 from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.engine import apply_alert_budget, detect_exceptions
-from soe_assets.detect.lifecycle import SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
+from soe_assets.detect.lifecycle import HISTORY_TABLE, SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
 from soe_assets.detect.report import open_impact
-from soe_assets.warehouse import read_run_context, replace_table
+from soe_assets.warehouse import read_run_context, record_built, replace_table
 
 # dbt model names this stage reads; their asset keys are looked up on the dbt assets (the key may carry
 # the schema as a prefix, e.g. marts/sku_location_week)
@@ -51,6 +51,7 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
         mart = mart_rows(history_rows)
         replace_table(conn, "marts", "exceptions", mart, SQL_TYPES)
         write_history(conn, history_rows, run.as_of)
+        record_built(conn, "marts.exceptions", HISTORY_TABLE)
         history_size = conn.execute("SELECT count(*), count(DISTINCT as_of) FROM marts.exception_history").fetchone()
     status = mart["status"].value_counts().to_dict()
     new = int((mart["status"].eq("open") & mart["first_detected_on"].eq(run.as_of)).sum())

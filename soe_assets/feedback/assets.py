@@ -11,7 +11,7 @@ from soe_assets.feedback.calendar import SopCalendar, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FEEDBACK_TYPES, FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
 from soe_assets.kpis.assets import dbt_model_keys, kpi_weekly, plan_vs_actual_weekly, shared_plan_vs_actual
-from soe_assets.warehouse import read_run_context, replace_table, table_exists
+from soe_assets.warehouse import read_run_context, record_built, replace_table, table_exists
 
 
 class SopFeedbackConfig(dg.Config):
@@ -50,6 +50,7 @@ def sop_feedback(
         feedback = detect_patterns(conn, as_of, cycle, previous, rules,
                                    plan_vs_actual=shared_plan_vs_actual(context, conn, as_of))
         replace_table(conn, "marts", "sop_feedback", feedback, FEEDBACK_TYPES)
+        record_built(conn, "marts.sop_feedback")
         kpis = conn.execute("SELECT * FROM marts.kpi_weekly").df() if table_exists(conn, "marts", "kpi_weekly") \
             else pd.DataFrame(columns=["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator",
                                        "denominator"])

@@ -11,7 +11,7 @@ from orchestration.resources import WarehouseResource
 from soe_assets.kpis.metrics import (
     KPI_TYPES, PLAN_VS_ACTUAL_TABLE, compute_kpis, current_plan_vs_actual, write_plan_vs_actual,
 )
-from soe_assets.warehouse import read_run_context, replace_table
+from soe_assets.warehouse import read_run_context, record_built, replace_table
 
 KPI_INPUTS = [
     "stg_sales_orders", "stg_pos_sales", "stg_purchase_orders", "stg_production_orders",
@@ -63,6 +63,7 @@ def kpi_weekly(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         as_of = read_run_context(conn).as_of
         frame = compute_kpis(conn, as_of, plan_vs_actual=shared_plan_vs_actual(context, conn, as_of))
         replace_table(conn, "marts", "kpi_weekly", frame, KPI_TYPES)
+        record_built(conn, "marts.kpi_weekly")
     latest = frame[frame.scope_type == "total"].sort_values("week_start").groupby("kpi_name").tail(1)
     context.log.info(f"kpi_weekly: {len(frame)} rows, {frame.week_start.nunique()} weeks")
     return dg.MaterializeResult(

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from soe_assets.detect.lifecycle import LAPSED_SQL
-from soe_assets.warehouse import published_history, table_exists
+from soe_assets.warehouse import built_before_ingest, published_history, record_built, table_exists
 
 KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
 
@@ -525,15 +525,17 @@ def write_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date, table: st
         f"CREATE OR REPLACE TABLE {table} AS SELECT *, DATE '{as_of.isoformat()}' AS as_of "
         f"FROM ({plan_vs_actual_sql(last_week=_last_past_week(as_of))}) AS pva"
     )
+    record_built(conn, table)
     return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def current_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date,
                            table: str = PLAN_VS_ACTUAL_TABLE) -> str | None:
-    """``table`` if it holds plan vs actual for ``as_of``, else None: a reader run on its own after a newer
-    ingest (the S&OP sensor, a single asset from the UI) then computes it itself rather than read old weeks."""
+    """``table`` if it holds plan vs actual for ``as_of`` built from the warehouse's current ingest, else None: a
+    reader run on its own after a newer ingest (the S&OP sensor, a single asset from the UI; also one of the same
+    day) then computes it itself rather than read old weeks."""
     schema, name = table.split(".")
-    if not table_exists(conn, schema, name):
+    if not table_exists(conn, schema, name) or built_before_ingest(conn, [table]):
         return None
     written = conn.execute(f"SELECT any_value(as_of) FROM {table}").fetchone()[0]
     return table if written == as_of else None

@@ -4,10 +4,10 @@ import time
 
 import dagster as dg
 
-from orchestration.resources import SoeSettings, WarehouseResource
+from orchestration.resources import WarehouseResource
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.recommend import SQL_TYPES, build_recommendations
-from soe_assets.warehouse import read_run_context, replace_run_rows, replace_table
+from soe_assets.warehouse import read_run_context, record_built, replace_run_rows, replace_table
 
 RECOMMENDATION_HISTORY = "marts.recommendation_history"
 
@@ -22,7 +22,7 @@ RECOMMENDATION_HISTORY = "marts.recommendation_history"
     "(HiGHS) and verified by re-projection: no recommended action creates a new exception; every run's rows are also "
     "kept in marts.recommendation_history. Model: docs/responses.md.",
 )
-def recommendations(context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource):
+def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     started = time.monotonic()
     with warehouse.connect() as conn:
         run = read_run_context(conn)
@@ -30,6 +30,7 @@ def recommendations(context: dg.AssetExecutionContext, settings: SoeSettings, wa
         replace_table(conn, "marts", "recommendations", mart, SQL_TYPES)
         # every run's recommendations, for the S&OP feedback on responses repeated run after run
         replace_run_rows(conn, RECOMMENDATION_HISTORY, mart, SQL_TYPES, run.as_of)
+        record_built(conn, "marts.recommendations", RECOMMENDATION_HISTORY)
     seconds = round(time.monotonic() - started, 2)
     context.log.info(
         f"{len(mart)} recommendation(s) for {stats['shortages_in_fence']} shortage(s) inside the fence: "
