@@ -224,3 +224,12 @@ def test_explanations_count_units_in_words_alike_in_sql_and_pandas(qty: float, t
     assert duckdb.connect().execute(f"SELECT {sql_units(str(qty))}").fetchone()[0] == text
     assert frame_units(pd.Series([qty])).tolist() == [text]
 
+
+
+def test_exception_ids_stay_those_earlier_runs_stored():
+    """The history matches ids across runs and releases: a change of the hash (a pandas upgrade) would start every
+    exception afresh. These ids were computed once and must never change."""
+    frame = pd.DataFrame({"exception_type": ["late_purchase_order", "capacity_overload"], "sku_id": ["SKU-1", None],
+                          "location_id": ["DC-1", "PLANT-1"], "reference_id": ["PO-1:1", "R1"],
+                          "week_start": [None, date(2026, 11, 23)]})
+    assert exception_ids(frame).tolist() == ["EX-0fc71a337966f5bf", "EX-39e5be1e1613856d"]

@@ -234,21 +234,25 @@ def test_inventory_value_days_of_supply_and_turns():
 
 def test_inventory_turns_of_a_scope_start_at_its_own_first_snapshot():
     """DC-2 (B, family parts) is first counted in W1, a week after the network: W2 is unknown stock there, not
-    zero (which would halve its average inventory), and its W2 COGS stays out of the window with it."""
+    zero (which would halve its average inventory), and its W2 COGS stays out of the window with it, also in the
+    total; STORE-1 sells but is never counted: no COGS of its anywhere."""
     snap = lambda d, sku, loc, qty: {"snapshot_date": d, "sku_id": sku, "location_id": loc,  # noqa: E731
                                      "on_hand_qty": qty, "quality_hold_qty": 0.0}
     conn = make_warehouse(
         stg_inventory_snapshots=[snap(W2 + timedelta(days=6), "A", "DC-1", 10),
                                  snap(W1 + timedelta(days=2), "B", "DC-2", 60)],
-        stg_sales_orders=[so(1, W2, 8, 8, W2, sku="B", loc="DC-2"), so(2, W1, 10, 10, W1, sku="B", loc="DC-2")],
+        stg_sales_orders=[so(1, W2, 8, 8, W2, sku="B", loc="DC-2"), so(2, W1, 10, 10, W1, sku="B", loc="DC-2"),
+                          so(3, W1, 90, 90, W1, sku="A", loc="STORE-1")],
     )
     turns = metrics.inventory_turns(conn, AS_OF)
     for scope_type, scope_id in (("location", "DC-2"), ("product_family", "parts")):
         dc2 = pick(turns, W1, scope_type, scope_id)  # n = 1: COGS 10 x 5 = 50, inventory 60 x 5 = 300
         assert (dc2.numerator, dc2.denominator) == (50 * 52, 300)
         assert dc2.value == pytest.approx(50 * 52 / 300)
-    total = pick(turns, W1)  # the network had stock in both weeks: n = 2, COGS 40 + 50, inventory 500 then 800
-    assert (total.numerator, total.denominator) == (90 * 52 / 2, 650)
+    # the network had stock in both weeks: n = 2; COGS 50 (DC-2 in W1 only), inventory 500 then 800
+    total = pick(turns, W1)
+    assert (total.numerator, total.denominator) == (50 * 52 / 2, 650)
+    assert "STORE-1" not in set(turns.scope_id)
     assert set(turns[turns.scope_id == "DC-2"].week_start) == {W1}
 
 

@@ -48,8 +48,10 @@ def impact_value(candidates: pd.DataFrame, config: DetectionConfig) -> pd.Series
 def exception_ids(frame: pd.DataFrame) -> pd.Series:
     """Stable id from type + SKU + location + reference (+ week for a resource-week overload).
 
-    ``EX-`` + the first 16 hex digits of the MD5 of the key: the same problem keeps its id
-    whatever the row order or the run.
+    ``EX-`` + 16 hex digits of pandas' keyed SipHash of the key (``hash_pandas_object`` with a fixed
+    key, vectorised): the same problem keeps its id whatever the row order or the run. The history
+    matches ids across runs, so a pandas release that changed this hash would start every exception
+    afresh; ``tests/test_detect_impact.py`` pins known ids to catch that.
     """
     week = frame["week_start"].astype(str).where(frame["exception_type"].eq("capacity_overload"), "")
     key = (

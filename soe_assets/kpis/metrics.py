@@ -443,8 +443,11 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
     and up to 12 earlier weeks, never before the scope's own first snapshot
     week (n_weeks <= 13): a week before it has no known stock, and counting it
     as zero would dilute the average of a location or family that started
-    later than the network; its COGS stays out too. ``numerator`` = annualised
-    COGS, ``denominator`` = average inventory value.
+    later than the network; its COGS stays out too, in every scope: COGS counts
+    only where its family-location's stock is known that week (as the demand of
+    ``days_of_supply``), so a store never counted adds no sales to the total's
+    turns over stock that leaves it out. ``numerator`` = annualised COGS,
+    ``denominator`` = average inventory value.
     """
     sources = sources or Sources.inline(as_of)
     sql = f"""
@@ -464,6 +467,9 @@ def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sourc
             FROM {sources.stock}
             UNION ALL
             SELECT week_start, product_family, location_id, 0.0, cogs, FALSE FROM cogs_rows
+            WHERE EXISTS (SELECT 1 FROM {sources.stock} AS known
+                          WHERE known.week_start = cogs_rows.week_start AND known.location_id = cogs_rows.location_id
+                            AND known.product_family IS NOT DISTINCT FROM cogs_rows.product_family)
         ),
         scoped AS (
             SELECT week_start,
