@@ -333,6 +333,31 @@ def test_time_fence_rule(planted: pd.DataFrame) -> None:
     assert not after["escalate_to_sop"] and "; 460 units are spare at locations with a lane to it." in after["explanation"]
 
 
+@pytest.mark.parametrize("destination, fires", [("STORE-9", True), ("DC-2", False)])
+def test_a_transfer_down_the_network_is_demand_and_a_reallocation_between_dcs_is_not(
+        planted_run, tmp_path: Path, destination: str, fires: bool) -> None:
+    """UP-NEAR at DC-1 runs 12 % above plan (336 against 300 over weeks -2..0). 100 units more shipped out in week
+    0 make it 45 %: demand above plan where they replenish a store the DC serves (its plan covers that), none
+    where they rebalance stock to another DC (a reallocation, as the respond stage recommends, is no demand)."""
+    import duckdb
+
+    from soe_assets.detect.config import DEFAULT_CONFIG
+    from soe_assets.detect.rules import demand_above_plan, shared_relations
+
+    copy = tmp_path / "soe.duckdb"
+    shutil.copyfile(planted_run.workspace.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("INSERT INTO raw.locations BY NAME SELECT 'STORE-9' AS location_id, 'store' AS location_type, "
+                     "'north' AS region")
+        conn.execute("INSERT INTO raw.shipments BY NAME SELECT 'SH-OUT' AS shipment_id, 'UP-NEAR' AS sku_id, "
+                     "'DC-1' AS from_location_id, ? AS to_location_id, ? AS ship_date, ? AS planned_arrival_date, "
+                     "? AS eta_date, 100.0 AS qty",
+                     [destination, AS_OF, AS_OF + timedelta(days=2), AS_OF + timedelta(days=2)])
+        with shared_relations(conn, DEFAULT_CONFIG):
+            above = demand_above_plan(conn, DEFAULT_CONFIG)
+    assert ("UP-NEAR" in set(above["sku_id"])) == fires
+
+
 def test_a_fence_of_no_weeks_judges_excess_on_the_stock_now(planted_run, tmp_path: Path) -> None:
     """With --time-fence-weeks 0 the fence ends now: EXCESS's stock is excess on the stock alone (no fence week to
     project to made the rule find nothing)."""

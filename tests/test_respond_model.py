@@ -269,6 +269,37 @@ def test_the_verifier_withdraws_a_transfer_that_creates_excess_now_and_at_the_fe
     assert find_violations(prob, transfer, reproject(prob, transfer)).all()
 
 
+def demand_windows(sku: str, location: str, demand: float, plan: float) -> pd.DataFrame:
+    """The donor's demand-above-plan windows (end weeks 0, 2 and 3), each with the same demand and plan so far."""
+    return pd.DataFrame({"sku_id": sku, "location_id": location, "end_week": [0, 2, 3], "demand_qty": demand,
+                         "plan_qty": plan})
+
+
+@pytest.mark.parametrize("receiver_type, donor_demand, withdrawn",
+                         [("store", 110.0, True), ("store", 60.0, False), ("dc", 110.0, False)])
+def test_a_transfer_down_the_network_that_takes_its_donor_above_plan_is_withdrawn(receiver_type, donor_demand,
+                                                                                  withdrawn):
+    """A transfer from a DC to a store is demand at the DC (the plan covers the replenishment it ships): 60
+    units more on 110 of a 100 plan make 170 (+70%, a demand_above_plan exception the DC did not have); on 60
+    they make 120 (+20%: none). A reallocation between two DCs is no demand at either."""
+    pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "D"): ([300] * 6, 100)},
+                    types={"A": receiver_type})
+
+    def first_transfer(windows: pd.DataFrame):
+        prob = build_problem(AS_OF, H, F, pos, shortages(pos), lanes(("D", "A", 2, 1.0)), NO_USUAL, NO_SUPPLY,
+                             NO_CAPACITY, CONFIG, windows)
+        transfer = prob.actions[prob.actions["action_type"].isin(["reallocate_stock", "alternate_source"])]
+        transfer = transfer.head(1).assign(qty=60.0)
+        assert len(transfer) == 1 and transfer["depart_week"].iloc[0] == 0
+        return prob, transfer
+
+    prob, transfer = first_transfer(demand_windows("X", "D", donor_demand, 100.0))
+    assert find_violations(prob, transfer, reproject(prob, transfer)).all() == withdrawn
+    # already above plan (its exception is open): more transfers out create none
+    already, transfer = first_transfer(demand_windows("X", "D", 140.0, 100.0))
+    assert not find_violations(already, transfer, reproject(already, transfer)).any()
+
+
 def test_explanation_states_the_numbers():
     from soe_assets.respond.recommend import action_rows
 
@@ -381,6 +412,9 @@ def test_an_escalation_states_what_is_still_short_not_the_units_moved(covered_qt
     assert row["explanation"] == "S at DC-1 is short 500 units from week-47 (2026-11-16); " + says
 
 
+ESCALATED = pd.DataFrame({"sku_id": ["S"], "to_location_id": ["DC-1"]})  # the place the re-promise tests judge
+
+
 def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first():
     """30 units short in weeks 1-2 that nothing covers; the balance is back above zero from week 3. Of the lines
     due in the short weeks, SMALL's (less open value) moves to week 3's Monday; BIG's stays, and SMALL's
@@ -401,13 +435,35 @@ def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first
         {"reference_id": "SO-SMALL:3", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 3,
          "due_date": date(2026, 12, 9), "promised_date": date(2026, 12, 9)},
     ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
-    rows = promise_rows(prob, short, projected, lines)
+    rows = promise_rows(prob, short, projected, lines, ESCALATED)
     assert rows["reference_id"].tolist() == ["SO-SMALL:1"]
     assert rows["explanation"].iloc[0] == (
         "Re-promise order line SO-SMALL:1 (30 units of S from DC-1, customer SMALL with $1,200 of open orders; "
         "the lines of customers with less move first) from 2026-12-02 to 2026-12-07: 30 units of the fence "
         "shortage cannot be covered and the balance after the recommended actions is back at or above zero from "
         "that week (5 that week).")
+
+
+def test_no_line_is_re_promised_where_the_remainder_is_not_escalated_or_already_moved():
+    """A remainder too small to escalate (rounding) moves no customer's order; a line already promised for the
+    recovery week (the re-promise carried out: booked demand stays at its requested date) gets no row again and
+    still accounts for its units, so no other line moves in its place."""
+    prob = problem(positions({("S", "DC-1"): ([10.0, -30.0, -30.0, 5.0, 5.0, 5.0], 0.0)}), lanes())
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
+                           "first_week": 1, "price": 50.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
+                              "proj_new": [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]})
+    lines = pd.DataFrame([
+        {"reference_id": "SO-SMALL:1", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 2,
+         "due_date": date(2026, 12, 2), "promised_date": date(2026, 12, 7)},
+        {"reference_id": "SO-BIG:1", "customer_id": "BIG", "customer_value": 3600.0, "week_index": 1,
+         "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)},
+    ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
+    assert promise_rows(prob, short, projected, lines, ESCALATED).empty
+    assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]), ESCALATED)[
+        "reference_id"].tolist() == ["SO-SMALL:1"]
+    assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]),
+                        ESCALATED.iloc[0:0]).empty
 
 
 def test_of_one_customers_lines_due_in_the_same_week_the_latest_requested_moves_first():
@@ -423,7 +479,7 @@ def test_of_one_customers_lines_due_in_the_same_week_the_latest_requested_moves_
         {"reference_id": "SO-B:1", "due_date": date(2026, 11, 26), "qty": 10.0},
     ]).assign(sku_id="S", location_id="DC-1", customer_id="SMALL", customer_value=1500.0, week_index=1,
               promised_date=lambda f: f["due_date"])
-    assert promise_rows(prob, short, projected, lines)["reference_id"].tolist() == ["SO-B:1"]
+    assert promise_rows(prob, short, projected, lines, ESCALATED)["reference_id"].tolist() == ["SO-B:1"]
 
 
 def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date():
@@ -438,7 +494,7 @@ def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date()
     lines = pd.DataFrame([{"reference_id": "SO-C8:1", "customer_id": "C8", "customer_value": 900.5, "week_index": 1,
                            "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)}]).assign(
         sku_id="S", location_id="DC-1", qty=30.0)
-    rows = promise_rows(prob, short, projected, lines)
+    rows = promise_rows(prob, short, projected, lines, ESCALATED)
     assert rows["reference_id"].tolist() == ["SO-C8:1"]
     assert rows["explanation"].iloc[0] == (
         f"Re-promise order line SO-C8:1 (30 units of S from DC-1, customer C8 with $901 of open orders; the lines of "

@@ -105,21 +105,29 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
 # Per customer-facing SKU-location: demand and plan summed over the windows both demand rules judge; a temp
 # table written once per detection run (``shared_relations``).
 DEMAND_WINDOWS = "_detect_demand_windows"
+# The location types in the order supply flows down the network: a transfer to a later type is replenishment.
+NETWORK_TIERS = ("plant", "dc", "store")
 
 
-def _demand_end_weeks(config: DetectionConfig) -> list[int]:
+def _tier(location_type: str) -> str:
+    """SQL: the position of a location type in ``NETWORK_TIERS`` (NULL for another)."""
+    return f"list_position({list(NETWORK_TIERS)}, {location_type})"
+
+
+def demand_end_weeks(config: DetectionConfig) -> list[int]:
     """The weeks ``demand_above_plan`` cumulates demand and plan through (from week -recent)."""
     return sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
 
 
-def _demand_windows_sql(config: DetectionConfig) -> str:
+def demand_windows_sql(config: DetectionConfig) -> str:
     """Per customer-facing SKU-location: demand and plan cumulated from week -recent through each end week
     (``demand_above_plan``), and summed over the ``demand_window_weeks`` completed weeks before week 0
     (``demand_below_plan``; a line booked a week early or late cancels out inside a window). A
     SKU-location without demand or plan in those weeks sums to 0.
 
-    Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers out by
-    ship_date (the plan at a location covers the replenishment it ships too). Week 0's POS, sold up to
+    Demand = non-cancelled sales-order lines by requested_date + POS by sale_date + transfers out down the
+    network by ship_date (plant to DC or store, DC to store: the plan at a location covers the replenishment it
+    ships too; a move between locations of one type, such as a reallocation between DCs, is no demand). Week 0's POS, sold up to
     as_of only, counts at its daily rate times 7 (orders and transfers are booked for the whole week). Grouped sums per
     SKU-location straight from the events and the plan rows, not window functions and no weekly grid:
     the windows all start at a fixed week, and an aggregate stays within DuckDB's memory budget on any
@@ -131,7 +139,7 @@ def _demand_windows_sql(config: DetectionConfig) -> str:
     in_judged_weeks = (f"between cast(run.week0 + to_days({7 * first}) as date) "
                        f"and cast(run.week0 + to_days({7 * (last + 1) - 1}) as date)")
     in_window = f"week_index between {-n} and -1"
-    end_weeks = _demand_end_weeks(config)
+    end_weeks = demand_end_weeks(config)
 
     def sums(kind: str) -> str:
         through = "".join(
@@ -159,7 +167,11 @@ demand_events as (
     union all
     select sku_id, location_id, sale_date, qty, true from staging.stg_pos_sales
     union all
-    select sku_id, from_location_id, ship_date, qty, false from staging.stg_shipments
+    select shipments.sku_id, shipments.from_location_id, shipments.ship_date, shipments.qty, false
+    from staging.stg_shipments as shipments
+    inner join staging.stg_locations as origin on origin.location_id = shipments.from_location_id
+    inner join staging.stg_locations as destination on destination.location_id = shipments.to_location_id
+    where {_tier('destination.location_type')} > {_tier('origin.location_type')}
 ),
 demand_weeks as (
     select demand_events.sku_id, demand_events.location_id,
@@ -200,7 +212,7 @@ left join staging.stg_skus as skus using (sku_id)
 @contextmanager
 def shared_relations(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> Iterator[None]:
     """The relations several rules read (``DEMAND_WINDOWS``), written once for a detection run."""
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {DEMAND_WINDOWS} AS {_demand_windows_sql(config)}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {DEMAND_WINDOWS} AS {demand_windows_sql(config)}")
     try:
         yield
     finally:
@@ -216,7 +228,7 @@ def demand_above_plan(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) 
     per_end = "\n    union all\n    ".join(
         f"select sku_id, location_id, unit_price, unit_cost, {end} as week_index, "
         f"demand_through_{i} as window_demand_qty, plan_through_{i} as window_plan_qty from {DEMAND_WINDOWS}"
-        for i, end in enumerate(_demand_end_weeks(config))
+        for i, end in enumerate(demand_end_weeks(config))
     )
     sql = f"""
 with {RUN},

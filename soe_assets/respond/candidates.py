@@ -25,20 +25,22 @@ end-of-week projected balance of those weeks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from soe_assets.detect.rules import RESOURCE_LOAD, weekly_demand_sql
+from soe_assets.detect.config import DetectionConfig
+from soe_assets.detect.rules import NETWORK_TIERS, RESOURCE_LOAD, demand_end_weeks, demand_windows_sql, weekly_demand_sql
 from soe_assets.respond.config import RespondConfig
 from soe_assets.warehouse import RunContext
 
 ACTION_COLUMNS = [
     "action_id", "sku_id", "action_type", "reference_id", "from_location_id", "to_location_id",
     "depart_week", "arrive_week", "transit_days", "old_date", "new_date", "days_pulled", "promised_date",
+    "down_the_network",  # a transfer to a location of a later network tier (demand at its donor, as replenishment)
     "cost_per_unit", "upper_qty", "item_key", "item_qty", "resource_key", "capacity_week",
     # reprioritise_production only: the order pushed later (B); other actions leave these empty
     "other_reference_id", "other_sku_id", "other_item_key", "other_item_qty", "other_old_date", "other_new_date",
@@ -65,6 +67,24 @@ class Problem:
     effects: pd.DataFrame
     capacity: pd.DataFrame
     """resource_key, week_index, spare_qty (capacity minus planned load, >= 0)."""
+    demand_windows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DEMAND_WINDOW_COLUMNS))
+    """sku_id, location_id, end_week, demand_qty, plan_qty: the windows ``demand_above_plan`` judges (demand and
+    plan cumulated from its first week through ``end_week``) at the customer-facing places of the SKUs concerned:
+    a transfer out is demand there."""
+
+
+DEMAND_WINDOW_COLUMNS = ["sku_id", "location_id", "end_week", "demand_qty", "plan_qty"]
+
+
+def _demand_windows(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``Problem.demand_windows`` of the SKUs in ``_short``, long format (one row per place and end week)."""
+    detection = DetectionConfig()
+    wide = conn.execute(f"select * from ({demand_windows_sql(detection)}) "
+                        "where sku_id in (select distinct sku_id from _short)").df()
+    return pd.concat(
+        [wide[["sku_id", "location_id"]].assign(end_week=end, demand_qty=wide[f"demand_through_{i}"],
+                                                plan_qty=wide[f"plan_through_{i}"])
+         for i, end in enumerate(demand_end_weeks(detection))], ignore_index=True)[DEMAND_WINDOW_COLUMNS]
 
 
 SHORT_LOCATIONS_SQL = f"""
@@ -176,18 +196,19 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             where c.week_start >= DATE '{week0}' and c.week_start < DATE '{week0}' + {7 * run.time_fence_weeks}
             order by resource_key, week_index
         """).df()
+        demand_windows = _demand_windows(conn)
     finally:
         conn.unregister("_short")
         conn.unregister("_others")
     positions["week_start"] = pd.to_datetime(positions["week_start"]).dt.date
     problem = build_problem(run.as_of, run.horizon_weeks, run.time_fence_weeks, positions, in_fence, lanes, usual,
-                            supply, capacity, config)
+                            supply, capacity, config, demand_windows)
     return problem, all_short
 
 
 def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: pd.DataFrame, shortages: pd.DataFrame,
                   lanes: pd.DataFrame, usual: pd.DataFrame, supply: pd.DataFrame, capacity: pd.DataFrame,
-                  config: RespondConfig) -> Problem:
+                  config: RespondConfig, demand_windows: pd.DataFrame | None = None) -> Problem:
     """Assemble the candidate actions from plain frames (the unit tests call this directly)."""
     week0 = as_of - timedelta(days=as_of.weekday())
     shortages = shortages[["sku_id", "location_id", "short_qty", "first_week"]].reset_index(drop=True)
@@ -209,7 +230,9 @@ def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: 
     return Problem(as_of=as_of, week0=week0, horizon_weeks=horizon_weeks, fence_weeks=fence_weeks,
                    positions=positions, shortages=shortages, actions=actions, effects=effects,
                    capacity=capacity[["resource_key", "week_index", "spare_qty"]] if len(capacity)
-                   else pd.DataFrame(columns=["resource_key", "week_index", "spare_qty"]))
+                   else pd.DataFrame(columns=["resource_key", "week_index", "spare_qty"]),
+                   demand_windows=pd.DataFrame(columns=DEMAND_WINDOW_COLUMNS) if demand_windows is None
+                   else demand_windows)
 
 
 def _stacked(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -277,6 +300,8 @@ def _transfers(as_of, week0, horizon, fence, positions, shortages, lanes, usual,
     usual_flag = usual.assign(_usual=True)
     cand = cand.merge(usual_flag, how="left", on=["sku_id", "from_location_id", "to_location_id"])
     other_tier = cand["from_type"] != cand["to_type"]
+    tier = {location_type: position for position, location_type in enumerate(NETWORK_TIERS)}
+    cand["down_the_network"] = cand["to_type"].map(tier) > cand["from_type"].map(tier)
     cand["action_type"] = np.where(other_tier & cand["_usual"].isna(), "alternate_source", "reallocate_stock")
     cand = cand.reset_index(drop=True)
     cand["local_id"] = np.arange(len(cand))

@@ -188,13 +188,18 @@ def _booked_lines(conn: duckdb.DuckDBPyConnection, places: pd.DataFrame) -> pd.D
         conn.unregister("_places")
 
 
-def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame, lines: pd.DataFrame,
+                 escalated: pd.DataFrame) -> pd.DataFrame:
     """Re-promise the booked lines that cannot be met: from the lowest-priority customer (smallest open
     booked value) and the latest requested line, until the uncovered fence shortage is accounted for.
     New promise: the Monday of the first week from which the re-projected balance (the actions applied)
     stays >= 0; no such week in the horizon: the line is listed without a date, to hold until
-    S&OP re-plans the supply (the shortage is escalated)."""
-    left = short[short["left_qty"].fillna(short["short_qty"]) >= 1][["sku_id", "location_id", "left_qty", "first_week", "price"]]
+    S&OP re-plans the supply. Only at the places ``escalated`` lists (``sku_id``, ``to_location_id``): a
+    remainder too small to escalate is rounding, and moves no customer's order. A line already promised
+    for the new date or later (a re-promise carried out) accounts for its units without a row."""
+    places = escalated[["sku_id", "to_location_id"]].rename(columns={"to_location_id": "location_id"})
+    left = short.merge(places.drop_duplicates(), on=["sku_id", "location_id"])
+    left = left[left["left_qty"].fillna(left["short_qty"]) >= 1][["sku_id", "location_id", "left_qty", "first_week", "price"]]
     if not len(left) or not len(lines):
         return pd.DataFrame()
     p = projected.sort_values(["sku_id", "location_id", "week_index"])
@@ -217,6 +222,10 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     cand = cand.merge(balance, on=["sku_id", "location_id", "recovery_week"], how="left")
     new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
     recovers = cand["recovery_week"] < problem.horizon_weeks
+    to_move = ~(recovers & (pd.to_datetime(cand["promised_date"]) >= new_date))
+    cand, new_date, recovers = cand[to_move], new_date[to_move], recovers[to_move]
+    if not len(cand):
+        return pd.DataFrame()
     outcome = np.where(
         recovers,
         " to " + new_date.dt.strftime("%Y-%m-%d") + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot "
@@ -404,7 +413,8 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     problem, short, projected = plan.problem, plan.short, plan.projected
     rows = served_places(action_rows(problem, plan.attributed, projected), short, problem.week0)
     lines = _booked_lines(conn, short[["sku_id", "location_id"]]) if len(short) else pd.DataFrame()
-    parts = [rows, promise_rows(problem, short, projected, lines), plan.escalations(config)]
+    escalations = plan.escalations(config)
+    parts = [rows, promise_rows(problem, short, projected, lines, escalations), escalations]
     mart = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(
         columns=[*MART_COLUMNS, "to_place", "week_start"])
     mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)

@@ -13,7 +13,10 @@ The projection is linear in the actions, so the re-projection adds each action's
   stock now and the balance at the end of the fence both more than safety stock + ``excess_cover_weeks``
   of demand, by ``excess_min_units``; no action changes the stock now);
 - a donor ships in a week more than it has on hand at the start of that week (its opening balance
-  after the actions of the weeks before): a transfer cannot leave with stock that arrives later that week.
+  after the actions of the weeks before): a transfer cannot leave with stock that arrives later that week;
+- a donor that serves customers gets demand above plan it did not have: a transfer down the network
+  (``alternate_source`` from a plant or DC to a store or DC below it) is demand there for the exception
+  engine's ``demand_above_plan``, against a plan that covers the replenishment it ships.
 
 Actions touching a violating SKU-location or resource-week are withdrawn and the rest re-checked.
 """
@@ -23,12 +26,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from soe_assets.detect.config import DetectionConfig
 from soe_assets.respond.candidates import Problem
 from soe_assets.respond.model import expand_weeks
 
 TOLERANCE = 1e-6
-EXCESS_COVER_WEEKS = 6.0  # as DetectionConfig.excess_cover_weeks
-EXCESS_MIN_UNITS = 10.0  # as DetectionConfig.excess_min_units
+DETECTION = DetectionConfig()  # the thresholds of the exceptions an action must not create
 
 
 def reproject(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
@@ -52,12 +55,14 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
     keys = ["sku_id", "location_id"]
     fe = projected[projected["week_index"] == problem.fence_weeks - 1].set_index(keys)
     now = projected[projected["week_index"] == 0].set_index(keys).reindex(fe.index)
-    cover_weeks = EXCESS_COVER_WEEKS * now["later_week_demand"].fillna(0)
-    excess_now = now["opening"] - now["ss"] - cover_weeks >= EXCESS_MIN_UNITS
-    new_excess = (excess_now & (fe["delta"] > TOLERANCE) & (fe["proj_new"] - fe["ss"] - cover_weeks >= EXCESS_MIN_UNITS)
-                  & (fe["proj"] - fe["ss"] - cover_weeks < EXCESS_MIN_UNITS))
+    cover_weeks = DETECTION.excess_cover_weeks * now["later_week_demand"].fillna(0)
+    excess_now = now["opening"] - now["ss"] - cover_weeks >= DETECTION.excess_min_units
+    new_excess = (excess_now & (fe["delta"] > TOLERANCE)
+                  & (fe["proj_new"] - fe["ss"] - cover_weeks >= DETECTION.excess_min_units)
+                  & (fe["proj"] - fe["ss"] - cover_weeks < DETECTION.excess_min_units))
     bad_places = pd.concat([bad_places, new_excess[new_excess].index.to_frame(index=False),
-                            _shipped_before_on_hand(actions, projected)]).drop_duplicates()
+                            _shipped_before_on_hand(actions, projected),
+                            _new_demand_above_plan(problem, actions)]).drop_duplicates()
     touched = problem.effects[["action_id", "sku_id", "location_id"]].merge(bad_places, on=["sku_id", "location_id"])
     bad = actions["action_id"].isin(touched["action_id"])
     pulls = actions[actions["resource_key"].notna() & (actions["capacity_week"] >= 0)]  # swaps are capacity-neutral
@@ -83,6 +88,30 @@ def _shipped_before_on_hand(actions: pd.DataFrame, projected: pd.DataFrame) -> p
     opening = leaving["opening"].fillna(0.0)
     short = opening + leaving["delta"].fillna(0.0) - leaving["qty"] < np.minimum(opening, 0.0) - TOLERANCE
     return leaving.loc[short, ["sku_id", "location_id"]]
+
+
+def _above_plan(demand: pd.Series, plan: pd.Series) -> pd.Series:
+    """The exception engine's ``demand_above_plan`` trigger on one window's demand and plan."""
+    return (demand >= plan * (1 + DETECTION.demand_above_rel)) & (demand - plan >= DETECTION.demand_min_units)
+
+
+def _new_demand_above_plan(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
+    """(sku_id, location_id) of donors serving customers whose departures down the network push a demand window
+    above plan where none of their windows was before (a place already above plan has its exception)."""
+    leaving = actions[(actions["depart_week"] >= 0) & actions["down_the_network"].eq(True)]
+    leaving = leaving.rename(columns={"from_location_id": "location_id"})
+    windows = problem.demand_windows.merge(leaving[["sku_id", "location_id"]].drop_duplicates(),
+                                           on=["sku_id", "location_id"])
+    if not len(windows):
+        return pd.DataFrame(columns=["sku_id", "location_id"])
+    shipped = windows.merge(leaving[["sku_id", "location_id", "depart_week", "qty"]], on=["sku_id", "location_id"])
+    shipped = shipped[shipped["depart_week"] <= shipped["end_week"]]
+    added = shipped.groupby(["sku_id", "location_id", "end_week"], as_index=False)["qty"].sum()
+    windows = windows.merge(added, on=["sku_id", "location_id", "end_week"], how="left")
+    windows["before"] = _above_plan(windows["demand_qty"], windows["plan_qty"])
+    windows["after"] = _above_plan(windows["demand_qty"] + windows["qty"].fillna(0.0), windows["plan_qty"])
+    places = windows.groupby(["sku_id", "location_id"], as_index=False)[["before", "after"]].any()
+    return places.loc[places["after"] & ~places["before"], ["sku_id", "location_id"]]
 
 
 def verified(problem: Problem, actions: pd.DataFrame, max_rounds: int = 5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
