@@ -636,9 +636,19 @@ def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = 
     try:
         if args.warehouse is not None:
             return load_mart(table, warehouse=args.warehouse, distinct=distinct)
-        return load_mart(table, publish_dir=args.publish or demo_workspace(args.dir).publish, distinct=distinct)
+        return load_mart(table, publish_dir=_published_set(args), distinct=distinct)
     except MartNotPublished as error:
         raise UserError(str(error)) from None
+
+
+def _published_set(args: argparse.Namespace) -> Path:
+    """The published set a command reads, resolved once (kept on ``args``): a command reading several marts
+    through the folder's links while a run publishes would mix two sets."""
+    if getattr(args, "published_set", None) is None:
+        folder = args.publish or demo_workspace(args.dir).publish
+        current = folder / "current"
+        args.published_set = current.resolve() if current.is_dir() else folder
+    return args.published_set
 
 
 def _installed_version() -> str:

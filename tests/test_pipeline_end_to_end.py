@@ -381,6 +381,29 @@ def test_planner_views_read_the_published_run(first_run, capsys):
     assert capsys.readouterr().out.strip() == str((Path(publish) / "sop_report.html").absolute())
 
 
+def test_a_planner_view_reads_every_mart_from_one_published_set(first_run, tmp_path, capsys):
+    """While a run publishes, `current` switches first and the folder's links follow: a listing reading several
+    marts (exceptions, their history) reads them all from the set `current` leads to, never a mix."""
+    import shutil
+
+    from orchestration.cli import main
+
+    publish = tmp_path / "publish"
+    shutil.copytree(first_run.workspace.publish, publish, symlinks=True)
+    other = publish / ".versions" / "other"
+    other.mkdir()
+    history = pd.read_parquet(publish / "exception_history.parquet")
+    # the next set's history: every open exception of the day held back by an alert budget
+    history.assign(in_alert_budget=False).to_parquet(other / "exception_history.parquet")
+    link = publish / "exception_history.parquet"
+    link.unlink()
+    link.symlink_to(Path(".versions") / "other" / "exception_history.parquet")  # the link already switched
+
+    assert main(["exceptions", "--publish", str(publish)]) == 0
+    out = capsys.readouterr().out
+    assert f"exceptions as of {AS_OF.isoformat()}" in out and "held back" not in out
+
+
 def test_dir_finds_the_marts_where_soe_run_publishes_by_default(first_run, tmp_path, capsys):
     """`soe run --warehouse X/warehouse/soe.duckdb` publishes beside the warehouse: `--dir X` reads them there."""
     import shutil

@@ -464,6 +464,7 @@ def test_no_line_is_re_promised_where_the_remainder_is_not_escalated_or_already_
         "reference_id"].tolist() == ["SO-SMALL:1"]
     assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]),
                         ESCALATED.iloc[0:0]).empty
+    assert promise_rows(prob, short, projected, lines, pd.DataFrame()).empty  # no escalation at all: no columns
 
 
 def test_of_one_customers_lines_due_in_the_same_week_the_latest_requested_moves_first():

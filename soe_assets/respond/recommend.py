@@ -197,6 +197,8 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     S&OP re-plans the supply. Only at the places ``escalated`` lists (``sku_id``, ``to_location_id``): a
     remainder too small to escalate is rounding, and moves no customer's order. A line already promised
     for the new date or later (a re-promise carried out) accounts for its units without a row."""
+    if not len(escalated):
+        return pd.DataFrame()
     places = escalated[["sku_id", "to_location_id"]].rename(columns={"to_location_id": "location_id"})
     left = short.merge(places.drop_duplicates(), on=["sku_id", "location_id"])
     left = left[left["left_qty"].fillna(left["short_qty"]) >= 1][["sku_id", "location_id", "left_qty", "first_week", "price"]]
