@@ -415,16 +415,22 @@ def test_an_escalation_states_what_is_still_short_not_the_units_moved(covered_qt
 ESCALATED = pd.DataFrame({"sku_id": ["S"], "to_location_id": ["DC-1"]})  # the place the re-promise tests judge
 
 
+def short_in_weeks_1_and_2():
+    """S at DC-1: 30 units short in weeks 1-2 that nothing covers, back above zero from week 3."""
+    balance = [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]
+    prob = problem(positions({("S", "DC-1"): (balance, 0.0)}), lanes())
+    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
+                           "first_week": 1, "price": 50.0}])
+    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H), "proj_new": balance})
+    return prob, short, projected
+
+
 def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first():
     """30 units short in weeks 1-2 that nothing covers; the balance is back above zero from week 3. Of the lines
     due in the short weeks, SMALL's (less open value) moves to week 3's Monday; BIG's stays, and SMALL's
     week-0 line, due before the shortage, too. SMALL's week-3 line, due when the balance is back, neither
     moves nor counts against the 30 units."""
-    prob = problem(positions({("S", "DC-1"): ([10.0, -30.0, -30.0, 5.0, 5.0, 5.0], 0.0)}), lanes())
-    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
-                           "first_week": 1, "price": 50.0}])
-    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
-                              "proj_new": [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]})
+    prob, short, projected = short_in_weeks_1_and_2()
     lines = pd.DataFrame([
         {"reference_id": "SO-BIG:1", "customer_id": "BIG", "customer_value": 3600.0, "week_index": 1,
          "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)},
@@ -448,11 +454,7 @@ def test_no_line_is_re_promised_where_the_remainder_is_not_escalated_or_already_
     """A remainder too small to escalate (rounding) moves no customer's order; a line already promised for the
     recovery week (the re-promise carried out: booked demand stays at its requested date) gets no row again and
     still accounts for its units, so no other line moves in its place."""
-    prob = problem(positions({("S", "DC-1"): ([10.0, -30.0, -30.0, 5.0, 5.0, 5.0], 0.0)}), lanes())
-    short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "short_qty": 30.0, "left_qty": 30.0,
-                           "first_week": 1, "price": 50.0}])
-    projected = pd.DataFrame({"sku_id": "S", "location_id": "DC-1", "week_index": range(H),
-                              "proj_new": [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]})
+    prob, short, projected = short_in_weeks_1_and_2()
     lines = pd.DataFrame([
         {"reference_id": "SO-SMALL:1", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 2,
          "due_date": date(2026, 12, 2), "promised_date": date(2026, 12, 7)},
