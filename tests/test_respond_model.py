@@ -415,6 +415,14 @@ def test_an_escalation_states_what_is_still_short_not_the_units_moved(covered_qt
 ESCALATED = pd.DataFrame({"sku_id": ["S"], "to_location_id": ["DC-1"]})  # the place the re-promise tests judge
 
 
+def booked_lines(*lines: tuple[str, str, int, date]) -> pd.DataFrame:
+    """S's booked lines at DC-1 (reference, customer, week, requested date; 30 units each, promised as
+    requested): customer BIG holds $3,600 of open orders, SMALL $1,200."""
+    frame = pd.DataFrame(lines, columns=["reference_id", "customer_id", "week_index", "due_date"])
+    return frame.assign(customer_value=frame["customer_id"].map({"BIG": 3600.0, "SMALL": 1200.0}),
+                        promised_date=frame["due_date"], sku_id="S", location_id="DC-1", qty=30.0)
+
+
 def short_in_weeks_1_and_2():
     """S at DC-1: 30 units short in weeks 1-2 that nothing covers, back above zero from week 3."""
     balance = [10.0, -30.0, -30.0, 5.0, 5.0, 5.0]
@@ -431,16 +439,8 @@ def test_booked_lines_that_cannot_be_met_are_re_promised_smallest_customer_first
     week-0 line, due before the shortage, too. SMALL's week-3 line, due when the balance is back, neither
     moves nor counts against the 30 units."""
     prob, short, projected = short_in_weeks_1_and_2()
-    lines = pd.DataFrame([
-        {"reference_id": "SO-BIG:1", "customer_id": "BIG", "customer_value": 3600.0, "week_index": 1,
-         "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)},
-        {"reference_id": "SO-SMALL:1", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 2,
-         "due_date": date(2026, 12, 2), "promised_date": date(2026, 12, 2)},
-        {"reference_id": "SO-SMALL:2", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 0,
-         "due_date": date(2026, 11, 18), "promised_date": date(2026, 11, 18)},
-        {"reference_id": "SO-SMALL:3", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 3,
-         "due_date": date(2026, 12, 9), "promised_date": date(2026, 12, 9)},
-    ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
+    lines = booked_lines(("SO-BIG:1", "BIG", 1, date(2026, 11, 25)), ("SO-SMALL:1", "SMALL", 2, date(2026, 12, 2)),
+                         ("SO-SMALL:2", "SMALL", 0, date(2026, 11, 18)), ("SO-SMALL:3", "SMALL", 3, date(2026, 12, 9)))
     rows = promise_rows(prob, short, projected, lines, ESCALATED)
     assert rows["reference_id"].tolist() == ["SO-SMALL:1"]
     assert rows["explanation"].iloc[0] == (
@@ -455,12 +455,8 @@ def test_no_line_is_re_promised_where_the_remainder_is_not_escalated_or_already_
     recovery week (the re-promise carried out: booked demand stays at its requested date) gets no row again and
     still accounts for its units, so no other line moves in its place."""
     prob, short, projected = short_in_weeks_1_and_2()
-    lines = pd.DataFrame([
-        {"reference_id": "SO-SMALL:1", "customer_id": "SMALL", "customer_value": 1200.0, "week_index": 2,
-         "due_date": date(2026, 12, 2), "promised_date": date(2026, 12, 7)},
-        {"reference_id": "SO-BIG:1", "customer_id": "BIG", "customer_value": 3600.0, "week_index": 1,
-         "due_date": date(2026, 11, 25), "promised_date": date(2026, 11, 25)},
-    ]).assign(sku_id="S", location_id="DC-1", qty=30.0)
+    lines = booked_lines(("SO-SMALL:1", "SMALL", 2, date(2026, 12, 2)), ("SO-BIG:1", "BIG", 1, date(2026, 11, 25)))
+    lines.loc[0, "promised_date"] = date(2026, 12, 7)  # already moved to the recovery week's Monday
     assert promise_rows(prob, short, projected, lines, ESCALATED).empty
     assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]), ESCALATED)[
         "reference_id"].tolist() == ["SO-SMALL:1"]
