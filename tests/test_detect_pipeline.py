@@ -358,6 +358,23 @@ def test_a_transfer_down_the_network_is_demand_and_a_reallocation_between_dcs_is
     assert ("UP-NEAR" in set(above["sku_id"])) == fires
 
 
+def test_the_demand_windows_of_some_skus_are_theirs_of_the_whole_network(planted_run) -> None:
+    """The respond stage computes the windows of the SKUs it may ship down the network only: the same rows."""
+    import duckdb
+
+    from soe_assets.detect.config import DEFAULT_CONFIG
+    from soe_assets.detect.rules import demand_windows_sql
+
+    with duckdb.connect(str(planted_run.workspace.warehouse), read_only=True) as conn:
+        every = conn.execute(demand_windows_sql(DEFAULT_CONFIG)).df()
+        conn.register("_some", pd.DataFrame({"sku_id": ["UP", "POS-UP", "SPARE"]}))
+        some = conn.execute(demand_windows_sql(DEFAULT_CONFIG, skus="_some")).df()
+    expected = every[every["sku_id"].isin(["UP", "POS-UP", "SPARE"])]
+    assert len(expected) >= 3
+    pd.testing.assert_frame_equal(some.sort_values(["sku_id", "location_id"]).reset_index(drop=True),
+                                  expected.sort_values(["sku_id", "location_id"]).reset_index(drop=True))
+
+
 def test_a_fence_of_no_weeks_judges_excess_on_the_stock_now(planted_run, tmp_path: Path) -> None:
     """With --time-fence-weeks 0 the fence ends now: EXCESS's stock is excess on the stock alone (no fence week to
     project to made the rule find nothing)."""

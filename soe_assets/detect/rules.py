@@ -119,7 +119,7 @@ def demand_end_weeks(config: DetectionConfig) -> list[int]:
     return sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
 
 
-def demand_windows_sql(config: DetectionConfig) -> str:
+def demand_windows_sql(config: DetectionConfig, skus: str | None = None) -> str:
     """Per customer-facing SKU-location: demand and plan cumulated from week -recent through each end week
     (``demand_above_plan``), and summed over the ``demand_window_weeks`` completed weeks before week 0
     (``demand_below_plan``; a line booked a week early or late cancels out inside a window). A
@@ -131,8 +131,11 @@ def demand_windows_sql(config: DetectionConfig) -> str:
     as_of only, counts at its daily rate times 7 (orders and transfers are booked for the whole week). Grouped sums per
     SKU-location straight from the events and the plan rows, not window functions and no weekly grid:
     the windows all start at a fixed week, and an aggregate stays within DuckDB's memory budget on any
-    network.
+    network. ``skus``: a relation with a ``sku_id`` column, to compute the windows of those SKUs only.
     """
+    def of_skus(column: str) -> str:
+        return f" and {column} in (select sku_id from {skus})" if skus else ""
+
     recent, last, n = -config.demand_recent_weeks, config.demand_near_weeks - 1, config.demand_window_weeks
     first = min(recent, -n)
     # only the weeks judged are read: the plan and the demand history reach far beyond them
@@ -157,21 +160,21 @@ def demand_windows_sql(config: DetectionConfig) -> str:
 with {RUN},
 customer_locations as (
     -- a line that was cancelled is no demand: a SKU-location with only such lines serves no customer with it
-    select distinct sku_id, location_id from staging.stg_sales_orders where status <> 'cancelled'
+    select distinct sku_id, location_id from staging.stg_sales_orders where status <> 'cancelled'{of_skus('sku_id')}
     union
-    select distinct sku_id, location_id from staging.stg_pos_sales
+    select distinct sku_id, location_id from staging.stg_pos_sales where true{of_skus('sku_id')}
 ),
 demand_events as (
     select sku_id, location_id, requested_date as event_date, ordered_qty as qty, false as sold_to_date
-    from staging.stg_sales_orders where status <> 'cancelled'
+    from staging.stg_sales_orders where status <> 'cancelled'{of_skus('sku_id')}
     union all
-    select sku_id, location_id, sale_date, qty, true from staging.stg_pos_sales
+    select sku_id, location_id, sale_date, qty, true from staging.stg_pos_sales where true{of_skus('sku_id')}
     union all
     select shipments.sku_id, shipments.from_location_id, shipments.ship_date, shipments.qty, false
     from staging.stg_shipments as shipments
     inner join staging.stg_locations as origin on origin.location_id = shipments.from_location_id
     inner join staging.stg_locations as destination on destination.location_id = shipments.to_location_id
-    where {_tier('destination.location_type')} > {_tier('origin.location_type')}
+    where {_tier('destination.location_type')} > {_tier('origin.location_type')}{of_skus('shipments.sku_id')}
 ),
 demand_weeks as (
     select demand_events.sku_id, demand_events.location_id,
@@ -185,7 +188,7 @@ demand_weeks as (
 plan_weeks as (
     select p.sku_id, p.location_id, {_week_index('p.week_start')} as week_index, p.demand_qty as qty
     from intermediate.int_committed_plan as p cross join run
-    where p.week_start {in_judged_weeks}
+    where p.week_start {in_judged_weeks}{of_skus('p.sku_id')}
 ),
 demand as (
     select sku_id, location_id,

@@ -25,7 +25,7 @@ end-of-week projected balance of those weeks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import duckdb
@@ -76,11 +76,18 @@ class Problem:
 DEMAND_WINDOW_COLUMNS = ["sku_id", "location_id", "end_week", "demand_qty", "plan_qty"]
 
 
-def _demand_windows(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """``Problem.demand_windows`` of the SKUs in ``_short``, long format (one row per place and end week)."""
+def _demand_windows(conn: duckdb.DuckDBPyConnection, actions: pd.DataFrame) -> pd.DataFrame:
+    """``Problem.demand_windows`` of the SKUs a transfer down the network may ship, long format (one row per place
+    and end week); none without such a transfer."""
+    down = actions.loc[actions["down_the_network"].eq(True), ["sku_id"]].drop_duplicates()
+    if not len(down):
+        return pd.DataFrame(columns=DEMAND_WINDOW_COLUMNS)
     detection = DetectionConfig()
-    wide = conn.execute(f"select * from ({demand_windows_sql(detection)}) "
-                        "where sku_id in (select distinct sku_id from _short)").df()
+    conn.register("_down_the_network", down)
+    try:
+        wide = conn.execute(demand_windows_sql(detection, skus="_down_the_network")).df()
+    finally:
+        conn.unregister("_down_the_network")
     return pd.concat(
         [wide[["sku_id", "location_id"]].assign(end_week=end, demand_qty=wide[f"demand_through_{i}"],
                                                 plan_qty=wide[f"plan_through_{i}"])
@@ -196,14 +203,13 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             where c.week_start >= DATE '{week0}' and c.week_start < DATE '{week0}' + {7 * run.time_fence_weeks}
             order by resource_key, week_index
         """).df()
-        demand_windows = _demand_windows(conn)
     finally:
         conn.unregister("_short")
         conn.unregister("_others")
     positions["week_start"] = pd.to_datetime(positions["week_start"]).dt.date
     problem = build_problem(run.as_of, run.horizon_weeks, run.time_fence_weeks, positions, in_fence, lanes, usual,
-                            supply, capacity, config, demand_windows)
-    return problem, all_short
+                            supply, capacity, config)
+    return replace(problem, demand_windows=_demand_windows(conn, problem.actions)), all_short
 
 
 def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: pd.DataFrame, shortages: pd.DataFrame,
