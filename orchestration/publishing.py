@@ -22,9 +22,9 @@ def build_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
         """Every `marts.*` table as `<publish_dir>/<table>.parquet`, switched atomically as one set.
 
         The publish gates are judged again on the warehouse's ingest: they block a run that includes them,
-        but this asset can also be started on its own (the UI's Materialize), after a run they blocked. Started
-        so, it also refuses marts not built from that ingest (a run that failed or stopped after ingesting left
-        the earlier ones): a set is one run's view."""
+        but this asset can also be started on its own (the UI's Materialize), after a run they blocked. It also
+        refuses marts a stage built from an earlier ingest than the warehouse's (left by a run that failed or
+        stopped after ingesting, or by stages materialised alone): a set is one run's view."""
         with warehouse.connect() as conn:  # it logs the day it publishes
             blocked = [f.message for f in publish_gates(read_source_health(conn), quality.limits()).values()
                        if not f.passed]
@@ -38,8 +38,8 @@ def build_publish_asset(upstream: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
             if stale:
                 raise dg.Failure(
                     description=f"not published, the previous set stays: {', '.join(stale)} "
-                    f"{'was' if len(stale) == 1 else 'were'} not built from the warehouse's latest ingest (as_of "
-                    f"{run.as_of}, run {run.run_id[:8]}); materialise them first, or run the whole job",
+                    f"{'was' if len(stale) == 1 else 'were'} built from an earlier ingest than the warehouse's latest "
+                    f"(as_of {run.as_of}, run {run.run_id[:8]}); materialise them first, or run the whole job",
                 )
             files = {path.name: path for path in sorted(warehouse.files_path.glob("*"))
                      if path.is_file() and not path.name.startswith(".")}

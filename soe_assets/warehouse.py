@@ -81,13 +81,23 @@ def record_built(conn: duckdb.DuckDBPyConnection, *tables: str) -> None:
 
 
 def built_before_ingest(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> list[str]:
-    """Those of ``tables`` not built from the warehouse's current ingest: left from an earlier run (one that
-    failed or stopped after it ingested, or a stage materialised alone), or from before these records."""
+    """Those of ``tables`` a stage built from an earlier ingest than the warehouse's current one: left from an
+    earlier run (one that failed or stopped after it ingested, or stages materialised alone). A table no stage
+    records (a view a user added, one from a warehouse older than these records) is none of them."""
     if not table_exists(conn, *BUILT_ON_INGEST.split(".")):
-        return list(tables)
-    current = {name for (name,) in conn.execute(
-        f"SELECT table_name FROM {BUILT_ON_INGEST} WHERE run_id = (SELECT run_id FROM raw.run_context)").fetchall()}
-    return [table for table in tables if table not in current]
+        return []
+    stale = {name for (name,) in conn.execute(
+        f"SELECT table_name FROM {BUILT_ON_INGEST} WHERE run_id IS DISTINCT FROM (SELECT run_id FROM raw.run_context)"
+    ).fetchall()}
+    return [table for table in tables if table in stale]
+
+
+def built_from_latest_ingest(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether a stage recorded ``table`` as built from the warehouse's current ingest."""
+    if not table_exists(conn, *BUILT_ON_INGEST.split(".")):
+        return False
+    return conn.execute(f"SELECT count(*) FROM {BUILT_ON_INGEST} WHERE table_name = ? "
+                        "AND run_id = (SELECT run_id FROM raw.run_context)", [table]).fetchone()[0] > 0
 
 
 # The as_of days whose set was published: history rows count only once their run's set reached the readers.

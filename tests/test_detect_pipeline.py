@@ -373,6 +373,15 @@ def test_the_demand_windows_of_some_skus_are_theirs_of_the_whole_network(planted
     assert len(expected) >= 3
     pd.testing.assert_frame_equal(some.sort_values(["sku_id", "location_id"]).reset_index(drop=True),
                                   expected.sort_values(["sku_id", "location_id"]).reset_index(drop=True))
+    # as the respond stage holds them: one row per place and window end, for the SKUs shipped down the network
+    from soe_assets.respond.candidates import _demand_windows
+
+    with duckdb.connect(str(planted_run.workspace.warehouse), read_only=True) as conn:
+        long = _demand_windows(conn, pd.DataFrame({"sku_id": ["UP", "SPARE"], "down_the_network": [True, False]}))
+    up = every[every["sku_id"].eq("UP")].iloc[0]
+    assert set(long["sku_id"]) == {"UP"} and long["end_week"].tolist() == [0, 2, 3]
+    assert long["demand_qty"].tolist() == [up["demand_through_0"], up["demand_through_1"], up["demand_through_2"]]
+    assert long["plan_qty"].tolist() == [up["plan_through_0"], up["plan_through_1"], up["plan_through_2"]]
 
 
 def test_a_fence_of_no_weeks_judges_excess_on_the_stock_now(planted_run, tmp_path: Path) -> None:

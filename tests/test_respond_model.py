@@ -300,6 +300,19 @@ def test_a_transfer_down_the_network_that_takes_its_donor_above_plan_is_withdraw
     assert not find_violations(already, transfer, reproject(already, transfer)).any()
 
 
+def test_a_donor_ships_down_the_network_only_what_keeps_it_below_plan():
+    """The optimiser knows the donor's room: D's windows run 110 against a plan of 100, so its demand may grow by
+    less than 15 units (the trigger: 25 % and 5 units above plan, 125): it ships 14 whole units to the store, and
+    nothing is withdrawn. Against 60 it has room for all 60."""
+    pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "D"): ([300] * 6, 100)},
+                    types={"A": "store"})
+    for donor_demand, shipped in ((110.0, 14.0), (60.0, 60.0)):
+        prob = build_problem(AS_OF, H, F, pos, shortages(pos), lanes(("D", "A", 2, 1.0)), NO_USUAL, NO_SUPPLY,
+                             NO_CAPACITY, CONFIG, demand_windows("X", "D", donor_demand, 100.0))
+        acts, _ = chosen(prob)
+        assert moved(acts) == {("D", "A"): shipped}
+
+
 def test_explanation_states_the_numbers():
     from soe_assets.respond.recommend import action_rows
 
@@ -458,6 +471,9 @@ def test_no_line_is_re_promised_where_the_remainder_is_not_escalated_or_already_
     lines = booked_lines(("SO-SMALL:1", "SMALL", 2, date(2026, 12, 2)), ("SO-BIG:1", "BIG", 1, date(2026, 11, 25)))
     lines.loc[0, "promised_date"] = date(2026, 12, 7)  # already moved to the recovery week's Monday
     assert promise_rows(prob, short, projected, lines, ESCALATED).empty
+    # BIG's line moved instead, SMALL's as requested: BIG's 30 units account for the shortage, SMALL's stays
+    big_moved = lines.assign(promised_date=[date(2026, 12, 2), date(2026, 12, 7)])
+    assert promise_rows(prob, short, projected, big_moved, ESCALATED).empty
     assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]), ESCALATED)[
         "reference_id"].tolist() == ["SO-SMALL:1"]
     assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]),

@@ -50,13 +50,13 @@ def sop_feedback(
         feedback = detect_patterns(conn, as_of, cycle, previous, rules,
                                    plan_vs_actual=shared_plan_vs_actual(context, conn, as_of))
         replace_table(conn, "marts", "sop_feedback", feedback, FEEDBACK_TYPES)
-        record_built(conn, "marts.sop_feedback")
         kpis = conn.execute("SELECT * FROM marts.kpi_weekly").df() if table_exists(conn, "marts", "kpi_weekly") \
             else pd.DataFrame(columns=["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator",
                                        "denominator"])
-    window = feedback_window(as_of, previous, rules)
-    page = render_report(kpis, feedback, as_of=as_of, sop_cycle=cycle, window_start=window.start)
-    path = write_report(page, warehouse.files_path)  # published with the marts, under the same gates
+        window = feedback_window(as_of, previous, rules)
+        page = render_report(kpis, feedback, as_of=as_of, sop_cycle=cycle, window_start=window.start)
+        path = write_report(page, warehouse.files_path)  # published with the marts, under the same gates
+        record_built(conn, "marts.sop_feedback")  # with its report: a set never pairs it with an older one
     context.log.info(f"sop_feedback: {len(feedback)} patterns for the S&OP cycle of {cycle}; report {path.name} "
                      "(published with the marts)")
     return dg.MaterializeResult(

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from soe_assets.detect.lifecycle import LAPSED_SQL
-from soe_assets.warehouse import built_before_ingest, published_history, record_built, table_exists
+from soe_assets.warehouse import built_from_latest_ingest, published_history, record_built, table_exists
 
 KPI_COLUMNS = ["week_start", "kpi_name", "scope_type", "scope_id", "value", "numerator", "denominator"]
 
@@ -541,7 +541,7 @@ def current_plan_vs_actual(conn: duckdb.DuckDBPyConnection, as_of: date,
     reader run on its own after a newer ingest (the S&OP sensor, a single asset from the UI; also one of the same
     day) then computes it itself rather than read old weeks."""
     schema, name = table.split(".")
-    if not table_exists(conn, schema, name) or built_before_ingest(conn, [table]):
+    if not table_exists(conn, schema, name) or not built_from_latest_ingest(conn, table):
         return None
     written = conn.execute(f"SELECT any_value(as_of) FROM {table}").fetchone()[0]
     return table if written == as_of else None

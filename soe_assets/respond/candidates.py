@@ -74,6 +74,26 @@ class Problem:
 
 
 DEMAND_WINDOW_COLUMNS = ["sku_id", "location_id", "end_week", "demand_qty", "plan_qty"]
+DETECTION = DetectionConfig()  # the thresholds of the exceptions an action must not create
+
+
+def above_plan_from(plan: pd.Series) -> pd.Series:
+    """The demand from which the exception engine's ``demand_above_plan`` fires on a window with ``plan``: at
+    least ``demand_above_rel`` and ``demand_min_units`` above it."""
+    return np.maximum(plan * (1 + DETECTION.demand_above_rel), plan + DETECTION.demand_min_units)
+
+
+def donor_demand_room(problem: Problem) -> pd.DataFrame:
+    """sku_id, location_id, end_week, room_qty: how much more demand each window of a place not above plan in any
+    window takes before it would be (what transfers down the network may ship from it, in all)."""
+    windows = problem.demand_windows
+    above = windows["demand_qty"] >= above_plan_from(windows["plan_qty"])
+    flagged = windows.loc[above, ["sku_id", "location_id"]].drop_duplicates().assign(_flagged=True)
+    windows = windows.merge(flagged, on=["sku_id", "location_id"], how="left")
+    windows = windows[windows["_flagged"].isna()]
+    # strictly below the threshold: a hair under it, never negative
+    room = np.maximum(above_plan_from(windows["plan_qty"]) - windows["demand_qty"] - 1e-3, 0.0)
+    return windows[["sku_id", "location_id", "end_week"]].assign(room_qty=room)
 
 
 def _demand_windows(conn: duckdb.DuckDBPyConnection, actions: pd.DataFrame) -> pd.DataFrame:
@@ -82,16 +102,15 @@ def _demand_windows(conn: duckdb.DuckDBPyConnection, actions: pd.DataFrame) -> p
     down = actions.loc[actions["down_the_network"].eq(True), ["sku_id"]].drop_duplicates()
     if not len(down):
         return pd.DataFrame(columns=DEMAND_WINDOW_COLUMNS)
-    detection = DetectionConfig()
     conn.register("_down_the_network", down)
     try:
-        wide = conn.execute(demand_windows_sql(detection, skus="_down_the_network")).df()
+        wide = conn.execute(demand_windows_sql(DETECTION, skus="_down_the_network")).df()
     finally:
         conn.unregister("_down_the_network")
     return pd.concat(
         [wide[["sku_id", "location_id"]].assign(end_week=end, demand_qty=wide[f"demand_through_{i}"],
                                                 plan_qty=wide[f"plan_through_{i}"])
-         for i, end in enumerate(demand_end_weeks(detection))], ignore_index=True)[DEMAND_WINDOW_COLUMNS]
+         for i, end in enumerate(demand_end_weeks(DETECTION))], ignore_index=True)[DEMAND_WINDOW_COLUMNS]
 
 
 SHORT_LOCATIONS_SQL = f"""

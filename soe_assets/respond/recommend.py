@@ -213,21 +213,21 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     # only the lines due before the recovery week can move to it: they alone account for the shortage
     cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)
                 & (cand["recovery_week"] > cand["week_index"])]
-    # the latest requested line first (``due_date``: the requested date), not only the latest week
-    cand = cand.sort_values(["sku_id", "location_id", "customer_value", "due_date", "reference_id"],
-                            ascending=[True, True, True, False, True])
+    # a line already promised for the new date or later accounts for its units first, without a row; then the
+    # latest requested line first (``due_date``: the requested date), not only the latest week
+    recovery_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
+    cand = cand.assign(_moved=(cand["recovery_week"] < problem.horizon_weeks)
+                       & (pd.to_datetime(cand["promised_date"]) >= recovery_date))
+    cand = cand.sort_values(["sku_id", "location_id", "_moved", "customer_value", "due_date", "reference_id"],
+                            ascending=[True, True, False, True, False, True])
     before = cand.groupby(["sku_id", "location_id"])["qty"].cumsum() - cand["qty"]
-    cand = cand[before < cand["left_qty"]]
+    cand = cand[(before < cand["left_qty"]) & ~cand["_moved"]]
     if not len(cand):
         return pd.DataFrame()
     balance = projected[["sku_id", "location_id", "week_index", "proj_new"]].rename(columns={"week_index": "recovery_week"})
     cand = cand.merge(balance, on=["sku_id", "location_id", "recovery_week"], how="left")
     new_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
     recovers = cand["recovery_week"] < problem.horizon_weeks
-    to_move = ~(recovers & (pd.to_datetime(cand["promised_date"]) >= new_date))
-    cand, new_date, recovers = cand[to_move], new_date[to_move], recovers[to_move]
-    if not len(cand):
-        return pd.DataFrame()
     outcome = np.where(
         recovers,
         " to " + new_date.dt.strftime("%Y-%m-%d") + ": " + _units(cand["left_qty"]) + " of the fence shortage cannot "

@@ -15,8 +15,9 @@ The projection is linear in the actions, so the re-projection adds each action's
 - a donor ships in a week more than it has on hand at the start of that week (its opening balance
   after the actions of the weeks before): a transfer cannot leave with stock that arrives later that week;
 - a donor that serves customers gets demand above plan it did not have: a transfer down the network
-  (``alternate_source`` from a plant or DC to a store or DC below it) is demand there for the exception
-  engine's ``demand_above_plan``, against a plan that covers the replenishment it ships.
+  (from a plant to a DC or store, from a DC to a store) is demand there for the exception engine's
+  ``demand_above_plan``, against a plan that covers the replenishment it ships. A departure after the last
+  window the engine judges counts in that window (a later run's windows reach it).
 
 Actions touching a violating SKU-location or resource-week are withdrawn and the rest re-checked.
 """
@@ -26,12 +27,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from soe_assets.detect.config import DetectionConfig
-from soe_assets.respond.candidates import Problem
+from soe_assets.respond.candidates import DETECTION, Problem, above_plan_from
 from soe_assets.respond.model import expand_weeks
 
 TOLERANCE = 1e-6
-DETECTION = DetectionConfig()  # the thresholds of the exceptions an action must not create
 
 
 def reproject(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
@@ -90,11 +89,6 @@ def _shipped_before_on_hand(actions: pd.DataFrame, projected: pd.DataFrame) -> p
     return leaving.loc[short, ["sku_id", "location_id"]]
 
 
-def _above_plan(demand: pd.Series, plan: pd.Series) -> pd.Series:
-    """The exception engine's ``demand_above_plan`` trigger on one window's demand and plan."""
-    return (demand >= plan * (1 + DETECTION.demand_above_rel)) & (demand - plan >= DETECTION.demand_min_units)
-
-
 def _new_demand_above_plan(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
     """(sku_id, location_id) of donors serving customers whose departures down the network push a demand window
     above plan where none of their windows was before (a place already above plan has its exception)."""
@@ -105,11 +99,12 @@ def _new_demand_above_plan(problem: Problem, actions: pd.DataFrame) -> pd.DataFr
     if not len(windows):
         return pd.DataFrame(columns=["sku_id", "location_id"])
     shipped = windows.merge(leaving[["sku_id", "location_id", "depart_week", "qty"]], on=["sku_id", "location_id"])
-    shipped = shipped[shipped["depart_week"] <= shipped["end_week"]]
+    last_window = problem.demand_windows["end_week"].max()
+    shipped = shipped[shipped["depart_week"].clip(upper=last_window) <= shipped["end_week"]]
     added = shipped.groupby(["sku_id", "location_id", "end_week"], as_index=False)["qty"].sum()
     windows = windows.merge(added, on=["sku_id", "location_id", "end_week"], how="left")
-    windows["before"] = _above_plan(windows["demand_qty"], windows["plan_qty"])
-    windows["after"] = _above_plan(windows["demand_qty"] + windows["qty"].fillna(0.0), windows["plan_qty"])
+    windows["before"] = windows["demand_qty"] >= above_plan_from(windows["plan_qty"])
+    windows["after"] = windows["demand_qty"] + windows["qty"].fillna(0.0) >= above_plan_from(windows["plan_qty"])
     places = windows.groupby(["sku_id", "location_id"], as_index=False)[["before", "after"]].any()
     return places.loc[places["after"] & ~places["before"], ["sku_id", "location_id"]]
 
