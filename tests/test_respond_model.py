@@ -313,6 +313,21 @@ def test_a_donor_ships_down_the_network_only_what_keeps_it_below_plan():
         assert moved(acts) == {("D", "A"): shipped}
 
 
+def test_rounding_up_never_takes_more_from_an_item_than_it_holds():
+    """Two expedites of one 50-unit PO line the optimiser split 33.29 + 16.64: rounded up they would take 51."""
+    from soe_assets.respond.recommend import overdrawn_items
+
+    actions = pd.DataFrame({"item_key": ["po|PO-1:2", "po|PO-1:2", "po|PO-2:1"], "item_qty": [50.0, 50.0, 40.0],
+                            "other_item_key": [None, None, None], "other_item_qty": [np.nan] * 3,
+                            "qty": [34.0, 17.0, 40.0]})
+    assert overdrawn_items(actions).tolist() == [True, True, False]
+    assert not overdrawn_items(actions.assign(qty=[33.0, 16.0, 40.0])).any()
+    # a reprioritisation draws on the order it pushes later too
+    swap = actions.assign(other_item_key=[None, None, "po|PO-1:2"], other_item_qty=[np.nan, np.nan, 50.0],
+                          qty=[20.0, 20.0, 11.0])
+    assert overdrawn_items(swap).tolist() == [True, True, True]
+
+
 def test_explanation_states_the_numbers():
     from soe_assets.respond.recommend import action_rows
 

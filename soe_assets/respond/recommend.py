@@ -60,13 +60,26 @@ def _week_label(week0: date, week_index: pd.Series) -> pd.Series:
     return "week-" + starts.dt.isocalendar().week.astype(str) + " (" + starts.dt.strftime("%Y-%m-%d") + ")"
 
 
+def overdrawn_items(actions: pd.DataFrame) -> pd.Series:
+    """Per action: it draws on an item (``item_key``, or the order a reprioritisation pushes later) whose actions
+    together take more than its open quantity (two expedites of one PO line rounded up: 34 + 17 of 50)."""
+    draws = pd.concat([actions[["item_key", "item_qty", "qty"]],
+                       actions[["other_item_key", "other_item_qty", "qty"]].set_axis(["item_key", "item_qty", "qty"],
+                                                                                     axis=1)])
+    draws = draws[draws["item_key"].notna()]
+    taken = draws.groupby("item_key").agg(qty=("qty", "sum"), open_qty=("item_qty", "first"))
+    over = taken.index[taken["qty"] > taken["open_qty"] + 1e-6]
+    return actions["item_key"].isin(over) | actions["other_item_key"].isin(over)
+
+
 def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Solve, round to whole units, verify. Returns (actions, withdrawn, re-projection).
 
     The LP's quantities are rounded up where the re-projection with every quantity rounded up flags
-    nothing the action touches (a shortage of 32.9 units gets 33, not 32 and a unit left short), else
-    down; should that mix still need a withdrawal, every quantity is rounded down, which never takes
-    more from a donor or a resource than the LP did.
+    nothing the action touches (a shortage of 32.9 units gets 33, not 32 and a unit left short) and the
+    item it draws on (a PO line, shipment or production order) has the units, else down; should that mix
+    still need a withdrawal, every quantity is rounded down, which never takes more from a donor, a
+    resource or an item than the LP did.
     """
     acts = solve(problem, config).actions
     # the verifier reads only the chosen actions' effects: narrowed once, not at every check (1M network:
@@ -74,7 +87,7 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
     chosen = replace(problem, effects=problem.effects[problem.effects["action_id"].isin(acts["action_id"])])
     down = np.floor(acts["qty"] + 1e-6)
     up = acts.assign(qty=np.ceil(acts["qty"] - 1e-6))
-    up_is_safe = ~find_violations(chosen, up, reproject(chosen, up))
+    up_is_safe = ~find_violations(chosen, up, reproject(chosen, up)) & ~overdrawn_items(up)
     for qty in (up["qty"].where(up_is_safe, down), down):
         rounded = acts.assign(qty=qty)
         kept, withdrawn, projected = verified(chosen, rounded[rounded["qty"] >= config.min_action_qty])
