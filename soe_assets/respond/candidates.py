@@ -83,17 +83,24 @@ def above_plan_from(plan: pd.Series) -> pd.Series:
     return np.maximum(plan * (1 + DETECTION.demand_above_rel), plan + DETECTION.demand_min_units)
 
 
-def donor_demand_room(problem: Problem) -> pd.DataFrame:
-    """sku_id, location_id, end_week, room_qty: how much more demand each window of a place not above plan in any
-    window takes before it would be (what transfers down the network may ship from it, in all)."""
+def departures_in_demand_windows(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
+    """Each transfer down the network (a row of ``actions``) once per ``demand_above_plan`` window of its donor it
+    counts in (those ending in or after its departure week; a departure after the last window counts in that
+    one, as a later run's windows reach it), with ``end_week`` and ``room_qty``: the demand the window takes
+    before the donor would be above plan. Only donors serving customers and not above plan in any window yet (a
+    place above plan already has its exception)."""
     windows = problem.demand_windows
     above = windows["demand_qty"] >= above_plan_from(windows["plan_qty"])
     flagged = windows.loc[above, ["sku_id", "location_id"]].drop_duplicates().assign(_flagged=True)
     windows = windows.merge(flagged, on=["sku_id", "location_id"], how="left")
     windows = windows[windows["_flagged"].isna()]
-    # strictly below the threshold: a hair under it, never negative
-    room = np.maximum(above_plan_from(windows["plan_qty"]) - windows["demand_qty"] - 1e-3, 0.0)
-    return windows[["sku_id", "location_id", "end_week"]].assign(room_qty=room)
+    room = windows[["sku_id", "location_id", "end_week"]].assign(
+        room_qty=above_plan_from(windows["plan_qty"]) - windows["demand_qty"])
+    leaving = actions[(actions["depart_week"] >= 0) & actions["down_the_network"].eq(True)].rename(
+        columns={"from_location_id": "location_id"})
+    counted = leaving.merge(room, on=["sku_id", "location_id"])
+    last_window = problem.demand_windows["end_week"].max()
+    return counted[counted["depart_week"].clip(upper=last_window) <= counted["end_week"]]
 
 
 def _demand_windows(conn: duckdb.DuckDBPyConnection, actions: pd.DataFrame) -> pd.DataFrame:

@@ -50,7 +50,8 @@ Constraints
    opening balance (the stock at as_of for d = 0, else ``P[l,d-1]``).
 6. Demand room (donor l serving customers, ``demand_above_plan`` window ending in week e): transfers down the
    network are demand at their donor, so ``sum_{a down from l, departing <= e} x[a] < threshold - demand`` of
-   that window (``candidates.donor_demand_room``), where l is not above plan already: no new exception there.
+   that window (``candidates.departures_in_demand_windows``), where l is not above plan already: no new
+   exception there.
 
 Decomposition: SKUs are independent except through shared resources (3) and reprioritisations
 (which lower another SKU). SKUs linked by a resource candidate or a reprioritisation are merged into one connected component (``scipy.sparse.csgraph``); components
@@ -64,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from soe_assets.respond.candidates import Problem, donor_demand_room
+from soe_assets.respond.candidates import Problem, departures_in_demand_windows
 from soe_assets.respond.config import RespondConfig
 
 
@@ -222,20 +223,16 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     # 6. demand room at donors serving customers:  sum of transfers down the network leaving by a window's end
     #    <= what the window takes before the donor would be above plan (a departure after the last window counts
     #    in it)
-    down = acts_pos[(acts_pos["depart_week"] >= 0) & acts_pos["down_the_network"].eq(True)].rename(
-        columns={"from_location_id": "location_id"})
-    room = donor_demand_room(problem)
-    if len(down) and len(room):
-        last_window = problem.demand_windows["end_week"].max()
-        nz = down.merge(room, on=["sku_id", "location_id"])
-        nz = nz[nz["depart_week"].clip(upper=last_window) <= nz["end_week"]]
+    nz = departures_in_demand_windows(problem, acts_pos)
+    if len(nz):
         room_rows = nz[["sku_id", "location_id", "end_week", "room_qty"]].drop_duplicates(
             ["sku_id", "location_id", "end_week"]).reset_index(drop=True)
         room_rows["row"] = n_rows + np.arange(len(room_rows))
         n_rows += len(room_rows)
         nz = nz.merge(room_rows[["sku_id", "location_id", "end_week", "row"]], on=["sku_id", "location_id", "end_week"])
         rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(np.ones(len(nz)))
-        rhs_g.append(room_rows["room_qty"].to_numpy(float))
+        # strictly below the threshold: a hair under it, never negative
+        rhs_g.append(np.maximum(room_rows["room_qty"].to_numpy(float) - 1e-3, 0.0))
         block_g.append(block_of_sku.reindex(room_rows["sku_id"]).to_numpy())
 
     row_idx = np.concatenate(rows_g).astype(np.int64)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from soe_assets.respond.candidates import DETECTION, Problem, above_plan_from
+from soe_assets.respond.candidates import DETECTION, Problem, departures_in_demand_windows
 from soe_assets.respond.model import expand_weeks
 
 TOLERANCE = 1e-6
@@ -92,21 +92,10 @@ def _shipped_before_on_hand(actions: pd.DataFrame, projected: pd.DataFrame) -> p
 def _new_demand_above_plan(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
     """(sku_id, location_id) of donors serving customers whose departures down the network push a demand window
     above plan where none of their windows was before (a place already above plan has its exception)."""
-    leaving = actions[(actions["depart_week"] >= 0) & actions["down_the_network"].eq(True)]
-    leaving = leaving.rename(columns={"from_location_id": "location_id"})
-    windows = problem.demand_windows.merge(leaving[["sku_id", "location_id"]].drop_duplicates(),
-                                           on=["sku_id", "location_id"])
-    if not len(windows):
-        return pd.DataFrame(columns=["sku_id", "location_id"])
-    shipped = windows.merge(leaving[["sku_id", "location_id", "depart_week", "qty"]], on=["sku_id", "location_id"])
-    last_window = problem.demand_windows["end_week"].max()
-    shipped = shipped[shipped["depart_week"].clip(upper=last_window) <= shipped["end_week"]]
-    added = shipped.groupby(["sku_id", "location_id", "end_week"], as_index=False)["qty"].sum()
-    windows = windows.merge(added, on=["sku_id", "location_id", "end_week"], how="left")
-    windows["before"] = windows["demand_qty"] >= above_plan_from(windows["plan_qty"])
-    windows["after"] = windows["demand_qty"] + windows["qty"].fillna(0.0) >= above_plan_from(windows["plan_qty"])
-    places = windows.groupby(["sku_id", "location_id"], as_index=False)[["before", "after"]].any()
-    return places.loc[places["after"] & ~places["before"], ["sku_id", "location_id"]]
+    shipped = departures_in_demand_windows(problem, actions)
+    added = shipped.groupby(["sku_id", "location_id", "end_week"]).agg(qty=("qty", "sum"), room_qty=("room_qty", "first"))
+    over = added[added["qty"] >= added["room_qty"]].reset_index()
+    return over[["sku_id", "location_id"]].drop_duplicates()
 
 
 def verified(problem: Problem, actions: pd.DataFrame, max_rounds: int = 5) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
