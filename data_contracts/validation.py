@@ -63,6 +63,13 @@ EDGE_BLANKS = " \t\n\r" + "".join(c for c in map(chr, range(0x80, 0x3001)) if c.
 # which no projection week or KPI can hold.
 EARLIEST_DATE, LATEST_DATE = "1900-01-01", "2199-12-31"
 OUT_OF_RANGE = f"is outside the dates {EARLIEST_DATE} to {LATEST_DATE}"
+# ISO 8601 forms of a timestamp neither pandas nor DuckDB reads as written, each with its rewrite into one
+# they read (the same in both engines): a comma as the decimal sign of the seconds (ISO's preferred
+# one), and a time of the hour alone ('T10', 'T10Z', 'T10+01:00').
+ISO_TIMESTAMP_REWRITES = (
+    (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9])", r"\1.\2"),
+    (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2})([Z+-]|$)", r"\1:00\2"),
+)
 
 
 def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -79,6 +86,8 @@ def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
     def parse(values: pd.Series) -> pd.Series:
         if kind == "date":
             return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+        for pattern, replacement in ISO_TIMESTAMP_REWRITES:
+            values = values.str.replace(pattern, replacement, regex=True)
         return pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
 
     moved = (1800 + (year - 1800) % 400).astype("Int64").astype("string").str.zfill(4) + stripped.str[4:]

@@ -714,13 +714,15 @@ def test_an_id_whose_master_data_row_was_quarantined_is_unknown_and_says_why(lan
         "unknown sku_id (not in master data skus: its row there was quarantined)"]
 
 
-def test_timestamps_accept_iso_8601_with_offset(landing):
-    plan = minimal_network()["sop_plan"][:1]
-    plan[0] = {**plan[0], "plan_version": "TZ", "committed_at": "2026-11-03T10:00:00+01:00"}
-    write_source(landing, "sop_plan", plan, suffix="_tz")
+def test_timestamps_accept_iso_8601_with_offset_decimal_comma_or_the_hour_alone(landing):
+    row = minimal_network()["sop_plan"][0]
+    stamps = {"TZ": "2026-11-03T10:00:00+01:00", "COMMA": "2026-11-03T10:00:00,5Z", "HOUR": "2026-11-03T10Z"}
+    write_source(landing, "sop_plan", [{**row, "plan_version": version, "committed_at": stamp}
+                                       for version, stamp in stamps.items()], suffix="_tz")
     result = ingest_landing_zone(landing, AS_OF)
-    committed = result.table("sop_plan").set_index("plan_version").loc["TZ", "committed_at"]
-    assert committed == pd.Timestamp("2026-11-03 09:00:00")
+    committed = result.table("sop_plan").set_index("plan_version")["committed_at"]
+    assert committed[list(stamps)].tolist() == [pd.Timestamp("2026-11-03 09:00:00"),
+                                                pd.Timestamp("2026-11-03 10:00:00.5"), pd.Timestamp("2026-11-03 10:00")]
     assert _quarantine(result, "sop_plan").empty
 
 
