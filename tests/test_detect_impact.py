@@ -100,6 +100,8 @@ def test_escalation_beyond_fence_or_not_absorbable() -> None:
         {"exception_type": "data_quality", "week_index": None, "absorbable": True},
     ])
     assert escalate_to_sop(frame, time_fence_weeks=4).tolist() == [False, True, True, False, False]
+    # without a fence nothing can be absorbed inside it: an overdue item bites now, in week 0, and escalates
+    assert escalate_to_sop(frame, time_fence_weeks=0).tolist() == [True, True, True, True, False]
 
 
 def test_root_cause_links_stockout_to_late_supply_and_upstream_production() -> None:

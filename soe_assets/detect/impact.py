@@ -105,7 +105,8 @@ def escalate_to_sop(frame: pd.DataFrame, time_fence_weeks: int) -> pd.Series:
     absorb it (``absorbable`` false: a shortage larger than the spare stock reachable along lanes, an
     overload larger than the free capacity of earlier fence weeks, a demand variance of
     ``escalate_demand_variance`` or more). Data quality never escalates."""
-    beyond = frame["week_index"].astype(float).ge(time_fence_weeks).fillna(False)
+    # an overdue item (a week before week 0) bites now: it lies in week 0, beyond a fence of no weeks
+    beyond = frame["week_index"].astype(float).clip(lower=0).ge(time_fence_weeks).fillna(False)
     not_absorbable = frame["absorbable"].astype("boolean").eq(False).fillna(False).astype(bool)
     escalate = (beyond | not_absorbable) & ~frame["exception_type"].eq("data_quality")
     return escalate.astype(bool)
