@@ -5,15 +5,12 @@
     beside one rebuilt on a newer ingest); soe_assets/warehouse.py writes the
     same records for the tables the Python stages build.
 -#}
-{% macro ensure_built_on_ingest() -%}
+{% macro record_built() -%}
     create schema if not exists ops;
     create table if not exists ops.built_on_ingest (
         table_name {{ dbt.type_string() }},
         run_id {{ dbt.type_string() }}
-    )
-{%- endmacro %}
-
-{% macro record_built() -%}
+    );
     delete from ops.built_on_ingest where table_name = '{{ this.schema }}.{{ this.identifier }}';
     insert into ops.built_on_ingest (table_name, run_id)
     select '{{ this.schema }}.{{ this.identifier }}', run_id from {{ source('raw', 'run_context') }}
