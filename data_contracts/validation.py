@@ -65,10 +65,13 @@ EARLIEST_DATE, LATEST_DATE = "1900-01-01", "2199-12-31"
 OUT_OF_RANGE = f"is outside the dates {EARLIEST_DATE} to {LATEST_DATE}"
 # ISO 8601 forms of a timestamp neither pandas nor DuckDB reads as written, each with its rewrite into one
 # they read (the same in both engines): a comma as the decimal sign of the seconds (ISO's preferred
-# one), and a time of the hour alone ('T10', 'T10Z', 'T10+01:00').
+# one), and a time of the hour alone ('T10', 'T10Z', 'T10+01:00'). Only a whole value of that form, with
+# no zone or a UTC offset ('Z', '+01', '+0100', '+01:00'), is rewritten: anything else around it is
+# left for both engines to reject alike.
+_ISO_OFFSET = r"(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
 ISO_TIMESTAMP_REWRITES = (
-    (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9])", r"\1.\2"),
-    (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2})([Z+-]|$)", r"\1:00\2"),
+    (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9]+)" + _ISO_OFFSET, r"\1.\2\3"),
+    (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]))" + _ISO_OFFSET, r"\1:00\2"),
 )
 
 
