@@ -23,10 +23,12 @@
 --                            negative, or the WMS reports held stock apart from
 --                            on hand and every hold is counted twice
 --   delivered_without_date   a sales-order line shipped, a PO line received or a
---                            production order completed by its status, without the
---                            date that says when: the KPIs that judge it on time
---                            (OTIF, fill rate, supplier on-time, schedule adherence)
---                            count it as late, and its cost of goods sold has no week
+--                            production order completed by its status, with units
+--                            delivered but without the date that says when: the KPIs
+--                            that judge it on time (OTIF, fill rate, supplier on-time,
+--                            schedule adherence) count it as late, so does the S&OP
+--                            feedback's supplier delay, and its cost of goods sold
+--                            has no week
 
 -- Each large import CTE is read once (the shipments and the snapshots have one per
 -- use): DuckDB materialises a CTE read more than once, and holding copies of those
@@ -555,6 +557,7 @@ closed_quantities as (
     from closed_order_lines
     where closed_order_lines.status = 'shipped'
       and closed_order_lines.ship_date is null
+      and closed_order_lines.shipped_qty > 0
 
     union all
 
@@ -572,6 +575,7 @@ closed_quantities as (
     from closed_po_lines
     where closed_po_lines.status = 'received'
       and closed_po_lines.received_date is null
+      and closed_po_lines.received_qty > 0
 
     union all
 
@@ -589,6 +593,7 @@ closed_quantities as (
     from closed_production
     where closed_production.status = 'completed'
       and closed_production.actual_finish_date is null
+      and closed_production.completed_qty > 0
 
 ),
 
