@@ -94,6 +94,11 @@ def planted_network() -> dict:
     add_clean_sku(net, "OUT", "DC-2", po_weeks=range(5, 13))
     # stockout beyond the fence: receipts stop after week 6 (fires, escalates as beyond the fence)
     add_clean_sku(net, "FAR", "DC-2", po_weeks=range(1, 7))
+    # near miss: no orders ahead; week 0 draws only the 4 days after as_of of its plan (57.14), every later week
+    # 100 against a receipt of 100: the balance stays 4.90 below zero, under the tolerance of 5 % of an average
+    # (whole) week of 100 (the partial week 0 averaged in would make the week 96.70 and the tolerance 4.84)
+    add_clean_sku(net, "OUT-WEEK0-NEAR", "DC-2", stock=52.24)
+    set_orders(net, "OUT-WEEK0-NEAR", "DC-2", {w: 100.0 for w in range(-8, 0)})
     # stockout at DC-1 that DC-2's spare stock of the same SKU can absorb (fires, no escalation)
     add_clean_sku(net, "SPARE", "DC-1", po_weeks=range(3, 13))
     add_clean_sku(net, "SPARE", "DC-2", stock=600)
@@ -288,7 +293,8 @@ def test_a_capacity_overload_says_what_is_left_to_make(planted: pd.DataFrame) ->
 def test_shortages_fire_where_stock_runs_short_only(planted: pd.DataFrame) -> None:
     stockouts = fired(planted, "projected_stockout")
     assert {"OUT@DC-2", "FAR@DC-2", "SPARE@DC-1", "HOLD@DC-1"} <= stockouts
-    assert not stockouts & {"LOW@DC-2", "LOW-NEAR@DC-2", "UP-NEAR@DC-1", "LATEPO-NEAR@DC-2", "EXCESS@DC-2"}
+    assert not stockouts & {"LOW@DC-2", "LOW-NEAR@DC-2", "UP-NEAR@DC-1", "LATEPO-NEAR@DC-2", "EXCESS@DC-2",
+                            "OUT-WEEK0-NEAR@DC-2"}
     below = fired(planted, "below_safety_stock")
     assert {"LOW@DC-2", "OUT@DC-2", "HOLD@DC-1"} <= below
     assert not below & {"LOW-NEAR@DC-2", "FAR@DC-2", "HOLD-NEAR@DC-1", "EXCESS-NEAR@DC-2"}

@@ -38,24 +38,24 @@ run as (
 
 def weekly_demand_sql(keys: str | None = None) -> str:
     """CTE ``weekly_demand``: per SKU-location (of ``keys``, a relation of ``sku_id, location_id``, when only a
-    few places can be flagged; else every one), its average weekly demand, for the shortage tolerance and the
-    excess rule.
+    few places can be flagged; else every one), its average week of demand, ``avg_week_demand``, for the
+    shortage tolerance and the excess rule.
 
-    The average runs over the weeks the committed plan covers (all weeks where the SKU-location has no
-    plan): past the plan's last week nothing forecasts demand, and counting those weeks as zero would make
-    ordinary stock look like excess. ``avg_later_week_demand`` leaves out the partial week 0 (its plan is
-    prorated in sensed demand, and on a Sunday nothing of it is left); a one-week horizon, or a plan covering
-    week 0 only, falls back to week 0's whole-week demand. It reads only the columns it needs: carrying every
-    column of the view through the window cost seconds at 10M SKU-location-weeks.
+    The average runs over the whole weeks the committed plan covers (all weeks where the SKU-location has
+    no plan): past the plan's last week nothing forecasts demand, and counting those weeks as zero would
+    make ordinary stock look like excess. The partial week 0 stays out (its plan is prorated in sensed
+    demand, and on a Sunday nothing of it is left: it would pull the average below a week's demand); a
+    one-week horizon, or a plan covering week 0 only, falls back to week 0's whole-week demand. It reads
+    only the columns it needs: carrying every column of the view through the window cost seconds at 10M
+    SKU-location-weeks.
     """
     only = f"where (sku_id, location_id) in (select sku_id, location_id from {keys})" if keys else ""
     return f"""
 weekly_demand as (
     select sku_id, location_id,
-        avg(case when forecast_covered then sensed_demand_qty end) as avg_week_demand,
         coalesce(avg(case when forecast_covered and week_index > 0 then sensed_demand_qty end),
                  max(case when week_index = 0 then greatest(demand_plan_qty, open_order_qty) end))
-            as avg_later_week_demand
+            as avg_week_demand
     from (
         select sku_id, location_id, week_index, sensed_demand_qty, demand_plan_qty, open_order_qty,
                coalesce(week_index <= max(case when plan_version is not null then week_index end)
@@ -444,13 +444,13 @@ fence_end as (
 ),
 excess as (
     select now.sku_id, now.location_id, now.week_start, now.unit_price, now.unit_cost,
-           now.available_stock_qty, coalesce(demand.avg_later_week_demand, 0) as avg_week_demand,
-           now.available_stock_qty - now.safety_stock_qty - ? * coalesce(demand.avg_later_week_demand, 0) as excess_now,
+           now.available_stock_qty, coalesce(demand.avg_week_demand, 0) as avg_week_demand,
+           now.available_stock_qty - now.safety_stock_qty - ? * coalesce(demand.avg_week_demand, 0) as excess_now,
            -- a plan ending before the fence's end sets no safety stock there (0): week 0's still applies
            fence_end.projected_available_qty
                - case when fence_end.plan_version is null then now.safety_stock_qty
                       else fence_end.safety_stock_qty end
-               - ? * coalesce(demand.avg_later_week_demand, 0) as excess_at_fence_end
+               - ? * coalesce(demand.avg_week_demand, 0) as excess_at_fence_end
     from now left join fence_end using (sku_id, location_id)
     inner join weekly_demand as demand using (sku_id, location_id)
 ),

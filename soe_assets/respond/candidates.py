@@ -199,7 +199,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
             select slw.sku_id, slw.location_id, coalesce(loc.location_type, '') as location_type, slw.week_index,
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
                    slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
-                   demand.avg_later_week_demand as later_week_demand, slw.atp_qty as atp,
+                   demand.avg_week_demand as later_week_demand, slw.atp_qty as atp,
                    slw.opening_available_qty as opening
             from concerned as slw
             inner join weekly_demand as demand using (sku_id, location_id)
