@@ -91,7 +91,15 @@ def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
             return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
         for pattern, replacement in ISO_TIMESTAMP_REWRITES:
             values = values.str.replace(pattern, replacement, regex=True)
-        return pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+        # Values with a zone and values without are parsed apart: pandas 2.3 gives a value without one the
+        # offset of a zoned value before it ('...T10:00:00+05:30', '...T10:00' read both at 04:30 UTC).
+        zoned = values.str.contains(r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$", regex=True).fillna(False).astype(bool)
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+        for part in (zoned, ~zoned):
+            if part.any():
+                parsed[part] = pd.to_datetime(values[part], format="ISO8601", errors="coerce",
+                                              utc=True).dt.tz_localize(None)
+        return parsed
 
     moved = (1800 + (year - 1800) % 400).astype("Int64").astype("string").str.zfill(4) + stripped.str[4:]
     real = parse(moved.where(iso)).notna()

@@ -230,6 +230,17 @@ def test_iso_8601_timestamps_with_a_decimal_comma_or_the_hour_alone_are_read_in_
     assert [pd.Timestamp(value) for value in in_sql] == list(in_pandas) == [pd.Timestamp(v) for v in expected.values()]
 
 
+def test_a_timestamp_without_a_zone_is_read_alike_after_one_with_a_zone() -> None:
+    """pandas gives a value without a zone the offset of a zoned value parsed before it in one call."""
+    from data_contracts.validation import _parse_column
+
+    values = ["2026-11-20T10:00:00+05:30", "2026-11-20T10:00", "2026-11-20T10Z", "2026-11-20 10:00:00"]
+    forward, _, _ = _parse_column("ts", pd.Series(values, dtype="string"))
+    backward, _, _ = _parse_column("ts", pd.Series(values[::-1], dtype="string"))
+    expected = [pd.Timestamp(t) for t in ("2026-11-20 04:30", "2026-11-20 10:00", "2026-11-20 10:00", "2026-11-20 10:00")]
+    assert list(forward) == expected and list(backward) == expected[::-1]
+
+
 def test_both_engines_read_every_number_form_alike():
     """DuckDB's number casts take a digit separator ('1_000') and a doubled sign ('+-1' as -1), and read
     'inf'; the contract's numbers are finite decimals: each form must parse, or fail, alike in SQL and pandas."""
