@@ -68,7 +68,8 @@ OUT_OF_RANGE = f"is outside the dates {EARLIEST_DATE} to {LATEST_DATE}"
 # one), and a time of the hour alone ('T10', 'T10Z', 'T10+01:00'). Only a whole value of that form, with
 # no zone or a UTC offset ('Z', '+01', '+0100', '+01:00'), is rewritten: anything else around it is
 # left for both engines to reject alike.
-_ISO_OFFSET = r"(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
+_ISO_ZONE = r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)"
+_ISO_OFFSET = f"({_ISO_ZONE})?$"
 ISO_TIMESTAMP_REWRITES = (
     (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9]+)" + _ISO_OFFSET, r"\1.\2\3"),
     (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]))" + _ISO_OFFSET, r"\1:00\2"),
@@ -93,7 +94,7 @@ def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
             values = values.str.replace(pattern, replacement, regex=True)
         # Values with a zone and values without are parsed apart: pandas 2.3 gives a value without one the
         # offset of a zoned value before it ('...T10:00:00+05:30', '...T10:00' read both at 04:30 UTC).
-        zoned = values.str.contains(r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$", regex=True).fillna(False).astype(bool)
+        zoned = values.str.contains(_ISO_ZONE + "$", regex=True).fillna(False).astype(bool)
         parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
         for part in (zoned, ~zoned):
             if part.any():

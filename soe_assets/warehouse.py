@@ -74,8 +74,7 @@ BUILT_ON_INGEST = "ops.built_on_ingest"
 
 def record_built(conn: duckdb.DuckDBPyConnection, *tables: str) -> None:
     """Note that ``tables`` (``schema.name``) were just built from the warehouse's current ingest."""
-    conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILT_ON_INGEST} (table_name VARCHAR, run_id VARCHAR)")
+    ensure_table(conn, BUILT_ON_INGEST, {"table_name": "VARCHAR", "run_id": "VARCHAR"})
     conn.execute(f"DELETE FROM {BUILT_ON_INGEST} WHERE list_contains(?, table_name)", [list(tables)])
     conn.execute(f"INSERT INTO {BUILT_ON_INGEST} SELECT unnest(?), run_id FROM raw.run_context", [list(tables)])
 
