@@ -61,9 +61,16 @@ class _ProgressHandler(logging.Handler):
 
 
 # The errors a step ends with on Ctrl-C or a stop signal: Dagster's own, or DuckDB's when the signal came
-# during a query ("Query interrupted"), or Python's.
+# during a query ("Query interrupted": an InterruptException when the query was interrupted through its
+# connection, a plain RuntimeError when DuckDB met the SIGINT itself), or Python's.
 INTERRUPTION_ERRORS = frozenset({"DagsterExecutionInterruptedError", "InterruptException", "KeyboardInterrupt"})
+DUCKDB_SIGINT = ("RuntimeError", "Query interrupted")
 INTERRUPTED = "interrupted (Ctrl-C or a stop signal)"
+
+
+def _is_interruption(error: SerializableErrorInfo) -> bool:
+    return error.cls_name in INTERRUPTION_ERRORS or (
+        error.cls_name == DUCKDB_SIGINT[0] and readable_error(error) == DUCKDB_SIGINT[1])
 
 
 def readable_error(error: SerializableErrorInfo) -> str:
@@ -80,7 +87,7 @@ def failure_reasons(error: SerializableErrorInfo | None) -> list[str]:
     while error is not None:
         chain.append(error)
         error = error.cause
-    if any(link.cls_name in INTERRUPTION_ERRORS for link in chain):
+    if any(_is_interruption(link) for link in chain):
         return [INTERRUPTED]
     return [readable_error(link) for link in chain]
 

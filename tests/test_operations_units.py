@@ -727,9 +727,15 @@ def test_the_run_lock_refuses_another_process_and_is_shared_within_one(lock_held
         assert "again" in run_lock.lock_path(other).read_text()
 
 
-def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted():
+@pytest.mark.parametrize(("interrupt", "error_class"), [("connection", "InterruptException"),
+                                                         ("sigint", "RuntimeError")])
+def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted(interrupt, error_class):
     """Ctrl-C during a DuckDB query fails the step with DuckDB's 'Query interrupted' inside Dagster's own error:
-    the terminal, the alert and the exit code of soe run take it for the interruption it is."""
+    the terminal, the alert and the exit code of soe run take it for the interruption it is. DuckDB says it
+    in two classes: InterruptException when the query is interrupted through its connection, RuntimeError
+    when DuckDB meets the SIGINT a terminal's Ctrl-C sends (a run stopped so reported a failure)."""
+    import os
+    import signal
     import threading
 
     import dagster as dg
@@ -741,13 +747,13 @@ def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted():
     @dg.asset
     def long_query() -> None:
         conn = duckdb.connect()
-        threading.Timer(0.3, conn.interrupt).start()
+        stop = conn.interrupt if interrupt == "connection" else lambda: os.kill(os.getpid(), signal.SIGINT)
+        threading.Timer(0.3, stop).start()
         conn.execute("SELECT count(*) FROM range(100000000000) AS numbers(i) WHERE i % 7 = 3").fetchall()
 
     result = dg.materialize([long_query], raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
     failure = next(event for event in result.all_events if event.is_step_failure)
-    assert "InterruptException" in {failure.step_failure_data.error.cls_name,
-                                    failure.step_failure_data.error.cause.cls_name}
+    assert error_class in {failure.step_failure_data.error.cls_name, failure.step_failure_data.error.cause.cls_name}
     assert failure_reasons(failure.step_failure_data.error) == [INTERRUPTED]
     assert step_failures(result.all_events) == f"step long_query failed: {INTERRUPTED}"
 
