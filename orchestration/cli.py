@@ -173,8 +173,9 @@ def _refuse_non_database(path: Path) -> None:
             header = file.read(12)
     except OSError as error:
         raise UserError(f"cannot use {path} as the warehouse: {error.strerror or error}") from None
-    if header and header[8:12] != DUCKDB_MAGIC:
-        raise UserError(f"cannot use {path} as the warehouse: the file exists, but it is not a DuckDB database")
+    if header[8:12] != DUCKDB_MAGIC:  # an empty file too: DuckDB refuses to open it
+        raise UserError(f"cannot use {path} as the warehouse: the file exists, but it is not a DuckDB database"
+                        + (" (it is empty)" if not header else ""))
 
 
 def _check_warehouse_file(path: Path) -> None:
@@ -183,8 +184,10 @@ def _check_warehouse_file(path: Path) -> None:
         return
     import duckdb
 
+    from soe_assets.warehouse import open_warehouse
+
     try:
-        duckdb.connect(str(path)).close()
+        open_warehouse(path).close()
     except duckdb.Error as error:
         raise UserError(f"cannot use {path} as the warehouse: {error}") from None
 

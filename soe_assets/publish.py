@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from soe_assets import run_lock
 from soe_assets.warehouse import HISTORY_TABLES, published_history, quote, record_published
 
 SCHEMA_VERSION = "1"
@@ -161,6 +162,10 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
     if warehouse is not None:
         if not warehouse.exists():
             raise MartNotPublished(f"no warehouse at {warehouse}: run 'soe run' first")
+        running = run_lock.held_elsewhere(warehouse)
+        if running:  # opening the live file now could make the run's next step fail to open it
+            raise MartNotPublished(f"a run is writing the warehouse {warehouse} now ({running}): read the "
+                                   "published marts (--publish) instead, or wait for it to end")
         try:
             conn = duckdb.connect(str(warehouse), read_only=True)
         except duckdb.Error as error:  # not a DuckDB file, or a run holds it: the published files can be read

@@ -7,6 +7,7 @@ its own step (the in-process executor runs one step at a time).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,10 +20,29 @@ import pandas as pd
 from soe_assets.duckdb_settings import memory_limit
 
 
+# How long a step waits for a reader that holds the file (a planner's `soe exceptions --warehouse`, a
+# notebook: readers are told to read the published marts, but one that opens the live file between two
+# steps would otherwise fail the run).
+LOCK_WAIT_SECONDS = 60.0
+
+
+def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | None = None,
+                   lock_wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting up to ``lock_wait`` seconds while another process holds the file's lock."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+        except duckdb.IOException as error:
+            if "Could not set lock" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 @contextmanager
 def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path), read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
+    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
     try:
         yield conn
     finally:

@@ -727,6 +727,66 @@ def test_the_run_lock_refuses_another_process_and_is_shared_within_one(lock_held
         assert "again" in run_lock.lock_path(other).read_text()
 
 
+def test_a_reader_of_the_live_warehouse_is_sent_to_the_published_marts_while_a_run_holds_it(lock_held_elsewhere,
+                                                                                            capsys):
+    """`soe exceptions --warehouse W` while a run holds W: a clear refusal, and the file is never opened (a
+    reader holding it between two steps failed the run's next step)."""
+    import duckdb
+
+    from orchestration.cli import main
+
+    warehouse, pid = lock_held_elsewhere
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT 1 AS x")
+    assert main(["exceptions", "--warehouse", str(warehouse)]) == 2
+    error = capsys.readouterr().err
+    assert f"a run is writing the warehouse {warehouse} now (a test holder, pid {pid}" in error
+    assert "read the published marts (--publish) instead" in error
+
+
+HOLD_WAREHOUSE_OPEN = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1], read_only=True)
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_step_waits_for_a_reader_that_holds_the_warehouse_instead_of_failing(tmp_path):
+    """A reader (a notebook, a planner's command) holding the live file for a moment delays a step's
+    connection, it does not fail the run; with no wait the same open fails on DuckDB's lock."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from soe_assets.warehouse import connect, open_warehouse
+
+    warehouse = tmp_path / "soe.duckdb"
+    duckdb.connect(str(warehouse)).close()
+
+    def reader(seconds: float) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", HOLD_WAREHOUSE_OPEN, str(warehouse), str(seconds)],
+                                   stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "open"
+        return process
+
+    holder = reader(30)
+    try:
+        with pytest.raises(duckdb.IOException, match="Could not set lock"):
+            open_warehouse(warehouse, lock_wait=0)
+    finally:
+        holder.kill()
+        holder.wait()
+    holder = reader(1.5)
+    with connect(warehouse) as conn:
+        conn.execute("CREATE TABLE written_after_the_reader AS SELECT 1 AS x")
+    assert holder.wait(timeout=30) == 0
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        assert conn.execute("SELECT x FROM written_after_the_reader").fetchall() == [(1,)]
+
+
 @pytest.mark.parametrize(("interrupt", "error_class"), [("connection", "InterruptException"),
                                                          ("sigint", "RuntimeError")])
 def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted(interrupt, error_class):

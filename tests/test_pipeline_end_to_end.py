@@ -156,6 +156,8 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--warehouse", "{file}/w.duckdb"], "cannot create the warehouse folder"),
     (["--publish", "{file}/publish"], "cannot create the publish folder"),
     (["--warehouse", "{file}"], "a_file as the warehouse: the file exists, but it is not a DuckDB database"),
+    (["--warehouse", "{empty}"], "empty_file as the warehouse: the file exists, but it is not a DuckDB database "
+                                 "(it is empty)"),
     (["--warehouse", "{folder}"], "landing as the warehouse: it is a folder; name the database file in it"),
     (["--env", "SOE_BLOCK_QUARANTINE_SHARE=-0.5"], "SOE_BLOCK_QUARANTINE_SHARE='-0.5' is not a share between 0 and 1"),
     (["--env", "SOE_BLOCK_MIN_ROWS=some"], "SOE_BLOCK_MIN_ROWS='some' is not a whole number of rows, 0 or more"),
@@ -174,10 +176,11 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
 
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     (tmp_path / "a_file").write_text("not a database")
+    (tmp_path / "empty_file").touch()
     if arguments[0] == "--env":
         monkeypatch.setenv(*arguments[1].format(file=tmp_path / "a_file").split("=", 1))
         arguments = []
-    paths = {"file": tmp_path / "a_file", "folder": landing}
+    paths = {"file": tmp_path / "a_file", "empty": tmp_path / "empty_file", "folder": landing}
     options = {"--warehouse": str(tmp_path / "w.duckdb"),
                **dict(zip(arguments[::2], [a.format(**paths) for a in arguments[1::2]]))}
     try:
