@@ -606,6 +606,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from soe_assets.feedback.report import REPORT_FILE
 
+    _check_mart_folder(args)
     publish = args.publish or demo_workspace(args.dir).publish
     path = publish / REPORT_FILE
     if not path.is_file():
@@ -630,18 +631,26 @@ def _add_mart_source(parser: argparse.ArgumentParser) -> None:
 def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = None):
     from soe_assets.publish import MartNotPublished, load_mart
 
-    given, option = (args.publish, "--publish") if args.publish is not None else (args.dir, "--dir")
-    if args.warehouse is None and given.exists() and not given.is_dir():
-        raise UserError(f"{option} {given} is a file, not a folder")
-    if args.warehouse is None and args.publish is None and not args.dir.exists():
-        raise UserError(f"--dir {args.dir} does not exist (the folder 'soe demo --dir' wrote, or pass --publish / "
-                        "--warehouse for the paths of your 'soe run')")
+    if args.warehouse is None:
+        _check_mart_folder(args)
     try:
         if args.warehouse is not None:
             return load_mart(table, warehouse=args.warehouse, distinct=distinct)
         return load_mart(table, publish_dir=_published_set(args), distinct=distinct)
     except MartNotPublished as error:
         raise UserError(str(error)) from None
+
+
+def _check_mart_folder(args: argparse.Namespace) -> None:
+    """The --publish or --dir a reader names must be a folder that exists: a typo would read as 'nothing
+    published yet'."""
+    given, option = (args.publish, "--publish") if args.publish is not None else (args.dir, "--dir")
+    if given.exists() and not given.is_dir():
+        raise UserError(f"{option} {given} is a file, not a folder")
+    if args.publish is None and not args.dir.exists():
+        other = "--publish / --warehouse" if hasattr(args, "warehouse") else "--publish"
+        raise UserError(f"--dir {args.dir} does not exist (the folder 'soe demo --dir' wrote, or pass {other} for "
+                        "the paths of your 'soe run')")
 
 
 def _published_set(args: argparse.Namespace) -> Path:
@@ -670,7 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone")
+    gen = sub.add_parser("generate", help="write a realistic sample network into a landing zone",
+                         description="Write a realistic sample network into a landing-zone folder: every source of "
+                                     "the landing-zone contract, with planted problems listed in "
+                                     "_planted_problems.json.")
     gen.add_argument("--out", type=Path, required=True, help="landing-zone folder to write")
     gen.add_argument("--seed", type=_non_negative, default=7, help="random seed (same seed, same files; default 7)")
     gen.add_argument("--skus", type=_at_least_one, default=40, help="number of SKUs (default 40)")
@@ -683,7 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--out already holds a landing zone: delete its extracts first (refused otherwise)")
     gen.set_defaults(func=cmd_generate)
 
-    run = sub.add_parser("run", help="run every stage once on a landing zone")
+    run = sub.add_parser("run", help="run every stage once on a landing zone",
+                         description="Run every stage once on a landing zone: ingest and validate the extracts "
+                                     "(bad rows to the quarantine), reconcile them into the trusted view (dbt), detect "
+                                     "and rank exceptions, recommend responses, compute the KPIs and the S&OP "
+                                     "feedback, and publish the marts as Parquet.")
     run.add_argument("--landing", type=Path, required=True, help="landing-zone folder (one folder per source)")
     run.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file (created if missing)")
     run.add_argument("--publish", type=Path, default=None, help="folder for the published Parquet marts "
@@ -705,12 +721,17 @@ def build_parser() -> argparse.ArgumentParser:
                      f"{DEFAULT_MEMORY_LIMIT})")
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it")
+    demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it",
+                          description="Generate the sample network into --dir and run the whole pipeline on it; "
+                                      "prints where the warehouse, the published marts and the UI command are.")
     demo.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="demo folder (default: ./soe-demo)")
     demo.add_argument("--seed", type=_non_negative, default=7, help="random seed of the sample network (default 7)")
     demo.set_defaults(func=cmd_demo)
 
-    exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)")
+    exc = sub.add_parser("exceptions", help="the ranked exceptions of the latest run (planner's view)",
+                         description="Print the latest run's open exceptions, most important first, with their "
+                                     "impact, first week, escalation and explanation, from the published marts "
+                                     "(--dir, --publish) or the warehouse (--warehouse; not while a run holds it).")
     _add_mart_source(exc)
     exc.add_argument("--top", type=_non_negative, default=20, help="show the N most important (default 20; 0: all)")
     exc.add_argument("--type", default=None, help="only this exception type, e.g. projected_stockout")
@@ -727,7 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     recs.add_argument("--action", default=None, help="only this action type, e.g. reallocate_stock")
     recs.set_defaults(func=cmd_recommendations)
 
-    ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions")
+    ui = sub.add_parser("ui", help="start the Dagster UI on the project's definitions",
+                        description="Start the Dagster UI (asset lineage, runs, schedules, sensors, asset checks) "
+                                    "on the data of the demo folder or of your own landing zone and warehouse.")
     ui.add_argument("--dir", type=Path, default=None, help="soe folder whose data the UI uses (default: ./soe-demo)")
     ui.add_argument("--landing", type=Path, default=None,
                     help="landing zone of your 'soe run' (with --warehouse; instead of the one in --dir)")
@@ -738,7 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=_port, default=3000, help="port to serve on (default: 3000)")
     ui.set_defaults(func=cmd_ui)
 
-    report = sub.add_parser("report", help="print the path of the S&OP feedback report (HTML)")
+    report = sub.add_parser("report", help="print the path of the S&OP feedback report (HTML)",
+                            description="Print the path of the HTML S&OP feedback report of the latest published "
+                                        "set (open it in a browser).")
     report_source = report.add_mutually_exclusive_group()
     report_source.add_argument("--dir", type=Path, default=DEFAULT_DEMO_DIR, help="soe folder (default: ./soe-demo)")
     report_source.add_argument("--publish", type=Path, default=None, help="publish folder (default: <dir>/publish)")

@@ -432,7 +432,7 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
     for arguments, message in ((["--dir", str(tmp_path / "nowhere")], f"--dir {tmp_path / 'nowhere'} does not exist"),
                                (["--dir", str(tmp_path / "a_file")], f"--dir {tmp_path / 'a_file'} is a file, not a folder"),
                                (["--publish", str(tmp_path / "a_file")], "is a file, not a folder")):
-        for command in ("exceptions", "recommendations"):
+        for command in ("exceptions", "recommendations", "report"):
             assert main([command, *arguments]) == 2
             assert message in capsys.readouterr().err
     # half the paths of a run: the other half would be the demo folder's, a UI that shows none of the runs
@@ -628,3 +628,22 @@ def test_publishing_on_its_own_refuses_marts_left_from_an_earlier_ingest(tmp_pat
                               "marts.sop_feedback were built from an earlier ingest than the warehouse's latest")
     assert "sku_location_week" not in message  # dbt rebuilt it from that ingest
     assert (run.workspace.publish / "_manifest.json").read_text() == manifest
+
+
+def test_every_command_has_help_that_says_what_it_does(capsys):
+    """`soe COMMAND --help` exits 0 with a sentence on what the command does and a line for every option."""
+    import argparse
+
+    from orchestration.cli import build_parser, main
+
+    commands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    assert set(commands.choices) >= {"generate", "run", "demo", "exceptions", "recommendations", "ui", "report"}
+    for name, parser in commands.choices.items():
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        shown = capsys.readouterr().out
+        assert shown.startswith(f"usage: soe {name}") and parser.description and len(parser.description) > 40, name
+        assert " ".join(parser.description.split()[:4]) in " ".join(shown.split()), name
+        undocumented = [action.dest for action in parser._actions if not action.help]
+        assert not undocumented, (name, undocumented)

@@ -57,7 +57,7 @@ def sop_feedback(
         page = render_report(kpis, feedback, as_of=as_of, sop_cycle=cycle, window_start=window.start)
         path = write_report(page, warehouse.files_path)  # published with the marts, under the same gates
         record_built(conn, "marts.sop_feedback")  # with its report: a set never pairs it with an older one
-    context.log.info(f"sop_feedback: {len(feedback)} patterns for the S&OP cycle of {cycle}; report {path.name} "
+    context.log.info(f"sop_feedback: {len(feedback)} pattern(s) for the S&OP cycle of {cycle}; report {path.name} "
                      "(published with the marts)")
     return dg.MaterializeResult(
         metadata={
