@@ -225,9 +225,21 @@ def _write_sample_network(out: Path, **options):
 SAMPLE_AS_OF_RANGE = (date(1901, 1, 1), date(2198, 12, 31))
 
 
+# The largest sample `soe generate` writes: it simulates every SKU-location in memory, ~1.4 GB for 2M
+# SKU-locations at plants and DCs, ~1.5 GB for 100k at stores (daily POS): ~8 GB at each limit.
+MAX_SAMPLE_SKU_LOCATIONS = 2_000_000
+MAX_SAMPLE_SKU_STORES = 500_000
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from soe_assets.sample_network import NetworkSize
 
+    sku_locations, sku_stores = args.skus * (args.dcs + args.plants), args.skus * args.stores
+    if sku_locations > MAX_SAMPLE_SKU_LOCATIONS or sku_stores > MAX_SAMPLE_SKU_STORES:
+        raise UserError(f"--skus x (--dcs + --plants) is {sku_locations:,} and --skus x --stores {sku_stores:,}; a "
+                        f"sample holds at most {MAX_SAMPLE_SKU_LOCATIONS:,} and {MAX_SAMPLE_SKU_STORES:,} (the "
+                        "generator simulates every SKU-location in memory, a store's daily sales ~20 times a DC's "
+                        "weeks; the 10M benchmark network, --skus 200000 --dcs 4, has 1,200,000 and none)")
     earliest, latest = SAMPLE_AS_OF_RANGE
     if args.as_of is not None and not earliest <= args.as_of <= latest:
         raise UserError(f"--as-of {args.as_of}: a sample's dates reach half a year around it, and extracts carry "
@@ -592,6 +604,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
     if args.landing is not None and not args.landing.is_dir():
         raise UserError(f"--landing {args.landing} is not a folder")
+    _refuse_non_database(workspace.warehouse)
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
                         f"run 'soe demo --dir {folder}' first, or pass --landing / --warehouse")

@@ -168,9 +168,10 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
                                    "published marts (--publish) instead, or wait for it to end")
         try:
             conn = duckdb.connect(str(warehouse), read_only=True)
-        except duckdb.Error as error:  # not a DuckDB file, or a run holds it: the published files can be read
-            raise MartNotPublished(f"cannot open the warehouse {warehouse} ({error}); while a run writes it, "
-                                   "read the published marts (--publish) instead") from None
+        except duckdb.Error as error:  # not a DuckDB file, or another process writes it
+            hint = ("; another process is writing it: read the published marts (--publish) instead"
+                    if "Could not set lock" in str(error) else "")
+            raise MartNotPublished(f"cannot open the warehouse {warehouse} ({error}){hint}") from None
         with conn:
             if table not in mart_tables(conn):
                 raise MartNotPublished(f"{warehouse} has no marts.{table} yet: run 'soe run' first")

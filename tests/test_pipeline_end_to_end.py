@@ -448,6 +448,9 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
         paths = ["--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]
         assert main(["ui", *paths, "--port", str(busy)]) == 2
         assert f"cannot serve on 127.0.0.1:{busy}" in capsys.readouterr().err
+    # a warehouse that is no DuckDB file: refused as soe run refuses it, not a UI whose every run fails
+    assert main(["ui", "--landing", str(landing), "--warehouse", str(tmp_path / "a_file")]) == 2
+    assert "the file exists, but it is not a DuckDB database" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:
         main(["ui", *paths, "--port", "99999"])
     assert refused.value.code == 2 and "'99999' is not a port (1 to 65535)" in capsys.readouterr().err
@@ -647,3 +650,13 @@ def test_every_command_has_help_that_says_what_it_does(capsys):
         assert " ".join(parser.description.split()[:4]) in " ".join(shown.split()), name
         undocumented = [action.dest for action in parser._actions if not action.help]
         assert not undocumented, (name, undocumented)
+
+
+@pytest.mark.parametrize("size", [["--skus", "3", "--stores", "1000000"], ["--skus", "1000000", "--dcs", "3"]])
+def test_generate_refuses_a_sample_too_large_to_simulate(tmp_path, capsys, size):
+    """A sample the generator cannot hold in memory is a clear error up front, not a process killed silently."""
+    from orchestration.cli import main
+
+    assert main(["generate", "--out", str(tmp_path / "landing"), *size]) == 2
+    assert "a sample holds at most 2,000,000 and 500,000" in capsys.readouterr().err
+    assert not (tmp_path / "landing").exists()
