@@ -110,6 +110,24 @@ def test_units_that_only_shorten_the_wait_of_backorders_say_so():
     assert "covers 0" not in row["explanation"]
 
 
+def test_only_units_arriving_by_the_worst_week_share_the_revenue_protected():
+    """A is 40 short from week 0. D1 (1-day lane) can spare 10, which reach week 0; D2 (6 days) sends 30 that
+    land in week 1, after A's worst week: they shorten the wait of its backorders but leave the worst shortfall
+    at 30. The 10 units cover 10 ($500); the 30 units protect $0 and say so (shared by quantity, they showed
+    $375 and 'covers 7.5')."""
+    pos = positions({("X", "A"): ([-40] * 6, 0), ("X", "D1"): ([110] * 6, 100), ("X", "D2"): ([300] * 6, 100)})
+    prob = problem(pos, lanes(("D1", "A", 1, 0.1), ("D2", "A", 6, 0.1)))
+    acts, projected = chosen(prob)
+    assert moved(acts) == {("D1", "A"): 10, ("D2", "A"): 30}
+    into, short = attribute(prob, acts, projected)
+    rows = action_rows(prob, into, projected).set_index("from_location_id")
+    assert short["protected_value"].sum() == pytest.approx(10 * 50)
+    assert rows.loc["D1", "impact_resolved_value"] == pytest.approx(10 * 50)
+    assert "covers 10 of the shortfall at A" in rows.loc["D1", "explanation"]
+    assert rows.loc["D2", "impact_resolved_value"] == 0
+    assert "serves the backorders waiting at A sooner" in rows.loc["D2", "explanation"]
+
+
 def test_donor_that_would_fall_below_safety_stock_is_not_used():
     # D2 is at 150 now but drops to 90 (< ss 100) in week 2: anything it sends now would deepen that.
     # D1 can spare only 25 (125 - 100): A gets 25, the remaining 35 stay uncovered.

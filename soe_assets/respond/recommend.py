@@ -97,18 +97,25 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
 
 
 def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Covered units and revenue protected per short location, shared among the actions that deliver
-    into it in proportion to their quantity (actions that only free stock at a donor get 0)."""
+    """Covered units and revenue protected per short location, shared in proportion to their quantity among
+    the actions that deliver into it by the first week its shortfall reaches its worst: units arriving later
+    leave that week as short as it was (they serve waiting backorders sooner), and actions that only free
+    stock at a donor get 0."""
     fence = projected[projected["inside_time_fence"]]
     after = fence.groupby(["sku_id", "location_id"]).agg(left_qty=("proj_new", lambda s: max(0.0, -s.min())),
                                                          price=("price", "first"))
-    short = problem.shortages.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
+    worst = fence.loc[fence.sort_values("week_index").groupby(["sku_id", "location_id"])["proj"].idxmin(),
+                      ["sku_id", "location_id", "week_index"]].rename(columns={"week_index": "worst_week"})
+    short = (problem.shortages.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
+             .merge(worst, on=["sku_id", "location_id"], how="left"))
     short["covered_qty"] = (short["short_qty"] - short["left_qty"].fillna(short["short_qty"])).clip(lower=0)
     short["protected_value"] = short["covered_qty"] * short["price"].fillna(0)
-    into = actions.merge(short[["sku_id", "location_id", "protected_value", "covered_qty", "short_qty", "first_week"]]
-                         .rename(columns={"location_id": "to_location_id"}), on=["sku_id", "to_location_id"], how="left")
-    total_in = into.groupby(["sku_id", "to_location_id"])["qty"].transform("sum")
-    share = into["qty"] / total_in
+    into = actions.merge(short[["sku_id", "location_id", "protected_value", "covered_qty", "short_qty", "first_week",
+                                "worst_week"]].rename(columns={"location_id": "to_location_id"}),
+                         on=["sku_id", "to_location_id"], how="left")
+    in_time = into["qty"].where(into["arrive_week"] <= into["worst_week"], 0.0)
+    total_in = in_time.groupby([into["sku_id"], into["to_location_id"]]).transform("sum")
+    share = (in_time / total_in.where(total_in > 0)).fillna(0.0)
     into["impact_resolved_value"] = (into["protected_value"] * share).fillna(0.0)
     into["covered_share_qty"] = (into["covered_qty"] * share).fillna(0.0)
     into["cost"] = into["qty"] * into["cost_per_unit"]
