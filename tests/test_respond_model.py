@@ -33,7 +33,7 @@ def positions(series: dict[tuple[str, str], tuple[list[float], float]], price: f
             rows.append({"sku_id": sku, "location_id": loc, "location_type": (types or {}).get(loc, "dc"),
                          "week_index": k, "week_start": WEEK0 + timedelta(weeks=k), "inside_time_fence": k < F,
                          "proj": p, "ss": ss, "price": price, "sensed_demand": 10.0, "later_week_demand": 10.0,
-                         "atp": 0.0,
+                         "atp": 0.0, "booked_out": 0.0,
                          "opening": proj[k - 1] if k else p + 10.0})
     return pd.DataFrame(rows)
 
@@ -126,6 +126,24 @@ def test_only_units_arriving_by_the_worst_week_share_the_revenue_protected():
     assert "covers 10 of the shortfall at A" in rows.loc["D1", "explanation"]
     assert rows.loc["D2", "impact_resolved_value"] == 0
     assert "serves the backorders waiting at A sooner" in rows.loc["D2", "explanation"]
+
+
+def test_a_donor_keeps_the_stock_a_booked_transfer_takes_on_monday():
+    """D holds 60, all booked to leave on a transfer on Monday of week 1; its refill of 60 lands later that
+    week, so its weekly balance never dips. A is 40 short from week 1. Moving 40 from D tomorrow would leave 20
+    for the booked 60 on Monday: D ships nothing before week 2, when it opens with the refill; the verifier
+    withdraws a plan that ships earlier."""
+    pos = positions({("X", "A"): ([0, -40, -40, -40, -40, -40], 0), ("X", "D"): ([60] * 6, 0)})
+    pos.loc[(pos["location_id"] == "D") & (pos["week_index"] == 0), "opening"] = 60.0
+    pos.loc[(pos["location_id"] == "D") & (pos["week_index"] == 1), "booked_out"] = 60.0
+    prob = problem(pos, lanes(("D", "A", 1, 0.1)))
+    acts, _ = chosen(prob)
+    transfers = acts[acts["action_type"] == "reallocate_stock"]
+    assert len(transfers) and (transfers["depart_week"] >= 2).all(), transfers[["depart_week", "qty"]]
+    early = prob.actions[(prob.actions["action_type"] == "reallocate_stock") & (prob.actions["depart_week"] == 0)]
+    assert len(early) == 1
+    early = early.assign(qty=40.0)
+    assert find_violations(prob, early, reproject(prob, early)).all()
 
 
 def test_donor_that_would_fall_below_safety_stock_is_not_used():

@@ -200,7 +200,7 @@ def load_problem(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Respo
                    slw.week_start, slw.inside_time_fence, slw.projected_available_qty as proj,
                    slw.safety_stock_qty as ss, coalesce(slw.unit_price, 0) as price, slw.sensed_demand_qty as sensed_demand,
                    demand.avg_week_demand as later_week_demand, slw.atp_qty as atp,
-                   slw.opening_available_qty as opening
+                   slw.opening_available_qty as opening, slw.booked_transfer_out_qty as booked_out
             from concerned as slw
             inner join weekly_demand as demand using (sku_id, location_id)
             left join staging.stg_locations as loc using (location_id)

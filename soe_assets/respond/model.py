@@ -46,8 +46,10 @@ Constraints
    pushes later.
 5. Departures (donor l, departure week d): a transfer leaves on the Monday of d (week 0: tomorrow), so
    it ships the stock on hand at the start of d, not receipts or pulled-in production landing later in
-   d: ``O[l,d] + sum_a E[a,l,d-1] x[a] - sum_{a departs l in d} x[a] >= min(0, O[l,d])`` with ``O`` the
-   opening balance (the stock at as_of for d = 0, else ``P[l,d-1]``).
+   d, and so do the transfers booked to leave l in d (``B``, from ``booked_transfer_out_qty``):
+   ``O[l,d] - B[l,d] + sum_a E[a,l,d-1] x[a] - sum_{a departs l in d} x[a] >= min(0, O[l,d] - B[l,d])`` with
+   ``O`` the opening balance (the stock at as_of for d = 0, else ``P[l,d-1]``), in every week l ships
+   from and every week a booked transfer leaves it.
 6. Demand room (donor l serving customers, ``demand_above_plan`` window ending in week e): transfers down the
    network are demand at their donor, so ``sum_{a down from l, departing <= e} x[a] < threshold - demand`` of
    that window (``candidates.departures_in_demand_windows``), where l is not above plan already: no new
@@ -129,7 +131,8 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     if not len(shortages):
         return Solution(acts.assign(qty=0.0), shortages.assign(uncovered_qty=0.0), 0, [])
     block_of_sku = _blocks(problem, config)
-    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence", "opening"]]
+    pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence", "opening",
+                             "booked_out"]]
     n_a, n_u = len(acts), len(shortages)
     short_pos = shortages[["sku_id", "location_id"]].assign(u_col=n_a + np.arange(n_u))
     cover_rows = pos[pos["inside_time_fence"] & (pos["proj"] < 0)].merge(short_pos, on=["sku_id", "location_id"])
@@ -166,12 +169,15 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     rhs_g.append(np.maximum(floor_rows["proj"] - floor_rows["ss"], 0).to_numpy(float))
     block_g.append(block_of_sku.reindex(floor_rows["sku_id"]).to_numpy())
 
-    # 5. departures, as  -sum E[l,d-1] x + sum departing x <= max(0, O[l,d])
+    # 5. departures, as  -sum E[l,d-1] x + sum departing x <= max(0, O[l,d] - B[l,d]): in every week a donor
+    #    ships from, and in every week a booked transfer leaves a lowered donor (it needs its stock on Monday too)
     acts_pos = acts.assign(col=np.arange(n_a), block=var_block[:n_a])
     keys = ["sku_id", "location_id", "week_index"]
     departing = acts_pos[acts_pos["depart_week"] >= 0].rename(
         columns={"from_location_id": "location_id", "depart_week": "week_index"})
-    dep_rows = departing[keys].drop_duplicates().merge(pos[[*keys, "opening"]], on=keys, how="left")
+    booked_out = pos[pos["booked_out"] > 0].merge(lowered, on=["sku_id", "location_id"])[keys]
+    dep_rows = (pd.concat([departing[keys], booked_out]).drop_duplicates()
+                .merge(pos[[*keys, "opening", "booked_out"]], on=keys, how="left"))
     dep_rows["row"] = n_rows + np.arange(len(dep_rows))
     n_rows += len(dep_rows)
     leaving = departing.merge(dep_rows[[*keys, "row"]], on=keys)
@@ -179,7 +185,7 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     rows_g += [leaving["row"].to_numpy(), before["row"].to_numpy()]
     cols_g += [leaving["col"].to_numpy(), before["col"].to_numpy()]
     vals_g += [np.ones(len(leaving)), -before["sign"].to_numpy(float)]
-    rhs_g.append(np.maximum(dep_rows["opening"].fillna(0.0), 0).to_numpy(float))
+    rhs_g.append(np.maximum(dep_rows["opening"].fillna(0.0) - dep_rows["booked_out"].fillna(0.0), 0).to_numpy(float))
     block_g.append(block_of_sku.reindex(dep_rows["sku_id"]).to_numpy())
 
     # 2. shortage cover, as  -sum E x - u <= P  (the worst week) and  -sum E x - w <= P  (each week)

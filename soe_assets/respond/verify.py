@@ -13,7 +13,8 @@ The projection is linear in the actions, so the re-projection adds each action's
   stock now and the balance at the end of the fence both more than safety stock + ``excess_cover_weeks``
   of demand, by ``excess_min_units``; no action changes the stock now);
 - a donor ships in a week more than it has on hand at the start of that week (its opening balance
-  after the actions of the weeks before): a transfer cannot leave with stock that arrives later that week;
+  after the actions of the weeks before, less the transfers booked to leave it that week): a transfer
+  cannot leave with stock that arrives later that week, nor with stock a booked shipment takes;
 - a donor that serves customers gets demand above plan it did not have: a transfer down the network
   (from a plant to a DC or store, from a DC to a store) is demand there for the exception engine's
   ``demand_above_plan``, against a plan that covers the replenishment it ships. A departure after the last
@@ -75,18 +76,22 @@ def find_violations(problem: Problem, actions: pd.DataFrame, projected: pd.DataF
 
 
 def _shipped_before_on_hand(actions: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
-    """(sku_id, location_id) of donors whose departures in a week exceed their opening balance after the
-    actions (no worse than before where it was already negative)."""
+    """(sku_id, location_id) of donors whose Monday stock after the actions of the weeks before does not cover
+    what leaves them that Monday: their departures and the transfers booked to leave that week (no worse than
+    before where it was already short)."""
     keys = ["sku_id", "location_id", "week_index"]
     leaving = actions[actions["depart_week"] >= 0].rename(
         columns={"from_location_id": "location_id", "depart_week": "week_index"}).groupby(keys, as_index=False)["qty"].sum()
-    if not len(leaving):
+    lowered = projected.loc[projected["delta"] < 0, ["sku_id", "location_id"]].drop_duplicates()
+    booked = projected[projected["booked_out"] > 0].merge(lowered, on=["sku_id", "location_id"])[keys]
+    weeks = pd.concat([leaving[keys], booked]).drop_duplicates().merge(leaving, on=keys, how="left")
+    if not len(weeks):
         return pd.DataFrame(columns=["sku_id", "location_id"])
     before = projected[keys + ["delta"]].assign(week_index=projected["week_index"] + 1)
-    leaving = leaving.merge(projected[keys + ["opening"]], on=keys, how="left").merge(before, on=keys, how="left")
-    opening = leaving["opening"].fillna(0.0)
-    short = opening + leaving["delta"].fillna(0.0) - leaving["qty"] < np.minimum(opening, 0.0) - TOLERANCE
-    return leaving.loc[short, ["sku_id", "location_id"]]
+    weeks = weeks.merge(projected[keys + ["opening", "booked_out"]], on=keys, how="left").merge(before, on=keys, how="left")
+    monday = weeks["opening"].fillna(0.0) - weeks["booked_out"].fillna(0.0)
+    short = monday + weeks["delta"].fillna(0.0) - weeks["qty"].fillna(0.0) < np.minimum(monday, 0.0) - TOLERANCE
+    return weeks.loc[short, ["sku_id", "location_id"]]
 
 
 def _new_demand_above_plan(problem: Problem, actions: pd.DataFrame) -> pd.DataFrame:
