@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from data_contracts.schemas import MONDAY
 from data_contracts.sources import SourceContract
 from data_contracts.validation import (
-    EARLIEST_DATE, EDGE_BLANKS, ISO_TIMESTAMP_REWRITES, KIND_WORDS, LATEST_DATE, OUT_OF_RANGE, describe_check,
+    EARLIEST_DATE, EDGE_BLANKS, ISO_IMPOSSIBLE_OFFSET, ISO_TIMESTAMP_REWRITES, KIND_WORDS, LATEST_DATE, OUT_OF_RANGE, describe_check,
     not_a_plant,
 )
 
@@ -79,12 +79,14 @@ def _starts_with_iso_date(text: str) -> str:
 
 
 def _zoned_parse(text: str) -> str:
-    """Only a value DuckDB cannot read as written is rewritten (``ISO_TIMESTAMP_REWRITES``) and read again."""
+    """Only a value DuckDB cannot read as written is rewritten (``ISO_TIMESTAMP_REWRITES``) and read again; a
+    value with an offset no clock has (``ISO_IMPOSSIBLE_OFFSET``) is none."""
     rewritten = text
     for pattern, replacement in ISO_TIMESTAMP_REWRITES:
         rewritten = f"regexp_replace({rewritten}, {literal(pattern)}, {literal(replacement)})"
     parsed = f"coalesce(TRY_CAST({text} AS TIMESTAMPTZ), TRY_CAST({rewritten} AS TIMESTAMPTZ))"
-    return f"CASE WHEN {_starts_with_iso_date(text)} THEN CAST({parsed} AS TIMESTAMP) END"
+    possible = f"NOT regexp_matches({text}, {literal(ISO_IMPOSSIBLE_OFFSET)})"
+    return f"CASE WHEN {_starts_with_iso_date(text)} AND {possible} THEN CAST({parsed} AS TIMESTAMP) END"
 
 
 def _number(number: str, kind: str, text: str) -> str:

@@ -70,6 +70,9 @@ OUT_OF_RANGE = f"is outside the dates {EARLIEST_DATE} to {LATEST_DATE}"
 # left for both engines to reject alike.
 _ISO_ZONE = r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)"
 _ISO_OFFSET = f"({_ISO_ZONE})?$"
+# A UTC offset no clock has, after a time of day: an hour past 23 or a minute past 59 ('+25:00', '+14:60',
+# '-99:00'). DuckDB's cast reads '+25:00' as a day and an hour ahead, which moved a plan's commit time.
+ISO_IMPOSSIBLE_OFFSET = r"[T ][0-9][0-9:.,]*[+-](?:(?:2[4-9]|[3-9][0-9])(?::?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
 ISO_TIMESTAMP_REWRITES = (
     (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}),([0-9]+)" + _ISO_OFFSET, r"\1.\2\3"),
     (r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]))" + _ISO_OFFSET, r"\1:00\2"),
@@ -90,6 +93,7 @@ def _parse_dated(kind: str, stripped: pd.Series) -> tuple[pd.Series, pd.Series]:
     def parse(values: pd.Series) -> pd.Series:
         if kind == "date":
             return pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+        values = values.mask(values.str.contains(ISO_IMPOSSIBLE_OFFSET, regex=True).fillna(False).astype(bool))
         for pattern, replacement in ISO_TIMESTAMP_REWRITES:
             values = values.str.replace(pattern, replacement, regex=True)
         # Values with a zone and values without are parsed apart: pandas 2.3 gives a value without one the

@@ -189,7 +189,9 @@ def test_both_engines_read_every_date_and_timestamp_form_alike():
                "2026-11-20", "2026-11-20T10:00:00.5+05:30", "2026-11-20T10:00:00,5Z", "2026-11-20T10Z",
                "2026-11-20T10", "2026-11-20 10-05", "2026-11-20T1", "2026-11-20T10:30,5", "2026-11-20T10:00:00,",
                "2026-11-20t10:00:00z", "2026-11-20T24Z", "2026-11-20T10+01:00:00", "2026-11-20T10:00:00,5 Z",
-               "2026-11-20T10:00:00,5+1", "2026-11-20T10:00:00,5 UTC"],
+               "2026-11-20T10:00:00,5+1", "2026-11-20T10:00:00,5 UTC", "2026-11-20T08:00:00+25:00",
+               "2026-11-20T08:00:00-99:00", "2026-11-20T08:00:00+14:60", "2026-11-20T10-24", "2026-11-20T08:00:00+2400",
+               "2026-11-20T08:00:00+23:59", "2026-11-20T08:00:00-12:00"],
     }
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
@@ -228,6 +230,31 @@ def test_iso_8601_timestamps_with_a_decimal_comma_or_the_hour_alone_are_read_in_
     in_pandas, unparseable, _ = _parse_column("ts", pd.Series(values, dtype="string"))
     assert not unparseable.any()
     assert [pd.Timestamp(value) for value in in_sql] == list(in_pandas) == [pd.Timestamp(v) for v in expected.values()]
+
+
+def test_a_timestamp_with_a_utc_offset_no_clock_has_is_unparseable_in_both_engines():
+    """An offset hour past 23 or minute past 59 is no ISO 8601 offset: DuckDB read '+25:00' as a day and an
+    hour, so a plan committed '2026-11-24T08:00:00+99:00' came into force four days early. Offsets a clock
+    has, however far from UTC, still parse."""
+    import duckdb
+
+    from data_contracts.sql_rules import parsed_text, plain_cast
+    from data_contracts.validation import _parse_column
+
+    impossible = ["2026-11-20T08:00:00+25:00", "2026-11-20T08:00:00+24:00", "2026-11-20T08:00:00+14:60",
+                  "2026-11-20T08:00:00-99:00", "2026-11-20T08:00:00+2500", "2026-11-20T10-24", "2026-11-20 08:00+30"]
+    possible = {"2026-11-20T08:00:00+23:59": "2026-11-19 08:01:00", "2026-11-20T08:00:00-12:00": "2026-11-20 20:00:00",
+                "2026-11-20T08:00:00+0530": "2026-11-20 02:30:00", "2026-11-20T10-05": "2026-11-20 15:00:00"}
+    values = impossible + list(possible)
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    typed = parsed_text("ts", "v", plain_cast("ts", "v"))
+    in_sql = [row[0] for row in conn.execute(f"SELECT {typed} FROM unnest(?) AS t(v)", [values]).fetchall()]
+    in_pandas, unparseable, _ = _parse_column("ts", pd.Series(values, dtype="string"))
+    assert in_sql[:len(impossible)] == [None] * len(impossible)
+    assert unparseable.tolist() == [True] * len(impossible) + [False] * len(possible)
+    expected = [pd.Timestamp(v) for v in possible.values()]
+    assert [pd.Timestamp(v) for v in in_sql[len(impossible):]] == list(in_pandas[len(impossible):]) == expected
 
 
 def test_a_timestamp_without_a_zone_is_read_alike_after_one_with_a_zone() -> None:

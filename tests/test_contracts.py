@@ -726,6 +726,17 @@ def test_timestamps_accept_iso_8601_with_offset_decimal_comma_or_the_hour_alone(
     assert _quarantine(result, "sop_plan").empty
 
 
+def test_a_commit_time_with_an_offset_no_clock_has_is_quarantined_not_moved(landing):
+    """'+99:00' is no UTC offset: the row is quarantined, its version is not committed at a made-up time."""
+    row = minimal_network()["sop_plan"][0]
+    write_source(landing, "sop_plan", [{**row, "plan_version": "ODD", "committed_at": "2026-11-24T08:00:00+99:00"}],
+                 suffix="_odd")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert "ODD" not in set(result.table("sop_plan")["plan_version"])
+    assert _quarantine(result, "sop_plan")[["column", "reason"]].values.tolist() == [
+        ["committed_at", "committed_at is not an ISO 8601 timestamp: '2026-11-24T08:00:00+99:00'"]]
+
+
 def _typed_plan_parquet(landing: Path, rows: list[dict], name: str, zone: str | None = None,
                         unit: str = "ns") -> Path:
     """Plan rows as a Parquet extract storing ``committed_at`` as a timestamp (``zone``, ``unit``) and
