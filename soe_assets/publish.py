@@ -30,7 +30,7 @@ import duckdb
 import pandas as pd
 
 from soe_assets import run_lock
-from soe_assets.warehouse import HISTORY_TABLES, published_history, quote, record_published
+from soe_assets.warehouse import HISTORY_TABLES, is_lock_conflict, published_history, quote, record_published
 
 SCHEMA_VERSION = "1"
 VERSIONS = ".versions"
@@ -170,7 +170,7 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
             conn = duckdb.connect(str(warehouse), read_only=True)
         except duckdb.Error as error:  # not a DuckDB file, or another process writes it
             hint = ("; another process is writing it: read the published marts (--publish) instead"
-                    if "Could not set lock" in str(error) else "")
+                    if is_lock_conflict(error) else "")
             raise MartNotPublished(f"cannot open the warehouse {warehouse} ({error}){hint}") from None
         with conn:
             if table not in mart_tables(conn):

@@ -26,6 +26,11 @@ from soe_assets.duckdb_settings import memory_limit
 LOCK_WAIT_SECONDS = 60.0
 
 
+def is_lock_conflict(error: duckdb.Error) -> bool:
+    """DuckDB refused to open the file because another process holds it."""
+    return isinstance(error, duckdb.IOException) and "Could not set lock" in str(error)
+
+
 def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | None = None,
                    lock_wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, waiting up to ``lock_wait`` seconds while another process holds the file's lock."""
@@ -34,7 +39,7 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as error:
-            if "Could not set lock" not in str(error) or time.monotonic() >= deadline:
+            if not is_lock_conflict(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.2)
 
