@@ -2,6 +2,7 @@
 
 from datetime import date, timedelta
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,7 @@ def test_a_key_repeated_across_files_is_an_upsert_but_repeated_within_one_is_qua
     # the progress line accounts for every row read: 5 = 2 valid + 2 quarantined + 1 superseded (MOVED's first)
     line = next(p for p in progress if p.startswith("sales_orders"))
     assert "5 rows read" in line and "2 valid" in line and "1 superseded by later extracts" in line
+    assert re.search(r" \(\d+\.\d s\)$", line), line  # how long the source took: the large ones take minutes
 
 
 def test_missing_column_quarantines_the_whole_file_and_other_files_flow_on(landing):

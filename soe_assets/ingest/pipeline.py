@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -731,6 +732,7 @@ def ingest_landing_zone(
                     f"EXCEPT SELECT id FROM _master_{kind}")
             master_tables = {"sku": "_master_sku", "location": "_master_location", "plant": "_master_plant",
                              "sku_rejected": "_master_sku_rejected", "location_rejected": "_master_location_rejected"}
+        started = time.perf_counter()
         report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables)
         reports[source.name] = report
         if progress:
@@ -744,6 +746,7 @@ def ingest_landing_zone(
                 + (f"; {rejected_whole} file(s) rejected whole (data_quality_issues says why)" if rejected_whole else "")
                 + (f"; folder(s) ignored, extracts are files: {', '.join(report.folders_ignored)}"
                    if report.folders_ignored else "")
+                + f" ({time.perf_counter() - started:.1f} s)"
             )
     return IngestResult(as_of=resolved, reports=reports, conn=conn)
 
