@@ -64,7 +64,8 @@ def run(tmp_path_factory):
     _add_sku(net, "SKU-D", {"DC-1": 0.0, "DC-2": 120.0}, safety={"DC-2": 60.0})
     # SKU-F: fine inside the fence, a 600-unit order in week 6 makes DC-1 short beyond it.
     _add_sku(net, "SKU-F", {"DC-1": 150.0}, extra_orders=[("DC-1", 6, 600.0)])
-    # SKU-P: the plant runs short until MO-P-1 (400) finishes in week 3; LINE-2 is idle.
+    # SKU-P: the plant runs short until MO-P-3 (400) finishes in week 3; LINE-2 is idle until then, and that
+    # week it has capacity for 250 only: an overload of 150 the pull-ins clear.
     net["skus"].append({"sku_id": "SKU-P", "product_family": "test", "unit_cost": 20.0, "unit_price": 50.0})
     net["sop_plan"] += [{"plan_version": "2026-11", "committed_at": "2026-11-02T09:00:00", "sku_id": "SKU-P",
                          "location_id": "PLANT-1", "week_start": monday(w).isoformat(), "demand_qty": 100.0,
@@ -77,7 +78,7 @@ def run(tmp_path_factory):
          "planned_qty": 400.0 if w == 3 else 100.0, "completed_qty": 0.0, "actual_finish_date": "", "status": "released"}
         for w in range(3, 13)]
     net["resource_capacity"] += [{"location_id": "PLANT-1", "resource_id": "LINE-2", "week_start": monday(w).isoformat(),
-                                  "capacity_qty": 500.0} for w in range(-8, 13)]
+                                  "capacity_qty": 250.0 if w == 3 else 500.0} for w in range(-8, 13)]
     # SKU-S: the plant is 57 short in week 3 until MO-S-4 (400) finishes on Fri 12-18 (week 4). LINE-3 is full
     # every week (capacity = load), so no pull-in fits; MO-T-3 (100 units of SKU-T, Fri 12-11) shares its slot and
     # SKU-T sits far above its safety stock (~320 against 100): run MO-S-4 first, MO-T-3's units move to 12-18.
@@ -163,6 +164,19 @@ def test_idle_resource_gets_a_pull_in(recs):
     # pulled)
     assert p["qty"].sum() == pytest.approx(208)
     assert sorted(p["qty"]) == pytest.approx([8, 100, 100])
+
+
+def test_pull_ins_out_of_an_overloaded_week_resolve_the_overload(run, recs):
+    """MO-P-3's week on LINE-2 is 150 over capacity (400 against 250); the pull-ins move 208 of it into weeks with
+    spare capacity, so the overload goes with the shortage: every pull-in row lists it."""
+    overload = run.query("select exception_id, week_start, shortfall_qty from marts.exception_history "
+                         "where exception_type = 'capacity_overload' and reference_id = 'LINE-2' and status = 'open'")
+    assert overload[["week_start", "shortfall_qty"]].values.tolist() == [[pd.Timestamp(monday(3)), 150.0]]
+    pulls = recs[(recs["sku_id"] == "SKU-P") & (recs["action_type"] == "pull_in_production")]
+    assert len(pulls) == 3
+    assert all(overload["exception_id"].iloc[0] in ids.split(",") for ids in pulls["resolves_exception_ids"])
+    # the stockout at the plant is still the exception each row serves
+    assert pulls["exception_id"].nunique() == 1 and pulls["exception_id"].iloc[0] != overload["exception_id"].iloc[0]
 
 
 def test_full_resource_gets_a_reprioritisation(recs):

@@ -13,8 +13,8 @@ from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
 from soe_assets.respond.report import format_recommendations
 from soe_assets.respond.recommend import (
-    action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions, promise_rows,
-    served_places,
+    action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions,
+    overloads_cleared, promise_rows, served_places,
 )
 from soe_assets.respond.verify import find_violations, reproject
 
@@ -583,10 +583,11 @@ def test_recommendations_link_to_the_runs_exceptions_held_back_by_the_alert_budg
     conn = duckdb.connect()
     conn.execute("create schema marts")
     conn.execute("""create table marts.exception_history as select * from (values
-        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18', true),
-        ('EX-B', 'projected_stockout', 'S', 'DC-2', null, 'open', DATE '2026-11-18', false),
-        ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-11', true)
-    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of, in_alert_budget)""")
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18', true, DATE '2026-11-16', 0.0),
+        ('EX-B', 'projected_stockout', 'S', 'DC-2', null, 'open', DATE '2026-11-18', false, DATE '2026-11-16', 0.0),
+        ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-11', true, DATE '2026-11-16', 0.0)
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of, in_alert_budget,
+            week_start, shortfall_qty)""")
     rows = pd.DataFrame({"action_type": "reallocate_stock", "sku_id": "S", "to_place": ["DC-1", "DC-2", "DC-3"],
                          "reference_id": None, "qty": 10.0, "week_start": pd.Timestamp(WEEK0)})
     linked = link_exceptions(conn, rows, pd.MultiIndex.from_tuples([], names=["sku_id", "location_id"]), AS_OF)
@@ -604,10 +605,11 @@ def test_an_expedite_claims_the_late_line_it_expedites_only_when_it_moves_all_of
     conn = duckdb.connect()
     conn.execute("create schema marts")
     conn.execute("""create table marts.exception_history as select * from (values
-        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18'),
-        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18'),
-        ('EX-P2', 'late_purchase_order', 'S', 'DC-1', 'PO-2', 'open', DATE '2026-11-18')
-    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of)""")
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-P2', 'late_purchase_order', 'S', 'DC-1', 'PO-2', 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0)
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of,
+            week_start, shortfall_qty)""")
     rows = pd.DataFrame({"action_type": "expedite_purchase_order", "sku_id": "S", "to_place": "DC-1",
                          "reference_id": ["PO-1", "PO-1", "PO-2"], "qty": [60.0, 40.0, 80.0],
                          "item_qty": [100.0, 100.0, 100.0], "week_start": pd.Timestamp(WEEK0)})
@@ -622,11 +624,12 @@ def test_an_expedite_claims_the_late_line_only_when_it_lands_within_the_slip_tol
     conn = duckdb.connect()
     conn.execute("create schema marts")
     conn.execute("""create table marts.exception_history as select * from (values
-        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18'),
-        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18'),
-        ('EX-P2', 'late_purchase_order', 'S', 'DC-1', 'PO-2', 'open', DATE '2026-11-18'),
-        ('EX-P3', 'late_purchase_order', 'S', 'DC-1', 'PO-3', 'open', DATE '2026-11-18')
-    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of)""")
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-P2', 'late_purchase_order', 'S', 'DC-1', 'PO-2', 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-P3', 'late_purchase_order', 'S', 'DC-1', 'PO-3', 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0)
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of,
+            week_start, shortfall_qty)""")
     rows = pd.DataFrame({"action_type": "expedite_purchase_order", "sku_id": "S", "to_place": "DC-1",
                          "reference_id": ["PO-1", "PO-2", "PO-3", "PO-3"], "qty": [50.0, 50.0, 20.0, 30.0],
                          "item_qty": 50.0, "week_start": pd.Timestamp(WEEK0),
@@ -643,11 +646,12 @@ def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_e
     conn = duckdb.connect()
     conn.execute("create schema marts")
     conn.execute("""create table marts.exception_history as select * from (values
-        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18'),
-        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18'),
-        ('EX-B', 'below_safety_stock', 'S', 'DC-2', null, 'open', DATE '2026-11-18'),
-        ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-18')
-    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of)""")
+        ('EX-A', 'projected_stockout', 'S', 'DC-1', null, 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-P1', 'late_purchase_order', 'S', 'DC-1', 'PO-1', 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-B', 'below_safety_stock', 'S', 'DC-2', null, 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0),
+        ('EX-C', 'projected_stockout', 'S', 'DC-3', null, 'open', DATE '2026-11-18', DATE '2026-11-16', 0.0)
+    ) as t(exception_id, exception_type, sku_id, location_id, reference_id, status, as_of,
+            week_start, shortfall_qty)""")
     rows = pd.DataFrame({
         "action_type": ["reallocate_stock", "expedite_purchase_order", "escalate_to_sop", "reallocate_stock",
                         "reallocate_stock"],
@@ -663,3 +667,20 @@ def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_e
         impact_resolved_value=0.0, cost=0.0, explanation="x", rank=range(1, 6)))
     assert "serves EX-A without resolving it  [REC-0]" in lines
     assert "resolves EX-P1  [REC-1]" in lines
+
+
+def test_an_overload_is_cleared_only_when_what_is_left_of_it_is_no_overload():
+    """Capacity 100 (overload above 105 and 1 unit over): LINE-A's week is 50 over and loses 48 to pull-ins
+    (2 left, within the 5 % tolerance); LINE-B's is 50 over and loses 40 (10 left: still overloaded); LINE-C's
+    week has no overload; a pull-in from another week of LINE-A clears nothing."""
+    week = pd.Timestamp("2026-11-30")
+    overloads = pd.DataFrame({"exception_id": ["EX-A", "EX-B"], "location_id": "PLANT-1",
+                              "resource_id": ["LINE-A", "LINE-B"], "week_start": week, "over_qty": 50.0,
+                              "capacity_qty": 100.0})
+    pulls = pd.DataFrame({"location_id": "PLANT-1", "resource_id": ["LINE-A", "LINE-A", "LINE-B", "LINE-C", "LINE-A"],
+                          "week_start": [week, week, week, week, week + pd.Timedelta(days=7)],
+                          "qty": [30.0, 18.0, 40.0, 60.0, 100.0]}, index=[10, 11, 12, 13, 14])
+    cleared = overloads_cleared(pulls, overloads)
+    assert cleared.index.tolist() == [10, 11, 12, 13, 14]
+    assert cleared.tolist()[:2] == ["EX-A", "EX-A"] and cleared.iloc[2:].isna().all()
+    assert overloads_cleared(pulls.iloc[:1], overloads).isna().all()  # 30 of the 50: 20 left over

@@ -318,20 +318,69 @@ def below_safety_stock_after(projected: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(fence.loc[below, ["sku_id", "location_id"]].drop_duplicates())
 
 
+def overloads_cleared(pulls: pd.DataFrame, overloads: pd.DataFrame) -> pd.Series:
+    """Per pull-in row (``pulls``: location_id, resource_id, week_start of the order's old week, qty), the
+    ``capacity_overload`` exceptions its pull-ins clear, comma-separated (else NaN).
+
+    ``overloads`` (exception_id, location_id, resource_id, week_start, over_qty, capacity_qty) are the open
+    overloads. The pull-ins move their quantity out of the order's old week, and only into fence weeks
+    with spare capacity (LP constraint 3), so no other week becomes overloaded. An overload is cleared when
+    what is left of it no longer meets detection's rule (load above capacity x (1 +
+    ``capacity_overload_rel``) and at least ``capacity_min_units`` over); every row moving units out of
+    that week then resolves it.
+    """
+    week = ["location_id", "resource_id", "week_start"]
+    if not len(pulls) or not len(overloads):
+        return pd.Series(np.nan, index=pulls.index, dtype=object)
+    moved = pulls.groupby(week, as_index=False)["qty"].sum()
+    left = overloads.merge(moved, on=week)
+    remaining = left["over_qty"] - left["qty"]
+    still = (remaining > left["capacity_qty"] * DEFAULT_CONFIG.capacity_overload_rel) & (
+        remaining >= DEFAULT_CONFIG.capacity_min_units)
+    cleared = left.loc[~still].groupby(week)["exception_id"].agg(",".join)
+    return pd.Series(cleared.reindex(pd.MultiIndex.from_frame(pulls[week])).to_numpy(), index=pulls.index)
+
+
+def _overload_links(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, exc: pd.DataFrame) -> pd.Series:
+    """``overloads_cleared`` for the rows' pull-ins, read from the warehouse: each pulled order's resource and
+    the week its load counts in (the trusted view's production supply), each open overload's capacity."""
+    pulled = rows["action_type"].eq("pull_in_production")
+    overloads = exc[exc["exception_type"] == "capacity_overload"]
+    if not pulled.any() or not len(overloads):
+        return pd.Series(np.nan, index=rows.index, dtype=object)
+    orders = conn.execute("""
+        select s.reference_id, s.location_id, s.resource_id, w.week_start
+        from intermediate.int_open_supply as s join intermediate.int_run_weeks as w using (week_index)
+        where s.supply_kind = 'production' and s.reference_id in (select unnest(?))""",
+        [sorted(set(rows.loc[pulled, "reference_id"]))]).df()
+    capacity = conn.execute("""
+        select location_id, resource_id, week_start, capacity_qty from staging.stg_resource_capacity
+        where resource_id in (select unnest(?))""", [sorted(set(overloads["reference_id"]))]).df()
+    open_overloads = overloads.rename(columns={"reference_id": "resource_id", "shortfall_qty": "over_qty"})
+    open_overloads = open_overloads.assign(week_start=pd.to_datetime(open_overloads["week_start"])).merge(
+        capacity.assign(week_start=pd.to_datetime(capacity["week_start"])), on=["location_id", "resource_id", "week_start"])
+    pulls = rows.loc[pulled, ["reference_id", "qty"]].merge(orders, on="reference_id", how="left").set_index(
+        rows.index[pulled])
+    pulls["week_start"] = pd.to_datetime(pulls["week_start"])
+    return overloads_cleared(pulls, open_overloads).reindex(rows.index)
+
+
 def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_below: pd.MultiIndex,
                     as_of: date) -> pd.DataFrame:
     """exception_id (the shortage at the place it bites) and every exception the row resolves: the place's
     ``below_safety_stock`` too where the actions lift it out of it (``still_below`` lists where they do not),
-    and the late PO line, shipment or production order it brings forward when the rows bringing it forward
-    move its whole open quantity (``item_qty``) to dates within the slip tolerance of its ``promised_date``.
+    the late PO line, shipment or production order it brings forward when the rows bringing it forward
+    move its whole open quantity (``item_qty``) to dates within the slip tolerance of its ``promised_date``,
+    and the capacity overload its pull-ins clear (``overloads_cleared``).
     A place still short after the actions (escalated) keeps its exceptions: the rows serving it resolve only
     the supply exceptions they clear, if any (else None); an escalation or a re-promise resolves nothing.
 
     The ids are those of the run's open exceptions in ``exception_history``: those the alert budget held
     back from ``exceptions`` included, since the actions serve every shortage. A place with no such
     exception gets the id detection gives its stockout."""
-    columns = ["exception_id", "exception_type", "sku_id", "location_id", "reference_id"]
-    exc = conn.execute("""select exception_id, exception_type, sku_id, location_id, coalesce(reference_id, '') as reference_id
+    columns = ["exception_id", "exception_type", "sku_id", "location_id", "reference_id", "week_start", "shortfall_qty"]
+    exc = conn.execute("""select exception_id, exception_type, sku_id, location_id, coalesce(reference_id, '') as reference_id,
+                                 week_start, shortfall_qty
                           from marts.exception_history where as_of = ? and status = 'open'
                           order by exception_id""", [as_of]).df() if table_exists(conn, "marts", "exception_history") \
         else pd.DataFrame(columns=columns)
@@ -368,8 +417,9 @@ def link_exceptions(conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, still_b
     on_time = slip.isna() | slip.le(DEFAULT_CONFIG.slip_tolerance_days)
     on_time = on_time.groupby(item).transform("all")
     extra_ref = extra_ref.where(acting & whole & on_time)
-    resolves = (resolved_place.fillna("") + "," + extra_bss.fillna("") + "," + extra_ref.fillna("")).str.strip(",")
-    resolves = resolves.str.replace(",,", ",", regex=False)
+    overload = _overload_links(conn, rows, exc)
+    resolves = (resolved_place.fillna("") + "," + extra_bss.fillna("") + "," + extra_ref.fillna("") + ","
+                + overload.fillna("")).str.replace(r",+", ",", regex=True).str.strip(",")
     rows["resolves_exception_ids"] = resolves.where(resolves != "", None)
     return rows
 
