@@ -67,11 +67,33 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
         invocation = dbt.cli(["build"], context=context)
         run_lock.record_child(warehouse.path, invocation.process.pid)  # it writes the warehouse until it exits
         import_in_background()  # only now: before dbt starts, the import would hold up its launch
-        yield from invocation.stream()
+        for event in invocation.stream():
+            yield event
+            line = slow_node_line(event, SLOW_NODE_SECONDS)
+            if line:
+                context.log.info(line)
     statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])
     context.log.info("dbt build: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     keep_partial_parse(invocation.target_path)
     prune_run_targets(keep=RUN_TARGETS_KEPT)
+
+
+# A dbt node that takes this long gets its own progress line: on a large network the build runs for a
+# minute, and its total alone does not say where.
+SLOW_NODE_SECONDS = 1.0
+
+
+def slow_node_line(event: object, threshold: float) -> str | None:
+    """'<model|test> <name> done in X s' for an event of a dbt node that took ``threshold`` seconds or more."""
+    metadata = getattr(event, "metadata", None) or {}
+    duration, unique_id = metadata.get("Execution Duration"), metadata.get("unique_id")
+    if duration is None or unique_id is None:
+        return None
+    seconds = float(getattr(duration, "value", duration))
+    if seconds < threshold:
+        return None
+    kind, _, name = str(getattr(unique_id, "value", unique_id)).split(".")[:3]
+    return f"{kind} {name} done in {seconds:.1f} s"
 
 
 @contextlib.contextmanager

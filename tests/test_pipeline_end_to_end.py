@@ -1,6 +1,7 @@
 """The real pipeline (ingest -> dbt build -> Python stages -> publish) on a hand-made landing zone."""
 
 import gc
+import io
 import json
 import re
 import os
@@ -13,7 +14,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone, write_source
+from support import AS_OF, SoeRun, minimal_network, monday, run_soe, write_landing_zone, write_source
+
+import orchestration.dbt as dbt_assets_module
 
 CHECK_MARTS = Path(__file__).resolve().parents[2] / "shared" / "tools" / "check_marts.py"
 RUN_SPECIFIC_COLUMNS = {"detected_at", "run_id", "published_at"}
@@ -45,10 +48,29 @@ def landing(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, landing):
-    run = run_soe(tmp_path_factory.mktemp("run"), landing)
+def first_run_with_progress(tmp_path_factory, landing) -> tuple[SoeRun, str]:
+    """The run, and what it printed with every dbt node counted slow (the terminal's progress lines)."""
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "__stdout__", printed)  # where the progress logger writes
+        patch.setattr(dbt_assets_module, "SLOW_NODE_SECONDS", 0.0)
+        run = run_soe(tmp_path_factory.mktemp("run"), landing)
     assert run.ok
-    return run
+    return run, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def first_run(first_run_with_progress) -> SoeRun:
+    return first_run_with_progress[0]
+
+
+def test_the_dbt_build_reports_its_slow_nodes_as_they_finish(first_run_with_progress):
+    """On a large network the build runs for a minute: each node that took long gets a line of its own, in
+    the build's step, before the step's total."""
+    printed = first_run_with_progress[1]
+    build = printed[printed.index("[soe_dbt_models] started"):printed.index("[soe_dbt_models] done in")]
+    assert re.search(r"\n    model sku_location_week done in \d+\.\d s\n", build), build
+    assert re.search(r"\n    test assert_projection_and_atp_rules done in \d+\.\d s\n", build), build
 
 
 def test_every_valid_row_reaches_staging(first_run, landing):
