@@ -160,12 +160,32 @@ def _at_least_one(text: str) -> int:
 DUCKDB_MAGIC = b"DUCK"
 
 
+QUOTES_DBT_CANNOT_NAME = "'\""
+
+
+def _refuse_unusable_webhook() -> None:
+    """A webhook URL that cannot be POSTed to is a mistake to fix before the run, not an alert lost in it."""
+    from soe_assets.alerts import WEBHOOK_ENV, webhook_url_problem
+
+    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    problem = webhook_url_problem(url) if url else None
+    if problem:
+        raise UserError(f"{WEBHOOK_ENV} is not a usable webhook URL: {problem} (its value is not shown here: "
+                        "it usually holds a secret token)")
+
+
 def _refuse_non_database(path: Path) -> None:
     """Refuse a ``--warehouse`` that names something other than a DuckDB database before anything is written
     beside it (the publish folder, the run lock)."""
     if path.is_dir():
         raise UserError(f"cannot use {path} as the warehouse: it is a folder; name the database file in it, "
                         f"e.g. {path / 'soe.duckdb'}")
+    quotes = sorted(set(path.stem) & set(QUOTES_DBT_CANNOT_NAME))
+    if quotes:
+        # dbt-duckdb names the database after the file and writes that name into its SQL unescaped
+        raise UserError(f"cannot use {path} as the warehouse: dbt cannot address a database whose file name "
+                        f"holds {' or '.join(quotes)}; name the file without it, e.g. "
+                        f"{path.with_name('soe.duckdb')}")
     if not path.exists():
         return
     try:
@@ -284,6 +304,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     if problem:
         raise UserError(problem)
     quality = _run_settings(options)
+    _refuse_unusable_webhook()
     _refuse_non_database(workspace.warehouse)
     _writable_folder(workspace.warehouse.parent, "warehouse")
     _writable_folder(workspace.publish, "publish")
@@ -604,6 +625,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
     if args.landing is not None and not args.landing.is_dir():
         raise UserError(f"--landing {args.landing} is not a folder")
+    _refuse_unusable_webhook()
     _refuse_non_database(workspace.warehouse)
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "

@@ -13,9 +13,12 @@ written to the alert log, never logged; delivery errors are reported without it.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -65,24 +68,50 @@ def webhook_payload(alert: Alert) -> dict:
     return {"text": alert.headline(), **asdict(alert)}
 
 
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "<webhook url>") if secret else text
+def _redact(text: str, url: str) -> str:
+    """``text`` without the URL or any part of it that may hold the secret (path, query, password)."""
+    parts = urllib.parse.urlsplit(url)
+    secrets = [url, urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])),
+               parts.path if len(parts.path) > 1 else "", parts.query, parts.password or ""]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "<webhook url>")
+    return text
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be POSTed to (said without the URL, which holds a secret), or None."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _webhook_request(url: str, payload: dict) -> urllib.request.Request:
+    """The POST of ``payload`` as JSON; credentials written into the URL (``https://user:pass@host/...``),
+    which urllib would take for part of the host, go in a Basic authorization header."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Content-Type": "application/json", "User-Agent": "soe-alerts"}
+    if parts.username is not None:
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
 
 
 def post_webhook(url: str, payload: dict, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> str:
-    """POST ``payload`` as JSON; returns a status line that never contains the URL."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "soe-alerts"},
-        method="POST",
-    )
+    """POST ``payload`` as JSON; returns a status line that never contains the URL (nor its parts)."""
+    problem = webhook_url_problem(url)
+    if problem:
+        return f"failed: {WEBHOOK_ENV} is not a usable URL: {problem}"
     try:
+        request = _webhook_request(url, payload)
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (URL from the operator)
             return "delivered" if 200 <= response.status < 300 else f"failed: HTTP {response.status}"
     except urllib.error.HTTPError as error:
         return f"failed: HTTP {error.code}"
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         return _redact(f"failed: {type(error).__name__}: {reason}", url)
 

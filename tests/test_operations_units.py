@@ -1,6 +1,7 @@
 """Operations pieces on their own: alert sink (real local webhook), landing-zone sensor cursor,
 input-health findings, the GX suite on the trusted view, the definitions' checks and sensors."""
 
+import base64
 import json
 import os
 import re
@@ -36,7 +37,7 @@ class WebhookServer:
             def do_POST(self):  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append({"path": self.path, "content_type": self.headers["Content-Type"],
-                                 "json": json.loads(body)})
+                                 "authorization": self.headers["Authorization"], "json": json.loads(body)})
                 self.send_response(status)
                 self.end_headers()
 
@@ -91,6 +92,32 @@ def test_a_failing_webhook_is_reported_without_the_url_and_the_log_still_gets_th
     assert refused.webhook_status.startswith("failed: URLError")
     assert len(read_alert_log(log)) == 2
     assert all(SECRET not in text for text in [log.read_text(), *warnings])
+
+
+@pytest.mark.parametrize("url", [f"hooks.example.com/services/{SECRET}", f"ftp://hooks.example.com/{SECRET}",
+                                 f"https:///{SECRET}", f"hooks.example.com:443/{SECRET}"])
+def test_a_webhook_url_that_is_no_http_url_is_a_failed_delivery_not_a_crash(tmp_path, monkeypatch, url):
+    """A URL written without its https:// (an easy slip): every alert still reaches the log, the delivery says
+    what is wrong with the URL without showing it."""
+    monkeypatch.setenv(WEBHOOK_ENV, url)
+    warnings = []
+    deliveries = deliver([_alert(), _alert(name="contract_violations")], tmp_path / "alerts.jsonl", warn=warnings.append)
+    assert [d.webhook_status.startswith(f"failed: {WEBHOOK_ENV} is not a usable URL: ") for d in deliveries] == [True] * 2
+    assert len(read_alert_log(tmp_path / "alerts.jsonl")) == 2
+    assert all(SECRET not in text for text in [(tmp_path / "alerts.jsonl").read_text(), *warnings])
+
+
+def test_credentials_in_the_webhook_url_are_sent_as_basic_authorization(tmp_path, monkeypatch):
+    log = tmp_path / "alerts.jsonl"
+    with WebhookServer() as server:
+        host = server.url.removeprefix("http://")
+        monkeypatch.setenv(WEBHOOK_ENV, f"http://alerts:{SECRET}@{host}")
+        (delivery,) = deliver([_alert()], log)
+    assert delivery.webhook_status == "delivered"
+    (posted,) = server.received
+    assert posted["authorization"] == "Basic " + base64.b64encode(f"alerts:{SECRET}".encode()).decode()
+    assert posted["path"] == f"/hooks/{SECRET}"
+    assert SECRET not in log.read_text()
 
 
 def test_without_a_webhook_alerts_are_only_logged(tmp_path, monkeypatch):

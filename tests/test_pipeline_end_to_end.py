@@ -185,6 +185,13 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_BLOCK_MIN_ROWS=some"], "SOE_BLOCK_MIN_ROWS='some' is not a whole number of rows, 0 or more"),
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
+    (["--env", "SOE_ALERT_WEBHOOK_URL=hooks.example.com/services/T0/B0/xoxb-T0KEN"],
+     "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL: it must start with http:// or https:// (its value is not "
+     "shown here"),
+    (["--warehouse", "{folder}/../o'brien.duckdb"], "o'brien.duckdb as the warehouse: dbt cannot address a database "
+                                                    "whose file name holds '"),
+    (["--warehouse", '{folder}/../a"b.duckdb'], 'a"b.duckdb as the warehouse: dbt cannot address a database whose '
+                                                'file name holds "'),
     (["--freshness", "sales_orders=soon"], "freshness limit 'sales_orders=soon'"),
     (["--as-of", "2020-01-01"], "as_of 2020-01-01 is before every extract in"),
     (["--as-of", "2027-06-01"], "as_of 2027-06-01 is 195 days after the latest extract in"),
@@ -442,7 +449,7 @@ def test_dir_finds_the_marts_where_soe_run_publishes_by_default(first_run, tmp_p
     assert capsys.readouterr().out.strip().endswith("sop_report.html")
 
 
-def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
+def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkeypatch):
     from orchestration.cli import main
 
     for command in ("exceptions", "recommendations", "report", "ui"):
@@ -473,6 +480,12 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys):
     # a warehouse that is no DuckDB file: refused as soe run refuses it, not a UI whose every run fails
     assert main(["ui", "--landing", str(landing), "--warehouse", str(tmp_path / "a_file")]) == 2
     assert "the file exists, but it is not a DuckDB database" in capsys.readouterr().err
+    # a webhook its sensors could not deliver to: refused as soe run refuses it, without showing the URL
+    monkeypatch.setenv("SOE_ALERT_WEBHOOK_URL", "hooks.example.com/T0KEN")
+    assert main(["ui", *paths]) == 2
+    err = capsys.readouterr().err
+    assert "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL: it must start with http://" in err and "T0KEN" not in err
+    monkeypatch.delenv("SOE_ALERT_WEBHOOK_URL")
     with pytest.raises(SystemExit) as refused:
         main(["ui", *paths, "--port", "99999"])
     assert refused.value.code == 2 and "'99999' is not a port (1 to 65535)" in capsys.readouterr().err
