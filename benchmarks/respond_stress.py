@@ -20,10 +20,13 @@ from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.recommend import build_recommendations
 from soe_assets.warehouse import read_run_context
 
+# Every table the respond stage reads: its candidates, the demand windows of the SKUs a transfer down the
+# network may ship (sales orders, POS, the committed plan), the exceptions it links to and the overloads'
+# weeks.
 RESPOND_INPUTS = {
     "staging": ["stg_locations", "stg_lanes", "stg_shipments", "stg_production_orders", "stg_resource_capacity",
-                "stg_skus"],
-    "intermediate": ["int_open_supply", "int_booked_demand"],
+                "stg_skus", "stg_sales_orders", "stg_pos_sales"],
+    "intermediate": ["int_open_supply", "int_booked_demand", "int_committed_plan", "int_run_weeks"],
     "raw": ["run_context"],
     "marts": ["exception_history"],
 }

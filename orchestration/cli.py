@@ -592,6 +592,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for folder in (args.dir, workspace.landing):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder} is a file, not a folder")
+    _refuse_unusable_webhook()  # before the sample is written: the run would refuse it afterwards
     # The demo replaces the sample it wrote before; extracts someone put there are theirs, never deleted.
     foreign = extracts_not_generated(workspace.landing) if workspace.landing.is_dir() else []
     if foreign:

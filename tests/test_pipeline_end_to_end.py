@@ -324,6 +324,16 @@ def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
         assert "generating" not in out
 
 
+def test_demo_refuses_an_unusable_webhook_before_writing_its_sample(tmp_path, capsys, monkeypatch):
+    from orchestration.cli import main
+
+    monkeypatch.setenv("SOE_ALERT_WEBHOOK_URL", "ftp://alerts:T0KEN@hooks.example.com/x")
+    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 2
+    out, err = capsys.readouterr()
+    assert "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL" in err and "T0KEN" not in err + out
+    assert "generating" not in out and not (tmp_path / "demo").exists()
+
+
 def test_a_filter_that_can_never_match_is_an_error_not_an_empty_list(tmp_path, capsys):
     from orchestration.cli import main
 

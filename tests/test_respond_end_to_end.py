@@ -1,6 +1,9 @@
 """Recommendations through the real pipeline: one landing zone, one case per SKU (one run, ~20 s)."""
 
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -222,3 +225,13 @@ def test_rows_rank_by_money_at_stake_escalations_included(recs):
     assert stake.is_monotonic_decreasing
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
     assert informational.iloc[0] and not informational.all()
+
+
+def test_the_respond_stress_benchmark_runs_on_a_warehouse_soe_wrote(run):
+    """benchmarks/respond_stress.py copies the respond stage's inputs out of a warehouse: every table the stage
+    reads must be among them, or the script fails on the first it lacks."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "respond_stress.py"
+    done = subprocess.run([sys.executable, str(script), str(run.workspace.warehouse)], capture_output=True,
+                          text=True, timeout=300, cwd=script.parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("respond: ") and "'recommended_actions'" in done.stdout
