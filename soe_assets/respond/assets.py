@@ -6,7 +6,7 @@ import dagster as dg
 
 from orchestration.resources import WarehouseResource
 from soe_assets.respond.config import RespondConfig
-from soe_assets.respond.recommend import SQL_TYPES, build_recommendations
+from soe_assets.respond.recommend import RESPOND_READS, SQL_TYPES, build_recommendations
 from soe_assets.warehouse import read_run_context, record_built, replace_run_rows, replace_table
 
 RECOMMENDATION_HISTORY = "marts.recommendation_history"
@@ -15,9 +15,9 @@ RECOMMENDATION_HISTORY = "marts.recommendation_history"
 @dg.asset(
     group_name="respond",
     kinds={"python", "duckdb", "scipy"},
-    deps=[dg.AssetKey("exceptions"), dg.AssetKey("sku_location_week"), dg.AssetKey("int_open_supply"),
-          dg.AssetKey("int_booked_demand"), dg.AssetKey("stg_lanes"), dg.AssetKey("stg_resource_capacity"),
-          dg.AssetKey("stg_production_orders")],
+    # raw.run_context comes with the ingest every one of these follows
+    deps=[dg.AssetKey("exceptions"), *(dg.AssetKey(table) for schema, tables in RESPOND_READS.items()
+                                       if schema != "raw" for table in tables)],
     description="Coordinated responses to the shortages inside the time fence, chosen jointly by a linear programme "
     "(HiGHS) and verified by re-projection: no recommended action creates a new exception; every run's rows are also "
     "kept in marts.recommendation_history. Model: docs/responses.md.",

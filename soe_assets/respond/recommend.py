@@ -36,6 +36,17 @@ SQL_TYPES = {
 }
 EXTRA_COLUMNS = ["week_start", "rank", "as_of"]
 
+# Every warehouse table the stage reads, by schema: the trusted view and the supply, demand, network and
+# capacity behind its candidates, the demand windows of the SKUs a transfer down the network may ship, the
+# run's exceptions it links to. The asset's dependencies and benchmarks/respond_stress.py both take this list.
+RESPOND_READS = {
+    "staging": ["stg_locations", "stg_lanes", "stg_shipments", "stg_production_orders", "stg_resource_capacity",
+                "stg_skus", "stg_sales_orders", "stg_pos_sales"],
+    "intermediate": ["int_open_supply", "int_booked_demand", "int_committed_plan", "int_run_weeks"],
+    "raw": ["run_context"],
+    "marts": ["sku_location_week", "exception_history"],
+}
+
 
 def _n(values: pd.Series) -> pd.Series:
     """Whole numbers as such, fractions with up to two decimals: a row's 12.5 units read '12.5', not '12'."""
