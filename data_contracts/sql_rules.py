@@ -142,12 +142,14 @@ def trimmed_text(value: str) -> str:
     """SQL for ``NULLIF(trim(value, EDGE_BLANKS), '')``, with the usual value (ASCII, no edge blank) skipping the copy.
 
     Trimming copies every string it returns, which made it a large share of
-    validating an extract; an ASCII value whose first character is printable
-    and whose last is no blank is returned as it is.
+    validating an extract; an ASCII value whose first and last characters are
+    printable (no blank, no control character) is returned as it is. The last
+    character's code costs less than testing the four ASCII blanks as suffixes
+    (~40% of this expression on an id column).
     """
-    ends_blank = " OR ".join(f"suffix({value}, {literal(c)})" for c in " \t\n\r")
     return (
-        f"CASE WHEN strlen({value}) = length({value}) AND ascii({value}) > 32 AND NOT ({ends_blank}) "
+        f"CASE WHEN strlen({value}) = length({value}) AND ascii({value}) > 32 "
+        f"AND ascii(substring({value}, strlen({value}), 1)) > 32 "
         f"THEN {value} ELSE NULLIF(trim({value}, {literal(EDGE_BLANKS)}), '') END"
     )
 
