@@ -20,7 +20,30 @@ from soe_assets import run_lock
 from soe_assets.background_import import import_in_background
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, memory_limit
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+# A checkout (or an editable install) runs its own dbt_project/ and writes dbt's target folder there; an
+# installed wheel carries a copy inside this package (setup.py) and writes its target to a cache folder,
+# never into the installation.
+CHECKOUT_DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+PACKAGED_DBT_PROJECT_DIR = Path(__file__).resolve().parent / "dbt_project"
+DBT_TARGET_DIR_ENV = "SOE_DBT_TARGET_DIR"
+
+
+def _installed_target_dir() -> Path:
+    """Where an installed soe keeps dbt's target folder: $SOE_DBT_TARGET_DIR, else a per-user cache folder
+    per version (a new version parses its own project afresh)."""
+    if os.environ.get(DBT_TARGET_DIR_ENV):
+        return Path(os.environ[DBT_TARGET_DIR_ENV]).expanduser().resolve()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return (cache / "soe" / f"dbt-target-{importlib.metadata.version('soe')}").resolve()
+
+
+if (CHECKOUT_DBT_PROJECT_DIR / "dbt_project.yml").is_file():
+    DBT_PROJECT_DIR, DBT_TARGET_DIR = CHECKOUT_DBT_PROJECT_DIR, CHECKOUT_DBT_PROJECT_DIR / "target"
+else:
+    DBT_PROJECT_DIR, DBT_TARGET_DIR = PACKAGED_DBT_PROJECT_DIR, _installed_target_dir()
+    DBT_TARGET_DIR.mkdir(parents=True, exist_ok=True)
+    # dagster-dbt puts each build's own target folder (and its logs) under this path
+    os.environ["DBT_TARGET_PATH"] = str(DBT_TARGET_DIR)
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 # `soe` may be started as .venv/bin/soe without activating the venv: dbt lives beside Python.
@@ -29,7 +52,7 @@ if shutil.which("dbt") is None:
 
 TERSE_ENV = "SOE_TERSE_OUTPUT"
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_DIR)
 
 
 def _manifest_is_stale() -> bool:
@@ -45,7 +68,7 @@ def prepare_manifest() -> None:
     """Parse the dbt project when its manifest is missing or older than its files (~5 s)."""
     if _manifest_is_stale():
         # The profile needs a warehouse path to parse; parsing never opens it.
-        os.environ.setdefault("SOE_WAREHOUSE", str(DBT_PROJECT_DIR / "target" / "parse-only.duckdb"))
+        os.environ.setdefault("SOE_WAREHOUSE", str(DBT_TARGET_DIR / "parse-only.duckdb"))
         dbt_project.preparer.prepare(dbt_project)
 
 
