@@ -32,6 +32,10 @@ def landing(tmp_path: Path) -> Path:
     return write_landing_zone(tmp_path / "landing", network)
 
 
+# What a file rejected whole adds when the fixture's sales orders extract was loaded beside it.
+ROWS_FROM_GOOD_EXTRACT = f"; the source's rows come from its other extracts (the latest loaded: {AS_OF.isoformat()}.csv)"
+
+
 def _quarantine(result, source: str) -> pd.DataFrame:
     return result.quarantine[result.quarantine["source"] == source].reset_index(drop=True)
 
@@ -180,8 +184,8 @@ def test_files_rejected_whole_say_what_to_fix(landing):
     assert reasons[f"{AS_OF.isoformat()}_unicode.csv"].startswith("the file is UTF-16 text")
     assert reasons[f"{AS_OF.isoformat()}_cased.csv"] == (
         "missing required column(s) order_id, sku_id (column names are case-sensitive: the header has "
-        "Order_ID for order_id, SKU_ID for sku_id): the whole file is quarantined")
-    assert reasons[f"{AS_OF.isoformat()}_twice.csv"] == "the header names a column twice: status"
+        "Order_ID for order_id, SKU_ID for sku_id): the whole file is quarantined" + ROWS_FROM_GOOD_EXTRACT)
+    assert reasons[f"{AS_OF.isoformat()}_twice.csv"] == "the header names a column twice: status" + ROWS_FROM_GOOD_EXTRACT
 
 
 def test_an_extra_column_named_twice_is_ignored_like_any_extra_column(landing):
@@ -219,7 +223,8 @@ def test_a_contract_column_stored_as_lists_rejects_its_file_with_that_reason(lan
     result = ingest_landing_zone(landing, AS_OF)
     rejected = _quarantine(result, "sales_orders").set_index("file")
     assert rejected.loc[f"{AS_OF.isoformat()}_lists.parquet", "reason"] == (
-        "column(s) stored as nested values, not one value per row: sku_id (list<element: string>)")
+        "column(s) stored as nested values, not one value per row: sku_id (list<element: string>); the source's "
+        f"rows come from its other extracts (the latest loaded: {AS_OF.isoformat()}_tags.parquet)")
     assert f"{AS_OF.isoformat()}_tags.parquet" not in rejected.index
     assert "NESTED-EXTRA" in set(result.table("sales_orders")["order_id"])
 
@@ -454,7 +459,7 @@ def test_a_line_of_spaces_before_the_header_is_named_as_the_cause(landing):
     reasons = _quarantine(ingest_landing_zone(landing, AS_OF), "sales_orders")["reason"].tolist()
     assert len(reasons) == 1 and reasons[0].startswith("missing required column(s) order_id, line_no")
     assert reasons[0].endswith(" (the header line holds no names: the first line that is not empty is the header): "
-                               "the whole file is quarantined")
+                               "the whole file is quarantined" + ROWS_FROM_GOOD_EXTRACT)
 
 
 def test_a_file_name_that_is_not_utf8_is_quarantined_whole_and_shown_escaped(landing):
@@ -467,7 +472,8 @@ def test_a_file_name_that_is_not_utf8_is_quarantined_whole_and_shown_escaped(lan
     quarantined = _quarantine(result, "sales_orders")
     assert quarantined[["file", "reason"]].values.tolist() == [
         [f"{AS_OF.isoformat()}_lat\\xe9.csv",
-         "the file name is not valid UTF-8 (its other bytes are shown as \\xNN): rename the file"]]
+         "the file name is not valid UTF-8 (its other bytes are shown as \\xNN): rename the file"
+         + ROWS_FROM_GOOD_EXTRACT]]
     assert quarantined["row_number"].isna().all()
     assert {"GOOD-1", "GOOD-2"} <= set(result.table("sales_orders")["order_id"])
 
@@ -823,3 +829,26 @@ def test_the_sample_network_passes_its_own_contracts(tmp_path):
     assert result.quarantine.empty, result.quarantine.head().to_string()
     assert result.rows_read == sum(summary.rows_per_source.values())
     assert result.reports["pos_sales"].rows_valid > 0
+
+
+def test_a_file_rejected_whole_says_what_the_source_rows_come_from(landing):
+    """Whether the source's data is missing or only not updated: the reason names the latest extract loaded
+    beside the rejected file (here an earlier day's), or says that none was and the source has no rows."""
+    stock = pd.read_csv(next((landing / "inventory_snapshots").glob("*.csv")))
+    (landing / "inventory_snapshots" / f"{AS_OF.isoformat()}.csv").unlink()
+    earlier = AS_OF - timedelta(days=7)
+    stock.assign(snapshot_date=earlier.isoformat()).to_csv(
+        landing / "inventory_snapshots" / f"{earlier.isoformat()}.csv", index=False)
+    stock.drop(columns=["on_hand_qty"]).to_csv(landing / "inventory_snapshots" / f"{AS_OF.isoformat()}.csv",
+                                               index=False)
+    for path in (landing / "lanes").glob("*"):
+        path.unlink()
+    (landing / "lanes" / f"{AS_OF.isoformat()}.csv").write_text("from_location_id;to_location_id\n")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert _quarantine(result, "inventory_snapshots")["reason"].tolist() == [
+        "missing required column(s) on_hand_qty: the whole file is quarantined; the source's rows come from its "
+        f"other extracts (the latest loaded: {earlier.isoformat()}.csv)"]
+    assert len(result.table("inventory_snapshots")) == len(stock)  # the earlier day's rows stand
+    (lanes_reason,) = _quarantine(result, "lanes")["reason"].tolist()
+    assert lanes_reason.endswith("; no extract of this source was loaded, so it has no rows this run")
+    assert result.table("lanes").empty

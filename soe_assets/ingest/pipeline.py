@@ -613,6 +613,13 @@ class _SourceIngest:
             finally:
                 self.conn.unregister("_renumbered")
 
+    def _say_what_stands_for_rejected_files(self) -> None:
+        """A file rejected whole names the extract the source's rows now come from (or says there is none): the
+        planner reading the quarantine learns whether the source's data is missing or merely not updated."""
+        self.conn.execute(
+            "UPDATE raw.quarantine SET reason = reason || ? WHERE source = ? AND row_number IS NULL",
+            [_what_stands([loaded.extract for loaded in self.loaded.values()]), self.source.name])
+
     def finish(self) -> None:
         """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
         rejected newer key fell back."""
@@ -654,10 +661,19 @@ class _SourceIngest:
             [source.name],
         )
         self._count_blank_lines_as_rows()
+        self._say_what_stands_for_rejected_files()
         self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
         conn.execute(f"DROP TABLE {self.rejected}")
         conn.execute(f"DROP TABLE {self.malformed}")
         conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
+
+
+def _what_stands(loaded: list[Extract]) -> str:
+    """What the source's rows rest on beside a file rejected whole: its extracts that were loaded, if any."""
+    if not loaded:
+        return "; no extract of this source was loaded, so it has no rows this run"
+    latest = max(loaded, key=lambda extract: (extract.extract_date, extract.file.encode()))
+    return f"; the source's rows come from its other extracts (the latest loaded: {latest.file})"
 
 
 def rows_counting_blank_lines(rows: np.ndarray, blank_lines: np.ndarray) -> np.ndarray:
