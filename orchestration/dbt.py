@@ -37,7 +37,7 @@ def _installed_target_dir() -> Path:
     return (cache / "soe" / f"dbt-target-{importlib.metadata.version('soe')}").resolve()
 
 
-if (CHECKOUT_DBT_PROJECT_DIR / "dbt_project.yml").is_file():
+if (CHECKOUT_DBT_PROJECT_DIR / "dbt_project.yml").is_file() or not PACKAGED_DBT_PROJECT_DIR.is_dir():
     DBT_PROJECT_DIR, DBT_TARGET_DIR = CHECKOUT_DBT_PROJECT_DIR, CHECKOUT_DBT_PROJECT_DIR / "target"
 else:
     DBT_PROJECT_DIR, DBT_TARGET_DIR = PACKAGED_DBT_PROJECT_DIR, _installed_target_dir()
