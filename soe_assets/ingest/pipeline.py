@@ -617,7 +617,8 @@ class _SourceIngest:
         """A file rejected whole names the extract the source's rows now come from (or says there is none): the
         planner reading the quarantine learns whether the source's data is missing or merely not updated."""
         self.conn.execute(
-            "UPDATE raw.quarantine SET reason = reason || ? WHERE source = ? AND row_number IS NULL",
+            # a reason quoting a reader's message may end in a full stop: the sentence goes on
+            "UPDATE raw.quarantine SET reason = rtrim(reason, '.') || ? WHERE source = ? AND row_number IS NULL",
             [_what_stands([loaded.extract for loaded in self.loaded.values()]), self.source.name])
 
     def finish(self) -> None:
