@@ -50,8 +50,20 @@ def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> I
     conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
     try:
         yield conn
+    except Exception as error:
+        if not interrupted_query(error):
+            raise
+        raise KeyboardInterrupt from None
     finally:
         conn.close()
+
+
+def interrupted_query(error: BaseException) -> bool:
+    """DuckDB met Ctrl-C (or a stop signal) during a query: it says so with an error of its own, not Python's
+    KeyboardInterrupt, which a stage's connection turns it back into. Dagster then stops the run at once;
+    a step failing with DuckDB's error let the next steps that do not depend on it run first."""
+    return isinstance(error, duckdb.InterruptException) or (
+        isinstance(error, RuntimeError) and str(error) == "Query interrupted")
 
 
 @dataclass(frozen=True)

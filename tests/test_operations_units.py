@@ -845,6 +845,43 @@ def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted(interrupt, er
     assert step_failures(result.all_events) == f"step long_query failed: {INTERRUPTED}"
 
 
+@pytest.mark.parametrize("interrupt", ["connection", "sigint"])
+def test_ctrl_c_in_a_stage_query_stops_the_run_before_any_other_step(tmp_path, interrupt):
+    """A stage's query interrupted (DuckDB's own error, not KeyboardInterrupt) used to fail only its step: the
+    run went on with every step that does not depend on it (the recommendations after the KPIs) before it
+    reported the interruption. A stage's connection turns it into Python's interrupt, which ends the run."""
+    import os
+    import signal
+    import threading
+
+    import dagster as dg
+
+    from orchestration.progress import INTERRUPTED, failure_reasons
+    from soe_assets.warehouse import connect
+
+    ran = []
+
+    @dg.asset
+    def a_interrupted_query() -> None:
+        with connect(tmp_path / "soe.duckdb") as conn:
+            stop = conn.interrupt if interrupt == "connection" else lambda: os.kill(os.getpid(), signal.SIGINT)
+            threading.Timer(0.3, stop).start()
+            conn.execute("SELECT count(*) FROM range(100000000000) AS numbers(i) WHERE i % 7 = 3").fetchall()
+
+    @dg.asset
+    def b_independent() -> None:  # after a_interrupted_query in the plan, not downstream of it
+        ran.append("b_independent")
+
+    result = dg.materialize([a_interrupted_query, b_independent], raise_on_error=False,
+                            instance=dg.DagsterInstance.ephemeral())
+    assert not result.success and ran == []
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert failure.step_key == "a_interrupted_query"
+    assert failure_reasons(failure.step_failure_data.error) == [INTERRUPTED]
+    assert [event.step_key for event in result.all_events if event.event_type_value == "STEP_START"] == [
+        "a_interrupted_query"]
+
+
 def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_held_elsewhere):
     import dagster as dg
 
