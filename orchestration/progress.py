@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED
+
 STAGE_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 SKIPPED_STEP = "Dependencies for step "  # Dagster's message for each step a failed one leaves undone
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -64,7 +66,7 @@ class _ProgressHandler(logging.Handler):
 # during a query ("Query interrupted": an InterruptException when the query was interrupted through its
 # connection, a plain RuntimeError when DuckDB met the SIGINT itself), or Python's.
 INTERRUPTION_ERRORS = frozenset({"DagsterExecutionInterruptedError", "InterruptException", "KeyboardInterrupt"})
-DUCKDB_SIGINT = ("RuntimeError", "Query interrupted")
+DUCKDB_SIGINT = ("RuntimeError", DUCKDB_INTERRUPTED)
 INTERRUPTED = "interrupted (Ctrl-C or a stop signal)"
 
 

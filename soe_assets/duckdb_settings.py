@@ -103,3 +103,8 @@ def _physical_memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 4 * AUTO_CEILING_BYTES  # unknown: do not let the machine's size lower the ceiling
+
+
+# What DuckDB's error says when Ctrl-C or a stop signal reached a query (a RuntimeError when DuckDB met the
+# SIGINT itself, an InterruptException when the query was interrupted through its connection).
+DUCKDB_INTERRUPTED = "Query interrupted"

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from soe_assets.duckdb_settings import memory_limit
+from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED, memory_limit
 
 
 # How long a step waits for a reader that holds the file (a planner's `soe exceptions --warehouse`, a
@@ -63,7 +63,7 @@ def interrupted_query(error: BaseException) -> bool:
     KeyboardInterrupt, which a stage's connection turns it back into. Dagster then stops the run at once;
     a step failing with DuckDB's error let the next steps that do not depend on it run first."""
     return isinstance(error, duckdb.InterruptException) or (
-        isinstance(error, RuntimeError) and str(error) == "Query interrupted")
+        isinstance(error, RuntimeError) and str(error) == DUCKDB_INTERRUPTED)
 
 
 @dataclass(frozen=True)
