@@ -68,10 +68,15 @@ def webhook_payload(alert: Alert) -> dict:
     return {"text": alert.headline(), **asdict(alert)}
 
 
+def _without_credentials(parts: urllib.parse.SplitResult) -> str:
+    """The URL without the ``user:pass@`` of its host part."""
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def _redact(text: str, url: str) -> str:
     """``text`` without the URL or any part of it that may hold the secret (path, query, password)."""
     parts = urllib.parse.urlsplit(url)
-    secrets = [url, urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])),
+    secrets = [url, _without_credentials(parts),
                parts.path if len(parts.path) > 1 else "", parts.query, parts.password or ""]
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "<webhook url>")
@@ -96,7 +101,7 @@ def _webhook_request(url: str, payload: dict) -> urllib.request.Request:
     if parts.username is not None:
         credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        url = _without_credentials(parts)
     return urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
 
 
