@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,39 @@ DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
 STAGE_LINE = re.compile(r"^\[(?P<step>[^\]]+)\] done in (?P<seconds>[\d.]+) s")
 STAGE_START = re.compile(r"^\[(?P<step>[^\]]+)\] started")
 SOE = Path(sys.executable).parent / "soe"
+
+
+@dataclass(frozen=True)
+class Target:
+    """soe's speed and memory targets for a network of about ``sku_location_weeks`` rows in the trusted view."""
+
+    sku_location_weeks: int
+    seconds: float
+    peak_gb: float
+    ratio_to_floor: float | None = None
+
+    def applies_to(self, sku_location_weeks: int | None) -> bool:
+        """A run is judged by the target of its size, within a factor of two."""
+        size = self.sku_location_weeks
+        return bool(sku_location_weeks) and size / 2 <= sku_location_weeks <= size * 2
+
+
+TARGETS = (Target(1_000_000, seconds=30, peak_gb=2), Target(10_000_000, seconds=180, peak_gb=8, ratio_to_floor=15))
+
+
+def verdicts(result: dict) -> list[str]:
+    """Each target the run's size has, met or not: the ratio to the floor against the worse of its two floors
+    (this machine's speed drifts; a target met on one floor only is not claimed)."""
+    target = next((t for t in TARGETS if t.applies_to(result["sku_location_weeks"])), None)
+    if target is None or not result["ok"]:
+        return []
+    judged = [("end to end", result["seconds"], target.seconds, "s"),
+              ("peak memory", result["peak_rss_gb"], target.peak_gb, "GB")]
+    ratios = [r for r in (result["ratio_to_floor"], result["ratio_to_floor_after"]) if r is not None]
+    if target.ratio_to_floor is not None and ratios:
+        judged.append(("end to end / floor", max(ratios), target.ratio_to_floor, "x"))
+    return [f"{name} {value:g} {unit} (target <= {limit:g}): {'met' if value <= limit else 'NOT met'}"
+            for name, value, limit, unit in judged]
 
 
 def _generate(landing: Path, skus: int, dcs: int) -> None:
@@ -264,6 +298,9 @@ def main() -> int:
         print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {floors:>11} "
               f"{r['copy_floor_seconds'] or '-':>7} "
               f"{r['seconds']:>7} {r['cpu_seconds']:>7} {ratios:>11} {r['peak_rss_gb']:>8}  {stages}")
+    for r in results:
+        for line in verdicts(r):
+            print(f"{r['sku_location_weeks']:>20,} SKU-location-weeks: {line}")
     return 0 if all(r["ok"] for r in results) else 1
 
 
