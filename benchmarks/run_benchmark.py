@@ -1,12 +1,15 @@
 """Time `soe run` end to end and per stage on large generated networks, with peak memory.
 
     python benchmarks/run_benchmark.py [--sizes 20000 200000] [--dcs 4] [--workdir /tmp/soe-bench] [--copy-floor]
+                                       [--daily]
 
 For each size it generates a landing zone (once; reused when present), measures a
 floor (DuckDB reading every input file once, before the run and again after it; with
 ``--copy-floor`` also DuckDB copying every file into a table, unvalidated), lets dbt parse the project for the
 run's warehouse (untimed, as a previous run on it would have), then runs `soe run` in a child
-process and reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier
+process on a fresh warehouse (the first run: every extract is new); with ``--daily`` it then
+also times a daily run (the previous day's run, without the newest extract of each daily
+source, is set up first, untimed: the timed run ingests only those extracts). It reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier
 than wall time when the machine's speed drifts), per-stage times (from the run's progress
 lines) and peak memory: the largest sum of resident memory over `soe run` and all its
 descendants (the dbt subprocess included), sampled every 0.1 s from /proc, with the
@@ -25,12 +28,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from data_contracts.sources import SOURCES
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, resolve_memory_limit
+from soe_assets.ingest.landing import list_extracts
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
 STAGE_LINE = re.compile(r"^\[(?P<step>[^\]]+)\] done in (?P<seconds>[\d.]+) s")
@@ -212,17 +219,68 @@ def parse_dbt_project_for(landing: Path, warehouse: Path, memory_limit: str) -> 
                     "--profiles-dir", str(DBT_PROJECT)], env=env, check=True)
 
 
-def run_once(landing: Path, workdir: Path, memory_limit: str) -> dict:
+# A source whose contract expects an extract at least this often changes between two daily runs.
+DAILY_FRESHNESS_DAYS = 7
+# Where a daily run's new extracts wait while the previous day's run is set up: a hidden folder, which runs
+# never read.
+HELD_BACK = ".benchmark-held-back"
+
+
+def newest_daily_extracts(landing: Path) -> list[Path]:
+    """The newest extract of each source the contracts expect daily (a freshness limit of a few days): what
+    arrives between two daily runs. Master data and the S&OP plan change monthly."""
+    newest = []
+    for source in SOURCES:
+        extracts = [e for e in list_extracts(landing, source.name) if e.extract_date]
+        if extracts and source.default_freshness_days <= DAILY_FRESHNESS_DAYS:
+            newest.append(max(extracts, key=lambda e: e.extract_date).path)
+    return newest
+
+
+@contextmanager
+def held_back(extracts: list[Path]) -> Iterator[None]:
+    """The extracts moved aside (into ``HELD_BACK`` of their source folder) for the block, then put back."""
+    moved = []
+    try:
+        for path in extracts:
+            aside = path.parent / HELD_BACK / path.name
+            aside.parent.mkdir(exist_ok=True)
+            path.rename(aside)
+            moved.append((aside, path))
+        yield
+    finally:
+        for aside, path in moved:
+            aside.rename(path)
+            aside.parent.rmdir()
+
+
+def _soe_run_command(landing: Path, workdir: Path, memory_limit: str) -> list[str]:
+    return [str(SOE), "run", "--landing", str(landing), "--warehouse", str(workdir / "warehouse" / "soe.duckdb"),
+            "--publish", str(workdir / "publish"), *(["--memory-limit", memory_limit] if memory_limit else [])]
+
+
+def run_once(landing: Path, workdir: Path, memory_limit: str, daily: bool = False) -> dict:
+    """Time one `soe run` on a fresh warehouse; with ``daily``, the run that follows the previous day's, whose
+    warehouse holds every extract but the newest daily ones (that run is set up first, untimed)."""
     warehouse = workdir / "warehouse" / "soe.duckdb"
     for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
     parse_dbt_project_for(landing, warehouse, memory_limit)
+    if daily:
+        new = newest_daily_extracts(landing)
+        print(f"the previous day's run, untimed, without {len(new)} newest daily extracts "
+              f"({', '.join(f'{p.parent.name}/{p.name}' for p in new)}) ...", flush=True)
+        with held_back(new):
+            previous = subprocess.run(_soe_run_command(landing, workdir, memory_limit), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+        if previous.returncode:
+            print(previous.stdout[-4000:], flush=True)
+            return {"ok": False, "seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_gb": 0.0, "stages": {},
+                    "stage_peak_rss_gb": {}, "stage_cpu_seconds": {}}
     started = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(
-        [str(SOE), "run", "--landing", str(landing), "--warehouse", str(warehouse), "--publish", str(workdir / "publish"),
-         *(["--memory-limit", memory_limit] if memory_limit else [])],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        _soe_run_command(landing, workdir, memory_limit), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     memory = TreeSampler(process)
     memory.start()
@@ -257,25 +315,30 @@ def main() -> int:
                         help="passed to `soe run --memory-limit` (default: soe's own default)")
     parser.add_argument("--copy-floor", action="store_true",
                         help="also time DuckDB copying every extract into tables (no validation)")
+    parser.add_argument("--daily", action="store_true",
+                        help="also time a daily run: the run after the previous day's, which ingested every "
+                        "extract but the newest of each daily source (set up first, untimed)")
     args = parser.parse_args()
     results = []
-    for skus in args.sizes:
+    kinds = ["first", "daily"] if args.daily else ["first"]
+    for skus, kind in [(skus, kind) for skus in args.sizes for kind in kinds]:
         workdir = args.workdir / f"skus{skus}_dcs{args.dcs}"
         landing = workdir / "landing"
         _generate(landing, skus, args.dcs)
+        print(f"{kind} run of {skus:,} SKUs", flush=True)
         floor, input_rows = read_floor(landing)
         print(f"floor: DuckDB reads {input_rows:,} input rows in {floor:.1f} s", flush=True)
-        copy = copy_floor(landing, workdir) if args.copy_floor else None
+        copy = copy_floor(landing, workdir) if args.copy_floor and kind == "first" else None
         if copy is not None:
             print(f"copy floor: DuckDB copies them into tables in {copy:.1f} s", flush=True)
-        outcome = run_once(landing, workdir, args.memory_limit)
+        outcome = run_once(landing, workdir, args.memory_limit, daily=kind == "daily")
         # The floor again after the run: this machine's speed drifts within minutes, and the two floors
         # bracket the speed the run met (the ratio is given against each).
         floor_after, _ = read_floor(landing)
         print(f"floor after the run: {floor_after:.1f} s", flush=True)
         with duckdb.connect(str(workdir / "warehouse" / "soe.duckdb"), read_only=True) as conn:
             slw = conn.execute("SELECT count(*) FROM marts.sku_location_week").fetchone()[0] if outcome["ok"] else None
-        result = {"skus": skus, "dcs": args.dcs, "memory_limit": args.memory_limit or "default",
+        result = {"skus": skus, "dcs": args.dcs, "run": kind, "memory_limit": args.memory_limit or "default",
                   "input_rows": input_rows, "sku_location_weeks": slw,
                   "floor_seconds": round(floor, 1), "floor_after_seconds": round(floor_after, 1),
                   "copy_floor_seconds": round(copy, 1) if copy else None,
@@ -286,7 +349,7 @@ def main() -> int:
         with (args.workdir / "results.jsonl").open("a") as log:
             log.write(json.dumps(result) + "\n")
     print()
-    print(f"{'skus':>8} {'SLW rows':>11} {'input rows':>12} {'floor s':>11} {'copy s':>7} {'run s':>7} {'cpu s':>7} "
+    print(f"{'skus':>8} {'run':>5} {'SLW rows':>11} {'input rows':>12} {'floor s':>11} {'copy s':>7} {'run s':>7} {'cpu s':>7} "
           f"{'x floor':>11} {'peak GB':>8}  stages (time/CPU/peak memory)")
     for r in results:
         stages = ", ".join(
@@ -295,12 +358,12 @@ def main() -> int:
         )
         floors = f"{r['floor_seconds']}/{r['floor_after_seconds']}"
         ratios = f"{r['ratio_to_floor'] or 0}/{r['ratio_to_floor_after'] or 0}"
-        print(f"{r['skus']:>8,} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {floors:>11} "
+        print(f"{r['skus']:>8,} {r['run']:>5} {r['sku_location_weeks'] or 0:>11,} {r['input_rows']:>12,} {floors:>11} "
               f"{r['copy_floor_seconds'] or '-':>7} "
               f"{r['seconds']:>7} {r['cpu_seconds']:>7} {ratios:>11} {r['peak_rss_gb']:>8}  {stages}")
     for r in results:
         for line in verdicts(r):
-            print(f"{r['sku_location_weeks']:>20,} SKU-location-weeks: {line}")
+            print(f"{r['sku_location_weeks']:>20,} SKU-location-weeks, {r['run']} run: {line}")
     return 0 if all(r["ok"] for r in results) else 1
 
 

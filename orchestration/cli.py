@@ -290,6 +290,7 @@ class RunOptions:
     max_open_exceptions: int = 0
     freshness_days: str = ""  # "source=days,..." over $SOE_FRESHNESS_DAYS and the contract defaults
     memory_limit: str = ""  # DuckDB's memory budget (empty: $SOE_DUCKDB_MEMORY_LIMIT or the default)
+    reread: bool = False  # read every extract, even those the last run ingested as they are now
 
 
 def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = print) -> bool:
@@ -424,6 +425,7 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: Quali
             horizon_weeks=options.horizon_weeks,
             time_fence_weeks=options.time_fence_weeks,
             max_open_exceptions=options.max_open_exceptions,
+            reread_landing_zone=options.reread,
         ),
         WarehouseResource(path=str(workspace.warehouse.resolve())),
         quality,
@@ -485,8 +487,8 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
     from soe_assets.warehouse import PUBLISHED_RUNS, connect
 
     with connect(workspace.warehouse, read_only=True) as conn:
-        rows_in, quarantined, files = conn.execute(
-            "SELECT sum(rows_read), sum(rows_quarantined), sum(files_read) FROM raw.ingest_log"
+        rows_in, quarantined, files, kept = conn.execute(
+            "SELECT sum(rows_read), sum(rows_quarantined), sum(files_read), sum(files_kept) FROM raw.ingest_log"
         ).fetchone()
         as_of = conn.execute("SELECT as_of FROM raw.run_context").fetchone()[0]
         whole_files, rows_alone = conn.execute(
@@ -499,7 +501,8 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
     current_as_of = published_as_of(workspace.publish)
     echo("")
     echo(f"run complete for as_of {as_of} in {elapsed:.1f} s")
-    echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files")
+    echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files"
+         + (f" ({kept} unchanged since the last run, not read again)" if kept else ""))
     # data_quality_issues lists a rejected file once, not its rows: they are counted apart
     in_rejected_files = (quarantined or 0) - rows_alone
     held = f", holding {in_rejected_files:,} row{'' if in_rejected_files == 1 else 's'}" if in_rejected_files else ""
@@ -529,6 +532,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_open_exceptions=args.max_open_exceptions,
             freshness_days=",".join(args.freshness or []),
             memory_limit=args.memory_limit,
+            reread=args.reread,
         ),
     )
     return 0 if ok else 1
@@ -755,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"DuckDB memory budget per connection, e.g. 4GB, or 'auto': 1.5 times the landing "
                      f"zone's data size within 1-6GiB and a quarter of the machine's memory; beyond it DuckDB spills to disk (default: ${MEMORY_LIMIT_ENV} or "
                      f"{DEFAULT_MEMORY_LIMIT})")
+    run.add_argument("--reread", action="store_true",
+                     help="read every extract again; by default the extracts the last run on this warehouse "
+                     "ingested, unchanged since, are not read again and their rows and quarantine stand")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate the sample network and run the pipeline on it",

@@ -56,6 +56,7 @@ class SoeSettings(dg.ConfigurableResource):
     horizon_weeks: int = 13
     time_fence_weeks: int = 4
     max_open_exceptions: int = 0  # 0: no alert budget
+    reread_landing_zone: bool = False  # read every extract, even those the last run ingested as they are now
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Refuse a run launched from the UI with config soe run would refuse, before any step, in its words."""

@@ -13,7 +13,8 @@ from soe_assets.warehouse import RunContext
 RAW_TABLE_DESCRIPTIONS = {
     "quarantine": "Every rejected row or file with source, file, row number, column, reason and raw record.",
     "run_context": "The run parameters (as_of, horizon, time fence) every later stage reads.",
-    "ingest_log": "Per source: files read and skipped, latest extract date, rows read, kept and quarantined; "
+    "ingest_log": "Per source: files read and skipped, files unchanged since the last run (not read again), "
+    "latest extract date, rows read, kept and quarantined; "
     "its newest extract (date, rows read and quarantined) and the latest usable one (the publish gates' input).",
 }
 
@@ -38,16 +39,18 @@ RAW_TABLE_DESCRIPTIONS = {
     can_subset=False,
 )
 def landing_zone(context: dg.AssetExecutionContext, settings: SoeSettings, warehouse: WarehouseResource):
-    """Read every extract, validate against its contract, upsert, quarantine the rest.
+    """Read the new extracts, validate against their contract, upsert, quarantine the rest.
 
-    One step for all sources: the execution sources are checked against the
+    The extracts the last run ingested, unchanged since, are not read again
+    (``soe_assets.ingest.state``); settings can ask for every extract. One step for all sources: the execution sources are checked against the
     master data of the same run, and the default as_of is the latest extract
     date across the whole landing zone.
     """
     started_at = datetime.now().replace(microsecond=0)
     with warehouse.connect() as conn:
         result = ingest_landing_zone(
-            settings.landing_path, settings.requested_as_of, progress=context.log.info, conn=conn, detected_at=started_at
+            settings.landing_path, settings.requested_as_of, progress=context.log.info, conn=conn,
+            detected_at=started_at, reread=settings.reread_landing_zone,
         )
         run = RunContext(
             as_of=result.as_of,

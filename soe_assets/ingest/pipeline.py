@@ -5,12 +5,14 @@ unioned and the latest valid version of each primary key wins (extract date,
 then file name in byte order); an invalid row goes to the quarantine with
 its source, file, 1-based row number, column and reason, and every valid row
 of the same file still flows on; a file that cannot be read, has no extract
-date in its name or lacks a contract column is quarantined whole.
+date in its name or lacks a contract column is quarantined whole. Each
+extract is read once: a run keeps what the last run ingested from the
+extracts still there as they were (``soe_assets.ingest.state``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,7 +32,11 @@ from soe_assets.ingest.landing import (
     Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers, ignored_folders, list_extracts,
     stored_timestamps, stored_typed_columns,
 )
-from soe_assets.warehouse import RunContext, ensure_published_runs, quote, replace_table
+from soe_assets.ingest.state import (
+    STATE_SCHEMA, FileState, IngestedFile, code_fingerprint, ensure_manifest, master_fingerprint, record_manifest,
+    rejected_keys_name, rejected_keys_table, take_manifest, unchanged_files,
+)
+from soe_assets.warehouse import RunContext, ensure_published_runs, quote, replace_table, table_exists
 
 Progress = Callable[[str], None]
 # The data row of each line DuckDB found malformed in the file being loaded (a registered frame).
@@ -52,6 +58,8 @@ class SourceReport:
     rows_quarantined: int = 0
     rows_read_by_file: dict[str, int] = field(default_factory=dict)  # per file read; not a column of the log
     folders_ignored: list[str] = field(default_factory=list)  # folders inside the source folder: not extracts
+    files_kept: int = 0  # extracts the last run ingested as they are now: their rows stand, unread
+    reread_because: str = ""  # why the last run's extracts were read again in full, if it ingested any
 
 
 @dataclass
@@ -243,6 +251,10 @@ class _SourceIngest:
     thread, and keeping the file's order costs the insert 10-20% on large files.
     The few files with rejected rows are read again, numbered, to find them
     (``_quarantine_failed``).
+
+    Only the extracts after those the last run ingested, unchanged since, are
+    loaded (``begin``); their valid rows are then upserted into the kept rows
+    of ``raw.<source>`` (``_merge_into_kept_rows``).
     """
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, source: SourceContract, detected_at: datetime,
@@ -254,7 +266,12 @@ class _SourceIngest:
         self.report = SourceReport(source.name)
         self.loaded: dict[int, _LoadedFile] = {}
         self.loading = f"raw.{quote('_loading_' + source.name)}"
-        self.rejected = f"_rejected_{source.name}"
+        self.rejected = rejected_keys_table(source.name)
+        self.files = files
+        self.considered: list[FileState] = []  # the extracts this run considered, in order (``begin``)
+        self.kept: list[IngestedFile] = []  # the last run's extracts whose rows stand (``begin``)
+        self.kept_loaded: list[Extract] = []  # those of them whose valid rows took part in the upsert
+        self.quarantined_by_file: dict[str, int] = {}
         self.key = ", ".join(quote(c) for c in source.primary_key)
         # The data rows of each extract that its read skipped as malformed (``_load``).
         self.malformed = f"_malformed_{source.name}"
@@ -268,11 +285,45 @@ class _SourceIngest:
             f"CREATE OR REPLACE TABLE {self.loading} ({typed}, _file {file_type}, _extract_date DATE, "
             "_file_order INTEGER, _failed BOOLEAN, _key_hash UBIGINT)"
         )
-        pk = ", ".join(f"CAST(NULL AS {source.sql_columns[c]}) AS {quote(c)}" for c in source.primary_key)
-        conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE {self.rejected} AS SELECT {pk}, CAST(NULL AS VARCHAR) AS file, "
-            "CAST(NULL AS BIGINT) AS row_number LIMIT 0"
-        )
+
+    def begin(self, considered: list[tuple[int, Extract]], validated_with: str, reread: bool) -> int:
+        """Keep the rows and quarantine of the leading extracts the last run ingested as they are now
+        (``state.unchanged_files``), unless ``reread``; start afresh otherwise. Returns how many are kept."""
+        name, conn = self.source.name, self.conn
+        self.considered = [FileState.of(extract, file_order) for file_order, extract in considered]
+        previous, validated = take_manifest(conn, name)
+        kept, self.report.reread_because = unchanged_files(previous, validated, self.considered, validated_with)
+        if reread and kept:
+            kept, self.report.reread_because = 0, "a full read was asked for"
+        if kept and not (table_exists(conn, "raw", name) and table_exists(conn, STATE_SCHEMA, rejected_keys_name(name))):
+            kept, self.report.reread_because = 0, "the warehouse lacks the rows the last run ingested"
+        self.kept = previous[:kept]
+        self.kept_loaded = [extract for ingested, (_, extract) in zip(self.kept, considered) if ingested.loaded]
+        for ingested, (_, extract) in zip(self.kept, considered):
+            if ingested.rows_read is not None:
+                self._count_read(extract, ingested.rows_read)
+            self._count_quarantined(extract.file, ingested.rows_quarantined)
+        self.report.files_kept = kept
+        if not kept:
+            conn.execute("DELETE FROM raw.quarantine WHERE source = ?", [name])
+            pk = ", ".join(f"CAST(NULL AS {self.source.sql_columns[c]}) AS {quote(c)}" for c in self.source.primary_key)
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {self.rejected} AS SELECT {pk}, CAST(NULL AS VARCHAR) AS file, "
+                "CAST(NULL AS BIGINT) AS row_number LIMIT 0"
+            )
+        return kept
+
+    def _count_quarantined(self, file: str, rows: int) -> None:
+        self.quarantined_by_file[file] = self.quarantined_by_file.get(file, 0) + rows
+        self.report.rows_quarantined += rows
+
+    def ingested(self) -> list[IngestedFile]:
+        """What this run counted for each extract it considered (the next run's ``begin`` reads it)."""
+        loaded = {ingested.state.file for ingested in self.kept if ingested.loaded}
+        loaded |= {file.extract.file for file in self.loaded.values()}
+        return [IngestedFile(state, self.report.rows_read_by_file.get(state.file),
+                             self.quarantined_by_file.get(state.file, 0), state.file in loaded)
+                for state in self.considered]
 
     def quarantine_file(self, extract: Extract, reason: str, column: str | None = None, raw: str | None = None) -> None:
         self.conn.execute(
@@ -456,7 +507,7 @@ class _SourceIngest:
             self.quarantine_file(extract, str(error))
             return
         self._count_read(extract, rows + loaded.malformed_rows)
-        self.report.rows_quarantined += loaded.malformed_rows
+        self._count_quarantined(extract.file, loaded.malformed_rows)
         self.loaded[file_order] = loaded
 
     def _quarantine_failed(self, file_order: int) -> None:
@@ -517,7 +568,7 @@ class _SourceIngest:
         except UnreadableFile:
             rows = 0
         self._count_read(reader.extract, rows)
-        self.report.rows_quarantined += rows
+        self._count_quarantined(reader.extract.file, rows)
 
     def _count_read(self, extract: Extract, rows: int) -> None:
         self.report.rows_read_by_file[extract.file] = rows
@@ -616,10 +667,13 @@ class _SourceIngest:
     def _say_what_stands_for_rejected_files(self) -> None:
         """A file rejected whole names the extract the source's rows now come from (or says there is none): the
         planner reading the quarantine learns whether the source's data is missing or merely not updated."""
+        loaded = self.kept_loaded + [loaded.extract for loaded in self.loaded.values()]
         self.conn.execute(
-            # a reason quoting a reader's message may end in a full stop: the sentence goes on
-            "UPDATE raw.quarantine SET reason = rtrim(reason, '.') || ? WHERE source = ? AND row_number IS NULL",
-            [_what_stands([loaded.extract for loaded in self.loaded.values()]), self.source.name])
+            # a reason quoting a reader's message may end in a full stop: the sentence goes on; a file kept from the
+            # last run has the last run's note, which this run's files may have made stale
+            "UPDATE raw.quarantine SET reason = rtrim(regexp_replace(reason, ?, ''), '.') || ? "
+            "WHERE source = ? AND row_number IS NULL",
+            [WHAT_STANDS_NOTE, _what_stands(loaded), self.source.name])
 
     def finish(self) -> None:
         """Quarantine the failed rows, then upsert: per key the valid row of the latest file wins; note where a
@@ -631,7 +685,7 @@ class _SourceIngest:
         ).fetchall()
         for file_order, failed in failed_per_file:
             self._quarantine_failed(file_order)
-            self.report.rows_quarantined += failed
+            self._count_quarantined(self.loaded[file_order].extract.file, failed)
         conn.execute(f"DELETE FROM {self.loading} WHERE _failed")
         # Valid keys are unique within a file now: a valid key repeated is one seen in several files.
         conn.execute(
@@ -649,8 +703,17 @@ class _SourceIngest:
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _failed")
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _file_order")
         conn.execute(f"ALTER TABLE {self.loading} DROP COLUMN _key_hash")
-        conn.execute(f"DROP TABLE IF EXISTS raw.{quote(source.name)}")
-        conn.execute(f"ALTER TABLE {self.loading} RENAME TO {quote(source.name)}")
+        if self.kept:
+            self._merge_into_kept_rows()
+            # the quarantine is what this run found wrong: rows kept from the last run are found again
+            conn.execute("UPDATE raw.quarantine SET detected_at = ? WHERE source = ?", [self.detected_at, source.name])
+        else:
+            conn.execute(f"DROP TABLE IF EXISTS raw.{quote(source.name)}")
+            conn.execute(f"ALTER TABLE {self.loading} RENAME TO {quote(source.name)}")
+        # a rejected row of a file kept from the last run has the last run's note: this run's files may have
+        # superseded the version it names
+        conn.execute("UPDATE raw.quarantine SET reason = regexp_replace(reason, ?, '') "
+                     "WHERE source = ? AND row_number IS NOT NULL", [VALID_VERSION_NOTE, source.name])
         conn.execute(
             f"""
             UPDATE raw.quarantine AS q
@@ -664,9 +727,25 @@ class _SourceIngest:
         self._count_blank_lines_as_rows()
         self._say_what_stands_for_rejected_files()
         self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
-        conn.execute(f"DROP TABLE {self.rejected}")
         conn.execute(f"DROP TABLE {self.malformed}")
         conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
+
+    def _merge_into_kept_rows(self) -> None:
+        """Upsert this run's valid rows (all from files after every kept one) into the rows kept from the last run."""
+        if self.loaded:
+            table = f"raw.{quote(self.source.name)}"
+            files = ", ".join(literal(f) for f in self.files)
+            self.conn.execute(f"ALTER TABLE {table} ALTER _file TYPE ENUM({files})")  # this run's files are new names
+            self.conn.execute(f"DELETE FROM {table} AS k USING {self.loading} AS n WHERE {self._same_key('k', 'n')}")
+            columns = ", ".join(quote(c) for c in [*self.source.columns, "_file", "_extract_date"])
+            self.conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {self.loading}")
+        self.conn.execute(f"DROP TABLE {self.loading}")
+
+
+# The notes ``finish`` appends to a quarantine reason, as patterns that strip them.
+VALID_VERSION_NOTE = "; the valid version of this key from .* stands$"
+WHAT_STANDS_NOTE = (r"; (no extract of this source was loaded, so it has no rows this run|"
+                    r"the source's rows come from its other extracts \(the latest loaded: .*\))$")
 
 
 def _what_stands(loaded: list[Extract]) -> str:
@@ -688,27 +767,27 @@ def rows_counting_blank_lines(rows: np.ndarray, blank_lines: np.ndarray) -> np.n
     return rows + np.searchsorted(read_before, rows, side="left")
 
 
-def _loadable(ingest: _SourceIngest, extracts: list[Extract], as_of: date) -> Iterator[tuple[int, Extract]]:
-    """The extracts to load, with their file order; an undated one is quarantined, a later one skipped."""
-    for file_order, extract in enumerate(extracts):
-        if extract.extract_date is None:
-            ingest.quarantine_file(extract, "file name does not start with an extract date YYYY-MM-DD")
-        elif extract.extract_date > as_of:
-            ingest.report.files_skipped += 1  # not yet happened from this run's point of view
-        else:
-            yield file_order, extract
-
-
 def _ingest_source(
     conn: duckdb.DuckDBPyConnection, source: SourceContract, landing_dir: Path, as_of: date,
-    detected_at: datetime, master_tables: dict[str, str] | None,
+    detected_at: datetime, master_tables: dict[str, str] | None, validated_with: str, reread: bool,
 ) -> SourceReport:
+    """Ingest one source: the extracts dated after as_of have not happened yet from this run's point of view
+    and are skipped; of the others, only those after the ones the last run ingested as they are now are read
+    (``_SourceIngest.begin``); an undated one is quarantined."""
     extracts = list_extracts(landing_dir, source.name)
     ingest = _SourceIngest(conn, source, detected_at, master_tables, [e.file for e in extracts])
     ingest.report.folders_ignored = ignored_folders(landing_dir, source.name)
-    for file_order, extract in _loadable(ingest, extracts, as_of):
-        ingest.add(extract, file_order)
+    considered = [(file_order, extract) for file_order, extract in enumerate(extracts)
+                  if extract.extract_date is None or extract.extract_date <= as_of]
+    ingest.report.files_skipped = len(extracts) - len(considered)
+    kept = ingest.begin(considered, validated_with, reread)
+    for file_order, extract in considered[kept:]:
+        if extract.extract_date is None:
+            ingest.quarantine_file(extract, "file name does not start with an extract date YYYY-MM-DD")
+        else:
+            ingest.add(extract, file_order)
     ingest.finish()
+    record_manifest(conn, source.name, ingest.ingested(), validated_with)
     return ingest.report
 
 
@@ -718,17 +797,22 @@ def ingest_landing_zone(
     progress: Progress | None = None,
     conn: duckdb.DuckDBPyConnection | None = None,
     detected_at: datetime | None = None,
+    reread: bool = False,
 ) -> IngestResult:
-    """Ingest every source into schema ``raw`` of ``conn`` (an in-memory database if none)."""
+    """Ingest every source into schema ``raw`` of ``conn`` (an in-memory database if none). The extracts the last
+    run on ``conn`` ingested as they are now are not read again (``state``) unless ``reread``."""
     resolved = resolve_as_of(landing_dir, as_of)
     conn = conn or duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("SET preserve_insertion_order = false")  # rows carry no order (see _SourceIngest)
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    conn.execute(
-        "CREATE OR REPLACE TABLE raw.quarantine (source VARCHAR, file VARCHAR, row_number BIGINT, "
+    conn.execute(  # a source's rows stay while its extracts do (``_SourceIngest.begin``)
+        "CREATE TABLE IF NOT EXISTS raw.quarantine (source VARCHAR, file VARCHAR, row_number BIGINT, "
         '"column" VARCHAR, reason VARCHAR, raw_record VARCHAR, detected_at TIMESTAMP)'
     )
+    ensure_manifest(conn)
+    code = code_fingerprint()
+    validated_with = code
     detected_at = detected_at or datetime.now().replace(microsecond=0)
     reports: dict[str, SourceReport] = {}
     master_tables: dict[str, str] | None = None
@@ -749,8 +833,10 @@ def ingest_landing_zone(
                     f"EXCEPT SELECT id FROM _master_{kind}")
             master_tables = {"sku": "_master_sku", "location": "_master_location", "plant": "_master_plant",
                              "sku_rejected": "_master_sku_rejected", "location_rejected": "_master_location_rejected"}
+            validated_with = f"{code}-{master_fingerprint(conn, sorted(master_tables.values()))}"
         started = time.perf_counter()
-        report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables)
+        report = _ingest_source(conn, source, landing_dir, resolved, detected_at, master_tables, validated_with,
+                                reread)
         reports[source.name] = report
         if progress:
             superseded = report.rows_read - report.rows_valid - report.rows_quarantined
@@ -763,6 +849,9 @@ def ingest_landing_zone(
                 + (f"; {rejected_whole} file(s) rejected whole (data_quality_issues says why)" if rejected_whole else "")
                 + (f"; folder(s) ignored, extracts are files: {', '.join(report.folders_ignored)}"
                    if report.folders_ignored else "")
+                + (f"; {report.files_kept} file(s) unchanged since the last run, not read again"
+                   if report.files_kept else "")
+                + (f"; read in full: {report.reread_because}" if report.reread_because else "")
                 + f" ({time.perf_counter() - started:.1f} s)"
             )
     return IngestResult(as_of=resolved, reports=reports, conn=conn)
@@ -811,7 +900,7 @@ def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, co
          "started_at": "TIMESTAMP"},
     )
     log = pd.DataFrame([asdict(report) for report in result.reports.values()]).drop(
-        columns=["rows_read_by_file", "folders_ignored"])
+        columns=["rows_read_by_file", "folders_ignored", "reread_because"])
     read_by_file = pd.DataFrame(
         [(report.source, file, rows) for report in result.reports.values() for file, rows in report.rows_read_by_file.items()],
         columns=["source", "file", "rows_read"],
@@ -826,7 +915,8 @@ def write_run_metadata(conn: duckdb.DuckDBPyConnection, result: IngestResult, co
         "raw",
         "ingest_log",
         log.merge(newest, on="source", how="left"),
-        {"source": "VARCHAR", "files_read": "INTEGER", "files_skipped": "INTEGER", "latest_extract_date": "DATE",
+        {"source": "VARCHAR", "files_read": "INTEGER", "files_skipped": "INTEGER", "files_kept": "INTEGER",
+         "latest_extract_date": "DATE",
          "rows_read": "BIGINT", "rows_valid": "BIGINT", "rows_quarantined": "BIGINT", "newest_extract_date": "DATE",
          "newest_rows_read": "BIGINT", "newest_rows_quarantined": "BIGINT", "latest_usable_extract_date": "DATE"},
     )

@@ -1,9 +1,14 @@
 """The benchmark judges each run against the speed and memory targets of its size, honestly: a ratio to the
-floor counts as met only on both floors measured around the run."""
+floor counts as met only on both floors measured around the run. Its daily run holds back exactly the extracts
+that arrive between two daily runs, and puts them back whatever happens."""
 
 import importlib.util
 import sys
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
+from support import AS_OF, minimal_network, write_landing_zone, write_source
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_benchmark.py"
 spec = importlib.util.spec_from_file_location("run_benchmark", SCRIPT)
@@ -37,3 +42,19 @@ def test_no_verdict_for_a_size_without_a_target_or_a_failed_run():
     assert run_benchmark.verdicts(result(3_000_000, 60.0, 3.0, 20.0, 20.0)) == []
     assert run_benchmark.verdicts(result(None, 60.0, 3.0, None, None)) == []
     assert run_benchmark.verdicts(result(12_480_000, 170.8, 6.67, 24.2, 23.7, ok=False)) == []
+
+
+def test_a_daily_run_holds_back_the_newest_extract_of_each_daily_source_and_puts_it_back(tmp_path: Path):
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    older = write_source(landing, "sales_orders", minimal_network()["sales_orders"], extract=AS_OF - timedelta(7))
+    newest = run_benchmark.newest_daily_extracts(landing)
+    assert sorted(p.parent.name for p in newest) == [
+        "inventory_snapshots", "production_orders", "purchase_orders", "resource_capacity", "sales_orders",
+        "shipments"]  # not master data, not the monthly plan
+    assert older not in newest and all(p.name == f"{AS_OF}.csv" for p in newest)
+    before = sorted(landing.rglob("*"))
+    with pytest.raises(KeyboardInterrupt):
+        with run_benchmark.held_back(newest):
+            assert not any(p.exists() for p in newest) and older.exists()
+            raise KeyboardInterrupt
+    assert sorted(landing.rglob("*")) == before
