@@ -1,13 +1,13 @@
 """Time `soe run` end to end and per stage on large generated networks, with peak memory.
 
     python benchmarks/run_benchmark.py [--sizes 20000 200000] [--dcs 4] [--workdir /tmp/soe-bench] [--copy-floor]
-                                       [--daily]
+                                       [--runs first daily]
 
 For each size it generates a landing zone (once; reused when present), measures a
 floor (DuckDB reading every input file once, before the run and again after it; with
 ``--copy-floor`` also DuckDB copying every file into a table, unvalidated), lets dbt parse the project for the
 run's warehouse (untimed, as a previous run on it would have), then runs `soe run` in a child
-process on a fresh warehouse (the first run: every extract is new); with ``--daily`` it then
+process on a fresh warehouse (the first run: every extract is new); with ``--runs ... daily`` it
 also times a daily run (the previous day's run, without the newest extract of each daily
 source, is set up first, untimed: the timed run ingests only those extracts). It reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier
 than wall time when the machine's speed drifts), per-stage times (from the run's progress
@@ -219,6 +219,7 @@ def parse_dbt_project_for(landing: Path, warehouse: Path, memory_limit: str) -> 
                     "--profiles-dir", str(DBT_PROJECT)], env=env, check=True)
 
 
+RUN_KINDS = ("first", "daily")
 # A source whose contract expects an extract at least this often changes between two daily runs.
 DAILY_FRESHNESS_DAYS = 7
 # Where a daily run's new extracts wait while the previous day's run is set up: a hidden folder, which runs
@@ -315,13 +316,13 @@ def main() -> int:
                         help="passed to `soe run --memory-limit` (default: soe's own default)")
     parser.add_argument("--copy-floor", action="store_true",
                         help="also time DuckDB copying every extract into tables (no validation)")
-    parser.add_argument("--daily", action="store_true",
-                        help="also time a daily run: the run after the previous day's, which ingested every "
-                        "extract but the newest of each daily source (set up first, untimed)")
+    parser.add_argument("--runs", nargs="+", choices=RUN_KINDS, default=["first"],
+                        help="first: a run on a fresh warehouse, every extract new (default); daily: the run after "
+                        "the previous day's, which ingested every extract but the newest of each daily source "
+                        "(set up first, untimed)")
     args = parser.parse_args()
     results = []
-    kinds = ["first", "daily"] if args.daily else ["first"]
-    for skus, kind in [(skus, kind) for skus in args.sizes for kind in kinds]:
+    for skus, kind in [(skus, kind) for skus in args.sizes for kind in args.runs]:
         workdir = args.workdir / f"skus{skus}_dcs{args.dcs}"
         landing = workdir / "landing"
         _generate(landing, skus, args.dcs)
