@@ -39,6 +39,8 @@ def landing(tmp_path: Path) -> Path:
     write_source(landing, "sales_orders", minimal_network()["sales_orders"]
                  + [_order("K1", 7), _order("K2"), _order("K2", 3)], extract=AS_OF)
     write_source(landing, "purchase_orders", minimal_network()["purchase_orders"][:3], extract=A_WEEK_AGO)
+    (landing / "sales_orders" / "notes.csv").write_text("an undated file: rejected whole, first in the order\n")
+    write_source(landing, "shipments", minimal_network()["shipments"][:2], extract=A_WEEK_AGO, fmt="parquet")
     return landing
 
 
@@ -98,16 +100,17 @@ def test_a_daily_run_reads_only_new_extracts_and_ends_where_a_full_read_would(la
     daily = _ingest(warehouse, landing, SECOND_RUN)
 
     kept = {name: report.files_kept for name, report in daily.reports.items()}
-    assert kept["sales_orders"] == 3 and kept["purchase_orders"] == 1 and kept["skus"] == 1
-    assert kept["shipments"] == 0 and kept["inventory_snapshots"] == 0  # nothing before today's extract
+    assert kept["sales_orders"] == 4 and kept["purchase_orders"] == 1 and kept["shipments"] == 1
+    assert kept["skus"] == 1 and kept["inventory_snapshots"] == 0  # nothing before today's extract
     assert not any(report.reread_because for report in daily.reports.values())
     assert_same_as_full_read(daily, landing)
     # the notes of the kept files' quarantine rows now name today's extract
     quarantine = daily.quarantine
     rejected = quarantine[quarantine["file"] == f"{A_WEEK_AGO}.csv"].iloc[0]
     assert rejected["reason"].endswith(f"the valid version of this key from {AS_OF}.csv stands")
-    broken = quarantine[quarantine["file"] == f"{A_WEEK_AGO}_broken.csv"].iloc[0]
-    assert broken["reason"].endswith(f"(the latest loaded: {AS_OF}.csv)")
+    for rejected_whole in (f"{A_WEEK_AGO}_broken.csv", "notes.csv"):
+        reason = quarantine.loc[quarantine["file"] == rejected_whole, "reason"].item()
+        assert reason.endswith(f"(the latest loaded: {AS_OF}.csv)"), reason
     # every row is stamped with the time of the run that found it (kept or read)
     assert set(quarantine["detected_at"]) == {pd.Timestamp(SECOND_RUN)}
     assert daily.table("sales_orders").set_index("order_id").loc["K1", "ordered_qty"] == 7
@@ -124,7 +127,7 @@ def test_a_run_with_nothing_new_reads_nothing_and_changes_nothing(landing: Path,
     for name, report in again.reports.items():
         folder = landing / name
         assert report.files_kept == (len(list(folder.iterdir())) if folder.is_dir() else 0), name
-    assert again.reports["sales_orders"].files_kept == 4
+    assert again.reports["sales_orders"].files_kept == 5
     assert set(again.quarantine["detected_at"]) == {pd.Timestamp(SECOND_RUN)}
     after = _tables(again)
     after["quarantine"]["detected_at"] = str(pd.Timestamp(FIRST_RUN))
