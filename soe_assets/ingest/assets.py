@@ -67,6 +67,7 @@ def landing_zone(context: dg.AssetExecutionContext, settings: SoeSettings, wareh
             asset_key=["raw", source.name],
             metadata={
                 "files_read": report.files_read,
+                "files_unchanged_not_read_again": report.files_kept,
                 "rows_read": report.rows_read,
                 "rows_valid": report.rows_valid,
                 "rows_quarantined": report.rows_quarantined,

@@ -4,8 +4,8 @@ A source's rows in ``raw`` are a function of its extracts (in order), the
 ingest code and, for every source checked against master data, the master
 data's ids. The last run records per source every extract it considered
 (name, size, modification time, a digest of its first and last bytes,
-position in the source's order) with what it
-counted for it, and what the rows were validated with. The next run keeps
+position in the source's order) with what it counted for it, and what the
+rows were validated with. The next run keeps
 those rows and their quarantine when its own extracts start with exactly the
 same files validated with the same code and master data, and reads only the
 files after them; anything else (a file changed, removed or slotted in before
@@ -21,7 +21,9 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import pyarrow
 
+import data_contracts
 from soe_assets.ingest.landing import Extract
 from soe_assets.warehouse import quote
 
@@ -29,13 +31,14 @@ STATE_SCHEMA = "ingest_state"
 MANIFEST = f"{STATE_SCHEMA}.extracts"
 
 # The code whose change can change what ingest keeps or rejects: the contracts and the ingest stage.
-_CODE_FOLDERS = (Path(__file__).resolve().parent, Path(__file__).resolve().parents[2] / "data_contracts")
+_CODE_FOLDERS = (Path(__file__).resolve().parent, Path(data_contracts.__file__).resolve().parent)
 
 
 @cache
 def code_fingerprint() -> str:
-    """A digest of the validating code (as imported) and the DuckDB version that runs it."""
-    digest = hashlib.sha256(duckdb.__version__.encode())
+    """A digest of the validating code and of the versions of the readers that parse the extracts (read once
+    per process: the code that runs)."""
+    digest = hashlib.sha256(f"{duckdb.__version__} {pyarrow.__version__}".encode())
     for folder in _CODE_FOLDERS:
         for path in sorted(folder.glob("*.py")):
             digest.update(path.name.encode())
