@@ -7,11 +7,12 @@ For each size it generates a landing zone (once; reused when present), measures 
 floor (DuckDB reading every input file once, before the run and again after it; with
 ``--copy-floor`` also DuckDB copying every file into a table, unvalidated), lets dbt parse the project for the
 run's warehouse (untimed, as a previous run on it would have), then runs `soe run` in a child
-process on a fresh warehouse (the first run: every extract is new); with ``--runs ... daily`` it
-also times a daily run (the previous day's run, without the newest extract of each daily
-source, is set up first, untimed: the timed run ingests only those extracts). It reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier
-than wall time when the machine's speed drifts), per-stage times (from the run's progress
-lines) and peak memory: the largest sum of resident memory over `soe run` and all its
+process: the first run, on a fresh warehouse (every extract is new), and a daily run (the
+previous day's run, without the newest extract of each daily source, is set up first,
+untimed; the timed run ingests only those extracts); ``--runs`` picks one. For each it
+reports wall time, CPU time (of `soe run` and the dbt subprocess: steadier than wall time
+when the machine's speed drifts), per-stage times (from the run's progress lines) and peak
+memory: the largest sum of resident memory over `soe run` and all its
 descendants (the dbt subprocess included), sampled every 0.1 s from /proc, with the
 CPU seconds of each stage (from its start to the next one's). Results are appended to
 `<workdir>/results.jsonl` and printed as a table.
@@ -316,10 +317,10 @@ def main() -> int:
                         help="passed to `soe run --memory-limit` (default: soe's own default)")
     parser.add_argument("--copy-floor", action="store_true",
                         help="also time DuckDB copying every extract into tables (no validation)")
-    parser.add_argument("--runs", nargs="+", choices=RUN_KINDS, default=["first"],
-                        help="first: a run on a fresh warehouse, every extract new (default); daily: the run after "
-                        "the previous day's, which ingested every extract but the newest of each daily source "
-                        "(set up first, untimed)")
+    parser.add_argument("--runs", nargs="+", choices=RUN_KINDS, default=list(RUN_KINDS),
+                        help="first: a run on a fresh warehouse, every extract new; daily: the run after the "
+                        "previous day's, which ingested every extract but the newest of each daily source (set up "
+                        "first, untimed) (default: both)")
     args = parser.parse_args()
     results = []
     for skus, kind in [(skus, kind) for skus in args.sizes for kind in args.runs]:
