@@ -312,16 +312,17 @@ where window_plan_qty > 0
 # --------------------------------------------------------------------------- projection
 
 
-def _spare_stock_sql(time_fence_weeks: int) -> str:
-    """Per SKU and receiving location: stock other locations could send along a lane so that it arrives
-    inside the fence, by the respond stage's donor and transfer rules (docs/responses.md). A transfer
+def _spare_stock_sql(time_fence_weeks: int, short: str) -> str:
+    """Per SKU of the relation ``short`` and receiving location: stock other locations could send along a lane
+    so that it arrives inside the fence, by the respond stage's donor and transfer rules (docs/responses.md). A transfer
     leaves in a fence week (week 0: the day after as_of; later weeks: the Monday) and arrives after the
     lane's transit days; the latest departure that still arrives by the fence's last day sets what the
     donor can give: its lowest balance above safety stock from that week to the end of the horizon, and
     no more than it holds at the start of that week (none where its balance is negative then: it owes
     that to its own waiting demand). Leaving earlier never allows more (with safety stock >= 0, a week's
     margin is at most the next week's opening balance). A lane too slow to arrive inside the fence gives
-    nothing. Needs ``run`` (``RUN``)."""
+    nothing. Needs ``run`` (``RUN``). Only the SKUs of ``short`` are looked at: a rule needs the spare stock of
+    the SKUs it found short, a few of the whole network's."""
     weeks = range(max(time_fence_weeks, 1))
     margins = ", ".join(
         f"min(slw.projected_available_qty - slw.safety_stock_qty) filter (where slw.week_index >= {week})"
@@ -335,6 +336,7 @@ donor as (
            -- opening_at[d + 1]: the balance at the start of week d (week 0: the stock at as_of)
            list_value({openings}) as opening_at
     from marts.sku_location_week as slw
+    where slw.sku_id in (select sku_id from {short})
     group by slw.sku_id, slw.location_id
 ),
 lane_departure as (
@@ -366,7 +368,7 @@ def _time_fence_weeks(conn: duckdb.DuckDBPyConnection) -> int:
 def projected_stockout(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """The projected available balance goes negative in some horizon week."""
     sql = f"""
-with {RUN}, {_spare_stock_sql(_time_fence_weeks(conn))},
+with {RUN},
 below_zero as (
     -- a stockout is at least stockout_min_units below zero: only these places need their average demand
     select distinct sku_id, location_id from marts.sku_location_week where projected_available_qty < -?
@@ -383,7 +385,8 @@ agg as (
            arg_min(week_start, week_index) as week_start,
            arg_min(projected_available_qty, week_index) as first_balance
     from short group by sku_id, location_id
-)
+),
+{_spare_stock_sql(_time_fence_weeks(conn), 'agg')}
 select
     'projected_stockout' as exception_type, agg.sku_id, agg.location_id, agg.week_start, agg.first_week as week_index,
     null as reference_id, agg.qty, agg.unit_price, agg.unit_cost, agg.weeks_affected,
@@ -401,7 +404,7 @@ left join reachable on reachable.sku_id = agg.sku_id and reachable.location_id =
 def below_safety_stock(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Inside the fence, the projection drops materially below the safety stock."""
     sql = f"""
-with {RUN}, {_spare_stock_sql(_time_fence_weeks(conn))},
+with {RUN},
 below as (
     select *, safety_stock_qty - projected_available_qty as gap
     from marts.sku_location_week
@@ -415,7 +418,8 @@ agg as (
            arg_min(projected_available_qty, week_index) as first_balance,
            arg_min(safety_stock_qty, week_index) as first_safety
     from below group by sku_id, location_id
-)
+),
+{_spare_stock_sql(_time_fence_weeks(conn), 'agg')}
 select
     'below_safety_stock' as exception_type, agg.sku_id, agg.location_id, agg.week_start, agg.first_week as week_index,
     null as reference_id, agg.qty, agg.unit_price, agg.unit_cost, agg.weeks_affected,
