@@ -267,8 +267,7 @@ def run_once(landing: Path, workdir: Path, memory_limit: str, daily: bool = Fals
     warehouse = workdir / "warehouse" / "soe.duckdb"
     for stale in (warehouse, warehouse.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
-    parse_dbt_project_for(landing, warehouse, memory_limit)
-    if daily:
+    if daily:  # the previous day's run, with the same command, leaves dbt's parse state for the daily one
         new = newest_daily_extracts(landing)
         print(f"the previous day's run, untimed, without {len(new)} newest daily extracts "
               f"({', '.join(f'{p.parent.name}/{p.name}' for p in new)}) ...", flush=True)
@@ -279,6 +278,8 @@ def run_once(landing: Path, workdir: Path, memory_limit: str, daily: bool = Fals
             print(previous.stdout[-4000:], flush=True)
             return {"ok": False, "seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_gb": 0.0, "stages": {},
                     "stage_peak_rss_gb": {}, "stage_cpu_seconds": {}}
+    else:
+        parse_dbt_project_for(landing, warehouse, memory_limit)
     started = time.perf_counter()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(

@@ -319,8 +319,7 @@ class _SourceIngest:
 
     def ingested(self) -> list[IngestedFile]:
         """What this run counted for each extract it considered (the next run's ``begin`` reads it)."""
-        loaded = {ingested.state.file for ingested in self.kept if ingested.loaded}
-        loaded |= {file.extract.file for file in self.loaded.values()}
+        loaded = {extract.file for extract in self.kept_loaded} | {file.extract.file for file in self.loaded.values()}
         return [IngestedFile(state, self.report.rows_read_by_file.get(state.file),
                              self.quarantined_by_file.get(state.file, 0), state.file in loaded)
                 for state in self.considered]
