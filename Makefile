@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test install browser benchmark
+.PHONY: demo test install browser postgres benchmark
 
 install: $(VENV)/.installed
 
@@ -23,10 +23,17 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium could not be installed: the browser tests will be skipped"; }
 
+# Debian's Postgres server for the portability test (the dbt project built on a second engine).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the portability test ..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "postgresql could not be installed: the portability test will be skipped"; }
+
 demo: install
 	$(VENV)/bin/soe demo
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest
 
 benchmark: install

@@ -98,8 +98,9 @@
 {%- endmacro %}
 
 {% macro default__quantity_text(number_expr) -%}
-    {#- Postgres / Snowflake: two decimals, then trailing zeros and a bare point trimmed (no digit grouping). -#}
-    rtrim(rtrim({{ dbt.cast(dbt.cast(number_expr, 'numeric(38, 2)'), dbt.type_string()) }}, '0'), '.')
+    {#- Postgres, Redshift, Snowflake: to_char groups the digits by a literal comma (not the locale's), with two
+        decimals; then trailing zeros and a bare point are trimmed. -#}
+    rtrim(rtrim(to_char({{ dbt.cast(number_expr, 'numeric(38, 2)') }}, 'FM999,999,999,999,999,999,990.00'), '0'), '.')
 {%- endmacro %}
 
 {% macro duckdb__quantity_text(number_expr) -%}

@@ -42,11 +42,14 @@ final as (
         {{ soe.add_days('week_start', 6) }} as week_end,
         week_index < time_fence_weeks as inside_time_fence,
         -- days of the week still ahead of as_of (the snapshot holds days <= as_of)
-        case
-            when week_index = 0
-                then 6 - {{ dbt.datediff('week_start', 'as_of', 'day') }}
-            else 7
-        end as days_after_as_of
+        cast(
+            case
+                when week_index = 0
+                    then 6 - {{ dbt.datediff('week_start', 'as_of', 'day') }}
+                else 7
+            end
+            as {{ dbt.type_bigint() }}
+        ) as days_after_as_of
     from weeks
 
 )
