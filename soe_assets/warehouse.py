@@ -99,9 +99,10 @@ def replace_table(
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    # fetchall, not fetchone: a result left unfinished makes the connection refuse to register an Arrow stream
     return conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-    ).fetchone()[0] > 0
+    ).fetchall()[0][0] > 0
 
 
 # Which ingest (``raw.run_context``'s run_id) each table a stage builds was built from. The marts' dbt post-hook

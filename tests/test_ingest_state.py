@@ -1,6 +1,6 @@
 """A daily run reads only the extracts that arrived since the last run, and ends where a full read would."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 import os
 from pathlib import Path
@@ -12,6 +12,7 @@ from support import AS_OF, minimal_network, write_landing_zone, write_source
 
 from data_contracts.sources import SOURCES
 from soe_assets.ingest.pipeline import IngestResult, ingest_landing_zone
+from soe_assets.ingest.state import record_manifest, take_manifest
 
 FIRST_RUN = datetime(2026, 11, 18, 6, 0)
 SECOND_RUN = datetime(2026, 11, 18, 18, 0)
@@ -29,11 +30,17 @@ def _order(order_id: str, ordered_qty: float = 10.0, **changes) -> dict:
 @pytest.fixture
 def landing(tmp_path: Path) -> Path:
     """Three weeks of sales-order extracts whose quarantine notes depend on the newest one: a key rejected a week
-    ago (its valid version from two weeks ago stands until today's extract brings a newer one), a file rejected
-    whole (it names the latest extract loaded), and a key duplicated in today's extract."""
+    ago (its valid version from two weeks ago stands until today's extract brings a newer one; a blank line
+    before it, which counts as a row), a file rejected whole (it names the latest extract loaded), and a key
+    duplicated in today's extract. Today's shipments extract has a name DuckDB would take for a glob pattern, so
+    Arrow reads it."""
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     write_source(landing, "sales_orders", [_order("K1", 5), _order("K3")], extract=TWO_WEEKS_AGO)
-    write_source(landing, "sales_orders", [_order("K1", 6, shipped_qty=-3), _order("K4")], extract=A_WEEK_AGO)
+    rejected = write_source(landing, "sales_orders", [_order("K4"), _order("K1", 6, shipped_qty=-3)],
+                            extract=A_WEEK_AGO)
+    header, first_row, rest = rejected.read_text().split("\n", 2)
+    rejected.write_text(f"{header}\n{first_row}\n\n{rest}")
+    (landing / "shipments" / f"{AS_OF}.csv").rename(landing / "shipments" / f"{AS_OF}[eu].csv")
     write_source(landing, "sales_orders", pd.DataFrame([_order("K5")]).drop(columns="status"),
                  extract=A_WEEK_AGO, suffix="_broken")
     write_source(landing, "sales_orders", minimal_network()["sales_orders"]
@@ -48,14 +55,14 @@ TODAYS = ["sales_orders", "purchase_orders", "shipments", "inventory_snapshots"]
 
 
 def _hold_back(landing: Path, sources: list[str]) -> list[tuple[Path, Path]]:
-    """Move today's extract of each source aside (a subfolder, which runs never read)."""
+    """Move today's extracts of each source aside (a subfolder, which runs never read)."""
     moves = []
     for source in sources:
-        extract = landing / source / f"{AS_OF.isoformat()}.csv"
-        aside = landing / source / "held" / extract.name
-        aside.parent.mkdir()
-        extract.rename(aside)
-        moves.append((aside, extract))
+        (landing / source / "held").mkdir()
+        for extract in (landing / source).glob(f"{AS_OF.isoformat()}*.csv"):
+            aside = landing / source / "held" / extract.name
+            extract.rename(aside)
+            moves.append((aside, extract))
     return moves
 
 
@@ -180,5 +187,49 @@ def test_a_run_stopped_before_recording_what_it_ingested_leaves_the_next_run_a_f
     result = _ingest(warehouse, landing, SECOND_RUN)
 
     assert result.reports["sales_orders"].files_kept == 0
+    assert "no record of what the last run ingested" in result.reports["sales_orders"].reread_because
     assert result.reports["purchase_orders"].files_kept == 2
+    assert not result.reports["purchase_orders"].reread_because
     assert_same_as_full_read(result, landing)
+
+
+def test_what_a_run_ingested_is_recorded_whole_or_not_at_all(landing: Path, tmp_path: Path):
+    """A run stopped while recording a source's extracts leaves no record of it: a part would be trusted."""
+    warehouse = tmp_path / "soe.duckdb"
+    first = _ingest(warehouse, landing, FIRST_RUN)
+    conn = first.conn
+    recorded = take_manifest(conn, "sales_orders")[0]
+    assert len(recorded) == 5
+    broken = replace(recorded[1], rows_read="not a count")  # the second insert fails after the first
+    with pytest.raises(duckdb.Error):
+        record_manifest(conn, "sales_orders", [recorded[0], broken, *recorded[2:]], "any")
+    assert conn.execute("SELECT count(*) FROM ingest_state.extracts WHERE source = 'sales_orders'").fetchall() == [(0,)]
+    record_manifest(conn, "sales_orders", recorded, "any")
+    assert len(take_manifest(conn, "sales_orders")[0]) == 5
+
+
+def test_an_extract_that_cannot_be_opened_is_quarantined_whole_and_the_rest_loaded(
+        landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A file without read permission (simulated: the tests may run as root, which reads any file) is
+    quarantined whole in a full and in a daily run; the source's other extracts still load."""
+    warehouse = tmp_path / "soe.duckdb"
+    moves = _hold_back(landing, ["purchase_orders"])
+    _ingest(warehouse, landing, FIRST_RUN).conn.close()
+    for aside, back in moves:
+        aside.rename(back)
+    locked = landing / "purchase_orders" / f"{AS_OF}.csv"
+    opening = Path.open
+
+    def refuse_locked(path: Path, *args, **kwargs):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return opening(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse_locked)
+    for result in (_ingest(warehouse, landing, SECOND_RUN), _full_read(landing)):
+        quarantine = result.quarantine
+        reason = quarantine.loc[(quarantine["source"] == "purchase_orders") & (quarantine["file"] == locked.name),
+                                "reason"].item()
+        assert reason.startswith("the file cannot be opened: Permission denied"), reason
+        assert set(result.table("purchase_orders")["_file"]) == {f"{A_WEEK_AGO}.csv"}
+        assert len(result.table("purchase_orders")) == 3

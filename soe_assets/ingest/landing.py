@@ -238,6 +238,11 @@ class ExtractReader:
                                  "rename the file")
         if suffix not in SUPPORTED_SUFFIXES:
             raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
+        try:
+            with extract.path.open("rb"):
+                pass
+        except OSError as error:  # no read permission, or gone since the folder was listed
+            raise UnreadableFile(f"the file cannot be opened: {error.strerror or error}") from error
         if extract.path.stat().st_size == 0:
             raise UnreadableFile("the file is empty (no header row)")
         if suffix == ".csv" and _looks_utf16(extract.path):

@@ -293,6 +293,9 @@ class _SourceIngest:
         self.considered = [FileState.of(extract, file_order) for file_order, extract in considered]
         previous, validated = take_manifest(conn, name)
         kept, self.report.reread_because = unchanged_files(previous, validated, self.considered, validated_with)
+        if not previous and self._ingested_before():
+            self.report.reread_because = ("the warehouse has no record of what the last run ingested (it stopped "
+                                          "during ingest, or an older soe built the warehouse)")
         if reread and kept:
             kept, self.report.reread_because = 0, "a full read was asked for"
         if kept and not (table_exists(conn, "raw", name) and table_exists(conn, STATE_SCHEMA, rejected_keys_name(name))):
@@ -312,6 +315,13 @@ class _SourceIngest:
                 "CAST(NULL AS BIGINT) AS row_number LIMIT 0"
             )
         return kept
+
+    def _ingested_before(self) -> bool:
+        """Whether the warehouse holds rows or quarantine of this source from an earlier run."""
+        name = self.source.name
+        quarantined = self.conn.execute("SELECT count(*) FROM raw.quarantine WHERE source = ?", [name]).fetchall()
+        return quarantined[0][0] > 0 or (table_exists(self.conn, "raw", name) and self.conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM raw.{quote(name)} LIMIT 1)").fetchall()[0][0] > 0)
 
     def _count_quarantined(self, file: str, rows: int) -> None:
         self.quarantined_by_file[file] = self.quarantined_by_file.get(file, 0) + rows
@@ -418,7 +428,7 @@ class _SourceIngest:
         line as received; their numbers to ``self.malformed``. Raises ``InvalidUtf8`` when a row is refused
         for its encoding. DuckDB numbers lines, blank ones included; like every numbering while the source
         loads, these count rows read (``_count_blank_lines_as_rows`` counts the blank lines back in)."""
-        if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchone()[0]:
+        if self.conn.execute(f"SELECT count(*) FROM {MALFORMED_ROWS} WHERE error_type = 'INVALID ENCODING'").fetchall()[0][0]:
             raise InvalidUtf8("the file holds bytes that are not valid UTF-8")
         lines = self.conn.execute(f"SELECT DISTINCT line FROM {MALFORMED_ROWS}").fetchnumpy()["line"].astype("int64")
         from_header = lines - reader.blank_lines_before_header  # DuckDB counts the file's lines from its first
@@ -457,7 +467,7 @@ class _SourceIngest:
             [self.source.name, reader.extract.file, self.detected_at],
         )
         malformed = self.conn.execute(
-            f"INSERT INTO {self.malformed} SELECT {file_order}, row_number FROM {MALFORMED_ROW_NUMBERS}").fetchone()[0]
+            f"INSERT INTO {self.malformed} SELECT {file_order}, row_number FROM {MALFORMED_ROW_NUMBERS}").fetchall()[0][0]
         self.conn.unregister(MALFORMED_ROW_NUMBERS)
         return malformed
 
@@ -641,7 +651,8 @@ class _SourceIngest:
 
     def _count_blank_lines_as_rows(self) -> None:
         """Number the quarantined rows of CSV files with blank lines as an editor shows them: row N on the file's
-        line N + 1 (blank lines count as rows; readers skip them, and every numbering above counts rows read)."""
+        line N + 1 (blank lines count as rows; readers skip them, and every numbering above counts rows read).
+        The rejected keys' rows are numbered alike: a later run that keeps the file finds its rows by them."""
         files = self.conn.execute(
             "SELECT DISTINCT file FROM raw.quarantine WHERE source = ? AND row_number IS NOT NULL", [self.source.name]
         ).fetchall()
@@ -660,6 +671,9 @@ class _SourceIngest:
                 self.conn.execute(
                     "UPDATE raw.quarantine AS q SET row_number = r.row_number FROM _renumbered AS r "
                     "WHERE q.source = ? AND q.file = ? AND q.row_number = r.row_read", [self.source.name, file])
+                self.conn.execute(
+                    f"UPDATE {self.rejected} AS k SET row_number = r.row_number FROM _renumbered AS r "
+                    "WHERE k.file = ? AND k.row_number = r.row_read", [file])
             finally:
                 self.conn.unregister("_renumbered")
 
@@ -725,7 +739,7 @@ class _SourceIngest:
         )
         self._count_blank_lines_as_rows()
         self._say_what_stands_for_rejected_files()
-        self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchone()[0]
+        self.report.rows_valid = conn.execute(f"SELECT count(*) FROM raw.{quote(source.name)}").fetchall()[0][0]
         conn.execute(f"DROP TABLE {self.malformed}")
         conn.execute("DROP TABLE IF EXISTS _duplicate_keys")
 
@@ -840,7 +854,7 @@ def ingest_landing_zone(
         if progress:
             superseded = report.rows_read - report.rows_valid - report.rows_quarantined
             rejected_whole = conn.execute("SELECT count(DISTINCT file) FROM raw.quarantine WHERE source = ? "
-                                          "AND row_number IS NULL", [source.name]).fetchone()[0]
+                                          "AND row_number IS NULL", [source.name]).fetchall()[0][0]
             progress(
                 f"{source.name:<20} {report.files_read} file(s), {report.rows_read:>11,} rows read, "
                 f"{report.rows_valid:>11,} valid, {report.rows_quarantined:>7,} quarantined"

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import pandera
 import pyarrow
 
 import data_contracts
@@ -35,9 +36,9 @@ _CODE_FOLDERS = (Path(__file__).resolve().parent, Path(data_contracts.__file__).
 
 @cache
 def code_fingerprint() -> str:
-    """A digest of the validating code and of the versions of the readers that parse the extracts (read once
-    per process: the code that runs)."""
-    digest = hashlib.sha256(f"{duckdb.__version__} {pyarrow.__version__}".encode())
+    """A digest of the validating code and of the versions of the libraries that parse and check the extracts
+    (read once per process: the code that runs)."""
+    digest = hashlib.sha256(f"{duckdb.__version__} {pyarrow.__version__} {pandera.__version__}".encode())
     for folder in _CODE_FOLDERS:
         for path in sorted(folder.glob("*.py")):
             digest.update(path.name.encode())
@@ -49,7 +50,7 @@ def master_fingerprint(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> st
     """A digest of the ids in the master-data tables the other sources are checked against."""
     parts = ", ".join(f"(SELECT coalesce(md5(string_agg(id, chr(10) ORDER BY id)), '') FROM {table})"
                       for table in tables)
-    return hashlib.sha256("|".join(conn.execute(f"SELECT {parts}").fetchone()).encode()).hexdigest()[:16]
+    return hashlib.sha256("|".join(conn.execute(f"SELECT {parts}").fetchall()[0]).encode()).hexdigest()[:16]
 
 
 # Bytes read from each end of an extract for its digest: a file rewritten within one tick of the file
@@ -69,12 +70,15 @@ class FileState:
 
     @classmethod
     def of(cls, extract: Extract, file_order: int) -> FileState:
-        with extract.path.open("rb") as handle:
-            stat = os.fstat(handle.fileno())
-            digest = hashlib.blake2b(handle.read(SAMPLED_BYTES), digest_size=16)
-            if stat.st_size > SAMPLED_BYTES:
-                handle.seek(max(SAMPLED_BYTES, stat.st_size - SAMPLED_BYTES))
-                digest.update(handle.read())
+        try:
+            with extract.path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                digest = hashlib.blake2b(handle.read(SAMPLED_BYTES), digest_size=16)
+                if stat.st_size > SAMPLED_BYTES:
+                    handle.seek(max(SAMPLED_BYTES, stat.st_size - SAMPLED_BYTES))
+                    digest.update(handle.read())
+        except OSError:  # unreadable: the run quarantines it whole, and a state no readable file has says so
+            return cls(extract.file, -1, -1, "unreadable", file_order)
         return cls(extract.file, stat.st_size, stat.st_mtime_ns, digest.hexdigest(), file_order)
 
 
@@ -110,12 +114,20 @@ def take_manifest(conn: duckdb.DuckDBPyConnection, source: str) -> tuple[list[In
 
 def record_manifest(conn: duckdb.DuckDBPyConnection, source: str, files: list[IngestedFile],
                     validated_with: str) -> None:
+    """Record the source's extracts whole or not at all: the next run trusts every record it finds, and
+    ``executemany`` commits row by row."""
     if not files:
         return
-    conn.executemany(
-        f"INSERT INTO {MANIFEST} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [[source, *astuple(f.state), f.rows_read, f.rows_quarantined, f.loaded, validated_with] for f in files],
-    )
+    conn.begin()
+    try:
+        conn.executemany(
+            f"INSERT INTO {MANIFEST} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[source, *astuple(f.state), f.rows_read, f.rows_quarantined, f.loaded, validated_with] for f in files],
+        )
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def unchanged_files(previous: list[IngestedFile], validated: set[str], considered: list[FileState],
