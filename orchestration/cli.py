@@ -13,7 +13,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -111,12 +111,12 @@ def demo_workspace(folder: Path) -> Workspace:
 
 def _iso_date(text: str) -> date:
     """A day written YYYY-MM-DD only (Python also reads 20261120 and 2026-W47-5, which the help does not offer)."""
+    if not ISO_DAY.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD")
     try:
-        if ISO_DAY.fullmatch(text):
-            return date.fromisoformat(text)
+        return date.fromisoformat(text)
     except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD")
+        raise argparse.ArgumentTypeError(f"'{text}' is no day of the calendar") from None
 
 
 def _whole_number(text: str, minimum: int) -> int:
@@ -161,6 +161,8 @@ DUCKDB_MAGIC = b"DUCK"
 
 
 QUOTES_DBT_CANNOT_NAME = "'\""
+# Names DuckDB keeps for its own databases: a file named so is attached under another name, which dbt misses.
+DUCKDB_RESERVED_NAMES = {"main", "temp", "system"}
 
 
 def _refuse_unusable_webhook() -> None:
@@ -180,6 +182,10 @@ def _refuse_non_database(path: Path) -> None:
     if path.is_dir():
         raise UserError(f"cannot use {path} as the warehouse: it is a folder; name the database file in it, "
                         f"e.g. {path / 'soe.duckdb'}")
+    if path.stem.lower() in DUCKDB_RESERVED_NAMES:
+        # DuckDB renames such a database when it attaches it; dbt-duckdb addresses it by the file's name
+        raise UserError(f"cannot use {path} as the warehouse: DuckDB reserves the name '{path.stem}' for a "
+                        f"database of its own; name the file otherwise, e.g. {path.with_name('soe.duckdb')}")
     quotes = sorted(set(path.stem) & set(QUOTES_DBT_CANNOT_NAME))
     if quotes:
         # dbt-duckdb names the database after the file and writes that name into its SQL unescaped
@@ -204,12 +210,24 @@ def _check_warehouse_file(path: Path) -> None:
         return
     import duckdb
 
-    from soe_assets.warehouse import open_warehouse
+    from soe_assets.warehouse import LOCK_WAIT_SECONDS, open_warehouse
+
+    def say_waiting(error: duckdb.Error) -> None:
+        holder = re.search(r"\(PID (\d+)\)", str(error))
+        print(f"{path} is held by another process{f' (PID {holder.group(1)})' if holder else ''}: waiting up to "
+              f"{LOCK_WAIT_SECONDS:.0f} s for it to let go ...", file=sys.stderr, flush=True)
 
     try:
-        open_warehouse(path).close()
+        open_warehouse(path, on_wait=say_waiting).close()
     except duckdb.Error as error:
         raise UserError(f"cannot use {path} as the warehouse: {error}") from None
+
+
+def _os_problem(folder: Path, error: OSError) -> str:
+    """What stops a folder being made or written, in the user's terms: a file where the path needs a folder
+    ('File exists' says it poorly), else the system's words."""
+    in_the_way = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+    return f"{in_the_way} is a file, not a folder" if in_the_way else (error.strerror or str(error))
 
 
 def _writable_folder(folder: Path, what: str) -> None:
@@ -217,7 +235,7 @@ def _writable_folder(folder: Path, what: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the {what} folder {folder}: {error.strerror or error}") from None
+        raise UserError(f"cannot create the {what} folder {folder}: {_os_problem(folder, error)}") from None
     try:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as error:
@@ -237,7 +255,7 @@ def _write_sample_network(out: Path, **options):
         raise UserError(f"{error}: add --replace to delete its extracts and write the new network, "
                         "or choose another --out") from None
     except OSError as error:  # the folder is a file, or cannot be written
-        raise UserError(f"cannot write the landing zone to {out}: {error.strerror or error}") from None
+        raise UserError(f"cannot write the landing zone to {out}: {_os_problem(out, error)}") from None
 
 
 # The days a sample can be written for: its extracts reach about half a year either side of as_of, and
@@ -548,12 +566,13 @@ def _known(value: str | None, known: Iterable[str], option: str) -> None:
 
 
 def cmd_exceptions(args: argparse.Namespace) -> int:
+    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, MART_COLUMNS
     from soe_assets.detect.report import format_exceptions
     from soe_assets.detect.rules import RULES
 
     _known(args.type, RULES, "--type")
-    frame = _load_mart_for(args, "exceptions")
-    history = _load_mart_for(args, "exception_history")
+    frame = _load_mart_for(args, "exceptions", columns=MART_COLUMNS)
+    history = _load_mart_for(args, "exception_history", columns=HISTORY_COLUMNS)
     as_of = frame["as_of"].max() if len(frame) else None
     held_back = history[history["as_of"].eq(as_of) & history["status"].eq("open") & ~history["in_alert_budget"]]
     if args.location is not None and not frame["location_id"].eq(args.location).any():
@@ -578,10 +597,11 @@ def _known_location(args: argparse.Namespace, history) -> None:
 
 
 def cmd_recommendations(args: argparse.Namespace) -> int:
+    from soe_assets.respond.recommend import MART_COLUMNS
     from soe_assets.respond.report import ACTION_TYPES, format_recommendations
 
     _known(args.action, ACTION_TYPES, "--action")
-    frame = _load_mart_for(args, "recommendations")
+    frame = _load_mart_for(args, "recommendations", columns=MART_COLUMNS)
     print(format_recommendations(frame, top=args.top, action_type=args.action))
     return 0
 
@@ -636,6 +656,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
                         f"run 'soe demo --dir {folder}' first, or pass --landing / --warehouse")
     _refuse_a_busy_port(args.host, args.port)
+    _writable_folder(workspace.warehouse.parent, "warehouse")  # the Dagster instance lives beside the warehouse
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
@@ -668,17 +689,25 @@ def _add_mart_source(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--warehouse", type=Path, default=None, help="read this DuckDB warehouse (read-only) instead")
 
 
-def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = None):
+def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = None,
+                   columns: Sequence[str] = ()):
+    """The mart a planner view shows; a user error if it is missing or lacks the ``columns`` the view reads."""
     from soe_assets.publish import MartNotPublished, load_mart
 
     if args.warehouse is None:
         _check_mart_folder(args)
     try:
         if args.warehouse is not None:
-            return load_mart(table, warehouse=args.warehouse, distinct=distinct)
-        return load_mart(table, publish_dir=_published_set(args), distinct=distinct)
+            frame = load_mart(table, warehouse=args.warehouse, distinct=distinct)
+        else:
+            frame = load_mart(table, publish_dir=_published_set(args), distinct=distinct)
     except MartNotPublished as error:
         raise UserError(str(error)) from None
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        where = args.warehouse or _published_set(args) / f"{table}.parquet"
+        raise UserError(f"{where} is not soe's {table} mart: it has no column {', '.join(missing)}")
+    return frame
 
 
 def _check_mart_folder(args: argparse.Namespace) -> None:
@@ -687,6 +716,8 @@ def _check_mart_folder(args: argparse.Namespace) -> None:
     given, option = (args.publish, "--publish") if args.publish is not None else (args.dir, "--dir")
     if given.exists() and not given.is_dir():
         raise UserError(f"{option} {given} is a file, not a folder")
+    if args.publish is not None and not args.publish.exists():
+        raise UserError(f"--publish {args.publish} does not exist (the publish folder of your 'soe run')")
     if args.publish is None and not args.dir.exists():
         other = "--publish / --warehouse" if hasattr(args, "warehouse") else "--publish"
         raise UserError(f"--dir {args.dir} does not exist (the folder 'soe demo --dir' wrote, or pass {other} for "
@@ -840,8 +871,9 @@ def command() -> NoReturn:
     instance and its files, so the teardown has nothing of soe's to finish.
     """
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None when the command was started with the stream closed
+        if stream is not None:
+            stream.flush()
     logging.shutdown()
     os._exit(code)
 

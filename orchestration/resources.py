@@ -149,7 +149,12 @@ class QualitySettings(dg.ConfigurableResource):
         text = os.environ.get("SOE_BLOCK_MIN_ROWS", "").strip()
         if text:
             values["block_min_rows"] = _row_count("SOE_BLOCK_MIN_ROWS", text)
-        return cls(**values)
+        settings = cls(**values)
+        if settings.warn_quarantine_share > settings.block_quarantine_share:
+            raise ValueError(f"SOE_WARN_QUARANTINE_SHARE ({settings.warn_quarantine_share}) is above "
+                             f"SOE_BLOCK_QUARANTINE_SHARE ({settings.block_quarantine_share}): a source would be "
+                             "blocked before it is warned about")
+        return settings
 
     def limits(self):
         from soe_assets.ingest.health import QualityLimits

@@ -18,6 +18,7 @@ UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 # Below this DuckDB runs out of memory on the smallest network before spilling helps (0GB, 100KB).
 MIN_MEMORY_LIMIT_BYTES = 256 * 2**20
+MAX_MEMORY_LIMIT_BYTES = 2**63  # DuckDB counts bytes in 64 bits
 AUTO_FLOOR_BYTES = 1 * GIB
 AUTO_CEILING_BYTES = 6 * GIB
 # The trusted view's joins and windows hold about 1.4 times the landing zone's data
@@ -47,8 +48,11 @@ def resolve_memory_limit(value: str, landing_dir: str | Path | None) -> str:
     size = MEMORY_SIZE.match(value)
     if not size:
         raise InvalidMemoryLimit(f"{MEMORY_LIMIT_ENV}={value!r} is not 'auto' or a memory size such as 1GB or 512MB")
-    if float(value[:size.start(2)]) * UNIT_BYTES[size.group(2).lower()] < MIN_MEMORY_LIMIT_BYTES:
+    size_bytes = float(value[:size.start(2)]) * UNIT_BYTES[size.group(2).lower()]
+    if size_bytes < MIN_MEMORY_LIMIT_BYTES:
         raise InvalidMemoryLimit(f"{MEMORY_LIMIT_ENV}={value!r} is too small: soe needs at least 256MiB")
+    if size_bytes > MAX_MEMORY_LIMIT_BYTES:
+        raise InvalidMemoryLimit(f"{MEMORY_LIMIT_ENV}={value!r} is more bytes than DuckDB can count (8EiB)")
     return value
 
 

@@ -179,7 +179,10 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
     path = Path(publish_dir or ".") / f"{table}.parquet"
     if not path.exists():
         raise MartNotPublished(f"no published {table} at {path}: run 'soe run' (or 'soe demo') first")
-    if distinct:
-        with duckdb.connect() as conn:
-            return conn.execute(f"{select} FROM read_parquet(?)", [str(path)]).df()
-    return pd.read_parquet(path)
+    try:
+        if distinct:
+            with duckdb.connect() as conn:
+                return conn.execute(f"{select} FROM read_parquet(?)", [str(path)]).df()
+        return pd.read_parquet(path)
+    except (OSError, ValueError, duckdb.Error) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise MartNotPublished(f"{path} is not a readable Parquet file: {error}") from None

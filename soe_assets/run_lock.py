@@ -103,7 +103,10 @@ def held_elsewhere(warehouse: str | Path) -> str | None:
     with _guard:
         if path in _held or not path.exists():
             return None
-        fd = os.open(path, os.O_RDWR)
+        try:
+            fd = os.open(path, os.O_RDONLY)  # flock needs no write access: a reader may look in a read-only folder
+        except OSError:
+            return None  # cannot look: DuckDB's own lock still refuses a file another process writes
         try:
             other, left_running = _try_lock(fd)
         finally:

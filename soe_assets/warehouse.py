@@ -8,7 +8,7 @@ its own step (the in-process executor runs one step at a time).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,15 +32,21 @@ def is_lock_conflict(error: duckdb.Error) -> bool:
 
 
 def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | None = None,
-                   lock_wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
-    """``duckdb.connect``, waiting up to ``lock_wait`` seconds while another process holds the file's lock."""
+                   lock_wait: float = LOCK_WAIT_SECONDS,
+                   on_wait: Callable[[duckdb.Error], None] | None = None) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting up to ``lock_wait`` seconds while another process holds the file's lock;
+    ``on_wait`` is told once, when the wait begins."""
     deadline = time.monotonic() + lock_wait
+    waiting = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as error:
             if not is_lock_conflict(error) or time.monotonic() >= deadline:
                 raise
+            if on_wait is not None and not waiting:
+                on_wait(error)
+            waiting = True
             time.sleep(0.2)
 
 

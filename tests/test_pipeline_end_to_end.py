@@ -183,7 +183,11 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--horizon-weeks", "6", "--time-fence-weeks", "7"],
      "--time-fence-weeks must be between 0 and --horizon-weeks (6; got 7)"),
     (["--warehouse", "{file}/w.duckdb"], "cannot create the warehouse folder"),
+    (["--warehouse", "{file}/w.duckdb"], "a_file is a file, not a folder"),
     (["--publish", "{file}/publish"], "cannot create the publish folder"),
+    (["--warehouse", "{folder}/../temp.duckdb"], "temp.duckdb as the warehouse: DuckDB reserves the name 'temp'"),
+    (["--env", "SOE_WARN_QUARANTINE_SHARE=0.5"],
+     "SOE_WARN_QUARANTINE_SHARE (0.5) is above SOE_BLOCK_QUARANTINE_SHARE (0.25)"),
     (["--warehouse", "{file}"], "a_file as the warehouse: the file exists, but it is not a DuckDB database"),
     (["--warehouse", "{empty}"], "empty_file as the warehouse: the file exists, but it is not a DuckDB database "
                                  "(it is empty)"),
@@ -204,6 +208,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--as-of", "2027-06-01"], "as_of 2027-06-01 is 195 days after the latest extract in"),
     (["--as-of", "20261118"], "'20261118' is not a date YYYY-MM-DD"),
     (["--as-of", "2026-W47-3"], "'2026-W47-3' is not a date YYYY-MM-DD"),
+    (["--as-of", "2026-02-30"], "'2026-02-30' is no day of the calendar"),
 ])
 def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeypatch, arguments, message):
     """Options, settings and files the run cannot use, and folders it cannot write, are refused up front
@@ -481,6 +486,22 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
         for command in ("exceptions", "recommendations", "report"):
             assert main([command, *arguments]) == 2
             assert message in capsys.readouterr().err
+    # a --publish that is not there; a published file that is no Parquet, or no soe mart
+    for command in ("exceptions", "recommendations", "report"):
+        assert main([command, "--publish", str(tmp_path / "nowhere")]) == 2
+        assert f"--publish {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for table in ("exceptions", "exception_history", "recommendations"):
+        pd.DataFrame({"a": [1]}).to_parquet(foreign / f"{table}.parquet")
+    for command, table in (("exceptions", "exceptions"), ("recommendations", "recommendations")):
+        assert main([command, "--publish", str(foreign)]) == 2
+        err = capsys.readouterr().err
+        assert f"{foreign / table}.parquet is not soe's {table} mart: it has no column " in err, err
+    (foreign / "exceptions.parquet").write_bytes(b"PAR1?")
+    assert main(["exceptions", "--publish", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert f"{foreign / 'exceptions.parquet'} is not a readable Parquet file" in err and "Traceback" not in err
     # half the paths of a run: the other half would be the demo folder's, a UI that shows none of the runs
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):
@@ -514,6 +535,38 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
         assert "argument --warehouse: not allowed with argument --publish" in capsys.readouterr().err
 
 
+def test_a_command_started_with_its_output_closed_still_succeeds(tmp_path):
+    """Output closed (`soe generate ... >&-`): Python's print then writes nothing, and the exit must not fail."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "generate", "--out", str(tmp_path / "landing"), "--skus", "2"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.close(1), timeout=300, check=False)
+    assert completed.returncode == 0 and "Traceback" not in completed.stderr, completed.stderr
+    assert (tmp_path / "landing" / "sales_orders").is_dir()
+
+
+def test_waiting_for_a_warehouse_another_process_holds_is_said_once(tmp_path):
+    """A run waits (up to a minute) for another process to let go of the warehouse: the user is told at once."""
+    from soe_assets.warehouse import open_warehouse
+
+    warehouse = tmp_path / "w.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(30)", str(warehouse)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        told = []
+        with pytest.raises(duckdb.IOException, match="Conflicting lock"):
+            open_warehouse(warehouse, lock_wait=1.0, on_wait=told.append)
+        assert len(told) == 1 and f"(PID {holder.pid})" in str(told[0])
+    finally:
+        holder.kill()
+        holder.wait()
+    open_warehouse(warehouse, lock_wait=1.0, on_wait=told.append).close()
+    assert len(told) == 1
+
+
 def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, capsys, monkeypatch):
     from orchestration.cli import main
     from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV
@@ -534,6 +587,10 @@ def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, ca
         assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"),
                      "--memory-limit", size]) == 2
         assert f"--memory-limit '{size}' is too small: soe needs at least 256MiB" in capsys.readouterr().err
+    # beyond what DuckDB can count: it would fail the run's first step, after the run had started
+    assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb"),
+                 "--memory-limit", "99999999999TB"]) == 2
+    assert "--memory-limit '99999999999TB' is more bytes than DuckDB can count" in capsys.readouterr().err
     assert not (tmp_path / "w.duckdb").exists()
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "plenty")  # from the environment: the message names the variable
     assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]) == 2
