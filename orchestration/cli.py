@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -144,8 +145,11 @@ def _refuse_a_busy_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise UserError(f"cannot serve on {host}:{port}: {error.strerror or error} (another 'soe ui'?); "
-                            "stop it or pass --port") from None
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(f"cannot serve on {host}:{port}: {error.strerror} (another 'soe ui'?); stop it "
+                                "or pass --port") from None
+            raise UserError(f"cannot serve on {host}:{port}: {error.strerror or error} (--host must name this "
+                            "machine, e.g. 127.0.0.1 or 0.0.0.0)") from None
 
 
 def _non_negative(text: str) -> int:
@@ -616,7 +620,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for folder in (args.dir, workspace.landing):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder} is a file, not a folder")
-    _refuse_unusable_webhook()  # before the sample is written: the run would refuse it afterwards
+    # before the sample is written: the run would refuse them afterwards
+    _refuse_unusable_webhook()
+    _refuse_non_database(workspace.warehouse)
     # The demo replaces the sample it wrote before; extracts someone put there are theirs, never deleted.
     foreign = extracts_not_generated(workspace.landing) if workspace.landing.is_dir() else []
     if foreign:
@@ -641,6 +647,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UserError("--landing and --warehouse go together (the paths of your 'soe run'); "
                         "or pass --dir for the folder of 'soe demo'")
     folder = args.dir or DEFAULT_DEMO_DIR
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--dir {folder} is a file, not a folder")
     demo = demo_workspace(folder)
     warehouse = args.warehouse or demo.warehouse
     workspace = Workspace(

@@ -14,6 +14,9 @@ from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED
 
 STAGE_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 SKIPPED_STEP = "Dependencies for step "  # Dagster's message for each step a failed one leaves undone
+# dagster-dbt's notes on its own workings (the default selection it used, the parse state it copied): nothing a
+# user acts on, and the run's dbt step says what it built.
+LIBRARY_NOTES = ("A dbt subsetted execution is not being performed", "Copying `")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 if TYPE_CHECKING:  # the form a step failure event carries its error in
@@ -39,7 +42,7 @@ class _ProgressHandler(logging.Handler):
         if event is None:
             message = ANSI.sub("", meta["orig_message"]).strip()
             # after a failed step, every step after it says it is not executed: the run's end says so once
-            if message.startswith(SKIPPED_STEP):
+            if message.startswith((SKIPPED_STEP, *LIBRARY_NOTES)):
                 return
             if step and message and record.levelno >= logging.INFO:
                 print(f"    {message}", file=sys.__stdout__, flush=True)

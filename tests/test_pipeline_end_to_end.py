@@ -334,6 +334,15 @@ def test_demo_never_deletes_extracts_it_did_not_write(tmp_path, capsys):
         out, err = capsys.readouterr()
         assert err.startswith("soe: error:") and "is a file, not a folder" in err and "Traceback" not in err
         assert "generating" not in out
+    # a warehouse the run could not use: refused before the sample is written
+    (tmp_path / "junk" / "warehouse").mkdir(parents=True)
+    (tmp_path / "junk" / "warehouse" / "soe.duckdb").write_text("junk")
+    assert main(["demo", "--dir", str(tmp_path / "junk")]) == 2
+    out, err = capsys.readouterr()
+    assert "the file exists, but it is not a DuckDB database" in err and "generating" not in out
+    assert not (tmp_path / "junk" / "landing").exists()
+    assert main(["ui", "--dir", str(tmp_path / "a_file")]) == 2
+    assert f"--dir {tmp_path / 'a_file'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_demo_refuses_an_unusable_webhook_before_writing_its_sample(tmp_path, capsys, monkeypatch):
@@ -515,6 +524,9 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
         paths = ["--landing", str(landing), "--warehouse", str(tmp_path / "w.duckdb")]
         assert main(["ui", *paths, "--port", str(busy)]) == 2
         assert f"cannot serve on 127.0.0.1:{busy}" in capsys.readouterr().err
+    # an address this machine does not have (TEST-NET-1): said as such, not as a busy port
+    assert main(["ui", *paths, "--host", "192.0.2.1"]) == 2
+    assert "--host must name this machine" in capsys.readouterr().err
     # a warehouse that is no DuckDB file: refused as soe run refuses it, not a UI whose every run fails
     assert main(["ui", "--landing", str(landing), "--warehouse", str(tmp_path / "a_file")]) == 2
     assert "the file exists, but it is not a DuckDB database" in capsys.readouterr().err
