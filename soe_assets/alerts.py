@@ -17,6 +17,8 @@ import base64
 import http.client
 import json
 import os
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +30,8 @@ from pathlib import Path
 WEBHOOK_ENV = "SOE_ALERT_WEBHOOK_URL"
 ALERT_LOG_ENV = "SOE_ALERT_LOG"
 WEBHOOK_TIMEOUT_SECONDS = 5.0
+# What one step's alerts may spend on the webhook in all; the alert log has every alert regardless.
+WEBHOOK_BUDGET_SECONDS = 15.0
 ALERT_LOG_NAME = "alerts.jsonl"
 
 
@@ -85,10 +89,14 @@ def _redact(text: str, url: str) -> str:
 
 def webhook_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be POSTed to (said without the URL, which holds a secret), or None."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unbalanced bracket, which Python reads as the start of an IPv6 address
+        return "it is not a well-formed URL (an unbalanced '[' or ']'?)"
     if parts.scheme.lower() not in ("http", "https"):
         return "it must start with http:// or https://"
-    if not parts.hostname:
+    if not host:
         return "it names no host"
     return None
 
@@ -121,13 +129,30 @@ def post_webhook(url: str, payload: dict, timeout: float = WEBHOOK_TIMEOUT_SECON
         return _redact(f"failed: {type(error).__name__}: {reason}", url)
 
 
-def deliver(alerts: Iterable[Alert], alert_log: Path, warn: Callable[[str], None] | None = None) -> list[Delivery]:
-    """Append every alert to the JSON-lines log, then POST it to the webhook if one is configured."""
+def _post_within(url: str, payload: dict, seconds: float) -> str:
+    """``post_webhook``, given up after ``seconds`` however the server answers: urllib's timeout bounds each read,
+    not the request, so a server trickling bytes could hold it for minutes. A post given up goes on in the
+    background and may still arrive."""
+    if seconds <= 0:
+        return f"failed: not sent: the {WEBHOOK_BUDGET_SECONDS:.0f} s this step gives the webhook were used up"
+    status: list[str] = []
+    post = threading.Thread(target=lambda: status.append(post_webhook(url, payload, timeout=seconds)), daemon=True)
+    post.start()
+    post.join(seconds)
+    return status[0] if status else f"failed: no answer within {seconds:.0f} s"
+
+
+def deliver(alerts: Iterable[Alert], alert_log: Path, warn: Callable[[str], None] | None = None,
+            budget_seconds: float = WEBHOOK_BUDGET_SECONDS) -> list[Delivery]:
+    """Append every alert to the JSON-lines log, then POST it to the webhook if one is configured; the posts
+    of one call share ``budget_seconds``, so a slow webhook cannot stall the run."""
     url = os.environ.get(WEBHOOK_ENV, "").strip()
     deliveries = []
     alert_log.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + budget_seconds
     for alert in alerts:
-        status = post_webhook(url, webhook_payload(alert)) if url else "not configured"
+        remaining = min(WEBHOOK_TIMEOUT_SECONDS, deadline - time.monotonic())
+        status = _post_within(url, webhook_payload(alert), remaining) if url else "not configured"
         record = {**asdict(alert), "webhook": status}
         with alert_log.open("a", encoding="utf-8") as log:
             log.write(json.dumps(record, default=str) + "\n")

@@ -514,3 +514,27 @@ def test_priority_unique_and_money_ranks(planted: pd.DataFrame) -> None:
     # inside the same week, more money ranks first
     week0 = open_rows[open_rows["week_start"].eq(monday(0))].sort_values("priority")
     assert week0["impact_value"].is_monotonic_decreasing
+
+
+def test_a_ranking_with_a_shared_priority_blocks_publishing_and_is_alerted(planted_run, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """The priority_unique check fails the ranked list when two open exceptions share a priority: the set is not
+    published and the failure reaches the alert log, as every failed check does."""
+    import soe_assets.detect.assets as detect_assets
+    from soe_assets.alerts import ALERT_LOG_ENV, WEBHOOK_ENV, read_alert_log
+
+    ranked = detect_assets.mart_rows
+
+    def tied_at_the_top(history_rows: pd.DataFrame) -> pd.DataFrame:
+        mart = ranked(history_rows)
+        return mart.assign(priority=mart["priority"].where(mart["priority"] != 2, 1))
+
+    monkeypatch.setattr(detect_assets, "mart_rows", tied_at_the_top)
+    monkeypatch.setenv(ALERT_LOG_ENV, str(tmp_path / "alerts.jsonl"))
+    monkeypatch.delenv(WEBHOOK_ENV, raising=False)
+    run = run_soe(tmp_path, planted_run.workspace.landing)
+    assert not run.ok and not (tmp_path / "publish" / "current").exists()
+    failed = [a for a in read_alert_log(tmp_path / "alerts.jsonl")
+              if a["kind"] == "check_failed" and a["subject"] == "exceptions"]
+    assert [(a["name"], a["severity"]) for a in failed] == [("priority_unique", "ERROR")]
+    assert "share a priority" in failed[0]["message"]

@@ -5,7 +5,9 @@ import base64
 import json
 import os
 import re
+import socket
 import threading
+import time
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -95,7 +97,8 @@ def test_a_failing_webhook_is_reported_without_the_url_and_the_log_still_gets_th
 
 
 @pytest.mark.parametrize("url", [f"hooks.example.com/services/{SECRET}", f"ftp://hooks.example.com/{SECRET}",
-                                 f"https:///{SECRET}", f"hooks.example.com:443/{SECRET}"])
+                                 f"https:///{SECRET}", f"hooks.example.com:443/{SECRET}",
+                                 f"https://[hooks.example.com/{SECRET}"])
 def test_a_webhook_url_that_is_no_http_url_is_a_failed_delivery_not_a_crash(tmp_path, monkeypatch, url):
     """A URL written without its https:// (an easy slip): every alert still reaches the log, the delivery says
     what is wrong with the URL without showing it."""
@@ -105,6 +108,23 @@ def test_a_webhook_url_that_is_no_http_url_is_a_failed_delivery_not_a_crash(tmp_
     assert [d.webhook_status.startswith(f"failed: {WEBHOOK_ENV} is not a usable URL: ") for d in deliveries] == [True] * 2
     assert len(read_alert_log(tmp_path / "alerts.jsonl")) == 2
     assert all(SECRET not in text for text in [(tmp_path / "alerts.jsonl").read_text(), *warnings])
+
+
+def test_a_webhook_that_never_answers_cannot_stall_the_step(tmp_path, monkeypatch):
+    """A server that takes the request and never answers: the posts of one step share a time budget (a join on
+    the post, so a server trickling its answer byte by byte is cut off alike), and every alert reaches the log."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepted by the kernel, never answered
+        monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{silent.getsockname()[1]}/hooks/{SECRET}")
+        started = time.monotonic()
+        deliveries = deliver([_alert(name=f"check_{i}") for i in range(6)], tmp_path / "alerts.jsonl",
+                             budget_seconds=1.5)
+        elapsed = time.monotonic() - started
+    assert elapsed < 4, elapsed  # six posts of up to 5 s each, one after another, took 30 s
+    statuses = [d.webhook_status for d in deliveries]
+    assert statuses[0].startswith("failed: no answer within") and statuses[-1].startswith("failed: not sent"), statuses
+    assert [a["name"] for a in read_alert_log(tmp_path / "alerts.jsonl")] == [f"check_{i}" for i in range(6)]
 
 
 def test_credentials_in_the_webhook_url_are_sent_as_basic_authorization(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.engine import apply_alert_budget, detect_exceptions
 from soe_assets.detect.lifecycle import HISTORY_TABLE, SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
 from soe_assets.detect.report import open_impact
+from soe_assets.ingest.checks import evaluate
+from soe_assets.ingest.health import Finding
 from soe_assets.warehouse import read_run_context, record_built, replace_table
 
 # dbt model names this stage reads; their asset keys are looked up on the dbt assets (the key may carry
@@ -73,10 +75,12 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
         },
     )
     open_priorities = mart.loc[mart["status"].eq("open"), "priority"]
-    yield dg.AssetCheckResult(
-        asset_key="exceptions", check_name="priority_unique",
-        passed=bool(open_priorities.is_unique and mart["exception_id"].is_unique),
-        metadata={"open": len(open_priorities)},
-    )
+    unique = bool(open_priorities.is_unique and mart["exception_id"].is_unique)
+    finding = Finding(unique, f"priorities unique among {len(open_priorities)} open exception(s)" if unique else
+                      "two open exceptions share a priority, or two exceptions an exception_id: the ranked list "
+                      "is ambiguous", {"open": len(open_priorities)})
+    # through the alert sink, as every failed check
+    yield from evaluate(context, [(dg.AssetKey("exceptions"), "priority_unique", finding, dg.AssetCheckSeverity.ERROR)],
+                        quality, warehouse, run.as_of.isoformat())
     yield dg.MaterializeResult(asset_key="exception_history",
                                metadata={"rows": int(history_size[0]), "runs": int(history_size[1])})
