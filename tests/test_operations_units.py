@@ -984,6 +984,24 @@ def test_a_dbt_build_left_running_by_a_killed_run_keeps_the_next_run_out(tmp_pat
         assert "the next run" in run_lock.lock_path(warehouse).read_text()
 
 
+def test_the_daily_schedule_skips_with_its_reason_while_another_process_holds_the_warehouse(lock_held_elsewhere,
+                                                                                          tmp_path, monkeypatch):
+    """A scheduled run requested now would fail at its start and alert as a failed run: the tick is skipped and
+    says why; with the warehouse free the schedule requests the run."""
+    import dagster as dg
+
+    from orchestration.schedules import soe_daily_schedule
+
+    warehouse, pid = lock_held_elsewhere
+    monkeypatch.setenv("SOE_WAREHOUSE", str(warehouse))
+    with dg.instance_for_test() as instance:  # a schedule's context needs a persistent instance
+        skipped = soe_daily_schedule(dg.build_schedule_context(instance=instance))
+        assert isinstance(skipped, dg.SkipReason) and f"pid {pid}" in skipped.skip_message
+        assert "waiting for the warehouse to be free" in skipped.skip_message
+        monkeypatch.setenv("SOE_WAREHOUSE", str(tmp_path / "free.duckdb"))
+        assert isinstance(soe_daily_schedule(dg.build_schedule_context(instance=instance)), dg.RunRequest)
+
+
 def test_the_landing_sensor_waits_while_another_process_holds_the_warehouse(lock_held_elsewhere, tmp_path, monkeypatch):
     """A run requested now would fail on the run lock, and its batch, already in the cursor, would never run:
     the sensor waits, its cursor unchanged, and requests the batch once the warehouse is free."""
