@@ -169,6 +169,27 @@ QUOTES_DBT_CANNOT_NAME = "'\""
 DUCKDB_RESERVED_NAMES = {"main", "temp", "system"}
 
 
+def _refuse_unusable_settings() -> None:
+    """Settings from the environment that would fail the run, or its daemon's sensors, once it is under way."""
+    _refuse_unusable_webhook()
+    _refuse_unusable_calendar()
+
+
+def _refuse_unusable_calendar() -> None:
+    """A ``SOE_SOP_CALENDAR`` that cannot be read would fail every run's S&OP feedback, and publishing with it."""
+    from soe_assets.feedback.calendar import CALENDAR_ENV, read_calendar_file
+
+    path = os.environ.get(CALENDAR_ENV, "").strip()
+    if not path:
+        return
+    try:
+        read_calendar_file(Path(path))
+    except OSError as error:
+        raise UserError(f"{CALENDAR_ENV}={path} cannot be read: {error.strerror or error}") from None
+    except ValueError as error:  # no cycle_date column, or a value that is no ISO date
+        raise UserError(f"{CALENDAR_ENV}={path}: {error}") from None
+
+
 def _refuse_unusable_webhook() -> None:
     """A webhook URL that cannot be POSTed to is a mistake to fix before the run, not an alert lost in it."""
     from soe_assets.alerts import WEBHOOK_ENV, webhook_url_problem
@@ -327,7 +348,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     if problem:
         raise UserError(problem)
     quality = _run_settings(options)
-    _refuse_unusable_webhook()
+    _refuse_unusable_settings()
     _refuse_non_database(workspace.warehouse)
     _writable_folder(workspace.warehouse.parent, "warehouse")
     _writable_folder(workspace.publish, "publish")
@@ -621,7 +642,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder} is a file, not a folder")
     # before the sample is written: the run would refuse them afterwards
-    _refuse_unusable_webhook()
+    _refuse_unusable_settings()
     _refuse_non_database(workspace.warehouse)
     # The demo replaces the sample it wrote before; extracts someone put there are theirs, never deleted.
     foreign = extracts_not_generated(workspace.landing) if workspace.landing.is_dir() else []
@@ -658,7 +679,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
     if args.landing is not None and not args.landing.is_dir():
         raise UserError(f"--landing {args.landing} is not a folder")
-    _refuse_unusable_webhook()
+    _refuse_unusable_settings()
     _refuse_non_database(workspace.warehouse)
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "

@@ -199,6 +199,8 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_ALERT_WEBHOOK_URL=hooks.example.com/services/T0/B0/xoxb-T0KEN"],
      "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL: it must start with http:// or https:// (its value is not "
      "shown here"),
+    (["--env", "SOE_SOP_CALENDAR={file}.missing"], "a_file.missing cannot be read: No such file or directory"),
+    (["--env", "SOE_SOP_CALENDAR={file}"], "needs a 'cycle_date' column"),
     (["--env", "SOE_ALERT_WEBHOOK_URL=https://[hooks.example.com/T0KEN"],
      "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL: it is not a well-formed URL"),
     (["--warehouse", "{folder}/../o'brien.duckdb"], "o'brien.duckdb as the warehouse: dbt cannot address a database "
