@@ -14,6 +14,7 @@ import fcntl
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -35,6 +36,12 @@ def lock_path(warehouse: str | Path) -> Path:
     return warehouse.with_name(warehouse.name + ".run-lock")
 
 
+# How long ``acquire`` tries again while the lock is taken: a process looking (``held_elsewhere``) holds it for
+# microseconds, a run for minutes.
+PROBE_RETRIES = 10
+PROBE_RETRY_SECONDS = 0.05
+
+
 def acquire(warehouse: str | Path, holder: str) -> None:
     """Take the warehouse's run lock for ``holder`` (what is running, for the message another run prints);
     raises ``WarehouseBusy`` when another process holds it."""
@@ -45,7 +52,11 @@ def acquire(warehouse: str | Path, holder: str) -> None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        other, left_running = _try_lock(fd)
+        for _ in range(PROBE_RETRIES):  # a process looking (``held_elsewhere``) holds it for microseconds
+            other, left_running = _try_lock(fd)
+            if other is None:
+                break
+            time.sleep(PROBE_RETRY_SECONDS)
         if other is not None:
             os.close(fd)
             raise WarehouseBusy(f"another soe run is using the warehouse {Path(warehouse)}"
@@ -108,7 +119,7 @@ def held_elsewhere(warehouse: str | Path) -> str | None:
         except OSError:
             return None  # cannot look: DuckDB's own lock still refuses a file another process writes
         try:
-            other, left_running = _try_lock(fd)
+            other, left_running = _try_lock(fd, exclusive=False)  # lookers share it; a run holds it alone
         finally:
             os.close(fd)  # releases the lock if it was taken
     if other is not None:
@@ -116,11 +127,11 @@ def held_elsewhere(warehouse: str | Path) -> str | None:
     return f"a dbt build (pid {', '.join(map(str, left_running))}) left by a killed run" if left_running else None
 
 
-def _try_lock(fd: int) -> tuple[str | None, list[int]]:
-    """Take the lock on ``fd``. Another process holding it: (what it wrote, on one line; []). Taken: (None, the
-    dbt builds a killed previous holder left running, see ``record_child``)."""
+def _try_lock(fd: int, exclusive: bool = True) -> tuple[str | None, list[int]]:
+    """Take the lock on ``fd`` (shared: only to look). Another process holding it: (what it wrote, on one line;
+    []). Taken: (None, the dbt builds a killed previous holder left running, see ``record_child``)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         return "; ".join(line for line in _content(fd).splitlines() if line.strip()), []
     return None, _children_alive(_content(fd))

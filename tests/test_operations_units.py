@@ -774,6 +774,24 @@ def test_the_run_lock_refuses_another_process_and_is_shared_within_one(lock_held
         assert "again" in run_lock.lock_path(other).read_text()
 
 
+def test_looking_at_the_run_lock_never_refuses_a_run_starting_that_moment(tmp_path):
+    """A sensor or reader looks at the lock by taking it shared for an instant: a run starting in that instant
+    waits it out instead of being refused, and two lookers never see each other as a run."""
+    import fcntl
+
+    from soe_assets import run_lock
+
+    warehouse = tmp_path / "soe.duckdb"
+    path = run_lock.lock_path(warehouse)
+    path.write_text("")
+    looking = os.open(path, os.O_RDONLY)
+    fcntl.flock(looking, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a looker mid-look
+    assert run_lock.held_elsewhere(warehouse) is None  # a second looker: not a run
+    threading.Timer(0.1, os.close, [looking]).start()  # the look ends
+    with run_lock.holding(warehouse, "a run"):
+        assert "a run" in path.read_text()
+
+
 def test_a_reader_of_the_live_warehouse_is_sent_to_the_published_marts_while_a_run_holds_it(lock_held_elsewhere,
                                                                                             capsys):
     """`soe exceptions --warehouse W` while a run holds W: a clear refusal, and the file is never opened (a
