@@ -180,7 +180,12 @@ def test_files_rejected_whole_say_what_to_fix(landing):
         folder / f"{AS_OF.isoformat()}_cased.csv", index=False)
     order.assign(note="a").rename(columns={"note": "status"}).to_csv(folder / f"{AS_OF.isoformat()}_twice.csv",
                                                                      index=False)
+    # the same with a byte that is not UTF-8 elsewhere in the file: its slower reader sees the name twice too
+    (folder / f"{AS_OF.isoformat()}_twice_latin1.csv").write_bytes(
+        order.assign(note="Müller").rename(columns={"note": "status"}).to_csv(index=False).encode("latin-1"))
     reasons = _quarantine(ingest_landing_zone(landing, AS_OF), "sales_orders").set_index("file")["reason"]
+    assert reasons[f"{AS_OF.isoformat()}_twice_latin1.csv"] == ("the header names a column twice: status"
+                                                                + ROWS_FROM_GOOD_EXTRACT)
     assert reasons[f"{AS_OF.isoformat()}_unicode.csv"].startswith("the file is UTF-16 text")
     assert reasons[f"{AS_OF.isoformat()}_cased.csv"] == (
         "missing required column(s) order_id, sku_id (column names are case-sensitive: the header has "

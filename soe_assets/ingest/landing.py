@@ -125,9 +125,10 @@ def _csv_text_lenient(path: Path) -> pa.Table:
     if not rows:
         raise UnreadableFile("the file is empty")
     header, body = rows[0], rows[1:]
-    columns = {name: [row[i] if i < len(row) else "" for row in body] for i, name in enumerate(header)}
-    columns[READ_PROBLEM] = [_row_problem(row, len(header)) for row in body]
-    return pa.table(columns)
+    # by position, not by name: a name the header repeats stays twice, as the other readers see it
+    columns = [pa.array([row[i] if i < len(row) else "" for row in body], pa.string()) for i in range(len(header))]
+    problems = pa.array([_row_problem(row, len(header)) for row in body], pa.string())
+    return pa.Table.from_arrays([*columns, problems], names=[*header, READ_PROBLEM])
 
 
 def blank_line_numbers(path: Path, block_size: int = 1 << 24) -> np.ndarray:
