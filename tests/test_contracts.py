@@ -483,15 +483,17 @@ def test_a_file_name_that_is_not_utf8_is_quarantined_whole_and_shown_escaped(lan
     assert {"GOOD-1", "GOOD-2"} <= set(result.table("sales_orders")["order_id"])
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "with a byte-order mark"])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
 @pytest.mark.parametrize("blank_before", [1, 2])
-def test_blank_lines_before_the_header_are_no_rows(landing, newline, blank_before):
-    """A CSV whose header follows blank lines: the header is not read as a row, and rows are numbered from it
-    (row 1 is the first line after the header; the blank line after B1 is row 2)."""
+def test_blank_lines_before_the_header_are_no_rows(landing, newline, blank_before, bom):
+    """A CSV whose header follows blank lines (the first holding only a byte-order mark, as some exports write
+    it): the header is not read as a row, and rows are numbered from it (row 1 is the first line after the
+    header; the blank line after B1 is row 2)."""
     orders = [_order("B1"), _order("B2", ordered_qty="bad"), _order("B3")]
     path = write_source(landing, "sales_orders", orders, suffix="_lead")
     text = path.read_text().replace("\nB2,", "\n\nB2,").replace("\nB3,", "\nB3,1,too,few\nB3,")
-    path.write_bytes((newline * blank_before + text.replace("\n", newline)).encode())
+    path.write_bytes(bom + (newline * blank_before + text.replace("\n", newline)).encode())
     result = ingest_landing_zone(landing, AS_OF)
     quarantined = _quarantine(result, "sales_orders")
     assert quarantined[["row_number", "column"]].fillna("").values.tolist() == [[3, "ordered_qty"], [4, "location_id"]]

@@ -142,6 +142,9 @@ def blank_line_numbers(path: Path, block_size: int = 1 << 24) -> np.ndarray:
     return blank[leading:] - leading
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def _blank_lines_of_file(path: Path, block_size: int) -> np.ndarray:
     """The line numbers (the file's first line is 1) of a CSV's blank lines."""
     if not _line_breaks_close_together(path, block_size):
@@ -149,10 +152,13 @@ def _blank_lines_of_file(path: Path, block_size: int) -> np.ndarray:
     blank: list[np.ndarray] = []
     quotes_open = 0  # parity of the double quotes read so far
     lines_before = 0  # unquoted line breaks before the block
-    last_break = -1  # file offset of the last unquoted line break read (-1: none yet)
     last_byte = 0
     offset = 0
     with path.open("rb") as file:
+        # file offset of the last unquoted line break read (-1: none yet); a byte-order mark opens the first line
+        # without being part of it, as the header's reader sees it
+        last_break = len(UTF8_BOM) - 1 if file.read(len(UTF8_BOM)) == UTF8_BOM else -1
+        file.seek(0)
         while block := file.read(block_size):
             data = np.frombuffer(block, np.uint8)
             parity = (np.cumsum(data == ord('"'), dtype=np.int64) + quotes_open) % 2
