@@ -875,7 +875,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0].startswith("-") and given[0] not in ("-h", "--help", "--version"):
+        # argparse would first miss the command and never name the option the user mistyped
+        parser.error(f"unrecognized option {given[0]}: options go after the command (soe COMMAND --help)")
+    args = parser.parse_args(given)
     try:
         return args.func(args)
     except UserError as error:

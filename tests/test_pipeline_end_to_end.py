@@ -551,6 +551,16 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
         assert "argument --warehouse: not allowed with argument --publish" in capsys.readouterr().err
 
 
+def test_an_option_before_the_command_is_named_in_the_error(capsys):
+    """`soe --landing x run`: argparse alone would only say the command is missing."""
+    from orchestration.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--landing", "x", "run"])
+    assert refused.value.code == 2
+    assert "unrecognized option --landing: options go after the command" in capsys.readouterr().err
+
+
 def test_a_command_started_with_its_output_closed_still_succeeds(tmp_path):
     """Output closed (`soe generate ... >&-`): Python's print then writes nothing, and the exit must not fail."""
     completed = subprocess.run(
