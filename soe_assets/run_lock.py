@@ -52,7 +52,7 @@ def acquire(warehouse: str | Path, holder: str) -> None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        for _ in range(PROBE_RETRIES):  # a process looking (``held_elsewhere``) holds it for microseconds
+        for _ in range(PROBE_RETRIES):
             other, left_running = _try_lock(fd)
             if other is None:
                 break

@@ -152,14 +152,13 @@ def _blank_lines_of_file(path: Path, block_size: int) -> np.ndarray:
     blank: list[np.ndarray] = []
     quotes_open = 0  # parity of the double quotes read so far
     lines_before = 0  # unquoted line breaks before the block
+    last_break = -1  # file offset of the last unquoted line break read (-1: none yet)
     last_byte = 0
     offset = 0
     with path.open("rb") as file:
-        # file offset of the last unquoted line break read (-1: none yet); a byte-order mark opens the first line
-        # without being part of it, as the header's reader sees it
-        last_break = len(UTF8_BOM) - 1 if file.read(len(UTF8_BOM)) == UTF8_BOM else -1
-        file.seek(0)
         while block := file.read(block_size):
+            if offset == 0 and block.startswith(UTF8_BOM):  # it opens the first line without being part of it
+                last_break = len(UTF8_BOM) - 1
             data = np.frombuffer(block, np.uint8)
             parity = (np.cumsum(data == ord('"'), dtype=np.int64) + quotes_open) % 2
             breaks = np.flatnonzero((data == ord("\n")) & (parity == 0))
@@ -246,11 +245,11 @@ class ExtractReader:
         if suffix not in SUPPORTED_SUFFIXES:
             raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
         try:
-            with extract.path.open("rb"):
-                pass
+            with extract.path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
         except OSError as error:  # no read permission, or gone since the folder was listed
             raise UnreadableFile(f"the file cannot be opened: {error.strerror or error}") from error
-        if extract.path.stat().st_size == 0:
+        if size == 0:
             raise UnreadableFile("the file is empty (no header row)")
         if suffix == ".csv" and _looks_utf16(extract.path):
             raise UnreadableFile("the file is UTF-16 text (as Excel saves 'Unicode text'); extracts are UTF-8: "

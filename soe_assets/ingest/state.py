@@ -7,8 +7,9 @@ data's ids. The last run records per source every extract it considered
 position in the source's order) with what it counted for it, and what the
 rows were validated with. The next run keeps those rows and their quarantine
 when its own extracts start with exactly the same files validated with the
-same code and master data, and reads only the files after them; anything else (a file changed, removed or slotted in before
-another, another as_of, new master data, new code) reads the source in full.
+same code and master data, and reads only the files after them; anything
+else (a file changed, removed or slotted in before another, another as_of,
+new master data, new code) reads the source in full.
 """
 
 from __future__ import annotations
