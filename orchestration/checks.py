@@ -21,7 +21,6 @@ from soe_assets.ingest.health import Finding
 from soe_assets.warehouse import read_run_context
 
 
-
 def _dbt_key(model: str) -> dg.AssetKey:
     """The asset key dagster-dbt gives a dbt model (e.g. ``marts/sku_location_week``)."""
     return next(key for key in soe_dbt_models.keys if key.path[-1] == model)

@@ -85,7 +85,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-
 class QuietLocalComputeLogManager(LocalComputeLogManager):
     """``LocalComputeLogManager`` whose helper processes ignore the terminal's Ctrl-C.
 

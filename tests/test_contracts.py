@@ -112,7 +112,6 @@ def test_rows_whose_keys_cannot_be_read_are_no_copies_of_one_key(landing):
     assert not quarantined["reason"].str.contains("duplicated primary key").any(), quarantined["reason"].tolist()
 
 
-
 def test_a_key_repeated_across_files_is_an_upsert_but_repeated_within_one_is_quarantined(landing):
     earlier = AS_OF - timedelta(days=7)
     write_source(landing, "sales_orders", [_order("TWICE", ordered_qty=5), _order("MOVED", ordered_qty=1)],

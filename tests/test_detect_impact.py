@@ -227,7 +227,6 @@ def test_explanations_count_units_in_words_alike_in_sql_and_pandas(qty: float, t
     assert frame_units(pd.Series([qty])).tolist() == [text]
 
 
-
 def test_exception_ids_stay_those_earlier_runs_stored():
     """The history matches ids across runs and releases: a change of the hash (a pandas upgrade) would start every
     exception afresh. These ids were computed once and must never change."""

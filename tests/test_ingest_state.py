@@ -1,7 +1,7 @@
 """A daily run reads only the extracts that arrived since the last run, and ends where a full read would."""
 
 from dataclasses import asdict, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 import os
 from pathlib import Path
 

@@ -116,7 +116,7 @@ def bar_chart(items: list[tuple[str, float]], *, is_rate: bool = False, width: i
     label_w, bar_h, gap, value_w = 250, 18, 8, 70
     height = max(len(items), 1) * (bar_h + gap) + gap
     if not items:
-        return f'<div class="empty">nothing to show</div>'
+        return '<div class="empty">nothing to show</div>'
     top = max(abs(v) for _, v in items) or 1.0
     plot_w = width - label_w - value_w
     zero = label_w + (plot_w / 2 if diverging else 0)

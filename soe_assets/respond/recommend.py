@@ -9,7 +9,7 @@ customers first, re-promised to the first week the balance is back above zero) a
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import numpy as np
