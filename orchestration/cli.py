@@ -248,11 +248,23 @@ def _check_warehouse_file(path: Path) -> None:
         raise UserError(f"cannot use {path} as the warehouse: {error}") from None
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """A file standing where ``folder`` or one of its parents should be."""
+    return next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+
+
 def _os_problem(folder: Path, error: OSError) -> str:
     """What stops a folder being made or written, in the user's terms: a file where the path needs a folder
     ('File exists' says it poorly), else the system's words."""
-    in_the_way = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+    in_the_way = _file_in_the_way(folder)
     return f"{in_the_way} is a file, not a folder" if in_the_way else (error.strerror or str(error))
+
+
+def _no_file_in_the_way(folder: Path, what: str) -> None:
+    """A user error, before anything is created, if a file stands where ``folder`` should be."""
+    in_the_way = _file_in_the_way(folder)
+    if in_the_way:
+        raise UserError(f"cannot create the {what} folder {folder}: {in_the_way} is a file, not a folder")
 
 
 def _writable_folder(folder: Path, what: str) -> None:
@@ -350,9 +362,12 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     quality = _run_settings(options)
     _refuse_unusable_settings()
     _refuse_non_database(workspace.warehouse)
-    _writable_folder(workspace.warehouse.parent, "warehouse")
-    _writable_folder(workspace.publish, "publish")
-    _writable_folder(quality.alert_log_path(str(workspace.warehouse)).parent, "alert log")
+    folders = {"warehouse": workspace.warehouse.parent, "publish": workspace.publish,
+               "alert log": quality.alert_log_path(str(workspace.warehouse)).parent}
+    for what, folder in folders.items():  # all refused before any is created
+        _no_file_in_the_way(folder, what)
+    for what, folder in folders.items():
+        _writable_folder(folder, what)
     try:
         run_lock.acquire(workspace.warehouse, f"soe run on {workspace.landing}")
     except run_lock.WarehouseBusy as busy:

@@ -240,6 +240,18 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     assert not list(tmp_path.glob("*.run-lock"))
 
 
+def test_a_publish_folder_that_cannot_be_made_leaves_no_warehouse_folder_behind(tmp_path, capsys):
+    from orchestration.cli import main
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    (tmp_path / "a_file").write_text("in the way")
+    code = main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "new" / "w.duckdb"),
+                 "--publish", str(tmp_path / "a_file" / "publish")])
+    assert code == 2
+    assert f"cannot create the publish folder {tmp_path / 'a_file' / 'publish'}" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
 def test_an_extract_named_with_a_mistyped_date_does_not_date_the_run(tmp_path, capsys):
     """The default as_of is the latest extract date, so a file named with a mistyped date would date the run and
     publish a set every later run takes for the newer one: a day still to come, or a date only a minority of
