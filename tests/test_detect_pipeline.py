@@ -322,6 +322,19 @@ def test_stale_sources_are_judged_by_the_runs_freshness_limits(tmp_path: Path) -
     assert "5 days before as_of (limit 2 days)" in stale["freshness:shipments"]
 
 
+def test_a_source_without_any_extract_by_as_of_is_a_data_quality_exception(tmp_path: Path) -> None:
+    """The exception follows the freshness check's verdict: shipments whose only extract is dated after as_of
+    have no data for the run at all, which is more than stale."""
+    network = minimal_network()
+    landing = write_landing_zone(tmp_path / "landing", {k: v for k, v in network.items() if k != "shipments"})
+    write_source(landing, "shipments", network["shipments"], extract=AS_OF + timedelta(days=1))
+    run = run_soe(tmp_path, landing)
+    stale = run.query("SELECT reference_id, explanation FROM marts.exceptions "
+                      "WHERE exception_type = 'data_quality'").set_index("reference_id")["explanation"]
+    assert stale.to_dict() == {"freshness:shipments": "No extract of shipments on or before as_of holds a usable "
+                                                      "row: its data is missing."}
+
+
 def test_time_fence_rule(planted: pd.DataFrame) -> None:
     stockouts = planted[planted["exception_type"].eq("projected_stockout")].set_index("sku_id")
     assert stockouts.loc["FAR", "escalate_to_sop"]  # first short week beyond the fence

@@ -15,10 +15,8 @@ from contextlib import contextmanager
 import duckdb
 import pandas as pd
 
-from data_contracts.sources import SOURCES
-from data_contracts.sql_rules import literal
 from soe_assets.detect.config import DetectionConfig
-from soe_assets.ingest.health import QualityLimits
+from soe_assets.ingest.health import QualityLimits, SourceHealth, freshness, read_source_health
 
 CANDIDATE_COLUMNS = [
     "exception_type", "sku_id", "location_id", "week_start", "week_index", "reference_id",
@@ -667,11 +665,8 @@ from agg
 def data_quality(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Bad data is itself an exception: one per source file with quarantined rows (a whole rejected
     file counts as 50 rows), one per reconciliation finding, one per stale source."""
-    freshness = QualityLimits(config.freshness_days)
-    limits = ", ".join(f"({literal(s.name)}, {freshness.freshness_limit(s.name)})" for s in SOURCES)
     sql = f"""
-with {RUN},
-quarantined as (
+with quarantined as (
     -- a row rejected for several reasons has a quarantine line per reason: rows are counted once
     select source, file, count(distinct row_number) as rows, count(*) filter (where row_number is null) as whole_files,
            rtrim(any_value(reason), '.') as example_reason  -- the explanation adds its own stop
@@ -696,30 +691,35 @@ findings as (
            skus.unit_price, skus.unit_cost, 1 as weeks_affected, true as absorbable,
            'Reconciliation finding (' || f.finding_type || '): ' || f.detail as explanation
     from marts.reconciliation_findings as f left join staging.stg_skus as skus using (sku_id)
-),
-stale as (
-    select 'data_quality' as exception_type, null as sku_id, null as location_id, null as week_start,
-           null as week_index, 'freshness:' || log.source as reference_id, 50 as qty, null as unit_price,
-           ? as unit_cost, 1 as weeks_affected, true as absorbable,
-           case when log.latest_usable_extract_date is null
-                then 'No extract of ' || log.source || ' on or before as_of holds a usable row: its data is missing.'
-                else 'The newest usable extract of ' || log.source || ' is from '
-                     || strftime(log.latest_usable_extract_date, '%Y-%m-%d') || ', '
-                     || {_counted("datediff('day', log.latest_usable_extract_date, run.as_of)", 'day')}
-                     || ' before as_of (limit ' || {_counted('limits.days', 'day')} || '): its data may be stale.'
-           end as explanation
-    from raw.ingest_log as log cross join run
-    inner join (values {limits}) as limits (source, days) on log.source = limits.source
-    where (log.files_read > 0 or log.newest_extract_date is not null)
-      and coalesce(datediff('day', log.latest_usable_extract_date, run.as_of) > limits.days, true)
 )
 select * from from_quarantine
 union all by name select * from findings
-union all by name select * from stale
 """
-    frame = _frame(conn, sql, [config.dq_value_per_row] * 2)
+    frame = pd.concat([_frame(conn, sql, [config.dq_value_per_row]), _stale_sources(conn, config)], ignore_index=True)
     frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
     return frame
+
+
+def _stale_sources(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """One ``data_quality`` candidate per source the run's freshness check fails: the check's own verdict
+    (``ingest.health.freshness``), so a source with no usable extract at all is one too."""
+    limits = QualityLimits(config.freshness_days)
+    stale = [health for health in read_source_health(conn).values() if not freshness(health, limits).passed]
+
+    def explanation(health: SourceHealth) -> str:
+        if health.latest_accepted is None:
+            return f"No extract of {health.source} on or before as_of holds a usable row: its data is missing."
+        age, limit = health.age_days, limits.freshness_limit(health.source)
+        return (f"The newest usable extract of {health.source} is from {health.latest_accepted}, "
+                f"{age} day{'s' * (age != 1)} before as_of (limit {limit} day{'s' * (limit != 1)}): "
+                "its data may be stale.")
+
+    frame = pd.DataFrame({
+        "exception_type": "data_quality", "reference_id": [f"freshness:{health.source}" for health in stale],
+        "qty": 50, "unit_cost": config.dq_value_per_row, "weeks_affected": 1, "absorbable": True,
+        "explanation": [explanation(health) for health in stale],
+    })
+    return frame.reindex(columns=CANDIDATE_COLUMNS)
 
 
 RULES: dict[str, Callable[[duckdb.DuckDBPyConnection, DetectionConfig], pd.DataFrame]] = {
