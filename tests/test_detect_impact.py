@@ -11,7 +11,9 @@ import pytest
 
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.engine import apply_alert_budget
-from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
+from soe_assets.detect.impact import (
+    escalate_to_sop, exception_ids, held_back_impact, impact_value, link_root_causes, linked_impact, rank_priority,
+)
 from soe_assets.detect.lifecycle import mart_rows, track_lifecycle
 from soe_assets.detect.report import format_exceptions
 from soe_assets.detect.rules import _units as sql_units
@@ -193,13 +195,33 @@ def test_planner_table_filters_and_orders() -> None:
     everything = format_exceptions(rows, top=0)  # 0: all
     assert "showing the top" not in everything and everything.count("projected_stockout") == 2
     quiet = format_exceptions(rows.iloc[0:0])  # a run that found nothing publishes an empty mart
-    # EX-2 is caused by EX-1 (the same money from the other side): the header counts it once, unless the view
-    # leaves its cause out
+    # EX-2 (200) is caused by EX-1 (100), the same money from the other side: the header counts the pair once, at
+    # the larger of the two, with or without its cause in view
     linked = rows.assign(caused_by_exception_id=[None, "EX-1"])
-    assert f"open impact {linked['impact_value'].iloc[0]:,.0f} (linked exceptions counted once)" in format_exceptions(linked)
-    alone = format_exceptions(linked[linked["exception_id"].eq("EX-2")])
-    assert f"open impact {linked['impact_value'].iloc[1]:,.0f} " in alone
+    assert "open impact 200 (linked exceptions counted once)" in format_exceptions(linked)
+    assert "open impact 200 " in format_exceptions(linked[linked["exception_id"].eq("EX-2")])
+    assert "open impact 100 " in format_exceptions(linked[linked["exception_id"].eq("EX-1")])
     assert quiet.startswith("exceptions of the latest run: 0 open") and "nothing needs attention" in quiet
+
+
+def test_linked_exceptions_count_once_and_a_part_of_a_list_is_never_worth_more_than_it() -> None:
+    """A cause and the shortages it causes count as their largest row; unlinked rows add up."""
+    rows = pd.DataFrame({
+        "exception_id": ["PO", "OUT", "LOW", "HOLD", "EXCESS"],
+        "caused_by_exception_id": [None, "PO", "PO", None, None],
+        "impact_value": [300.0, 3600.0, 500.0, 900.0, 40.0],
+    })
+    assert linked_impact(rows) == 3600 + 900 + 40
+    # the two shortages without their cause are still one sum: not 3,600 + 500
+    assert linked_impact(rows[rows["exception_id"].isin(["OUT", "LOW"])]) == 3600
+    assert linked_impact(rows[rows["exception_id"].isin(["PO", "HOLD"])]) == 1200
+    for size in range(len(rows) + 1):  # whatever an alert budget keeps, shown + held back = the whole list
+        shown, held = rows.iloc[:size], rows.iloc[size:]
+        assert linked_impact(shown) <= linked_impact(rows)
+        assert linked_impact(shown) + held_back_impact(shown, held) == pytest.approx(linked_impact(rows))
+    kept, budget = apply_alert_budget(detected(["EX-1", "EX-2", "EX-3"]).assign(caused_by_exception_id=[None, None, "EX-2"]), 2)
+    # EX-3 (300) is EX-2's (200) money from the other side: holding it back holds back only what it adds
+    assert budget.held_back_value == 100.0
 
 
 def test_planner_table_names_each_resolved_exception() -> None:

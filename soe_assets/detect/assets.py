@@ -7,7 +7,7 @@ from orchestration.resources import QualitySettings, SoeSettings, WarehouseResou
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.detect.engine import apply_alert_budget, detect_exceptions
 from soe_assets.detect.lifecycle import HISTORY_TABLE, SQL_TYPES, mart_rows, previous_run, track_lifecycle, write_history
-from soe_assets.detect.report import open_impact
+from soe_assets.detect.impact import linked_impact
 from soe_assets.ingest.checks import evaluate
 from soe_assets.ingest.health import Finding
 from soe_assets.warehouse import read_run_context, record_built, replace_table
@@ -57,9 +57,10 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
         history_size = conn.execute("SELECT count(*), count(DISTINCT as_of) FROM marts.exception_history").fetchone()
     status = mart["status"].value_counts().to_dict()
     new = int((mart["status"].eq("open") & mart["first_detected_on"].eq(run.as_of)).sum())
+    open_impact = linked_impact(mart[mart["status"].eq("open")])
     context.log.info(
         f"{status.get('open', 0)} open exception(s) ({new} new), {status.get('resolved', 0)} resolved since the last "
-        f"run, open impact {open_impact(mart):,.0f} (linked exceptions counted once)")
+        f"run, open impact {open_impact:,.0f} (linked exceptions counted once)")
     if budget.held_back:
         context.log.warning(
             f"alert budget {settings.max_open_exceptions}: held back {budget.held_back} lower-priority open "
@@ -70,7 +71,7 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
         metadata={
             "open": int(status.get("open", 0)), "new": new, "resolved": int(status.get("resolved", 0)),
             "open_by_type": dg.MetadataValue.json(by_type),
-            "open_impact_value": float(mart.loc[mart["status"].eq("open"), "impact_value"].sum()),
+            "open_impact_value": open_impact,  # linked exceptions counted once
             "held_back": budget.held_back, "held_back_value": budget.held_back_value,
         },
     )

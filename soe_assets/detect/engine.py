@@ -8,7 +8,9 @@ import duckdb
 import pandas as pd
 
 from soe_assets.detect.config import DetectionConfig
-from soe_assets.detect.impact import escalate_to_sop, exception_ids, impact_value, link_root_causes, rank_priority
+from soe_assets.detect.impact import (
+    escalate_to_sop, exception_ids, held_back_impact, impact_value, link_root_causes, rank_priority,
+)
 from soe_assets.detect.rules import RULES, shared_relations
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.recommend import decided_escalations
@@ -79,4 +81,4 @@ def apply_alert_budget(detected: pd.DataFrame, max_open: int) -> tuple[pd.DataFr
         return detected, AlertBudget(kept=len(detected), held_back=0, held_back_value=0.0)
     ranked = detected.sort_values("priority")
     kept, held = ranked.iloc[:max_open], ranked.iloc[max_open:]
-    return kept, AlertBudget(kept=len(kept), held_back=len(held), held_back_value=float(held["impact_value"].sum()))
+    return kept, AlertBudget(kept=len(kept), held_back=len(held), held_back_value=held_back_impact(kept, held))

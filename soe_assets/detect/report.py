@@ -6,13 +6,7 @@ import textwrap
 
 import pandas as pd
 
-
-def open_impact(rows: pd.DataFrame) -> float:
-    """The money at stake in the open rows, each sum once: a row whose cause is among them (a shortage behind
-    its late PO) describes the same money from the other side (``caused_by_exception_id``)."""
-    open_rows = rows[rows["status"].eq("open")]
-    caused = open_rows.get("caused_by_exception_id", pd.Series(None, index=open_rows.index, dtype=object))
-    return float(open_rows.loc[~caused.isin(open_rows["exception_id"]), "impact_value"].sum())
+from soe_assets.detect.impact import held_back_impact, linked_impact
 
 
 def _filtered(rows: pd.DataFrame, exception_type: str | None, location: str | None) -> pd.DataFrame:
@@ -36,13 +30,11 @@ def format_exceptions(frame: pd.DataFrame, *, top: int = 20, exception_type: str
     heading = f"exceptions as of {as_of}" if as_of else "exceptions of the latest run"
     lines = [f"{heading}: {len(open_rows)} open"
              + (f" (showing the top {top})" if len(open_rows) > top else "")
-             + f", {len(resolved)} resolved since the last run; open impact {open_impact(open_rows):,.0f} "
+             + f", {len(resolved)} resolved since the last run; open impact {linked_impact(open_rows):,.0f} "
              "(linked exceptions counted once)"]
     held = _filtered(held_back, exception_type, location) if held_back is not None else frame.iloc[0:0]
     if len(held):
-        # a held-back shortage whose cause is open (shown or held) is that cause's money from the other side
-        caused = held["caused_by_exception_id"].isin(pd.concat([open_rows["exception_id"], held["exception_id"]]))
-        lines.append(f"{len(held)} more open exception(s) worth {held.loc[~caused, 'impact_value'].sum():,.0f} held "
+        lines.append(f"{len(held)} more open exception(s) worth {held_back_impact(open_rows, held):,.0f} held "
                      "back by the alert budget (--max-open-exceptions; linked exceptions counted once): see "
                      "exception_history, in_alert_budget = false")
     if open_rows.empty:
