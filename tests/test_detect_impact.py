@@ -126,6 +126,31 @@ def test_root_cause_links_stockout_to_late_supply_and_upstream_production() -> N
     assert pd.isna(linked.loc["EX-po", "caused_by_exception_id"])
 
 
+def test_late_supply_causes_only_a_shortage_that_starts_before_it_arrives() -> None:
+    """A PO line now arriving in week 2 leaves a shortage from week 5 as it is (it arrives before it either way);
+    one arriving in week 6 is why the place is short from week 5. A quality hold has no arrival: it explains any."""
+    frame = candidates([
+        {"exception_type": "projected_stockout", "exception_id": "EX-late-short", "week_index": 5,
+         "impact_value": 900.0},
+        {"exception_type": "late_purchase_order", "exception_id": "EX-po-early", "reference_id": "PO-1:1",
+         "week_index": 0, "arrival_week": 2, "impact_value": 500.0},
+        {"exception_type": "below_safety_stock", "sku_id": "SKU-B", "exception_id": "EX-low", "week_index": 5,
+         "impact_value": 300.0},
+        {"exception_type": "late_transfer", "sku_id": "SKU-B", "exception_id": "EX-tr-later", "reference_id": "SH-1",
+         "week_index": 1, "arrival_week": 6, "impact_value": 100.0},
+        {"exception_type": "projected_stockout", "sku_id": "SKU-C", "exception_id": "EX-held", "week_index": 3,
+         "impact_value": 400.0},
+        {"exception_type": "late_purchase_order", "sku_id": "SKU-C", "exception_id": "EX-po-same-week",
+         "reference_id": "PO-2:1", "week_index": 0, "arrival_week": 3, "impact_value": 200.0},
+        {"exception_type": "quality_hold", "sku_id": "SKU-C", "exception_id": "EX-hold", "impact_value": 50.0},
+    ])
+    linked = link_root_causes(frame).set_index("exception_id")["caused_by_exception_id"]
+    assert pd.isna(linked["EX-late-short"])
+    assert linked["EX-low"] == "EX-tr-later"
+    # arriving in the week the shortage starts, the PO is in that week's balance already: the hold explains it
+    assert linked["EX-held"] == "EX-hold"
+
+
 def no_references(frame: pd.DataFrame) -> pd.DataFrame:
     """As detection's frame comes when no exception of the run has a reference: pandas types the column float."""
     return frame.assign(reference_id=np.nan)

@@ -65,23 +65,28 @@ def exception_ids(frame: pd.DataFrame) -> pd.Series:
 def link_root_causes(frame: pd.DataFrame) -> pd.DataFrame:
     """Point each shortage (stockout, below safety stock) to the exception that causes it.
 
-    A cause is a late PO or transfer into the same SKU-location, a quality hold or
-    demand above plan there, or a production shortfall of the SKU at the plant the
-    late-supplied or short location is fed from (same SKU, any plant, when no cause
-    is found at the location itself). The biggest cause by impact wins; its id goes to
-    ``caused_by_exception_id`` and the explanation says so.
+    A cause is a late PO or transfer into the same SKU-location that now arrives after
+    the shortage starts (one arriving before it would leave the shortage as it is), a
+    quality hold or demand above plan there, or a production shortfall of the SKU at the
+    plant the late-supplied or short location is fed from (same SKU, any plant, when no
+    cause is found at the location itself). The strongest evidence wins (the order of
+    ``CAUSE_TYPES``), then the biggest impact; its id goes to ``caused_by_exception_id``
+    and the explanation says so.
     """
     out = frame.copy()
     out["caused_by_exception_id"] = None
-    shortages = out[out["exception_type"].isin(SHORTAGE_TYPES)][["exception_id", "sku_id", "location_id"]]
-    causes = out[out["exception_type"].isin(CAUSE_TYPES)][
-        ["exception_id", "exception_type", "sku_id", "location_id", "reference_id", "impact_value"]
-    ].rename(columns={"exception_id": "cause_id", "exception_type": "cause_type", "reference_id": "cause_ref",
+    shortages = out[out["exception_type"].isin(SHORTAGE_TYPES)][["exception_id", "sku_id", "location_id", "week_index"]]
+    causes = out[out["exception_type"].isin(CAUSE_TYPES)].reindex(
+        columns=["exception_id", "exception_type", "sku_id", "location_id", "reference_id", "impact_value",
+                 "arrival_week"]  # only late supply has an arrival week
+    ).rename(columns={"exception_id": "cause_id", "exception_type": "cause_type", "reference_id": "cause_ref",
                       "impact_value": "cause_impact"})
     if shortages.empty or causes.empty:
         return out
     causes["strength"] = causes["cause_type"].map({t: len(CAUSE_TYPES) - i for i, t in enumerate(CAUSE_TYPES)})
     local = shortages.merge(causes, on=["sku_id", "location_id"], how="inner")
+    arrives_too_late = local["arrival_week"].astype(float) > local["week_index"].astype(float).clip(lower=0)
+    local = local[local["arrival_week"].isna() | arrives_too_late]
     # a production shortfall upstream (same SKU, at a plant) explains a shortage anywhere else
     upstream = shortages.merge(causes[causes["cause_type"].eq("production_shortfall")].drop(columns="location_id"),
                                on="sku_id", how="inner")

@@ -21,6 +21,7 @@ from soe_assets.ingest.health import QualityLimits, SourceHealth, freshness, rea
 CANDIDATE_COLUMNS = [
     "exception_type", "sku_id", "location_id", "week_start", "week_index", "reference_id",
     "qty", "unit_price", "unit_cost", "weeks_affected", "absorbable", "explanation",
+    "arrival_week",  # late supply: the week it now arrives (a root cause only of a shortage starting before it)
 ]
 
 RUN = """
@@ -498,7 +499,7 @@ select
     ? as exception_type, late.sku_id, late.location_id,
     cast(run.week0 + to_days(cast(7 * late.promised_week as integer)) as date) as week_start,
     late.promised_week as week_index, late.reference_id, late.qty, skus.unit_price, skus.unit_cost,
-    1 as weeks_affected, null as absorbable,
+    1 as weeks_affected, null as absorbable, {_week_index('greatest(late.due_date, run.as_of)')} as arrival_week,
     {describe} as explanation
 from late cross join run left join staging.stg_skus as skus using (sku_id)
 where late.delay_days > ?
