@@ -14,7 +14,7 @@ from soe_assets.respond.greedy import greedy_value
 from soe_assets.respond.report import format_recommendations
 from soe_assets.respond.recommend import (
     action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions,
-    overloads_cleared, promise_rows, served_places,
+    overloads_cleared, promise_rows, recommendation_ids, served_places,
 )
 from soe_assets.respond.verify import find_violations, reproject
 
@@ -530,6 +530,14 @@ def test_no_line_is_re_promised_where_the_remainder_is_not_escalated_or_already_
     assert promise_rows(prob, short, projected, lines.assign(promised_date=lines["due_date"]),
                         ESCALATED.iloc[0:0]).empty
     assert promise_rows(prob, short, projected, lines, pd.DataFrame()).empty  # no escalation at all: no columns
+    # the transfer before it carried out too, the shortage starts a week later, after SMALL's moved line was
+    # requested: that line still accounts for its units, and BIG's keeps its date
+    later = [10.0, 0.0, -30.0, 5.0, 5.0, 5.0]
+    short_later = short.assign(first_week=2)
+    projected_later = projected.assign(proj_new=later)
+    moved_early = booked_lines(("SO-SMALL:1", "SMALL", 1, date(2026, 11, 25)), ("SO-BIG:1", "BIG", 2, date(2026, 12, 2)))
+    moved_early.loc[0, "promised_date"] = date(2026, 12, 7)
+    assert promise_rows(prob, short_later, projected_later, moved_early, ESCALATED).empty
 
 
 def test_of_one_customers_lines_due_in_the_same_week_the_latest_requested_moves_first():
@@ -684,3 +692,32 @@ def test_an_overload_is_cleared_only_when_what_is_left_of_it_is_no_overload():
     assert cleared.index.tolist() == [10, 11, 12, 13, 14]
     assert cleared.tolist()[:2] == ["EX-A", "EX-A"] and cleared.iloc[2:].isna().all()
     assert overloads_cleared(pulls.iloc[:1], overloads).isna().all()  # 30 of the 50: 20 left over
+
+
+def test_an_actions_id_does_not_depend_on_the_other_rows_of_its_run():
+    """An escalation (no date) keeps its id whether or not the run also recommends a dated transfer, and two
+    transfers differing only in their arrival date are two ids."""
+    escalation = {"action_type": "escalate_to_sop", "sku_id": "Z", "from_location_id": None, "to_location_id": "DC-1",
+                  "reference_id": None, "new_date": None}
+    transfer = {"action_type": "reallocate_stock", "sku_id": "Y", "from_location_id": "DC-2",
+                "to_location_id": "DC-1", "reference_id": None, "new_date": pd.Timestamp(2026, 11, 24)}
+    alone = recommendation_ids(pd.DataFrame([escalation]))
+    beside = recommendation_ids(pd.DataFrame([escalation, transfer, dict(transfer, new_date=pd.Timestamp(2026, 11, 25))]))
+    assert alone.iloc[0] == beside.iloc[0]
+    assert beside.is_unique and beside.str.fullmatch(r"REC-[0-9a-f]{12}").all()
+
+
+def test_on_a_sunday_tomorrows_truck_is_one_departure_limited_to_the_stock_at_as_of():
+    """Run on Sunday 2026-11-22, week 0's departure (tomorrow) is week 1's Monday: D, holding 20 units at as_of
+    and 320 by the end of week 0 (an overdue PO counted there), ships 20 then, not 20 plus 190 more on the
+    same truck."""
+    pos = positions({("X", "A"): ([0, -70, -140, -210, -210, -210], 0), ("X", "D"): ([320] * 6, 0)})
+    pos.loc[pos["location_id"].eq("D") & pos["week_index"].eq(0), "opening"] = 20.0
+    sunday = date(2026, 11, 22)
+    prob = build_problem(sunday, H, F, pos, shortages(pos), lanes(("D", "A", 1, 1.0)), NO_USUAL, NO_SUPPLY,
+                         NO_CAPACITY, CONFIG)
+    transfers = prob.actions[prob.actions["action_type"].eq("reallocate_stock")]
+    assert 1 not in set(transfers["depart_week"]) and {0, 2} <= set(transfers["depart_week"])
+    acts, _ = chosen(prob)
+    tomorrow = acts[acts["depart_week"].eq(0)]
+    assert tomorrow["qty"].sum() <= 20.0 + 1e-6

@@ -312,7 +312,10 @@ def _transfers(as_of, week0, horizon, fence, positions, shortages, lanes, usual,
     cand = cand.merge(present.rename(columns={"location_id": "to_location_id", "location_type": "to_type"}),
                       on=["sku_id", "to_location_id"])
     cand = cand[cand["from_location_id"] != cand["to_location_id"]]
-    departs = pd.DataFrame({"depart_week": np.arange(fence)})
+    # week 0's truck leaves tomorrow, on a Sunday week 1's Monday: that is one departure, not two, and it takes
+    # only the stock at as_of (week 0's)
+    tomorrow_is_week_1 = (as_of - week0).days == 6
+    departs = pd.DataFrame({"depart_week": [w for w in range(fence) if not (tomorrow_is_week_1 and w == 1)]})
     cand = cand.merge(departs, how="cross")
     # A truck leaves only a location holding stock on its Monday (week 0: at as_of), before any action: one
     # whose balance is negative then owes all it receives to its own waiting demand. A location short in some

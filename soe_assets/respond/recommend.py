@@ -241,14 +241,16 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
     left = left.merge(last_neg, on=["sku_id", "location_id"], how="left")
     left["recovery_week"] = left["last_neg"].fillna(-1).astype(int) + 1
     cand = lines.merge(left, on=["sku_id", "location_id"])
-    # only the lines due before the recovery week can move to it: they alone account for the shortage
-    cand = cand[(cand["week_index"] >= cand["first_week"]) & (cand["week_index"] < problem.fence_weeks)
-                & (cand["recovery_week"] > cand["week_index"])]
-    # a line already promised for the new date or later accounts for its units first, without a row; then the
-    # latest requested line first (``due_date``: the requested date), not only the latest week
     recovery_date = pd.Timestamp(problem.week0) + pd.to_timedelta(7 * cand["recovery_week"], unit="D")
     cand = cand.assign(_moved=(cand["recovery_week"] < problem.horizon_weeks)
                        & (pd.to_datetime(cand["promised_date"]) >= recovery_date))
+    # only the lines due from the first short week up to the recovery week can move to it: they alone account for
+    # the shortage; so does a line moved there already, whenever it was requested (once the actions before it
+    # are carried out, the shortage can start after the week of a line that moved for it)
+    cand = cand[((cand["week_index"] >= cand["first_week"]) | cand["_moved"]) & (cand["week_index"] < problem.fence_weeks)
+                & (cand["recovery_week"] > cand["week_index"])]
+    # a line already promised for the new date or later accounts for its units first, without a row; then the
+    # latest requested line first (``due_date``: the requested date), not only the latest week
     cand = cand.sort_values(["sku_id", "location_id", "_moved", "customer_value", "due_date", "reference_id"],
                             ascending=[True, True, False, True, False, True])
     before = cand.groupby(["sku_id", "location_id"])["qty"].cumsum() - cand["qty"]
@@ -490,6 +492,18 @@ def decided_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, config
     return pd.Series(places.isin(escalated), index=places, dtype=bool)
 
 
+def recommendation_ids(mart: pd.DataFrame) -> pd.Series:
+    """``REC-`` + 12 hex digits of the action, SKU, places, reference and date: the same action gets the same id in
+    every run, whatever else the run recommends."""
+    key = (mart["action_type"].astype(str) + "|" + mart["sku_id"].astype(str) + "|" + mart["from_location_id"].fillna("").astype(str)
+           + "|" + mart["to_location_id"].fillna("").astype(str) + "|" + mart["reference_id"].fillna("").astype(str)
+           # the date as text, empty without one, whatever type the column took from the other rows
+           + "|" + pd.to_datetime(mart.get("new_date", pd.Series(pd.NaT, index=mart.index))).dt.strftime("%Y-%m-%d").fillna(""))
+    other = mart.get("other_reference_id", pd.Series(index=mart.index, dtype=object))
+    key = key.where(other.isna(), key + "|" + other.astype(str))  # a reprioritisation: also the order pushed later
+    return "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype(str).str[:12]
+
+
 def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[pd.DataFrame, dict]:
     """The ``recommendations`` mart (columns ``MART_COLUMNS`` + ``EXTRA_COLUMNS``) and run statistics."""
     plan = plan_responses(conn, run, config)
@@ -508,12 +522,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     mart["_kind"] = mart["action_type"].map({"adjust_order_promise": 1, "escalate_to_sop": 2}).fillna(0)
     mart = mart.sort_values(["_at_stake", "_kind", "sku_id", "to_place"], ascending=[False, True, True, True])
     mart["rank"] = np.arange(1, len(mart) + 1)
-    key = (mart["action_type"].astype(str) + "|" + mart["sku_id"].astype(str) + "|" + mart["from_location_id"].fillna("").astype(str)
-           + "|" + mart["to_location_id"].fillna("").astype(str) + "|" + mart["reference_id"].fillna("").astype(str)
-           + "|" + mart.get("new_date", pd.Series(index=mart.index, dtype=object)).astype(str))
-    other = mart.get("other_reference_id", pd.Series(index=mart.index, dtype=object))
-    key = key.where(other.isna(), key + "|" + other.astype(str))  # a reprioritisation: also the order pushed later
-    mart["recommendation_id"] = "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype(str).str[:12]
+    mart["recommendation_id"] = recommendation_ids(mart)
     mart["as_of"] = run.as_of
     mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date
     for column in ["qty", "cost", "impact_resolved_value"]:
