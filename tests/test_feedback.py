@@ -226,6 +226,22 @@ def test_detects_planted_bias_and_supplier_delay_only():
     assert "re-quote the lead time of supplier SUP-1 for B from 15 to 21 days" in delay.suggested_sop_action
 
 
+def test_a_po_line_received_in_full_without_a_date_is_a_late_line_as_the_kpi_counts_it():
+    """SUP-2's lines of A promised in three of the window's four weeks are received in full, without a receipt
+    date: as for supplier_on_time_rate, nothing shows they came on time, so they are late, until as_of."""
+    rows = clean_rows()
+    undated = [line for line in rows["stg_purchase_orders"]
+               if line["supplier_id"] == "SUP-2" and line["promised_date"] >= weeks_back(3)[-1]]
+    for line in undated:
+        line["received_date"] = None
+    conn = make_warehouse(**rows)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    delay = feedback[feedback.pattern == "chronic_supplier_delay"]
+    assert delay[["supplier_id", "sku_id", "occurrences"]].values.tolist() == [["SUP-2", "A", 3]]
+    expected_delay = sum((AS_OF - line["promised_date"]).days for line in undated) / 3
+    assert delay.iloc[0].mean_delay_days == pytest.approx(expected_delay)
+
+
 def test_a_supplier_lead_time_on_a_half_day_reads_as_such():
     """Two of SUP-1's four late lines ordered a day earlier: the medians are 15.5 days quoted and 21.5 actual, and
     the advice says so (rounding both halves to even read "from 16 to 22", or "88 to 88" for 87.5 and 88.5)."""
@@ -403,6 +419,8 @@ def test_repeated_responses_count_weeks_not_rows():
 
     runs = {
         date(2026, 10, 28): [move(date(2026, 10, 28), "A", "DC-1", 5.0), move(date(2026, 10, 28), "A", "DC-1", 7.0)],
+        # a later run of the same week responding elsewhere only: A@DC-1's cost that week stays the 28th's
+        date(2026, 10, 29): [move(date(2026, 10, 29), "B", "DC-2", 8.0)],
         date(2026, 11, 4): [move(date(2026, 11, 4), "A", "DC-1", 6.0)]
         + [move(date(2026, 11, 4), "B", "DC-2", c) for c in (1.0, 2.0, 3.0)],
         date(2026, 11, 10): [move(date(2026, 11, 10), "A", "DC-1", 9.0)],

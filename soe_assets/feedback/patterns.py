@@ -231,7 +231,9 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
         """
         WITH lines AS (
             SELECT po.*, skus.product_family, coalesce(skus.unit_cost, 0.0) AS unit_cost,
-                   NOT (po.received_qty >= po.ordered_qty AND po.received_date <= po.promised_date) AS late,
+                   -- received without a date is late, as the KPI counts it (no date: no proof of on time)
+                   NOT coalesce(po.received_qty >= po.ordered_qty AND po.received_date <= po.promised_date, false)
+                       AS late,
                    date_diff('day', po.order_date, po.promised_date) AS promised_lead,
                    date_diff('day', po.order_date, coalesce(po.received_date, CAST(? AS DATE))) AS actual_lead,
                    greatest(date_diff('day', po.promised_date, coalesce(po.received_date, CAST(? AS DATE))), 0) AS delay
@@ -355,7 +357,7 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
     Reads ``marts.recommendation_history`` (every run's recommendations); nothing before the respond
     stage has run. Weeks are counted, not rows: one shortage met by three transfers is one response,
     and a recommendation repeated by each daily run of a week is one week's. The cost is that of each
-    week's last run.
+    week's last run responding there.
     """
     table = "recommendation_history"
     if not table_exists(conn, "marts", table):
@@ -364,8 +366,12 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
         f"""
         WITH responses AS (
             SELECT rec.*, date_trunc('week', CAST(as_of AS DATE)) AS week,
-                   max(CAST(as_of AS DATE)) OVER (PARTITION BY date_trunc('week', CAST(as_of AS DATE)))
-                       AS last_run_of_week
+                   -- the last run of the week that responded at this place: a later run that week responding
+                   -- elsewhere leaves this week's cost here as it was
+                   max(CAST(as_of AS DATE)) OVER (
+                       PARTITION BY date_trunc('week', CAST(as_of AS DATE)), action_type = 'reallocate_stock',
+                                    rec.sku_id, rec.to_location_id
+                   ) AS last_run_of_week
             FROM {published_history(conn, f"marts.{table}", window.as_of)} AS rec
             WHERE action_type IN ('expedite_purchase_order', 'expedite_transfer', 'reallocate_stock')
               AND rec.sku_id IS NOT NULL AND rec.sku_id <> '' AND CAST(as_of AS DATE) BETWEEN ? AND ?
