@@ -122,6 +122,32 @@ def _blocks(problem: Problem, config: RespondConfig) -> pd.Series:
     return comp["component"].map(packed).rename("block")
 
 
+class _Rows:
+    """The constraint rows of the LP as they are built: the non-zeros (row, column, value) of ``A_ub``, and per
+    row its bound ``b_ub`` and its block."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+        self.bounds: list[np.ndarray] = []
+        self.blocks: list[np.ndarray] = []
+
+    def add(self, bounds: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+        """New rows with these bounds and blocks; returns their numbers."""
+        numbers = self.count + np.arange(len(bounds))
+        self.count += len(bounds)
+        self.bounds.append(np.asarray(bounds, dtype=float))
+        self.blocks.append(np.asarray(blocks))
+        return numbers
+
+    def coefficients(self, rows, cols, vals) -> None:
+        self.rows.append(np.asarray(rows))
+        self.cols.append(np.asarray(cols))
+        self.vals.append(np.asarray(vals, dtype=float))
+
+
 def solve(problem: Problem, config: RespondConfig) -> Solution:
     from scipy import sparse
     from scipy.optimize import linprog
@@ -156,18 +182,15 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
 
     cells = expand_weeks(problem.effects)
     cells["col"] = action_pos.reindex(cells["action_id"]).to_numpy()
-    rows_g, cols_g, vals_g, rhs_g, block_g = [], [], [], [], []
-    n_rows = 0
+    lp = _Rows()
 
     # 1. donor floors (only locations some action lowers), as  -sum E x <= max(0, P - SS)
     lowered = cells[cells["sign"] < 0][["sku_id", "location_id"]].drop_duplicates()
     floor_rows = pos.merge(lowered, on=["sku_id", "location_id"]).reset_index(drop=True)
-    floor_rows["row"] = n_rows + np.arange(len(floor_rows))
-    n_rows += len(floor_rows)
+    floor_rows["row"] = lp.add(np.maximum(floor_rows["proj"] - floor_rows["ss"], 0).to_numpy(float),
+                               block_of_sku.reindex(floor_rows["sku_id"]).to_numpy())
     nz = cells.merge(floor_rows[["sku_id", "location_id", "week_index", "row"]], on=["sku_id", "location_id", "week_index"])
-    rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(-nz["sign"].to_numpy(float))
-    rhs_g.append(np.maximum(floor_rows["proj"] - floor_rows["ss"], 0).to_numpy(float))
-    block_g.append(block_of_sku.reindex(floor_rows["sku_id"]).to_numpy())
+    lp.coefficients(nz["row"], nz["col"], -nz["sign"].to_numpy(float))
 
     # 5. departures, as  -sum E[l,d-1] x + sum departing x <= max(0, O[l,d] - B[l,d]): in every week a donor
     #    ships from, and in every week a booked transfer leaves a lowered donor (it needs its stock on Monday too)
@@ -178,26 +201,21 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     booked_out = pos[pos["booked_out"] > 0].merge(lowered, on=["sku_id", "location_id"])[keys]
     dep_rows = (pd.concat([departing[keys], booked_out]).drop_duplicates()
                 .merge(pos[[*keys, "opening", "booked_out"]], on=keys, how="left"))
-    dep_rows["row"] = n_rows + np.arange(len(dep_rows))
-    n_rows += len(dep_rows)
+    dep_rows["row"] = lp.add(
+        np.maximum(dep_rows["opening"].fillna(0.0) - dep_rows["booked_out"].fillna(0.0), 0).to_numpy(float),
+        block_of_sku.reindex(dep_rows["sku_id"]).to_numpy())
     leaving = departing.merge(dep_rows[[*keys, "row"]], on=keys)
     before = cells.assign(week_index=cells["week_index"] + 1).merge(dep_rows[[*keys, "row"]], on=keys)
-    rows_g += [leaving["row"].to_numpy(), before["row"].to_numpy()]
-    cols_g += [leaving["col"].to_numpy(), before["col"].to_numpy()]
-    vals_g += [np.ones(len(leaving)), -before["sign"].to_numpy(float)]
-    rhs_g.append(np.maximum(dep_rows["opening"].fillna(0.0) - dep_rows["booked_out"].fillna(0.0), 0).to_numpy(float))
-    block_g.append(block_of_sku.reindex(dep_rows["sku_id"]).to_numpy())
+    lp.coefficients(leaving["row"], leaving["col"], np.ones(len(leaving)))
+    lp.coefficients(before["row"], before["col"], -before["sign"].to_numpy(float))
 
     # 2. shortage cover, as  -sum E x - u <= P  (the worst week) and  -sum E x - w <= P  (each week)
     for slack_col in ("u_col", "w_col"):
-        rows = cover_rows.assign(row=n_rows + np.arange(n_w))
-        n_rows += n_w
+        rows = cover_rows.assign(row=lp.add(cover_rows["proj"].to_numpy(float),
+                                            block_of_sku.reindex(cover_rows["sku_id"]).to_numpy()))
         nz = cells.merge(rows[["sku_id", "location_id", "week_index", "row"]], on=["sku_id", "location_id", "week_index"])
-        rows_g += [nz["row"].to_numpy(), rows["row"].to_numpy()]
-        cols_g += [nz["col"].to_numpy(), rows[slack_col].to_numpy()]
-        vals_g += [-nz["sign"].to_numpy(float), -np.ones(n_w)]
-        rhs_g.append(rows["proj"].to_numpy(float))
-        block_g.append(block_of_sku.reindex(rows["sku_id"]).to_numpy())
+        lp.coefficients(nz["row"], nz["col"], -nz["sign"].to_numpy(float))
+        lp.coefficients(rows["row"], rows[slack_col], -np.ones(n_w))
 
     # 3. resource capacity:  sum x <= spare (pull-ins; a reprioritisation is capacity-neutral: capacity_week -1)
     pulls = acts_pos[acts_pos["resource_key"].notna() & (acts_pos["capacity_week"] >= 0)]
@@ -205,12 +223,9 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
         cap_rows = pulls.groupby(["resource_key", "capacity_week"]).agg(block=("block", "first")).reset_index()
         cap_rows = cap_rows.merge(problem.capacity.rename(columns={"week_index": "capacity_week"}),
                                   on=["resource_key", "capacity_week"], how="left")
-        cap_rows["row"] = n_rows + np.arange(len(cap_rows))
-        n_rows += len(cap_rows)
+        cap_rows["row"] = lp.add(cap_rows["spare_qty"].fillna(0).to_numpy(float), cap_rows["block"].to_numpy())
         nz = pulls.merge(cap_rows[["resource_key", "capacity_week", "row"]], on=["resource_key", "capacity_week"])
-        rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(np.ones(len(nz)))
-        rhs_g.append(cap_rows["spare_qty"].fillna(0).to_numpy(float))
-        block_g.append(cap_rows["block"].to_numpy())
+        lp.coefficients(nz["row"], nz["col"], np.ones(len(nz)))
 
     # 4. supply availability per item:  sum x <= open qty (a reprioritisation uses up both orders it swaps)
     items = pd.concat([acts_pos[["item_key", "item_qty", "block", "col"]],
@@ -219,12 +234,9 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     items = items[items["item_key"].notna()]
     if len(items):
         item_rows = items.groupby("item_key").agg(qty=("item_qty", "first"), block=("block", "first")).reset_index()
-        item_rows["row"] = n_rows + np.arange(len(item_rows))
-        n_rows += len(item_rows)
+        item_rows["row"] = lp.add(item_rows["qty"].to_numpy(float), item_rows["block"].to_numpy())
         nz = items.merge(item_rows[["item_key", "row"]], on="item_key")
-        rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(np.ones(len(nz)))
-        rhs_g.append(item_rows["qty"].to_numpy(float))
-        block_g.append(item_rows["block"].to_numpy())
+        lp.coefficients(nz["row"], nz["col"], np.ones(len(nz)))
 
     # 6. demand room at donors serving customers:  sum of transfers down the network leaving by a window's end
     #    <= what the window takes before the donor would be above plan (a departure after the last window counts
@@ -233,19 +245,18 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     if len(nz):
         room_rows = nz[["sku_id", "location_id", "end_week", "room_qty"]].drop_duplicates(
             ["sku_id", "location_id", "end_week"]).reset_index(drop=True)
-        room_rows["row"] = n_rows + np.arange(len(room_rows))
-        n_rows += len(room_rows)
-        nz = nz.merge(room_rows[["sku_id", "location_id", "end_week", "row"]], on=["sku_id", "location_id", "end_week"])
-        rows_g.append(nz["row"].to_numpy()); cols_g.append(nz["col"].to_numpy()); vals_g.append(np.ones(len(nz)))
         # strictly below the threshold: a hair under it, never negative
-        rhs_g.append(np.maximum(room_rows["room_qty"].to_numpy(float) - 1e-3, 0.0))
-        block_g.append(block_of_sku.reindex(room_rows["sku_id"]).to_numpy())
+        room_rows["row"] = lp.add(np.maximum(room_rows["room_qty"].to_numpy(float) - 1e-3, 0.0),
+                                  block_of_sku.reindex(room_rows["sku_id"]).to_numpy())
+        nz = nz.merge(room_rows[["sku_id", "location_id", "end_week", "row"]], on=["sku_id", "location_id", "end_week"])
+        lp.coefficients(nz["row"], nz["col"], np.ones(len(nz)))
 
-    row_idx = np.concatenate(rows_g).astype(np.int64)
-    col_idx = np.concatenate(cols_g).astype(np.int64)
-    vals = np.concatenate(vals_g)
-    rhs = np.concatenate(rhs_g).astype(float)
-    row_block = np.concatenate(block_g).astype(np.int64)
+    row_idx = np.concatenate(lp.rows).astype(np.int64)
+    col_idx = np.concatenate(lp.cols).astype(np.int64)
+    vals = np.concatenate(lp.vals)
+    rhs = np.concatenate(lp.bounds).astype(float)
+    row_block = np.concatenate(lp.blocks).astype(np.int64)
+    n_rows = lp.count
 
     # ---- local numbering inside each block
     n_vars = n_a + n_u + n_w
@@ -287,6 +298,6 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
         if result.status == 0:
             x[vsel] = result.x
         else:  # infeasible cannot happen (x = 0, u = S is feasible); keep "do nothing" on any failure
-            x[vsel[var_local[vsel] >= 0]] = 0.0
-            x[np.intersect1d(vsel, np.arange(n_a, n_vars))] = upper[np.intersect1d(vsel, np.arange(n_a, n_vars))]
+            slack = vsel[vsel >= n_a]
+            x[slack] = upper[slack]
     return Solution(acts.assign(qty=x[:n_a]), shortages.assign(uncovered_qty=x[n_a:n_a + n_u]), n_blocks, status)
