@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from statistics import NormalDist
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from soe_assets.kpis.metrics import plan_vs_actual_sql
@@ -92,8 +93,15 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(columns=FEEDBACK_COLUMNS)
 
 
-def _fmt(qty: float) -> str:
-    return f"{qty:,.0f}"
+def _amounts(values: pd.Series) -> pd.Series:
+    """Whole numbers with thousands separators, for an explanation."""
+    return values.astype(float).map("{:,.0f}".format)
+
+
+def _patterns(frame: pd.DataFrame, **columns) -> pd.DataFrame:
+    """The feedback rows of a detector: ``columns`` (each a column of ``frame`` or one value), in the mart's
+    columns."""
+    return pd.DataFrame(columns, index=frame.index).reindex(columns=FEEDBACK_COLUMNS).reset_index(drop=True)
 
 
 # --- forecast bias --------------------------------------------------------------------------
@@ -187,32 +195,33 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     volume = frame[["plan_sum", "actual_sum"]].max(axis=1)
     frame["noise_gap"] = z * ((frame.noise * frame.plan_sum) ** 2 / n + volume) ** 0.5
     frame = frame[(frame.plan_sum - frame.actual_sum).abs() >= frame.noise_gap]
-    rows = []
-    for r in frame.itertuples():  # the flagged SKU-locations only: a handful, not the data
-        gap = abs(r.plan_sum - r.actual_sum)
-        where = f"{r.sku_id} (family {r.product_family}) at {r.location_id}"
-        if r.plan_sum > 0:
-            action = (f"{'lower' if r.over else 'raise'} the demand plan of {where} by ~{gap / r.plan_sum * 100:.0f}% "
-                      f"(from ~{_fmt(r.plan_sum / n)} to ~{_fmt(r.actual_sum / n)} units/week)")
-        else:
-            action = f"add a demand plan of ~{_fmt(r.actual_sum / n)} units/week for {where} (none today)"
-        mean_bias = None if pd.isna(r.mean_bias) else float(r.mean_bias)
-        bias_text = f"mean bias {mean_bias:+.0%}" if mean_bias is not None else "no actual demand, so no mean bias"
-        explanation = (
-            f"Plan {'above' if r.over else 'below'} actual demand in {r.occurrences} of {n} weeks since "
-            f"{window.start} (the latest {rules.bias_weeks} in a row): planned {_fmt(r.plan_sum)}, "
-            f"actual {_fmt(r.actual_sum)} units ({bias_text}), a gap beyond the "
-            f"±{_fmt(r.noise_gap)} units that ordinary forecast noise explains; "
-            + (f"~{_fmt(r.impact_value)} of stock built beyond demand at cost."
-               if r.over else f"~{_fmt(r.impact_value)} of revenue at risk.")
-        )
-        rows.append({
-            "pattern": "persistent_over_forecast" if r.over else "persistent_under_forecast",
-            "product_family": r.product_family, "sku_id": r.sku_id, "location_id": r.location_id,
-            "weeks_observed": n, "occurrences": int(r.occurrences), "mean_bias": mean_bias,
-            "impact_value": r.impact_value, "suggested_sop_action": action, "explanation": explanation,
-        })
-    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+    if frame.empty:
+        return _empty()
+    gap = (frame.plan_sum - frame.actual_sum).abs()
+    where = frame.sku_id + " (family " + frame.product_family.astype(str) + ") at " + frame.location_id
+    direction = pd.Series(np.where(frame.over, "lower", "raise"), index=frame.index)
+    action = np.where(
+        frame.plan_sum > 0,
+        direction + " the demand plan of " + where + " by ~"
+        + (gap / frame.plan_sum.where(frame.plan_sum > 0) * 100).map("{:.0f}".format) + "% (from ~"
+        + _amounts(frame.plan_sum / n) + " to ~" + _amounts(frame.actual_sum / n) + " units/week)",
+        "add a demand plan of ~" + _amounts(frame.actual_sum / n) + " units/week for " + where + " (none today)")
+    mean_bias = frame.mean_bias.astype(float)
+    bias_text = mean_bias.map("mean bias {:+.0%}".format).where(mean_bias.notna(), "no actual demand, so no mean bias")
+    explanation = (
+        "Plan " + pd.Series(np.where(frame.over, "above", "below"), index=frame.index) + " actual demand in "
+        + frame.occurrences.astype(int).astype(str) + f" of {n} weeks since {window.start} (the latest "
+        f"{rules.bias_weeks} in a row): planned " + _amounts(frame.plan_sum) + ", actual " + _amounts(frame.actual_sum)
+        + " units (" + bias_text + "), a gap beyond the ±" + _amounts(frame.noise_gap)
+        + " units that ordinary forecast noise explains; ~" + _amounts(frame.impact_value)
+        + np.where(frame.over, " of stock built beyond demand at cost.", " of revenue at risk.")
+    )
+    return _patterns(
+        frame, pattern=np.where(frame.over, "persistent_over_forecast", "persistent_under_forecast"),
+        product_family=frame.product_family, sku_id=frame.sku_id, location_id=frame.location_id, weeks_observed=n,
+        occurrences=frame.occurrences.astype(int), mean_bias=mean_bias, impact_value=frame.impact_value,
+        suggested_sop_action=action, explanation=explanation,
+    )
 
 
 # --- suppliers ------------------------------------------------------------------------------
@@ -258,24 +267,25 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
         [window.as_of, window.as_of, window.start, window.end, rules.min_occurrences, rules.min_late_share,
          rules.min_mean_delay_days],
     ).df()
-    rows = []
-    for r in frame.itertuples():
-        # medians of whole days: whole, or halves shown as such (rounding 87.5 and 88.5 both gave "88 to 88")
-        quoted, actual = f"{round(r.promised_lead, 1):g}", f"{round(r.actual_lead, 1):g}"
-        action = (f"re-quote the lead time of supplier {r.supplier_id} for {r.sku_id} from {quoted} to {actual} days "
-                  f"(or agree a recovery plan with {r.supplier_id})")
-        explanation = (
-            f"{r.late_lines} of {r.lines} PO lines of {r.sku_id} from {r.supplier_id} promised since {window.start} "
-            f"arrived late or short (to {r.locations}), {r.mean_delay:.1f} days late on average; "
-            f"quoted lead time {quoted} days, actual about {actual} days; ~{_fmt(r.late_value)} of goods late."
-        )
-        rows.append({
-            "pattern": "chronic_supplier_delay", "product_family": r.product_family, "sku_id": r.sku_id,
-            "location_id": r.location_id, "supplier_id": r.supplier_id, "weeks_observed": r.weeks_observed,
-            "occurrences": r.late_lines, "mean_delay_days": r.mean_delay, "impact_value": r.late_value,
-            "suggested_sop_action": action, "explanation": explanation,
-        })
-    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+    if frame.empty:
+        return _empty()
+    # medians of whole days: whole, or halves shown as such (rounding 87.5 and 88.5 both gave "88 to 88")
+    quoted = frame.promised_lead.astype(float).round(1).map("{:g}".format)
+    actual = frame.actual_lead.astype(float).round(1).map("{:g}".format)
+    action = ("re-quote the lead time of supplier " + frame.supplier_id + " for " + frame.sku_id + " from " + quoted
+              + " to " + actual + " days (or agree a recovery plan with " + frame.supplier_id + ")")
+    explanation = (
+        frame.late_lines.astype(str) + " of " + frame.lines.astype(str) + " PO lines of " + frame.sku_id + " from "
+        + frame.supplier_id + f" promised since {window.start} arrived late or short (to " + frame.locations + "), "
+        + frame.mean_delay.astype(float).map("{:.1f}".format) + " days late on average; quoted lead time " + quoted
+        + " days, actual about " + actual + " days; ~" + _amounts(frame.late_value) + " of goods late."
+    )
+    return _patterns(
+        frame, pattern="chronic_supplier_delay", product_family=frame.product_family, sku_id=frame.sku_id,
+        location_id=frame.location_id, supplier_id=frame.supplier_id, weeks_observed=frame.weeks_observed,
+        occurrences=frame.late_lines, mean_delay_days=frame.mean_delay, impact_value=frame.late_value,
+        suggested_sop_action=action, explanation=explanation,
+    )
 
 
 # --- capacity -------------------------------------------------------------------------------
@@ -326,26 +336,27 @@ def chronic_capacity_shortfall(conn: duckdb.DuckDBPyConnection, window: Window, 
         """,
         [window.start, window.last_week, rules.min_output_share, rules.min_occurrences],
     ).df()
-    rows = []
-    for r in frame.itertuples():
-        per_week = r.shortfall / r.short_weeks
-        capacity = "unknown" if pd.isna(r.mean_capacity) else _fmt(r.mean_capacity)
-        action = (f"add ~{_fmt(per_week)} units/week of capacity on {r.resource_id} at {r.location_id} "
-                  f"or move ~{_fmt(per_week)} units/week of its supply plan to other weeks or plants")
-        # what made those weeks short: output planned beyond capacity, output not finished on time, or both
-        causes = [f"{_fmt(units)} units {what}" for units, what in (
-            (r.over_capacity, "planned beyond capacity"), (r.not_on_time, "not finished on time")) if units > 0]
-        explanation = (
-            f"{r.resource_id} at {r.location_id} was short in {r.short_weeks} of {r.weeks_observed} weeks since "
-            f"{window.start}: planned {_fmt(r.mean_load)} units/week against capacity {capacity}, "
-            f"{_fmt(r.mean_output)} finished on time; in those weeks {' and '.join(causes)}."
-        )
-        rows.append({
-            "pattern": "chronic_capacity_shortfall", "location_id": r.location_id, "resource_id": r.resource_id,
-            "weeks_observed": r.weeks_observed, "occurrences": r.short_weeks, "impact_value": r.impact,
-            "suggested_sop_action": action, "explanation": explanation,
-        })
-    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+    if frame.empty:
+        return _empty()
+    per_week = _amounts(frame.shortfall / frame.short_weeks)
+    capacity = _amounts(frame.mean_capacity).where(frame.mean_capacity.notna(), "unknown")
+    action = ("add ~" + per_week + " units/week of capacity on " + frame.resource_id + " at " + frame.location_id
+              + " or move ~" + per_week + " units/week of its supply plan to other weeks or plants")
+    # what made those weeks short: output planned beyond capacity, output not finished on time, or both
+    over = (_amounts(frame.over_capacity) + " units planned beyond capacity").where(frame.over_capacity > 0)
+    late = (_amounts(frame.not_on_time) + " units not finished on time").where(frame.not_on_time > 0)
+    causes = (over + " and " + late).fillna(over).fillna(late).fillna("")
+    explanation = (
+        frame.resource_id + " at " + frame.location_id + " was short in " + frame.short_weeks.astype(str) + " of "
+        + frame.weeks_observed.astype(str) + f" weeks since {window.start}: planned " + _amounts(frame.mean_load)
+        + " units/week against capacity " + capacity + ", " + _amounts(frame.mean_output)
+        + " finished on time; in those weeks " + causes + "."
+    )
+    return _patterns(
+        frame, pattern="chronic_capacity_shortfall", location_id=frame.location_id, resource_id=frame.resource_id,
+        weeks_observed=frame.weeks_observed, occurrences=frame.short_weeks, impact_value=frame.impact,
+        suggested_sop_action=action, explanation=explanation,
+    )
 
 
 # --- responses and exceptions (when those stages exist) -------------------------------------
@@ -391,19 +402,20 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
         """,
         [window.start, window.end, rules.min_occurrences],
     ).df()
-    rows = []
-    for r in frame.itertuples():
-        what = "reallocated stock to" if r.pattern == "repeated_reallocation" else "expedited supply into"
-        rows.append({
-            "pattern": r.pattern, "product_family": r.product_family, "sku_id": r.sku_id,
-            "location_id": r.location_id, "occurrences": r.occurrences, "impact_value": r.impact_value,
-            "weeks_observed": len(window.weeks),
-            "suggested_sop_action": f"raise the safety stock or the supply plan of {r.sku_id} at {r.location_id} "
-            f"so it stops needing firefighting",
-            "explanation": f"S&OE {what} {r.sku_id} at {r.location_id} in {r.occurrences} different weeks "
-            f"({r.actions}) since {window.start}, costing {_fmt(r.impact_value)}.",
-        })
-    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+    if frame.empty:
+        return _empty()
+    what = pd.Series(np.where(frame.pattern.eq("repeated_reallocation"), "reallocated stock to",
+                              "expedited supply into"), index=frame.index)
+    return _patterns(
+        frame, pattern=frame.pattern, product_family=frame.product_family, sku_id=frame.sku_id,
+        location_id=frame.location_id, occurrences=frame.occurrences, impact_value=frame.impact_value,
+        weeks_observed=len(window.weeks),
+        suggested_sop_action="raise the safety stock or the supply plan of " + frame.sku_id + " at "
+        + frame.location_id + " so it stops needing firefighting",
+        explanation="S&OE " + what + " " + frame.sku_id + " at " + frame.location_id + " in "
+        + frame.occurrences.astype(str) + " different weeks (" + frame.actions + f") since {window.start}, costing "
+        + _amounts(frame.impact_value) + ".",
+    )
 
 
 def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules) -> pd.DataFrame:
@@ -435,21 +447,19 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
         """,
         [window.start, window.end, rules.min_occurrences],
     ).df()
-    rows = []
-    for r in frame.itertuples():
-        where = (f"{r.sku_id} at {r.location_id}" if r.sku_id
-                 else f"resource {r.resource_id} at {r.location_id}" if r.resource_id else r.location_id)
-        rows.append({
-            "pattern": f"recurring_{r.exception_type}", "product_family": r.product_family, "sku_id": r.sku_id,
-            "location_id": r.location_id, "resource_id": r.resource_id, "occurrences": r.occurrences,
-            "impact_value": r.impact_value,
-            "weeks_observed": len(window.weeks),
-            "suggested_sop_action": f"review the plan parameters of {where}, where {r.exception_type.replace('_', ' ')} "
-            f"recurs",
-            "explanation": f"{r.exception_type} detected {r.occurrences} separate times on {where} since {window.start}, "
-            f"{_fmt(r.impact_value)} at stake in all.",
-        })
-    return pd.DataFrame(rows, columns=FEEDBACK_COLUMNS) if rows else _empty()
+    if frame.empty:
+        return _empty()
+    where = (frame.sku_id + " at " + frame.location_id).where(
+        frame.sku_id.notna(), ("resource " + frame.resource_id + " at " + frame.location_id).fillna(frame.location_id))
+    return _patterns(
+        frame, pattern="recurring_" + frame.exception_type, product_family=frame.product_family,
+        sku_id=frame.sku_id, location_id=frame.location_id, resource_id=frame.resource_id,
+        occurrences=frame.occurrences, impact_value=frame.impact_value, weeks_observed=len(window.weeks),
+        suggested_sop_action="review the plan parameters of " + where + ", where "
+        + frame.exception_type.str.replace("_", " ") + " recurs",
+        explanation=frame.exception_type + " detected " + frame.occurrences.astype(str) + " separate times on "
+        + where + f" since {window.start}, " + _amounts(frame.impact_value) + " at stake in all.",
+    )
 
 
 # The detectors that read only the warehouse (the forecast bias also takes the shared plan vs actual).
