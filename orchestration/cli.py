@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -523,9 +524,14 @@ def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
     """The run failed because it was interrupted (Ctrl-C), not because of a step's own error."""
     from orchestration.progress import INTERRUPTED, failure_reasons
 
-    return any(event.is_step_failure and event.step_failure_data is not None
-               and failure_reasons(event.step_failure_data.error) == [INTERRUPTED]
-               for event in result.all_events)
+    def error_of(event: dg.DagsterEvent):
+        if event.is_step_failure and event.step_failure_data is not None:
+            return event.step_failure_data.error
+        # stopped between steps (e.g. just after the last one): the run's own failure carries the interruption
+        return event.job_failure_data.error if event.is_run_failure else None
+
+    return any(failure_reasons(error) == [INTERRUPTED]
+               for error in map(error_of, result.all_events) if error is not None)
 
 
 def _alert_run_failure(result, workspace: Workspace) -> str:
@@ -705,6 +711,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
     bin_dir = Path(sys.executable).parent
+    # started in the background by a script, the shell makes it ignore SIGINT, and `dagster dev` stops on SIGTERM
+    # through its SIGINT handler: without the default handler back, `kill` would leave the UI's processes running
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execv(str(bin_dir / "dagster"), command)
 
 
@@ -740,6 +749,8 @@ def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = 
 
     if args.warehouse is None:
         _check_mart_folder(args)
+    else:
+        _refuse_non_database(Path(args.warehouse))  # a Parquet or CSV file given by mistake, said as such
     try:
         if args.warehouse is not None:
             frame = load_mart(table, warehouse=args.warehouse, distinct=distinct)

@@ -852,6 +852,35 @@ def test_a_step_waits_for_a_reader_that_holds_the_warehouse_instead_of_failing(t
         assert conn.execute("SELECT x FROM written_after_the_reader").fetchall() == [(1,)]
 
 
+def test_a_run_stopped_between_steps_reads_as_interrupted_and_its_alert_says_so():
+    """Ctrl-C just after the last step fails no step: Dagster records the run's own failure with the
+    interruption ("Execution was interrupted unexpectedly"). The command line must say "run interrupted" (exit
+    130) and the alert "interrupted", not "the run failed" with nothing above it."""
+    from types import SimpleNamespace
+
+    import dagster as dg
+    from dagster._core.events import JobFailureData, RunFailureReason
+    from dagster._utils.error import SerializableErrorInfo
+
+    from orchestration.cli import _interrupted
+    from orchestration.progress import INTERRUPTED
+    from orchestration.sensors import step_failures
+
+    def run_failure(error: SerializableErrorInfo | None) -> dg.DagsterEvent:
+        return dg.DagsterEvent(event_type_value=dg.DagsterEventType.RUN_FAILURE.value, job_name="soe_full_run",
+                               event_specific_data=JobFailureData(error, RunFailureReason.UNEXPECTED_TERMINATION))
+
+    stopped = run_failure(SerializableErrorInfo("KeyboardInterrupt\n", [], "KeyboardInterrupt"))
+    assert _interrupted(SimpleNamespace(all_events=[stopped]))
+    assert step_failures([stopped]) == f"the run failed: {INTERRUPTED}"
+    # a run that failed in a step: its own failure carries no error, and nothing reads as an interruption
+    failed = run_failure(None)
+    assert not _interrupted(SimpleNamespace(all_events=[failed]))
+    assert step_failures([failed]) == "the run failed"
+    other = run_failure(SerializableErrorInfo("OSError: disk full\n", [], "OSError"))
+    assert not _interrupted(SimpleNamespace(all_events=[other]))
+
+
 @pytest.mark.parametrize(("interrupt", "error_class"), [("connection", "InterruptException"),
                                                          ("sigint", "RuntimeError")])
 def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted(interrupt, error_class):

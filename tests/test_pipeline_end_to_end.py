@@ -527,6 +527,10 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
     assert main(["exceptions", "--publish", str(foreign)]) == 2
     err = capsys.readouterr().err
     assert f"{foreign / 'exceptions.parquet'} is not a readable Parquet file" in err and "Traceback" not in err
+    # a published file given as the warehouse: said as such, as `soe run` says it
+    for command in ("exceptions", "recommendations"):
+        assert main([command, "--warehouse", str(foreign / "recommendations.parquet")]) == 2
+        assert "the file exists, but it is not a DuckDB database" in capsys.readouterr().err
     # half the paths of a run: the other half would be the demo folder's, a UI that shows none of the runs
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):
