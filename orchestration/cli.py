@@ -203,11 +203,9 @@ def _refuse_unusable_webhook() -> None:
 
 
 def _refuse_non_database(path: Path) -> None:
-    """Refuse a ``--warehouse`` that names something other than a DuckDB database before anything is written
-    beside it (the publish folder, the run lock)."""
-    if path.is_dir():
-        raise UserError(f"cannot use {path} as the warehouse: it is a folder; name the database file in it, "
-                        f"e.g. {path / 'soe.duckdb'}")
+    """Refuse a ``--warehouse`` a run cannot build: something other than a DuckDB database, or a file name DuckDB
+    or dbt cannot address, before anything is written beside it (the publish folder, the run lock)."""
+    _refuse_unreadable_database(path)
     if path.stem.lower() in DUCKDB_RESERVED_NAMES:
         # DuckDB renames such a database when it attaches it; dbt-duckdb addresses it by the file's name
         raise UserError(f"cannot use {path} as the warehouse: DuckDB reserves the name '{path.stem}' for a "
@@ -218,6 +216,13 @@ def _refuse_non_database(path: Path) -> None:
         raise UserError(f"cannot use {path} as the warehouse: dbt cannot address a database whose file name "
                         f"holds {' or '.join(quotes)}; name the file without it, e.g. "
                         f"{path.with_name('soe.duckdb')}")
+
+
+def _refuse_unreadable_database(path: Path) -> None:
+    """Refuse a ``--warehouse`` that is a folder, or a file other than a DuckDB database (all a reader needs)."""
+    if path.is_dir():
+        raise UserError(f"cannot use {path} as the warehouse: it is a folder; name the database file in it, "
+                        f"e.g. {path / 'soe.duckdb'}")
     if not path.exists():
         return
     try:
@@ -528,7 +533,7 @@ def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
         if event.is_step_failure and event.step_failure_data is not None:
             return event.step_failure_data.error
         # stopped between steps (e.g. just after the last one): the run's own failure carries the interruption
-        return event.job_failure_data.error if event.is_run_failure else None
+        return getattr(event.event_specific_data, "error", None) if event.is_run_failure else None
 
     return any(failure_reasons(error) == [INTERRUPTED]
                for error in map(error_of, result.all_events) if error is not None)
@@ -750,7 +755,7 @@ def _load_mart_for(args: argparse.Namespace, table: str, distinct: str | None = 
     if args.warehouse is None:
         _check_mart_folder(args)
     else:
-        _refuse_non_database(Path(args.warehouse))  # a Parquet or CSV file given by mistake, said as such
+        _refuse_unreadable_database(Path(args.warehouse))  # a Parquet or CSV file given by mistake, said as such
     try:
         if args.warehouse is not None:
             frame = load_mart(table, warehouse=args.warehouse, distinct=distinct)

@@ -190,9 +190,9 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
             error, what = event.step_failure_data.error if event.step_failure_data else None, "failed"
         elif event.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE:  # e.g. the warehouse's run lock taken
             error, what = event.event_specific_data.error, "could not start"
-        elif event.is_run_failure and not failures and event.job_failure_data.error is not None:
+        elif event.is_run_failure and not failures and getattr(event.event_specific_data, "error", None):
             # no step failed: the run itself was stopped between steps (Ctrl-C after the last step)
-            error, what = event.job_failure_data.error, "failed"
+            error, what = event.event_specific_data.error, "failed"
         else:
             continue
         reasons = [" ".join(reason.split()) for reason in failure_reasons(error)]

@@ -531,6 +531,13 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
     for command in ("exceptions", "recommendations"):
         assert main([command, "--warehouse", str(foreign / "recommendations.parquet")]) == 2
         assert "the file exists, but it is not a DuckDB database" in capsys.readouterr().err
+    # a warehouse copied under a name `soe run` refuses (dbt could not build it) still reads
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "main.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA marts; CREATE TABLE marts.recommendations (recommendation_id VARCHAR)")
+    assert main(["recommendations", "--warehouse", str(tmp_path / "main.duckdb")]) == 2
+    assert "is not soe's recommendations mart: it has no column" in capsys.readouterr().err
     # half the paths of a run: the other half would be the demo folder's, a UI that shows none of the runs
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     for half in (["--landing", str(landing)], ["--warehouse", str(tmp_path / "w.duckdb")]):

@@ -105,19 +105,28 @@ def link_root_causes(frame: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["cause_id", "note"])
 
 
+def _group_largest(rows: pd.DataFrame) -> pd.Series:
+    """Per group of a cause and the rows it causes (``caused_by_exception_id``, else the row's own id), its largest
+    ``impact_value``."""
+    caused_by = rows.get("caused_by_exception_id", pd.Series(None, index=rows.index, dtype=object))
+    group = caused_by.astype(object).where(caused_by.notna(), rows["exception_id"])
+    return rows["impact_value"].astype(float).fillna(0.0).groupby(group.to_numpy()).max()
+
+
 def linked_impact(rows: pd.DataFrame) -> float:
     """The money at stake in ``rows``, linked exceptions counted once: a shortage and the exception that causes
     it (``caused_by_exception_id``) describe the same money from two sides, so a cause and the rows it causes
     count as their largest row. Adding rows never lowers the total, so a part of a list is never worth more
     than the whole."""
-    caused_by = rows.get("caused_by_exception_id", pd.Series(None, index=rows.index, dtype=object))
-    group = caused_by.astype(object).where(caused_by.notna(), rows["exception_id"])
-    return float(rows["impact_value"].astype(float).fillna(0.0).groupby(group.to_numpy()).max().sum())
+    return float(_group_largest(rows).sum())
 
 
 def held_back_impact(shown: pd.DataFrame, held: pd.DataFrame) -> float:
-    """What the rows an alert budget holds back add to the shown ones' money (linked exceptions counted once)."""
-    return linked_impact(pd.concat([shown, held], ignore_index=True)) - linked_impact(shown)
+    """What the rows an alert budget holds back add to the shown ones' money (linked exceptions counted once):
+    per group, its largest row over both less its largest shown row; exactly 0 where they add nothing."""
+    whole = _group_largest(pd.concat([shown, held], ignore_index=True))
+    added = whole - _group_largest(shown).reindex(whole.index, fill_value=0.0)
+    return float(added[added > 0].sum())
 
 
 def escalate_to_sop(frame: pd.DataFrame, time_fence_weeks: int) -> pd.Series:

@@ -712,7 +712,7 @@ def _stale_sources(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> 
             return f"No extract of {health.source} on or before as_of holds a usable row: its data is missing."
         age, limit = health.age_days, limits.freshness_limit(health.source)
         return (f"The newest usable extract of {health.source} is from {health.latest_accepted}, "
-                f"{age} day{'s' * (age != 1)} before as_of (limit {limit} day{'s' * (limit != 1)}): "
+                f"{age:,} day{'s' * (age != 1)} before as_of (limit {limit:,} day{'s' * (limit != 1)}): "
                 "its data may be stale.")
 
     frame = pd.DataFrame({

@@ -93,6 +93,12 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(columns=FEEDBACK_COLUMNS)
 
 
+def _texts(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The named columns as text for an explanation, whatever their type (a missing value reads 'None', as an
+    f-string writes it)."""
+    return pd.DataFrame({column: frame[column].astype(object).astype(str) for column in columns}, index=frame.index)
+
+
 def _amounts(values: pd.Series) -> pd.Series:
     """Whole numbers with thousands separators, for an explanation."""
     return values.astype(float).map("{:,.0f}".format)
@@ -198,7 +204,8 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     if frame.empty:
         return _empty()
     gap = (frame.plan_sum - frame.actual_sum).abs()
-    where = frame.sku_id + " (family " + frame.product_family.astype(str) + ") at " + frame.location_id
+    text = _texts(frame, "sku_id", "product_family", "location_id")
+    where = text.sku_id + " (family " + text.product_family + ") at " + text.location_id
     direction = pd.Series(np.where(frame.over, "lower", "raise"), index=frame.index)
     action = np.where(
         frame.plan_sum > 0,
@@ -270,13 +277,14 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
     if frame.empty:
         return _empty()
     # medians of whole days: whole, or halves shown as such (rounding 87.5 and 88.5 both gave "88 to 88")
-    quoted = frame.promised_lead.astype(float).round(1).map("{:g}".format)
-    actual = frame.actual_lead.astype(float).round(1).map("{:g}".format)
-    action = ("re-quote the lead time of supplier " + frame.supplier_id + " for " + frame.sku_id + " from " + quoted
-              + " to " + actual + " days (or agree a recovery plan with " + frame.supplier_id + ")")
+    quoted = frame.promised_lead.astype(float).map(lambda days: f"{round(days, 1):g}")
+    actual = frame.actual_lead.astype(float).map(lambda days: f"{round(days, 1):g}")
+    text = _texts(frame, "supplier_id", "sku_id", "locations")
+    action = ("re-quote the lead time of supplier " + text.supplier_id + " for " + text.sku_id + " from " + quoted
+              + " to " + actual + " days (or agree a recovery plan with " + text.supplier_id + ")")
     explanation = (
-        frame.late_lines.astype(str) + " of " + frame.lines.astype(str) + " PO lines of " + frame.sku_id + " from "
-        + frame.supplier_id + f" promised since {window.start} arrived late or short (to " + frame.locations + "), "
+        frame.late_lines.astype(str) + " of " + frame.lines.astype(str) + " PO lines of " + text.sku_id + " from "
+        + text.supplier_id + f" promised since {window.start} arrived late or short (to " + text.locations + "), "
         + frame.mean_delay.astype(float).map("{:.1f}".format) + " days late on average; quoted lead time " + quoted
         + " days, actual about " + actual + " days; ~" + _amounts(frame.late_value) + " of goods late."
     )
@@ -340,14 +348,15 @@ def chronic_capacity_shortfall(conn: duckdb.DuckDBPyConnection, window: Window, 
         return _empty()
     per_week = _amounts(frame.shortfall / frame.short_weeks)
     capacity = _amounts(frame.mean_capacity).where(frame.mean_capacity.notna(), "unknown")
-    action = ("add ~" + per_week + " units/week of capacity on " + frame.resource_id + " at " + frame.location_id
+    text = _texts(frame, "resource_id", "location_id")
+    action = ("add ~" + per_week + " units/week of capacity on " + text.resource_id + " at " + text.location_id
               + " or move ~" + per_week + " units/week of its supply plan to other weeks or plants")
     # what made those weeks short: output planned beyond capacity, output not finished on time, or both
     over = (_amounts(frame.over_capacity) + " units planned beyond capacity").where(frame.over_capacity > 0)
     late = (_amounts(frame.not_on_time) + " units not finished on time").where(frame.not_on_time > 0)
     causes = (over + " and " + late).fillna(over).fillna(late).fillna("")
     explanation = (
-        frame.resource_id + " at " + frame.location_id + " was short in " + frame.short_weeks.astype(str) + " of "
+        text.resource_id + " at " + text.location_id + " was short in " + frame.short_weeks.astype(str) + " of "
         + frame.weeks_observed.astype(str) + f" weeks since {window.start}: planned " + _amounts(frame.mean_load)
         + " units/week against capacity " + capacity + ", " + _amounts(frame.mean_output)
         + " finished on time; in those weeks " + causes + "."
@@ -404,16 +413,17 @@ def repeated_responses(conn: duckdb.DuckDBPyConnection, window: Window, rules: F
     ).df()
     if frame.empty:
         return _empty()
+    text = _texts(frame, "sku_id", "location_id", "actions")
     what = pd.Series(np.where(frame.pattern.eq("repeated_reallocation"), "reallocated stock to",
                               "expedited supply into"), index=frame.index)
     return _patterns(
         frame, pattern=frame.pattern, product_family=frame.product_family, sku_id=frame.sku_id,
         location_id=frame.location_id, occurrences=frame.occurrences, impact_value=frame.impact_value,
         weeks_observed=len(window.weeks),
-        suggested_sop_action="raise the safety stock or the supply plan of " + frame.sku_id + " at "
-        + frame.location_id + " so it stops needing firefighting",
-        explanation="S&OE " + what + " " + frame.sku_id + " at " + frame.location_id + " in "
-        + frame.occurrences.astype(str) + " different weeks (" + frame.actions + f") since {window.start}, costing "
+        suggested_sop_action="raise the safety stock or the supply plan of " + text.sku_id + " at "
+        + text.location_id + " so it stops needing firefighting",
+        explanation="S&OE " + what + " " + text.sku_id + " at " + text.location_id + " in "
+        + frame.occurrences.astype(str) + " different weeks (" + text.actions + f") since {window.start}, costing "
         + _amounts(frame.impact_value) + ".",
     )
 
@@ -449,15 +459,18 @@ def recurring_exceptions(conn: duckdb.DuckDBPyConnection, window: Window, rules:
     ).df()
     if frame.empty:
         return _empty()
-    where = (frame.sku_id + " at " + frame.location_id).where(
-        frame.sku_id.notna(), ("resource " + frame.resource_id + " at " + frame.location_id).fillna(frame.location_id))
+    text = _texts(frame, "sku_id", "location_id", "resource_id", "exception_type")
+    has_sku = frame.sku_id.fillna("").astype(str).ne("")
+    has_resource = frame.resource_id.fillna("").astype(str).ne("")
+    where = (text.sku_id + " at " + text.location_id).where(
+        has_sku, ("resource " + text.resource_id + " at " + text.location_id).where(has_resource, text.location_id))
     return _patterns(
         frame, pattern="recurring_" + frame.exception_type, product_family=frame.product_family,
         sku_id=frame.sku_id, location_id=frame.location_id, resource_id=frame.resource_id,
         occurrences=frame.occurrences, impact_value=frame.impact_value, weeks_observed=len(window.weeks),
         suggested_sop_action="review the plan parameters of " + where + ", where "
-        + frame.exception_type.str.replace("_", " ") + " recurs",
-        explanation=frame.exception_type + " detected " + frame.occurrences.astype(str) + " separate times on "
+        + text.exception_type.str.replace("_", " ") + " recurs",
+        explanation=text.exception_type + " detected " + frame.occurrences.astype(str) + " separate times on "
         + where + f" since {window.start}, " + _amounts(frame.impact_value) + " at stake in all.",
     )
 
