@@ -890,7 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="landing zone of your 'soe run' (with --warehouse; instead of the one in --dir)")
     ui.add_argument("--warehouse", type=Path, default=None,
                     help="DuckDB warehouse of your 'soe run' (with --landing; instead of the one in --dir)")
-    ui.add_argument("--publish", type=Path, default=None, help="publish folder (default: beside the warehouse)")
+    ui.add_argument("--publish", type=Path, default=None,
+                    help="publish folder (default: the --dir folder's, or 'publish' beside --warehouse)")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     ui.add_argument("--port", type=_port, default=3000, help="port to serve on (default: 3000)")
     ui.set_defaults(func=cmd_ui)

@@ -58,7 +58,7 @@ def sop_feedback(
         path = write_report(page, warehouse.files_path)  # published with the marts, under the same gates
         record_built(conn, "marts.sop_feedback")  # with its report: a set never pairs it with an older one
     context.log.info(f"sop_feedback: {len(feedback)} pattern(s) for the S&OP cycle of {cycle}; report {path.name} "
-                     "(published with the marts)")
+                     "(published with the marts when the run publishes)")
     return dg.MaterializeResult(
         metadata={
             "sop_cycle": str(cycle),
