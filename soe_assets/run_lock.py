@@ -52,11 +52,12 @@ def acquire(warehouse: str | Path, holder: str) -> None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        for _ in range(PROBE_RETRIES):
-            other, left_running = _try_lock(fd)
+        other, left_running = _try_lock(fd)
+        for _ in range(PROBE_RETRIES - 1):  # no wait after the last try
             if other is None:
                 break
             time.sleep(PROBE_RETRY_SECONDS)
+            other, left_running = _try_lock(fd)
         if other is not None:
             os.close(fd)
             raise WarehouseBusy(f"another soe run is using the warehouse {Path(warehouse)}"

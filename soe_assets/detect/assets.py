@@ -58,8 +58,9 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
         record_built(conn, "marts.exceptions", HISTORY_TABLE)
         history_size = conn.execute("SELECT count(*), count(DISTINCT as_of) FROM marts.exception_history").fetchone()
     status = mart["status"].value_counts().to_dict()
-    new = int((mart["status"].eq("open") & mart["first_detected_on"].eq(run.as_of)).sum())
-    open_impact = linked_impact(mart[mart["status"].eq("open")])
+    open_rows = mart[mart["status"].eq("open")]
+    new = int(open_rows["first_detected_on"].eq(run.as_of).sum())
+    open_impact = linked_impact(open_rows)
     context.log.info(
         f"{status.get('open', 0)} open exception(s) ({new} new), {status.get('resolved', 0)} resolved since the last "
         f"run, open impact {open_impact:,.0f} (linked exceptions counted once)")
@@ -67,7 +68,7 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
         context.log.warning(
             f"alert budget {settings.max_open_exceptions}: held back {budget.held_back} lower-priority open "
             f"exception(s) worth {budget.held_back_value:,.0f} (kept in exception_history)")
-    by_type = mart[mart["status"].eq("open")]["exception_type"].value_counts().to_dict()
+    by_type = open_rows["exception_type"].value_counts().to_dict()
     yield dg.MaterializeResult(
         asset_key="exceptions",
         metadata={
@@ -77,7 +78,7 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
             "held_back": budget.held_back, "held_back_value": budget.held_back_value,
         },
     )
-    open_priorities = mart.loc[mart["status"].eq("open"), "priority"]
+    open_priorities = open_rows["priority"]
     unique = bool(open_priorities.is_unique and mart["exception_id"].is_unique)
     finding = Finding(unique, f"priorities unique among {len(open_priorities)} open exception(s)" if unique else
                       "two open exceptions share a priority, or two exceptions an exception_id: the ranked list "
