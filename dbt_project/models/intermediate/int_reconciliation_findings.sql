@@ -22,6 +22,10 @@
 --                            than on hand: available stock (on hand - hold) is
 --                            negative, or the WMS reports held stock apart from
 --                            on hand and every hold is counted twice
+--   stock_missing_from_count a SKU-location with stock at its latest snapshot that its
+--                            location's latest count on or before as_of (a later day)
+--                            has no row for: the view still opens from the older row,
+--                            which overstates the stock if the SKU has none left
 --   delivered_without_date   a sales-order line shipped, a PO line received or a
 --                            production order completed by its status, with units
 --                            delivered but without the date that says when: the KPIs
@@ -260,7 +264,7 @@ snapshot_periods as (
 
 location_counts as (
 
-    select location_id, count(*) as counts
+    select location_id, count(*) as counts, max(snapshot_date) as latest_snapshot_date
     from location_snapshot_dates
     group by location_id
 
@@ -540,6 +544,35 @@ holds_above_on_hand as (
 
 ),
 
+stock_missing_from_count as (
+
+    select
+        'stock_missing_from_count' as finding_type,
+        'inventory_snapshots' as source,
+        available_stock.sku_id,
+        available_stock.location_id,
+        {{ dbt.concat([
+            dbt.cast('location_counts.latest_snapshot_date', dbt.type_string()), "':'",
+            'available_stock.sku_id', "':'", 'available_stock.location_id',
+        ]) }} as reference_id,
+        location_counts.latest_snapshot_date as event_date,
+        available_stock.on_hand_qty as qty,
+        {{ dbt.concat([
+            "'The count of '", dbt.cast('location_counts.latest_snapshot_date', dbt.type_string()),
+            "' at '", 'available_stock.location_id', "' has no row for '", 'available_stock.sku_id',
+            "': its stock is taken from the count of '", dbt.cast('available_stock.snapshot_date', dbt.type_string()),
+            "' ('", soe.quantity_text('available_stock.on_hand_qty'), "' on hand, '",
+            soe.quantity_text('available_stock.quality_hold_qty'),
+            "' on hold), which overstates it if none is left.'",
+        ]) }} as detail
+    from available_stock
+    inner join location_counts
+        on available_stock.location_id = location_counts.location_id
+    where available_stock.snapshot_date < location_counts.latest_snapshot_date
+      and (available_stock.on_hand_qty <> 0 or available_stock.quality_hold_qty <> 0)
+
+),
+
 -- Closed by status, undated: what was delivered, the date it was due and the date column that is empty.
 closed_quantities as (
 
@@ -629,6 +662,8 @@ findings as (
     select * from open_lines_over_delivered
     union all
     select * from holds_above_on_hand
+    union all
+    select * from stock_missing_from_count
     union all
     select * from delivered_without_date
 
