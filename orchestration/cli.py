@@ -174,6 +174,29 @@ def _refuse_unusable_settings() -> None:
     """Settings from the environment that would fail the run, or its daemon's sensors, once it is under way."""
     _refuse_unusable_webhook()
     _refuse_unusable_calendar()
+    _refuse_unusable_quality_settings()
+
+
+def _refuse_unusable_quality_settings() -> None:
+    """The data-quality settings the definitions read as they load: a bad one would break the code location."""
+    from orchestration.resources import QualitySettings
+
+    try:
+        QualitySettings.from_env()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def _refuse_unusable_ui_settings() -> None:
+    """What the UI's runs and daemon read from the environment: the memory budget of runs launched there and the
+    landing-zone sensor's settle time (``soe run`` checks its budget with its own --memory-limit)."""
+    from orchestration.sensors import settle_seconds
+
+    try:
+        memory_limit()
+        settle_seconds()
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def _refuse_unusable_calendar() -> None:
@@ -706,6 +729,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.landing is not None and not args.landing.is_dir():
         raise UserError(f"--landing {args.landing} is not a folder")
     _refuse_unusable_settings()
+    _refuse_unusable_ui_settings()
     _refuse_non_database(workspace.warehouse)
     if not workspace.landing.is_dir() and not workspace.warehouse.exists():
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "

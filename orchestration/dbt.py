@@ -46,13 +46,29 @@ else:
     os.environ["DBT_TARGET_PATH"] = str(DBT_TARGET_DIR)
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-# `soe` may be started as .venv/bin/soe without activating the venv: dbt lives beside Python.
-if shutil.which("dbt") is None:
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# The dbt soe installs lives beside its Python: first on the PATH (for dagster-dbt's parse) and named
+# outright for builds, so neither an unactivated venv nor another dbt on the PATH (pipx, Homebrew) is run.
+DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
+os.environ["PATH"] = f"{DBT_EXECUTABLE.parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 TERSE_ENV = "SOE_TERSE_OUTPUT"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_DIR)
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Environment variables set for the duration of the block only (dbt reads its profile's values there)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _manifest_is_stale() -> bool:
@@ -67,9 +83,9 @@ def _manifest_is_stale() -> bool:
 def prepare_manifest() -> None:
     """Parse the dbt project when its manifest is missing or older than its files (~5 s)."""
     if _manifest_is_stale():
-        # The profile needs a warehouse path to parse; parsing never opens it.
-        os.environ.setdefault("SOE_WAREHOUSE", str(DBT_TARGET_DIR / "parse-only.duckdb"))
-        dbt_project.preparer.prepare(dbt_project)
+        # The profile needs a warehouse path to parse (parsing never opens it); only the parse is given one.
+        with _environment(SOE_WAREHOUSE=os.environ.get("SOE_WAREHOUSE") or str(DBT_TARGET_DIR / "parse-only.duckdb")):
+            dbt_project.preparer.prepare(dbt_project)
 
 
 prepare_manifest()
@@ -86,7 +102,8 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     ``warehouse`` resource holds its run lock, also when the models run alone)."""
     # On the soe command line the progress logger shows dbt's verdicts; its raw echo is noise.
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
-    with echo as sink, contextlib.redirect_stdout(sink), _resolved_memory_limit():
+    # dbt's profile gets the budget the Python stages use (``auto`` is resolved here, not by dbt)
+    with echo as sink, contextlib.redirect_stdout(sink), _environment(**{MEMORY_LIMIT_ENV: memory_limit()}):
         invocation = dbt.cli(["build"], context=context)
         run_lock.record_child(warehouse.path, invocation.process.pid)  # it writes the warehouse until it exits
         import_in_background()  # only now: before dbt starts, the import would hold up its launch
@@ -117,20 +134,6 @@ def slow_node_line(event: object, threshold: float) -> str | None:
         return None
     kind, _, name = str(getattr(unique_id, "value", unique_id)).split(".")[:3]
     return f"{kind} {name} done in {seconds:.1f} s"
-
-
-@contextlib.contextmanager
-def _resolved_memory_limit() -> Iterator[None]:
-    """Hand dbt's profile the budget the Python stages use (``auto`` is resolved here, not by dbt)."""
-    previous = os.environ.get(MEMORY_LIMIT_ENV)
-    os.environ[MEMORY_LIMIT_ENV] = memory_limit()
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[MEMORY_LIMIT_ENV]
-        else:
-            os.environ[MEMORY_LIMIT_ENV] = previous
 
 
 # dagster-dbt gives every invocation its own target folder; the newest few are kept for debugging.
@@ -164,8 +167,8 @@ class SoeDbtCliResource(DbtCliResource):
 
     Before every build, dagster-dbt 0.29 runs ``dbt --version`` in a
     subprocess (the cost of starting dbt once more) only to learn the version
-    of dbt-core, which soe installs into its own environment and puts first on
-    the PATH (above): the installed package's version is that answer. It also
+    of dbt-core, which soe installs into its own environment and runs by its
+    path (above): the installed package's version is that answer. It also
     loads the project's macros into an in-process dbt adapter, used only to
     fetch row counts and column metadata, which soe does not ask for.
     """
@@ -179,4 +182,4 @@ class SoeDbtCliResource(DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
-    return SoeDbtCliResource(project_dir=dbt_project)
+    return SoeDbtCliResource(project_dir=dbt_project, dbt_executable=str(DBT_EXECUTABLE))

@@ -34,6 +34,7 @@ from soe_assets.warehouse import as_of_of_run, run_published
 FULL_RUN_JOB = "soe_full_run"
 CLI_TAG = "soe/launched_by"
 PID_TAG, HOST_TAG = "soe/pid", "soe/host"  # the process and machine a `soe run` executes in
+SETTLE_ENV = "SOE_SENSOR_SETTLE_SECONDS"
 DEFAULT_SETTLE_SECONDS = 60.0
 
 LandingState = dict[str, list[str]]
@@ -55,6 +56,20 @@ def scan_landing_zone(landing: Path) -> LandingState:
         if entries:
             state[source.name] = sorted(entries)
     return state
+
+
+def settle_seconds() -> float:
+    """How long an extract must be left untouched before a run reads it (``SOE_SENSOR_SETTLE_SECONDS``)."""
+    text = os.environ.get(SETTLE_ENV, "").strip()
+    if not text:
+        return DEFAULT_SETTLE_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{SETTLE_ENV}={text}: expected a number of seconds, 0 or more")
+    return seconds
 
 
 def files_being_written(state: LandingState, settle_seconds: float, now: float | None = None) -> int:
@@ -110,7 +125,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     busy = warehouse_busy(context.instance, os.environ.get("SOE_WAREHOUSE", "soe.duckdb"))
     if busy:  # a run requested now would be refused, and its batch, already in the cursor, never run
         return dg.SkipReason(busy)
-    settle = float(os.environ.get("SOE_SENSOR_SETTLE_SECONDS", DEFAULT_SETTLE_SECONDS))
+    settle = settle_seconds()
     state = scan_landing_zone(settings.landing_path)
     settling = files_being_written(state, settle)
     if settling:  # the run would read them half-written along with the batch

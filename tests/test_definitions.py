@@ -1,5 +1,7 @@
 """The one Definitions: stages as groups, lineage from the landing-zone sources to the published marts."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 from dagster_dbt import get_asset_key_for_model
@@ -87,6 +89,27 @@ def test_the_dbt_resource_knows_the_version_of_the_dbt_it_runs():
     reported = subprocess.check_output([resource.dbt_executable, "--version"], text=True)
     installed = re.search(r"installed:\s*(\d+\.\d+\.\d+)", reported).group(1)
     assert str(resource._cli_version) == installed
+
+
+def test_the_dbt_soe_runs_is_its_own_not_another_first_on_the_path(tmp_path):
+    """A dbt installed elsewhere (pipx, Homebrew) and first on the PATH is neither built nor parsed with, and
+    loading the dbt assets sets no warehouse for the process."""
+    import os
+    import subprocess
+    import sys
+
+    foreign = tmp_path / "dbt"
+    foreign.write_text("#!/bin/sh\necho foreign dbt >&2\nexit 2\n")
+    foreign.chmod(0o755)
+    environment = {name: value for name, value in os.environ.items() if name != "SOE_WAREHOUSE"}
+    environment["PATH"] = f"{tmp_path}{os.pathsep}{environment['PATH']}"
+    shown = subprocess.run(
+        [sys.executable, "-c", "import os, shutil; from orchestration.dbt import dbt_resource; "
+         "print(dbt_resource().dbt_executable, shutil.which('dbt'), os.environ.get('SOE_WAREHOUSE'), sep='|')"],
+        capture_output=True, text=True, check=True, env=environment,
+    ).stdout.strip()
+    own = str(Path(sys.executable).parent / "dbt")
+    assert shown == f"{own}|{own}|None"
 
 
 def test_start_up_leaves_the_later_stages_heavy_libraries_to_the_background():

@@ -563,6 +563,14 @@ def test_planner_views_say_clearly_when_there_is_no_run(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL: it must start with http://" in err and "T0KEN" not in err
     monkeypatch.delenv("SOE_ALERT_WEBHOOK_URL")
+    # settings the UI's code location, its runs or its sensors read: refused up front, not a broken location
+    for setting, value, said in (("SOE_WARN_QUARANTINE_SHARE", "abc", "SOE_WARN_QUARANTINE_SHARE"),
+                                 ("SOE_DUCKDB_MEMORY_LIMIT", "lots", "SOE_DUCKDB_MEMORY_LIMIT='lots' is not"),
+                                 ("SOE_SENSOR_SETTLE_SECONDS", "-5", "SOE_SENSOR_SETTLE_SECONDS=-5: expected a number")):
+        monkeypatch.setenv(setting, value)
+        assert main(["ui", *paths]) == 2
+        assert said in capsys.readouterr().err
+        monkeypatch.delenv(setting)
     with pytest.raises(SystemExit) as refused:
         main(["ui", *paths, "--port", "99999"])
     assert refused.value.code == 2 and "'99999' is not a port (1 to 65535)" in capsys.readouterr().err
