@@ -20,6 +20,9 @@ TABLES = {
     "staging.stg_inventory_snapshots": "snapshot_date DATE, sku_id VARCHAR, location_id VARCHAR, "
     "on_hand_qty DOUBLE, quality_hold_qty DOUBLE",
     "staging.stg_resource_capacity": "location_id VARCHAR, resource_id VARCHAR, week_start DATE, capacity_qty DOUBLE",
+    "staging.stg_shipments": "shipment_id VARCHAR, sku_id VARCHAR, from_location_id VARCHAR, to_location_id VARCHAR, "
+    "ship_date DATE, planned_arrival_date DATE, eta_date DATE, actual_arrival_date DATE, qty DOUBLE",
+    "staging.stg_locations": "location_id VARCHAR, location_type VARCHAR",
     "intermediate.int_committed_plan": "sku_id VARCHAR, location_id VARCHAR, week_start DATE, "
     "plan_version VARCHAR, committed_at TIMESTAMP, demand_qty DOUBLE, supply_qty DOUBLE, safety_stock_qty DOUBLE",
 }

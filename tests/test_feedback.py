@@ -226,6 +226,35 @@ def test_detects_planted_bias_and_supplier_delay_only():
     assert "re-quote the lead time of supplier SUP-1 for B from 15 to 21 days" in delay.suggested_sop_action
 
 
+def test_a_dc_planned_for_the_stores_it_replenishes_is_not_over_forecast():
+    """DC-1's plan of A covers its customers (100 a week) and the 30 it ships to a store each week, as detection's
+    demand rules read a plan: no bias. Its 50 a week moved to DC-2, a reallocation between DCs, are no demand.
+    The forecast-accuracy KPIs keep the contract's customer demand."""
+    rows = clean_rows()
+    for plan in rows["int_committed_plan"]:
+        if (plan["sku_id"], plan["location_id"]) == ("A", "DC-1"):
+            plan["demand_qty"] = 130.0
+    rows["stg_locations"] = [{"location_id": "DC-1", "location_type": "dc"},
+                             {"location_id": "DC-2", "location_type": "dc"},
+                             {"location_id": "STORE-1", "location_type": "store"}]
+    rows["stg_shipments"] = [
+        {"shipment_id": f"SH-{to}-{i}", "sku_id": "A", "from_location_id": "DC-1", "to_location_id": to,
+         "ship_date": week + timedelta(days=1), "planned_arrival_date": week + timedelta(days=2),
+         "eta_date": week + timedelta(days=2), "actual_arrival_date": week + timedelta(days=2), "qty": qty}
+        for i, week in enumerate(weeks_back(8)) for to, qty in (("STORE-1", 30.0), ("DC-2", 50.0))]
+    conn = make_warehouse(**rows)
+    assert detect_patterns(conn, AS_OF, date(2026, 12, 7), date(2026, 11, 2)).empty
+    # the same DC planned for its customers only would be under-forecast: the replenishment is its demand
+    for plan in rows["int_committed_plan"]:
+        if (plan["sku_id"], plan["location_id"]) == ("A", "DC-1"):
+            plan["demand_qty"] = 100.0
+    under = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert list(zip(under.pattern, under.sku_id, under.location_id)) == [("persistent_under_forecast", "A", "DC-1")]
+    bias = compute_kpis(conn, AS_OF).query("kpi_name == 'forecast_bias' and scope_type == 'location' "
+                                           "and scope_id == 'DC-1'")
+    assert not bias.empty and (bias.numerator > 0).all()  # the contract's KPI: plan against customer demand
+
+
 def test_a_po_line_received_in_full_without_a_date_is_a_late_line_as_the_kpi_counts_it():
     """SUP-2's lines of A promised in three of the window's four weeks are received in full, without a receipt
     date: as for supplier_on_time_rate, nothing shows they came on time, so they are late, until as_of."""

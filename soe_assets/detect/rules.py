@@ -17,6 +17,7 @@ import pandas as pd
 
 from soe_assets.detect.config import DetectionConfig
 from soe_assets.ingest.health import QualityLimits, SourceHealth, freshness, read_source_health
+from soe_assets.network import replenishment_shipments_sql
 
 CANDIDATE_COLUMNS = [
     "exception_type", "sku_id", "location_id", "week_start", "week_index", "reference_id",
@@ -104,15 +105,6 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
 # Per customer-facing SKU-location: demand and plan summed over the windows both demand rules judge; a temp
 # table written once per detection run (``shared_relations``).
 DEMAND_WINDOWS = "_detect_demand_windows"
-# The location types in the order supply flows down the network: a transfer to a later type is replenishment.
-NETWORK_TIERS = ("plant", "dc", "store")
-
-
-def _tier(location_type: str) -> str:
-    """SQL: the position of a location type in ``NETWORK_TIERS`` (NULL for another)."""
-    return f"list_position({list(NETWORK_TIERS)}, {location_type})"
-
-
 def demand_end_weeks(config: DetectionConfig) -> list[int]:
     """The weeks ``demand_above_plan`` cumulates demand and plan through (from week -recent)."""
     return sorted({0, config.demand_near_weeks - 2, config.demand_near_weeks - 1})
@@ -169,11 +161,7 @@ demand_events as (
     union all
     select sku_id, location_id, sale_date, qty, true from staging.stg_pos_sales where true{of_skus('sku_id')}
     union all
-    select shipments.sku_id, shipments.from_location_id, shipments.ship_date, shipments.qty, false
-    from staging.stg_shipments as shipments
-    inner join staging.stg_locations as origin on origin.location_id = shipments.from_location_id
-    inner join staging.stg_locations as destination on destination.location_id = shipments.to_location_id
-    where {_tier('destination.location_type')} > {_tier('origin.location_type')}{of_skus('shipments.sku_id')}
+    select sku_id, location_id, ship_date, qty, false from ({replenishment_shipments_sql(of_skus('shipments.sku_id'))})
 ),
 demand_weeks as (
     select demand_events.sku_id, demand_events.location_id,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from soe_assets.kpis.metrics import plan_vs_actual_sql
+from soe_assets.network import replenishment_shipments_sql
 from soe_assets.warehouse import published_history, table_exists
 
 FEEDBACK_COLUMNS = [
@@ -122,7 +123,8 @@ def bias_z(tested: int, rules: FeedbackRules) -> float:
 
 def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, rules: FeedbackRules,
                              plan_vs_actual: str | None = None) -> pd.DataFrame:
-    """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks.
+    """SKU-locations whose plan - actual had the same sign in each of the latest ``bias_weeks`` weeks (actual:
+    customer demand, as for forecast accuracy, plus the replenishment shipped down the network).
 
     ``plan_vs_actual`` names a table of every past week written by the KPI
     stage (``write_plan_vs_actual``); without it, the window's weeks are computed here.
@@ -144,9 +146,18 @@ def persistent_forecast_bias(conn: duckdb.DuckDBPyConnection, window: Window, ru
     first_week, last_week = f"DATE '{history_start}'", f"DATE '{window.last_week}'"
     weeks = (f"SELECT * FROM {plan_vs_actual} WHERE week_start BETWEEN {first_week} AND {last_week}"
              if plan_vs_actual else f"SELECT * FROM ({plan_vs_actual_sql(first_week, last_week)}) AS pva")
+    # The plan at a location covers the replenishment it ships down the network too, as detection's demand rules
+    # read it: judged against customer demand alone, a DC that replenishes stores would read as over-forecast.
+    replenished = (f"SELECT sku_id, location_id, date_trunc('week', ship_date)::DATE AS week_start, sum(qty) AS qty "
+                   f"FROM ({replenishment_shipments_sql(f' AND shipments.ship_date BETWEEN {first_week} AND {last_week} + 6')}) "
+                   f"GROUP BY ALL")
     frame = conn.execute(
         f"""
-        WITH weekly AS MATERIALIZED ({weeks}),
+        WITH weekly AS MATERIALIZED (
+            SELECT pva.* REPLACE (pva.actual_qty + coalesce(replenished.qty, 0.0) AS actual_qty)
+            FROM ({weeks}) AS pva
+            LEFT JOIN ({replenished}) AS replenished USING (sku_id, location_id, week_start)
+        ),
         -- weeks before any demand in the data are unknown, not zero: they would read as 100 % errors
         known AS (
             SELECT sku_id, location_id, product_family, (plan_qty - actual_qty) / plan_qty AS relative_error

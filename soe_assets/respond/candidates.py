@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from soe_assets.detect.config import DetectionConfig
-from soe_assets.detect.rules import NETWORK_TIERS, RESOURCE_LOAD, demand_end_weeks, demand_windows_sql, weekly_demand_sql
+from soe_assets.detect.rules import RESOURCE_LOAD, demand_end_weeks, demand_windows_sql, weekly_demand_sql
+from soe_assets.network import NETWORK_TIERS
 from soe_assets.respond.config import RespondConfig
 from soe_assets.warehouse import RunContext
 
