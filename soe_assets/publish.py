@@ -109,6 +109,20 @@ def publish_marts(
     return PublishedSet(version_dir=final, row_counts=manifest["row_counts"], current_as_of=published_as_of(publish_dir))
 
 
+def _declared_nullability(conn: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The select list of ``marts.<table>`` that writes each column as the warehouse declares it.
+
+    DuckDB's Parquet writer marks a column that holds no NULL in the rows written as REQUIRED: a column that
+    may be empty would change from REQUIRED to OPTIONAL between two days' files, and a reader that stacks them
+    (``pyarrow.concat_tables``, a load with a fixed schema) would fail. A column that may be NULL goes through a
+    CASE with a NULL branch, so it is always OPTIONAL; a NOT NULL column stays REQUIRED."""
+    columns = conn.execute(
+        "SELECT column_name, is_nullable = 'YES' FROM information_schema.columns "
+        "WHERE table_schema = 'marts' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+    return ", ".join(f"CASE WHEN {quote(name)} IS NOT NULL THEN {quote(name)} END AS {quote(name)}" if nullable
+                     else quote(name) for name, nullable in columns)
+
+
 def _write_version(conn: duckdb.DuckDBPyConnection, building: Path, final: Path, *, run_id: str, as_of: str,
                    extra_files: dict[str, Path] | None) -> tuple[Path, dict]:
     """Every mart and extra file into ``building``, its manifest last, then renamed ``final`` in one step."""
@@ -119,7 +133,8 @@ def _write_version(conn: duckdb.DuckDBPyConnection, building: Path, final: Path,
         # a history as this run reads it: no day of a run the publish gates blocked, no later day (a backfill)
         relation = (published_history(conn, f"marts.{table}", date.fromisoformat(as_of))
                     if f"marts.{table}" in HISTORY_TABLES else f"marts.{quote(table)}")
-        conn.execute(f"COPY (SELECT * FROM {relation}) TO '{_sql_string(str(target))}' (FORMAT parquet)")
+        conn.execute(f"COPY (SELECT {_declared_nullability(conn, table)} FROM {relation}) "
+                     f"TO '{_sql_string(str(target))}' (FORMAT parquet)")
         row_counts[table] = conn.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
     for name, source in (extra_files or {}).items():
         shutil.copyfile(source, building / name)

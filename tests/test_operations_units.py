@@ -514,6 +514,32 @@ def test_published_python_marts_keep_their_row_order_and_dbt_marts_keep_their_ro
     assert published.row_counts == {"exceptions": rows, "sku_location_week": rows}
 
 
+def test_published_columns_keep_their_declared_nullability_whatever_a_day_holds(tmp_path):
+    """A column that may be empty is OPTIONAL in every day's file, also on a day it holds no NULL (or no row), so
+    two days stack; a NOT NULL column is REQUIRED."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from soe_assets.publish import publish_marts
+
+    def published_schema(as_of: str, rows: str) -> pa.Schema:
+        with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+            conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
+            conn.execute("CREATE OR REPLACE TABLE marts.exceptions (exception_id VARCHAR NOT NULL, week_start DATE)")
+            if rows:
+                conn.execute(f"INSERT INTO marts.exceptions VALUES {rows}")
+            published = publish_marts(conn, tmp_path / "publish", run_id=as_of, as_of=as_of)
+        return pq.read_schema(published.version_dir / "exceptions.parquet")
+
+    days = [published_schema("2026-11-18", "('E1', DATE '2026-11-16')"),  # no NULL that day
+            published_schema("2026-11-19", "('E1', NULL)"),
+            published_schema("2026-11-20", "")]
+    for schema in days:
+        assert not schema.field("exception_id").nullable and schema.field("week_start").nullable
+    assert days[0] == days[1] == days[2]
+
+
 def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
     """Only the newest few sets are kept; the current one, older by name after several backfills, stays."""
     import duckdb
