@@ -345,9 +345,10 @@ unexplained_by_stock as (
 
 outflows as (
 
+    -- whatever its status: a line shipped in part and its remainder cancelled shipped those units
     select sku_id, location_id, ship_date as outflow_date, shipped_qty as qty
     from sales_orders
-    where ship_date is not null and shipped_qty > 0 and status <> 'cancelled'
+    where ship_date is not null and shipped_qty > 0
 
     union all
 
