@@ -336,6 +336,23 @@ def test_a_source_without_any_extract_by_as_of_is_a_data_quality_exception(tmp_p
                                                       "row: its data is missing."}
 
 
+def test_a_fresh_extract_of_old_stock_counts_is_a_data_quality_exception_per_location(tmp_path: Path) -> None:
+    """The inventory extract is today's, but its counts at DC-2 are ten days old: the projection starts from them
+    and misses everything since. DC-1's counts are today's."""
+    network = minimal_network()
+    for row in network["inventory_snapshots"]:
+        if row["location_id"] == "DC-2":
+            row["snapshot_date"] = (AS_OF - timedelta(days=10)).isoformat()
+    run = run_soe(tmp_path, write_landing_zone(tmp_path / "landing", network))
+    flagged = run.query("SELECT reference_id, location_id, explanation FROM marts.exceptions "
+                        "WHERE exception_type = 'data_quality' AND reference_id LIKE 'stock_count:%'")
+    assert flagged.to_dict("records") == [{
+        "reference_id": "stock_count:DC-2", "location_id": "DC-2",
+        "explanation": f"The latest stock count at DC-2 is from {(AS_OF - timedelta(days=10)).isoformat()}, 10 days "
+                       "before as_of (limit 2 days): the projection starts from it and misses every receipt and "
+                       "shipment since."}]
+
+
 def test_time_fence_rule(planted: pd.DataFrame) -> None:
     stockouts = planted[planted["exception_type"].eq("projected_stockout")].set_index("sku_id")
     assert stockouts.loc["FAR", "escalate_to_sop"]  # first short week beyond the fence

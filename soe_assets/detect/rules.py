@@ -684,7 +684,8 @@ findings as (
 select * from from_quarantine
 union all by name select * from findings
 """
-    frame = pd.concat([_frame(conn, sql, [config.dq_value_per_row]), _stale_sources(conn, config)], ignore_index=True)
+    frame = pd.concat([_frame(conn, sql, [config.dq_value_per_row]), _stale_sources(conn, config),
+                       _stale_stock_counts(conn, config)], ignore_index=True)
     frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
     return frame
 
@@ -709,6 +710,31 @@ def _stale_sources(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> 
         "explanation": [explanation(health) for health in stale],
     })
     return frame.reindex(columns=CANDIDATE_COLUMNS)
+
+
+def _stale_stock_counts(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+    """One ``data_quality`` candidate per location whose latest stock count is older than the freshness limit of
+    ``inventory_snapshots``, although the source's newest extract is fresh (a fresh file of old counts): the
+    projection starts from that count and misses every receipt and shipment since. A stale source is one
+    exception already (``_stale_sources``)."""
+    limits = QualityLimits(config.freshness_days)
+    health = read_source_health(conn).get("inventory_snapshots")
+    source_fresh = health is not None and freshness(health, limits).passed
+    limit = limits.freshness_limit("inventory_snapshots")
+    sql = f"""
+with counts as (
+    select location_id, max(snapshot_date) as counted_on, datediff('day', max(snapshot_date), any_value(as_of)) as age
+    from intermediate.int_available_stock group by location_id
+)
+select 'data_quality' as exception_type, location_id, 'stock_count:' || location_id as reference_id, 50 as qty,
+       ? as unit_cost, 1 as weeks_affected, true as absorbable,
+       'The latest stock count at ' || location_id || ' is from ' || strftime(counted_on, '%Y-%m-%d') || ', '
+       || {_counted('age', 'day')} || ' before as_of (limit ' || {_counted(str(limit), 'day')}
+       || '): the projection starts from it and misses every receipt and shipment since.' as explanation
+from counts where age > {limit} and {str(source_fresh).lower()}
+order by location_id
+"""
+    return _frame(conn, sql, [config.dq_value_per_row])
 
 
 RULES: dict[str, Callable[[duckdb.DuckDBPyConnection, DetectionConfig], pd.DataFrame]] = {
