@@ -60,8 +60,8 @@ def problem(pos, lane_frame, supply=NO_SUPPLY, capacity=NO_CAPACITY):
 
 
 def chosen(prob):
-    acts, withdrawn, projected = choose_actions(prob, CONFIG)
-    assert withdrawn.empty
+    acts, withdrawn, projected, failed_blocks = choose_actions(prob, CONFIG)
+    assert withdrawn.empty and failed_blocks == 0
     return acts, projected
 
 
@@ -80,6 +80,18 @@ def test_stockout_next_to_donor_gets_reallocation_and_donor_stays_above_safety_s
     assert (donor["proj_new"] >= donor["ss"]).all() and donor["proj_new"].min() == 240
     _, short = attribute(problem(pos, lanes(("D", "A", 2, 1.0))), acts, projected)
     assert short["protected_value"].sum() == pytest.approx(60 * 50)
+
+
+def test_a_block_the_solver_fails_on_gets_no_action_and_is_counted(monkeypatch):
+    """A time-out or numerical failure of HiGHS leaves that block's places without actions, and says so."""
+    import scipy.optimize
+    from scipy.optimize import OptimizeResult
+
+    monkeypatch.setattr(scipy.optimize, "linprog", lambda *args, **kwargs: OptimizeResult(
+        status=1, message="Time limit reached", x=None))
+    pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "D"): ([300] * 6, 100)})
+    acts, withdrawn, projected, failed_blocks = choose_actions(problem(pos, lanes(("D", "A", 2, 1.0))), CONFIG)
+    assert failed_blocks == 1 and acts.empty
 
 
 def test_backorders_are_served_later_in_the_fence_where_the_worst_week_cannot_be_covered():

@@ -36,4 +36,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         f"{len(mart)} recommendation(s) for {stats['shortages_in_fence']} shortage(s) inside the fence: "
         f"{stats['value_protected']:,.0f} protected for {stats['action_cost']:,.0f} of action cost, "
         f"{stats['escalations']} escalation(s) ({seconds} s)")
+    if stats["solver_failed_blocks"]:
+        context.log.warning(f"the solver failed on {stats['solver_failed_blocks']} block(s) of the response model: "
+                            "their shortages get no action this run (escalations still stand)")
     return dg.MaterializeResult(metadata={**stats, "rows": len(mart), "seconds": seconds})

@@ -75,10 +75,8 @@ from soe_assets.respond.config import RespondConfig
 class Solution:
     actions: pd.DataFrame
     """The candidate actions with ``qty`` (LP value, continuous) added."""
-    uncovered: pd.DataFrame
-    """shortages with ``uncovered_qty`` (LP u)."""
-    blocks: int
-    status: list[str]
+    failed_blocks: int
+    """Blocks HiGHS did not solve (a time-out, a numerical failure): their actions stay at 0."""
 
 
 def expand_weeks(effects: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +153,7 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     acts = problem.actions.reset_index(drop=True)
     shortages = problem.shortages.reset_index(drop=True)
     if not len(shortages):
-        return Solution(acts.assign(qty=0.0), shortages.assign(uncovered_qty=0.0), 0, [])
+        return Solution(acts.assign(qty=0.0), 0)
     block_of_sku = _blocks(problem, config)
     pos = problem.positions[["sku_id", "location_id", "week_index", "proj", "ss", "inside_time_fence", "opening",
                              "booked_out"]]
@@ -277,7 +275,7 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     nz_starts = np.concatenate([[0], np.cumsum(nz_counts)[:-1]])
 
     x = np.zeros(n_vars)
-    status = []
+    failed = 0
     for b in range(n_blocks):
         if var_counts[b] == 0:
             continue
@@ -294,10 +292,10 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
             result = linprog(c_b, A_ub=a_b, b_ub=b_b, bounds=bounds, method="highs")
         else:
             result = linprog(c_b, bounds=bounds, method="highs")
-        status.append(result.message if result.status else "optimal")
+        failed += result.status != 0
         if result.status == 0:
             x[vsel] = result.x
         else:  # infeasible cannot happen (x = 0, u = S is feasible); keep "do nothing" on any failure
             slack = vsel[vsel >= n_a]
             x[slack] = upper[slack]
-    return Solution(acts.assign(qty=x[:n_a]), shortages.assign(uncovered_qty=x[n_a:n_a + n_u]), n_blocks, status)
+    return Solution(acts.assign(qty=x[:n_a]), failed)

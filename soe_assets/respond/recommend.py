@@ -83,8 +83,9 @@ def overdrawn_items(actions: pd.DataFrame) -> pd.Series:
     return actions["item_key"].isin(over) | actions["other_item_key"].isin(over)
 
 
-def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Solve, round to whole units, verify. Returns (actions, withdrawn, re-projection).
+def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """Solve, round to whole units, verify. Returns (actions, withdrawn, re-projection, blocks the solver failed:
+    their places get no action, so the run must say so).
 
     The LP's quantities are rounded up where the re-projection with every quantity rounded up flags
     nothing the action touches (a shortage of 32.9 units gets 33, not 32 and a unit left short) and the
@@ -92,7 +93,8 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
     still need a withdrawal, every quantity is rounded down, which never takes more from a donor, a
     resource or an item than the LP did.
     """
-    acts = solve(problem, config).actions
+    solution = solve(problem, config)
+    acts = solution.actions
     # the verifier reads only the chosen actions' effects: narrowed once, not at every check (1M network:
     # 1.2M candidates, a few thousand chosen)
     chosen = replace(problem, effects=problem.effects[problem.effects["action_id"].isin(acts["action_id"])])
@@ -104,7 +106,7 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
         kept, withdrawn, projected = verified(chosen, rounded[rounded["qty"] >= config.min_action_qty])
         if withdrawn.empty:
             break
-    return kept, withdrawn, projected
+    return kept, withdrawn, projected, solution.failed_blocks
 
 
 def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -469,6 +471,7 @@ class ResponsePlan:
     projected: pd.DataFrame
     attributed: pd.DataFrame
     short: pd.DataFrame
+    failed_blocks: int
 
     def escalations(self, config: RespondConfig) -> pd.DataFrame:
         return escalation_rows(self.problem, self.all_short, self.short, self.projected, config)
@@ -476,9 +479,9 @@ class ResponsePlan:
 
 def plan_responses(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> ResponsePlan:
     problem, all_short = load_problem(conn, run, config)
-    acts, withdrawn, projected = choose_actions(problem, config)
+    acts, withdrawn, projected, failed_blocks = choose_actions(problem, config)
     attributed, short = attribute(problem, acts, projected)
-    return ResponsePlan(problem, all_short, withdrawn, projected, attributed, short)
+    return ResponsePlan(problem, all_short, withdrawn, projected, attributed, short, failed_blocks)
 
 
 def decided_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> pd.Series:
@@ -532,5 +535,6 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         "recommended_actions": int(len(rows)), "withdrawn_by_verification": int(len(plan.withdrawn)),
         "value_protected": float(mart["impact_resolved_value"].sum()), "action_cost": float(mart["cost"].sum()),
         "escalations": int((mart["action_type"] == "escalate_to_sop").sum()),
+        "solver_failed_blocks": plan.failed_blocks,
     }
     return mart[MART_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True), stats
