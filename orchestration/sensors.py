@@ -217,6 +217,9 @@ def step_failures(events: Iterable[dg.DagsterEvent]) -> str:
     return " | ".join(failures) if failures else "the run failed"
 
 
+# Room for the cause a dbt failure names after its boilerplate (a Binder Error and the line it points at).
+ALERT_MESSAGE_CHARS = 2000
+
 PUBLISH_OUTCOMES = {
     "no": "The previously published marts are untouched.",
     "current": "Its set of marts had been published before it ended: readers get it.",
@@ -237,7 +240,7 @@ def run_failure_alert(run_id: str, job_name: str, message: str, warehouse: str |
     """``outcome``: ``publish_outcome`` of the run where the caller has it already."""
     return Alert(
         kind="run_failed", severity="ERROR", subject=run_subject(job_name, assets), name=job_name, run_id=run_id,
-        message=f"{message.strip()[:500].rstrip('.')}. {outcome or publish_outcome(warehouse, run_id)}",
+        message=f"{message.strip()[:ALERT_MESSAGE_CHARS].rstrip('.')}. {outcome or publish_outcome(warehouse, run_id)}",
         as_of=as_of_of_run(warehouse, run_id, ingests=assets is None or RUN_CONTEXT_KEY in set(assets)),
     )
 

@@ -938,6 +938,27 @@ def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted(interrupt, er
     assert step_failures(result.all_events) == f"step long_query failed: {INTERRUPTED}"
 
 
+def test_a_failure_alert_carries_the_cause_without_terminal_colours(tmp_path):
+    """dbt colours its verdicts and names the cause after ~500 characters of its own boilerplate: the alert
+    keeps the cause and drops the colour codes."""
+    import dagster as dg
+
+    from orchestration.sensors import run_failure_alert, step_failures
+
+    boilerplate = "The dbt CLI process failed. " * 20  # 560 characters before the cause
+
+    @dg.asset
+    def dbt_models() -> None:
+        raise RuntimeError(f"{boilerplate}18 of 33 \x1b[31mERROR\x1b[0m creating int_run_weeks: Binder Error: "
+                           'Referenced column "no_such_column" not found')
+
+    result = dg.materialize([dbt_models], raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
+    alert = run_failure_alert("r1", "soe_full_run", step_failures(result.all_events), tmp_path / "w.duckdb",
+                              outcome="Nothing published.")
+    assert "\x1b" not in alert.message and "18 of 33 ERROR creating" in alert.message
+    assert 'Referenced column "no_such_column" not found' in alert.message
+
+
 @pytest.mark.parametrize("interrupt", ["connection", "sigint"])
 def test_ctrl_c_in_a_stage_query_stops_the_run_before_any_other_step(tmp_path, interrupt):
     """A stage's query interrupted (DuckDB's own error, not KeyboardInterrupt) used to fail only its step: the
