@@ -28,6 +28,7 @@ class UntranslatableCheck(Exception):
 
 
 def quote(identifier: str) -> str:
+    """A SQL identifier, safely quoted whatever it contains."""
     return '"' + identifier.replace('"', '""') + '"'
 
 

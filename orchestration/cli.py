@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from soe_assets import run_lock
+from soe_assets.alerts import default_alert_log
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
 from soe_assets.run_window import ISO_DAY, MAX_HORIZON_WEEKS, window_problem
 
@@ -392,7 +393,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
     _refuse_unusable_settings()
     _refuse_non_database(workspace.warehouse)
     folders = {"warehouse": workspace.warehouse.parent, "publish": workspace.publish,
-               "alert log": quality.alert_log_path(str(workspace.warehouse)).parent}
+               "alert log": default_alert_log(workspace.warehouse).parent}
     for what, folder in folders.items():  # all refused before any is created
         _no_file_in_the_way(folder, what)
     for what, folder in folders.items():
@@ -443,7 +444,7 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
         start_up_done()
         result = _execute_in_this_process_recorded(job, workspace, echo)
     elapsed = time.monotonic() - started
-    _print_failed_checks(result, quality.alert_log_path(str(workspace.warehouse.resolve())), echo)
+    _print_failed_checks(result, default_alert_log(workspace.warehouse.resolve()), echo)
     if not result.success:
         outcome = _alert_run_failure(result, workspace)
         if _interrupted(result):  # Ctrl-C: Dagster ends the step it was in and records the run as failed
@@ -565,7 +566,7 @@ def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
 def _alert_run_failure(result, workspace: Workspace) -> str:
     """Alert the failed run; returns what it left for readers (``publish_outcome``), said in the alert too."""
     from orchestration.sensors import publish_outcome, run_failure_alert, step_failures
-    from soe_assets.alerts import default_alert_log, deliver
+    from soe_assets.alerts import deliver
 
     message = step_failures(result.all_events)
     outcome = publish_outcome(workspace.warehouse, result.run_id)

@@ -10,7 +10,7 @@ from orchestration.progress import progress_logger
 from orchestration.publishing import build_publish_asset
 from orchestration.resources import QualitySettings, SoeSettings, WarehouseResource
 from orchestration.schedules import JOBS, SCHEDULES
-from orchestration.sensors import SENSORS
+from orchestration.sensors import FULL_RUN_JOB, SENSORS
 from soe_assets.detect.assets import detected_exceptions
 from soe_assets.feedback.assets import sop_feedback
 from soe_assets.feedback.calendar import SopCalendar
@@ -20,7 +20,6 @@ from soe_assets.ingest.checks import INGEST_CHECKS, INGEST_LOG_KEY
 from soe_assets.kpis.assets import kpi_weekly, plan_vs_actual_weekly
 from soe_assets.respond.assets import recommendations
 
-FULL_RUN_JOB = "soe_full_run"
 
 STAGE_ASSETS = [
     landing_zone, soe_dbt_models, detected_exceptions, recommendations, plan_vs_actual_weekly, kpi_weekly, sop_feedback,

@@ -127,7 +127,6 @@ class QualitySettings(dg.ConfigurableResource):
     warn_quarantine_share: float = 0.02
     block_quarantine_share: float = 0.25
     block_min_rows: int = 100
-    alert_log: str = ""  # empty: $SOE_ALERT_LOG, else alerts.jsonl beside the warehouse
 
     @classmethod
     def from_env(cls) -> "QualitySettings":
@@ -161,8 +160,3 @@ class QualitySettings(dg.ConfigurableResource):
 
         return QualityLimits(dict(self.freshness_days), self.warn_quarantine_share, self.block_quarantine_share,
                              self.block_min_rows)
-
-    def alert_log_path(self, warehouse_path: str) -> Path:
-        from soe_assets.alerts import default_alert_log
-
-        return Path(self.alert_log) if self.alert_log else default_alert_log(warehouse_path)

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from data_contracts.sql_rules import quote
 from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED, memory_limit
 
 
@@ -81,11 +82,6 @@ class RunContext:
     time_fence_weeks: int
     run_id: str
     started_at: datetime
-
-
-def quote(identifier: str) -> str:
-    """A SQL identifier, safely quoted whatever it contains."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def replace_table(

@@ -17,7 +17,7 @@ import dagster as dg
 
 from data_contracts.sources import SOURCES
 from orchestration.resources import QualitySettings, WarehouseResource
-from soe_assets.alerts import Alert, deliver
+from soe_assets.alerts import Alert, default_alert_log, deliver
 from soe_assets.ingest import health as h
 
 INGEST_LOG_KEY = dg.AssetKey(["raw", "ingest_log"])
@@ -49,7 +49,7 @@ def evaluate(
             metadata={**finding.metadata, "message": finding.message}, description=finding.message,
         )
     if alerts:
-        deliver(alerts, quality.alert_log_path(warehouse.path), warn=context.log.warning)
+        deliver(alerts, default_alert_log(warehouse.path), warn=context.log.warning)
 
 
 @dg.multi_asset_check(

@@ -66,5 +66,3 @@ class RespondConfig:
     block_max_variables: int = 20_000
     """SKU subproblems are packed into LP blocks of at most about this many variables."""
 
-
-DEFAULT_CONFIG = RespondConfig()
