@@ -45,13 +45,16 @@ def test_lineage_runs_from_landing_zone_source_to_published_marts(graph):
     # checks gate the publish only, see test_operations_units)
     assert dg.AssetKey(["raw", "quarantine"]) in upstream(dg.AssetKey("exceptions"))
     assert dg.AssetKey("exceptions") in upstream(dg.AssetKey("recommendations"))
-    # the feedback counts repeated responses in recommendation_history: it runs after the day's recommendations
-    assert dg.AssetKey("recommendations") in upstream(dg.AssetKey("sop_feedback"))
+    # the feedback counts repeated responses in recommendation_history, an asset of its own written with the day's
+    # recommendations: it runs after them
+    assert dg.AssetKey("recommendation_history") in upstream(dg.AssetKey("sop_feedback"))
+    assert graph.get(dg.AssetKey("recommendation_history")).group_name == "respond"
     assert _key("int_committed_plan") in upstream(dg.AssetKey("plan_vs_actual_weekly"))
     for reader in ("kpi_weekly", "sop_feedback"):
         assert dg.AssetKey("plan_vs_actual_weekly") in upstream(dg.AssetKey(reader))
     published = upstream(dg.AssetKey("published_marts"))
-    for mart in ("exceptions", "recommendations", "kpi_weekly", "sop_feedback"):
+    for mart in ("exceptions", "exception_history", "recommendations", "recommendation_history", "kpi_weekly",
+                 "sop_feedback"):
         assert dg.AssetKey(mart) in published
     assert {_key("sku_location_week"), _key("data_quality_issues")} <= published
 

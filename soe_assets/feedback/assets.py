@@ -28,9 +28,9 @@ class SopFeedbackConfig(dg.Config):
     deps=[kpi_weekly, plan_vs_actual_weekly,
           *dbt_model_keys("stg_purchase_orders", "stg_production_orders", "stg_resource_capacity",
                           "int_committed_plan"),
-          # its recommendation_history (repeated expedites and reallocations), today's rows included: in a full
-          # run the feedback waits for them, so what it counts does not depend on which step ran first
-          dg.AssetKey("exception_history"), dg.AssetKey("recommendations")],
+          # repeated expedites and reallocations, today's rows included: in a full run the feedback waits for
+          # them, so what it counts does not depend on which step ran first
+          dg.AssetKey("exception_history"), dg.AssetKey("recommendation_history")],
     kinds={"python", "duckdb", "html"},
     description="Recurring variance since the previous S&OP cycle (persistent forecast bias, chronic supplier "
     "delay, chronic capacity shortfall, repeated expedites) with a suggested S&OP action; also renders the "

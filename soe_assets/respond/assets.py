@@ -12,15 +12,26 @@ from soe_assets.warehouse import read_run_context, record_built, replace_run_row
 RECOMMENDATION_HISTORY = "marts.recommendation_history"
 
 
-@dg.asset(
-    group_name="respond",
-    kinds={"python", "duckdb", "scipy"},
-    # raw.run_context comes with the ingest every one of these follows
-    deps=[dg.AssetKey("exceptions"), *(dg.AssetKey(table) for schema, tables in RESPOND_READS.items()
-                                       if schema != "raw" for table in tables)],
-    description="Coordinated responses to the shortages inside the time fence, chosen jointly by a linear programme "
-    "(HiGHS) and verified by re-projection: no recommended action creates a new exception; every run's rows are also "
-    "kept in marts.recommendation_history. Model: docs/responses.md.",
+# raw.run_context comes with the ingest every one of these follows
+DEPS = [dg.AssetKey("exceptions"), *(dg.AssetKey(table) for schema, tables in RESPOND_READS.items()
+                                     if schema != "raw" for table in tables)]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "recommendations", group_name="respond", kinds={"python", "duckdb", "scipy"}, deps=DEPS,
+            description="Coordinated responses to the shortages inside the time fence, chosen jointly by a linear "
+            "programme (HiGHS) and verified by re-projection: no recommended action creates a new exception. "
+            "Model: docs/responses.md.",
+        ),
+        dg.AssetSpec(
+            "recommendation_history", group_name="respond", kinds={"python", "duckdb"}, deps=DEPS,
+            description="Every run's recommendations, by as_of (re-running a day replaces its rows); the S&OP "
+            "feedback counts responses repeated run after run from it.",
+        ),
+    ],
+    can_subset=False,
 )
 def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     started = time.monotonic()
@@ -31,6 +42,8 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         # every run's recommendations, for the S&OP feedback on responses repeated run after run
         replace_run_rows(conn, RECOMMENDATION_HISTORY, mart, SQL_TYPES, run.as_of)
         record_built(conn, "marts.recommendations", RECOMMENDATION_HISTORY)
+        history_rows, history_runs = conn.execute(
+            f"SELECT count(*), count(DISTINCT as_of) FROM {RECOMMENDATION_HISTORY}").fetchone()
     seconds = round(time.monotonic() - started, 2)
     context.log.info(
         f"{len(mart)} recommendation(s) for {stats['shortages_in_fence']} shortage(s) inside the fence: "
@@ -39,4 +52,6 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     if stats["solver_failed_blocks"]:
         context.log.warning(f"the solver failed on {stats['solver_failed_blocks']} block(s) of the response model: "
                             "their shortages get no action this run (escalations still stand)")
-    return dg.MaterializeResult(metadata={**stats, "rows": len(mart), "seconds": seconds})
+    yield dg.MaterializeResult(asset_key="recommendations", metadata={**stats, "rows": len(mart), "seconds": seconds})
+    yield dg.MaterializeResult(asset_key="recommendation_history",
+                               metadata={"rows": history_rows, "runs": history_runs})
