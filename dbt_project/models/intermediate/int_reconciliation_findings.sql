@@ -22,6 +22,8 @@
 --                            than on hand: available stock (on hand - hold) is
 --                            negative, or the WMS reports held stock apart from
 --                            on hand and every hold is counted twice
+--   arrival_before_departure a shipment whose actual arrival (or, not arrived, its eta)
+--                            is dated before it leaves
 --   stock_missing_from_count a SKU-location with stock at its latest snapshot that its
 --                            location's latest count on or before as_of (a later day)
 --                            has no row for: the view still opens from the older row,
@@ -59,6 +61,12 @@ shipment_arrivals as (
 ),
 
 shipment_departures as (
+
+    select * from {{ ref('stg_shipments') }}
+
+),
+
+shipment_dates as (
 
     select * from {{ ref('stg_shipments') }}
 
@@ -188,6 +196,36 @@ shipments_without_lane as (
         on shipments.from_location_id = lanes.from_location_id
         and shipments.to_location_id = lanes.to_location_id
     where lanes.from_location_id is null
+
+),
+
+-- An arrival (estimated or actual) before the departure: the view takes the dates as they are, so the
+-- receiver gets the units before the sender books them out.
+arrivals_before_departure as (
+
+    select
+        'arrival_before_departure' as finding_type,
+        'shipments' as source,
+        shipment_dates.sku_id,
+        shipment_dates.to_location_id as location_id,
+        shipment_dates.shipment_id as reference_id,
+        shipment_dates.ship_date as event_date,
+        shipment_dates.qty,
+        {{ dbt.concat([
+            "'Shipment '", 'shipment_dates.shipment_id',
+            "' of '", soe.quantity_text('shipment_dates.qty'),
+            "' units from '", 'shipment_dates.from_location_id',
+            "' to '", 'shipment_dates.to_location_id',
+            "' leaves on '", dbt.cast('shipment_dates.ship_date', dbt.type_string()),
+            "' but arrives (by its '",
+            "case when shipment_dates.actual_arrival_date < shipment_dates.ship_date then 'actual arrival' else 'eta' end",
+            "') on '",
+            dbt.cast('coalesce(shipment_dates.actual_arrival_date, shipment_dates.eta_date)', dbt.type_string()),
+            "'.'",
+        ]) }} as detail
+    from shipment_dates
+    where shipment_dates.actual_arrival_date < shipment_dates.ship_date
+        or (shipment_dates.actual_arrival_date is null and shipment_dates.eta_date < shipment_dates.ship_date)
 
 ),
 
@@ -665,6 +703,8 @@ findings as (
     select * from holds_above_on_hand
     union all
     select * from stock_missing_from_count
+    union all
+    select * from arrivals_before_departure
     union all
     select * from delivered_without_date
 
