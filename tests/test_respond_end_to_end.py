@@ -235,3 +235,23 @@ def test_the_respond_stress_benchmark_runs_on_a_warehouse_soe_wrote(run):
                           text=True, timeout=300, cwd=script.parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("respond: ") and "'recommended_actions'" in done.stdout
+
+
+def test_the_respond_stage_takes_over_the_plan_detection_made_and_recommends_the_same(run, recs):
+    """Detection solves the response model for its stockouts' escalation; the respond stage of the same run takes
+    that plan over instead of solving again, and recommends exactly what it recommends when it solves itself."""
+    import duckdb
+
+    from soe_assets.respond import recommend
+    from soe_assets.respond.config import RespondConfig
+    from soe_assets.warehouse import read_run_context
+
+    with duckdb.connect(str(run.workspace.warehouse), read_only=True) as conn:
+        context = read_run_context(conn)
+        solved, _ = recommend.build_recommendations(conn, context, RespondConfig())
+        recommend.decided_escalations(conn, context, RespondConfig())
+        assert len(recommend._PLAN_FOR_RESPOND) == 1
+        taken_over, _ = recommend.build_recommendations(conn, context, RespondConfig())
+        assert not recommend._PLAN_FOR_RESPOND  # taken, not kept for another stage
+    pd.testing.assert_frame_equal(solved, taken_over)
+    assert sorted(solved["recommendation_id"]) == sorted(recs["recommendation_id"])

@@ -42,8 +42,8 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         # every run's recommendations, for the S&OP feedback on responses repeated run after run
         replace_run_rows(conn, RECOMMENDATION_HISTORY, mart, SQL_TYPES, run.as_of)
         record_built(conn, "marts.recommendations", RECOMMENDATION_HISTORY)
-        history_rows, history_runs = conn.execute(
-            f"SELECT count(*), count(DISTINCT as_of) FROM {RECOMMENDATION_HISTORY}").fetchone()
+        [(history_rows, history_runs)] = conn.execute(
+            f"SELECT count(*), count(DISTINCT as_of) FROM {RECOMMENDATION_HISTORY}").fetchall()
     seconds = round(time.monotonic() - started, 2)
     context.log.info(
         f"{len(mart)} recommendation(s) for {stats['shortages_in_fence']} shortage(s) inside the fence: "

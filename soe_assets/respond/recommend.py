@@ -477,7 +477,22 @@ class ResponsePlan:
         return escalation_rows(self.problem, self.all_short, self.short, self.projected, config)
 
 
+# The plan detection made for its stockouts' escalation, kept for the respond stage of the same run (one process:
+# the in-process executor), which takes it over instead of building and solving the model again. A plan is a
+# function of the ingest (the trusted view and every table it reads are rebuilt from it) and the configuration.
+_PLAN_FOR_RESPOND: dict[tuple, ResponsePlan] = {}
+
+
+def _plan_key(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple:
+    [database] = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return database, run.run_id, run.as_of, run.horizon_weeks, run.time_fence_weeks, config
+
+
 def plan_responses(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> ResponsePlan:
+    """The chosen actions and what they leave; the plan detection kept for this ingest, if any, taken over."""
+    kept = _PLAN_FOR_RESPOND.pop(_plan_key(conn, run, config), None)
+    if kept is not None:
+        return kept
     problem, all_short = load_problem(conn, run, config)
     acts, withdrawn, projected, failed_blocks = choose_actions(problem, config)
     attributed, short = attribute(problem, acts, projected)
@@ -487,8 +502,11 @@ def plan_responses(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Res
 def decided_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> pd.Series:
     """For every short SKU-location the responses plan for, whether they escalate it to S&OP (it stays short
     after the actions inside the fence), indexed by (sku_id, location_id): detection flags its
-    ``projected_stockout`` by this decision, so the exceptions and the recommendations agree."""
+    ``projected_stockout`` by this decision, so the exceptions and the recommendations agree. The plan is kept
+    for the respond stage of the same run."""
     plan = plan_responses(conn, run, config)
+    _PLAN_FOR_RESPOND.clear()  # one plan at a time: an earlier run's in a long-lived process is no use
+    _PLAN_FOR_RESPOND[_plan_key(conn, run, config)] = plan
     places = pd.MultiIndex.from_frame(plan.all_short[["sku_id", "location_id"]].drop_duplicates())
     escalated = plan.escalations(config)
     escalated = pd.MultiIndex.from_frame(escalated[["sku_id", "to_location_id"]]) if len(escalated) else places[:0]
