@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import os
 import shutil
 import sys
+import sysconfig
 from pathlib import Path
 
 import dagster as dg
@@ -46,10 +47,22 @@ else:
     os.environ["DBT_TARGET_PATH"] = str(DBT_TARGET_DIR)
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-# The dbt soe installs lives beside its Python: first on the PATH (for dagster-dbt's parse) and named
-# outright for builds, so neither an unactivated venv nor another dbt on the PATH (pipx, Homebrew) is run.
-DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
-os.environ["PATH"] = f"{DBT_EXECUTABLE.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def _installed_dbt() -> Path | None:
+    """The dbt installed with soe's Python: beside it (a venv), or in its scripts folders (a plain or a --user
+    install, whose scripts may live elsewhere, e.g. /usr/local/bin or ~/.local/bin)."""
+    folders = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts")),
+               Path(sysconfig.get_path("scripts", f"{os.name}_user"))]
+    return next((folder / "dbt" for folder in folders if (folder / "dbt").is_file()), None)
+
+
+# That dbt comes first on the PATH (for dagster-dbt's parse) and is named outright for builds, so neither an
+# unactivated venv nor another dbt first on the PATH (pipx, Homebrew) is run; without one, the PATH's dbt.
+_OWN_DBT = _installed_dbt()
+DBT_EXECUTABLE = str(_OWN_DBT) if _OWN_DBT else shutil.which("dbt") or "dbt"
+if _OWN_DBT and os.environ.get("PATH", "").split(os.pathsep)[0] != str(_OWN_DBT.parent):
+    os.environ["PATH"] = f"{_OWN_DBT.parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 TERSE_ENV = "SOE_TERSE_OUTPUT"
 
@@ -182,4 +195,4 @@ class SoeDbtCliResource(DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
-    return SoeDbtCliResource(project_dir=dbt_project, dbt_executable=str(DBT_EXECUTABLE))
+    return SoeDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)

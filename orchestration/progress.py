@@ -78,15 +78,12 @@ def _is_interruption(error: SerializableErrorInfo) -> bool:
         error.cls_name == DUCKDB_SIGINT[0] and readable_error(error) == DUCKDB_SIGINT[1])
 
 
-# dbt colours its verdicts ('\x1b[31mERROR\x1b[0m'); an alert or a log file shows the codes as they are.
-TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def readable_error(error: SerializableErrorInfo) -> str:
     """An error's message as a user reads it: without the qualified class name Python puts first
     ('dagster._core.errors.DagsterAssetCheckFailedError: ...'), its further lines indented under it."""
     message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name or '')}: ", "", error.message.strip(), count=1)
-    return TERMINAL_COLOURS.sub("", message).replace("\n", "\n    ")
+    # dbt colours its verdicts ('\x1b[31mERROR\x1b[0m'): an alert or a log file would show the codes as they are
+    return ANSI.sub("", message).replace("\n", "\n    ")
 
 
 def failure_reasons(error: SerializableErrorInfo | None) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 
 from data_contracts.sources import SOURCES
-from orchestration.progress import failure_reasons
+from orchestration.progress import ANSI, failure_reasons
 from orchestration.resources import SoeSettings
 from soe_assets import run_lock
 from soe_assets.alerts import Alert, default_alert_log, deliver
@@ -257,7 +257,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext):
     failures = context.get_step_failure_events() or [
         entry.dagster_event for entry in context.instance.all_logs(
             context.dagster_run.run_id, of_type=dg.DagsterEventType.RESOURCE_INIT_FAILURE) if entry.dagster_event]
-    message = step_failures(failures) if failures else context.failure_event.message or "the run failed"
+    message = step_failures(failures) if failures else ANSI.sub("", context.failure_event.message or "the run failed")
     warehouse = os.environ.get("SOE_WAREHOUSE", "soe.duckdb")
     run = context.dagster_run
     alert = run_failure_alert(run.run_id, run.job_name, message, warehouse, assets=run.asset_selection)

@@ -115,6 +115,32 @@ def test_the_dbt_soe_runs_is_its_own_not_another_first_on_the_path(tmp_path):
     assert shown == f"{own}|{own}|None"
 
 
+def test_a_python_without_dbt_beside_it_runs_the_dbt_on_the_path(tmp_path):
+    """soe installed for a Python whose scripts live elsewhere (a --user or a system install): the dbt on the PATH
+    is the one it runs, not a path beside that Python where none is."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    other_python = Path(shutil.which("python3", path="/usr/bin:/bin") or "/nonexistent")
+    if not other_python.is_file() or (other_python.parent / "dbt").exists():
+        pytest.skip("needs a system python3 without dbt beside it")
+    version = subprocess.run([str(other_python), "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        pytest.skip(f"the system python3 is {version}, soe's environment {sys.version_info[:2]}")
+    own = Path(sys.executable).parent
+    site = next(path for path in sys.path if path.endswith("site-packages"))
+    environment = {**os.environ, "PATH": f"{own}{os.pathsep}/usr/bin{os.pathsep}/bin",
+                   "PYTHONPATH": f"{Path(__file__).resolve().parents[1]}{os.pathsep}{site}"}
+    shown = subprocess.run([str(other_python), "-c", "from orchestration.dbt import dbt_resource; "
+                            "print(dbt_resource().dbt_executable)"],
+                           capture_output=True, text=True, env=environment, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.strip() == str(own / "dbt")
+
+
 def test_start_up_leaves_the_later_stages_heavy_libraries_to_the_background():
     """Loading the definitions imports neither Great Expectations nor scipy (seconds before the first step);
     the dbt step imports them on a thread while dbt runs."""

@@ -684,8 +684,9 @@ findings as (
 select * from from_quarantine
 union all by name select * from findings
 """
-    frame = pd.concat([_frame(conn, sql, [config.dq_value_per_row]), _stale_sources(conn, config),
-                       _stale_stock_counts(conn, config)], ignore_index=True)
+    parts = [_frame(conn, sql, [config.dq_value_per_row]), _stale_sources(conn, config), _stale_stock_counts(conn, config)]
+    found = [part.dropna(axis=1, how="all") for part in parts if not part.empty]  # all-NA columns would blur dtypes
+    frame = pd.concat(found, ignore_index=True).reindex(columns=CANDIDATE_COLUMNS) if found else parts[0]
     frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
     return frame
 

@@ -174,6 +174,12 @@ available_stock as (
 
 ),
 
+stock_in_force as (
+
+    select * from {{ ref('int_available_stock') }}
+
+),
+
 shipments_without_lane as (
 
     select
@@ -588,27 +594,27 @@ stock_missing_from_count as (
     select
         'stock_missing_from_count' as finding_type,
         'inventory_snapshots' as source,
-        available_stock.sku_id,
-        available_stock.location_id,
+        stock_in_force.sku_id,
+        stock_in_force.location_id,
         {{ dbt.concat([
-            dbt.cast('location_counts.latest_snapshot_date', dbt.type_string()), "':'",
-            'available_stock.sku_id', "':'", 'available_stock.location_id',
+            dbt.cast('stock_in_force.snapshot_date', dbt.type_string()), "':'",
+            'stock_in_force.sku_id', "':'", 'stock_in_force.location_id',
         ]) }} as reference_id,
         location_counts.latest_snapshot_date as event_date,
-        available_stock.on_hand_qty as qty,
+        stock_in_force.on_hand_qty as qty,
         {{ dbt.concat([
             "'The count of '", dbt.cast('location_counts.latest_snapshot_date', dbt.type_string()),
-            "' at '", 'available_stock.location_id', "' has no row for '", 'available_stock.sku_id',
-            "': its stock is taken from the count of '", dbt.cast('available_stock.snapshot_date', dbt.type_string()),
-            "' ('", soe.quantity_text('available_stock.on_hand_qty'), "' on hand, '",
-            soe.quantity_text('available_stock.quality_hold_qty'),
+            "' at '", 'stock_in_force.location_id', "' has no row for '", 'stock_in_force.sku_id',
+            "': its stock is taken from the count of '", dbt.cast('stock_in_force.snapshot_date', dbt.type_string()),
+            "' ('", soe.quantity_text('stock_in_force.on_hand_qty'), "' on hand, '",
+            soe.quantity_text('stock_in_force.quality_hold_qty'),
             "' on hold), which overstates it if none is left.'",
         ]) }} as detail
-    from available_stock
+    from stock_in_force
     inner join location_counts
-        on available_stock.location_id = location_counts.location_id
-    where available_stock.snapshot_date < location_counts.latest_snapshot_date
-      and (available_stock.on_hand_qty <> 0 or available_stock.quality_hold_qty <> 0)
+        on stock_in_force.location_id = location_counts.location_id
+    where stock_in_force.snapshot_date < location_counts.latest_snapshot_date
+      and (stock_in_force.on_hand_qty <> 0 or stock_in_force.quality_hold_qty <> 0)
 
 ),
 
