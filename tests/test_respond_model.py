@@ -60,8 +60,8 @@ def problem(pos, lane_frame, supply=NO_SUPPLY, capacity=NO_CAPACITY):
 
 
 def chosen(prob):
-    acts, withdrawn, projected, failed_blocks = choose_actions(prob, CONFIG)
-    assert withdrawn.empty and failed_blocks == 0
+    acts, withdrawn, projected, solution = choose_actions(prob, CONFIG)
+    assert withdrawn.empty and solution.failed_blocks == 0
     return acts, projected
 
 
@@ -83,15 +83,22 @@ def test_stockout_next_to_donor_gets_reallocation_and_donor_stays_above_safety_s
 
 
 def test_a_block_the_solver_fails_on_gets_no_action_and_is_counted(monkeypatch):
-    """A time-out or numerical failure of HiGHS leaves that block's places without actions, and says so."""
+    """A time-out or numerical failure of HiGHS leaves that block's places without actions, and says so: also
+    the escalation, which must not claim that no action could cover the shortage."""
     import scipy.optimize
     from scipy.optimize import OptimizeResult
 
     monkeypatch.setattr(scipy.optimize, "linprog", lambda *args, **kwargs: OptimizeResult(
         status=1, message="Time limit reached", x=None))
     pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "D"): ([300] * 6, 100)})
-    acts, withdrawn, projected, failed_blocks = choose_actions(problem(pos, lanes(("D", "A", 2, 1.0))), CONFIG)
-    assert failed_blocks == 1 and acts.empty
+    prob = problem(pos, lanes(("D", "A", 2, 1.0)))
+    acts, withdrawn, projected, solution = choose_actions(prob, CONFIG)
+    assert solution.failed_blocks == 1 and solution.unsolved_skus == {"X"} and acts.empty
+    all_short = shortages(pos).assign(worst_short_qty=60.0, avg_week_demand=10.0, price=50.0, first_short_week_any=1)
+    short = all_short[["sku_id", "location_id"]].assign(covered_qty=0.0, left_qty=60.0)
+    escalated = escalation_rows(prob, all_short, short, projected, CONFIG, unsolved=solution.unsolved_skus)
+    assert escalated["explanation"].str.contains("the response model could not be solved for it this run").all()
+    assert not escalated["explanation"].str.contains("no action inside").any()
 
 
 def test_backorders_are_served_later_in_the_fence_where_the_worst_week_cannot_be_covered():

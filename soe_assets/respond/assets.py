@@ -51,7 +51,7 @@ def recommendations(context: dg.AssetExecutionContext, warehouse: WarehouseResou
         f"{stats['escalations']} escalation(s) ({seconds} s)")
     if stats["solver_failed_blocks"]:
         context.log.warning(f"the solver failed on {stats['solver_failed_blocks']} block(s) of the response model: "
-                            "their shortages get no action this run (escalations still stand)")
+                            "their shortages get no action this run, and their escalations say so")
     yield dg.MaterializeResult(asset_key="recommendations", metadata={**stats, "rows": len(mart), "seconds": seconds})
     yield dg.MaterializeResult(asset_key="recommendation_history",
                                metadata={"rows": history_rows, "runs": history_runs})

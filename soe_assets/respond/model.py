@@ -77,6 +77,8 @@ class Solution:
     """The candidate actions with ``qty`` (LP value, continuous) added."""
     failed_blocks: int
     """Blocks HiGHS did not solve (a time-out, a numerical failure): their actions stay at 0."""
+    unsolved_skus: frozenset[str] = frozenset()
+    """The SKUs of those blocks: their escalations say the model was not solved, not that nothing can help."""
 
 
 def expand_weeks(effects: pd.DataFrame) -> pd.DataFrame:
@@ -275,7 +277,7 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
     nz_starts = np.concatenate([[0], np.cumsum(nz_counts)[:-1]])
 
     x = np.zeros(n_vars)
-    failed = 0
+    failed: list[int] = []
     for b in range(n_blocks):
         if var_counts[b] == 0:
             continue
@@ -292,10 +294,12 @@ def solve(problem: Problem, config: RespondConfig) -> Solution:
             result = linprog(c_b, A_ub=a_b, b_ub=b_b, bounds=bounds, method="highs")
         else:
             result = linprog(c_b, bounds=bounds, method="highs")
-        failed += result.status != 0
+        if result.status != 0:
+            failed.append(b)
         if result.status == 0:
             x[vsel] = result.x
         else:  # infeasible cannot happen (x = 0, u = S is feasible); keep "do nothing" on any failure
             slack = vsel[vsel >= n_a]
             x[slack] = upper[slack]
-    return Solution(acts.assign(qty=x[:n_a]), failed)
+    unsolved = frozenset(block_of_sku.index[block_of_sku.isin(failed)])
+    return Solution(acts.assign(qty=x[:n_a]), len(failed), unsolved)

@@ -19,7 +19,7 @@ from soe_assets.detect.config import DEFAULT_CONFIG
 from soe_assets.detect.impact import exception_ids
 from soe_assets.respond.candidates import Problem, load_problem
 from soe_assets.respond.config import RespondConfig
-from soe_assets.respond.model import solve
+from soe_assets.respond.model import Solution, solve
 from soe_assets.respond.verify import find_violations, reproject, verified
 from soe_assets.warehouse import RunContext, table_exists
 
@@ -83,9 +83,9 @@ def overdrawn_items(actions: pd.DataFrame) -> pd.Series:
     return actions["item_key"].isin(over) | actions["other_item_key"].isin(over)
 
 
-def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
-    """Solve, round to whole units, verify. Returns (actions, withdrawn, re-projection, blocks the solver failed:
-    their places get no action, so the run must say so).
+def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Solution]:
+    """Solve, round to whole units, verify. Returns (actions, withdrawn, re-projection, the LP solution: the
+    blocks the solver failed on, whose places get no action, so the run must say so).
 
     The LP's quantities are rounded up where the re-projection with every quantity rounded up flags
     nothing the action touches (a shortage of 32.9 units gets 33, not 32 and a unit left short) and the
@@ -106,7 +106,7 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
         kept, withdrawn, projected = verified(chosen, rounded[rounded["qty"] >= config.min_action_qty])
         if withdrawn.empty:
             break
-    return kept, withdrawn, projected, solution.failed_blocks
+    return kept, withdrawn, projected, solution
 
 
 def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -284,10 +284,11 @@ def promise_rows(problem: Problem, short: pd.DataFrame, projected: pd.DataFrame,
 
 
 def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFrame, projected: pd.DataFrame,
-                    config: RespondConfig) -> pd.DataFrame:
+                    config: RespondConfig, unsolved: frozenset[str] = frozenset()) -> pd.DataFrame:
     """One ``escalate_to_sop`` per short SKU-location still short after the actions, by as much as a
     stockout must be (``stockout_min_units``, ``stockout_min_rel`` of an average week's demand): a remainder
-    smaller than that is rounding, not a shortage."""
+    smaller than that is rounding, not a shortage. ``unsolved``: SKUs whose model the solver failed on (their
+    escalation says so, not that no action can cover them)."""
     after = (-projected.groupby(["sku_id", "location_id"])["proj_new"].min()).clip(lower=0.0).rename("worst_after")
     rows = all_short.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
     rows = rows.merge(short[["sku_id", "location_id", "covered_qty", "left_qty"]], on=["sku_id", "location_id"], how="left")
@@ -310,9 +311,11 @@ def escalation_rows(problem: Problem, all_short: pd.DataFrame, short: pd.DataFra
         + _money(rows["worst_after"] * rows["price"]) + ") from " + label + ", beyond the " + str(problem.fence_weeks)
         + "-week time fence: escalate to S&OP to re-plan supply.",
         rows["sku_id"] + " at " + rows["location_id"] + " is short " + _units(rows["worst_short_qty"]) + " from " + label
-        + np.where(rows["covered_qty"] > 0,
-                   "; the actions inside the " + str(problem.fence_weeks) + "-week fence bring that down to ",
-                   "; no action inside the " + str(problem.fence_weeks) + "-week fence can cover it: ")
+        + np.where(rows["sku_id"].isin(unsolved),
+                   "; the response model could not be solved for it this run (see the run's log): ",
+                   np.where(rows["covered_qty"] > 0,
+                            "; the actions inside the " + str(problem.fence_weeks) + "-week fence bring that down to ",
+                            "; no action inside the " + str(problem.fence_weeks) + "-week fence can cover it: "))
         + _units(remaining) + " (" + _money(remaining * rows["price"]) + ") for S&OP to resolve.")
     return pd.DataFrame({
         "action_type": "escalate_to_sop", "sku_id": rows["sku_id"], "from_location_id": None,
@@ -471,10 +474,11 @@ class ResponsePlan:
     projected: pd.DataFrame
     attributed: pd.DataFrame
     short: pd.DataFrame
-    failed_blocks: int
+    solution: Solution
 
     def escalations(self, config: RespondConfig) -> pd.DataFrame:
-        return escalation_rows(self.problem, self.all_short, self.short, self.projected, config)
+        return escalation_rows(self.problem, self.all_short, self.short, self.projected, config,
+                               unsolved=self.solution.unsolved_skus)
 
 
 # The plan detection made for its stockouts' escalation, kept for the respond stage of the same run (one process:
@@ -494,9 +498,9 @@ def plan_responses(conn: duckdb.DuckDBPyConnection, run: RunContext, config: Res
     if kept is not None:
         return kept
     problem, all_short = load_problem(conn, run, config)
-    acts, withdrawn, projected, failed_blocks = choose_actions(problem, config)
+    acts, withdrawn, projected, solution = choose_actions(problem, config)
     attributed, short = attribute(problem, acts, projected)
-    return ResponsePlan(problem, all_short, withdrawn, projected, attributed, short, failed_blocks)
+    return ResponsePlan(problem, all_short, withdrawn, projected, attributed, short, solution)
 
 
 def decided_escalations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> pd.Series:
@@ -553,6 +557,6 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         "recommended_actions": int(len(rows)), "withdrawn_by_verification": int(len(plan.withdrawn)),
         "value_protected": float(mart["impact_resolved_value"].sum()), "action_cost": float(mart["cost"].sum()),
         "escalations": int((mart["action_type"] == "escalate_to_sop").sum()),
-        "solver_failed_blocks": plan.failed_blocks,
+        "solver_failed_blocks": plan.solution.failed_blocks,
     }
     return mart[MART_COLUMNS + EXTRA_COLUMNS].reset_index(drop=True), stats
