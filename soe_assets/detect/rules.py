@@ -684,19 +684,23 @@ findings as (
 select * from from_quarantine
 union all by name select * from findings
 """
-    parts = [_frame(conn, sql, [config.dq_value_per_row]), _stale_sources(conn, config), _stale_stock_counts(conn, config)]
+    # the freshness check's verdict per source, read once for the stale sources and the stale counts
+    limits = QualityLimits(config.freshness_days)
+    healths = read_source_health(conn)
+    fresh = {source: freshness(health, limits).passed for source, health in healths.items()}
+    parts = [_frame(conn, sql, [config.dq_value_per_row]),
+             _stale_sources([healths[source] for source, passed in fresh.items() if not passed], limits, config)]
+    if fresh.get("inventory_snapshots"):  # a stale source is one exception already, its counts none
+        parts.append(_stale_stock_counts(conn, limits, config))
     found = [part.dropna(axis=1, how="all") for part in parts if not part.empty]  # all-NA columns would blur dtypes
     frame = pd.concat(found, ignore_index=True).reindex(columns=CANDIDATE_COLUMNS) if found else parts[0]
     frame["week_start"] = pd.to_datetime(frame["week_start"]).dt.date
     return frame
 
 
-def _stale_sources(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
-    """One ``data_quality`` candidate per source the run's freshness check fails: the check's own verdict
-    (``ingest.health.freshness``), so a source with no usable extract at all is one too."""
-    limits = QualityLimits(config.freshness_days)
-    stale = [health for health in read_source_health(conn).values() if not freshness(health, limits).passed]
-
+def _stale_sources(stale: list[SourceHealth], limits: QualityLimits, config: DetectionConfig) -> pd.DataFrame:
+    """One ``data_quality`` candidate per source the run's freshness check fails (``stale``): the check's own
+    verdict (``ingest.health.freshness``), so a source with no usable extract at all is one too."""
     def explanation(health: SourceHealth) -> str:
         if health.latest_accepted is None:
             return f"No extract of {health.source} on or before as_of holds a usable row: its data is missing."
@@ -713,14 +717,10 @@ def _stale_sources(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> 
     return frame.reindex(columns=CANDIDATE_COLUMNS)
 
 
-def _stale_stock_counts(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
+def _stale_stock_counts(conn: duckdb.DuckDBPyConnection, limits: QualityLimits, config: DetectionConfig) -> pd.DataFrame:
     """One ``data_quality`` candidate per location whose latest stock count is older than the freshness limit of
-    ``inventory_snapshots``, although the source's newest extract is fresh (a fresh file of old counts): the
-    projection starts from that count and misses every receipt and shipment since. A stale source is one
-    exception already (``_stale_sources``)."""
-    limits = QualityLimits(config.freshness_days)
-    health = read_source_health(conn).get("inventory_snapshots")
-    source_fresh = health is not None and freshness(health, limits).passed
+    ``inventory_snapshots``, in a fresh extract of that source (a fresh file of old counts): the projection starts
+    from that count and misses every receipt and shipment since."""
     limit = limits.freshness_limit("inventory_snapshots")
     sql = f"""
 with counts as (
@@ -732,7 +732,7 @@ select 'data_quality' as exception_type, location_id, 'stock_count:' || location
        'The latest stock count at ' || location_id || ' is from ' || strftime(counted_on, '%Y-%m-%d') || ', '
        || {_counted('age', 'day')} || ' before as_of (limit ' || {_counted(str(limit), 'day')}
        || '): the projection starts from it and misses every receipt and shipment since.' as explanation
-from counts where age > {limit} and {str(source_fresh).lower()}
+from counts where age > {limit}
 order by location_id
 """
     return _frame(conn, sql, [config.dq_value_per_row])
