@@ -596,9 +596,10 @@ def _print_summary(workspace: Workspace, elapsed: float, echo: Callable[[str], N
     echo(f"run complete for as_of {as_of} in {elapsed:.1f} s")
     echo(f"  rows in:          {rows_in or 0:,} from {files or 0} files"
          + (f" ({kept} unchanged since the last run, not read again)" if kept else ""))
-    # data_quality_issues lists a rejected file once, not its rows: they are counted apart
+    # data_quality_issues lists a rejected file once, not its rows: they are counted apart. Only the rows read
+    # are known: a file refused unread (no date in its name, no extract type, empty) holds an unknown number.
     in_rejected_files = (quarantined or 0) - rows_alone
-    held = f", holding {in_rejected_files:,} row{'' if in_rejected_files == 1 else 's'}" if in_rejected_files else ""
+    held = f", {in_rejected_files:,} row{'' if in_rejected_files == 1 else 's'} read from them" if in_rejected_files else ""
     files_word = "file" if whole_files == 1 else "files"
     echo(f"  rows quarantined: {rows_alone:,} (+ {whole_files} whole {files_word} rejected{held}) -> data_quality_issues")
     if current_as_of is not None and current_as_of > as_of:

@@ -123,7 +123,7 @@ def test_corpus_run_succeeds_with_clear_messages_and_no_traceback(corpus_run):
 def test_the_run_summary_counts_what_data_quality_issues_lists(corpus_run, root):
     """Rows (each once, whatever its reasons) and whole files apart: the rows read inside a rejected file are
     not rows of the mart."""
-    summary = re.search(r"rows quarantined: ([\d,]+) \(\+ (\d+) whole files? rejected(?:, holding ([\d,]+) rows?)?\)",
+    summary = re.search(r"rows quarantined: ([\d,]+) \(\+ (\d+) whole files? rejected(?:, ([\d,]+) rows? read from them)?\)",
                         corpus_run["result"].stdout)
     assert summary, corpus_run["result"].stdout[-2000:]
     rows, files = _query(root, "select count(distinct (source, file, row_number)) filter (where row_number is not null), "
