@@ -1,5 +1,6 @@
 """The respond optimiser on hand-made frames (values worked out by hand in the comments)."""
 
+import re
 from datetime import date, timedelta
 
 import duckdb
@@ -691,9 +692,11 @@ def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_e
     assert linked["resolves_exception_ids"].tolist() == [None, "EX-P1", None, None, "EX-C"]  # escalating: none
     lines = format_recommendations(linked.assign(
         recommendation_id=[f"REC-{i}" for i in range(5)], from_location_id="DC-9", to_location_id=linked["to_place"],
-        impact_resolved_value=0.0, cost=0.0, explanation="x", rank=range(1, 6)))
+        impact_resolved_value=0.0, cost=[22.5, 13.5, 0.0, 0.0, 0.0], explanation="x", rank=range(1, 6)))
     assert "serves EX-A without resolving it  [REC-0]" in lines
     assert "resolves EX-P1  [REC-1]" in lines
+    # money as the explanations round it ($22.50 reads '$23' there), not half to even
+    assert re.search(r"REC-0\]", lines) and re.search(r"cost +23\n", lines) and re.search(r"cost +14\n", lines)
 
 
 def test_an_overload_is_cleared_only_when_what_is_left_of_it_is_no_overload():
@@ -740,3 +743,24 @@ def test_on_a_sunday_tomorrows_truck_is_one_departure_limited_to_the_stock_at_as
     acts, _ = chosen(prob)
     tomorrow = acts[acts["depart_week"].eq(0)]
     assert tomorrow["qty"].sum() <= 20.0 + 1e-6
+
+
+def test_actions_that_each_lower_a_different_worst_week_share_the_revenue_protected():
+    """A is 20 short in weeks 1 and 3 (10 in week 2). PO-1 (20 units, due in week 2) brought into week 1
+    covers week 1 only; PO-2 (20 units, due in week 4) brought into week 2 covers weeks 2-3. Either alone
+    leaves the worst shortfall at 20; both bring it to 0: $1,000, half each. Shared by the first worst week
+    (week 1), PO-1 showed all of it and PO-2 '$0 ... without lowering its worst shortfall'."""
+    pos = positions({("X", "A"): ([5, -20, -10, -20, 10, 10], 0)})
+    supply = pd.DataFrame([
+        {"supply_kind": "purchase_order", "reference_id": reference, "sku_id": "X", "location_id": "A",
+         "resource_id": None, "due_date": WEEK0 + timedelta(weeks=week, days=2), "week_index": week, "qty": 20.0,
+         "ship_date": None} for reference, week in [("PO-1:1", 2), ("PO-2:1", 4)]])
+    prob = problem(pos, lanes(), supply)
+    acts, projected = chosen(prob)
+    assert projected.loc[projected["location_id"] == "A", "proj_new"].min() >= 0
+    into, short = attribute(prob, acts, projected)
+    rows = action_rows(prob, into, projected)
+    value = rows.groupby("reference_id")["impact_resolved_value"].sum()
+    assert short["protected_value"].sum() == pytest.approx(20 * 50)
+    assert value.to_dict() == pytest.approx({"PO-1:1": 500.0, "PO-2:1": 500.0})
+    assert not rows["explanation"].str.contains("without lowering").any()

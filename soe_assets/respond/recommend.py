@@ -19,7 +19,8 @@ from soe_assets.detect.config import DEFAULT_CONFIG
 from soe_assets.detect.impact import exception_ids
 from soe_assets.respond.candidates import Problem, load_problem
 from soe_assets.respond.config import RespondConfig
-from soe_assets.respond.model import Solution, solve
+from soe_assets.respond.model import Solution, expand_weeks, solve
+from soe_assets.respond.report import whole_money
 from soe_assets.respond.verify import find_violations, reproject, verified
 from soe_assets.warehouse import RunContext, table_exists
 
@@ -59,11 +60,7 @@ def _units(values: pd.Series) -> pd.Series:
 
 
 def _money(values: pd.Series) -> pd.Series:
-    """Whole money, halves rounded away from zero as people do ($112.50 reads '$113'; Python's format rounds
-    half to even)."""
-    amounts = np.asarray(values, dtype=float)
-    whole = np.sign(amounts) * np.floor(np.abs(amounts) + 0.5)
-    return "$" + pd.Series(whole + 0.0, index=values.index).map("{:,.0f}".format)
+    return "$" + pd.Series(whole_money(values), index=values.index).map("{:,.0f}".format)
 
 
 def _week_label(week0: date, week_index: pd.Series) -> pd.Series:
@@ -110,29 +107,49 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
 
 
 def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Covered units and revenue protected per short location, shared in proportion to their quantity among
-    the actions that deliver into it by the first week its shortfall reaches its worst: units arriving later
-    leave that week as short as it was (they serve waiting backorders sooner), and actions that only free
-    stock at a donor get 0."""
+    """Covered units and revenue protected per short location, shared among the actions into it in proportion
+    to how far its worst fence shortfall would rise without each of them (the others carried out). An action
+    can fix one week while another fixes the next worst, so no single week tells which actions count; units
+    the worst shortfall does not need (they serve waiting backorders sooner) get 0, as do actions that only
+    free stock at a donor (no shortage there)."""
+    keys = ["sku_id", "location_id"]
     fence = projected[projected["inside_time_fence"]]
-    after = fence.groupby(["sku_id", "location_id"]).agg(left_qty=("proj_new", lambda s: max(0.0, -s.min())),
-                                                         price=("price", "first"))
-    worst = fence.loc[fence.sort_values("week_index").groupby(["sku_id", "location_id"])["proj"].idxmin(),
-                      ["sku_id", "location_id", "week_index"]].rename(columns={"week_index": "worst_week"})
-    short = (problem.shortages.merge(after.reset_index(), on=["sku_id", "location_id"], how="left")
-             .merge(worst, on=["sku_id", "location_id"], how="left"))
+    after = fence.groupby(keys).agg(left_qty=("proj_new", lambda s: max(0.0, -s.min())), price=("price", "first"))
+    short = problem.shortages.merge(after.reset_index(), on=keys, how="left")
     short["covered_qty"] = (short["short_qty"] - short["left_qty"].fillna(short["short_qty"])).clip(lower=0)
     short["protected_value"] = short["covered_qty"] * short["price"].fillna(0)
-    into = actions.merge(short[["sku_id", "location_id", "protected_value", "covered_qty", "short_qty", "first_week",
-                                "worst_week"]].rename(columns={"location_id": "to_location_id"}),
-                         on=["sku_id", "to_location_id"], how="left")
-    in_time = into["qty"].where(into["arrive_week"] <= into["worst_week"], 0.0)
-    total_in = in_time.groupby([into["sku_id"], into["to_location_id"]]).transform("sum")
-    share = (in_time / total_in.where(total_in > 0)).fillna(0.0)
-    into["impact_resolved_value"] = (into["protected_value"] * share).fillna(0.0)
-    into["covered_share_qty"] = (into["covered_qty"] * share).fillna(0.0)
+    into = actions.merge(short[["sku_id", "location_id", "protected_value", "covered_qty", "short_qty", "first_week"]]
+                         .rename(columns={"location_id": "to_location_id"}), on=["sku_id", "to_location_id"], how="left")
+    into["share"] = _share_of_cover(problem, into[into["short_qty"].notna()], fence)
+    into["share"] = into["share"].fillna(0.0)
+    into["impact_resolved_value"] = (into["protected_value"] * into["share"]).fillna(0.0)
+    into["covered_share_qty"] = (into["covered_qty"] * into["share"]).fillna(0.0)
     into["cost"] = into["qty"] * into["cost_per_unit"]
-    return into, short
+    return into.drop(columns="share"), short
+
+
+def _share_of_cover(problem: Problem, into_short: pd.DataFrame, fence: pd.DataFrame) -> pd.Series:
+    """Per action into a short location (index of ``into_short``): its share of the cover, the rise of the
+    worst fence shortfall without it over the sum of those rises at its location. Where no single action's
+    absence raises it (actions that each would do), shared by quantity."""
+    keys = ["sku_id", "location_id"]
+    if into_short.empty:
+        return pd.Series(dtype=float)
+    cells = expand_weeks(problem.effects[problem.effects["action_id"].isin(into_short["action_id"])])
+    cells = cells.merge(into_short[["action_id", "qty"]], on="action_id")
+    cells["delta"] = cells["sign"] * cells["qty"]
+    cells = cells.groupby(["action_id", *keys, "week_index"], as_index=False)["delta"].sum()
+    grid = (into_short[["action_id", "sku_id", "to_location_id"]].rename(columns={"to_location_id": "location_id"})
+            .reset_index().merge(fence[[*keys, "week_index", "proj_new"]], on=keys)
+            .merge(cells, on=["action_id", *keys, "week_index"], how="left"))
+    grid["without"] = grid["proj_new"] - grid["delta"].fillna(0.0)
+    worst = grid.groupby("index").agg(with_all=("proj_new", "min"), without=("without", "min"),
+                                      sku_id=("sku_id", "first"), location_id=("location_id", "first"))
+    rise = (np.maximum(-worst["without"], 0) - np.maximum(-worst["with_all"], 0)).clip(lower=0)
+    total = rise.groupby([worst["sku_id"], worst["location_id"]]).transform("sum")
+    qty = into_short["qty"].reindex(worst.index)
+    by_qty = qty / qty.groupby([worst["sku_id"], worst["location_id"]]).transform("sum")
+    return (rise / total.where(total > 1e-9)).fillna(by_qty)
 
 
 def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
@@ -142,8 +159,8 @@ def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -
     week0 = problem.week0
     lowered = projected[projected["delta"] < 0].assign(margin=lambda f: f["proj_new"] - f["ss"])
     lowest = lowered.loc[lowered.groupby(["sku_id", "location_id"])["margin"].idxmin()] if len(lowered) else lowered
-    donors = lowest[["sku_id", "location_id", "margin", "ss"]].rename(columns={"margin": "low", "ss": "low_ss"}) \
-        if len(lowest) else pd.DataFrame(columns=["sku_id", "location_id", "low", "low_ss"])
+    # typed even when no action lowers a donor (expedites only): an untyped empty frame made ``low`` an object
+    donors = lowest[["sku_id", "location_id", "margin", "ss"]].rename(columns={"margin": "low", "ss": "low_ss"})
     a = acts.merge(donors.rename(columns={"location_id": "from_location_id"}), on=["sku_id", "from_location_id"], how="left")
     # a reprioritisation lowers the SKU of the order it pushes later, at the plant
     pushed = donors.rename(columns={"sku_id": "other_sku_id", "location_id": "to_location_id", "low": "other_low"})
