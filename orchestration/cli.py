@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from soe_assets import run_lock
-from soe_assets.alerts import default_alert_log
+from soe_assets.alerts import ALERT_LOG_ENV, ALERT_LOG_NAME, default_alert_log
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
 from soe_assets.run_window import ISO_DAY, MAX_HORIZON_WEEKS, window_problem
 
@@ -297,6 +297,17 @@ def _no_file_in_the_way(folder: Path, what: str) -> None:
         raise UserError(f"cannot create the {what} folder {folder}: {in_the_way} is a file, not a folder")
 
 
+def _refuse_unusable_alert_log(warehouse: Path) -> None:
+    """The alert log takes an append per alert, from the first failed check on: one that cannot (a folder, a
+    read-only file) would otherwise be found only then, when the alert has nowhere to go."""
+    log = default_alert_log(warehouse)
+    if log.is_dir():
+        raise UserError(f"the alert log {log} is a folder: alerts are appended to a file "
+                        f"(${ALERT_LOG_ENV} names it; default {ALERT_LOG_NAME} beside the warehouse)")
+    if log.exists() and not os.access(log, os.W_OK):
+        raise UserError(f"cannot append to the alert log {log}: permission denied")
+
+
 def _writable_folder(folder: Path, what: str) -> None:
     """Create ``folder`` if needed; a user error (no traceback) if it cannot be created or written."""
     try:
@@ -398,6 +409,7 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
         _no_file_in_the_way(folder, what)
     for what, folder in folders.items():
         _writable_folder(folder, what)
+    _refuse_unusable_alert_log(workspace.warehouse)
     try:
         run_lock.acquire(workspace.warehouse, f"soe run on {workspace.landing}")
     except run_lock.WarehouseBusy as busy:
@@ -738,6 +750,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
                         f"run 'soe demo --dir {folder}' first, or pass --landing / --warehouse")
     _refuse_a_busy_port(args.host, args.port)
     _writable_folder(workspace.warehouse.parent, "warehouse")  # the Dagster instance lives beside the warehouse
+    _writable_folder(default_alert_log(workspace.warehouse).parent, "alert log")
+    _refuse_unusable_alert_log(workspace.warehouse)
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)

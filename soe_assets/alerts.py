@@ -17,6 +17,7 @@ import base64
 import http.client
 import json
 import os
+import sys
 import threading
 import time
 import urllib.error
@@ -57,7 +58,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Delivery:
-    logged_to: Path
+    logged_to: Path | None  # None: the log could not be written (the webhook may still have the alert)
     webhook_status: str  # "not configured" | "delivered" | "failed: <reason without the URL>"
 
 
@@ -145,21 +146,33 @@ def _post_within(url: str, payload: dict, seconds: float) -> str:
 def deliver(alerts: Iterable[Alert], alert_log: Path, warn: Callable[[str], None] | None = None,
             budget_seconds: float = WEBHOOK_BUDGET_SECONDS) -> list[Delivery]:
     """Append every alert to the JSON-lines log, then POST it to the webhook if one is configured; the posts
-    of one call share ``budget_seconds``, so a slow webhook cannot stall the run."""
+    of one call share ``budget_seconds``, so a slow webhook cannot stall the run. A log that cannot be
+    written is warned about, never raised: the alert still goes to the webhook, and the check or the run
+    that raised it keeps its own verdict."""
     url = os.environ.get(WEBHOOK_ENV, "").strip()
     deliveries = []
-    alert_log.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + budget_seconds
     for alert in alerts:
         remaining = min(WEBHOOK_TIMEOUT_SECONDS, deadline - time.monotonic())
         status = _post_within(url, webhook_payload(alert), remaining) if url else "not configured"
         record = {**asdict(alert), "webhook": status}
-        with alert_log.open("a", encoding="utf-8") as log:
-            log.write(json.dumps(record, default=str) + "\n")
+        try:
+            alert_log.parent.mkdir(parents=True, exist_ok=True)
+            with alert_log.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(record, default=str) + "\n")
+            logged_to = alert_log
+        except OSError as error:
+            logged_to = None
+            (warn or _stderr)(f"alert log {alert_log} cannot be written ({error.strerror or error}): "
+                              f"{alert.headline()}")
         if warn and status.startswith("failed"):
             warn(f"alert webhook delivery {status}")
-        deliveries.append(Delivery(logged_to=alert_log, webhook_status=status))
+        deliveries.append(Delivery(logged_to=logged_to, webhook_status=status))
     return deliveries
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def read_alert_log(alert_log: Path) -> list[dict]:

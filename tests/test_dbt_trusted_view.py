@@ -503,3 +503,20 @@ def test_the_project_builds_the_same_tables_on_postgres(warehouse: Path, tmp_pat
             differing = con.execute(f"select (select count(*) from ({on_postgres} except all {on_duckdb})), "
                                     f"(select count(*) from ({on_duckdb} except all {on_postgres}))").fetchone()
             assert differing == (0, 0), f"{table} ({rows} rows): only on Postgres, only on DuckDB: {differing}"
+
+
+def test_a_reader_holding_the_warehouse_when_dbt_starts_makes_it_wait_not_fail(tmp_path: Path) -> None:
+    """A notebook or `soe exceptions --warehouse` with the live file open when the build begins: dbt retries its
+    connection (the profile's retries) as the Python steps wait for theirs, and builds once the reader lets go."""
+    path = build_raw_warehouse(tmp_path / "held.duckdb", _scenario(), as_of=AS_OF)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('held', flush=True); time.sleep(12)", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        completed = _dbt(["run", "--select", "stg_skus", "stg_locations"], path, tmp_path)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    assert "Could not set lock" not in completed.stdout

@@ -1187,3 +1187,17 @@ def test_a_sensor_tick_writes_nothing_when_no_run_was_killed(tmp_path, monkeypat
     context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources={"settings": settings})
     assert isinstance(landing_zone_sensor(context), dg.SkipReason)
     assert not (tmp_path / "not-yet").exists()
+
+
+def test_an_alert_log_that_cannot_be_written_is_warned_about_and_the_webhook_still_gets_the_alert(tmp_path, monkeypatch):
+    """A log path taken by a folder (or a read-only file): the alert must not be lost, nor fail the check or the
+    run that raised it."""
+    log = tmp_path / "alerts.jsonl"
+    log.mkdir()
+    warnings = []
+    with WebhookServer() as server:
+        monkeypatch.setenv(WEBHOOK_ENV, server.url)
+        (delivery,) = deliver([_alert()], log, warn=warnings.append)
+    assert delivery.logged_to is None and delivery.webhook_status == "delivered"
+    assert len(server.received) == 1
+    assert len(warnings) == 1 and f"alert log {log} cannot be written" in warnings[0] and "freshness" in warnings[0]

@@ -196,6 +196,7 @@ def test_a_clear_error_for_a_missing_required_source(tmp_path, capsys):
     (["--env", "SOE_BLOCK_MIN_ROWS=some"], "SOE_BLOCK_MIN_ROWS='some' is not a whole number of rows, 0 or more"),
     (["--env", "SOE_FRESHNESS_DAYS=bogus"], "SOE_FRESHNESS_DAYS: freshness limit 'bogus' must be SOURCE=DAYS"),
     (["--env", "SOE_ALERT_LOG={file}/alerts.jsonl"], "cannot create the alert log folder"),
+    (["--env", "SOE_ALERT_LOG={folder}"], "landing is a folder: alerts are appended to a file"),
     (["--env", "SOE_ALERT_WEBHOOK_URL=hooks.example.com/services/T0/B0/xoxb-T0KEN"],
      "SOE_ALERT_WEBHOOK_URL is not a usable webhook URL: it must start with http:// or https:// (its value is not "
      "shown here"),
@@ -223,7 +224,7 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     (tmp_path / "a_file").write_text("not a database")
     (tmp_path / "empty_file").touch()
     if arguments[0] == "--env":
-        monkeypatch.setenv(*arguments[1].format(file=tmp_path / "a_file").split("=", 1))
+        monkeypatch.setenv(*arguments[1].format(file=tmp_path / "a_file", folder=landing).split("=", 1))
         arguments = []
     paths = {"file": tmp_path / "a_file", "empty": tmp_path / "empty_file", "folder": landing}
     options = {"--warehouse": str(tmp_path / "w.duckdb"),
@@ -238,6 +239,28 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     assert "loading pipeline definitions" not in out  # refused before any work
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "dagster_home").exists()
     assert not list(tmp_path.glob("*.run-lock"))
+
+
+@pytest.mark.parametrize("folder", ["", "sales_orders"])
+def test_a_landing_folder_this_user_cannot_read_is_a_clear_error(tmp_path, folder):
+    """A landing zone, or a source folder, another system's user wrote with umask 077: its extracts cannot even
+    be named, so the run stops with one line (exit 2) instead of a traceback. Run as root, the test drops the
+    capability that ignores file modes."""
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    unreadable = landing / folder
+    as_a_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    unreadable.chmod(0o000)
+    try:
+        completed = subprocess.run(
+            [*as_a_user, sys.executable, "-m", "orchestration.cli", "run", "--landing", str(landing),
+             "--warehouse", str(tmp_path / "w" / "w.duckdb")],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        unreadable.chmod(0o755)
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    what = "the sales_orders folder of the landing zone" if folder else "the landing zone"
+    assert f"cannot read {what} {unreadable}: permission denied" in completed.stderr
+    assert "Traceback" not in completed.stderr
 
 
 def test_a_publish_folder_that_cannot_be_made_leaves_no_warehouse_folder_behind(tmp_path, capsys):

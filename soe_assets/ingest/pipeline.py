@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
@@ -140,12 +141,26 @@ def _default_as_of(landing_dir: Path, extracts: list[Extract]) -> date:
 def check_landing_zone(landing_dir: Path) -> None:
     if not landing_dir.is_dir():
         raise LandingZoneError(f"landing zone {landing_dir} does not exist or is not a folder")
+    _refuse_unlistable(landing_dir, "the landing zone")
+    for source in SOURCES:
+        if (landing_dir / source.name).is_dir():
+            _refuse_unlistable(landing_dir / source.name, f"the {source.name} folder of the landing zone")
     missing = [s.name for s in SOURCES if s.required and not (landing_dir / s.name).is_dir()]
     if missing:
         raise LandingZoneError(
             f"landing zone {landing_dir} lacks required source folder(s): {', '.join(missing)} "
             "(see the landing-zone layout in the README)"
         )
+
+
+def _refuse_unlistable(folder: Path, what: str) -> None:
+    """A folder this user cannot list (another system's user wrote it with umask 077): its extracts cannot even be
+    named, so none can be quarantined; the user must fix the permissions."""
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except PermissionError:
+        raise LandingZoneError(f"cannot read {what} {folder}: permission denied") from None
 
 
 def _json_object(columns: list[str]) -> str:
