@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtProjectPreparer, DbtCliResource, DbtProject, dbt_assets
 from packaging.version import Version
 
 from orchestration.resources import WarehouseResource
@@ -66,6 +66,36 @@ if _OWN_DBT and os.environ.get("PATH", "").split(os.pathsep)[0] != str(_OWN_DBT.
 
 TERSE_ENV = "SOE_TERSE_OUTPUT"
 
+
+class SoeDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource without two start-up costs soe has no use for (~3-4 s per build).
+
+    Before every build, dagster-dbt 0.29 runs ``dbt --version`` in a
+    subprocess (the cost of starting dbt once more) only to learn the version
+    of dbt-core, which soe installs into its own environment and runs by its
+    path (above): the installed package's version is that answer. It also
+    loads the project's macros into an in-process dbt adapter, used only to
+    fetch row counts and column metadata, which soe does not ask for.
+    """
+
+    @functools.cached_property
+    def _cli_version(self) -> Version:
+        return Version(importlib.metadata.version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
+        return None
+
+
+class SoeDbtProjectPreparer(DagsterDbtProjectPreparer):
+    """dagster-dbt's preparer (a lock against two processes parsing at once), parsing with soe's resource:
+    its own loads the dbt adapter into this process, whose multiprocessing lock the command's fast exit
+    (``orchestration.cli.command``) left for Python's resource tracker to report as leaked."""
+
+    def _prepare_manifest(self, project: DbtProject) -> None:
+        SoeDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            self._prepare_project_cli_args, target_path=project.target_path).wait()
+
+
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_DIR)
 
 
@@ -98,7 +128,7 @@ def prepare_manifest() -> None:
     if _manifest_is_stale():
         # The profile needs a warehouse path to parse (parsing never opens it); only the parse is given one.
         with _environment(SOE_WAREHOUSE=os.environ.get("SOE_WAREHOUSE") or str(DBT_TARGET_DIR / "parse-only.duckdb")):
-            dbt_project.preparer.prepare(dbt_project)
+            SoeDbtProjectPreparer().prepare(dbt_project)
 
 
 prepare_manifest()
@@ -173,25 +203,6 @@ def prune_run_targets(keep: int) -> None:
     folders = sorted(dbt_project.manifest_path.parent.glob("soe_dbt_models-*"), key=lambda p: p.stat().st_mtime)
     for folder in folders[:-keep] if keep else folders:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-class SoeDbtCliResource(DbtCliResource):
-    """dagster-dbt's resource without two start-up costs soe has no use for (~3-4 s per build).
-
-    Before every build, dagster-dbt 0.29 runs ``dbt --version`` in a
-    subprocess (the cost of starting dbt once more) only to learn the version
-    of dbt-core, which soe installs into its own environment and runs by its
-    path (above): the installed package's version is that answer. It also
-    loads the project's macros into an in-process dbt adapter, used only to
-    fetch row counts and column metadata, which soe does not ask for.
-    """
-
-    @functools.cached_property
-    def _cli_version(self) -> Version:
-        return Version(importlib.metadata.version("dbt-core"))
-
-    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
-        return None
 
 
 def dbt_resource() -> DbtCliResource:

@@ -52,16 +52,17 @@ def test_installed_wheel_runs_the_demo_outside_its_checkout(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("SOE_DBT_TARGET_DIR", "DBT_TARGET_PATH")}
     env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(cache), DBT_SEND_ANONYMOUS_USAGE_STATS="false",
                GX_ANALYTICS_ENABLED="false")
+    demo = subprocess.run([sys.executable, "-m", "orchestration.cli", "demo", "--dir", str(elsewhere / "demo")],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    # the first command parses the project; its fast exit left the dbt adapter's lock to be reported as leaked
+    assert "leaked semaphore" not in demo.stderr, demo.stderr[-3000:]
     located = subprocess.run(
         [sys.executable, "-c", "import orchestration.dbt as d; print(d.__file__, d.DBT_PROJECT_DIR, d.DBT_TARGET_DIR)"],
         cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert located[0].startswith(str(site)), located  # the wheel's copy, not the checkout's
     assert located[1] == str(packaged_project)
     assert Path(located[2]) == cache / "soe" / "dbt-target-0.1.0"
-
-    demo = subprocess.run([sys.executable, "-m", "orchestration.cli", "demo", "--dir", str(elsewhere / "demo")],
-                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
-    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert (elsewhere / "demo" / "publish" / "current").exists()
     assert any((elsewhere / "demo" / "publish").rglob("sku_location_week.parquet"))
     assert (cache / "soe" / "dbt-target-0.1.0" / "manifest.json").is_file()
