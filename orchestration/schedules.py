@@ -4,7 +4,7 @@ The daily job runs every stage, not a subset: the publish step writes every mart
 that published without rebuilding some of them would mix the marts of two runs (``kpi_weekly`` of
 yesterday beside today's exceptions), and one without ``raw/ingest_log`` would publish without the
 blocking checks that gate publishing. The S&OP feedback before a cycle comes from its sensor
-(``orchestration/sensors.py``).
+(``soe_assets/feedback/sensor.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ soe_daily = dg.define_asset_job(
     description="Every morning, every stage: ingest, reconcile (dbt), detect, respond, KPIs, feedback, publish.",
 )
 
+
 @dg.schedule(name="soe_daily_0600", job=soe_daily, cron_schedule="0 6 * * *", execution_timezone="UTC",
              description="Daily S&OE run at 06:00 UTC; skipped, with the reason, while the warehouse is busy.")
 def soe_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
@@ -32,6 +33,7 @@ def soe_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
     if busy:
         return dg.SkipReason(f"{busy}; launch soe_daily from the UI once it is free, or wait for tomorrow's run")
     return dg.RunRequest()
+
 
 JOBS = [soe_daily]
 SCHEDULES = [soe_daily_schedule]
