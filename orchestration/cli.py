@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -265,15 +264,10 @@ def _check_warehouse_file(path: Path) -> None:
         return
     import duckdb
 
-    from soe_assets.warehouse import LOCK_WAIT_SECONDS, open_warehouse
-
-    def say_waiting(error: duckdb.Error) -> None:
-        holder = re.search(r"\(PID (\d+)\)", str(error))
-        print(f"{path} is held by another process{f' (PID {holder.group(1)})' if holder else ''}: waiting up to "
-              f"{LOCK_WAIT_SECONDS:.0f} s for it to let go ...", file=sys.stderr, flush=True)
+    from soe_assets.warehouse import open_warehouse, say_waiting
 
     try:
-        open_warehouse(path, on_wait=say_waiting).close()
+        open_warehouse(path, on_wait=lambda error: say_waiting(path, error)).close()
     except duckdb.Error as error:
         raise UserError(f"cannot use {path} as the warehouse: {error}") from None
 

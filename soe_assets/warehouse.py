@@ -7,6 +7,8 @@ its own step (the in-process executor runs one step at a time).
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,10 +53,18 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
             time.sleep(0.2)
 
 
+def say_waiting(path: str | Path, error: duckdb.Error) -> None:
+    """Tell the user (stderr: the terminal of `soe run`, a step's log in the UI) why nothing moves."""
+    holder = re.search(r"\(PID (\d+)\)", str(error))
+    print(f"{path} is held by another process{f' (PID {holder.group(1)})' if holder else ''}: waiting up to "
+          f"{LOCK_WAIT_SECONDS:.0f} s for it to let go ...", file=sys.stderr, flush=True)
+
+
 @contextmanager
 def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
+    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()},
+                          on_wait=lambda error: say_waiting(path, error))
     try:
         yield conn
     except Exception as error:

@@ -647,6 +647,26 @@ def test_waiting_for_a_warehouse_another_process_holds_is_said_once(tmp_path):
     assert len(told) == 1
 
 
+def test_a_step_waiting_for_a_reader_of_the_warehouse_says_so(tmp_path, capsys):
+    """A notebook holding the live file between two steps holds up the next one: the user sees why, not a run
+    that stands still."""
+    from soe_assets.warehouse import connect
+
+    warehouse = tmp_path / "w.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    reader = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
+                               "read_only=True); print('held', flush=True); time.sleep(2)", str(warehouse)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        with connect(warehouse) as conn:
+            assert conn.execute("select 1").fetchall() == [(1,)]
+    finally:
+        reader.kill()
+        reader.wait()
+    assert f"{warehouse} is held by another process (PID {reader.pid}): waiting up to 60 s" in capsys.readouterr().err
+
+
 def test_memory_limit_reaches_duckdb_and_a_bad_one_is_a_clear_error(tmp_path, capsys, monkeypatch):
     from orchestration.cli import main
     from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV
