@@ -401,9 +401,9 @@ def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str]
                "alert log": default_alert_log(workspace.warehouse).parent}
     for what, folder in folders.items():  # all refused before any is created
         _no_file_in_the_way(folder, what)
+    _refuse_unusable_alert_log(workspace.warehouse)
     for what, folder in folders.items():
         _writable_folder(folder, what)
-    _refuse_unusable_alert_log(workspace.warehouse)
     try:
         run_lock.acquire(workspace.warehouse, f"soe run on {workspace.landing}")
     except run_lock.WarehouseBusy as busy:
@@ -743,9 +743,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UserError(f"no landing zone at {workspace.landing} and no warehouse at {workspace.warehouse}: "
                         f"run 'soe demo --dir {folder}' first, or pass --landing / --warehouse")
     _refuse_a_busy_port(args.host, args.port)
+    _refuse_unusable_alert_log(workspace.warehouse)
     _writable_folder(workspace.warehouse.parent, "warehouse")  # the Dagster instance lives beside the warehouse
     _writable_folder(default_alert_log(workspace.warehouse).parent, "alert log")
-    _refuse_unusable_alert_log(workspace.warehouse)
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
     print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)

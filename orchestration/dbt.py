@@ -146,6 +146,10 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     # On the soe command line the progress logger shows dbt's verdicts; its raw echo is noise.
     echo = open(os.devnull, "w") if os.environ.get(TERSE_ENV) else contextlib.nullcontext(sys.stdout)
     # dbt's profile gets the budget the Python stages use (``auto`` is resolved here, not by dbt)
+    # A reader holding the file (a notebook) is waited for here, up to a minute and saying so, as every step
+    # waits; dbt's own retries (profiles.yml) cover only the seconds between this and its connecting.
+    with warehouse.connect():
+        pass
     with echo as sink, contextlib.redirect_stdout(sink), _environment(**{MEMORY_LIMIT_ENV: memory_limit()}):
         invocation = dbt.cli(["build"], context=context)
         run_lock.record_child(warehouse.path, invocation.process.pid)  # it writes the warehouse until it exits

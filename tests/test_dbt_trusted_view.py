@@ -505,18 +505,46 @@ def test_the_project_builds_the_same_tables_on_postgres(warehouse: Path, tmp_pat
             assert differing == (0, 0), f"{table} ({rows} rows): only on Postgres, only on DuckDB: {differing}"
 
 
-def test_a_reader_holding_the_warehouse_when_dbt_starts_makes_it_wait_not_fail(tmp_path: Path) -> None:
-    """A notebook or `soe exceptions --warehouse` with the live file open when the build begins: dbt retries its
-    connection (the profile's retries) as the Python steps wait for theirs, and builds once the reader lets go."""
-    path = build_raw_warehouse(tmp_path / "held.duckdb", _scenario(), as_of=AS_OF)
+def _reader_holding(path: Path, seconds: float) -> subprocess.Popen:
+    """A notebook with the live warehouse open (read-only) for ``seconds``; returns once it holds it."""
     reader = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
-         "print('held', flush=True); time.sleep(12)", str(path)], stdout=subprocess.PIPE, text=True)
+         f"print('held', flush=True); time.sleep({seconds})", str(path)], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "held"
+    return reader
+
+
+def test_a_reader_opening_the_warehouse_just_before_dbt_connects_is_retried(tmp_path: Path) -> None:
+    """A reader that opens the live file in the seconds between the dbt step's own wait and dbt's connecting:
+    dbt retries its connection (the profile's retries) instead of failing the build."""
+    path = build_raw_warehouse(tmp_path / "held.duckdb", _scenario(), as_of=AS_OF)
+    reader = _reader_holding(path, 8)
     try:
-        assert reader.stdout.readline().strip() == "held"
         completed = _dbt(["run", "--select", "stg_skus", "stg_locations"], path, tmp_path)
     finally:
         reader.kill()
         reader.wait()
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert "Could not set lock" not in completed.stdout
+
+
+def test_the_dbt_step_waits_for_a_reader_holding_the_warehouse_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reader holding the file for longer than dbt's retries when the dbt step starts: the step waits for it
+    (up to a minute, as every step does), says so, then builds."""
+    import dagster as dg
+
+    from orchestration.dbt import dbt_resource, soe_dbt_models
+    from orchestration.resources import WarehouseResource
+
+    path = build_raw_warehouse(tmp_path / "held.duckdb", _scenario(), as_of=AS_OF)
+    monkeypatch.setenv("SOE_WAREHOUSE", str(path))
+    reader = _reader_holding(path, 15)
+    try:
+        result = dg.materialize([soe_dbt_models], raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
+                                resources={"dbt": dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
+    finally:
+        reader.kill()
+        reader.wait()
+    assert result.success
+    assert f"{path} is held by another process (PID {reader.pid}): waiting up to 60 s" in capsys.readouterr().err

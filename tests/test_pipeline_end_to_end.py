@@ -238,18 +238,19 @@ def test_run_mistakes_are_clear_errors_before_any_work(tmp_path, capsys, monkeyp
     assert message in err and "Traceback" not in err
     assert "loading pipeline definitions" not in out  # refused before any work
     assert not (tmp_path / "w.duckdb").exists() and not (tmp_path / "dagster_home").exists()
+    assert not (tmp_path / "publish").exists()  # no folder made for a run that never starts
     assert not list(tmp_path.glob("*.run-lock"))
 
 
-@pytest.mark.parametrize("folder", ["", "sales_orders"])
-def test_a_landing_folder_this_user_cannot_read_is_a_clear_error(tmp_path, folder):
+@pytest.mark.parametrize(("folder", "mode"), [("", 0o000), ("sales_orders", 0o000), ("sales_orders", 0o444)])
+def test_a_landing_folder_this_user_cannot_read_is_a_clear_error(tmp_path, folder, mode):
     """A landing zone, or a source folder, another system's user wrote with umask 077: its extracts cannot even
     be named, so the run stops with one line (exit 2) instead of a traceback. Run as root, the test drops the
     capability that ignores file modes."""
     landing = write_landing_zone(tmp_path / "landing", minimal_network())
     unreadable = landing / folder
     as_a_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-    unreadable.chmod(0o000)
+    unreadable.chmod(mode)  # 444: its names can be listed, its files not reached
     try:
         completed = subprocess.run(
             [*as_a_user, sys.executable, "-m", "orchestration.cli", "run", "--landing", str(landing),

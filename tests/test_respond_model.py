@@ -14,7 +14,7 @@ from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
 from soe_assets.respond.report import format_recommendations
 from soe_assets.respond.recommend import (
-    action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions,
+    EXACT_SHARE_MAX_ACTIONS, action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions,
     overloads_cleared, promise_rows, recommendation_ids, served_places,
 )
 from soe_assets.respond.verify import find_violations, reproject
@@ -764,3 +764,37 @@ def test_actions_that_each_lower_a_different_worst_week_share_the_revenue_protec
     assert short["protected_value"].sum() == pytest.approx(20 * 50)
     assert value.to_dict() == pytest.approx({"PO-1:1": 500.0, "PO-2:1": 500.0})
     assert not rows["explanation"].str.contains("without lowering").any()
+
+
+def test_transfers_that_are_each_partly_spare_share_the_cover_by_their_shapley_values():
+    """A is 11 short in week 0, which no lane reaches (6 days), and 30 from week 2. D2, D3 and D4 spare 5, 14 and
+    11, all landing in week 1: the worst shortfall falls from 30 to 11 (19 units, $950), and the model moves all
+    30 (the backorders wait less). No transfer is needed alone (without any one the others still cover 16 to 25
+    of the 19): shared by their Shapley values, v(S) = min(19, units of S): 5 -> 3 1/3, 14 -> 9 1/3, 11 -> 6 1/3
+    units. Taking each away in turn credited the 14 units with all 19 and the others with '$0 ... without
+    lowering its worst shortfall'."""
+    pos = positions({("X", "A"): ([-11, -11, -30, -30, -30, -30], 0), ("X", "D2"): ([105] * 6, 100),
+                     ("X", "D3"): ([114] * 6, 100), ("X", "D4"): ([111] * 6, 100)})
+    prob = problem(pos, lanes(("D2", "A", 6, 0.1), ("D3", "A", 6, 0.1), ("D4", "A", 6, 0.1)))
+    acts, projected = chosen(prob)
+    assert moved(acts) == {("D2", "A"): 5, ("D3", "A"): 14, ("D4", "A"): 11}
+    into, short = attribute(prob, acts, projected)
+    rows = action_rows(prob, into, projected).set_index("from_location_id")
+    assert short["protected_value"].sum() == pytest.approx(19 * 50)
+    assert rows["impact_resolved_value"].to_dict() == pytest.approx(
+        {"D2": 50 * 10 / 3, "D3": 50 * 28 / 3, "D4": 50 * 19 / 3})
+    assert "covers 9.33 of the shortfall at A" in rows.loc["D3", "explanation"]
+    assert not rows["explanation"].str.contains("without lowering").any()
+
+
+
+def test_more_actions_into_one_place_than_exact_shares_allow_share_by_quantity():
+    """Nine donors (1-day lanes) spare 2 units each for A, 18 short from week 0: nine transfers, one more than
+    the exact Shapley split takes (2^n re-projections), shared by quantity: $100 each."""
+    donors = {("X", f"D{i}"): ([102] * 6, 100) for i in range(9)}
+    pos = positions({("X", "A"): ([-18] * 6, 0), **donors})
+    prob = problem(pos, lanes(*[(f"D{i}", "A", 1, 0.1) for i in range(9)]))
+    acts, projected = chosen(prob)
+    assert len(acts) == 9 > EXACT_SHARE_MAX_ACTIONS
+    into, _ = attribute(prob, acts, projected)
+    assert into["impact_resolved_value"].tolist() == pytest.approx([2 * 50] * 9)

@@ -158,7 +158,9 @@ def _refuse_unlistable(folder: Path, what: str) -> None:
     named, so none can be quarantined; the user must fix the permissions."""
     try:
         with os.scandir(folder) as entries:
-            next(entries, None)
+            first = next(entries, None)
+            if first is not None:
+                first.stat()  # listing needs read permission, reaching an entry search (x) permission
     except PermissionError:
         raise LandingZoneError(f"cannot read {what} {folder}: permission denied") from None
 

@@ -8,6 +8,7 @@ customers first, re-promised to the first week the balance is back above zero) a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -107,11 +108,9 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
 
 
 def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Covered units and revenue protected per short location, shared among the actions into it in proportion
-    to how far its worst fence shortfall would rise without each of them (the others carried out). An action
-    can fix one week while another fixes the next worst, so no single week tells which actions count; units
-    the worst shortfall does not need (they serve waiting backorders sooner) get 0, as do actions that only
-    free stock at a donor (no shortage there)."""
+    """Covered units and revenue protected per short location, shared among the actions into it by their
+    Shapley values (``_share_of_cover``): units the worst shortfall never needs (they serve waiting backorders
+    sooner) get 0, as do actions that only free stock at a donor (no shortage there)."""
     keys = ["sku_id", "location_id"]
     fence = projected[projected["inside_time_fence"]]
     after = fence.groupby(keys).agg(left_qty=("proj_new", lambda s: max(0.0, -s.min())), price=("price", "first"))
@@ -128,28 +127,70 @@ def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) 
     return into.drop(columns="share"), short
 
 
+# Up to this many actions into one short location, the cover is shared by exact Shapley values (2^n coalitions
+# re-projected); beyond it (rare: the model uses few actions per place), by quantity.
+EXACT_SHARE_MAX_ACTIONS = 8
+# Coalition balances computed at once (coalitions x places x fence weeks): about 32 MB of float64.
+SHARE_BLOCK_CELLS = 4_000_000
+
+
 def _share_of_cover(problem: Problem, into_short: pd.DataFrame, fence: pd.DataFrame) -> pd.Series:
-    """Per action into a short location (index of ``into_short``): its share of the cover, the rise of the
-    worst fence shortfall without it over the sum of those rises at its location. Where no single action's
-    absence raises it (actions that each would do), shared by quantity."""
+    """Per action into a short location (index of ``into_short``): its share of the cover, its Shapley value
+    over the place's actions (its contribution to lowering the worst fence shortfall, averaged over every order
+    they could be carried out in) over the cover of them all. No single week or absence tells which actions
+    count: one expedite can fix week 1 and another week 3 (each needed, neither enough), several transfers can
+    each be partly spare (none needed alone), one can land only after the worst week (never needed)."""
     keys = ["sku_id", "location_id"]
     if into_short.empty:
         return pd.Series(dtype=float)
-    cells = expand_weeks(problem.effects[problem.effects["action_id"].isin(into_short["action_id"])])
-    cells = cells.merge(into_short[["action_id", "qty"]], on="action_id")
-    cells["delta"] = cells["sign"] * cells["qty"]
-    cells = cells.groupby(["action_id", *keys, "week_index"], as_index=False)["delta"].sum()
-    grid = (into_short[["action_id", "sku_id", "to_location_id"]].rename(columns={"to_location_id": "location_id"})
-            .reset_index().merge(fence[[*keys, "week_index", "proj_new"]], on=keys)
-            .merge(cells, on=["action_id", *keys, "week_index"], how="left"))
-    grid["without"] = grid["proj_new"] - grid["delta"].fillna(0.0)
-    worst = grid.groupby("index").agg(with_all=("proj_new", "min"), without=("without", "min"),
-                                      sku_id=("sku_id", "first"), location_id=("location_id", "first"))
-    rise = (np.maximum(-worst["without"], 0) - np.maximum(-worst["with_all"], 0)).clip(lower=0)
-    total = rise.groupby([worst["sku_id"], worst["location_id"]]).transform("sum")
-    qty = into_short["qty"].reindex(worst.index)
-    by_qty = qty / qty.groupby([worst["sku_id"], worst["location_id"]]).transform("sum")
-    return (rise / total.where(total > 1e-9)).fillna(by_qty)
+    actions = (into_short[["action_id", "sku_id", "to_location_id", "qty"]]
+               .rename(columns={"to_location_id": "location_id"}))
+    actions["place"] = actions.groupby(keys, sort=False).ngroup()
+    actions["player"] = actions.groupby("place").cumcount()
+    places = actions.drop_duplicates("place").set_index("place")[keys].sort_index()
+    n_weeks = problem.fence_weeks
+    balance = (fence[[*keys, "week_index", "proj_new"]].merge(places.reset_index(), on=keys)
+               .pivot_table(index="place", columns="week_index", values="proj_new", aggfunc="first")
+               .reindex(index=places.index, columns=range(n_weeks)).to_numpy(dtype=float))
+    cells = expand_weeks(problem.effects[problem.effects["action_id"].isin(actions["action_id"])])
+    cells = cells[cells["week_index"] < n_weeks].merge(actions, on=["action_id", *keys])
+    n_players = actions.groupby("place").size().to_numpy()
+    lifts = np.zeros((len(places), max(n_players.max(), 1), n_weeks))
+    np.add.at(lifts, (cells["place"].to_numpy(), cells["player"].to_numpy(), cells["week_index"].to_numpy()),
+              (cells["sign"] * cells["qty"]).to_numpy(dtype=float))
+    base = balance - lifts.sum(axis=1)  # the place without any of its actions
+    share = np.zeros(lifts.shape[:2])
+    for n in np.unique(n_players):
+        group = np.flatnonzero(n_players == n)
+        if n > EXACT_SHARE_MAX_ACTIONS:
+            qty = np.zeros(lifts.shape[:2])
+            qty[actions["place"].to_numpy(), actions["player"].to_numpy()] = actions["qty"].to_numpy(dtype=float)
+            share[group] = qty[group] / qty[group].sum(axis=1, keepdims=True)
+            continue
+        block = max(1, SHARE_BLOCK_CELLS // (2 ** n * n_weeks))
+        for start in range(0, len(group), block):
+            rows = group[start:start + block]
+            share[rows, :n] = _shapley_shares(base[rows], lifts[rows, :n])
+    return pd.Series(share[actions["place"].to_numpy(), actions["player"].to_numpy()], index=into_short.index)
+
+
+def _shapley_shares(base: np.ndarray, lifts: np.ndarray) -> np.ndarray:
+    """Shares of the cover (places x players; rows sum to 1, or 0 where nothing is covered) of each player's
+    Shapley value in the game v(S) = the worst shortfall of ``base`` lowered by the ``lifts`` of coalition S."""
+    n = lifts.shape[1]
+    coalitions = np.arange(2 ** n)
+    members = (coalitions[:, None] >> np.arange(n)) & 1  # coalitions x players
+    balances = base[:, None, :] + np.einsum("cn,pnw->pcw", members, lifts)
+    shortfall = np.maximum(-balances.min(axis=2), 0.0)  # places x coalitions
+    value = shortfall[:, :1] - shortfall
+    size = members.sum(axis=1)
+    weight = np.array([math.factorial(s) * math.factorial(n - 1 - s) / math.factorial(n) for s in range(n)])
+    phi = np.zeros((len(base), n))
+    for player in range(n):  # the marginal value of joining every coalition without the player
+        without = coalitions[members[:, player] == 0]
+        phi[:, player] = ((value[:, without | (1 << player)] - value[:, without]) * weight[size[without]]).sum(axis=1)
+    covered = value[:, -1:]
+    return np.divide(phi, covered, out=np.zeros_like(phi), where=covered > 1e-9)
 
 
 def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
