@@ -14,7 +14,7 @@ from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
 from soe_assets.respond.report import format_recommendations
 from soe_assets.respond.recommend import (
-    EXACT_SHARE_MAX_ACTIONS, action_rows, attribute, below_safety_stock_after, choose_actions, escalation_rows, link_exceptions,
+    EXACT_SHARE_MAX_ACTIONS, action_rows, attribute, below_safety_stock_after, cents_summing_to_their_total, choose_actions, escalation_rows, link_exceptions,
     overloads_cleared, promise_rows, recommendation_ids, served_places,
 )
 from soe_assets.respond.verify import find_violations, reproject
@@ -798,3 +798,15 @@ def test_more_actions_into_one_place_than_exact_shares_allow_share_by_quantity()
     assert len(acts) == 9 > EXACT_SHARE_MAX_ACTIONS
     into, _ = attribute(prob, acts, projected)
     assert into["impact_resolved_value"].tolist() == pytest.approx([2 * 50] * 9)
+
+
+def test_a_places_shares_in_cents_add_up_to_its_value():
+    """$950 in thirds (316.666...) read 316.67 three times, $950.01 for the place: the running total is rounded
+    instead, so the rows add up to the place's value and each is within a cent of its share."""
+    values = pd.Series([950 / 3, 950 / 3, 0.0, 950 / 3, 12.346, 0.0])
+    sku = pd.Series(["X", "X", "X", "X", "Y", "Y"])
+    place = pd.Series(["A", "A", "A", "A", None, None])  # a row without a place is a group of its own
+    cents = cents_summing_to_their_total(values, [sku, place])
+    assert cents.groupby(sku).sum().round(2).to_dict() == {"X": 950.0, "Y": 12.35}
+    assert (abs(cents - values) <= 0.01).all() and cents[2] == 0 and cents[5] == 0
+

@@ -193,6 +193,14 @@ def _shapley_shares(base: np.ndarray, lifts: np.ndarray) -> np.ndarray:
     return np.divide(phi, covered, out=np.zeros_like(phi), where=covered > 1e-9)
 
 
+def cents_summing_to_their_total(values: pd.Series, groups: list[pd.Series]) -> pd.Series:
+    """``values`` (>= 0) in cents whose sum per group is its total's rounding (rows rounded one by one, a
+    place's $950 shared in thirds read $950.01): each row is the rounded running total less the one before."""
+    running = values.astype(float).groupby(groups, sort=False, dropna=False).cumsum().round(2)
+    before = running.groupby(groups, sort=False, dropna=False).shift(fill_value=0.0)
+    return (running - before).round(2)
+
+
 def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -> pd.DataFrame:
     """The mart rows of the chosen actions (from ``attribute``): explanation and the served shortage's week."""
     if not len(acts):
@@ -599,6 +607,9 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         columns=[*MART_COLUMNS, "to_place", "week_start"])
     mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
     mart["creates_new_exception"] = False
+    # in cents before ranking: rounding after could order two equal shares (4,985.71 and 4,985.72) against rank
+    mart["impact_resolved_value"] = cents_summing_to_their_total(mart["impact_resolved_value"],
+                                                                 [mart["sku_id"], mart["to_place"]])
     # ranked by money at stake: an action's revenue protected, an escalation's revenue still at risk, a
     # re-promise's line value; on a tie, actions before re-promises before escalations
     mart["_at_stake"] = mart.get("at_stake", pd.Series(np.nan, index=mart.index)).fillna(mart["impact_resolved_value"])
@@ -608,7 +619,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     mart["recommendation_id"] = recommendation_ids(mart)
     mart["as_of"] = run.as_of
     mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date
-    for column in ["qty", "cost", "impact_resolved_value"]:
+    for column in ["qty", "cost"]:
         mart[column] = mart[column].astype(float).round(2)
     stats = {
         "shortages_in_fence": int(len(problem.shortages)), "candidate_actions": int(len(problem.actions)),
