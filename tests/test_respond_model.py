@@ -789,15 +789,22 @@ def test_transfers_that_are_each_partly_spare_share_the_cover_by_their_shapley_v
 
 
 def test_more_actions_into_one_place_than_exact_shares_allow_share_by_quantity():
-    """Nine donors (1-day lanes) spare 2 units each for A, 18 short from week 0: nine transfers, one more than
-    the exact Shapley split takes (2^n re-projections), shared by quantity: $100 each."""
-    donors = {("X", f"D{i}"): ([102] * 6, 100) for i in range(9)}
-    pos = positions({("X", "A"): ([-18] * 6, 0), **donors})
-    prob = problem(pos, lanes(*[(f"D{i}", "A", 1, 0.1) for i in range(9)]))
+    """Eleven donors (1-day lanes) spare 2 units each for A, 22 short from week 0: eleven transfers, one more
+    than the exact Shapley split takes (2^n re-projections), shared by quantity: $100 each. Beside it, a place
+    with two actions keeps its exact shares (one busy place changes no other's)."""
+    donors = {("X", f"D{i}"): ([102] * 6, 100) for i in range(11)}
+    # Y at A as in the three-transfers test, two 6-day transfers of 14 and 16 for 19 units: 8.5 and 10.5 each
+    # (v = min(19, units)), where shares by quantity would give 8.87 and 10.13
+    pos = positions({("X", "A"): ([-22] * 6, 0), **donors, ("Y", "A"): ([-11, -11, -30, -30, -30, -30], 0),
+                     ("Y", "E1"): ([114] * 6, 100), ("Y", "E2"): ([116] * 6, 100)})
+    prob = problem(pos, lanes(*[(f"D{i}", "A", 1, 0.1) for i in range(11)], ("E1", "A", 6, 0.1), ("E2", "A", 6, 0.1)))
     acts, projected = chosen(prob)
-    assert len(acts) == 9 > EXACT_SHARE_MAX_ACTIONS
     into, _ = attribute(prob, acts, projected)
-    assert into["impact_resolved_value"].tolist() == pytest.approx([2 * 50] * 9)
+    busy = into[into["sku_id"] == "X"]
+    assert len(busy) == 11 > EXACT_SHARE_MAX_ACTIONS
+    assert busy["impact_resolved_value"].tolist() == pytest.approx([2 * 50] * 11)
+    exact = into[into["sku_id"] == "Y"].set_index("from_location_id")["impact_resolved_value"]
+    assert exact.to_dict() == pytest.approx({"E1": 8.5 * 50, "E2": 10.5 * 50})
 
 
 def test_a_places_shares_in_cents_add_up_to_its_value():

@@ -129,8 +129,9 @@ def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) 
 
 # Up to this many actions into one short location, the cover is shared by exact Shapley values (2^n coalitions
 # re-projected); beyond it (rare: the model uses few actions per place), by quantity.
-EXACT_SHARE_MAX_ACTIONS = 8
-# Coalition balances computed at once (coalitions x places x fence weeks): about 32 MB of float64.
+EXACT_SHARE_MAX_ACTIONS = 10
+# Coalition balances computed at once (coalitions x places x fence weeks): about 32 MB of float64 (its
+# shortfalls and the sums that build it about as much again, for a moment).
 SHARE_BLOCK_CELLS = 4_000_000
 
 
@@ -155,23 +156,27 @@ def _share_of_cover(problem: Problem, into_short: pd.DataFrame, fence: pd.DataFr
     cells = expand_weeks(problem.effects[problem.effects["action_id"].isin(actions["action_id"])])
     cells = cells[cells["week_index"] < n_weeks].merge(actions, on=["action_id", *keys])
     n_players = actions.groupby("place").size().to_numpy()
-    lifts = np.zeros((len(places), max(n_players.max(), 1), n_weeks))
+    # room for the players of the places shared exactly only: one busy place must not widen every place's row
+    exact = n_players[cells["place"].to_numpy()] <= EXACT_SHARE_MAX_ACTIONS
+    cells = cells[exact]
+    lifts = np.zeros((len(places), min(n_players.max(), EXACT_SHARE_MAX_ACTIONS), n_weeks))
     np.add.at(lifts, (cells["place"].to_numpy(), cells["player"].to_numpy(), cells["week_index"].to_numpy()),
               (cells["sign"] * cells["qty"]).to_numpy(dtype=float))
     base = balance - lifts.sum(axis=1)  # the place without any of its actions
-    share = np.zeros(lifts.shape[:2])
-    for n in np.unique(n_players):
+    exact_share = np.zeros(lifts.shape[:2])
+    for n in np.unique(n_players[n_players <= EXACT_SHARE_MAX_ACTIONS]):
         group = np.flatnonzero(n_players == n)
-        if n > EXACT_SHARE_MAX_ACTIONS:
-            qty = np.zeros(lifts.shape[:2])
-            qty[actions["place"].to_numpy(), actions["player"].to_numpy()] = actions["qty"].to_numpy(dtype=float)
-            share[group] = qty[group] / qty[group].sum(axis=1, keepdims=True)
-            continue
         block = max(1, SHARE_BLOCK_CELLS // (2 ** n * n_weeks))
         for start in range(0, len(group), block):
             rows = group[start:start + block]
-            share[rows, :n] = _shapley_shares(base[rows], lifts[rows, :n])
-    return pd.Series(share[actions["place"].to_numpy(), actions["player"].to_numpy()], index=into_short.index)
+            exact_share[rows, :n] = _shapley_shares(base[rows], lifts[rows, :n])
+    place, player = actions["place"].to_numpy(), actions["player"].to_numpy()
+    qty = actions["qty"].to_numpy(dtype=float)
+    busy = n_players[place] > EXACT_SHARE_MAX_ACTIONS
+    share = np.zeros(len(actions))
+    share[busy] = qty[busy] / np.bincount(place, weights=qty)[place[busy]]
+    share[~busy] = exact_share[place[~busy], player[~busy]]
+    return pd.Series(share, index=into_short.index)
 
 
 def _shapley_shares(base: np.ndarray, lifts: np.ndarray) -> np.ndarray:
