@@ -7,7 +7,10 @@ tests copy and bend to plant exactly the situation they need.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -141,3 +144,20 @@ def run_soe(root: Path, landing: Path, *, as_of: date | None = AS_OF, echo: Call
     workspace = Workspace(landing=landing, warehouse=root / "warehouse" / "soe.duckdb", publish=root / "publish")
     ok = run_pipeline(workspace, RunOptions(as_of=as_of, **options), echo=echo)
     return SoeRun(workspace=workspace, ok=ok)
+
+
+@contextmanager
+def another_process_holding(path: Path, seconds: float, *, read_only: bool = False) -> Iterator[subprocess.Popen]:
+    """Another process with the DuckDB file open for ``seconds`` (a second run; read-only: a notebook); yields
+    once it holds it, and ends it on leaving."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "
+         "'ro'); print('held', flush=True); time.sleep(float(sys.argv[3]))", str(path), "ro" if read_only else "rw",
+         str(seconds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+

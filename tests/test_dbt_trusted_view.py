@@ -38,6 +38,7 @@ import pandas as pd
 import postgres_server
 import pytest
 from dbt_raw_fixture import build_raw_warehouse
+from support import another_process_holding
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 AS_OF = dt.date(2026, 11, 18)
@@ -505,25 +506,12 @@ def test_the_project_builds_the_same_tables_on_postgres(warehouse: Path, tmp_pat
             assert differing == (0, 0), f"{table} ({rows} rows): only on Postgres, only on DuckDB: {differing}"
 
 
-def _reader_holding(path: Path, seconds: float) -> subprocess.Popen:
-    """A notebook with the live warehouse open (read-only) for ``seconds``; returns once it holds it."""
-    reader = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
-         f"print('held', flush=True); time.sleep({seconds})", str(path)], stdout=subprocess.PIPE, text=True)
-    assert reader.stdout.readline().strip() == "held"
-    return reader
-
-
 def test_a_reader_opening_the_warehouse_just_before_dbt_connects_is_retried(tmp_path: Path) -> None:
     """A reader that opens the live file in the seconds between the dbt step's own wait and dbt's connecting:
     dbt retries its connection (the profile's retries) instead of failing the build."""
     path = build_raw_warehouse(tmp_path / "held.duckdb", _scenario(), as_of=AS_OF)
-    reader = _reader_holding(path, 8)
-    try:
+    with another_process_holding(path, 8, read_only=True):
         completed = _dbt(["run", "--select", "stg_skus", "stg_locations"], path, tmp_path)
-    finally:
-        reader.kill()
-        reader.wait()
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert "Could not set lock" not in completed.stdout
 
@@ -539,12 +527,8 @@ def test_the_dbt_step_waits_for_a_reader_holding_the_warehouse_and_says_so(
 
     path = build_raw_warehouse(tmp_path / "held.duckdb", _scenario(), as_of=AS_OF)
     monkeypatch.setenv("SOE_WAREHOUSE", str(path))
-    reader = _reader_holding(path, 15)
-    try:
+    with another_process_holding(path, 15, read_only=True) as reader:
         result = dg.materialize([soe_dbt_models], raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
                                 resources={"dbt": dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
-    finally:
-        reader.kill()
-        reader.wait()
     assert result.success
     assert f"{path} is held by another process (PID {reader.pid}): waiting up to 60 s" in capsys.readouterr().err

@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from support import AS_OF, SoeRun, minimal_network, monday, run_soe, write_landing_zone, write_source
+from support import (AS_OF, SoeRun, another_process_holding, minimal_network, monday, run_soe,
+                     write_landing_zone, write_source)
 
 import orchestration.dbt as dbt_assets_module
 
@@ -632,18 +633,11 @@ def test_waiting_for_a_warehouse_another_process_holds_is_said_once(tmp_path):
 
     warehouse = tmp_path / "w.duckdb"
     duckdb.connect(str(warehouse)).close()
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                               "print('held', flush=True); time.sleep(30)", str(warehouse)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with another_process_holding(warehouse, 30) as holder:
         told = []
         with pytest.raises(duckdb.IOException, match="Conflicting lock"):
             open_warehouse(warehouse, lock_wait=1.0, on_wait=told.append)
         assert len(told) == 1 and f"(PID {holder.pid})" in str(told[0])
-    finally:
-        holder.kill()
-        holder.wait()
     open_warehouse(warehouse, lock_wait=1.0, on_wait=told.append).close()
     assert len(told) == 1
 
@@ -655,16 +649,9 @@ def test_a_step_waiting_for_a_reader_of_the_warehouse_says_so(tmp_path, capsys):
 
     warehouse = tmp_path / "w.duckdb"
     duckdb.connect(str(warehouse)).close()
-    reader = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
-                               "read_only=True); print('held', flush=True); time.sleep(2)", str(warehouse)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert reader.stdout.readline().strip() == "held"
+    with another_process_holding(warehouse, 2, read_only=True) as reader:
         with connect(warehouse) as conn:
             assert conn.execute("select 1").fetchall() == [(1,)]
-    finally:
-        reader.kill()
-        reader.wait()
     assert f"{warehouse} is held by another process (PID {reader.pid}): waiting up to 60 s" in capsys.readouterr().err
 
 
