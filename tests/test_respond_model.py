@@ -817,3 +817,21 @@ def test_a_places_shares_in_cents_add_up_to_its_value():
     assert cents.groupby(sku).sum().round(2).to_dict() == {"X": 950.0, "Y": 12.35}
     assert (abs(cents - values) <= 0.01).all() and cents[2] == 0 and cents[5] == 0
 
+
+
+def test_a_small_real_share_of_the_cover_does_not_read_as_covering_nothing():
+    """A share of 0.004 units ($0.20) printed as 'covers 0 ... ($0 ...)', which says the action covers nothing:
+    it reads 'under 0.01' and 'under $1'; a share of 0 still says the action only serves waiting backorders."""
+    pos = positions({("X", "A"): ([5, -20, -10, -20, 10, 10], 0)})
+    supply = pd.DataFrame([
+        {"supply_kind": "purchase_order", "reference_id": reference, "sku_id": "X", "location_id": "A",
+         "resource_id": None, "due_date": WEEK0 + timedelta(weeks=week, days=2), "week_index": week, "qty": 20.0,
+         "ship_date": None} for reference, week in [("PO-1:1", 2), ("PO-2:1", 4)]])
+    prob = problem(pos, lanes(), supply)
+    acts, projected = chosen(prob)
+    into, _ = attribute(prob, acts, projected)
+    small = into.index[into["reference_id"] == "PO-2:1"][0]
+    into.loc[small, ["covered_share_qty", "impact_resolved_value"]] = [0.004, 0.2]
+    text = action_rows(prob, into, projected)["explanation"]
+    assert "covers under 0.01 of the shortfall at A" in text[small] and "(under $1 of revenue" in text[small]
+    assert "covers under" not in text.drop(index=small).str.cat()

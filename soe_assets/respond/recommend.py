@@ -9,6 +9,7 @@ customers first, re-promised to the first week the balance is back above zero) a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -198,6 +199,14 @@ def _shapley_shares(base: np.ndarray, lifts: np.ndarray) -> np.ndarray:
     return np.divide(phi, covered, out=np.zeros_like(phi), where=covered > 1e-9)
 
 
+def _at_least_shown(values: pd.Series, shown: Callable[[pd.Series], pd.Series], rounds_to_zero: float,
+                    instead: str) -> pd.Series:
+    """``shown(values)``, but a positive value that would read 0 reads ``instead``: a small real share of a
+    cover is not 'covers 0', which says the action covers nothing."""
+    values = values.fillna(0)
+    return shown(values).where(~((values > 0) & (values < rounds_to_zero)), instead)
+
+
 def cents_summing_to_their_total(values: pd.Series, groups: list[pd.Series]) -> pd.Series:
     """``values`` (>= 0) in cents whose sum per group is its total's rounding (rows rounded one by one, a
     place's $950 shared in thirds read $950.01): each row is the rounded running total less the one before."""
@@ -228,9 +237,9 @@ def action_rows(problem: Problem, acts: pd.DataFrame, projected: pd.DataFrame) -
         [waits_less, has_short],
         ["serves the backorders waiting at " + to + " sooner, without lowering its worst shortfall of "
          + _units(a["short_qty"].fillna(0)) + " that starts in " + short_week + " ($0 of revenue protected)",
-         "covers " + _n(a["covered_share_qty"]) + " of the shortfall at " + to + " that starts in " + short_week
-         + " and reaches " + _units(a["short_qty"].fillna(0)) + " (" + _money(a["impact_resolved_value"])
-         + " of revenue protected)"],
+         "covers " + _at_least_shown(a["covered_share_qty"], _n, 0.005, "under 0.01") + " of the shortfall at " + to
+         + " that starts in " + short_week + " and reaches " + _units(a["short_qty"].fillna(0)) + " ("
+         + _at_least_shown(a["impact_resolved_value"], _money, 0.5, "under $1") + " of revenue protected)"],
         "frees stock at " + to + " for the transfers recommended from it")
     transfer = a["action_type"].isin(["reallocate_stock", "alternate_source"])
     arrives = pd.to_datetime(a["new_date"])
