@@ -12,7 +12,7 @@ from soe_assets.detect.impact import exception_ids
 from soe_assets.respond.candidates import build_problem
 from soe_assets.respond.config import RespondConfig
 from soe_assets.respond.greedy import greedy_value
-from soe_assets.respond.report import format_recommendations
+from soe_assets.respond.report import format_recommendations, whole_money
 from soe_assets.respond.recommend import (
     EXACT_SHARE_MAX_ACTIONS, action_rows, attribute, below_safety_stock_after, cents_summing_to_their_total, choose_actions, escalation_rows, link_exceptions,
     overloads_cleared, promise_rows, recommendation_ids, served_places,
@@ -782,7 +782,8 @@ def test_transfers_that_are_each_partly_spare_share_the_cover_by_their_shapley_v
     rows = action_rows(prob, into, projected).set_index("from_location_id")
     assert short["protected_value"].sum() == pytest.approx(19 * 50)
     assert rows["impact_resolved_value"].to_dict() == pytest.approx(
-        {"D2": 50 * 10 / 3, "D3": 50 * 28 / 3, "D4": 50 * 19 / 3})
+        {"D2": 50 * 10 / 3, "D3": 50 * 28 / 3, "D4": 50 * 19 / 3}, abs=0.01)  # in cents that add up to $950
+    assert rows["impact_resolved_value"].sum() == pytest.approx(950, abs=1e-9)
     assert "covers 9.33 of the shortfall at A" in rows.loc["D3", "explanation"]
     assert not rows["explanation"].str.contains("without lowering").any()
 
@@ -835,3 +836,18 @@ def test_a_small_real_share_of_the_cover_does_not_read_as_covering_nothing():
     text = action_rows(prob, into, projected)["explanation"]
     assert "covers under 0.01 of the shortfall at A" in text[small] and "(under $1 of revenue" in text[small]
     assert "covers under" not in text.drop(index=small).str.cat()
+
+
+def test_a_rows_explanation_quotes_the_money_its_listing_shows():
+    """Three identical transfers share $2,881.4775: $960.4925 each, in cents 960.50, 960.49, 960.49. The
+    explanation quoted the value before the cents ($960) while the listing showed the mart's 960.50 ($961)."""
+    donors = {("X", f"D{i}"): ([180] * 6, 100) for i in range(3)}
+    pos = positions({("X", "A"): ([-240] * 6, 0), **donors}, price=12.00615625)
+    prob = problem(pos, lanes(*[(f"D{i}", "A", 1, 0.1) for i in range(3)]))
+    acts, projected = chosen(prob)
+    into, _ = attribute(prob, acts, projected)
+    rows = action_rows(prob, into, projected)
+    assert sorted(rows["impact_resolved_value"].round(2)) == [960.49, 960.49, 960.50]
+    quoted = rows["explanation"].str.extract(r"\(\$([\d,]+) of revenue protected\)")[0]
+    listed = pd.Series(whole_money(rows["impact_resolved_value"]), index=rows.index).map("{:,.0f}".format)
+    assert quoted.tolist() == listed.tolist() and "961" in quoted.tolist()

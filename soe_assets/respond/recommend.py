@@ -122,7 +122,9 @@ def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) 
                          .rename(columns={"location_id": "to_location_id"}), on=["sku_id", "to_location_id"], how="left")
     into["share"] = _share_of_cover(problem, into[into["short_qty"].notna()], fence)
     into["share"] = into["share"].fillna(0.0)
-    into["impact_resolved_value"] = (into["protected_value"] * into["share"]).fillna(0.0)
+    # in cents here, before the explanations quote them and the rows are ranked by them
+    into["impact_resolved_value"] = cents_summing_to_their_total(
+        (into["protected_value"] * into["share"]).fillna(0.0), [into["sku_id"], into["to_location_id"]])
     into["covered_share_qty"] = (into["covered_qty"] * into["share"]).fillna(0.0)
     into["cost"] = into["qty"] * into["cost_per_unit"]
     return into.drop(columns="share"), short
@@ -621,9 +623,6 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         columns=[*MART_COLUMNS, "to_place", "week_start"])
     mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
     mart["creates_new_exception"] = False
-    # in cents before ranking: rounding after could order two equal shares (4,985.71 and 4,985.72) against rank
-    mart["impact_resolved_value"] = cents_summing_to_their_total(mart["impact_resolved_value"],
-                                                                 [mart["sku_id"], mart["to_place"]])
     # ranked by money at stake: an action's revenue protected, an escalation's revenue still at risk, a
     # re-promise's line value; on a tie, actions before re-promises before escalations
     mart["_at_stake"] = mart.get("at_stake", pd.Series(np.nan, index=mart.index)).fillna(mart["impact_resolved_value"])
@@ -633,7 +632,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
     mart["recommendation_id"] = recommendation_ids(mart)
     mart["as_of"] = run.as_of
     mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date
-    for column in ["qty", "cost"]:
+    for column in ["qty", "cost", "impact_resolved_value"]:
         mart[column] = mart[column].astype(float).round(2)
     stats = {
         "shortages_in_fence": int(len(problem.shortages)), "candidate_actions": int(len(problem.actions)),
