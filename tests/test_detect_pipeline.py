@@ -353,21 +353,6 @@ def test_a_fresh_extract_of_old_stock_counts_is_a_data_quality_exception_per_loc
                        "shipment since."}]
 
 
-def test_a_location_the_stock_counts_leave_out_is_a_data_quality_exception(tmp_path: Path) -> None:
-    """A fresh inventory extract without a row for DC-2 (the WMS exported one site): DC-2 opens the trusted view
-    with nothing on hand, which is said, once; DC-1's counts are today's."""
-    network = minimal_network()
-    network["inventory_snapshots"] = [row for row in network["inventory_snapshots"] if row["location_id"] != "DC-2"]
-    run = run_soe(tmp_path, write_landing_zone(tmp_path / "landing", network))
-    assert (run.query("SELECT count(*) AS n FROM marts.sku_location_week WHERE location_id = 'DC-2'")["n"] > 0).all()
-    flagged = run.query("SELECT reference_id, location_id, explanation FROM marts.exceptions "
-                        "WHERE exception_type = 'data_quality' AND reference_id LIKE 'stock_count:%'")
-    assert flagged.to_dict("records") == [{
-        "reference_id": "stock_count:DC-2", "location_id": "DC-2",
-        "explanation": "No stock count at DC-2 on or before as_of in the inventory snapshots: the projection starts "
-                       "from nothing on hand there."}]
-
-
 def test_time_fence_rule(planted: pd.DataFrame) -> None:
     stockouts = planted[planted["exception_type"].eq("projected_stockout")].set_index("sku_id")
     assert stockouts.loc["FAR", "escalate_to_sop"]  # first short week beyond the fence

@@ -720,33 +720,19 @@ def _stale_sources(stale: list[SourceHealth], limits: QualityLimits, config: Det
 def _stale_stock_counts(conn: duckdb.DuckDBPyConnection, limits: QualityLimits, config: DetectionConfig) -> pd.DataFrame:
     """One ``data_quality`` candidate per location whose latest stock count is older than the freshness limit of
     ``inventory_snapshots``, in a fresh extract of that source (a fresh file of old counts): the projection starts
-    from that count and misses every receipt and shipment since; and one per location of the trusted view never
-    counted on or before as_of (left out of the WMS's export): the projection starts from nothing on hand."""
+    from that count and misses every receipt and shipment since."""
     limit = limits.freshness_limit("inventory_snapshots")
     sql = f"""
 with counts as (
     select location_id, max(snapshot_date) as counted_on, datediff('day', max(snapshot_date), any_value(as_of)) as age
     from intermediate.int_available_stock group by location_id
-),
-never_counted as (
-    select distinct location_id from marts.sku_location_week
-    where location_id not in (select location_id from counts)
-),
-flagged as (
-    select location_id,
-           'The latest stock count at ' || location_id || ' is from ' || strftime(counted_on, '%Y-%m-%d') || ', '
-           || {_counted('age', 'day')} || ' before as_of (limit ' || {_counted(str(limit), 'day')}
-           || '): the projection starts from it and misses every receipt and shipment since.' as explanation
-    from counts where age > {limit}
-    union all
-    select location_id,
-           'No stock count at ' || location_id || ' on or before as_of in the inventory snapshots: the projection '
-           || 'starts from nothing on hand there.' as explanation
-    from never_counted
 )
 select 'data_quality' as exception_type, location_id, 'stock_count:' || location_id as reference_id, 50 as qty,
-       ? as unit_cost, 1 as weeks_affected, true as absorbable, explanation
-from flagged
+       ? as unit_cost, 1 as weeks_affected, true as absorbable,
+       'The latest stock count at ' || location_id || ' is from ' || strftime(counted_on, '%Y-%m-%d') || ', '
+       || {_counted('age', 'day')} || ' before as_of (limit ' || {_counted(str(limit), 'day')}
+       || '): the projection starts from it and misses every receipt and shipment since.' as explanation
+from counts where age > {limit}
 order by location_id
 """
     return _frame(conn, sql, [config.dq_value_per_row])
