@@ -745,18 +745,24 @@ def test_on_a_sunday_tomorrows_truck_is_one_departure_limited_to_the_stock_at_as
     assert tomorrow["qty"].sum() <= 20.0 + 1e-6
 
 
-def test_actions_that_each_lower_a_different_worst_week_share_the_revenue_protected():
-    """A is 20 short in weeks 1 and 3 (10 in week 2). PO-1 (20 units, due in week 2) brought into week 1
-    covers week 1 only; PO-2 (20 units, due in week 4) brought into week 2 covers weeks 2-3. Either alone
-    leaves the worst shortfall at 20; both bring it to 0: $1,000, half each. Shared by the first worst week
-    (week 1), PO-1 showed all of it and PO-2 '$0 ... without lowering its worst shortfall'."""
+def two_expedites_for_two_worst_weeks():
+    """A is 20 short in weeks 1 and 3 (10 in week 2); PO-1 (20 units, due in week 2) and PO-2 (20, due in week 4)
+    can be brought forward. The problem and the model's chosen actions with their re-projection."""
     pos = positions({("X", "A"): ([5, -20, -10, -20, 10, 10], 0)})
     supply = pd.DataFrame([
         {"supply_kind": "purchase_order", "reference_id": reference, "sku_id": "X", "location_id": "A",
          "resource_id": None, "due_date": WEEK0 + timedelta(weeks=week, days=2), "week_index": week, "qty": 20.0,
          "ship_date": None} for reference, week in [("PO-1:1", 2), ("PO-2:1", 4)]])
     prob = problem(pos, lanes(), supply)
-    acts, projected = chosen(prob)
+    return (prob, *chosen(prob))
+
+
+def test_actions_that_each_lower_a_different_worst_week_share_the_revenue_protected():
+    """A is 20 short in weeks 1 and 3 (10 in week 2). PO-1 (20 units, due in week 2) brought into week 1
+    covers week 1 only; PO-2 (20 units, due in week 4) brought into week 2 covers weeks 2-3. Either alone
+    leaves the worst shortfall at 20; both bring it to 0: $1,000, half each. Shared by the first worst week
+    (week 1), PO-1 showed all of it and PO-2 '$0 ... without lowering its worst shortfall'."""
+    prob, acts, projected = two_expedites_for_two_worst_weeks()
     assert projected.loc[projected["location_id"] == "A", "proj_new"].min() >= 0
     into, short = attribute(prob, acts, projected)
     rows = action_rows(prob, into, projected)
@@ -823,13 +829,7 @@ def test_a_places_shares_in_cents_add_up_to_its_value():
 def test_a_small_real_share_of_the_cover_does_not_read_as_covering_nothing():
     """A share of 0.004 units ($0.20) printed as 'covers 0 ... ($0 ...)', which says the action covers nothing:
     it reads 'under 0.01' and 'under $1'; a share of 0 still says the action only serves waiting backorders."""
-    pos = positions({("X", "A"): ([5, -20, -10, -20, 10, 10], 0)})
-    supply = pd.DataFrame([
-        {"supply_kind": "purchase_order", "reference_id": reference, "sku_id": "X", "location_id": "A",
-         "resource_id": None, "due_date": WEEK0 + timedelta(weeks=week, days=2), "week_index": week, "qty": 20.0,
-         "ship_date": None} for reference, week in [("PO-1:1", 2), ("PO-2:1", 4)]])
-    prob = problem(pos, lanes(), supply)
-    acts, projected = chosen(prob)
+    prob, acts, projected = two_expedites_for_two_worst_weeks()
     into, _ = attribute(prob, acts, projected)
     small = into.index[into["reference_id"] == "PO-2:1"][0]
     into.loc[small, ["covered_share_qty", "impact_resolved_value"]] = [0.004, 0.2]
