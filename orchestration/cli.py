@@ -264,10 +264,10 @@ def _check_warehouse_file(path: Path) -> None:
         return
     import duckdb
 
-    from soe_assets.warehouse import open_warehouse, say_waiting
+    from soe_assets.warehouse import open_warehouse
 
     try:
-        open_warehouse(path, on_wait=lambda error: say_waiting(path, error)).close()
+        open_warehouse(path).close()
     except duckdb.Error as error:
         raise UserError(f"cannot use {path} as the warehouse: {error}") from None
 

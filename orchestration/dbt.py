@@ -86,14 +86,17 @@ class SoeDbtCliResource(DbtCliResource):
         return None
 
 
+def dbt_resource() -> DbtCliResource:
+    return SoeDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+
+
 class SoeDbtProjectPreparer(DagsterDbtProjectPreparer):
     """dagster-dbt's preparer (a lock against two processes parsing at once), parsing with soe's resource:
     its own loads the dbt adapter into this process, whose multiprocessing lock the command's fast exit
     (``orchestration.cli.command``) left for Python's resource tracker to report as leaked."""
 
     def _prepare_manifest(self, project: DbtProject) -> None:
-        SoeDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
-            self._prepare_project_cli_args, target_path=project.target_path).wait()
+        dbt_resource().cli(self._prepare_project_cli_args, target_path=project.target_path).wait()
 
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_DIR)
@@ -207,7 +210,3 @@ def prune_run_targets(keep: int) -> None:
     folders = sorted(dbt_project.manifest_path.parent.glob("soe_dbt_models-*"), key=lambda p: p.stat().st_mtime)
     for folder in folders[:-keep] if keep else folders:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def dbt_resource() -> DbtCliResource:
-    return SoeDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)

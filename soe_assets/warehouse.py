@@ -38,7 +38,8 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
                    lock_wait: float = LOCK_WAIT_SECONDS,
                    on_wait: Callable[[duckdb.Error], None] | None = None) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, waiting up to ``lock_wait`` seconds while another process holds the file's lock;
-    ``on_wait`` is told once, when the wait begins."""
+    ``on_wait`` is told once, when the wait begins (by default the user is, on stderr: the terminal of
+    `soe run`, a step's log in the UI; a run that stands still says why)."""
     deadline = time.monotonic() + lock_wait
     waiting = False
     while True:
@@ -47,24 +48,22 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
         except duckdb.IOException as error:
             if not is_lock_conflict(error) or time.monotonic() >= deadline:
                 raise
-            if on_wait is not None and not waiting:
-                on_wait(error)
+            if not waiting:
+                (on_wait or (lambda held: _say_waiting(path, lock_wait, held)))(error)
             waiting = True
             time.sleep(0.2)
 
 
-def say_waiting(path: str | Path, error: duckdb.Error) -> None:
-    """Tell the user (stderr: the terminal of `soe run`, a step's log in the UI) why nothing moves."""
+def _say_waiting(path: str | Path, seconds: float, error: duckdb.Error) -> None:
     holder = re.search(r"\(PID (\d+)\)", str(error))
     print(f"{path} is held by another process{f' (PID {holder.group(1)})' if holder else ''}: waiting up to "
-          f"{LOCK_WAIT_SECONDS:.0f} s for it to let go ...", file=sys.stderr, flush=True)
+          f"{seconds:.0f} s for it to let go ...", file=sys.stderr, flush=True)
 
 
 @contextmanager
 def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()},
-                          on_wait=lambda error: say_waiting(path, error))
+    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
     try:
         yield conn
     except Exception as error:

@@ -142,10 +142,10 @@ def check_landing_zone(landing_dir: Path) -> None:
     if not landing_dir.is_dir():
         raise LandingZoneError(f"landing zone {landing_dir} does not exist or is not a folder")
     _refuse_unlistable(landing_dir, "the landing zone")
-    for source in SOURCES:
-        if (landing_dir / source.name).is_dir():
-            _refuse_unlistable(landing_dir / source.name, f"the {source.name} folder of the landing zone")
-    missing = [s.name for s in SOURCES if s.required and not (landing_dir / s.name).is_dir()]
+    present = {s.name for s in SOURCES if (landing_dir / s.name).is_dir()}
+    for name in sorted(present):
+        _refuse_unlistable(landing_dir / name, f"the {name} folder of the landing zone")
+    missing = [s.name for s in SOURCES if s.required and s.name not in present]
     if missing:
         raise LandingZoneError(
             f"landing zone {landing_dir} lacks required source folder(s): {', '.join(missing)} "

@@ -120,8 +120,7 @@ def attribute(problem: Problem, actions: pd.DataFrame, projected: pd.DataFrame) 
     short["protected_value"] = short["covered_qty"] * short["price"].fillna(0)
     into = actions.merge(short[["sku_id", "location_id", "protected_value", "covered_qty", "short_qty", "first_week"]]
                          .rename(columns={"location_id": "to_location_id"}), on=["sku_id", "to_location_id"], how="left")
-    into["share"] = _share_of_cover(problem, into[into["short_qty"].notna()], fence)
-    into["share"] = into["share"].fillna(0.0)
+    into["share"] = _share_of_cover(problem, into[into["short_qty"].notna()], fence).reindex(into.index, fill_value=0.0)
     # in cents here, before the explanations quote them and the rows are ranked by them
     into["impact_resolved_value"] = cents_summing_to_their_total(
         (into["protected_value"] * into["share"]).fillna(0.0), [into["sku_id"], into["to_location_id"]])
