@@ -29,6 +29,7 @@ from orchestration.progress import ANSI, failure_reasons
 from orchestration.resources import SoeSettings
 from soe_assets import run_lock
 from soe_assets.alerts import Alert, default_alert_log, deliver
+from soe_assets.ingest.pipeline import LandingZoneError, readable_source_folders
 from soe_assets.warehouse import as_of_of_run, run_published
 
 FULL_RUN_JOB = "soe_full_run"
@@ -125,6 +126,10 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     busy = warehouse_busy(context.instance, os.environ.get("SOE_WAREHOUSE", "soe.duckdb"))
     if busy:  # a run requested now would be refused, and its batch, already in the cursor, never run
         return dg.SkipReason(busy)
+    try:
+        readable_source_folders(settings.landing_path)
+    except LandingZoneError as problem:  # nothing to look at until someone fixes the path or the permissions
+        return dg.SkipReason(str(problem))
     settle = settle_seconds()
     state = scan_landing_zone(settings.landing_path)
     settling = files_being_written(state, settle)

@@ -1189,6 +1189,48 @@ def test_a_sensor_tick_writes_nothing_when_no_run_was_killed(tmp_path, monkeypat
     assert not (tmp_path / "not-yet").exists()
 
 
+SENSOR_TICK = """
+import sys
+import dagster as dg
+from orchestration.resources import SoeSettings
+from orchestration.sensors import landing_zone_sensor
+settings = SoeSettings(landing_dir=sys.argv[1], publish_dir=sys.argv[2])
+context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources={"settings": settings})
+result = landing_zone_sensor(context)
+print(type(result).__name__, getattr(result, "skip_message", ""))
+"""
+
+
+@pytest.mark.parametrize("problem", ["missing", "unreadable source folder"])
+def test_the_landing_zone_sensor_skips_a_zone_it_cannot_read_with_the_reason(tmp_path, monkeypatch, problem):
+    """A mistyped landing path, or a source folder another system's user wrote with umask 077: the tick says why
+    it starts nothing, instead of failing with a PermissionError traceback, or reporting nothing new. Run as root,
+    the tick drops the capability that ignores file modes."""
+    import subprocess
+    import sys
+
+    landing = tmp_path / "landing"
+    if problem == "missing":
+        expected = f"landing zone {landing} does not exist or is not a folder"
+    else:
+        (landing / "skus").mkdir(parents=True)
+        (landing / "sales_orders").mkdir()
+        (landing / "sales_orders" / "2026-11-20.csv").write_text("order_id\n")
+        (landing / "sales_orders").chmod(0o000)
+        expected = f"cannot read the sales_orders folder of the landing zone {landing / 'sales_orders'}: permission denied"
+    as_a_user = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    monkeypatch.setenv("SOE_WAREHOUSE", str(tmp_path / "soe.duckdb"))
+    try:
+        completed = subprocess.run([*as_a_user, sys.executable, "-c", SENSOR_TICK, str(landing), str(tmp_path / "p")],
+                                   cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                                   timeout=120, check=False)
+    finally:
+        if landing.exists():
+            (landing / "sales_orders").chmod(0o755)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip() == f"SkipReason {expected}"
+
+
 def test_an_alert_log_that_cannot_be_written_is_warned_about_and_the_webhook_still_gets_the_alert(tmp_path, monkeypatch):
     """A log path taken by a folder (or a read-only file): the alert must not be lost, nor fail the check or the
     run that raised it."""

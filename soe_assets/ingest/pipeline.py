@@ -139,18 +139,25 @@ def _default_as_of(landing_dir: Path, extracts: list[Extract]) -> date:
 
 
 def check_landing_zone(landing_dir: Path) -> None:
-    if not landing_dir.is_dir():
-        raise LandingZoneError(f"landing zone {landing_dir} does not exist or is not a folder")
-    _refuse_unlistable(landing_dir, "the landing zone")
-    present = {s.name for s in SOURCES if (landing_dir / s.name).is_dir()}
-    for name in sorted(present):
-        _refuse_unlistable(landing_dir / name, f"the {name} folder of the landing zone")
+    present = readable_source_folders(landing_dir)
     missing = [s.name for s in SOURCES if s.required and s.name not in present]
     if missing:
         raise LandingZoneError(
             f"landing zone {landing_dir} lacks required source folder(s): {', '.join(missing)} "
             "(see the landing-zone layout in the README)"
         )
+
+
+def readable_source_folders(landing_dir: Path) -> set[str]:
+    """The sources with a folder in the landing zone; a LandingZoneError if the zone is no folder, or this user
+    cannot read it or one of those folders."""
+    if not landing_dir.is_dir():
+        raise LandingZoneError(f"landing zone {landing_dir} does not exist or is not a folder")
+    _refuse_unlistable(landing_dir, "the landing zone")
+    present = {s.name for s in SOURCES if (landing_dir / s.name).is_dir()}
+    for name in sorted(present):
+        _refuse_unlistable(landing_dir / name, f"the {name} folder of the landing zone")
+    return present
 
 
 def _refuse_unlistable(folder: Path, what: str) -> None:
