@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -117,18 +119,26 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _manifest_is_stale() -> bool:
-    manifest = dbt_project.manifest_path
+# The folders dbt reads a project's nodes from (dbt's default *-paths, which dbt_project.yml keeps).
+PROJECT_NODE_FOLDERS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
+
+
+def manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
+    """Whether ``manifest`` misses, or is older than, a file of the project or a change to its folders (a
+    folder's time changes when a file in it is added, removed or renamed): a node dbt builds that the loaded
+    manifest lacks fails the dbt step."""
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    sources = [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml", *DBT_PROJECT_DIR.glob("models/**/*"), *DBT_PROJECT_DIR.glob("macros/**/*")]
-    return any(path.stat().st_mtime > built for path in sources if path.is_file())
+    folders = [project_dir / name for name in PROJECT_NODE_FOLDERS if (project_dir / name).is_dir()]
+    paths = [project_dir / "dbt_project.yml", project_dir / "profiles.yml", *folders,
+             *(path for folder in folders for path in folder.glob("**/*"))]
+    return any(path.stat().st_mtime > built for path in paths if path.exists())
 
 
 def prepare_manifest() -> None:
     """Parse the dbt project when its manifest is missing or older than its files (~5 s)."""
-    if _manifest_is_stale():
+    if manifest_is_stale(DBT_PROJECT_DIR, dbt_project.manifest_path):
         # The profile needs a warehouse path to parse (parsing never opens it); only the parse is given one.
         with _environment(SOE_WAREHOUSE=os.environ.get("SOE_WAREHOUSE") or str(DBT_TARGET_DIR / "parse-only.duckdb")):
             SoeDbtProjectPreparer().prepare(dbt_project)
@@ -157,11 +167,31 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
         invocation = dbt.cli(["build"], context=context)
         run_lock.record_child(warehouse.path, invocation.process.pid)  # it writes the warehouse until it exits
         import_in_background()  # only now: before dbt starts, the import would hold up its launch
-        for event in invocation.stream():
-            yield event
-            line = slow_node_line(event, SLOW_NODE_SECONDS)
-            if line:
-                context.log.info(line)
+        try:
+            for event in invocation.stream():
+                yield event
+                line = slow_node_line(event, SLOW_NODE_SECONDS)
+                if line:
+                    context.log.info(line)
+        finally:
+            stop_unfinished(invocation.process)
+
+
+# How long dbt may take to stop once asked, before it is killed.
+DBT_STOP_SECONDS = 30.0
+
+
+def stop_unfinished(process: subprocess.Popen) -> None:
+    """Stop a dbt build the step no longer follows (it failed while dbt ran): left running, dbt would hold the
+    warehouse, and the next step would wait for it, then fail."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)  # as dagster-dbt interrupts it: dbt cancels its queries and exits
+    try:
+        process.wait(DBT_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
     statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])
     context.log.info("dbt build: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
     keep_partial_parse(invocation.target_path)

@@ -532,3 +532,54 @@ def test_the_dbt_step_waits_for_a_reader_holding_the_warehouse_and_says_so(
                                 resources={"dbt": dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
     assert result.success
     assert f"{path} is held by another process (PID {reader.pid}): waiting up to 60 s" in capsys.readouterr().err
+
+
+def test_a_dbt_step_that_fails_while_dbt_builds_stops_dbt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step fails on dbt's first event (as it did when the loaded manifest lacked a node dbt built): the
+    build it no longer follows is stopped, not left holding the warehouse for the next step to wait on."""
+    import dagster as dg
+
+    import orchestration.dbt as soe_dbt
+    from orchestration.resources import WarehouseResource
+
+    def broken(event: object, threshold: float) -> str | None:
+        raise KeyError("a node the manifest lacks")
+
+    path = build_raw_warehouse(tmp_path / "w.duckdb", _scenario(), as_of=AS_OF)
+    monkeypatch.setenv("SOE_WAREHOUSE", str(path))
+    monkeypatch.setattr(soe_dbt, "slow_node_line", broken)
+    result = dg.materialize([soe_dbt.soe_dbt_models], raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
+                            resources={"dbt": soe_dbt.dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
+    assert not result.success
+    duckdb.connect(str(path)).close()  # no dbt left writing it: the file opens at once
+
+
+def test_the_manifest_is_stale_after_any_change_to_the_project_s_nodes(tmp_path: Path) -> None:
+    """A test added (or a model removed) after the last parse: dbt would build a node the loaded manifest lacks,
+    and the dbt step would fail on it, every run, until the project was parsed again."""
+    from orchestration.dbt import manifest_is_stale
+
+    project = tmp_path / "project"
+    for folder in ("models", "macros", "tests"):
+        (project / folder).mkdir(parents=True)
+    for path in (project / "dbt_project.yml", project / "profiles.yml", project / "models" / "a.sql",
+                 project / "models" / "b.sql"):
+        path.write_text("-- a file\n")
+    manifest = project / "target" / "manifest.json"
+    assert manifest_is_stale(project, manifest)  # never parsed
+    manifest.parent.mkdir()
+    manifest.write_text("{}")
+
+    def parsed_after_everything() -> None:
+        latest = max(path.stat().st_mtime for path in project.rglob("*") if path != manifest)
+        os.utime(manifest, (latest + 10, latest + 10))
+
+    parsed_after_everything()
+    assert not manifest_is_stale(project, manifest)
+    (project / "tests" / "assert_something.sql").write_text("select 1 where false\n")
+    os.utime(project / "tests" / "assert_something.sql", (manifest.stat().st_mtime + 5,) * 2)
+    assert manifest_is_stale(project, manifest)  # a new test
+    parsed_after_everything()
+    (project / "models" / "b.sql").unlink()
+    os.utime(project / "models", (manifest.stat().st_mtime + 5,) * 2)  # what the removal does to the folder's time
+    assert manifest_is_stale(project, manifest)  # a model removed

@@ -44,6 +44,33 @@ def test_calendar_file_overrides(tmp_path):
     assert SopCalendar(calendar_file=str(path)).cycles(around=AS_OF) == [date(2027, 1, 18), date(2027, 2, 15)]
 
 
+def test_a_calendar_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "sop_calendar.csv"
+    path.write_bytes("cycle_date,name\n2027-01-18,Jan\n".encode("utf-8-sig"))
+    assert SopCalendar(calendar_file=str(path)).cycles(around=AS_OF) == [date(2027, 1, 18)]
+
+
+def test_a_calendar_row_without_a_cycle_date_is_skipped_like_a_blank_one(tmp_path):
+    """A short last row (the cycle date column left off): an AttributeError traceback before."""
+    path = tmp_path / "sop_calendar.csv"
+    path.write_text("name,cycle_date\nJan,2027-01-18\nFeb,\nMar\n")
+    assert SopCalendar(calendar_file=str(path)).cycles(around=AS_OF) == [date(2027, 1, 18)]
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("2027-01-18,Jan\n20270215,Feb\n", "line 3: cycle_date '20270215' is not a day YYYY-MM-DD"),
+    ("2027-W03-1,Jan\n", "line 2: cycle_date '2027-W03-1' is not a day YYYY-MM-DD"),
+    ("2027-02-30,Feb\n", "line 2: cycle_date '2027-02-30' is not a day YYYY-MM-DD"),
+])
+def test_a_calendar_value_that_is_no_day_is_refused_with_its_line(tmp_path, rows, message):
+    """The command line refuses such a calendar before any run (``soe: error: SOE_SOP_CALENDAR=...: <message>``);
+    a compact date was read where ``--as-of`` refuses one."""
+    path = tmp_path / "sop_calendar.csv"
+    path.write_text("cycle_date,name\n" + rows)
+    with pytest.raises(ValueError, match=re.escape(f"S&OP calendar {path}, {message}")):
+        SopCalendar(calendar_file=str(path)).cycles(around=AS_OF)
+
+
 @dataclass
 class Tick:
     run_requests: list[dg.RunRequest]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from soe_assets.run_window import ISO_DAY
+
 CALENDAR_ENV = "SOE_SOP_CALENDAR"
 
 
@@ -29,11 +31,23 @@ def first_mondays(around: date, months_each_side: int = 13) -> list[date]:
 
 
 def read_calendar_file(path: Path) -> list[date]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    """The cycle dates of a calendar CSV; a ValueError naming the line of a value that is not a day YYYY-MM-DD."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" starts with a BOM
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or "cycle_date" not in reader.fieldnames:
             raise ValueError(f"S&OP calendar {path} needs a 'cycle_date' column")
-        return sorted({date.fromisoformat(row["cycle_date"].strip()) for row in reader if row["cycle_date"].strip()})
+        values = [(reader.line_num, (row["cycle_date"] or "").strip()) for row in reader]  # a short row: None
+    cycles = set()
+    for line, text in values:
+        if not text:
+            continue
+        try:
+            if not ISO_DAY.fullmatch(text):
+                raise ValueError(text)
+            cycles.add(date.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"S&OP calendar {path}, line {line}: cycle_date '{text}' is not a day YYYY-MM-DD") from None
+    return sorted(cycles)
 
 
 class SopCalendar(dg.ConfigurableResource):
