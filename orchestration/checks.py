@@ -15,7 +15,7 @@ import dagster as dg
 
 from data_contracts.gx_suites import read_sku_location_week, validate_sku_location_week
 from orchestration.dbt import soe_dbt_models
-from orchestration.resources import QualitySettings, WarehouseResource
+from orchestration.resources import WarehouseResource
 from soe_assets.ingest.checks import evaluate
 from soe_assets.ingest.health import Finding
 from soe_assets.warehouse import read_run_context
@@ -39,7 +39,7 @@ TRUSTED_VIEW_KEY = _dbt_key("sku_location_week")
     ],
 )
 def reconciliation_findings_check(
-    context: dg.AssetCheckExecutionContext, quality: QualitySettings, warehouse: WarehouseResource
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
     with warehouse.connect(read_only=True) as conn:
         run = read_run_context(conn)
@@ -57,7 +57,7 @@ def reconciliation_findings_check(
         finding = Finding(True, "sources agree", metadata)
     yield from evaluate(
         context, [(RECONCILIATION_KEY, "no_open_findings", finding, dg.AssetCheckSeverity.WARN)],
-        quality, warehouse, run.as_of.isoformat(),
+        warehouse, run.as_of.isoformat(),
     )
 
 
@@ -71,7 +71,7 @@ def reconciliation_findings_check(
     ],
 )
 def trusted_view_expectations(
-    context: dg.AssetCheckExecutionContext, quality: QualitySettings, warehouse: WarehouseResource
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult]:
     with warehouse.connect(read_only=True) as conn:
         run = read_run_context(conn)
@@ -84,7 +84,7 @@ def trusted_view_expectations(
         finding = Finding(False, "sku_location_week breaks its expectations: " + "; ".join(outcome.failed), metadata)
     yield from evaluate(
         context, [(TRUSTED_VIEW_KEY, "sku_location_week_expectations", finding, dg.AssetCheckSeverity.ERROR)],
-        quality, warehouse, run.as_of.isoformat(),
+        warehouse, run.as_of.isoformat(),
     )
 
 

@@ -175,6 +175,10 @@ def soe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
                     context.log.info(line)
         finally:
             stop_unfinished(invocation.process)
+    statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])
+    context.log.info("dbt build: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
+    keep_partial_parse(invocation.target_path)
+    prune_run_targets(keep=RUN_TARGETS_KEPT)
 
 
 # How long dbt may take to stop once asked, before it is killed.
@@ -192,10 +196,6 @@ def stop_unfinished(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    statuses = Counter(result["status"] for result in invocation.get_artifact("run_results.json")["results"])
-    context.log.info("dbt build: " + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
-    keep_partial_parse(invocation.target_path)
-    prune_run_targets(keep=RUN_TARGETS_KEPT)
 
 
 # A dbt node that takes this long gets its own progress line: on a large network the build runs for a

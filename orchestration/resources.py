@@ -115,7 +115,7 @@ def _row_count(name: str, text: str) -> int:
 
 
 class QualitySettings(dg.ConfigurableResource):
-    """Data-quality limits of the asset checks and where alerts go (``docs/operations.md``).
+    """Data-quality limits of the asset checks (``docs/operations.md``).
 
     ``freshness_days`` overrides the contract defaults per source (2 days for
     execution sources, 35 for master data and the plan). The webhook URL is

@@ -411,7 +411,7 @@ def _simulate_block(net: _Network, block: int, sku_start: int, sku_stop: int,
     store_noise = np.clip(rng.normal(0, 0.07, (nb, n_stores, W)), -0.15, 0.15)
     actual_store = np.round(plan_store * (1 + store_noise))
 
-    sales = _sales_lines(net, rng, sku, actual_customer)
+    sales = _sales_lines(net, rng, actual_customer)
     ship_week = (sales["ship_day"] - monday[0]) // 7
     counted = (~sales["cancelled"]) & (ship_week >= 0) & (ship_week < W)
     shipped_out = np.bincount(
@@ -514,8 +514,7 @@ def _choose_planted(net: _Network, sourcing: np.ndarray, rng: np.random.Generato
     return chosen
 
 
-def _sales_lines(net: _Network, rng: np.random.Generator, sku: np.ndarray,
-                 actual_customer: np.ndarray) -> dict[str, np.ndarray]:
+def _sales_lines(net: _Network, rng: np.random.Generator, actual_customer: np.ndarray) -> dict[str, np.ndarray]:
     """Customer order lines whose non-cancelled quantities add up to actual demand."""
     as_of_day = net.as_of_day
     cell, qty = _split_weekly_into_lines(actual_customer, rng)

@@ -85,6 +85,6 @@ def detected_exceptions(context: dg.AssetExecutionContext, settings: SoeSettings
                       "is ambiguous", {"open": len(open_priorities)})
     # through the alert sink, as every failed check
     yield from evaluate(context, [(dg.AssetKey("exceptions"), "priority_unique", finding, dg.AssetCheckSeverity.ERROR)],
-                        quality, warehouse, run.as_of.isoformat())
+                        warehouse, run.as_of.isoformat())
     yield dg.MaterializeResult(asset_key="exception_history",
                                metadata={"rows": int(history_size[0]), "runs": int(history_size[1])})

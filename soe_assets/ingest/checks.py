@@ -30,7 +30,6 @@ def source_key(source: str) -> dg.AssetKey:
 def evaluate(
     context: dg.AssetCheckExecutionContext,
     results: Iterable[tuple[dg.AssetKey, str, h.Finding, dg.AssetCheckSeverity]],
-    quality: QualitySettings,
     warehouse: WarehouseResource,
     as_of: str,
 ) -> Iterator[dg.AssetCheckResult]:
@@ -80,7 +79,7 @@ def source_health_checks(
         findings.append((source_key(source), "contract_violations", h.contract_violations(health, limits),
                          dg.AssetCheckSeverity.WARN))
         findings.append((source_key(source), "freshness", h.freshness(health, limits), dg.AssetCheckSeverity.WARN))
-    yield from evaluate(context, findings, quality, warehouse, as_of)
+    yield from evaluate(context, findings, warehouse, as_of)
 
 
 @dg.multi_asset_check(
@@ -105,7 +104,7 @@ def publish_gate_checks(
     as_of = str(next(iter(healths.values())).as_of)
     findings = [(INGEST_LOG_KEY, name, finding, dg.AssetCheckSeverity.ERROR)
                 for name, finding in h.publish_gates(healths, quality.limits()).items()]
-    yield from evaluate(context, findings, quality, warehouse, as_of)
+    yield from evaluate(context, findings, warehouse, as_of)
 
 
 INGEST_CHECKS = [source_health_checks, publish_gate_checks]

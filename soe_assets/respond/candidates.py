@@ -248,7 +248,7 @@ def build_problem(as_of: date, horizon_weeks: int, fence_weeks: int, positions: 
     parts = [
         _transfers(as_of, week0, horizon_weeks, fence_weeks, positions, shortages, lanes, usual, config),
         _expedites(as_of, week0, fence_weeks, shortages, supply, config),
-        _pull_ins(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
+        _pull_ins(as_of, week0, fence_weeks, shortages, lanes, supply, capacity, config),
         _reprioritisations(as_of, week0, fence_weeks, positions, shortages, lanes, supply, capacity, config),
     ]
     actions = _stacked([p[0] for p in parts], ACTION_COLUMNS)
@@ -409,7 +409,7 @@ def _expedites(as_of, week0, fence, shortages, supply, config):
     return cand, eff
 
 
-def _pull_ins(as_of, week0, fence, positions, shortages, lanes, supply, capacity, config):
+def _pull_ins(as_of, week0, fence, shortages, lanes, supply, capacity, config):
     if not len(shortages) or not len(supply) or not len(capacity):
         return _empty()
     items = _production_to_pull(shortages, lanes, supply)

@@ -1,4 +1,4 @@
-"""A simple greedy baseline to compare the optimiser with (tests and benchmarks only).
+"""A simple greedy baseline to compare the optimiser with (tests only).
 
 Largest shortage first; for each, the nearest donor (fewest transit days) ships as much as it can
 spare (its lowest balance above safety stock over the horizon) departing tomorrow; then the next

@@ -95,7 +95,8 @@ balances as (
                 then netted.following_sensed_demand_qty / (7.0 * netted.following_weeks)
             -- the last week has none following: its own demand over its days after as_of (a Sunday's
             -- week 0 has none left, and what is due that day is a day's demand)
-            else sensed.sensed_demand_qty / greatest(sensed.days_after_as_of, 1)
+            else sensed.sensed_demand_qty
+                / case when sensed.days_after_as_of > 1 then sensed.days_after_as_of else 1 end
         end as average_daily_demand_qty
     from sensed
     inner join netted
