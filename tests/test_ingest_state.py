@@ -12,7 +12,7 @@ from support import AS_OF, minimal_network, write_landing_zone, write_source
 
 from data_contracts.sources import SOURCES
 from soe_assets.ingest.pipeline import IngestResult, ingest_landing_zone
-from soe_assets.ingest.state import record_manifest, take_manifest
+from soe_assets.ingest.state import SAMPLED_BYTES, record_manifest, take_manifest
 
 FIRST_RUN = datetime(2026, 11, 18, 6, 0)
 SECOND_RUN = datetime(2026, 11, 18, 18, 0)
@@ -145,6 +145,7 @@ def test_a_run_with_nothing_new_reads_nothing_and_changes_nothing(landing: Path,
 
 @pytest.mark.parametrize("change, source, reason", [
     ("rewrite", "sales_orders", "was changed or removed"),
+    ("rewrite in the middle", "sales_orders", "was changed or removed"),
     ("remove", "sales_orders", "fewer extracts"),
     ("earlier", "sales_orders", "a new one sorts before it"),
     ("master data", "sales_orders", "master data"),
@@ -153,9 +154,21 @@ def test_a_run_with_nothing_new_reads_nothing_and_changes_nothing(landing: Path,
 def test_a_changed_landing_zone_is_read_in_full_and_says_why(landing: Path, tmp_path: Path, change: str,
                                                              source: str, reason: str):
     warehouse = tmp_path / "soe.duckdb"
+    if change == "rewrite in the middle":  # an extract larger than the bytes its digest reads at either end
+        write_source(landing, "sales_orders", [_order(f"B{number:05}") for number in range(4000)],
+                     extract=A_WEEK_AGO, suffix="_bulk")
     _ingest(warehouse, landing, FIRST_RUN).conn.close()
     folder = landing / "sales_orders"
-    if change == "rewrite":  # same name, size and modification time: only the content differs
+    if change == "rewrite in the middle":  # a corrected re-send copied with its old times (cp -p, rsync -a)
+        path = next(folder.glob(f"{A_WEEK_AGO}_bulk.*"))
+        stat, content = path.stat(), path.read_bytes()
+        middle = content.index(b"B02000,")
+        assert SAMPLED_BYTES < middle < len(content) - SAMPLED_BYTES
+        line_end = content.index(b"\n", middle)
+        path.write_bytes(content[:middle] + content[middle:line_end].replace(b",10.0,", b",90.0,") + content[line_end:])
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert path.stat().st_size == stat.st_size and path.read_bytes() != content
+    elif change == "rewrite":  # same name, size and modification time: only the content differs
         path = folder / f"{TWO_WEEKS_AGO}.csv"
         stat = path.stat()
         path.write_text(path.read_text().replace(",5.0,", ",9.0,"))
@@ -191,6 +204,21 @@ def test_a_run_stopped_before_recording_what_it_ingested_leaves_the_next_run_a_f
     assert result.reports["purchase_orders"].files_kept == 2
     assert not result.reports["purchase_orders"].reread_because
     assert_same_as_full_read(result, landing)
+
+
+def test_a_record_made_before_change_times_were_kept_leads_to_one_full_read(landing: Path, tmp_path: Path):
+    """A warehouse whose record of the extracts has no change times (an earlier soe): the run adds the column and
+    reads every source in full once, then keeps its extracts again."""
+    warehouse = tmp_path / "soe.duckdb"
+    _ingest(warehouse, landing, FIRST_RUN).conn.close()
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("ALTER TABLE ingest_state.extracts DROP COLUMN changed_ns")
+
+    result = _ingest(warehouse, landing, SECOND_RUN)
+    assert result.reports["sales_orders"].files_kept == 0
+    assert_same_as_full_read(result, landing)
+    result.conn.close()
+    assert _ingest(warehouse, landing, SECOND_RUN).reports["sales_orders"].files_kept == 5
 
 
 def test_what_a_run_ingested_is_recorded_whole_or_not_at_all(landing: Path, tmp_path: Path):

@@ -296,13 +296,14 @@ def test_publish_gates():
     limits = QualityLimits({}, block_quarantine_share=0.25)
     fine = {"sales_orders": _health()}
     assert newest_extracts_accepted(fine, limits).passed and quarantine_share_below_limit(fine, limits).passed
-    newest_rejected = {"inventory_snapshots": _health(source="inventory_snapshots", files_rejected=1,
-                                                      rejected_files=("2026-11-19.csv",), newest_rows_read=0,
+    newest_rejected = {"inventory_snapshots": _health(source="inventory_snapshots", files_rejected=2,
+                                                      rejected_files=("2026-11-12.csv", "2026-11-19.csv"),
+                                                      newest_rows_read=0,
                                                       newest_extract=date(2026, 11, 19),
                                                       latest_rejected=date(2026, 11, 19))}
     gate = newest_extracts_accepted(newest_rejected, limits)
     assert not gate.passed and "inventory_snapshots" in gate.message and "2026-11-19" in gate.message
-    assert "rejected whole" in gate.message
+    assert "rejected whole (2026-11-19.csv)" in gate.message and "2026-11-12" not in gate.message
     older_rejected = {"x": _health(latest_rejected=date(2026, 11, 10), files_rejected=1)}
     assert newest_extracts_accepted(older_rejected, limits).passed
     assert not newest_extracts_accepted({"skus": _health(source="skus", rows_valid=0)}, limits).passed
@@ -358,11 +359,12 @@ def test_a_few_bad_rows_of_a_small_extract_warn_but_do_not_block_publishing():
     assert quarantine_share_below_limit(restatement, limits).passed
     assert not newest_extracts_accepted(
         {"purchase_orders": _health(newest_rows_read=500, newest_rows_quarantined=500, **lost)}, limits).passed
-    rejected_whole = {"inventory_snapshots": _health(newest_rows_read=1, newest_rows_quarantined=1, files_rejected=1,
-                                                     rejected_files=("2026-11-18_b.csv",),
+    rejected_whole = {"inventory_snapshots": _health(newest_rows_read=1, newest_rows_quarantined=1, files_rejected=2,
+                                                     rejected_files=("2026-11-06_x.csv", "2026-11-18_b.csv"),
                                                      latest_rejected=date(2026, 11, 18), **lost)}
     gate = newest_extracts_accepted(rejected_whole, limits)
-    assert not gate.passed and "rejected whole: 2026-11-18_b.csv" in gate.message
+    # the older file rejected too is no part of what blocks: the message points at the newest extract's only
+    assert not gate.passed and "rejected whole: 2026-11-18_b.csv)" in gate.message and "2026-11-06" not in gate.message
 
 
 def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):

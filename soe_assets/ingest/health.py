@@ -105,6 +105,11 @@ class SourceHealth:
         )
 
     @property
+    def newest_rejected_files(self) -> tuple[str, ...]:
+        """The files of the newest extract date rejected whole (older ones rejected too do not block)."""
+        return tuple(file for file in self.rejected_files if extract_date_of(file) == self.newest_extract)
+
+    @property
     def age_days(self) -> int | None:
         return (self.as_of - self.latest_accepted).days if self.latest_accepted else None
 
@@ -242,13 +247,13 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: Qualit
         rejected_whole = health.latest_rejected == health.newest_extract
         if health.newest_extract_lost and rejected_whole and not health.newest_rows_read:
             problems.append(
-                f"{health.source}: every file of {_newest(health)} was rejected whole ({_files(health.rejected_files)})"
+                f"{health.source}: every file of {_newest(health)} was rejected whole ({_files(health.newest_rejected_files)})"
             )
         elif health.newest_extract_lost and (rejected_whole or health.newest_rows_quarantined >= limits.block_min_rows):
             problems.append(
                 f"{health.source}: {_newest(health)} holds no usable row "
                 f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
-                + (f"; rejected whole: {_files(health.rejected_files)}" if rejected_whole else "") + ")"
+                + (f"; rejected whole: {_files(health.newest_rejected_files)}" if rejected_whole else "") + ")"
             )
         elif health.required and health.rows_valid == 0 and (health.rows_read or not _may_be_empty(health, healths)):
             problems.append(f"{health.source}: no valid row at all" if health.rows_read

@@ -3,9 +3,9 @@
 A source's rows in ``raw`` are a function of its extracts (in order), the
 ingest code and, for every source checked against master data, the master
 data's ids. The last run records per source every extract it considered
-(name, size, modification time, a digest of its first and last bytes,
-position in the source's order) with what it counted for it, and what the
-rows were validated with. The next run keeps those rows and their quarantine
+(name, size, modification time, inode change time, a digest of its first and
+last bytes, position in the source's order) with what it counted for it, and
+what the rows were validated with. The next run keeps those rows and their quarantine
 when its own extracts start with exactly the same files validated with the
 same code and master data, and reads only the files after them; anything
 else (a file changed, removed or slotted in before another, another as_of,
@@ -57,6 +57,9 @@ def master_fingerprint(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> st
 # Bytes read from each end of an extract for its digest: a file rewritten within one tick of the file
 # system's clock keeps its modification time, and may keep its size.
 SAMPLED_BYTES = 1 << 16
+# A file rewritten in place with its old modification time put back (cp -p, rsync -a, tar x of a corrected
+# re-send) and its size kept differs only in the middle, which the digest does not read: its inode change
+# time, which writing sets and no tool can set back, tells it apart.
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class FileState:
     file: str
     size: int
     modified_ns: int
+    changed_ns: int
     sample_digest: str
     file_order: int
 
@@ -79,8 +83,8 @@ class FileState:
                     handle.seek(max(SAMPLED_BYTES, stat.st_size - SAMPLED_BYTES))
                     digest.update(handle.read())
         except OSError:  # unreadable: the run quarantines it whole, and a state no readable file has says so
-            return cls(extract.file, -1, -1, "unreadable", file_order)
-        return cls(extract.file, stat.st_size, stat.st_mtime_ns, digest.hexdigest(), file_order)
+            return cls(extract.file, -1, -1, -1, "unreadable", file_order)
+        return cls(extract.file, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, digest.hexdigest(), file_order)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class IngestedFile:
     loaded: bool  # its valid rows took part in the upsert
 
 
+# The manifest's columns of a ``FileState``, in its fields' order.
+MANIFEST_STATE = "file, size, modified_ns, changed_ns, sample_digest, file_order"
+
+
 def ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
     conn.execute(
@@ -100,16 +108,18 @@ def ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
         "sample_digest VARCHAR, file_order INTEGER, rows_read BIGINT, rows_quarantined BIGINT, loaded BOOLEAN, "
         "validated_with VARCHAR)"
     )
+    # a record made before change times were kept has none (NULL): it matches no file, which is read in full
+    conn.execute(f"ALTER TABLE {MANIFEST} ADD COLUMN IF NOT EXISTS changed_ns BIGINT")
 
 
 def take_manifest(conn: duckdb.DuckDBPyConnection, source: str) -> tuple[list[IngestedFile], set[str]]:
     """The source's record of the last run, in file order, and what its rows were validated with; the record
     is removed, so a run stopped before ``record_manifest`` leaves none and the next run reads in full."""
     rows = conn.execute(
-        f"SELECT file, size, modified_ns, sample_digest, file_order, rows_read, rows_quarantined, loaded, "
+        f"SELECT {MANIFEST_STATE}, rows_read, rows_quarantined, loaded, "
         f"validated_with FROM {MANIFEST} WHERE source = ? ORDER BY file_order", [source]).fetchall()
     conn.execute(f"DELETE FROM {MANIFEST} WHERE source = ?", [source])
-    files = [IngestedFile(FileState(*row[:5]), *row[5:8]) for row in rows]
+    files = [IngestedFile(FileState(*row[:6]), *row[6:9]) for row in rows]
     return files, {row[-1] for row in rows}
 
 
@@ -122,7 +132,8 @@ def record_manifest(conn: duckdb.DuckDBPyConnection, source: str, files: list[In
     conn.begin()
     try:
         conn.executemany(
-            f"INSERT INTO {MANIFEST} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {MANIFEST} (source, {MANIFEST_STATE}, rows_read, rows_quarantined, loaded, validated_with) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [[source, *astuple(f.state), f.rows_read, f.rows_quarantined, f.loaded, validated_with] for f in files],
         )
     except BaseException:
