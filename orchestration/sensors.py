@@ -1,14 +1,15 @@
 """Sensors: start a run when new extracts land; alert when a run fails.
 
 ``landing_zone_sensor`` keeps, as its cursor, the files it has already seen
-per source (``{source: ["name|mtime_ns|size", ...]}``) and the number of the
-last batch. A tick that finds new or changed files, or files removed, requests
+per source (``{source: ["name|mtime_ns|size|ctime_ns", ...]}``), the number of
+the last batch and when it first saw each file it waits for. A tick that finds new or changed files, or files removed, requests
 one run of the full job for the whole batch (the run key names the batch, so
 the same change never starts a second run, and a zone back in an earlier state
 runs again); unchanged files never re-trigger.
 While any file is still being written (modified less than
-``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60), no run starts: a run reads the
-whole landing zone, so a half-copied drop would be read with the batch.
+``SOE_SENSOR_SETTLE_SECONDS`` ago, default 60, and not seen unchanged by the
+sensor for as long), no run starts: a run reads the whole landing zone, so a
+half-copied drop would be read with the batch.
 """
 
 
@@ -42,7 +43,9 @@ LandingState = dict[str, list[str]]
 
 
 def scan_landing_zone(landing: Path) -> LandingState:
-    """Every extract file per source folder as ``name|mtime_ns|size`` (sorted)."""
+    """Every extract file per source folder as ``name|mtime_ns|size|ctime_ns`` (sorted): the inode change time
+    tells a corrected re-send copied over the file with its old modification time and size (cp -p, rsync -a)
+    from the file it replaces, as ingest does."""
     state: LandingState = {}
     for source in SOURCES:
         folder = landing / source.name
@@ -53,7 +56,7 @@ def scan_landing_zone(landing: Path) -> LandingState:
             if path.name.startswith(".") or not path.is_file():
                 continue
             stat = path.stat()
-            entries.append(f"{path.name}|{stat.st_mtime_ns}|{stat.st_size}")
+            entries.append(f"{path.name}|{stat.st_mtime_ns}|{stat.st_size}|{stat.st_ctime_ns}")
         if entries:
             state[source.name] = sorted(entries)
     return state
@@ -73,11 +76,32 @@ def settle_seconds() -> float:
     return seconds
 
 
-def files_being_written(state: LandingState, settle_seconds: float, now: float | None = None) -> int:
-    """How many files of ``state`` were modified less than ``settle_seconds`` before ``now``."""
-    now_ns = (time.time() if now is None else now) * 1e9
-    return sum(now_ns - int(entry.split("|")[-2]) < settle_seconds * 1e9
-               for entries in state.values() for entry in entries)
+def _name(entry: str) -> str:
+    return entry.rsplit("|", 3)[0]
+
+
+def first_seen_while_recent(state: LandingState, settle_seconds: float, first_seen: dict[str, float],
+                            now: float) -> dict[str, float]:
+    """``source/entry`` -> when a tick first saw it, for every file modified less than ``settle_seconds`` before
+    ``now`` (``first_seen``: the previous ticks' record; an entry changes with every write)."""
+    recent = [f"{source}/{entry}" for source, entries in state.items() for entry in entries
+              if now * 1e9 - int(entry.rsplit("|", 3)[1]) < settle_seconds * 1e9]
+    return {key: first_seen.get(key, now) for key in recent}
+
+
+def files_being_written(first_seen: dict[str, float], settle_seconds: float, now: float) -> list[str]:
+    """The files (``source/name``) modified recently that the sensor has not yet seen unchanged for
+    ``settle_seconds``: a file whose modification time lies ahead of this machine's clock (copied with the
+    times of a clock ahead) settles so, instead of waiting for its time to pass."""
+    return sorted(_name(key) for key, seen in first_seen.items() if now - seen < settle_seconds)
+
+
+def _read_cursor(cursor: str | None) -> tuple[int, LandingState, dict[str, float]]:
+    """The last batch's number, the files it saw, and when the ticks since first saw each file they wait for."""
+    previous = json.loads(cursor) if cursor else {}
+    if "files" not in previous:  # a cursor written before batches were numbered holds the files alone
+        return 0, previous, {}
+    return previous["batch"], previous["files"], previous.get("settling", {})
 
 
 @dataclass(frozen=True)
@@ -88,7 +112,7 @@ class Batch:
     run_key: str
 
 
-def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
+def next_batch(cursor: str | None, state: LandingState, settling: dict[str, float] | None = None) -> Batch | None:
     """The batch since ``cursor``, or None when no file is new, changed or removed.
 
     A removal counts: the run after it reads the landing zone without the file
@@ -98,21 +122,21 @@ def next_batch(cursor: str | None, state: LandingState) -> Batch | None:
     file set aside, then put back) runs again: Dagster never starts a second
     run for a run key it has seen.
     """
-    previous = json.loads(cursor) if cursor else {}
-    # a cursor written before batches were numbered holds the files alone
-    number, seen = (previous["batch"], previous["files"]) if "files" in previous else (0, previous)
+    number, seen, _ = _read_cursor(cursor)
     new_files, removed_files = {}, {}
     for source in sorted(set(state) | set(seen)):
         entries, before = set(state.get(source, [])), set(seen.get(source, []))
         if fresh := sorted(entries - before):
-            new_files[source] = [entry.split("|", 1)[0] for entry in fresh]
-        names = {entry.split("|", 1)[0] for entry in entries}
-        if gone := sorted({entry.split("|", 1)[0] for entry in before} - names):
+            new_files[source] = [_name(entry) for entry in fresh]
+        names = {_name(entry) for entry in entries}
+        if gone := sorted({_name(entry) for entry in before} - names):
             removed_files[source] = gone
     if not new_files and not removed_files:
         return None
     text = json.dumps({"batch": number + 1, "files": state}, sort_keys=True)
-    return Batch(new_files=new_files, removed_files=removed_files, cursor=text,
+    cursor_text = json.dumps({"batch": number + 1, "files": state, "settling": settling}, sort_keys=True) \
+        if settling else text  # files waited for that have settled, kept so that they are not waited for again
+    return Batch(new_files=new_files, removed_files=removed_files, cursor=cursor_text,
                  run_key=f"landing-{number + 1}-" + hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
@@ -130,12 +154,17 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
         readable_source_folders(settings.landing_path)
     except LandingZoneError as problem:  # nothing to look at until someone fixes the path or the permissions
         return dg.SkipReason(str(problem))
-    settle = settle_seconds()
+    settle, now = settle_seconds(), time.time()
     state = scan_landing_zone(settings.landing_path)
-    settling = files_being_written(state, settle)
+    number, seen, first_seen = _read_cursor(context.cursor)
+    first_seen = first_seen_while_recent(state, settle, first_seen, now)
+    settling = files_being_written(first_seen, settle, now)
     if settling:  # the run would read them half-written along with the batch
-        return dg.SkipReason(f"waiting for {settling} extract(s) still being written (settle time {settle:g} s)")
-    batch = next_batch(context.cursor, state)
+        context.update_cursor(json.dumps({"batch": number, "files": seen, "settling": first_seen}, sort_keys=True))
+        named = ", ".join(settling[:3]) + (f" and {len(settling) - 3} more" if len(settling) > 3 else "")
+        return dg.SkipReason(f"waiting for {len(settling)} extract(s) still being written (settle time "
+                             f"{settle:g} s): {named}")
+    batch = next_batch(context.cursor, state, first_seen)
     if batch is None:
         return dg.SkipReason("no new, changed or removed extract in the landing zone")
     context.update_cursor(batch.cursor)

@@ -156,3 +156,21 @@ def test_start_up_leaves_the_later_stages_heavy_libraries_to_the_background():
     ).stdout.strip()
     assert loaded == "[]"
     assert {"great_expectations.expectations", "scipy.optimize"} <= set(LATER_STAGE_MODULES)
+
+
+def test_every_asset_and_asset_check_says_what_it_is(graph):
+    """The UI lists them with their descriptions; a dbt test's comes from its ``meta.description``."""
+    assert not [key for key in graph.get_all_asset_keys() if not (graph.get(key).description or "").strip()]
+    unexplained = [key for key in graph.asset_check_keys if not (graph.get_check_spec(key).description or "").strip()]
+    assert not unexplained and len(graph.asset_check_keys) >= 30
+
+
+def test_the_detect_stage_depends_on_every_dbt_table_its_rules_read(graph):
+    """The lineage the UI draws, and what a partial run rebuilds first, come from the declared dependencies."""
+    import re
+
+    source = "\n".join(path.read_text() for path in (Path(__file__).parents[1] / "soe_assets" / "detect").glob("*.py"))
+    read = {name for name in re.findall(r"\b(?:staging|intermediate|marts)\.(\w+)", source)
+            if name not in {"exceptions", "exception_history"}}
+    parents = {key.path[-1] for key in graph.get(dg.AssetKey("exceptions")).parent_keys}
+    assert "int_available_stock" in read and read <= parents, read - parents

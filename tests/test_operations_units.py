@@ -199,10 +199,13 @@ def test_sensor_runs_when_an_extract_is_removed_and_again_when_it_comes_back(tmp
     os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # exactly as it was
     back = next_batch(removed.cursor, scan_landing_zone(tmp_path / "landing"))
     assert back.new_files == {"sales_orders": ["2026-11-19.csv"]}
-    assert json.loads(back.cursor)["files"] == json.loads(first.cursor)["files"]  # the zone as it first was ...
+    def as_written(cursor: str) -> list[str]:  # name, modification time and size: the change time is new
+        return [entry.rsplit("|", 1)[0] for entry in json.loads(cursor)["files"]["sales_orders"]]
+
+    assert as_written(back.cursor) == as_written(first.cursor)  # the zone as it first was ...
     assert back.run_key not in {first.run_key, removed.run_key}  # ... runs again (Dagster skips a key it has seen)
     # a cursor of the earlier form (the files alone) is read as such
-    legacy = next_batch(json.dumps(json.loads(first.cursor)["files"]), scan_landing_zone(tmp_path / "landing"))
+    legacy = next_batch(json.dumps(json.loads(back.cursor)["files"]), scan_landing_zone(tmp_path / "landing"))
     assert legacy is None
     # the last folder emptied counts too
     for path in folder.iterdir():
@@ -212,14 +215,48 @@ def test_sensor_runs_when_an_extract_is_removed_and_again_when_it_comes_back(tmp
 
 
 def test_sensor_counts_files_still_being_written(tmp_path):
-    from orchestration.sensors import files_being_written, scan_landing_zone
+    """A file modified less than the settle time ago is waited for; so is one dated ahead of this clock (unpacked
+    from an archive made in another time zone, copied with cp -p from a clock ahead), but only until the sensor
+    has seen it unchanged for the settle time, not for the hours until its date."""
+    from orchestration.sensors import files_being_written, first_seen_while_recent, scan_landing_zone
 
     (tmp_path / "skus").mkdir()
     path = tmp_path / "skus" / "2026-11-18.csv"
     path.write_text("sku_id\n")
     now = path.stat().st_mtime
-    assert files_being_written(scan_landing_zone(tmp_path), 60, now=now + 5) == 1
-    assert files_being_written(scan_landing_zone(tmp_path), 60, now=now + 61) == 0
+    seen = first_seen_while_recent(scan_landing_zone(tmp_path), 60, {}, now + 5)
+    assert files_being_written(seen, 60, now + 5) == ["skus/2026-11-18.csv"]
+    assert first_seen_while_recent(scan_landing_zone(tmp_path), 60, seen, now + 61) == {}  # settled by its time
+
+    os.utime(path, (now + 9 * 3600, now + 9 * 3600))
+    ahead = scan_landing_zone(tmp_path)
+    seen = first_seen_while_recent(ahead, 60, {}, now + 5)
+    assert files_being_written(seen, 60, now + 5) == ["skus/2026-11-18.csv"]
+    seen = first_seen_while_recent(ahead, 60, seen, now + 40)
+    assert files_being_written(seen, 60, now + 40) == ["skus/2026-11-18.csv"]
+    seen = first_seen_while_recent(ahead, 60, seen, now + 66)
+    assert files_being_written(seen, 60, now + 66) == []  # seen unchanged for a minute
+    path.write_text("sku_id\nSKU-A\n")  # written again: waited for again
+    os.utime(path, (now + 9 * 3600, now + 9 * 3600))
+    seen = first_seen_while_recent(scan_landing_zone(tmp_path), 60, seen, now + 70)
+    assert files_being_written(seen, 60, now + 70) == ["skus/2026-11-18.csv"]
+
+
+def test_sensor_runs_a_corrected_resend_copied_with_its_old_times_and_size(tmp_path):
+    """cp -p of a corrected extract over the old one keeps its modification time and size; its change time
+    moves, and ingest reads it again: so must the sensor start a run."""
+    from orchestration.sensors import next_batch, scan_landing_zone
+
+    (tmp_path / "sales_orders").mkdir()
+    path = tmp_path / "sales_orders" / "2026-11-18.csv"
+    path.write_text("order_id,ordered_qty\nSO-1,10\n")
+    first = next_batch(None, scan_landing_zone(tmp_path))
+    stat = path.stat()
+    path.write_text("order_id,ordered_qty\nSO-1,90\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    resent = next_batch(first.cursor, scan_landing_zone(tmp_path))
+    assert resent is not None and resent.new_files == {"sales_orders": ["2026-11-18.csv"]}
 
 
 def test_sensor_evaluates_through_dagster(tmp_path):
@@ -253,9 +290,41 @@ def test_sensor_evaluates_through_dagster(tmp_path):
                                                               resources={"settings": settings}))
         # no run for the settled file either: the run would read the unsettled one half-written
         assert isinstance(waiting, dg.SkipReason)
-        assert waiting.skip_message == "waiting for 1 extract(s) still being written (settle time 60 s)"
+        assert waiting.skip_message == ("waiting for 1 extract(s) still being written (settle time 60 s): "
+                                        "skus/2026-11-19.csv")
     finally:
         del os.environ["SOE_SENSOR_SETTLE_SECONDS"]
+
+
+def test_sensor_runs_a_file_dated_ahead_of_its_clock_once_it_has_settled(tmp_path, monkeypatch):
+    """Through Dagster's ticks: the wait for a file dated hours ahead ends after the settle time (the cursor
+    carries when the sensor first saw it), its batch runs, and the next tick does not wait for it again."""
+    import dagster as dg
+
+    from orchestration.resources import SoeSettings
+    from orchestration.sensors import landing_zone_sensor
+
+    (tmp_path / "skus").mkdir()
+    path = tmp_path / "skus" / "2026-11-18.csv"
+    path.write_text("sku_id\n")
+    ahead = time.time() + 9 * 3600
+    os.utime(path, (ahead, ahead))
+    monkeypatch.setenv("SOE_SENSOR_SETTLE_SECONDS", "1")
+    monkeypatch.setenv("SOE_WAREHOUSE", str(tmp_path / "soe.duckdb"))
+    instance = dg.DagsterInstance.ephemeral()
+    settings = SoeSettings(landing_dir=str(tmp_path), publish_dir=str(tmp_path / "p"))
+
+    def tick(cursor: str | None) -> tuple[object, str | None]:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"settings": settings})
+        return landing_zone_sensor(context), context.cursor
+
+    waiting, cursor = tick(None)
+    assert waiting.skip_message == "waiting for 1 extract(s) still being written (settle time 1 s): skus/2026-11-18.csv"
+    time.sleep(1.2)
+    request, cursor = tick(cursor)
+    assert isinstance(request, dg.RunRequest)
+    done, _ = tick(cursor)
+    assert done.skip_message.startswith("no new, changed or removed extract")
 
 
 # --- input health -------------------------------------------------------------------------

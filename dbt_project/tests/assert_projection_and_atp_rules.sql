@@ -8,6 +8,8 @@
 -- Balances are doubles: equal within 1e-6, or 1e-12 of the largest quantity
 -- involved where that exceeds a million (an order of 1e11 units is exact to
 -- about 1e-5, not 1e-6).
+{{ config(meta={'description': "The projection and ATP rules, week by week, on every SKU-location: each week opens where the last closed, closing = opening + receipts - sensed demand, and cumulative ATP never exceeds stock plus receipts nor decreases."}) }}
+
 with
 
 weeks as (

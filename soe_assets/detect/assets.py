@@ -15,7 +15,7 @@ from soe_assets.warehouse import read_run_context, record_built, replace_table
 # dbt model names this stage reads; their asset keys are looked up on the dbt assets (the key may carry
 # the schema as a prefix, e.g. marts/sku_location_week)
 _DBT_KEYS = {key.path[-1]: key for key in soe_dbt_models.keys}
-READS = ["sku_location_week", "int_open_supply", "int_committed_plan", "reconciliation_findings",
+READS = ["sku_location_week", "int_open_supply", "int_committed_plan", "int_available_stock", "reconciliation_findings",
          "stg_sales_orders", "stg_pos_sales", "stg_shipments", "stg_production_orders", "stg_resource_capacity",
          "stg_skus", "stg_lanes", "stg_locations"]  # the last two also for the responses a stockout's escalation awaits
 # data_quality exceptions read the quarantine, and the ingest log through the freshness check's verdict; the log
