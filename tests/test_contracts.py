@@ -11,7 +11,7 @@ import pytest
 from support import AS_OF, minimal_network, write_landing_zone, write_source
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
-from soe_assets.ingest.landing import blank_line_numbers
+from soe_assets.ingest.landing import UNQUOTED_VALUE_PROBLEM, blank_line_numbers
 from soe_assets.ingest.pipeline import LandingZoneError, ingest_landing_zone
 
 
@@ -278,6 +278,30 @@ def test_a_file_with_invalid_utf8_and_malformed_rows_quarantines_both_and_keeps_
     assert reasons[2].startswith("malformed CSV row: 13 fields where the header has 12")
     kept = set(result.table("sales_orders")["order_id"])
     assert {"V1", "V4", "V5"} <= kept and not {"V2", "V3", "V-SHORT"} & kept  # V4's line ends with a comma
+
+
+def test_broken_quoting_is_malformed_also_in_a_file_with_invalid_utf8(landing):
+    """A bad byte elsewhere sends the file through the lenient read, which took ``"5"0`` for 50 and ``"C1" x`` for
+    'C1 x' (DuckDB's reader, on a file without a bad byte, quarantines both rows). Spaces before a quoted value are
+    dropped by both. A malformed row's record is its line as received, on either read."""
+    orders = [_order("Q1"), _order("Q2", customer_id="CAFE"), _order("Q3"), _order("Q4"), _order("Q5")]
+    path = write_source(landing, "sales_orders", orders, suffix="_quotes")
+    header, q1, q2, q3, q4, q5 = path.read_text().splitlines()
+    q3 = q3.replace(",10,0,", ',"5"0,0,')
+    q4 = q4.replace(",C1,", ',"C1" x,')
+    q5 = q5.replace(",C1,", ', "C1",')
+    path.write_bytes("\n".join([header, q1, q2, q3, q4, q5, "Q-SHORT,1,C1"]).encode().replace(b"CAFE", b"CAF\xe9"))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert list(quarantined["row_number"]) == [2, 3, 4, 6]
+    reasons = list(quarantined["reason"])
+    assert "not valid UTF-8" in reasons[0]
+    assert reasons[1] == reasons[2] == UNQUOTED_VALUE_PROBLEM
+    assert reasons[3] == "malformed CSV row: 3 fields where the header has 12"
+    assert list(quarantined["raw_record"])[1:] == [q3, q4, "Q-SHORT,1,C1"]
+    kept = result.table("sales_orders").set_index("order_id")
+    assert {"Q1", "Q5"} <= set(kept.index) and not {"Q2", "Q3", "Q4"} & set(kept.index)
+    assert kept.loc["Q5", "customer_id"] == "C1"
 
 
 def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(landing, monkeypatch):

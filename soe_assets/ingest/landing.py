@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ EXTRACT_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 SUPPORTED_SUFFIXES = (".csv", ".parquet")
 # Set (only) on files read through the lenient path: why a row cannot be taken as read ('' when it can).
 READ_PROBLEM = "_read_problem"
+# Set (only) on files read through the lenient path: the line as received of a row that cannot be taken as read.
+RAW_LINE = "_raw_line"
 # Where DuckDB lists the malformed rows of a CSV read with ``skip_malformed`` (a temporary table).
 MALFORMED_ROWS = "_malformed_csv_rows"
 # The name given a column whose header cell is blank (SQL has no empty identifier).
@@ -105,6 +108,8 @@ UNQUOTED_COMMA_HINT = " (a comma inside a value that is not quoted?)"
 
 # What the lenient read puts in place of bytes that are not UTF-8.
 REPLACEMENT_CHARACTER = "\ufffd"
+# The quarantine's reason for a CSV row whose quoting is broken (DuckDB's reader and the lenient one say the same).
+UNQUOTED_VALUE_PROBLEM = "malformed CSV row: a quoted value has text after its closing quote or is not closed"
 
 
 def _row_problem(row: list[str], width: int) -> str:
@@ -121,14 +126,45 @@ def _csv_text_lenient(path: Path) -> pa.Table:
     rejected later, an extra column's is ignored with it), and a row with the wrong number of fields is
     flagged."""
     text = path.read_bytes().decode("utf-8-sig", errors="replace")  # a leading byte-order mark is no header text
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]  # blank lines are no rows, as in DuckDB's read
+    rows = _strict_csv_rows(text)
     if not rows:
         raise UnreadableFile("the file is empty")
-    header, body = rows[0], rows[1:]
+    (header, _), body = rows[0], rows[1:]
+    if header is None:
+        raise UnreadableFile("the header row is malformed: " + UNQUOTED_VALUE_PROBLEM.removeprefix("malformed CSV row: "))
     # by position, not by name: a name the header repeats stays twice, as the other readers see it
-    columns = [pa.array([row[i] if i < len(row) else "" for row in body], pa.string()) for i in range(len(header))]
-    problems = pa.array([_row_problem(row, len(header)) for row in body], pa.string())
-    return pa.Table.from_arrays([*columns, problems], names=[*header, READ_PROBLEM])
+    columns = [pa.array([row[i] if row is not None and i < len(row) else "" for row, _ in body], pa.string())
+               for i in range(len(header))]
+    problems = [UNQUOTED_VALUE_PROBLEM if row is None else _row_problem(row, len(header)) for row, _ in body]
+    received = [line if problem else "" for (_, line), problem in zip(body, problems)]
+    return pa.Table.from_arrays([*columns, pa.array(problems, pa.string()), pa.array(received, pa.string())],
+                                names=[*header, READ_PROBLEM, RAW_LINE])
+
+
+def _strict_csv_rows(text: str) -> list[tuple[list[str] | None, str]]:
+    """The rows of a CSV text as DuckDB's strict reader takes them, each with its line(s) as received; None for a
+    row whose quoting is broken (text after a closing quote: ``"5"0`` is no 50). Blank lines are no rows. Spaces
+    before a quoted value are dropped, as DuckDB drops them; spaces after its closing quote make the row malformed
+    here."""
+    consumed: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(lines(), strict=True, skipinitialspace=True)
+    rows: list[tuple[list[str] | None, str]] = []
+    while True:
+        try:
+            row: list[str] | None = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error:  # the reader goes on at the next line
+            row = None
+        if row != []:
+            rows.append((row, "".join(consumed).rstrip("\r\n")))
+        consumed.clear()
 
 
 def blank_line_numbers(path: Path, block_size: int = 1 << 24) -> np.ndarray:
@@ -270,7 +306,7 @@ class ExtractReader:
         # call: the reader does not know the contract).
         self.repeated_names = sorted({name for name in names if names.count(name) > 1})
         # An extra column named like a column the read adds itself is ignored, as extra columns are.
-        own = {ROW_NUMBER} if lenient else {ROW_NUMBER, READ_PROBLEM}
+        own = {ROW_NUMBER} if lenient else {ROW_NUMBER, READ_PROBLEM, RAW_LINE}
         self._kept = [position for position, name in enumerate(names)
                       if name not in own and name not in self.repeated_names]
         self.header_names = names  # every column of the file, by position

@@ -29,9 +29,9 @@ from data_contracts.sources import SOURCES, SourceContract
 from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal, text_alias
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
-    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX, UNQUOTED_COMMA_HINT,
-    Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers, ignored_folders, list_extracts,
-    stored_timestamps, stored_typed_columns,
+    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, RAW_LINE, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX,
+    UNQUOTED_COMMA_HINT, UNQUOTED_VALUE_PROBLEM, Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers,
+    ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.ingest.state import (
     STATE_SCHEMA, FileState, IngestedFile, code_fingerprint, ensure_manifest, master_fingerprint, record_manifest,
@@ -483,7 +483,7 @@ class _SourceIngest:
                            THEN format({literal(field_count)}, fields_found)
                                 || {literal(UNQUOTED_COMMA_HINT)}
                        WHEN 'UNQUOTED VALUE'
-                           THEN 'malformed CSV row: a quoted value has text after its closing quote or is not closed'
+                           THEN {literal(UNQUOTED_VALUE_PROBLEM)}
                        ELSE 'malformed CSV row: ' || error_message END,
                    csv_line, ?
             FROM lines JOIN {MALFORMED_ROW_NUMBERS} AS numbers USING (line) ORDER BY line
@@ -523,8 +523,8 @@ class _SourceIngest:
             self._quarantine_incomplete(reader, missing)
             return
         loaded = _LoadedFile(extract, reader.lenient, self.rules(reader),
-                             carried=[READ_PROBLEM] if READ_PROBLEM in reader.column_names else [],
-                             header=[c for c in reader.column_names if c != READ_PROBLEM])
+                             carried=[READ_PROBLEM, RAW_LINE] if READ_PROBLEM in reader.column_names else [],
+                             header=[c for c in reader.column_names if c not in (READ_PROBLEM, RAW_LINE)])
         layers = loaded.layers("_text", numbered=False)
         columns = ", ".join(quote(c) for c in source.columns)
         insert = (f"INSERT INTO {self.loading} WITH {layers} "
@@ -568,7 +568,7 @@ class _SourceIngest:
             self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
             self._number_past_malformed_rows(file_order)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
-                              loaded.header)
+                              loaded.header, lenient=bool(loaded.carried))
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
                           f"SELECT {self.key}, ?, _row_number FROM typed", [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
@@ -642,8 +642,11 @@ class _SourceIngest:
                 )
 
     def _quarantine_rows(self, extract: Extract, file_order: int, layers: str, failures: list[tuple[str, str, str]],
-                         header: list[str]) -> None:
-        """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received."""
+                         header: list[str], lenient: bool) -> None:
+        """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received (a
+        row the lenient read could not split: its line, as DuckDB's reader gives a malformed row's)."""
+        record = (f"CASE WHEN {READ_FINE} THEN {_json_object(header)} ELSE {quote(RAW_LINE)} END" if lenient
+                  else _json_object(header))
         failure_list = ", ".join(
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
             for column, condition, reason in failures
@@ -659,7 +662,7 @@ class _SourceIngest:
                  listed AS (SELECT _row_number, unnest(list_filter([{failure_list}], lambda f: f IS NOT NULL))
                                 AS failure
                             FROM flagged)
-            SELECT ?, ?, _row_number, listed.failure.column, listed.failure.reason, {_json_object(header)}, ?
+            SELECT ?, ?, _row_number, listed.failure.column, listed.failure.reason, {record}, ?
             FROM listed JOIN _failed_text USING (_row_number)
             ORDER BY _row_number, listed.failure.column
             """,
