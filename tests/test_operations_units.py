@@ -460,6 +460,9 @@ def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
     assert (health.rows_read, health.rows_quarantined) == (len(orders) + 6 + 3, 3)
     assert (health.newest_extract, health.newest_rows_read, health.newest_rows_quarantined) == (AS_OF, 3, 3)
     assert health.latest_accepted == AS_OF - timedelta(days=1)
+    assert health.quarantined_columns == (("status", 3),)  # the warning says where to look
+    assert "(100.0%, warning above 2%; most for status (3)) (see data_quality_issues)" in \
+        contract_violations(health, QualityLimits({})).message
     limits = QualityLimits({}, block_min_rows=3)
     gate = newest_extracts_accepted({"sales_orders": health}, limits)
     assert not gate.passed and "its newest extract (2026-11-18) holds no usable row (3 of 3 rows quarantined)" in gate.message

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import duckdb
+import pandas as pd
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
 
@@ -85,6 +86,8 @@ class SourceHealth:
     newest_rows_read: int = 0
     newest_rows_quarantined: int = 0
     may_be_empty: bool = False  # SourceContract.may_be_empty
+    # the columns most of the quarantined rows are rejected for, with their counts (most first; '' for the row)
+    quarantined_columns: tuple[tuple[str, int], ...] = ()
     may_be_empty_beside: str | None = None  # SourceContract.may_be_empty_beside
 
     @property
@@ -134,6 +137,9 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
         ).fetchall()
     }
     rejected: dict[str, list[str]] = {}
+    by_file = conn.execute(  # the quarantined rows per source, extract file and column
+        "SELECT source, file, coalesce(\"column\", '') AS column_name, count(*) AS n FROM raw.quarantine "
+        "WHERE row_number IS NOT NULL GROUP BY ALL").df()
     for source, file in conn.execute(
         "SELECT DISTINCT source, file FROM raw.quarantine WHERE row_number IS NULL ORDER BY source, file"
     ).fetchall():
@@ -161,8 +167,16 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             newest_extract=newest,
             newest_rows_read=int(newest_read or 0),
             newest_rows_quarantined=int(newest_quarantined or 0),
+            quarantined_columns=_columns_most_quarantined(by_file, contract.name, newest),
         )
     return health
+
+
+def _columns_most_quarantined(by_file: pd.DataFrame, source: str, newest: date | None) -> tuple[tuple[str, int], ...]:
+    """The columns most rows of the source's newest extract were quarantined for, with their counts."""
+    of_newest = by_file[by_file["source"].eq(source) & by_file["file"].map(extract_date_of).eq(newest)]
+    counts = of_newest.groupby("column_name")["n"].sum().sort_values(ascending=False, kind="stable")
+    return tuple((str(column), int(rows)) for column, rows in counts.head(QUARANTINED_COLUMNS_SHOWN).items())
 
 
 def extract_date_of(file: str) -> date | None:
@@ -182,6 +196,19 @@ def _newest(health: SourceHealth) -> str:
     return f"its newest extract ({health.newest_extract})"
 
 
+# How many of the columns rows are quarantined for a warning names.
+QUARANTINED_COLUMNS_SHOWN = 3
+
+
+def _quarantined_for(health: SourceHealth) -> str:
+    """'; most for ordered_qty (8), sku_id (4)': where to look first (a row's own problem, a malformed line or a
+    repeated key, has no column)."""
+    if not health.quarantined_columns:
+        return ""
+    listed = ", ".join(f"{column or 'the row as a whole'} ({rows:,})" for column, rows in health.quarantined_columns)
+    return f"; most for {listed}"
+
+
 def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
     """Warning: rows of the newest extract quarantined above the warning share, or files rejected whole."""
     share = health.quarantine_share
@@ -199,7 +226,7 @@ def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
     if share > limits.warn_quarantine_share:
         problems.append(
             f"{health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows of {_newest(health)} quarantined "
-            f"({share:.1%}, warning above {limits.warn_quarantine_share:.0%})"
+            f"({share:.1%}, warning above {limits.warn_quarantine_share:.0%}{_quarantined_for(health)})"
         )
     if health.files_rejected:
         problems.append(f"{health.files_rejected} file(s) rejected whole: {_files(health.rejected_files)}")
