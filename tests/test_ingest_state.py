@@ -159,7 +159,7 @@ def test_a_changed_landing_zone_is_read_in_full_and_says_why(landing: Path, tmp_
                      extract=A_WEEK_AGO, suffix="_bulk")
     _ingest(warehouse, landing, FIRST_RUN).conn.close()
     folder = landing / "sales_orders"
-    if change == "rewrite in the middle":  # a corrected re-send copied with its old times (cp -p, rsync -a)
+    if change == "rewrite in the middle":  # a corrected re-send copied with its old times (cp -p, tar x)
         path = next(folder.glob(f"{A_WEEK_AGO}_bulk.*"))
         stat, content = path.stat(), path.read_bytes()
         middle = content.index(b"B02000,")

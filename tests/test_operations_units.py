@@ -204,9 +204,17 @@ def test_sensor_runs_when_an_extract_is_removed_and_again_when_it_comes_back(tmp
 
     assert as_written(back.cursor) == as_written(first.cursor)  # the zone as it first was ...
     assert back.run_key not in {first.run_key, removed.run_key}  # ... runs again (Dagster skips a key it has seen)
-    # a cursor of the earlier form (the files alone) is read as such
-    legacy = next_batch(json.dumps(json.loads(back.cursor)["files"]), scan_landing_zone(tmp_path / "landing"))
+    # cursors of earlier forms: the files alone, and files without their change time (what the zone is now,
+    # name, modification time and size, is what it was then: no run)
+    without_change_times = {source: [entry.rsplit("|", 1)[0] for entry in entries]
+                            for source, entries in json.loads(first.cursor)["files"].items()}
+    legacy = next_batch(json.dumps(without_change_times), scan_landing_zone(tmp_path / "landing"))
     assert legacy is None
+    previous = next_batch(json.dumps({"batch": 7, "files": without_change_times}), scan_landing_zone(tmp_path / "landing"))
+    assert previous is None
+    broken.write_text("order_id;line_no;x\n")  # but a file changed since is new to them
+    changed = next_batch(json.dumps({"batch": 7, "files": without_change_times}), scan_landing_zone(tmp_path / "landing"))
+    assert changed.new_files == {"sales_orders": ["2026-11-19.csv"]} and changed.run_key.startswith("landing-8-")
     # the last folder emptied counts too
     for path in folder.iterdir():
         path.unlink()

@@ -57,7 +57,7 @@ def master_fingerprint(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> st
 # Bytes read from each end of an extract for its digest: a file rewritten within one tick of the file
 # system's clock keeps its modification time, and may keep its size.
 SAMPLED_BYTES = 1 << 16
-# A file rewritten in place with its old modification time put back (cp -p, rsync -a, tar x of a corrected
+# A file rewritten in place with its old modification time put back (cp -p or tar x of a corrected
 # re-send) and its size kept differs only in the middle, which the digest does not read: its inode change
 # time, which writing sets and no tool can set back, tells it apart.
 
