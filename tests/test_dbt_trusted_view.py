@@ -583,3 +583,24 @@ def test_the_manifest_is_stale_after_any_change_to_the_project_s_nodes(tmp_path:
     (project / "models" / "b.sql").unlink()
     os.utime(project / "models", (manifest.stat().st_mtime + 5,) * 2)  # what the removal does to the folder's time
     assert manifest_is_stale(project, manifest)  # a model removed
+
+
+def test_the_dbt_step_reports_its_build_and_hands_back_its_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the build: the step logs dbt's verdicts, and leaves this build's parse state where the next build on
+    the same warehouse starts from (its own target folder is one of the few kept)."""
+    import dagster as dg
+
+    from orchestration.dbt import RUN_TARGETS_KEPT, dbt_project, dbt_resource, soe_dbt_models
+    from orchestration.resources import WarehouseResource
+
+    path = build_raw_warehouse(tmp_path / "w.duckdb", _scenario(), as_of=AS_OF)
+    monkeypatch.setenv("SOE_WAREHOUSE", str(path))
+    handed_back = dbt_project.manifest_path.with_name("partial_parse.msgpack")
+    before = handed_back.stat().st_mtime_ns if handed_back.exists() else 0
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([soe_dbt_models], instance=instance,
+                            resources={"dbt": dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any(message.startswith("dbt build: ") and " success" in message for message in messages)
+    assert handed_back.stat().st_mtime_ns > before
+    assert len(list(dbt_project.manifest_path.parent.glob("soe_dbt_models-*"))) <= RUN_TARGETS_KEPT
