@@ -40,8 +40,6 @@ SETTLE_ENV = "SOE_SENSOR_SETTLE_SECONDS"
 DEFAULT_SETTLE_SECONDS = 60.0
 
 LandingState = dict[str, list[str]]
-# The cursor's mark that its entries end with the inode change time (``scan_landing_zone``).
-WITH_CHANGE_TIMES = "change_times"
 
 
 def scan_landing_zone(landing: Path) -> LandingState:
@@ -98,17 +96,23 @@ def files_being_written(first_seen: dict[str, float], settle_seconds: float, now
     return sorted(_name(key) for key, seen in first_seen.items() if now - seen < settle_seconds)
 
 
+def _has_change_time(entry: str) -> bool:
+    """Whether an entry ends with the change time: ``name|mtime_ns|size|ctime_ns``, not ``name|mtime_ns|size`` (a
+    cursor written before change times were kept)."""
+    parts = entry.rsplit("|", 3)
+    return len(parts) == 4 and all(part.lstrip("-").isdigit() for part in parts[1:])
+
+
 def _without_change_time(state: LandingState) -> LandingState:
     return {source: [entry.rsplit("|", 1)[0] for entry in entries] for source, entries in state.items()}
 
 
-def _read_cursor(cursor: str | None) -> tuple[int, LandingState, dict[str, float], bool]:
-    """The last batch's number, the files it saw, when the ticks since first saw each file they wait for, and
-    whether its entries hold change times (a cursor written before they were kept holds ``name|mtime_ns|size``)."""
+def _read_cursor(cursor: str | None) -> tuple[int, LandingState, dict[str, float]]:
+    """The last batch's number, the files it saw, and when the ticks since first saw each file they wait for."""
     previous = json.loads(cursor) if cursor else {}
     if "files" not in previous:  # a cursor written before batches were numbered holds the files alone
-        return 0, previous, {}, not previous
-    return previous["batch"], previous["files"], previous.get("settling", {}), previous.get(WITH_CHANGE_TIMES, False)
+        return 0, previous, {}
+    return previous["batch"], previous["files"], previous.get("settling", {})
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,9 @@ def next_batch(cursor: str | None, state: LandingState, settling: dict[str, floa
     file set aside, then put back) runs again: Dagster never starts a second
     run for a run key it has seen.
     """
-    number, seen, _, with_change_times = _read_cursor(cursor)
+    number, seen, _ = _read_cursor(cursor)
     # files the last batch saw before change times were kept are the same files if all else is
+    with_change_times = all(_has_change_time(entry) for entries in seen.values() for entry in entries)
     compared = state if with_change_times else _without_change_time(state)
     new_files, removed_files = {}, {}
     for source in sorted(set(compared) | set(seen)):
@@ -144,8 +149,8 @@ def next_batch(cursor: str | None, state: LandingState, settling: dict[str, floa
         return None
     text = json.dumps({"batch": number + 1, "files": state}, sort_keys=True)
     # files waited for that have settled are kept, so that they are not waited for again
-    cursor_text = json.dumps({"batch": number + 1, "files": state, WITH_CHANGE_TIMES: True,
-                              **({"settling": settling} if settling else {})}, sort_keys=True)
+    cursor_text = json.dumps({"batch": number + 1, "files": state, **({"settling": settling} if settling else {})},
+                             sort_keys=True)
     return Batch(new_files=new_files, removed_files=removed_files, cursor=cursor_text,
                  run_key=f"landing-{number + 1}-" + hashlib.sha256(text.encode()).hexdigest()[:12])
 
@@ -166,12 +171,11 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
         return dg.SkipReason(str(problem))
     settle, now = settle_seconds(), time.time()
     state = scan_landing_zone(settings.landing_path)
-    number, seen, first_seen, with_change_times = _read_cursor(context.cursor)
+    number, seen, first_seen = _read_cursor(context.cursor)
     first_seen = first_seen_while_recent(state, settle, first_seen, now)
     settling = files_being_written(first_seen, settle, now)
     if settling:  # the run would read them half-written along with the batch
-        context.update_cursor(json.dumps({"batch": number, "files": seen, "settling": first_seen,
-                                          WITH_CHANGE_TIMES: with_change_times}, sort_keys=True))
+        context.update_cursor(json.dumps({"batch": number, "files": seen, "settling": first_seen}, sort_keys=True))
         named = ", ".join(settling[:3]) + (f" and {len(settling) - 3} more" if len(settling) > 3 else "")
         return dg.SkipReason(f"waiting for {len(settling)} extract(s) still being written (settle time "
                              f"{settle:g} s): {named}")

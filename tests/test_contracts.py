@@ -304,6 +304,27 @@ def test_broken_quoting_is_malformed_also_in_a_file_with_invalid_utf8(landing):
     assert kept.loc["Q5", "customer_id"] == "C1"
 
 
+def test_the_lenient_read_rejects_a_broken_header_whole_and_ignores_columns_named_like_its_own(landing):
+    """A file with a bad byte: a header with broken quoting is the file's problem (it escaped the ingest as an
+    error); extra columns named like the two the lenient read adds are ignored like any extra column (one crashed
+    the ingest, the other flagged nothing); a value longer than Python's default csv field limit is a value."""
+    broken = write_source(landing, "sales_orders", [_order("H1")], suffix="_header")
+    header, row = broken.read_text().splitlines()
+    broken.write_bytes(("\n".join([header.replace("order_id,", '"order_id"x,', 1), row]) + "\n").encode()
+                       + b"note\xe9\n")
+    named = write_source(landing, "sales_orders",
+                         [_order("N1") | {"_raw_line": "a", "_read_problem": "b", "note": "CAFE"},
+                          _order("N2") | {"_raw_line": "c", "_read_problem": "", "note": "x" * 140_000}],
+                         suffix="_named")
+    named.write_bytes(named.read_bytes().replace(b"CAFE", b"CAF\xe9"))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert set(quarantined["file"]) == {broken.name}  # the named file's rows all stand
+    whole = quarantined.set_index("file").loc[broken.name]
+    assert pd.isna(whole["row_number"]) and whole["reason"].startswith("the header row is malformed")
+    assert {"N1", "N2"} <= set(result.table("sales_orders")["order_id"])
+
+
 def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(landing, monkeypatch):
     """Extracts are streamed in blocks: a bad byte or a broken row far from the header must not slip through."""
     monkeypatch.setattr("soe_assets.ingest.landing.BATCH_BYTES", 1024)  # many blocks for a small file

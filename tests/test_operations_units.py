@@ -444,6 +444,29 @@ def test_a_few_bad_rows_of_a_small_extract_warn_but_do_not_block_publishing():
     assert not gate.passed and "rejected whole: 2026-11-18_b.csv)" in gate.message and "2026-11-06" not in gate.message
 
 
+def test_a_contract_warning_counts_malformed_lines_for_the_row_as_a_whole(tmp_path):
+    """DuckDB's reader files a short row under the first column it lacks: the warning must not send the reader to
+    look at that column's values."""
+    import duckdb
+
+    from soe_assets.ingest.health import read_source_health
+    from soe_assets.ingest.pipeline import ingest_landing_zone, write_run_metadata
+    from soe_assets.warehouse import RunContext
+    from support import AS_OF, minimal_network, write_landing_zone, write_source
+
+    network = minimal_network()
+    landing = write_landing_zone(tmp_path / "landing", {k: v for k, v in network.items() if k != "sales_orders"})
+    path = write_source(landing, "sales_orders", [*network["sales_orders"], dict(network["sales_orders"][0],
+                                                                                order_id="SO-BAD", status="OPEN")])
+    path.write_text(path.read_text() + "SO-SHORT-1,1,C1\nSO-SHORT-2,1,C1\n")
+    conn = duckdb.connect()
+    result = ingest_landing_zone(landing, AS_OF, conn=conn)
+    write_run_metadata(conn, result, RunContext(AS_OF, 13, 4, "test", datetime(2026, 11, 18, 6)))
+    health = read_source_health(conn)["sales_orders"]
+    assert health.quarantined_columns == (("", 2), ("status", 1))
+    assert "most for the row as a whole (2), status (1))" in contract_violations(health, QualityLimits({})).message
+
+
 def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
     """Every row of the newest sales-order extract is rejected: 3 of the 9 rows read, a third, but all of today's.
     The older extract's rows stand, so the marts would show yesterday's order book as today's."""

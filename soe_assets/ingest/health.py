@@ -138,7 +138,8 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
     }
     rejected: dict[str, list[str]] = {}
     by_file = conn.execute(  # the quarantined rows per source, extract file and column
-        "SELECT source, file, coalesce(\"column\", '') AS column_name, count(*) AS n FROM raw.quarantine "
+        "SELECT source, file, CASE WHEN starts_with(reason, 'malformed CSV row') THEN '' "
+        "ELSE coalesce(\"column\", '') END AS column_name, count(*) AS n FROM raw.quarantine "
         "WHERE row_number IS NOT NULL GROUP BY ALL").df()
     for source, file in conn.execute(
         "SELECT DISTINCT source, file FROM raw.quarantine WHERE row_number IS NULL ORDER BY source, file"
@@ -201,8 +202,8 @@ QUARANTINED_COLUMNS_SHOWN = 3
 
 
 def _quarantined_for(health: SourceHealth) -> str:
-    """'; most for ordered_qty (8), sku_id (4)': where to look first (a row's own problem, a malformed line or a
-    repeated key, has no column)."""
+    """'; most for ordered_qty (8), sku_id (4)': where to look first (a malformed line counts for the row as a
+    whole, whichever column DuckDB's reader found missing; a repeated key for the key's columns)."""
     if not health.quarantined_columns:
         return ""
     listed = ", ".join(f"{column or 'the row as a whole'} ({rows:,})" for column, rows in health.quarantined_columns)

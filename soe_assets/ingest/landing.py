@@ -108,8 +108,10 @@ UNQUOTED_COMMA_HINT = " (a comma inside a value that is not quoted?)"
 
 # What the lenient read puts in place of bytes that are not UTF-8.
 REPLACEMENT_CHARACTER = "\ufffd"
-# The quarantine's reason for a CSV row whose quoting is broken (DuckDB's reader and the lenient one say the same).
+# The quarantine's reason for a CSV row whose quoting is broken (DuckDB's reader and the lenient one give this one).
 UNQUOTED_VALUE_PROBLEM = "malformed CSV row: a quoted value has text after its closing quote or is not closed"
+# The longest line DuckDB's reader takes (its max_line_size); the lenient read takes values as long.
+LONGEST_LINE_BYTES = 2_000_000
 
 
 def _row_problem(row: list[str], width: int) -> str:
@@ -132,13 +134,15 @@ def _csv_text_lenient(path: Path) -> pa.Table:
     (header, _), body = rows[0], rows[1:]
     if header is None:
         raise UnreadableFile("the header row is malformed: " + UNQUOTED_VALUE_PROBLEM.removeprefix("malformed CSV row: "))
-    # by position, not by name: a name the header repeats stays twice, as the other readers see it
+    # by position, not by name: a name the header repeats stays twice, as the other readers see it; a column named
+    # like one this read adds is an extra column, ignored as the other readers ignore it
+    kept = [i for i, name in enumerate(header) if name.strip() not in (READ_PROBLEM, RAW_LINE)]
     columns = [pa.array([row[i] if row is not None and i < len(row) else "" for row, _ in body], pa.string())
-               for i in range(len(header))]
+               for i in kept]
     problems = [UNQUOTED_VALUE_PROBLEM if row is None else _row_problem(row, len(header)) for row, _ in body]
     received = [line if problem else "" for (_, line), problem in zip(body, problems)]
     return pa.Table.from_arrays([*columns, pa.array(problems, pa.string()), pa.array(received, pa.string())],
-                                names=[*header, READ_PROBLEM, RAW_LINE])
+                                names=[*(header[i] for i in kept), READ_PROBLEM, RAW_LINE])
 
 
 def _strict_csv_rows(text: str) -> list[tuple[list[str] | None, str]]:
@@ -153,6 +157,7 @@ def _strict_csv_rows(text: str) -> list[tuple[list[str] | None, str]]:
             consumed.append(line)
             yield line
 
+    csv.field_size_limit(max(csv.field_size_limit(), LONGEST_LINE_BYTES))  # a value may be as long as a line
     reader = csv.reader(lines(), strict=True, skipinitialspace=True)
     rows: list[tuple[list[str] | None, str]] = []
     while True:

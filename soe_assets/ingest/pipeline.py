@@ -366,9 +366,10 @@ class _SourceIngest:
 
     def _open(self, extract: Extract, lenient: bool) -> ExtractReader | None:
         try:
-            return ExtractReader(extract, lenient=lenient)
-        except InvalidUtf8:
-            return ExtractReader(extract, lenient=True)
+            try:
+                return ExtractReader(extract, lenient=lenient)
+            except InvalidUtf8:
+                return ExtractReader(extract, lenient=True)  # which may find the file unreadable too
         except UnreadableFile as error:
             self.quarantine_file(extract, str(error))
             return None
