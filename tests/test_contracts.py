@@ -325,6 +325,18 @@ def test_the_lenient_read_rejects_a_broken_header_whole_and_ignores_columns_name
     assert {"N1", "N2"} <= set(result.table("sales_orders")["order_id"])
 
 
+def test_spaces_before_a_quoted_header_name_are_dropped_as_in_a_row(landing):
+    """`, "customer_id"` in the header names customer_id, as `, "C1"` in a row holds C1 (the file was rejected whole
+    for a missing column, read through DuckDB; the lenient read took it)."""
+    path = write_source(landing, "sales_orders", [_order("SP1")], suffix="_spaced")
+    header, row = path.read_text().splitlines()
+    path.write_text(header.replace(",customer_id,", ', "customer_id",') + "\n" + row.replace(",C1,", ', "C1",') + "\n")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert path.name not in set(_quarantine(result, "sales_orders")["file"])
+    kept = result.table("sales_orders").set_index("order_id")
+    assert kept.loc["SP1", "customer_id"] == "C1"
+
+
 def test_read_errors_deep_inside_a_streamed_file_are_handled_like_at_its_start(landing, monkeypatch):
     """Extracts are streamed in blocks: a bad byte or a broken row far from the header must not slip through."""
     monkeypatch.setattr("soe_assets.ingest.landing.BATCH_BYTES", 1024)  # many blocks for a small file

@@ -249,7 +249,7 @@ def _csv_header(path: Path) -> tuple[list[str], int]:
     Arrow's where DuckDB refuses the file, not the header's), and the blank lines before it."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as text:
-            lines = csv.reader(text)
+            lines = csv.reader(text, skipinitialspace=True)  # ' "order_id"' names order_id, as in a row
             blank_before = 0
             for header in lines:
                 if header:
