@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 from soe_assets import run_lock
 from soe_assets.alerts import ALERT_LOG_ENV, ALERT_LOG_NAME, default_alert_log
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
-from soe_assets.run_window import ISO_DAY, MAX_HORIZON_WEEKS, window_problem
+from soe_assets.run_window import MAX_HORIZON_WEEKS, parse_iso_day, window_problem
 
 if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe --help` should not
     import dagster as dg
@@ -113,12 +113,10 @@ def demo_workspace(folder: Path) -> Workspace:
 
 def _iso_date(text: str) -> date:
     """A day written YYYY-MM-DD only (Python also reads 20261120 and 2026-W47-5, which the help does not offer)."""
-    if not ISO_DAY.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a date YYYY-MM-DD")
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is no day of the calendar") from None
+        return parse_iso_day(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _whole_number(text: str, minimum: int) -> int:

@@ -30,6 +30,7 @@ from orchestration.progress import ANSI, failure_reasons
 from orchestration.resources import SoeSettings
 from soe_assets import run_lock
 from soe_assets.alerts import Alert, default_alert_log, deliver
+from soe_assets.ingest.health import named_briefly
 from soe_assets.ingest.pipeline import LandingZoneError, readable_source_folders
 from soe_assets.warehouse import as_of_of_run, run_published
 
@@ -107,6 +108,11 @@ def _without_change_time(state: LandingState) -> LandingState:
     return {source: [entry.rsplit("|", 1)[0] for entry in entries] for source, entries in state.items()}
 
 
+def _cursor_text(batch: int, files: LandingState, settling: dict[str, float] | None = None) -> str:
+    return json.dumps({"batch": batch, "files": files, **({"settling": settling} if settling else {})},
+                      sort_keys=True)
+
+
 def _read_cursor(cursor: str | None) -> tuple[int, LandingState, dict[str, float]]:
     """The last batch's number, the files it saw, and when the ticks since first saw each file they wait for."""
     previous = json.loads(cursor) if cursor else {}
@@ -147,11 +153,9 @@ def next_batch(cursor: str | None, state: LandingState, settling: dict[str, floa
             removed_files[source] = gone
     if not new_files and not removed_files:
         return None
-    text = json.dumps({"batch": number + 1, "files": state}, sort_keys=True)
+    text = _cursor_text(number + 1, state)
     # files waited for that have settled are kept, so that they are not waited for again
-    cursor_text = json.dumps({"batch": number + 1, "files": state, **({"settling": settling} if settling else {})},
-                             sort_keys=True)
-    return Batch(new_files=new_files, removed_files=removed_files, cursor=cursor_text,
+    return Batch(new_files=new_files, removed_files=removed_files, cursor=_cursor_text(number + 1, state, settling),
                  run_key=f"landing-{number + 1}-" + hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
@@ -175,10 +179,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, settings: SoeSettin
     first_seen = first_seen_while_recent(state, settle, first_seen, now)
     settling = files_being_written(first_seen, settle, now)
     if settling:  # the run would read them half-written along with the batch
-        context.update_cursor(json.dumps({"batch": number, "files": seen, "settling": first_seen}, sort_keys=True))
-        named = ", ".join(settling[:3]) + (f" and {len(settling) - 3} more" if len(settling) > 3 else "")
+        context.update_cursor(_cursor_text(number, seen, first_seen))
         return dg.SkipReason(f"waiting for {len(settling)} extract(s) still being written (settle time "
-                             f"{settle:g} s): {named}")
+                             f"{settle:g} s): {named_briefly(settling)}")
     batch = next_batch(context.cursor, state, first_seen)
     if batch is None:
         return dg.SkipReason("no new, changed or removed extract in the landing zone")

@@ -4,11 +4,22 @@ launched from the UI): the S&OE window (horizon and time fence) and the form of 
 from __future__ import annotations
 
 import re
+from datetime import date
 
 # S&OE looks weeks ahead; two years is S&OP's business (and 13 mistyped as 1300 would build a view 100 times the size).
 MAX_HORIZON_WEEKS = 104
 # A day as the settings take it: YYYY-MM-DD only (Python also reads 20261120 and 2026-W47-5).
 ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_iso_day(text: str) -> date:
+    """A day written YYYY-MM-DD only; a ValueError saying which of the two it is not."""
+    if not ISO_DAY.fullmatch(text):
+        raise ValueError(f"'{text}' is not a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is no day of the calendar") from None
 
 
 def window_problem(horizon_weeks: int, time_fence_weeks: int, horizon_name: str = "--horizon-weeks",

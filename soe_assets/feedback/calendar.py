@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from soe_assets.run_window import ISO_DAY
+from soe_assets.run_window import parse_iso_day
 
 CALENDAR_ENV = "SOE_SOP_CALENDAR"
 
@@ -42,9 +42,7 @@ def read_calendar_file(path: Path) -> list[date]:
         if not text:
             continue
         try:
-            if not ISO_DAY.fullmatch(text):
-                raise ValueError(text)
-            cycles.add(date.fromisoformat(text))
+            cycles.add(parse_iso_day(text))
         except ValueError:
             raise ValueError(f"S&OP calendar {path}, line {line}: cycle_date '{text}' is not a day YYYY-MM-DD") from None
     return sorted(cycles)

@@ -23,7 +23,7 @@ Two levels, on purpose (bad rows never stop a run):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -86,9 +86,9 @@ class SourceHealth:
     newest_rows_read: int = 0
     newest_rows_quarantined: int = 0
     may_be_empty: bool = False  # SourceContract.may_be_empty
+    may_be_empty_beside: str | None = None  # SourceContract.may_be_empty_beside
     # the columns most of the quarantined rows are rejected for, with their counts (most first; '' for the row)
     quarantined_columns: tuple[tuple[str, int], ...] = ()
-    may_be_empty_beside: str | None = None  # SourceContract.may_be_empty_beside
 
     @property
     def present(self) -> bool:
@@ -188,7 +188,8 @@ def extract_date_of(file: str) -> date | None:
         return None
 
 
-def _files(names: tuple[str, ...], limit: int = 3) -> str:
+def named_briefly(names: Sequence[str], limit: int = 3) -> str:
+    """The first ``limit`` names, and how many more."""
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
@@ -230,7 +231,7 @@ def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
             f"({share:.1%}, warning above {limits.warn_quarantine_share:.0%}{_quarantined_for(health)})"
         )
     if health.files_rejected:
-        problems.append(f"{health.files_rejected} file(s) rejected whole: {_files(health.rejected_files)}")
+        problems.append(f"{health.files_rejected} file(s) rejected whole: {named_briefly(health.rejected_files)}")
     if not problems:
         return Finding(True, f"{health.rows_quarantined:,} of {health.rows_read:,} rows quarantined", metadata)
     return Finding(False, f"{health.source}: " + "; ".join(problems) + " (see data_quality_issues)", metadata)
@@ -275,13 +276,13 @@ def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: Qualit
         rejected_whole = health.latest_rejected == health.newest_extract
         if health.newest_extract_lost and rejected_whole and not health.newest_rows_read:
             problems.append(
-                f"{health.source}: every file of {_newest(health)} was rejected whole ({_files(health.newest_rejected_files)})"
+                f"{health.source}: every file of {_newest(health)} was rejected whole ({named_briefly(health.newest_rejected_files)})"
             )
         elif health.newest_extract_lost and (rejected_whole or health.newest_rows_quarantined >= limits.block_min_rows):
             problems.append(
                 f"{health.source}: {_newest(health)} holds no usable row "
                 f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
-                + (f"; rejected whole: {_files(health.newest_rejected_files)}" if rejected_whole else "") + ")"
+                + (f"; rejected whole: {named_briefly(health.newest_rejected_files)}" if rejected_whole else "") + ")"
             )
         elif health.required and health.rows_valid == 0 and (health.rows_read or not _may_be_empty(health, healths)):
             problems.append(f"{health.source}: no valid row at all" if health.rows_read

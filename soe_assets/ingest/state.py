@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from functools import cache
 from pathlib import Path
 
@@ -57,9 +57,6 @@ def master_fingerprint(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> st
 # Bytes read from each end of an extract for its digest: a file rewritten within one tick of the file
 # system's clock keeps its modification time, and may keep its size.
 SAMPLED_BYTES = 1 << 16
-# A file rewritten in place with its old modification time put back (cp -p or tar x of a corrected
-# re-send) and its size kept differs only in the middle, which the digest does not read: its inode change
-# time, which writing sets and no tool can set back, tells it apart.
 
 
 @dataclass(frozen=True)
@@ -69,6 +66,9 @@ class FileState:
     file: str
     size: int
     modified_ns: int
+    # A file rewritten in place with its old modification time put back (cp -p or tar x of a corrected re-send)
+    # and its size kept differs only in the middle, which the digest does not read: its inode change time,
+    # which writing sets and no tool can set back, tells it apart.
     changed_ns: int
     sample_digest: str
     file_order: int
@@ -98,7 +98,7 @@ class IngestedFile:
 
 
 # The manifest's columns of a ``FileState``, in its fields' order.
-MANIFEST_STATE = "file, size, modified_ns, changed_ns, sample_digest, file_order"
+MANIFEST_STATE = ", ".join(field.name for field in fields(FileState))
 
 
 def ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
@@ -119,7 +119,8 @@ def take_manifest(conn: duckdb.DuckDBPyConnection, source: str) -> tuple[list[In
         f"SELECT {MANIFEST_STATE}, rows_read, rows_quarantined, loaded, "
         f"validated_with FROM {MANIFEST} WHERE source = ? ORDER BY file_order", [source]).fetchall()
     conn.execute(f"DELETE FROM {MANIFEST} WHERE source = ?", [source])
-    files = [IngestedFile(FileState(*row[:6]), *row[6:9]) for row in rows]
+    width = len(fields(FileState))
+    files = [IngestedFile(FileState(*row[:width]), *row[width:width + 3]) for row in rows]
     return files, {row[-1] for row in rows}
 
 
