@@ -56,6 +56,12 @@ def test_excess_carrying_cost_worked_example() -> None:
     assert impact_value(frame, CONFIG).iloc[0] == 1300.0
 
 
+def test_excess_carrying_cost_runs_over_the_runs_horizon() -> None:
+    # a 26-week horizon holds the excess twice as long as the default 13: 520 x 40 x 0.25 x 26/52 = 2,600
+    frame = candidates([{"exception_type": "excess_inventory", "qty": 520, "horizon_weeks": 26}])
+    assert impact_value(frame, CONFIG).iloc[0] == 2600.0
+
+
 def test_negative_or_missing_quantities_are_worth_nothing() -> None:
     frame = candidates([{"exception_type": "projected_stockout", "qty": -5},
                         {"exception_type": "projected_stockout", "qty": None, "unit_price": None}])
@@ -91,6 +97,28 @@ def test_priority_ranks_by_money_discounted_by_distance_and_is_unique() -> None:
     # scores: 5000, 9000 / (1 + 0.1 x 10) = 4500, 5000, 2000 x 0.5 = 1000
     frame["impact_value"] = [5000.0, 9000.0, 5000.0, 2000.0]
     assert rank_priority(frame, CONFIG).tolist() == [2, 3, 1, 4]
+
+
+def test_an_overdue_exception_ranks_as_week_0_not_above_it() -> None:
+    """Weeks in the past count 0: an item overdue by 2 weeks is as urgent as one this week, no more."""
+    frame = candidates([
+        {"exception_type": "late_purchase_order", "qty": 1, "week_index": -2},
+        {"exception_type": "projected_stockout", "qty": 1, "week_index": 0},
+    ])
+    frame["exception_id"] = ["EX-a", "EX-b"]
+    frame["impact_value"] = [100.0, 105.0]  # 100 counted as 2 weeks "closer" than now would score 125
+    assert rank_priority(frame, CONFIG).tolist() == [2, 1]
+
+
+def test_equal_scores_rank_by_impact_before_id() -> None:
+    # 2,000 without a week (x 0.5) and 1,000 in week 0 both score 1,000: the larger impact acts first
+    frame = candidates([
+        {"exception_type": "projected_stockout", "qty": 1, "week_index": 0},
+        {"exception_type": "data_quality", "qty": 1, "week_index": None},
+    ])
+    frame["exception_id"] = ["EX-a", "EX-z"]
+    frame["impact_value"] = [1000.0, 2000.0]
+    assert rank_priority(frame, CONFIG).tolist() == [2, 1]
 
 
 def test_escalation_beyond_fence_or_not_absorbable() -> None:
@@ -200,6 +228,18 @@ def test_lifecycle_new_still_open_and_resolved() -> None:
     # resolved ones are reported once: the next run no longer carries them
     third = track_lifecycle(detected(["EX-2", "EX-3"]), second.reset_index(), date(2026, 12, 2))
     assert set(third["exception_id"]) == {"EX-2", "EX-3"}
+
+
+def test_an_overload_no_longer_detected_on_its_weeks_sunday_is_resolved_not_lapsed() -> None:
+    """On its week's Sunday the overload's week is week 0 of the run, still detectable: gone then, it was resolved.
+    From the Monday after, its week has ended: it lapsed (as ``LAPSED_SQL`` reads it for the KPI)."""
+    week = date(2026, 11, 16)
+    overload = detected(["EX-1"]).assign(exception_type="capacity_overload", sku_id=None, week_start=week)
+    first = track_lifecycle(overload, pd.DataFrame(), date(2026, 11, 18))
+    on_sunday = track_lifecycle(detected([]), first, date(2026, 11, 22)).set_index("exception_id")
+    assert on_sunday.loc["EX-1", "explanation"].startswith("Resolved: no longer detected on 2026-11-22")
+    on_monday = track_lifecycle(detected([]), first, date(2026, 11, 23)).set_index("exception_id")
+    assert on_monday.loc["EX-1", "explanation"].startswith("Lapsed: its week ended on 2026-11-22")
 
 
 def test_alert_budget_keeps_top_n_and_reports_the_rest() -> None:

@@ -11,9 +11,14 @@ import re
 import shutil
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone, write_source
+
+from soe_assets.detect.config import DEFAULT_CONFIG
+from soe_assets.detect.impact import escalate_to_sop
+from soe_assets.detect.rules import DEMAND_WINDOWS, capacity_overload, demand_below_plan, late_purchase_order
 
 
 def add_clean_sku(network: dict, sku: str, location: str, *, weekly: float = 100.0, safety: float = 40.0,
@@ -299,6 +304,98 @@ def test_shortages_fire_where_stock_runs_short_only(planted: pd.DataFrame) -> No
     below = fired(planted, "below_safety_stock")
     assert {"LOW@DC-2", "OUT@DC-2", "HOLD@DC-1"} <= below
     assert not below & {"LOW-NEAR@DC-2", "FAR@DC-2", "HOLD-NEAR@DC-1", "EXCESS-NEAR@DC-2"}
+
+
+def rules_warehouse() -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with what every detection rule reads besides its own inputs: the run's parameters
+    (as_of, 13 weeks, a fence of 4) and SKU-A's prices."""
+    conn = duckdb.connect()
+    for schema in ("raw", "staging", "intermediate"):
+        conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute("CREATE TABLE raw.run_context AS SELECT ?::DATE AS as_of, 13 AS horizon_weeks, 4 AS time_fence_weeks",
+                 [AS_OF])
+    conn.execute("CREATE TABLE staging.stg_skus AS SELECT 'SKU-A' AS sku_id, 20.0 AS unit_price, 10.0 AS unit_cost")
+    return conn
+
+
+@pytest.mark.parametrize(("load", "fires"), [(105.0, False), (106.0, True)])
+def test_a_resource_week_is_overloaded_only_above_105_percent_of_capacity(load: float, fires: bool) -> None:
+    """Exactly 5 % over capacity is within the tolerance: only a load above capacity x 1.05 is an overload."""
+    conn = rules_warehouse()
+    conn.execute("CREATE TABLE staging.stg_resource_capacity AS SELECT 'PLANT-1' AS location_id, "
+                 "'LINE-1' AS resource_id, ?::DATE AS week_start, 100.0 AS capacity_qty", [monday(2)])
+    conn.execute("CREATE TABLE intermediate.int_open_supply AS SELECT 'PLANT-1' AS location_id, "
+                 "'LINE-1' AS resource_id, 2 AS week_index, ? AS qty, 'SKU-A' AS sku_id, "
+                 "'production' AS supply_kind", [load])
+    assert (len(capacity_overload(conn, DEFAULT_CONFIG)) == 1) == fires
+
+
+def test_an_overload_that_earlier_fence_weeks_have_exactly_the_room_for_is_absorbable() -> None:
+    """LINE-1 (capacity 100) has 90 to make in week 1 and 110 in week 2: the 10 over fit exactly in week 1's 10 free
+    units, so the overload can be pulled in (absorbable, not escalated); 111 in week 2 cannot."""
+    def overload(week_2_load: float) -> pd.Series:
+        conn = rules_warehouse()
+        conn.execute("CREATE TABLE staging.stg_resource_capacity AS SELECT 'PLANT-1' AS location_id, "
+                     "'LINE-1' AS resource_id, unnest([?::DATE, ?::DATE]) AS week_start, 100.0 AS capacity_qty",
+                     [monday(1), monday(2)])
+        conn.execute("CREATE TABLE intermediate.int_open_supply AS SELECT 'PLANT-1' AS location_id, "
+                     "'LINE-1' AS resource_id, unnest([1, 2]) AS week_index, unnest([90.0, ?]) AS qty, "
+                     "'SKU-A' AS sku_id, 'production' AS supply_kind", [week_2_load])
+        found = capacity_overload(conn, DEFAULT_CONFIG)
+        assert len(found) == 1
+        return found.iloc[0]
+
+    assert bool(overload(110.0)["absorbable"]) is True
+    assert bool(overload(111.0)["absorbable"]) is False
+
+
+def test_a_late_po_line_is_judged_in_its_promised_week_not_the_week_it_now_arrives() -> None:
+    """Promised in week 2 (inside the fence of 4), now confirmed for week 5: the supply bites from week 2 and its
+    escalation is left to the shortage it causes; its arrival week only serves the root-cause link."""
+    conn = rules_warehouse()
+    conn.execute("CREATE TABLE intermediate.int_open_supply AS SELECT 'purchase_order' AS supply_kind, 'PO-1:1' AS "
+                 "reference_id, 'SUP-1' AS supplier_id, 'SKU-A' AS sku_id, 'DC-1' AS location_id, ?::DATE AS "
+                 "promised_date, ?::DATE AS due_date, 50.0 AS qty", [monday(2), monday(5) + timedelta(days=2)])
+    late = late_purchase_order(conn, DEFAULT_CONFIG)
+    assert len(late) == 1
+    row = late.iloc[0]
+    assert (row["week_index"], row["arrival_week"]) == (2, 5)
+    assert pd.Timestamp(row["week_start"]) == pd.Timestamp(monday(2))
+    assert not escalate_to_sop(late, time_fence_weeks=4).iloc[0]
+
+
+def test_demand_half_below_plan_or_more_is_escalated_to_sop() -> None:
+    """A demand variance of 50 % of plan or more is structural, S&OP material: 150 sold against 300 escalates,
+    180 against 300 (-40 %) is S&OE's to absorb."""
+    conn = rules_warehouse()
+    conn.execute(f"CREATE TEMP TABLE {DEMAND_WINDOWS} AS SELECT * FROM (VALUES "
+                 "('HALF', 'DC-1', 20.0, 10.0, 150.0, 300.0), ('FORTY', 'DC-1', 20.0, 10.0, 180.0, 300.0)) "
+                 "AS t(sku_id, location_id, unit_price, unit_cost, window_demand_qty, window_plan_qty)")
+    below = demand_below_plan(conn, DEFAULT_CONFIG).set_index("sku_id", drop=False)
+    escalated = escalate_to_sop(below, time_fence_weeks=4)
+    assert escalated.to_dict() == {"HALF": True, "FORTY": False}
+
+
+def test_exceptions_date_from_their_first_affected_week_and_a_buffer_misses_at_most_itself(
+        planted: pd.DataFrame) -> None:
+    """OUT@DC-2 projects 100, 0, -100, -200, then -300 through the horizon against a safety stock of 40; FAR@DC-2 runs
+    100 until week 6, 0 in week 7, then -100 .. -500. A shortage's week is its first affected week, and below safety
+    stock the missing buffer is at most the safety stock (40 units, not the 340 the balance lies below it)."""
+    def row(exception_type: str, sku: str) -> pd.Series:
+        rows = planted[planted["exception_type"].eq(exception_type) & planted["sku_id"].eq(sku)
+                       & planted["location_id"].eq("DC-2")]
+        assert len(rows) == 1
+        return rows.iloc[0]
+
+    out = row("projected_stockout", "OUT")
+    assert pd.Timestamp(out["week_start"]) == pd.Timestamp(monday(2)) and out["shortfall_qty"] == 300
+    assert pd.Timestamp(row("projected_stockout", "FAR")["week_start"]) == pd.Timestamp(monday(8))
+    low = row("below_safety_stock", "OUT")
+    assert pd.Timestamp(low["week_start"]) == pd.Timestamp(monday(1))
+    assert (low["shortfall_qty"], low["impact_value"]) == (40, 40 * 20.0)  # the whole buffer at unit price 20
+    # late supply bites from the week it was promised (week 1), not the week it now arrives (week 3)
+    late = planted[planted["exception_type"].eq("late_purchase_order") & planted["sku_id"].eq("LATEPO")].iloc[0]
+    assert pd.Timestamp(late["week_start"]) == pd.Timestamp(monday(1))
 
 
 def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:

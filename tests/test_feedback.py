@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
 from soe_assets.feedback.calendar import SopCalendar, due_cycle, first_mondays, next_cycle, previous_cycle
 from soe_assets.feedback.patterns import FeedbackRules, detect_patterns, feedback_window
 from soe_assets.feedback.report import render_report, write_report
@@ -567,8 +568,6 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 def test_recurring_capacity_overloads_are_judged_per_resource():
     """Three overloads of LINE-1 are a pattern; LINE-2's two at the same plant are not, and do not add to it."""
-    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
-
     conn = make_warehouse(**clean_rows())
     weeks = weeks_back(3)
     overloads = [(resource, week) for resource in ("LINE-1", "LINE-2") for week in weeks[: 3 if resource == "LINE-1" else 2]]
@@ -590,8 +589,6 @@ def test_a_stockout_that_comes_back_recurs_though_its_id_stays_the_same():
     """A@DC-1 ran out in three episodes (resolved in between, detected anew: one exception_id, three
     first_detected_on days, each episode with several open runs): a recurring stockout of 3 occurrences,
     each counted at its largest impact. B@DC-1's one long episode is not."""
-    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
-
     conn = make_warehouse(**clean_rows())
     weeks = weeks_back(3)
     runs = [(week + timedelta(days=day), week + timedelta(days=1)) for week in weeks for day in (1, 3)]
@@ -613,8 +610,6 @@ def test_a_stockout_that_comes_back_recurs_though_its_id_stays_the_same():
 def test_feedback_money_is_published_in_cents_whatever_order_it_was_summed_in():
     """Three overloads of 0.1 each sum to 0.30000000000000004 in floating point, or to 0.3 in another order: a
     re-run must publish the same figure, so it is rounded to cents."""
-    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
-
     conn = make_warehouse(**clean_rows())
     history = pd.DataFrame([
         {"exception_id": f"EX-{week}", "exception_type": "capacity_overload", "sku_id": "", "location_id": "PLANT-1",
@@ -630,8 +625,6 @@ def test_feedback_money_is_published_in_cents_whatever_order_it_was_summed_in():
 def test_recurring_exceptions_a_chronic_pattern_states_are_not_listed_twice():
     """LINE-1 ran over capacity in its last 4 weeks (a chronic shortfall) and raised three overload exceptions:
     the shortfall states them, so only it is listed. LINE-2's three overloads have no chronic pattern: listed."""
-    from soe_assets.detect.lifecycle import HISTORY_COLUMNS, write_history
-
     rows = clean_rows()
     for order in rows["stg_production_orders"][:4]:
         order.update(planned_qty=260.0, completed_qty=260.0)
@@ -646,3 +639,121 @@ def test_recurring_exceptions_a_chronic_pattern_states_are_not_listed_twice():
     feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
     assert sorted(zip(feedback.pattern, feedback.resource_id)) == [
         ("chronic_capacity_shortfall", "LINE-1"), ("recurring_capacity_overload", "LINE-2")]
+
+
+def test_a_bias_persisting_through_a_window_longer_than_bias_weeks_is_persistent():
+    """Without an earlier cycle the window is 8 weeks: A@DC-1 sold 75 against a plan of 100 in every one of them.
+    The latest 4 share the sign (so do the 4 before): a persistent over-forecast, over all 8 weeks."""
+    rows = clean_rows()
+    for line in rows["stg_sales_orders"]:
+        if (line["sku_id"], line["location_id"]) == ("A", "DC-1"):
+            line["ordered_qty"] = line["shipped_qty"] = 75.0
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), None)
+    assert list(zip(feedback.pattern, feedback.sku_id, feedback.location_id)) == [
+        ("persistent_over_forecast", "A", "DC-1")]
+    bias = feedback.iloc[0]
+    assert (bias.weeks_observed, bias.occurrences) == (8, 8)
+    assert bias.mean_bias == pytest.approx(200 / 600)
+
+
+def test_a_mean_bias_of_exactly_10_percent_is_a_pattern():
+    """|mean bias| >= 10 %: A@DC-1 planned 1,100 a week against 1,000 sold, a gap far beyond noise."""
+    rows = clean_rows()
+    for line in rows["stg_sales_orders"]:
+        if (line["sku_id"], line["location_id"]) == ("A", "DC-1"):
+            line["ordered_qty"] = line["shipped_qty"] = 1000.0
+    for plan in rows["int_committed_plan"]:
+        if (plan["sku_id"], plan["location_id"]) == ("A", "DC-1"):
+            plan["demand_qty"] = 1100.0
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert list(feedback.pattern) == ["persistent_over_forecast"]
+    assert feedback.iloc[0].mean_bias == pytest.approx(0.10)
+
+
+def test_a_supplier_late_on_exactly_half_its_lines_by_exactly_2_days_is_chronic():
+    """The thresholds are inclusive: >= 50 % of the lines late and a mean delay >= 2 days. SUP-1's lines of B in the
+    8-week window: 4 of 8 arrive 2 days late, the other 4 early."""
+    rows = clean_rows()
+    sup1 = [line for line in rows["stg_purchase_orders"] if line["supplier_id"] == "SUP-1"]
+    assert len(sup1) == 8
+    for line in sup1[:4]:
+        line["received_date"] = line["promised_date"] + timedelta(days=2)
+    for line in sup1[4:]:  # the others 3 days early: an actual lead time below the quote counts as the quote
+        line["received_date"] = line["promised_date"] - timedelta(days=3)
+    # a cancelled line, never received, is no line of the supplier's
+    rows["stg_purchase_orders"].append(dict(sup1[0], po_id="PO-SUP-1-cancelled", received_qty=0.0,
+                                            received_date=None, status="cancelled"))
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), None)
+    delay = feedback[feedback.pattern == "chronic_supplier_delay"]
+    assert delay[["supplier_id", "sku_id", "occurrences"]].values.tolist() == [["SUP-1", "B", 4]]
+    assert delay.iloc[0].mean_delay_days == pytest.approx(2.0)
+    assert delay.iloc[0].impact_value == pytest.approx(4 * 50 * 5.0)  # the late lines only, at unit cost 5
+    # quoted 15 days on every line; actual 17 on the late ones, 12 (read as 15) on the early ones: median 16
+    assert "re-quote the lead time of supplier SUP-1 for B from 15 to 16 days" in delay.iloc[0].suggested_sop_action
+
+
+def test_a_resource_finishing_exactly_90_percent_on_time_is_not_short():
+    """A resource-week is short when less than 90 % of its load finished on time: 144 of 160 is not."""
+    rows = clean_rows()
+    for order in rows["stg_production_orders"]:
+        order["completed_qty"] = 144.0
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), None)
+    assert feedback.empty, feedback[["pattern", "explanation"]]
+
+
+def test_an_exception_first_detected_in_the_week_of_as_of_waits_for_the_next_window():
+    """Stockouts of A@DC-1 first detected in two ended weeks and on as_of (a week still running): two in the
+    window, no recurring pattern yet."""
+    conn = make_warehouse(**clean_rows())
+    detected_on = [weeks_back(2)[1] + timedelta(days=1), weeks_back(2)[0] + timedelta(days=1), AS_OF]
+    history = pd.DataFrame([
+        {"exception_id": f"EX-{i}", "exception_type": "projected_stockout", "sku_id": "A", "location_id": "DC-1",
+         "week_start": day, "reference_id": f"R{i}", "impact_value": 100.0, "status": "open",
+         "first_detected_on": day, "as_of": AS_OF} for i, day in enumerate(detected_on)
+    ]).reindex(columns=HISTORY_COLUMNS)
+    write_history(conn, history, AS_OF)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    assert not feedback.pattern.str.startswith("recurring_").any(), feedback[["pattern", "explanation"]]
+
+
+def test_an_under_forecast_is_valued_at_the_revenue_of_the_missing_units():
+    """A@DC-1 sold 125 a week against a plan of 100: 100 units missing over the 4-week window, at unit price 100."""
+    rows = clean_rows()
+    for line in rows["stg_sales_orders"]:
+        if (line["sku_id"], line["location_id"]) == ("A", "DC-1"):
+            line["ordered_qty"] = line["shipped_qty"] = 125.0
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    assert list(feedback.pattern) == ["persistent_under_forecast"]
+    under = feedback.iloc[0]
+    assert under.impact_value == pytest.approx(100 * 100.0)  # unit_price, not unit_cost (50)
+    assert "raise the demand plan of A (family bikes) at DC-1 by ~25%" in under.suggested_sop_action
+
+
+@pytest.mark.parametrize(("as_of", "last_week"), [(date(2026, 11, 15), date(2026, 11, 9)),
+                                                   (date(2026, 11, 14), date(2026, 11, 2))])
+def test_the_window_ends_with_the_week_of_as_of_only_on_its_sunday(as_of: date, last_week: date):
+    window = feedback_window(as_of, None)
+    assert window.last_week == last_week and window.end == last_week + timedelta(days=6)
+    assert len(window.weeks) == 8
+
+
+def test_recurring_data_quality_exceptions_are_no_sop_pattern():
+    """Bad or disagreeing data is for the data engineers (alerts, quarantine), not S&OP: three reconciliation
+    findings on A@DC-1 in three weeks raise no pattern; three quality holds there do."""
+    conn = make_warehouse(**clean_rows())
+    history = pd.DataFrame([
+        {"exception_id": f"EX-{kind}-{i}", "exception_type": kind, "sku_id": "A", "location_id": "DC-1",
+         "week_start": week, "reference_id": f"R{i}", "impact_value": 100.0, "status": "open",
+         "first_detected_on": week + timedelta(days=1), "as_of": AS_OF}
+        for kind in ("data_quality", "quality_hold") for i, week in enumerate(weeks_back(3))
+    ]).reindex(columns=HISTORY_COLUMNS)
+    write_history(conn, history, AS_OF)
+    feedback = detect_patterns(conn, AS_OF, date(2026, 12, 7), None, FeedbackRules(lookback_weeks=8))
+    assert list(feedback.pattern) == ["recurring_quality_hold"]
+
+
+def test_a_run_on_a_cycle_day_prepares_that_cycle():
+    """A run's feedback is for the first cycle on or after its as_of: on 7 December, the cycle of 7 December."""
+    cycles = [date(2026, 11, 2), date(2026, 12, 7), date(2027, 1, 4)]
+    assert next_cycle(cycles, date(2026, 12, 7)) == date(2026, 12, 7)
+    assert next_cycle(cycles, date(2026, 12, 8)) == date(2027, 1, 4)

@@ -75,6 +75,15 @@ def test_week_without_lines_yields_no_row():
     assert metrics.fill_rate_units(conn, AS_OF).empty
 
 
+@pytest.mark.parametrize(("as_of", "reported"), [(W1 + timedelta(days=6), True), (W1 + timedelta(days=5), False)])
+def test_a_week_is_reported_from_its_sunday_on(as_of: date, reported: bool):
+    """W ends on its Sunday: an as_of on that Sunday reports it, one on its Saturday does not yet."""
+    conn = make_warehouse(stg_sales_orders=[so(1, W1 + timedelta(days=1), 10, 10, W1 + timedelta(days=1))])
+    otif = metrics.otif_line_rate(conn, as_of)
+    assert (W1 in set(otif.week_start)) == reported
+    assert set(otif.week_start) <= {W1}
+
+
 # --- production and suppliers ---------------------------------------------------------------
 
 
@@ -168,6 +177,19 @@ def test_a_sku_location_whose_only_line_was_cancelled_does_not_serve_customers()
     assert (dc2.numerator, dc2.denominator) == (-10, 10)  # A@DC-2 only: plan 0, actual 10
     metrics.write_plan_vs_actual(conn, AS_OF, "main.pva")
     assert conn.execute("SELECT count(*) FROM main.pva WHERE sku_id = 'B' AND location_id = 'DC-2'").fetchone() == (0,)
+
+
+def test_a_sku_location_selling_through_pos_only_serves_customers():
+    """B@STORE-1 has no sales order, only POS (30 units in W1) against a plan of 40: it serves customers, so its
+    plan is judged, not counted as 0 beside its actual."""
+    conn = make_warehouse(
+        stg_pos_sales=[{"sale_date": W1 + timedelta(days=2), "sku_id": "B", "location_id": "STORE-1", "qty": 30.0}],
+        int_committed_plan=[plan("B", "STORE-1", W1, 40)],
+    )
+    wape = pick(metrics.forecast_wape(conn, AS_OF), W1)
+    assert (wape.numerator, wape.denominator) == (10, 30)
+    bias = pick(metrics.forecast_bias(conn, AS_OF), W1)
+    assert bias.value == pytest.approx(10 / 30)
 
 
 # --- exceptions and working capital ---------------------------------------------------------
@@ -307,6 +329,28 @@ def test_compute_kpis_long_format_and_no_nan():
     assert set(frame.scope_type) == {"total", "product_family", "location"}
     assert not any(math.isnan(v) or math.isinf(v) for v in frame.value)
     assert (frame.week_start <= AS_OF - timedelta(days=6)).all()
+
+
+def test_inventory_turns_cogs_is_capped_shipped_units_by_ship_date_plus_pos_over_13_weeks():
+    """COGS = min(shipped, ordered) x unit_cost of non-cancelled lines by ship_date + POS qty x unit_cost by
+    sale_date, over W and the 12 weeks before it (README, "Definitions"). A@DC-1 holds 100 units (value 5,000)
+    from 15 weeks before W1, so W1's window has 13 stocked weeks."""
+    first = W1 - timedelta(weeks=15) + timedelta(days=2)
+    conn = make_warehouse(
+        stg_inventory_snapshots=[{"snapshot_date": first, "sku_id": "A", "location_id": "DC-1", "on_hand_qty": 100.0,
+                                  "quality_hold_qty": 0.0}],
+        stg_sales_orders=[
+            so(1, W1 + timedelta(days=1), 10, 12, W1 + timedelta(days=1)),             # over-shipped: 10 x 50
+            so(2, W1 + timedelta(days=2), 10, 5, W1 + timedelta(days=2), "cancelled"),  # cancelled: no COGS
+            so(3, W1 + timedelta(days=2), 8, 8, W0 + timedelta(days=1)),              # shipped after W1: not in it
+            so(4, W1 - timedelta(weeks=13), 6, 6, W1 - timedelta(weeks=13)),           # 14th week back: outside
+        ],
+        stg_pos_sales=[{"sale_date": W1 + timedelta(days=3), "sku_id": "A", "location_id": "DC-1", "qty": 4.0}],
+    )
+    total = pick(metrics.inventory_turns(conn, AS_OF), W1)
+    # COGS 10 x 50 + 4 x 50 = 700 over n = 13 weeks, annualised 700 x 52 / 13 = 2,800; inventory 5,000
+    assert (total.numerator, total.denominator) == (pytest.approx(700 * 52 / 13), pytest.approx(5000))
+    assert total.value == pytest.approx(2800 / 5000)
 
 
 # --- end to end: the real pipeline on the minimal network -----------------------------------

@@ -438,8 +438,8 @@ def days_of_supply(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Source
 def inventory_turns(conn: duckdb.DuckDBPyConnection, as_of: date, sources: Sources | None = None) -> pd.DataFrame:
     """Annualised turns: COGS of the trailing 13 weeks × 52 / n_weeks ÷ average inventory value of those weeks.
 
-    COGS = shipped_qty × unit_cost of non-cancelled sales-order lines by
-    ship_date + POS qty × unit_cost by sale_date. The trailing window holds W
+    COGS = min(shipped_qty, ordered_qty) × unit_cost of non-cancelled
+    sales-order lines by ship_date + POS qty × unit_cost by sale_date. The trailing window holds W
     and up to 12 earlier weeks, never before the scope's own first snapshot
     week (n_weeks <= 13): a week before it has no known stock, and counting it
     as zero would dilute the average of a location or family that started
