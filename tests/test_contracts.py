@@ -1,6 +1,7 @@
 """Landing-zone contracts: every kind of bad input is quarantined with its reason, nothing valid is lost."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
+import json
 import os
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ from support import AS_OF, minimal_network, write_landing_zone, write_source
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
 from soe_assets.ingest.landing import UNQUOTED_VALUE_PROBLEM, blank_line_numbers
-from soe_assets.ingest.pipeline import LandingZoneError, ingest_landing_zone
+from soe_assets.ingest.pipeline import LandingZoneError, ingest_landing_zone, resolve_as_of
 
 
 def _order(order_id: str, **changes) -> dict:
@@ -915,3 +916,153 @@ def test_a_file_rejected_whole_says_what_the_source_rows_come_from(landing):
     (lanes_reason,) = _quarantine(result, "lanes")["reason"].tolist()
     assert lanes_reason.endswith("; no extract of this source was loaded, so it has no rows this run")
     assert result.table("lanes").empty
+
+
+def test_between_files_of_one_date_the_later_name_in_byte_order_wins(landing):
+    """Byte order, not the alphabet: 'B' (0x42) sorts before 'a' (0x61), so '_a' is the later file; and '_10'
+    before '_9' (no natural sort)."""
+    write_source(landing, "sales_orders", [_order("CASE", ordered_qty=1)], suffix="_a")
+    write_source(landing, "sales_orders", [_order("CASE", ordered_qty=2)], suffix="_B")
+    write_source(landing, "sales_orders", [_order("NUM", ordered_qty=9)], suffix="_9")
+    write_source(landing, "sales_orders", [_order("NUM", ordered_qty=10)], suffix="_10")
+    orders = ingest_landing_zone(landing, AS_OF).table("sales_orders").set_index("order_id")
+    assert orders.loc["CASE", "ordered_qty"] == 1
+    assert orders.loc["CASE", "_file"] == f"{AS_OF.isoformat()}_a.csv"
+    assert orders.loc["NUM", "ordered_qty"] == 9
+
+
+def test_a_file_missing_a_column_is_counted_whole_and_its_header_recorded(landing):
+    """The whole file is quarantined: every row it holds counts as quarantined, and the raw record is the
+    header as a JSON list (docs/columns.md)."""
+    path = write_source(landing, "sales_orders", [_order("M1"), _order("M2"), _order("M3")], suffix="_broken")
+    frame = pd.read_csv(path).drop(columns=["status"])
+    frame.to_csv(path, index=False)
+    result = ingest_landing_zone(landing, AS_OF)
+    (row,) = _quarantine(result, "sales_orders").to_dict("records")
+    assert json.loads(row["raw_record"]) == list(frame.columns)
+    report = result.reports["sales_orders"]
+    assert report.rows_read == 5 and report.rows_quarantined == 3 and report.rows_valid == 2
+
+
+def test_the_raw_record_of_a_rejected_row_keeps_its_extra_columns(landing):
+    """The raw record is the row as received, by the header's names: an extra column is part of it."""
+    write_source(landing, "sales_orders", [_order("OK", note="fine"), _order("BAD", status="opened", note="typo")],
+                 suffix="_erp")
+    (row,) = _quarantine(ingest_landing_zone(landing, AS_OF), "sales_orders").to_dict("records")
+    record = json.loads(row["raw_record"])
+    assert record["note"] == "typo" and record["order_id"] == "BAD" and record["status"] == "opened"
+
+
+# minimal_network has no POS; a sale for the tests that cover every source
+_POS_SALE = {"sale_date": AS_OF.isoformat(), "sku_id": "SKU-A", "location_id": "DC-1", "qty": 3}
+_ID_COLUMN = {"purchase_orders": "po_id", "production_orders": "production_order_id", "shipments": "shipment_id"}
+
+
+@pytest.mark.parametrize("source,column", [("purchase_orders", "ordered_qty"), ("production_orders", "planned_qty"),
+                                           ("shipments", "qty")])
+def test_a_zero_quantity_where_the_contract_says_more_than_zero_is_quarantined(landing, source, column):
+    row = minimal_network()[source][0]
+    write_source(landing, source, [{**row, _ID_COLUMN[source]: "ZERO", column: 0}], suffix="_zero")
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, source)
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [[1, column, f"{column} must be > 0"]]
+    assert "ZERO" not in set(result.table(source)[_ID_COLUMN[source]])
+
+
+def test_zero_quantities_where_the_contract_says_at_least_zero_are_valid(landing):
+    stock = minimal_network()["inventory_snapshots"][0]
+    write_source(landing, "inventory_snapshots", [{**stock, "on_hand_qty": 0, "quality_hold_qty": 0}], suffix="_zero")
+    write_source(landing, "pos_sales", [{"sale_date": AS_OF.isoformat(), "sku_id": "SKU-A", "location_id": "DC-1",
+                                         "qty": 0}])
+    lane = minimal_network()["lanes"][0]
+    write_source(landing, "lanes", [{**lane, "to_location_id": "DC-2", "from_location_id": "DC-1", "transit_days": 0,
+                                     "cost_per_unit": 0}], suffix="_zero")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert result.quarantine.empty, result.quarantine.to_string()
+    assert result.table("pos_sales")["qty"].tolist() == [0]
+
+
+# Every column the landing-zone contract says names a sku or a location (written out from landing-zone.md, not
+# taken from the code under test).
+_REFERENCES = [
+    ("lanes", "from_location_id", "location"), ("lanes", "to_location_id", "location"),
+    ("sop_plan", "sku_id", "sku"), ("sop_plan", "location_id", "location"),
+    ("sales_orders", "sku_id", "sku"), ("sales_orders", "location_id", "location"),
+    ("inventory_snapshots", "sku_id", "sku"), ("inventory_snapshots", "location_id", "location"),
+    ("purchase_orders", "sku_id", "sku"), ("purchase_orders", "location_id", "location"),
+    ("production_orders", "sku_id", "sku"), ("production_orders", "location_id", "location"),
+    ("resource_capacity", "location_id", "location"),
+    ("shipments", "sku_id", "sku"), ("shipments", "from_location_id", "location"),
+    ("shipments", "to_location_id", "location"),
+    ("pos_sales", "sku_id", "sku"), ("pos_sales", "location_id", "location"),
+]
+
+
+@pytest.mark.parametrize("source,column,kind", _REFERENCES, ids=[f"{s}.{c}" for s, c, _ in _REFERENCES])
+def test_an_id_unknown_to_master_data_is_quarantined_in_every_column_that_names_one(landing, source, column, kind):
+    """landing-zone.md: every sku_id / location_id, and from_location_id / to_location_id too, must exist in
+    master data."""
+    rows = minimal_network().get(source) or [_POS_SALE]
+    unknown = f"{kind.upper()}-NOWHERE"
+    bad = {**rows[0], column: unknown}
+    if source in _ID_COLUMN:
+        bad[_ID_COLUMN[source]] = "UNKNOWN-REF"
+    write_source(landing, source, [bad], suffix="_unknown")
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, source)
+    assert quarantined[["row_number", "column"]].values.tolist() == [[1, column]], quarantined.to_string()
+    assert quarantined.loc[0, "reason"] == f"unknown {column} (not in master data {kind}s)"
+    assert unknown not in set(result.table(source)[column])
+
+
+def test_the_first_and_last_dates_the_contract_takes_are_valid(landing):
+    """The dates a value may carry are 1900-01-01 to 2199-12-31, both included."""
+    write_source(landing, "sales_orders", [_order("EDGE", requested_date="1900-01-01", promised_date="2199-12-31")],
+                 suffix="_edge")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert _quarantine(result, "sales_orders").empty
+    edge = result.table("sales_orders").set_index("order_id").loc["EDGE"]
+    assert (str(edge["requested_date"])[:10], str(edge["promised_date"])[:10]) == ("1900-01-01", "2199-12-31")
+
+
+def test_an_as_of_up_to_35_days_after_the_latest_extract_is_a_run(landing):
+    """README: a day more than 35 days after the latest extract is refused; 35 days is not more."""
+    assert resolve_as_of(landing, AS_OF + timedelta(days=35)) == AS_OF + timedelta(days=35)
+    with pytest.raises(LandingZoneError, match="36 days after the latest extract"):
+        resolve_as_of(landing, AS_OF + timedelta(days=36))
+
+
+def test_an_extract_dated_a_day_ahead_of_the_clock_dates_the_run_two_days_do_not(tmp_path):
+    """README: a latest extract date still to come on the machine's clock is refused, with a day of slack for
+    time zones."""
+    today = datetime.now(timezone.utc).date()
+    landing = write_landing_zone(tmp_path / "landing", minimal_network(), extract=today)
+    tomorrow = write_source(landing, "sales_orders", minimal_network()["sales_orders"][:1],
+                            extract=today + timedelta(days=1), suffix="_east")
+    assert resolve_as_of(landing, None) == today + timedelta(days=1)
+    tomorrow.unlink()
+    write_source(landing, "sales_orders", minimal_network()["sales_orders"][:1], extract=today + timedelta(days=2),
+                 suffix="_east")
+    with pytest.raises(LandingZoneError, match="is after today"):
+        resolve_as_of(landing, None)
+
+
+# The event dates "no event after the extract date" covers (README: declared in data_contracts/sources.py).
+_EVENT_DATES = [("sales_orders", "order_date"), ("sales_orders", "ship_date"), ("inventory_snapshots", "snapshot_date"),
+                ("purchase_orders", "order_date"), ("purchase_orders", "received_date"),
+                ("production_orders", "actual_finish_date"), ("shipments", "actual_arrival_date"),
+                ("pos_sales", "sale_date")]
+
+
+@pytest.mark.parametrize("source,column", _EVENT_DATES, ids=[f"{s}.{c}" for s, c in _EVENT_DATES])
+def test_an_event_dated_after_its_extract_is_quarantined(landing, source, column):
+    rows = minimal_network().get(source) or [_POS_SALE]
+    bad = {**rows[0], column: (AS_OF + timedelta(days=1)).isoformat()}
+    if source in _ID_COLUMN:
+        bad[_ID_COLUMN[source]] = "FUTURE"
+    if source == "sales_orders":
+        bad["order_id"] = "FUTURE"
+    write_source(landing, source, [bad], suffix="_future")
+    quarantined = _quarantine(ingest_landing_zone(landing, AS_OF), source)
+    assert quarantined[["row_number", "column"]].values.tolist() == [[1, column]], quarantined.to_string()
+    assert quarantined.loc[0, "reason"].startswith(f"{column} is after the extract date {AS_OF.isoformat()}")

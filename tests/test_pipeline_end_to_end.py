@@ -310,6 +310,22 @@ def test_an_extract_named_with_a_mistyped_date_does_not_date_the_run(tmp_path, c
     assert not (tmp_path / "w.duckdb").exists()
 
 
+def test_a_date_half_the_sources_hold_is_no_mistyped_date(tmp_path):
+    """Only a minority's date far ahead of the rest is taken for a typo: when half the sources are 40 days behind
+    the other half, the run is dated by the newer half (the lagging sources then raise freshness alerts)."""
+    from soe_assets.ingest.pipeline import LandingZoneError, resolve_as_of
+
+    network, behind = minimal_network(), AS_OF - timedelta(days=40)
+    sources = sorted(network)
+    landing = tmp_path / "landing"
+    for number, source in enumerate(sources):
+        write_source(landing, source, network[source], extract=behind if number < len(sources) / 2 else AS_OF)
+    assert resolve_as_of(landing, None) == AS_OF
+    (landing / sources[-1] / f"{AS_OF}.csv").rename(landing / sources[-1] / f"{behind}.csv")  # now a minority
+    with pytest.raises(LandingZoneError, match="is 40 days after every other source's newest extract"):
+        resolve_as_of(landing, None)
+
+
 def test_a_run_history_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):
     """Dagster's storage failing (a full disk says 'database or disk is full'; here its index is not a
     database) stops the run with the storage's own words, exit 2, no traceback."""

@@ -131,7 +131,7 @@ def _default_as_of(landing_dir: Path, extracts: list[Extract]) -> date:
         raise LandingZoneError(f"the latest extract date in {landing_dir}, {latest} ({files}), is after today "
                                f"({today}): an extract records what has happened; {advice}")
     behind = [day for day in newest.values() if day < latest]
-    if behind and len(behind) >= len(newest) / 2 and (latest - max(behind)).days > LONGEST_DEFAULT_FRESHNESS_DAYS:
+    if behind and len(behind) > len(newest) / 2 and (latest - max(behind)).days > LONGEST_DEFAULT_FRESHNESS_DAYS:
         raise LandingZoneError(f"the latest extract date in {landing_dir}, {latest} ({files}), is "
                                f"{(latest - max(behind)).days} days after every other source's newest extract "
                                f"({max(behind)}): {advice}")
