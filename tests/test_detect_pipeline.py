@@ -18,7 +18,9 @@ from support import AS_OF, minimal_network, monday, run_soe, write_landing_zone,
 
 from soe_assets.detect.config import DEFAULT_CONFIG
 from soe_assets.detect.impact import escalate_to_sop
-from soe_assets.detect.rules import DEMAND_WINDOWS, capacity_overload, demand_below_plan, late_purchase_order
+from soe_assets.detect.rules import (
+    DEMAND_WINDOWS, below_safety_stock, capacity_overload, demand_below_plan, excess_inventory, late_purchase_order,
+)
 
 
 def add_clean_sku(network: dict, sku: str, location: str, *, weekly: float = 100.0, safety: float = 40.0,
@@ -362,6 +364,53 @@ def test_a_late_po_line_is_judged_in_its_promised_week_not_the_week_it_now_arriv
     assert (row["week_index"], row["arrival_week"]) == (2, 5)
     assert pd.Timestamp(row["week_start"]) == pd.Timestamp(monday(2))
     assert not escalate_to_sop(late, time_fence_weeks=4).iloc[0]
+
+
+def with_one_position(conn: duckdb.DuckDBPyConnection, projected: list[float], *, safety: float,
+                      available_now: float | None = None, weekly_demand: float = 10.0) -> duckdb.DuckDBPyConnection:
+    """``conn`` with ``marts.sku_location_week`` holding one SKU-location, SKU-A at DC-1, over the 13 weeks: the
+    ``projected`` balances (the last one repeated to the horizon), a constant safety stock and a flat plan of
+    ``weekly_demand``; ``available_now`` is week 0's available stock (default: its balance). No lanes."""
+    balances = (projected + projected[-1:] * 13)[:13]
+    conn.execute("CREATE SCHEMA marts")
+    conn.execute("CREATE TABLE staging.stg_lanes (from_location_id VARCHAR, to_location_id VARCHAR, transit_days INTEGER)")
+    conn.execute("""
+        CREATE TABLE marts.sku_location_week AS
+        SELECT 'SKU-A' AS sku_id, 'DC-1' AS location_id, k AS week_index, ?::DATE + 7 * k AS week_start,
+               k < 4 AS inside_time_fence, '2026-11' AS plan_version, 20.0 AS unit_price, 10.0 AS unit_cost,
+               ?::DOUBLE AS safety_stock_qty, ?::DOUBLE AS demand_plan_qty, ?::DOUBLE AS sensed_demand_qty,
+               0.0 AS open_order_qty, balance AS projected_available_qty,
+               coalesce(lag(balance) OVER (ORDER BY k), balance) AS opening_available_qty,
+               CASE WHEN k = 0 THEN coalesce(?::DOUBLE, balance) END AS available_stock_qty
+        FROM (SELECT unnest(range(13))::INTEGER AS k, unnest(?::DOUBLE[]) AS balance)
+    """, [monday(0), safety, weekly_demand, weekly_demand, available_now, balances])
+    return conn
+
+
+@pytest.mark.parametrize(("available_now", "fence_end", "excess"), [(300.0, 200.0, 120.0), (200.0, 300.0, 120.0)])
+def test_excess_is_the_smaller_of_the_excess_now_and_at_the_end_of_the_fence(available_now: float, fence_end: float,
+                                                                              excess: float) -> None:
+    """Safety stock 20 + 6 weeks of 10 units: 80 is enough. 300 now and 200 at the end of the fence (week 3) are 220
+    and 120 beyond it: only 120 stay excess through the fence (stock consumed by then is no excess); 200 now and
+    300 at the fence's end are excess by 120 now, and the stock arriving later is no excess of today's."""
+    conn = with_one_position(rules_warehouse(), [available_now, available_now, fence_end, fence_end], safety=20.0,
+                             available_now=available_now)
+    found = excess_inventory(conn, DEFAULT_CONFIG)
+    assert found[["sku_id", "location_id", "qty"]].values.tolist() == [["SKU-A", "DC-1", excess]]
+
+
+@pytest.mark.parametrize(("safety", "balance", "fires"), [
+    (50.0, 40.0, False), (50.0, 39.0, True),  # 20 % of the safety stock: exactly 10 below is within it
+    (5.0, 3.0, False), (5.0, 2.5, True),  # at least 2 units (20 % of 5 is 1): exactly 2 below is within it
+])
+def test_below_safety_stock_fires_only_beyond_20_percent_of_it_and_2_units(safety: float, balance: float,
+                                                                            fires: bool) -> None:
+    """The shortfall against the safety stock must exceed max(20 % of it, 2 units): exactly that much is tolerated."""
+    conn = with_one_position(rules_warehouse(), [safety, balance, safety, safety], safety=safety)
+    found = below_safety_stock(conn, DEFAULT_CONFIG)
+    assert len(found) == int(fires)
+    if fires:
+        assert (found.iloc[0]["week_index"], found.iloc[0]["qty"]) == (1, safety - balance)
 
 
 def test_demand_half_below_plan_or_more_is_escalated_to_sop() -> None:

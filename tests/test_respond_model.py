@@ -301,6 +301,38 @@ def test_quantities_are_rounded_up_to_cover_the_shortage_unless_that_breaks_the_
     assert (donor["proj_new"] >= donor["ss"]).all()
 
 
+def test_a_pull_in_rounded_up_never_takes_more_than_the_spare_capacity():
+    """P is 50 short in weeks 1-3; R has 30.5 units spare in week 1: the optimiser pulls in 30.5, and 31 whole
+    units would overload the week: 30."""
+    pos = positions({("X", "P"): ([10, -50, -50, -50, 150, 150], 0)}, types={"P": "plant"})
+    supply = pd.DataFrame([{"supply_kind": "production", "reference_id": "MO-1", "sku_id": "X", "location_id": "P",
+                            "resource_id": "R", "due_date": date(2026, 12, 18), "week_index": 4, "qty": 200.0,
+                            "ship_date": None}])
+    capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": 1, "spare_qty": 30.5}])
+    acts, _ = chosen(problem(pos, lanes(), supply, capacity))
+    assert acts["qty"].tolist() == [30.0]
+
+
+def test_a_transfer_rounded_up_never_ships_more_than_its_donor_holds_on_its_monday():
+    """D holds 20.5 units at as_of and 320 from the end of week 0 on; A runs short from week 1. Tomorrow's truck
+    takes what D holds (20.5): 21 whole units would take half a unit D does not have yet, so it takes 20."""
+    pos = positions({("X", "A"): ([0, -70, -140, -210, -210, -210], 0), ("X", "D"): ([320] * 6, 0)})
+    pos.loc[pos["location_id"].eq("D") & pos["week_index"].eq(0), "opening"] = 20.5
+    acts, _ = chosen(problem(pos, lanes(("D", "A", 1, 1.0))))
+    assert acts.loc[acts["depart_week"].eq(0), "qty"].tolist() == [20.0]
+
+
+def test_an_action_of_exactly_the_minimum_quantity_is_recommended():
+    """A is 1.5 short in weeks 1-2; PO-1:1 holds a single unit, due in week 3: brought into week 1 it is one unit,
+    the smallest action recommended (``min_action_qty``), and kept."""
+    pos = positions({("X", "A"): ([5, -1.5, -1.5, 10, 10, 10], 0)})
+    supply = pd.DataFrame([{"supply_kind": "purchase_order", "reference_id": "PO-1:1", "sku_id": "X", "location_id": "A",
+                            "resource_id": None, "due_date": date(2026, 12, 9), "week_index": 3, "qty": 1.0,
+                            "ship_date": None}])
+    acts, _ = chosen(problem(pos, lanes(), supply))
+    assert acts[["reference_id", "arrive_week", "qty"]].values.tolist() == [["PO-1:1", 1, 1.0]]
+
+
 def receiver_recovering_by_the_fence_end(balance_now: float) -> pd.DataFrame:
     """A is 40 short in weeks 1-2 and recovers to 85 by the end of the fence (week 3), 5 below its excess line
     (safety stock 20 + 6 weeks of 10 + 10 units); D has 200 spare. A transfer of 40 lifts A's fence end to
@@ -323,6 +355,15 @@ def test_the_verifier_withdraws_a_transfer_that_creates_excess_now_and_at_the_fe
     assert len(transfer) == 1
     transfer = transfer.assign(qty=40.0)
     assert find_violations(prob, transfer, reproject(prob, transfer)).all()
+
+
+def test_a_transfer_to_a_place_in_excess_already_is_kept():
+    """A holds 200 now and ends the fence at 185, both above its excess line (safety stock 20 + 6 weeks of 10 + 10
+    units): its excess exception is open already, and the 40 units that cover its shortage in weeks 1-2 create no
+    new one."""
+    pos = positions({("X", "A"): ([190, -30, -40, 185, 185, 185], 20), ("X", "D"): ([300] * 6, 100)})
+    acts, _ = chosen(problem(pos, lanes(("D", "A", 2, 1.0))))
+    assert moved(acts) == {("D", "A"): 40}
 
 
 def demand_windows(sku: str, location: str, demand: float, plan: float) -> pd.DataFrame:
@@ -403,9 +444,11 @@ def test_explanation_states_the_numbers():
 # (100 units of Z) both finish on R on Fri 2026-12-04 (week 2). Running MO-1 in that slot (finishing Sunday
 # 12-06, 12 days earlier) pushes the swapped units of the other order to MO-1's old week (12-18): -qty of
 # its SKU at P in weeks 2-3.
-def _swap_problem(others: list[tuple[str, str]], series: dict[tuple[str, str], tuple[list[float], float]]):
+def _swap_problem(others: list[tuple[str, str]], series: dict[tuple[str, str], tuple[list[float], float]],
+                  other_due: date = date(2026, 12, 4), more_orders: tuple[tuple[str, str, date, int, float], ...] = ()):
     pos = positions({("X", "P"): ([10, 5, -50, -50, 150, 150], 0), **series}, types={"P": "plant"})
-    orders = [("MO-1", "X", date(2026, 12, 18), 4, 200.0)] + [(mo, sku, date(2026, 12, 4), 2, 100.0) for mo, sku in others]
+    orders = [("MO-1", "X", date(2026, 12, 18), 4, 200.0), *more_orders] + [
+        (mo, sku, other_due, 2, 100.0) for mo, sku in others]
     supply = pd.DataFrame([{"supply_kind": "production", "reference_id": mo, "sku_id": sku, "location_id": "P",
                             "resource_id": "R", "due_date": due, "week_index": week, "qty": qty, "ship_date": None}
                            for mo, sku, due, week, qty in orders])
@@ -440,6 +483,27 @@ def test_full_resource_gets_a_reprioritisation_and_the_pushed_order_keeps_its_sk
         "reaches 50 units ($2,500 of revenue protected).")
 
 
+def test_a_reprioritisation_swaps_with_another_skus_order_and_moves_it_by_the_weeks_its_slot_is_taken():
+    """MO-2 (Y) finishes on Wed 12-02 in MO-1's target week 2; MO-4 is another order of X there (no swap: X against
+    X frees nothing). MO-1 is pulled in two weeks, so MO-2's swapped units finish two weeks later, Wed 12-16 (MO-1's
+    old week, same weekday), not on MO-1's old date 12-18."""
+    prob = _swap_problem([("MO-2", "Y"), ("MO-4", "X")], {("Y", "P"): ([300] * 6, 100)}, other_due=date(2026, 12, 2))
+    swaps = prob.actions[prob.actions["action_type"] == "reprioritise_production"]
+    assert swaps[["reference_id", "other_reference_id", "arrive_week"]].values.tolist() == [["MO-1", "MO-2", 2]]
+    assert swaps["other_new_date"].tolist() == [pd.Timestamp(2026, 12, 16)]
+
+
+def test_two_reprioritisations_into_one_slot_swap_no_more_than_the_order_they_push_later():
+    """X (50 short) and W (80 short) at P each have an order due in week 4 that could take the slot of MO-2 (100
+    units of Y, week 2): the two swaps together push at most MO-2's 100 units later, not 130."""
+    w_order = ("MO-5", "W", date(2026, 12, 18), 4, 200.0)
+    prob = _swap_problem([("MO-2", "Y")], {("Y", "P"): ([300] * 6, 100), ("W", "P"): ([10, 5, -80, -80, 150, 150], 0)},
+                         more_orders=(w_order,))
+    acts, projected = chosen(prob)
+    assert set(acts["reference_id"]) == {"MO-1", "MO-5"} and acts["qty"].sum() == 100
+    assert projected.loc[projected["sku_id"] == "Y", "proj_new"].min() == 200
+
+
 def test_reprioritisation_that_would_take_the_other_sku_below_safety_stock_is_not_chosen():
     # Only the decoy MO-3 shares the slot; Z would go below its safety stock: nothing moves, X stays 50 short.
     prob = _swap_problem([("MO-3", "Z")], {("Z", "P"): ([100] * 6, 100)})
@@ -462,14 +526,17 @@ def test_spare_capacity_is_used_by_a_pull_in_before_any_reprioritisation():
                             "resource_id": "R", "due_date": due, "week_index": week, "qty": 100.0 if mo == "MO-2" else 200.0,
                             "ship_date": None}
                            for mo, sku, due, week in [("MO-1", "X", date(2026, 12, 18), 4), ("MO-2", "Y", date(2026, 12, 4), 2)]])
-    acts, _ = chosen(problem(pos, lanes(), supply, cap))
+    prob = problem(pos, lanes(), supply, cap)
+    assert set(prob.actions["action_type"]) == {"pull_in_production"}  # week 2 has spare: no swap offered there
+    acts, _ = chosen(prob)
     assert acts[["action_type", "reference_id", "qty"]].values.tolist() == [["pull_in_production", "MO-1", 50.0]]
 
 
-@pytest.mark.parametrize(("avg_week_demand", "escalated"), [(100.0, False), (20.0, True)])
+@pytest.mark.parametrize(("avg_week_demand", "escalated"), [(100.0, False), (20.0, True), (60.0, False)])
 def test_a_remainder_smaller_than_a_stockout_is_not_escalated(avg_week_demand, escalated):
     """3 units still short after the actions: rounding against 100 a week (a stockout needs 5 % of a week's
-    demand, 5 units), a shortage against 20 a week (threshold 1 unit)."""
+    demand, 5 units), a shortage against 20 a week (threshold 1 unit); against 60 a week exactly the threshold
+    (3 units), which a stockout must exceed."""
     prob = problem(positions({("S", "DC-1"): ([-50.0] * H, 0.0)}), lanes())
     all_short = pd.DataFrame([{"sku_id": "S", "location_id": "DC-1", "first_week": 0, "first_short_week_any": 0,
                                "worst_short_qty": 50.0, "price": 50.0, "avg_week_demand": avg_week_demand}])
@@ -599,9 +666,11 @@ def test_lines_that_cannot_be_met_within_the_horizon_are_listed_without_a_date()
 
 def test_below_safety_stock_after_the_actions_uses_the_detection_measure():
     """Safety stock 30 (material gap: more than 6 units). After the actions DC-1 ends at 25 (5 short:
-    lifted), DC-2 at 20 (10 short: still below), DC-3 dips to 20 only beyond the fence (lifted)."""
+    lifted), DC-2 at 20 (10 short: still below), DC-3 dips to 20 only beyond the fence (lifted), DC-4 ends at 24
+    (exactly 6 short: lifted)."""
     projected = positions({("S", "DC-1"): ([25.0] * H, 30.0), ("S", "DC-2"): ([40.0, 20.0] + [40.0] * (H - 2), 30.0),
-                           ("S", "DC-3"): ([40.0] * F + [20.0] * (H - F), 30.0)}).rename(columns={"proj": "proj_new"})
+                           ("S", "DC-3"): ([40.0] * F + [20.0] * (H - F), 30.0),
+                           ("S", "DC-4"): ([24.0] * H, 30.0)}).rename(columns={"proj": "proj_new"})
     assert below_safety_stock_after(projected).tolist() == [("S", "DC-2")]
 
 
@@ -714,6 +783,8 @@ def test_an_overload_is_cleared_only_when_what_is_left_of_it_is_no_overload():
     assert cleared.index.tolist() == [10, 11, 12, 13, 14]
     assert cleared.tolist()[:2] == ["EX-A", "EX-A"] and cleared.iloc[2:].isna().all()
     assert overloads_cleared(pulls.iloc[:1], overloads).isna().all()  # 30 of the 50: 20 left over
+    # a capacity of 10 tolerates 0.5 over, but an overload needs only 1 unit over: 1 left is still one
+    assert overloads_cleared(pulls.iloc[:1].assign(qty=49.0), overloads.assign(capacity_qty=10.0)).isna().all()
 
 
 def test_an_actions_id_does_not_depend_on_the_other_rows_of_its_run():
@@ -745,6 +816,48 @@ def test_on_a_sunday_tomorrows_truck_is_one_departure_limited_to_the_stock_at_as
     assert tomorrow["qty"].sum() <= 20.0 + 1e-6
 
 
+def test_a_plant_that_never_shipped_the_sku_to_the_dc_is_an_alternate_source():
+    """A lane from plant P to DC A: P is A's usual source of X where the shipments show it sending X there (a
+    reallocation), else an alternate source, though it is the only plant; a DC to DC lane is a reallocation."""
+    pos = positions({("X", "A"): ([50, -30, -60, -60, -60, -60], 20), ("X", "P"): ([300] * 6, 100),
+                     ("X", "D"): ([300] * 6, 100)}, types={"P": "plant"})
+    usual = pd.DataFrame([{"sku_id": "X", "from_location_id": "P", "to_location_id": "A"}])
+
+    def kinds(usual_shipments: pd.DataFrame) -> dict[str, set[str]]:
+        prob = build_problem(AS_OF, H, F, pos, shortages(pos), lanes(("P", "A", 2, 1.0), ("D", "A", 1, 1.0)),
+                             usual_shipments, NO_SUPPLY, NO_CAPACITY, CONFIG)
+        return prob.actions.groupby("from_location_id")["action_type"].agg(set).to_dict()
+
+    assert kinds(NO_USUAL) == {"P": {"alternate_source"}, "D": {"reallocate_stock"}}
+    assert kinds(usual) == {"P": {"reallocate_stock"}, "D": {"reallocate_stock"}}
+
+
+def expedites_offered(as_of: date) -> list[list]:
+    """A is 20 short in weeks 1-2. PO line PO-1:1 and shipment SH-1 (departed 11-17) are due on Sunday 12-06 (week
+    2), SH-2 leaves only on 11-25: (action, reference, target week, days pulled, cost per unit) of the candidates."""
+    pos = positions({("X", "A"): ([5, -20, -20, 30, 30, 30], 0)})
+    supply = pd.DataFrame([
+        {"supply_kind": kind, "reference_id": reference, "sku_id": "X", "location_id": "A", "resource_id": None,
+         "due_date": date(2026, 12, 6), "week_index": 2, "qty": 50.0, "ship_date": shipped}
+        for kind, reference, shipped in [("purchase_order", "PO-1:1", None), ("transfer", "SH-1", date(2026, 11, 17)),
+                                         ("transfer", "SH-2", date(2026, 11, 25))]])
+    prob = build_problem(as_of, H, F, pos, shortages(pos), lanes(), NO_USUAL, supply, NO_CAPACITY, CONFIG)
+    return sorted(prob.actions[["action_type", "reference_id", "arrive_week", "days_pulled", "cost_per_unit"]]
+                  .values.tolist())
+
+
+def test_expedites_are_offered_within_their_pull_in_limits_at_their_cost_for_departed_shipments_only():
+    """To land on Sunday 11-22 (week 0) the PO line moves 14 days, its limit: $2 + 14 x $0.25; on 11-29, 7 days:
+    $2 + 7 x $0.25. The shipment moves at most 7 days (11-29: $1 + 7 x $0.50). SH-2 has not left: speeding it up
+    would take stock earlier from its origin (a reallocation), no expedite."""
+    assert expedites_offered(AS_OF) == [["expedite_purchase_order", "PO-1:1", 0, 14, 5.5],
+                                        ["expedite_purchase_order", "PO-1:1", 1, 7, 3.75],
+                                        ["expedite_transfer", "SH-1", 1, 7, 4.5]]
+    # run on Sunday 11-22, nothing lands in week 0 any more: its Sunday is today
+    assert expedites_offered(date(2026, 11, 22)) == [["expedite_purchase_order", "PO-1:1", 1, 7, 3.75],
+                                                      ["expedite_transfer", "SH-1", 1, 7, 4.5]]
+
+
 def two_expedites_for_two_worst_weeks():
     """A is 20 short in weeks 1 and 3 (10 in week 2); PO-1 (20 units, due in week 2) and PO-2 (20, due in week 4)
     can be brought forward. The problem and the model's chosen actions with their re-projection."""
@@ -757,10 +870,20 @@ def two_expedites_for_two_worst_weeks():
     return (prob, *chosen(prob))
 
 
+def test_an_expedite_lifts_the_balance_only_until_the_week_its_supply_was_due():
+    """From the week its supply was due the receipt is in the projection already: PO-1 (due in week 2) brought into
+    week 1 lifts week 1 only (20 units); of PO-2 (due in week 4), 10 units brought into week 2 lift weeks 2-3 and
+    10 into week 3 lift week 3: A ends every fence week at 0, and from week 4 on it is as before."""
+    _, acts, projected = two_expedites_for_two_worst_weeks()
+    assert sorted(acts[["reference_id", "arrive_week", "qty"]].values.tolist()) == [
+        ["PO-1:1", 1, 20.0], ["PO-2:1", 2, 10.0], ["PO-2:1", 3, 10.0]]
+    assert projected.loc[projected["location_id"] == "A", "proj_new"].tolist() == [5, 0, 0, 0, 10, 10]
+
+
 def test_actions_that_each_lower_a_different_worst_week_share_the_revenue_protected():
     """A is 20 short in weeks 1 and 3 (10 in week 2). PO-1 (20 units, due in week 2) brought into week 1
-    covers week 1 only; PO-2 (20 units, due in week 4) brought into week 2 covers weeks 2-3. Either alone
-    leaves the worst shortfall at 20; both bring it to 0: $1,000, half each. Shared by the first worst week
+    covers week 1 only; PO-2 (20 units, due in week 4), 10 brought into week 2 and 10 into week 3, covers weeks 2-3.
+    Either alone leaves the worst shortfall at 20; both bring it to 0: $1,000, half each. Shared by the first worst week
     (week 1), PO-1 showed all of it and PO-2 '$0 ... without lowering its worst shortfall'."""
     prob, acts, projected = two_expedites_for_two_worst_weeks()
     assert projected.loc[projected["location_id"] == "A", "proj_new"].min() >= 0
