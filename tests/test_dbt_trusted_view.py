@@ -37,6 +37,7 @@ import duckdb
 import pandas as pd
 import postgres_server
 import pytest
+import yaml
 from dbt_raw_fixture import build_raw_warehouse
 from support import another_process_holding
 
@@ -316,6 +317,70 @@ def test_data_quality_issues_publish_the_quarantine(warehouse: Path) -> None:
     assert pd.Timestamp(issues.as_of.iloc[0]).date() == AS_OF
 
 
+def test_reconciliation_findings_are_dated_and_counted_as_documented(warehouse: Path) -> None:
+    """docs/columns.md: a receipt is dated by its arrival, a shipment without a lane by its ship date, an open
+    order line by its requested date; qty is received, shipped or the open remainder; every row has the run's day."""
+    findings = _query(
+        warehouse,
+        "select finding_type, reference_id, event_date, qty, as_of from marts.reconciliation_findings order by all",
+    )
+    assert [(row.finding_type, row.reference_id, pd.Timestamp(row.event_date).date(), row.qty,
+             pd.Timestamp(row.as_of).date()) for row in findings.itertuples()] == [
+        ("receipt_not_in_snapshot", "S3", dt.date(2026, 11, 14), 25, AS_OF),
+        ("sales_order_without_plan", "O4:1", dt.date(2026, 11, 20), 8, AS_OF),
+        ("shipment_without_lane", "S3", dt.date(2026, 11, 10), 25, AS_OF),
+    ]
+
+
+def test_data_quality_issues_keep_the_rejected_row_as_received(warehouse: Path) -> None:
+    """The quarantine's reason, raw record and detection time reach the mart unchanged (marts.md)."""
+    issue = _query(warehouse, "select reason, raw_record, detected_at from marts.data_quality_issues").iloc[0]
+    assert issue.reason == "ordered_qty must be > 0"
+    assert issue.raw_record == '{"order_id": "O9", "ordered_qty": "-1"}'
+    assert pd.Timestamp(issue.detected_at) == pd.Timestamp("2026-11-18 06:00:00")
+
+
+def test_staging_passes_every_raw_column_through_under_its_own_name(tmp_path: Path) -> None:
+    """Each staging view is its raw table renamed (`_file` -> source_file, `_extract_date` -> extract_date) with
+    the same types: no column read from a neighbour, no quantity truncated, no time of day dropped, an empty
+    value kept empty. Every date, quantity and timestamp of the raw rows is made distinct first (the scenario
+    has, say, requested = promised dates), and the quarantine gains a file rejected whole (no row number)."""
+    path = build_raw_warehouse(tmp_path / "distinct.duckdb", _scenario(), as_of=AS_OF)
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("insert into raw.quarantine values ('shipments', '2026-11-18.csv', null, null, "
+                     "'missing column qty', '[\"shipment_id\"]', timestamp '2026-11-18 06:00:01')")
+        columns = conn.execute("select table_name, column_name, data_type, ordinal_position "
+                               "from information_schema.columns where table_schema = 'raw' "
+                               "and table_name <> 'ingest_log' order by table_name, ordinal_position").fetchall()
+        for table, column, kind, position in columns:
+            if table == "run_context":
+                continue
+            shift = f"(rowid + {position} * 50)"
+            value = {"DATE": f"date '2001-01-01' + cast({shift} as integer)",
+                     "DOUBLE": f"{shift} + 0.25",
+                     "TIMESTAMP": f"timestamp '2001-01-01 06:30:15' + to_minutes(cast({shift} as bigint))"}.get(kind)
+            if value:
+                conn.execute(f'update raw.{table} set "{column}" = {value}')
+    completed = _dbt(["run", "--select", "path:models/staging"], path, tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:]
+    renamed = {"_file": "source_file", "_extract_date": "extract_date"}
+    with duckdb.connect(str(path), read_only=True) as conn:
+        staged = {(table, column): kind for table, column, kind in conn.execute(
+            "select table_name, column_name, data_type from information_schema.columns "
+            "where table_schema = 'staging'").fetchall()}
+        for table in sorted({table for table, *_ in columns}):
+            raw_columns = [(column, kind) for name, column, kind, _ in columns if name == table]
+            for column, kind in raw_columns:
+                assert staged.get((f"stg_{table}", renamed.get(column, column))) == kind, (table, column)
+            from_raw = ", ".join(f'"{column}"' for column, _ in raw_columns)
+            from_staging = ", ".join(f'"{renamed.get(column, column)}"' for column, _ in raw_columns)
+            differing = conn.execute(
+                f"select (select count(*) from (select {from_raw} from raw.{table} "
+                f"except all select {from_staging} from staging.stg_{table})), "
+                f"(select count(*) from raw.{table}) - (select count(*) from staging.stg_{table})").fetchone()
+            assert differing == (0, 0), (table, differing)
+
+
 def test_staging_tests_fail_on_rows_ingest_should_have_rejected(tmp_path: Path) -> None:
     """The generic tests are real: a duplicated key, an unknown status, an unknown SKU and a
     non-positive quantity each make their test fail."""
@@ -460,6 +525,16 @@ def test_ci_builds_the_tests_a_run_leaves_out(warehouse: Path) -> None:
 
 
 POSTGRES_UNAVAILABLE = postgres_server.unavailable_reason()
+
+
+def test_every_model_and_unit_test_name_fits_a_postgres_identifier() -> None:
+    """dbt names a unit test's relation after the test and a model's after the model: Postgres refuses a name
+    over 63 bytes, so the project would build here and fail there (checked even where no Postgres runs)."""
+    names = [path.stem for path in (DBT_PROJECT_DIR / "models").rglob("*.sql")]
+    for properties in (DBT_PROJECT_DIR / "models").rglob("*.yml"):
+        names += [test["name"] for test in (yaml.safe_load(properties.read_text()) or {}).get("unit_tests", [])]
+    assert len(names) > 40
+    assert [name for name in names if len(name.encode()) > 63] == []
 
 
 @pytest.mark.skipif(POSTGRES_UNAVAILABLE is not None, reason=POSTGRES_UNAVAILABLE or "")
