@@ -66,6 +66,14 @@ def test_jobs_and_schedules_are_defined():
     assert {s.job_name for s in defs.schedules} >= {"soe_daily"}
 
 
+def test_the_daily_schedule_runs_every_stage_at_six_utc():
+    """docs/operations.md: `soe_daily_0600`, the job `soe_daily`, every stage, at 06:00 UTC."""
+    from orchestration.definitions import defs
+
+    schedule = next(s for s in defs.schedules if s.name == "soe_daily_0600")
+    assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == ("soe_daily", "0 6 * * *", "UTC")
+
+
 def test_every_job_that_publishes_rebuilds_every_mart_and_runs_the_publish_gates():
     """Publishing writes every mart as one set: a job selecting the publish step without rebuilding a mart
     would publish marts of two runs side by side, and one without raw/ingest_log (whose checks gate

@@ -2,6 +2,7 @@
 input-health findings, the GX suite on the trusted view, the definitions' checks and sensors."""
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import time
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -335,6 +337,43 @@ def test_sensor_runs_a_file_dated_ahead_of_its_clock_once_it_has_settled(tmp_pat
     assert done.skip_message.startswith("no new, changed or removed extract")
 
 
+def test_sensor_ignores_the_hidden_files_ingest_never_reads(tmp_path):
+    """A copy in progress under a hidden name (rsync's ``.name.XXXXXX``) is no extract: ingest reads visible files
+    only, so the sensor neither lists it nor starts a run for it."""
+    from orchestration.sensors import next_batch, scan_landing_zone
+
+    (tmp_path / "skus").mkdir()
+    (tmp_path / "skus" / "2026-11-18.csv").write_text("sku_id\n")
+    first = next_batch(None, scan_landing_zone(tmp_path))
+    (tmp_path / "skus" / ".2026-11-19.csv.a1B2c3").write_text("sku_id\n")
+    assert [entry.split("|")[0] for entry in scan_landing_zone(tmp_path)["skus"]] == ["2026-11-18.csv"]
+    assert next_batch(first.cursor, scan_landing_zone(tmp_path)) is None
+
+
+def test_sensor_settle_time_is_a_minute_unless_set_and_zero_never_waits(tmp_path, monkeypatch):
+    """``SOE_SENSOR_SETTLE_SECONDS`` defaults to 60; set to 0, not even a file dated ahead of the clock is waited
+    for."""
+    from orchestration.sensors import (
+        SETTLE_ENV,
+        files_being_written,
+        first_seen_while_recent,
+        scan_landing_zone,
+        settle_seconds,
+    )
+
+    monkeypatch.delenv(SETTLE_ENV, raising=False)
+    assert settle_seconds() == 60
+    monkeypatch.setenv(SETTLE_ENV, "0")
+    assert settle_seconds() == 0
+    (tmp_path / "skus").mkdir()
+    path = tmp_path / "skus" / "2026-11-18.csv"
+    path.write_text("sku_id\n")
+    now = path.stat().st_mtime
+    os.utime(path, (now + 9 * 3600, now + 9 * 3600))
+    seen = first_seen_while_recent(scan_landing_zone(tmp_path), 0, {}, now)
+    assert files_being_written(seen, 0, now) == []
+
+
 # --- input health -------------------------------------------------------------------------
 
 
@@ -359,6 +398,44 @@ def test_freshness_limits_come_from_config_over_the_contract_defaults():
     assert freshness(absent_optional, limits).passed
     with pytest.raises(ValueError, match="SOURCE=DAYS"):
         parse_freshness_days("orders=1")
+
+
+def test_freshness_limits_given_to_soe_run_win_over_the_environments(monkeypatch):
+    """`soe run --freshness` overrides `SOE_FRESHNESS_DAYS` source by source; the environment's others stand."""
+    from orchestration.cli import RunOptions, _run_settings
+
+    monkeypatch.setenv("SOE_FRESHNESS_DAYS", "sales_orders=1,sop_plan=31")
+    quality = _run_settings(RunOptions(freshness_days="sales_orders=5"))
+    assert quality.freshness_days == {"sales_orders": 5, "sop_plan": 31}
+
+
+def test_a_required_source_with_no_extract_at_all_is_not_fresh():
+    """Only an optional source may be absent: a required one without any extract has no usable one to be fresh."""
+    absent = _health(files_read=0, rows_read=0, rows_valid=0, rows_quarantined=0, latest_accepted=None,
+                     newest_extract=None, newest_rows_read=0, newest_rows_quarantined=0)
+    finding = freshness(absent, QualityLimits({}))
+    assert not finding.passed
+    assert finding.message == "sales_orders: no usable extract on or before as_of 2026-11-18"
+
+
+def test_a_freshness_limit_of_zero_days_asks_for_an_extract_of_as_of_itself():
+    limits = QualityLimits(parse_freshness_days("sales_orders=0"))
+    assert limits.freshness_limit("sales_orders") == 0
+    assert freshness(_health(), limits).passed
+    assert not freshness(_health(latest_accepted=date(2026, 11, 17)), limits).passed
+    with pytest.raises(ValueError, match="must not be negative"):
+        parse_freshness_days("sales_orders=-1")
+
+
+def test_a_share_exactly_at_its_limit_neither_warns_nor_blocks():
+    """Rows quarantined *above* the warning share warn, *more than* the blocking share block (docs/operations.md)."""
+    limits = QualityLimits({}, warn_quarantine_share=0.02, block_quarantine_share=0.25, block_min_rows=100)
+    assert contract_violations(_health(newest_rows_read=1000, newest_rows_quarantined=20), limits).passed
+    assert not contract_violations(_health(newest_rows_read=1000, newest_rows_quarantined=21), limits).passed
+    assert quarantine_share_below_limit({"sales_orders": _health(newest_rows_read=400, newest_rows_quarantined=100)},
+                                        limits).passed
+    assert not quarantine_share_below_limit(
+        {"sales_orders": _health(newest_rows_read=400, newest_rows_quarantined=101)}, limits).passed
 
 
 def test_contract_violations_warn_on_share_and_rejected_files():
@@ -697,6 +774,49 @@ def test_a_publish_that_fails_leaves_no_partial_set_behind(tmp_path):
     assert published_as_of(publish) == date(2026, 11, 18)
 
 
+def test_a_re_run_of_the_published_as_of_replaces_the_current_set(tmp_path):
+    """Only an earlier as_of (a backfill) leaves `current` where it is: the same day run again (a corrected
+    extract) is the latest picture of that day, and readers get it."""
+    import duckdb
+
+    from soe_assets.publish import publish_marts
+
+    publish = tmp_path / "publish"
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT 'first' AS run")
+        publish_marts(conn, publish, run_id="first", as_of="2026-11-18")
+        conn.execute("CREATE OR REPLACE TABLE marts.exceptions AS SELECT 'again' AS run")
+        again = publish_marts(conn, publish, run_id="again", as_of="2026-11-18")
+    assert again.is_current
+    assert pd.read_parquet(publish / "exceptions.parquet")["run"].tolist() == ["again"]
+    assert json.loads((publish / "_manifest.json").read_text())["run_id"] == "again"
+
+
+def test_a_set_whose_manifest_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch):
+    """The manifest is part of the set: a disk that fills up as it is written leaves no version folder of the
+    set's tables without it, and `current` stays on the previous set."""
+    import duckdb
+
+    from soe_assets import publish as publishing
+    from soe_assets.publish import publish_marts, published_as_of
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    publish = tmp_path / "publish"
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
+        first = publish_marts(conn, publish, run_id="first", as_of="2026-11-18")
+        conn.execute("CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '2026-11-19' AS as_of")
+        monkeypatch.setattr(publishing, "json", SimpleNamespace(loads=json.loads, dumps=disk_full))
+        with pytest.raises(OSError, match="No space left"):
+            publish_marts(conn, publish, run_id="second", as_of="2026-11-19")
+    assert [p.name for p in (publish / ".versions").iterdir()] == [first.version_dir.name]
+    assert published_as_of(publish) == date(2026, 11, 18)
+
+
 def test_history_of_a_run_the_publish_gates_blocked_is_never_read_or_published(tmp_path):
     """Days 16 and 17 published, 18 blocked (its stages ran, publishing did not): the next run compares with
     day 17, what the planners last saw, and its set holds no row of day 18; a backfill of day 17 none of later
@@ -921,6 +1041,30 @@ def test_looking_at_the_run_lock_never_refuses_a_run_starting_that_moment(tmp_pa
     threading.Timer(0.1, os.close, [looking]).start()  # the look ends
     with run_lock.holding(warehouse, "a run"):
         assert "a run" in path.read_text()
+
+
+def test_the_run_lock_held_twice_in_one_process_stays_taken_until_the_last_release(tmp_path):
+    """The run's resource releases its hold when the job ends, inside `soe run`'s own: the warehouse stays locked
+    against other processes until that outer hold is given back too."""
+    from soe_assets import run_lock
+
+    warehouse = tmp_path / "soe.duckdb"
+
+    def taken_elsewhere() -> bool:  # as another process's run would try it: its own open of the lock file
+        probe = os.open(run_lock.lock_path(warehouse), os.O_RDONLY)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
+        return False
+
+    with run_lock.holding(warehouse, "soe run"):
+        with run_lock.holding(warehouse, "the run's resource"):
+            pass
+        assert taken_elsewhere()
+    assert not taken_elsewhere()
 
 
 def test_a_reader_of_the_live_warehouse_is_sent_to_the_published_marts_while_a_run_holds_it(lock_held_elsewhere,
@@ -1181,6 +1325,26 @@ def test_a_dbt_build_left_running_by_a_killed_run_keeps_the_next_run_out(tmp_pat
         threading.Event().wait(0.05)
     with run_lock.holding(warehouse, "the next run"):
         assert "the next run" in run_lock.lock_path(warehouse).read_text()
+
+
+def test_a_dbt_build_recorded_by_a_run_that_ended_never_keeps_the_next_run_out(tmp_path):
+    """A run that ends gives back a clean lock: a dbt process running later (another warehouse's build, one that
+    took the recorded pid) is no child of it."""
+    import subprocess
+    import sys
+
+    from soe_assets import run_lock
+
+    warehouse = tmp_path / "soe.duckdb"
+    dbt = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "dbt-build-stand-in"])
+    try:
+        with run_lock.holding(warehouse, "a run that ends"):
+            run_lock.record_child(warehouse, dbt.pid)
+        with run_lock.holding(warehouse, "the next run"):
+            assert "the next run" in run_lock.lock_path(warehouse).read_text()
+    finally:
+        dbt.kill()
+        dbt.wait()
 
 
 def test_the_daily_schedule_skips_with_its_reason_while_another_process_holds_the_warehouse(lock_held_elsewhere,
