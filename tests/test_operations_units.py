@@ -754,6 +754,17 @@ def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
     assert not latest.version_dir.exists()
 
 
+def _publish_a_day_then_build_the_next(conn, publish: Path):
+    """The set of 2026-11-18 published from a one-table marts schema, which then holds the next day's rows."""
+    from soe_assets.publish import publish_marts
+
+    conn.execute("CREATE SCHEMA marts")
+    conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
+    first = publish_marts(conn, publish, run_id="first", as_of="2026-11-18")
+    conn.execute("CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '2026-11-19' AS as_of")
+    return first
+
+
 def test_a_publish_that_fails_leaves_no_partial_set_behind(tmp_path):
     """A set that cannot be completed (here a file to add is missing; on a full disk, any write) is removed:
     it would keep the space a full disk needs, and `current` stays on the previous set."""
@@ -763,10 +774,7 @@ def test_a_publish_that_fails_leaves_no_partial_set_behind(tmp_path):
 
     publish = tmp_path / "publish"
     with duckdb.connect() as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
-        first = publish_marts(conn, publish, run_id="first", as_of="2026-11-18")
-        conn.execute("CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '2026-11-19' AS as_of")
+        first = _publish_a_day_then_build_the_next(conn, publish)
         with pytest.raises(FileNotFoundError):
             publish_marts(conn, publish, run_id="second", as_of="2026-11-19",
                           extra_files={"sop_report.html": tmp_path / "missing.html"})
@@ -806,10 +814,7 @@ def test_a_set_whose_manifest_cannot_be_written_is_not_left_behind(tmp_path, mon
 
     publish = tmp_path / "publish"
     with duckdb.connect() as conn:
-        conn.execute("CREATE SCHEMA marts")
-        conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
-        first = publish_marts(conn, publish, run_id="first", as_of="2026-11-18")
-        conn.execute("CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '2026-11-19' AS as_of")
+        first = _publish_a_day_then_build_the_next(conn, publish)
         monkeypatch.setattr(publishing, "json", SimpleNamespace(loads=json.loads, dumps=disk_full))
         with pytest.raises(OSError, match="No space left"):
             publish_marts(conn, publish, run_id="second", as_of="2026-11-19")

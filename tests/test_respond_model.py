@@ -230,14 +230,17 @@ def test_capacity_free_resource_gets_a_pull_in_within_its_spare_capacity():
     assert projected["proj_new"].tolist() == [10, 0, 0, 0, 150, 150]
 
 
-def test_pull_in_is_capped_by_spare_capacity():
+@pytest.mark.parametrize("spare", [30.0, 30.5])
+def test_pull_in_is_capped_by_spare_capacity(spare: float):
+    """P is 50 short in weeks 1-3; R has 30 units spare in week 1, or 30.5: the optimiser pulls in 30.5, and 31
+    whole units would overload the week: 30 either way."""
     pos = positions({("X", "P"): ([10, -50, -50, -50, 150, 150], 0)}, types={"P": "plant"})
     supply = pd.DataFrame([{"supply_kind": "production", "reference_id": "MO-1", "sku_id": "X", "location_id": "P",
                             "resource_id": "R", "due_date": date(2026, 12, 18), "week_index": 4, "qty": 200.0,
                             "ship_date": None}])
-    capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": 1, "spare_qty": 30.0}])
+    capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": 1, "spare_qty": spare}])
     acts, _ = chosen(problem(pos, lanes(), supply, capacity))
-    assert acts["qty"].sum() == 30
+    assert acts["qty"].tolist() == [30.0]
 
 
 def plant_feeding_a_short_dc():
@@ -299,18 +302,6 @@ def test_quantities_are_rounded_up_to_cover_the_shortage_unless_that_breaks_the_
     assert moved(acts) == {("D", "A"): expected}
     donor = projected[projected["location_id"] == "D"]
     assert (donor["proj_new"] >= donor["ss"]).all()
-
-
-def test_a_pull_in_rounded_up_never_takes_more_than_the_spare_capacity():
-    """P is 50 short in weeks 1-3; R has 30.5 units spare in week 1: the optimiser pulls in 30.5, and 31 whole
-    units would overload the week: 30."""
-    pos = positions({("X", "P"): ([10, -50, -50, -50, 150, 150], 0)}, types={"P": "plant"})
-    supply = pd.DataFrame([{"supply_kind": "production", "reference_id": "MO-1", "sku_id": "X", "location_id": "P",
-                            "resource_id": "R", "due_date": date(2026, 12, 18), "week_index": 4, "qty": 200.0,
-                            "ship_date": None}])
-    capacity = pd.DataFrame([{"resource_key": "P/R", "week_index": 1, "spare_qty": 30.5}])
-    acts, _ = chosen(problem(pos, lanes(), supply, capacity))
-    assert acts["qty"].tolist() == [30.0]
 
 
 def test_a_transfer_rounded_up_never_ships_more_than_its_donor_holds_on_its_monday():
