@@ -5,7 +5,8 @@
 -- The plan version in force: the latest committed_at not after the end of
 -- the as_of day. All weeks of that version, past and future. A version whose
 -- rows carry several commit times is committed with its last row: one still
--- being committed after the as_of day is not in force yet.
+-- being committed after the as_of day is not in force yet. Two versions
+-- committed at the same instant: the later name wins, so every run picks the same.
 
 with
 
