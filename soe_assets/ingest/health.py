@@ -141,6 +141,7 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
         "SELECT source, file, CASE WHEN starts_with(reason, 'malformed CSV row') THEN '' "
         "ELSE coalesce(\"column\", '') END AS column_name, count(*) AS n FROM raw.quarantine "
         "WHERE row_number IS NOT NULL GROUP BY ALL").df()
+    by_file["extract_date"] = by_file["file"].map(extract_date_of)
     for source, file in conn.execute(
         "SELECT DISTINCT source, file FROM raw.quarantine WHERE row_number IS NULL ORDER BY source, file"
     ).fetchall():
@@ -175,7 +176,7 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
 
 def _columns_most_quarantined(by_file: pd.DataFrame, source: str, newest: date | None) -> tuple[tuple[str, int], ...]:
     """The columns most rows of the source's newest extract were quarantined for, with their counts."""
-    of_newest = by_file[by_file["source"].eq(source) & by_file["file"].map(extract_date_of).eq(newest)]
+    of_newest = by_file[by_file["source"].eq(source) & by_file["extract_date"].eq(newest)]
     counts = of_newest.groupby("column_name")["n"].sum().sort_values(ascending=False, kind="stable")
     return tuple((str(column), int(rows)) for column, rows in counts.head(QUARANTINED_COLUMNS_SHOWN).items())
 

@@ -194,15 +194,19 @@ class _LoadedFile:
     extract: Extract
     lenient: bool
     rules: CompiledContract
-    carried: list[str]  # columns the read adds to the record (a lenient read's ``READ_PROBLEM``)
     header: list[str]  # the record's columns as received
     malformed_rows: int = 0  # rows skipped by the read as malformed (quarantined as the file loaded)
+
+    @property
+    def carried(self) -> list[str]:
+        """The columns the read adds to the record: a lenient read's ``READ_PROBLEM`` and ``RAW_LINE``."""
+        return [READ_PROBLEM, RAW_LINE] if self.lenient else []
 
     @property
     def _read_failures(self) -> list[tuple[str, str, str]]:
         """A row the read could not split as the header does; a contract value holding bytes that are not UTF-8
         (an extra column's are ignored with the column: an accent in a free-text column costs no row)."""
-        if not self.carried:
+        if not self.lenient:
             return []
         return [READ_FAILURE] + [
             (column, f"({READ_FINE} AND {_garbled(column)})", literal(f"{column} holds bytes that are not valid UTF-8"))
@@ -213,7 +217,7 @@ class _LoadedFile:
     def failures(self) -> list[tuple[str, str, str]]:
         """Every reason a row can fail; a row the read could not split fails for that alone (a short row is
         padded), and a value whose bytes were replaced is judged for that alone (not as an unknown id)."""
-        if not self.carried:
+        if not self.lenient:
             return self.rules.failures
         judged = [(column, f"({READ_FINE} AND NOT {_garbled(column)} AND {condition})"
                    if column in self.rules.text_columns else f"({READ_FINE} AND {condition})", reason)
@@ -524,7 +528,6 @@ class _SourceIngest:
             self._quarantine_incomplete(reader, missing)
             return
         loaded = _LoadedFile(extract, reader.lenient, self.rules(reader),
-                             carried=[READ_PROBLEM, RAW_LINE] if READ_PROBLEM in reader.column_names else [],
                              header=[c for c in reader.column_names if c not in (READ_PROBLEM, RAW_LINE)])
         layers = loaded.layers("_text", numbered=False)
         columns = ", ".join(quote(c) for c in source.columns)
@@ -569,7 +572,7 @@ class _SourceIngest:
             self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
             self._number_past_malformed_rows(file_order)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
-                              loaded.header, lenient=bool(loaded.carried))
+                              loaded.header, lenient=loaded.lenient)
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
                           f"SELECT {self.key}, ?, _row_number FROM typed", [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
