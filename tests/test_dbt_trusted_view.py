@@ -31,6 +31,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -40,6 +42,8 @@ import pytest
 import yaml
 from dbt_raw_fixture import build_raw_warehouse
 from support import another_process_holding
+
+from soe_assets.run_lock import is_dbt_process, lock_path
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 AS_OF = dt.date(2026, 11, 18)
@@ -660,9 +664,22 @@ def test_the_manifest_is_stale_after_any_change_to_the_project_s_nodes(tmp_path:
     assert manifest_is_stale(project, manifest)  # a model removed
 
 
-def test_the_dbt_step_reports_its_build_and_hands_back_its_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _dbt_children_recorded(lock: Path, until: threading.Event) -> set[int]:
+    """The dbt processes the run lock names as the run's children (``run_lock.record_child``), read every 20 ms
+    until ``until`` is set: what a run killed at that moment would leave for the next run to find."""
+    seen: set[int] = set()
+    while not until.wait(0.02):
+        text = lock.read_text() if lock.exists() else ""
+        pids = [int(line.split()[2]) for line in text.splitlines() if line.startswith("child pid ")]
+        seen.update(pid for pid in pids if is_dbt_process(pid))  # dbt itself, while it runs
+    return seen
+
+
+def test_the_dbt_step_reports_its_build_records_dbt_and_hands_back_its_parse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After the build: the step logs dbt's verdicts, and leaves this build's parse state where the next build on
-    the same warehouse starts from (its own target folder is one of the few kept)."""
+    the same warehouse starts from (its own target folder is one of the few kept). While dbt builds, the run lock
+    names it, so that a run killed meanwhile leaves the next one a trace of the dbt still writing the file."""
     import dagster as dg
 
     from orchestration.dbt import RUN_TARGETS_KEPT, dbt_project, dbt_resource, soe_dbt_models
@@ -673,8 +690,15 @@ def test_the_dbt_step_reports_its_build_and_hands_back_its_parse(tmp_path: Path,
     handed_back = dbt_project.manifest_path.with_name("partial_parse.msgpack")
     before = handed_back.stat().st_mtime_ns if handed_back.exists() else 0
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([soe_dbt_models], instance=instance,
-                            resources={"dbt": dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
+    step_ended = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        recorded = pool.submit(_dbt_children_recorded, lock_path(path), step_ended)
+        try:
+            result = dg.materialize([soe_dbt_models], instance=instance,
+                                    resources={"dbt": dbt_resource(), "warehouse": WarehouseResource(path=str(path))})
+        finally:
+            step_ended.set()
+    assert recorded.result(), "no dbt process named in the run lock while dbt built"
     messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any(message.startswith("dbt build: ") and " success" in message for message in messages)
     assert handed_back.stat().st_mtime_ns > before
