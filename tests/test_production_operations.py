@@ -190,6 +190,13 @@ def test_failed_checks_reach_the_alert_log_and_the_webhook_without_leaking_the_u
     assert ("raw/sales_orders", "contract_violations") in names
     assert ("raw/skus", "contract_violations") in names
     assert all(a["webhook"] == "delivered" for a in alerts)
+    # the figures the team acts on travel with the alert: the check's own counts, the mart's as well
+    orders = next(a for a in alerts if (a["subject"], a["name"]) == ("raw/sales_orders", "contract_violations"))
+    quarantined, files = _query(root, "select count(distinct (file, row_number)) filter (where row_number is not null), "
+                                      "count(distinct file) filter (where row_number is null) "
+                                      "from marts.data_quality_issues where source = 'sales_orders'").iloc[0]
+    # (the semicolon file's one row, read and rejected with its file, counts among the rows too)
+    assert (orders["details"]["rows_quarantined"], orders["details"]["files_rejected"]) == (quarantined + 1, files)
     posted = [post["json"] for post in corpus_run["posts"]]
     assert len(posted) == len(alerts) and all(p["text"].startswith("[soe ") for p in posted)
     result = corpus_run["result"]
