@@ -158,6 +158,17 @@ def test_sensor_requests_a_failed_cycle_again_a_few_times():
         assert "already requested" in tick(date(2026, 12, 5), cursor, instance).skip_message
 
 
+def test_sensor_leaves_a_canceled_cycle_to_whoever_canceled_it():
+    with dg.DagsterInstance.ephemeral() as instance:
+        filled(instance)
+        cursor = tick(date(2026, 12, 2), None, instance).cursor
+        canceled = add_run(instance, dg.DagsterRunStatus.CANCELED, "2026-12-07")
+        later = tick(date(2026, 12, 3), cursor, instance)
+        assert later.run_requests == [] and later.skip_message == (
+            f"feedback for the S&OP cycle of 2026-12-07 was canceled (run {canceled[:8]}); launch sop_feedback "
+            "from the UI when it is wanted")
+
+
 def test_sensor_is_registered_and_targets_the_feedback_asset(monkeypatch, tmp_path):
     for name in ("SOE_LANDING_DIR", "SOE_WAREHOUSE", "SOE_PUBLISH_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name))

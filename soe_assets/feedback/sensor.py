@@ -38,7 +38,10 @@ def _retry(instance: dg.DagsterInstance, cycle: date) -> tuple[int | None, str]:
     """The attempt to request for ``cycle`` whose feedback was requested before (None: none), and why."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={CYCLE_TAG: cycle.isoformat()}))  # newest first
     succeeded = any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-    if succeeded or not runs or runs[0].status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+    if runs and not succeeded and runs[0].status == dg.DagsterRunStatus.CANCELED:  # somebody stopped it: their call
+        return None, (f"feedback for the S&OP cycle of {cycle} was canceled (run {runs[0].run_id[:8]}); launch "
+                      f"sop_feedback from the UI when it is wanted")
+    if succeeded or not runs or runs[0].status != dg.DagsterRunStatus.FAILURE:
         return None, f"feedback for the S&OP cycle of {cycle} already requested"
     if len(runs) >= MAX_ATTEMPTS:
         return None, (f"feedback for the S&OP cycle of {cycle} failed {len(runs)} times (last: run "
@@ -52,7 +55,8 @@ def build_sop_sensor(clock: Callable[[], date] = date.today) -> dg.SensorDefinit
     The cursor holds the last cycle requested, so a cycle fires once even on an
     instance without run-key history; the run key makes Dagster drop repeats too.
     A requested cycle whose run failed is requested again (a new run key) on a later
-    tick, up to ``MAX_ATTEMPTS`` runs. No request while the warehouse has never been
+    tick, up to ``MAX_ATTEMPTS`` runs; one whose run was canceled is not (as Dagster's
+    own run retries, which retry failures only). No request while the warehouse has never been
     filled or a run is writing it.
     """
 
