@@ -15,7 +15,7 @@ from soe_assets.respond.greedy import greedy_value
 from soe_assets.respond.report import format_recommendations, whole_money
 from soe_assets.respond.recommend import (
     EXACT_SHARE_MAX_ACTIONS, action_rows, attribute, below_safety_stock_after, cents_summing_to_their_total, choose_actions, escalation_rows, link_exceptions,
-    overloads_cleared, promise_rows, recommendation_ids, served_places,
+    overloads_cleared, promise_rows, ranked_by_money_at_stake, recommendation_ids, served_places,
 )
 from soe_assets.respond.verify import find_violations, reproject
 
@@ -757,6 +757,21 @@ def test_actions_at_a_place_still_short_afterwards_do_not_claim_to_resolve_its_e
     assert "resolves EX-P1  [REC-1]" in lines
     # money as the explanations round it ($22.50 reads '$23' there), not half to even
     assert re.search(r"REC-0\]", lines) and re.search(r"cost +23\n", lines) and re.search(r"cost +14\n", lines)
+
+
+def test_rows_rank_by_money_at_stake_and_ties_put_actions_first_then_re_promises_then_escalations():
+    """At equal money at stake (an action's revenue protected, a re-promise's or an escalation's at_stake):
+    action, re-promise, escalation, whatever order they come in; more at stake ranks higher whatever the kind."""
+    rows = pd.DataFrame({
+        "action_type": ["escalate_to_sop", "adjust_order_promise", "reallocate_stock", "escalate_to_sop",
+                        "adjust_order_promise", "expedite_purchase_order"],
+        "at_stake": [100.0, 100.0, np.nan, 900.0, 40.0, np.nan],
+        "impact_resolved_value": [0.0, 0.0, 100.0, 0.0, 0.0, 50.0],
+        "sku_id": "S", "to_place": "DC-1"}, index=[7, 3, 5, 0, 1, 2])
+    ranked = ranked_by_money_at_stake(rows)
+    assert ranked.index.tolist() == [0, 5, 3, 7, 2, 1]
+    assert ranked["rank"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert list(ranked.columns) == [*rows.columns, "rank"]
 
 
 def test_an_overload_is_cleared_only_when_what_is_left_of_it_is_no_overload():

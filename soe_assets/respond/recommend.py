@@ -610,6 +610,17 @@ def recommendation_ids(mart: pd.DataFrame) -> pd.Series:
     return "REC-" + pd.util.hash_pandas_object(key, index=False).map("{:016x}".format).astype(str).str[:12]
 
 
+def ranked_by_money_at_stake(mart: pd.DataFrame) -> pd.DataFrame:
+    """The rows in ``rank`` order: an action by the revenue it protects, an escalation by the revenue still at
+    risk and a re-promise by its line's value (their ``at_stake``); on a tie, actions before re-promises before
+    escalations. A large escalation is never hidden below small actions."""
+    at_stake = mart.get("at_stake", pd.Series(np.nan, index=mart.index)).fillna(mart["impact_resolved_value"])
+    kind = mart["action_type"].map({"adjust_order_promise": 1, "escalate_to_sop": 2}).fillna(0)
+    order = mart.assign(_at_stake=at_stake, _kind=kind).sort_values(
+        ["_at_stake", "_kind", "sku_id", "to_place"], ascending=[False, True, True, True]).index
+    return mart.loc[order].assign(rank=np.arange(1, len(mart) + 1))
+
+
 def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, config: RespondConfig) -> tuple[pd.DataFrame, dict]:
     """The ``recommendations`` mart (columns ``MART_COLUMNS`` + ``EXTRA_COLUMNS``) and run statistics."""
     plan = plan_responses(conn, run, config)
@@ -622,12 +633,7 @@ def build_recommendations(conn: duckdb.DuckDBPyConnection, run: RunContext, conf
         columns=[*MART_COLUMNS, "to_place", "week_start"])
     mart = link_exceptions(conn, mart, below_safety_stock_after(projected), run.as_of) if len(mart) else mart.assign(exception_id=None, resolves_exception_ids=None)
     mart["creates_new_exception"] = False
-    # ranked by money at stake: an action's revenue protected, an escalation's revenue still at risk, a
-    # re-promise's line value; on a tie, actions before re-promises before escalations
-    mart["_at_stake"] = mart.get("at_stake", pd.Series(np.nan, index=mart.index)).fillna(mart["impact_resolved_value"])
-    mart["_kind"] = mart["action_type"].map({"adjust_order_promise": 1, "escalate_to_sop": 2}).fillna(0)
-    mart = mart.sort_values(["_at_stake", "_kind", "sku_id", "to_place"], ascending=[False, True, True, True])
-    mart["rank"] = np.arange(1, len(mart) + 1)
+    mart = ranked_by_money_at_stake(mart)
     mart["recommendation_id"] = recommendation_ids(mart)
     mart["as_of"] = run.as_of
     mart["week_start"] = pd.to_datetime(mart["week_start"]).dt.date
