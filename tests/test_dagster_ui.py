@@ -126,11 +126,11 @@ def test_asset_checks_are_visible(ui_url, browser):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(f"{ui_url}/assets/raw/ingest_log?view=checks", wait_until="domcontentloaded", timeout=120_000)
     _dismiss_welcome(page)
-    page.get_by_text("newest_extracts_accepted").first.wait_for(timeout=120_000)
+    page.get_by_text("required_sources_have_rows").first.wait_for(timeout=120_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=str(OUTPUT / "dagster-ingest-log-checks.png"), full_page=True)
     text = page.inner_text("body")
-    assert "newest_extracts_accepted" in text and "quarantine_share_below_limit" in text
+    assert "required_sources_have_rows" in text and "quarantine_share_below_limit" in text
     page.goto(f"{ui_url}/assets/raw/sales_orders?view=checks", wait_until="domcontentloaded", timeout=120_000)
     # The checks list renders one entry at a time: wait for each name, not for the first only.
     for check in ("contract_violations", "freshness"):

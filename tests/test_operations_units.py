@@ -23,9 +23,9 @@ from soe_assets.ingest.health import (
     SourceHealth,
     contract_violations,
     freshness,
-    newest_extracts_accepted,
     parse_freshness_days,
     quarantine_share_below_limit,
+    required_sources_have_rows,
 )
 
 SECRET = "T0KEN-s3cret-9f8e7d"
@@ -380,7 +380,7 @@ def test_sensor_settle_time_is_a_minute_unless_set_and_zero_never_waits(tmp_path
 def _health(**overrides) -> SourceHealth:
     base = dict(source="sales_orders", required=True, as_of=date(2026, 11, 18), files_read=1, files_rejected=0,
                 rejected_files=(), rows_read=1000, rows_valid=990, rows_quarantined=10,
-                latest_accepted=date(2026, 11, 18), latest_rejected=None, newest_extract=date(2026, 11, 18),
+                latest_accepted=date(2026, 11, 18), newest_extract=date(2026, 11, 18),
                 newest_rows_read=1000, newest_rows_quarantined=10)
     return SourceHealth(**{**base, **overrides})
 
@@ -449,19 +449,23 @@ def test_contract_violations_warn_on_share_and_rejected_files():
 def test_publish_gates():
     limits = QualityLimits({}, block_quarantine_share=0.25)
     fine = {"sales_orders": _health()}
-    assert newest_extracts_accepted(fine, limits).passed and quarantine_share_below_limit(fine, limits).passed
-    newest_rejected = {"inventory_snapshots": _health(source="inventory_snapshots", files_rejected=2,
-                                                      rejected_files=("2026-11-12.csv", "2026-11-19.csv"),
-                                                      newest_rows_read=0,
-                                                      newest_extract=date(2026, 11, 19),
-                                                      latest_rejected=date(2026, 11, 19))}
-    gate = newest_extracts_accepted(newest_rejected, limits)
-    assert not gate.passed and "inventory_snapshots" in gate.message and "2026-11-19" in gate.message
-    assert "rejected whole (2026-11-19.csv)" in gate.message and "2026-11-12" not in gate.message
-    older_rejected = {"x": _health(latest_rejected=date(2026, 11, 10), files_rejected=1)}
-    assert newest_extracts_accepted(older_rejected, limits).passed
-    assert not newest_extracts_accepted({"skus": _health(source="skus", rows_valid=0)}, limits).passed
+    assert required_sources_have_rows(fine).passed and quarantine_share_below_limit(fine, limits).passed
+    assert not required_sources_have_rows({"skus": _health(source="skus", rows_valid=0)}).passed
     assert not quarantine_share_below_limit({"s": _health(newest_rows_quarantined=300)}, limits).passed
+
+
+def test_a_newest_extract_that_cannot_be_read_warns_and_the_older_one_stands():
+    """As with an extract that never came: the previous extract's rows stand (the contract's upsert), the file is
+    warned about, freshness judges the age of what stands; publishing goes on."""
+    limits = QualityLimits({}, block_quarantine_share=0.25)
+    unreadable = _health(source="inventory_snapshots", files_rejected=1, rejected_files=("2026-11-18.parquet",),
+                         latest_accepted=date(2026, 11, 17), newest_rows_read=0, newest_rows_quarantined=0)
+    assert required_sources_have_rows({"inventory_snapshots": unreadable}).passed
+    assert quarantine_share_below_limit({"inventory_snapshots": unreadable}, limits).passed
+    warning = contract_violations(unreadable, limits)
+    assert not warning.passed and "1 file(s) rejected whole: 2026-11-18.parquet" in warning.message
+    assert freshness(unreadable, limits).passed  # a day old: within the 2 days of stock
+    assert not freshness(unreadable, QualityLimits({"inventory_snapshots": 0})).passed
 
 
 @pytest.mark.parametrize(("may_be_empty", "rows_read", "blocks"), [
@@ -475,7 +479,7 @@ def test_a_source_a_network_can_lack_may_be_empty_but_not_lose_its_rows(may_be_e
     empty = _health(source="production_orders", may_be_empty=may_be_empty, rows_read=rows_read or 0, rows_valid=0,
                     rows_quarantined=rows_read or 0, newest_rows_read=rows_read or 0,
                     newest_rows_quarantined=rows_read or 0, files_read=0 if rows_read is None else 1)
-    gate = newest_extracts_accepted({"production_orders": empty}, QualityLimits({}))
+    gate = required_sources_have_rows({"production_orders": empty})
     assert gate.passed is (blocks is None)
     if blocks:
         assert gate.message == f"publishing blocked: {blocks}"
@@ -489,7 +493,7 @@ def test_sales_orders_may_be_empty_where_point_of_sale_carries_the_demand(pos_ro
                                 newest_rows_read=0),
         "pos_sales": _health(source="pos_sales", required=False, rows_read=pos_rows_valid, rows_valid=pos_rows_valid),
     }
-    gate = newest_extracts_accepted(healths, QualityLimits({}))
+    gate = required_sources_have_rows(healths)
     assert gate.passed is not blocks
     if blocks:
         assert gate.message == "publishing blocked: sales_orders: no row at all (its extracts are empty)"
@@ -509,16 +513,13 @@ def test_a_few_bad_rows_of_a_small_extract_warn_but_do_not_block_publishing():
     lost = dict(latest_accepted=date(2026, 11, 17), newest_extract=date(2026, 11, 18))
     restatement = {"purchase_orders": _health(source="purchase_orders", newest_rows_read=1, newest_rows_quarantined=1,
                                               **lost)}
-    assert newest_extracts_accepted(restatement, limits).passed
     assert quarantine_share_below_limit(restatement, limits).passed
-    assert not newest_extracts_accepted(
+    assert not quarantine_share_below_limit(
         {"purchase_orders": _health(newest_rows_read=500, newest_rows_quarantined=500, **lost)}, limits).passed
-    rejected_whole = {"inventory_snapshots": _health(newest_rows_read=1, newest_rows_quarantined=1, files_rejected=2,
-                                                     rejected_files=("2026-11-06_x.csv", "2026-11-18_b.csv"),
-                                                     latest_rejected=date(2026, 11, 18), **lost)}
-    gate = newest_extracts_accepted(rejected_whole, limits)
-    # the older file rejected too is no part of what blocks: the message points at the newest extract's only
-    assert not gate.passed and "rejected whole: 2026-11-18_b.csv)" in gate.message and "2026-11-06" not in gate.message
+    # a file rejected whole counts the rows read from it: a 500-row export lacking a column is a broken one
+    assert not quarantine_share_below_limit(
+        {"inventory_snapshots": _health(newest_rows_read=500, newest_rows_quarantined=500, files_rejected=1,
+                                        rejected_files=("2026-11-18_b.csv",), **lost)}, limits).passed
 
 
 def test_a_contract_warning_counts_malformed_lines_for_the_row_as_a_whole(tmp_path):
@@ -545,8 +546,8 @@ def test_a_contract_warning_counts_malformed_lines_for_the_row_as_a_whole(tmp_pa
 
 
 def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
-    """Every row of the newest sales-order extract is rejected: 3 of the 9 rows read, a third, but all of today's.
-    The older extract's rows stand, so the marts would show yesterday's order book as today's."""
+    """Every row of the newest sales-order extract is rejected: 3 of the 9 rows read, a third, but all of today's,
+    and the share gate judges today's (here from 3 rows on). The older extract's rows stand meanwhile."""
     import duckdb
 
     from soe_assets.ingest.health import read_source_health
@@ -572,13 +573,11 @@ def test_the_gates_judge_the_newest_extract_not_every_extract_read(tmp_path):
     assert "(100.0%, warning above 2%; most for status (3)) (see data_quality_issues)" in \
         contract_violations(health, QualityLimits({})).message
     limits = QualityLimits({}, block_min_rows=3)
-    gate = newest_extracts_accepted({"sales_orders": health}, limits)
-    assert not gate.passed and "its newest extract (2026-11-18) holds no usable row (3 of 3 rows quarantined)" in gate.message
-    assert not quarantine_share_below_limit({"sales_orders": health}, limits).passed  # 100 % of today's rows
+    gate = quarantine_share_below_limit({"sales_orders": health}, limits)  # 100 % of today's rows
+    assert not gate.passed and "sales_orders: 3 of 3 rows of its newest extract (2026-11-18) (100%)" in gate.message
     assert not freshness(health, QualityLimits({"sales_orders": 0})).passed  # the newest usable one is a day old
-    assert newest_extracts_accepted({k: v for k, v in read_source_health(conn).items() if k != "sales_orders"},
-                                    limits).passed
-    assert newest_extracts_accepted({"sales_orders": health}, QualityLimits({})).passed  # 3 rows: a warning
+    assert required_sources_have_rows(read_source_health(conn)).passed  # yesterday's orders stand
+    assert quarantine_share_below_limit({"sales_orders": health}, QualityLimits({})).passed  # 3 rows: a warning
 
 
 # --- GX suite -----------------------------------------------------------------------------
@@ -622,12 +621,12 @@ def test_definitions_carry_the_checks_sensors_and_blocking_gates(monkeypatch, tm
     graph = defs.resolve_asset_graph()
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     for expected in [("raw/sales_orders", "freshness"), ("raw/sales_orders", "contract_violations"),
-                     ("raw/ingest_log", "newest_extracts_accepted"), ("raw/ingest_log", "quarantine_share_below_limit")]:
+                     ("raw/ingest_log", "required_sources_have_rows"), ("raw/ingest_log", "quarantine_share_below_limit")]:
         assert expected in checks
     assert any(name == "sku_location_week_expectations" for _, name in checks)
     assert any(name == "no_open_findings" for _, name in checks)
     blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
-    assert {"newest_extracts_accepted", "quarantine_share_below_limit", "sku_location_week_expectations"} <= blocking
+    assert {"required_sources_have_rows", "quarantine_share_below_limit", "sku_location_week_expectations"} <= blocking
     assert "freshness" not in blocking and "contract_violations" not in blocking
     # The publish gates hold back only the publish: nothing but published_marts depends on raw/ingest_log.
     children = graph.get(dg.AssetKey(["raw", "ingest_log"])).child_keys

@@ -326,6 +326,30 @@ def test_a_date_half_the_sources_hold_is_no_mistyped_date(tmp_path):
         resolve_as_of(landing, None)
 
 
+def test_an_unreadable_newest_extract_is_quarantined_and_the_run_publishes_on_the_older_one(tmp_path):
+    """The landing-zone contract: a file that cannot be read is quarantined whole and the run goes on. Today's
+    snapshot is unreadable, so yesterday's stands, as if today's had not come (freshness judges its age), and
+    the run publishes."""
+    network, yesterday = minimal_network(), AS_OF - timedelta(days=1)
+    landing = write_landing_zone(tmp_path / "landing", {k: v for k, v in network.items() if k != "inventory_snapshots"})
+    held = [dict(row, snapshot_date=str(yesterday), quality_hold_qty=15.0) for row in network["inventory_snapshots"]]
+    write_source(landing, "inventory_snapshots", held, extract=yesterday)
+    (landing / "inventory_snapshots" / f"{AS_OF}.parquet").write_bytes(b"PAR1garbagePAR1")
+    run = run_soe(tmp_path, landing)
+    assert run.ok
+    assert json.loads((run.workspace.publish / "_manifest.json").read_text())["as_of"] == str(AS_OF)
+    issues = pd.read_parquet(run.workspace.publish / "data_quality_issues.parquet")
+    rejected = issues[issues["file"] == f"{AS_OF}.parquet"]
+    assert len(rejected) == 1 and rejected["row_number"].isna().all()
+    assert "not a readable Parquet file" in rejected["reason"].iloc[0]
+    stock = run.query("select sku_id, location_id, snapshot_date, available_qty from intermediate.int_available_stock "
+                      "order by all")
+    expected = pd.DataFrame(held).assign(available_qty=lambda f: f["on_hand_qty"] - f["quality_hold_qty"])
+    assert stock["snapshot_date"].astype(str).eq(str(yesterday)).all()
+    assert sorted(zip(stock["sku_id"], stock["location_id"], stock["available_qty"])) == sorted(
+        zip(expected["sku_id"], expected["location_id"], expected["available_qty"]))
+
+
 def test_a_run_history_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):
     """Dagster's storage failing (a full disk says 'database or disk is full'; here its index is not a
     database) stops the run with the storage's own words, exit 2, no traceback."""

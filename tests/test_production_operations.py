@@ -217,8 +217,9 @@ def _manifest(root: Path) -> dict:
 def gated_run(corpus_run, root):
     before = _manifest(root)
     report_before = (root / "publish" / "sop_report.html").read_text()
+    # a broken export: today's snapshot of 120 rows with the wrong delimiter, every row lost with its file
     broken = root / "landing" / "inventory_snapshots" / "2026-11-19.csv"
-    snapshot = pd.DataFrame(minimal_network()["inventory_snapshots"]).assign(snapshot_date="2026-11-19")
+    snapshot = pd.DataFrame(minimal_network()["inventory_snapshots"] * 30).assign(snapshot_date="2026-11-19")
     snapshot.to_csv(broken, sep=";", index=False)
     try:
         result = _soe(_run_args(root, "--as-of", "2026-11-19"))
@@ -227,20 +228,21 @@ def gated_run(corpus_run, root):
     return {"result": result, "before": before, "report_before": report_before}
 
 
-def test_a_rejected_newest_extract_blocks_publishing_and_keeps_the_previous_set(gated_run, root):
+def test_a_broken_newest_export_blocks_publishing_and_keeps_the_previous_set(gated_run, root):
     result = gated_run["result"]
     output = result.stdout + result.stderr
     assert result.returncode == 1
     assert "Traceback" not in output and "dagster._core" not in output  # messages, not Python's class names
-    assert "publishing blocked: inventory_snapshots" in output
-    assert "    1 blocking asset check failed with ERROR severity:\n    raw/ingest_log: newest_extracts_accepted" in output
+    assert ("publishing blocked: more than 25% of the rows quarantined in inventory_snapshots: 120 of 120 rows of "
+            "its newest extract (2026-11-19) (100%)") in output
+    assert "    1 blocking asset check failed with ERROR severity:\n    raw/ingest_log: quarantine_share_below_limit" in output
     assert "The previously published marts are untouched" in output
     assert _manifest(root) == gated_run["before"]
     # the S&OP report is part of the set: the blocked run rendered its own, but the published one stays
     assert (root / "publish" / "sop_report.html").read_text() == gated_run["report_before"]
     assert "sop_report.html" in _manifest(root)["files"]
     alerts = [json.loads(line) for line in (root / "warehouse" / "alerts.jsonl").read_text().splitlines()]
-    gate = [a for a in alerts if a["name"] == "newest_extracts_accepted"]
+    gate = [a for a in alerts if a["name"] == "quarantine_share_below_limit"]
     assert gate and gate[-1]["severity"] == "ERROR" and gate[-1]["as_of"] == "2026-11-19"
     assert alerts[-1]["kind"] == "run_failed" and alerts[-1]["as_of"] == "2026-11-19"
 
@@ -262,7 +264,7 @@ def test_publishing_on_its_own_after_a_blocked_run_is_refused(gated_run, root):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.message + str(failure.step_failure_data.user_failure_data)
-    assert "publishing blocked: inventory_snapshots" in message
+    assert "publishing blocked: more than 25% of the rows quarantined in inventory_snapshots" in message
     assert _manifest(root) == gated_run["before"]
 
 

@@ -2,7 +2,7 @@
 
 - on each ``raw/<source>``: ``contract_violations`` and ``freshness``, WARN
   severity, non-blocking: the run goes on and publishes, the alert goes out;
-- on ``raw/ingest_log``: the publish gates ``newest_extracts_accepted`` and
+- on ``raw/ingest_log``: the publish gates ``required_sources_have_rows`` and
   ``quarantine_share_below_limit``, ERROR severity, blocking. Only
   ``published_marts`` is downstream of ``raw/ingest_log``, so a failed gate
   stops publishing (the previous set stays) but not the other stages.
@@ -85,9 +85,9 @@ def source_health_checks(
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(
-            "newest_extracts_accepted", asset=INGEST_LOG_KEY, blocking=True,
-            description="Blocks publishing when no file of a source's newest extract is usable (rejected whole "
-            "or every row quarantined) or a required source has no valid row.",
+            "required_sources_have_rows", asset=INGEST_LOG_KEY, blocking=True,
+            description="Blocks publishing when a required source has no valid row (an empty or lost export of "
+            "master data, the plan, stock or orders).",
         ),
         dg.AssetCheckSpec(
             "quarantine_share_below_limit", asset=INGEST_LOG_KEY, blocking=True,

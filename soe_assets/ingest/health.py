@@ -7,18 +7,20 @@ Two levels, on purpose (bad rows never stop a run):
 - per-source *warnings*: some rows quarantined above the warning share, a
   file rejected whole, a source older than its freshness limit. The run goes
   on and publishes; the alert tells the owning team.
-- *publish gates* (block publishing, the previous published set stays): no
-  file of a source's newest extract is usable, rejected whole or every row
-  quarantined (the marts would present the previous extract as today's
-  picture), a required source has no valid row at all (a source a network can
-  lack, ``SourceContract.may_be_empty``, may be empty but not lose every row; so may sales orders where
-  POS carries the demand, ``may_be_empty_beside``), or the newest extract
-  of a source lost more than the blocking share of its rows. A loss of rows
-  blocks only from ``block_min_rows`` quarantined rows on: a few bad rows of a
-  small extract are bad input, quarantined and warned about like any other (the
-  share of a ten-row file says nothing of a broken export); a file rejected
-  whole always counts. ``published_marts`` evaluates the gates again itself, so
-  no way of starting it publishes a blocked run.
+- *publish gates* (block publishing, the previous published set stays): a
+  required source has no valid row at all (a source a network can lack,
+  ``SourceContract.may_be_empty``, may be empty but not lose every row; so may
+  sales orders where POS carries the demand, ``may_be_empty_beside``), or the
+  newest extract of a source lost more than the blocking share of its rows. A
+  loss of rows blocks only from ``block_min_rows`` quarantined rows on: a few bad
+  rows of a small extract are bad input, quarantined and warned about like any
+  other (the share of a ten-row file says nothing of a broken export); the rows
+  read from a file rejected whole count among them. A newest extract that could
+  not be read at all blocks nothing: as with an extract that never came, the
+  older extracts' rows stand (the landing-zone contract's upsert), the file is
+  quarantined and warned about, and ``freshness`` judges the age of what stands.
+  ``published_marts`` evaluates the gates again itself, so no way of starting it
+  publishes a blocked run.
 """
 
 from __future__ import annotations
@@ -81,7 +83,6 @@ class SourceHealth:
     rows_valid: int
     rows_quarantined: int
     latest_accepted: date | None  # the newest extract with a usable file (not rejected whole, not every row quarantined)
-    latest_rejected: date | None
     newest_extract: date | None  # the newest extract date read or rejected, on or before as_of
     newest_rows_read: int = 0
     newest_rows_quarantined: int = 0
@@ -99,18 +100,6 @@ class SourceHealth:
         """The share of the newest extract's rows quarantined: today's picture is what the gates protect, and a
         share over every extract read would shrink with each older extract kept in the landing zone."""
         return self.newest_rows_quarantined / self.newest_rows_read if self.newest_rows_read else 0.0
-
-    @property
-    def newest_extract_lost(self) -> bool:
-        """No file of the newest extract date is usable: each was rejected whole or lost every row."""
-        return self.newest_extract is not None and (
-            self.latest_accepted is None or self.newest_extract > self.latest_accepted
-        )
-
-    @property
-    def newest_rejected_files(self) -> tuple[str, ...]:
-        """The files of the newest extract date rejected whole (older ones rejected too do not block)."""
-        return tuple(file for file in self.rejected_files if extract_date_of(file) == self.newest_extract)
 
     @property
     def age_days(self) -> int | None:
@@ -151,7 +140,6 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
         (files_read, rows_read, rows_valid, rows_quarantined, latest_usable, newest, newest_read,
          newest_quarantined) = log.get(contract.name, (0, 0, 0, 0, None, None, 0, 0))
         files = tuple(rejected.get(contract.name, []))
-        rejected_dates = {d for d in (extract_date_of(f) for f in files) if d is not None and d <= as_of}
         health[contract.name] = SourceHealth(
             source=contract.name,
             required=contract.required,
@@ -165,7 +153,6 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             rows_valid=int(rows_valid or 0),
             rows_quarantined=int(rows_quarantined or 0),
             latest_accepted=latest_usable,
-            latest_rejected=max(rejected_dates) if rejected_dates else None,
             newest_extract=newest,
             newest_rows_read=int(newest_read or 0),
             newest_rows_quarantined=int(newest_quarantined or 0),
@@ -268,31 +255,20 @@ def _may_be_empty(health: SourceHealth, healths: Mapping[str, SourceHealth]) -> 
     return health.may_be_empty or (beside is not None and beside.rows_valid > 0)
 
 
-def newest_extracts_accepted(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
-    """Publish gate: every source's newest extract has a usable file; every required source has valid rows
-    (one a network can lack, ``may_be_empty``, may have no rows at all, but not lose every row it has).
-    A newest extract whose few rows were all quarantined (fewer than ``block_min_rows``) does not block."""
-    problems = []
-    for health in healths.values():
-        rejected_whole = health.latest_rejected == health.newest_extract
-        if health.newest_extract_lost and rejected_whole and not health.newest_rows_read:
-            problems.append(
-                f"{health.source}: every file of {_newest(health)} was rejected whole ({named_briefly(health.newest_rejected_files)})"
-            )
-        elif health.newest_extract_lost and (rejected_whole or health.newest_rows_quarantined >= limits.block_min_rows):
-            problems.append(
-                f"{health.source}: {_newest(health)} holds no usable row "
-                f"({health.newest_rows_quarantined:,} of {health.newest_rows_read:,} rows quarantined"
-                + (f"; rejected whole: {named_briefly(health.newest_rejected_files)}" if rejected_whole else "") + ")"
-            )
-        elif health.required and health.rows_valid == 0 and (health.rows_read or not _may_be_empty(health, healths)):
-            problems.append(f"{health.source}: no valid row at all" if health.rows_read
-                            else f"{health.source}: no row at all (its extracts are empty)" if health.files_read
-                            else f"{health.source}: no extract dated on or before as_of {health.as_of}")
+def required_sources_have_rows(healths: Mapping[str, SourceHealth]) -> Finding:
+    """Publish gate: every required source has valid rows (one a network can lack, ``may_be_empty``, may have no
+    rows at all, but not lose every row it has)."""
+    problems = [
+        f"{health.source}: no valid row at all" if health.rows_read
+        else f"{health.source}: no row at all (its extracts are empty)" if health.files_read
+        else f"{health.source}: no extract dated on or before as_of {health.as_of}"
+        for health in healths.values()
+        if health.required and health.rows_valid == 0 and (health.rows_read or not _may_be_empty(health, healths))
+    ]
     metadata = {"sources_blocking": len(problems)}
     if problems:
         return Finding(False, "publishing blocked: " + "; ".join(problems), metadata)
-    return Finding(True, "every source's newest extract was read", metadata)
+    return Finding(True, "every required source has valid rows", metadata)
 
 
 def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> Finding:
@@ -316,10 +292,10 @@ def quarantine_share_below_limit(healths: Mapping[str, SourceHealth], limits: Qu
                          f"(counting from {limits.block_min_rows:,} rows)", metadata)
 
 
-PUBLISH_GATES = ("newest_extracts_accepted", "quarantine_share_below_limit")
+PUBLISH_GATES = ("required_sources_have_rows", "quarantine_share_below_limit")
 
 
 def publish_gates(healths: Mapping[str, SourceHealth], limits: QualityLimits) -> dict[str, Finding]:
     """The verdicts that decide whether a run may publish, by gate name."""
-    return {"newest_extracts_accepted": newest_extracts_accepted(healths, limits),
+    return {"required_sources_have_rows": required_sources_have_rows(healths),
             "quarantine_share_below_limit": quarantine_share_below_limit(healths, limits)}
