@@ -306,6 +306,32 @@ def test_sensor_evaluates_through_dagster(tmp_path):
         del os.environ["SOE_SENSOR_SETTLE_SECONDS"]
 
 
+@pytest.mark.parametrize(("status", "busy"), [
+    ("QUEUED", True), ("NOT_STARTED", True), ("STARTING", True), ("STARTED", True),
+    ("SUCCESS", False), ("FAILURE", False), ("CANCELED", False),
+])
+def test_a_run_queued_or_under_way_keeps_the_warehouse_busy(tmp_path, status, busy):
+    """A run the sensors requested may wait in the queue before it starts: another requested then would be
+    refused its warehouse just the same."""
+    import uuid
+
+    import dagster as dg
+    # a queued run names the code location it will run from (the daemon launches it from there); no public API
+    # builds one without a running code server
+    from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+
+    from orchestration.sensors import warehouse_busy
+
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("soe"), "__repository__"),
+                             "soe_full_run")
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_id = str(uuid.uuid4())
+        instance.add_run(dg.DagsterRun(job_name="soe_full_run", run_id=run_id, status=dg.DagsterRunStatus[status],
+                                       remote_job_origin=origin))
+        reason = warehouse_busy(instance, tmp_path / "soe.duckdb")
+    assert reason == (f"waiting for run {run_id[:8]} to finish: the warehouse takes one run at a time" if busy else None)
+
+
 def test_sensor_runs_a_file_dated_ahead_of_its_clock_once_it_has_settled(tmp_path, monkeypatch):
     """Through Dagster's ticks: the wait for a file dated hours ahead ends after the settle time (the cursor
     carries when the sensor first saw it), its batch runs, and the next tick does not wait for it again."""
