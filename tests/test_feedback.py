@@ -310,6 +310,25 @@ def test_a_po_line_received_in_full_without_a_date_is_a_late_line_as_the_kpi_cou
     assert delay.iloc[0].mean_delay_days == pytest.approx(expected_delay)
 
 
+def test_an_open_po_line_partly_received_on_time_is_late_until_as_of():
+    """SUP-2's lines of A promised in three of the window's four weeks: a fifth of each came on the promised day,
+    the rest is still outstanding (status open). Each waits until as_of, not to the day its first part came:
+    that day would read as 0 days late and hide the supplier. The lead time it shows runs to as_of too."""
+    rows = clean_rows()
+    partly = [line for line in rows["stg_purchase_orders"]
+              if line["supplier_id"] == "SUP-2" and line["promised_date"] >= weeks_back(3)[-1]]
+    for line in partly:
+        line.update(received_qty=10.0, status="open")
+    feedback = detect_patterns(make_warehouse(**rows), AS_OF, date(2026, 12, 7), date(2026, 11, 2))
+    delay = feedback[feedback.pattern == "chronic_supplier_delay"]
+    assert delay[["supplier_id", "sku_id", "occurrences"]].values.tolist() == [["SUP-2", "A", 3]]
+    waited = sorted((AS_OF - line["promised_date"]).days for line in partly)
+    assert delay.iloc[0].mean_delay_days == pytest.approx(sum(waited) / 3)
+    # four lines in the window, one on time (15 days, as quoted): the median of the actual lead times is the
+    # mean of the two middle ones, 15 days plus the two shorter waits
+    assert f"actual about {15 + (waited[0] + waited[1]) / 2:g} days" in delay.iloc[0].explanation
+
+
 def test_a_supplier_lead_time_on_a_half_day_reads_as_such():
     """Two of SUP-1's four late lines ordered a day earlier: the medians are 15.5 days quoted and 21.5 actual, and
     the advice says so (rounding both halves to even read "from 16 to 22", or "88 to 88" for 87.5 and 88.5)."""

@@ -251,22 +251,31 @@ def chronic_supplier_delay(conn: duckdb.DuckDBPyConnection, window: Window, rule
 
     A line promised in the window is late unless received in full on or before
     its promised date; its delay runs to the receipt date, or to as_of while
-    it is still outstanding (0 for a short receipt on time). A supplier whose
-    late lines slip a day or arrive a few units short is ordinary noise.
+    it is still outstanding (an open line not received in full, whatever part
+    of it came, or one received without a date); 0 for a short receipt on time
+    that closed the line. A supplier whose late lines slip a day or arrive a
+    few units short is ordinary noise.
     """
     frame = conn.execute(
         """
-        WITH lines AS (
+        WITH received AS (
+            SELECT po.*,
+                   -- the day the line stopped waiting: as_of while part of an open line is still to come
+                   CASE WHEN po.status = 'open' AND po.received_qty < po.ordered_qty THEN CAST(? AS DATE)
+                        ELSE coalesce(po.received_date, CAST(? AS DATE)) END AS arrived
+            FROM staging.stg_purchase_orders AS po
+            WHERE po.status <> 'cancelled' AND po.promised_date BETWEEN ? AND ?
+        ),
+        lines AS (
             SELECT po.*, skus.product_family, coalesce(skus.unit_cost, 0.0) AS unit_cost,
                    -- received without a date is late, as the KPI counts it (no date: no proof of on time)
                    NOT coalesce(po.received_qty >= po.ordered_qty AND po.received_date <= po.promised_date, false)
                        AS late,
                    date_diff('day', po.order_date, po.promised_date) AS promised_lead,
-                   date_diff('day', po.order_date, coalesce(po.received_date, CAST(? AS DATE))) AS actual_lead,
-                   greatest(date_diff('day', po.promised_date, coalesce(po.received_date, CAST(? AS DATE))), 0) AS delay
-            FROM staging.stg_purchase_orders AS po
+                   date_diff('day', po.order_date, po.arrived) AS actual_lead,
+                   greatest(date_diff('day', po.promised_date, po.arrived), 0) AS delay
+            FROM received AS po
             LEFT JOIN staging.stg_skus AS skus USING (sku_id)
-            WHERE po.status <> 'cancelled' AND po.promised_date BETWEEN ? AND ?
         )
         SELECT supplier_id, sku_id, any_value(product_family) AS product_family,
                CASE WHEN count(DISTINCT location_id) = 1 THEN any_value(location_id) END AS location_id,
