@@ -241,12 +241,19 @@ def _stored_expression(kind: str, stored: str, timestamp: bool, zone: str | None
     if kind == "ts":
         return f"CAST(CAST({stored} AS TIMESTAMPTZ) AS TIMESTAMP)" if zone else f"CAST({stored} AS TIMESTAMP)"
     if kind == "date" and timestamp:
-        local = _wall_clock(stored, zone)
+        local = wall_clock(stored, zone)
         return f"CASE WHEN {local} = date_trunc('day', {local}) THEN CAST({local} AS DATE) END"
     return stored
 
 
-def _wall_clock(stored: str, zone: str | None) -> str:
+def as_received(stored: str, zone: str) -> str:
+    """SQL: a stored zoned timestamp as text on its own clock, with its zone ('2026-11-10 00:30:00 Europe/Berlin',
+    '2026-11-10 14:30:00+05:30'): the instant the file holds, shown in the zone the file gives it (the connection's
+    UTC could put it on another day)."""
+    return f"CAST({wall_clock(stored, zone)} AS VARCHAR) || {literal(('' if zone[0] in '+-' else ' ') + zone)}"
+
+
+def wall_clock(stored: str, zone: str | None) -> str:
     """SQL: a stored timestamp as the clock read in its own time zone (an IANA name or a '+HH:MM' offset)."""
     if zone is None:
         return f"CAST({stored} AS TIMESTAMP)"
@@ -286,7 +293,7 @@ def compile_contract(
             timestamps = stored_timestamps or {}
             zone = timestamps.get(column)
             typed_columns[column] = _stored_expression(kind, text, timestamp=column in timestamps, zone=zone)
-            shown = _wall_clock(text, zone) if column in timestamps else text
+            shown = wall_clock(text, zone) if column in timestamps else text
             blank, unparseable = f"{text} IS NULL", f"{text} IS NOT NULL AND {typed} IS NULL"
         elif kind == "str":
             text_columns[column] = trimmed_text(f"CAST({quote(column)} AS VARCHAR)")

@@ -1,9 +1,11 @@
 """The compiled SQL contract rejects exactly what pandera's own validation rejects, for the same reasons."""
 
+import json
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pytest
 from support import AS_OF, minimal_network, write_landing_zone, write_source
 from test_contracts import BAD_ROWS, _order
 
@@ -131,6 +133,26 @@ def test_dates_stored_as_timestamps_at_midnight_are_those_dates_in_their_own_tim
         "order_date", f"order_date is after the extract date {AS_OF.isoformat()} (a future event cannot be reported)"]
     assert quarantine.loc[4].tolist() == ["requested_date", "requested_date is outside the dates 1900-01-01 to 2199-12-31"]
     assert len(quarantine) == 3
+
+
+@pytest.mark.parametrize(("zone", "shown"), [("Europe/Berlin", "2026-11-10 00:30:00 Europe/Berlin"),
+                                             ("+05:30", "2026-11-10 00:30:00+05:30")])
+def test_a_zoned_timestamp_is_quarantined_as_the_file_holds_it_on_its_own_clock(tmp_path, zone, shown):
+    """A date stored as a zoned timestamp with a time of day (00:30 on 10 November in its zone, 9 November in UTC):
+    the reason and the raw record show it on the file's own clock, with its zone, not on the day UTC puts it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    order = dict(minimal_network()["sales_orders"][0], order_id="ZONED")
+    table = pa.Table.from_pylist([order]).set_column(
+        list(order).index("order_date"), "order_date",
+        pa.array([pd.Timestamp("2026-11-10 00:30", tz=zone).tz_convert("UTC").tz_localize(None)],
+                 pa.timestamp("us", tz=zone)))
+    pq.write_table(table, landing / "sales_orders" / f"{AS_OF.isoformat()}_zoned.parquet")
+    rejected = ingest_landing_zone(landing, AS_OF).quarantine.set_index("file").loc[f"{AS_OF.isoformat()}_zoned.parquet"]
+    assert rejected["reason"] == "order_date is not a date (YYYY-MM-DD): '2026-11-10 00:30:00'"
+    assert json.loads(rejected["raw_record"])["order_date"] == shown
 
 
 def test_the_fast_text_and_timestamp_paths_mean_what_the_general_ones_mean():

@@ -26,7 +26,9 @@ import pandas as pd
 import pyarrow as pa
 
 from data_contracts.sources import SOURCES, SourceContract
-from data_contracts.sql_rules import DUPLICATE_KEY, CompiledContract, compile_contract, literal, text_alias
+from data_contracts.sql_rules import (
+    DUPLICATE_KEY, CompiledContract, as_received, compile_contract, literal, text_alias,
+)
 from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     FIELD_COUNT_PROBLEM, MALFORMED_ROWS, RAW_LINE, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX,
@@ -172,9 +174,10 @@ def _refuse_unlistable(folder: Path, what: str) -> None:
         raise LandingZoneError(f"cannot read {what} {folder}: permission denied") from None
 
 
-def _json_object(columns: list[str]) -> str:
-    """SQL building the raw record (text as received) of a row of ``_text``."""
-    pairs = ", ".join(f"{literal(c)}, {quote(c)}" for c in columns)
+def _json_object(columns: list[str], zones: dict[str, str]) -> str:
+    """SQL building the raw record (text as received) of a row of ``_text``; a zoned timestamp of a Parquet file
+    (``zones``: column -> its zone) on its own clock."""
+    pairs = ", ".join(f"{literal(c)}, {as_received(quote(c), zones[c]) if c in zones else quote(c)}" for c in columns)
     return f"CAST(json_object({pairs}) AS VARCHAR)"
 
 
@@ -195,6 +198,7 @@ class _LoadedFile:
     lenient: bool
     rules: CompiledContract
     header: list[str]  # the record's columns as received
+    zones: dict[str, str]  # the columns the file stores as zoned timestamps, with their zone
     malformed_rows: int = 0  # rows skipped by the read as malformed (quarantined as the file loaded)
 
     @property
@@ -232,6 +236,13 @@ class _LoadedFile:
 
     def layers(self, relation: str, numbered: bool = True) -> str:
         return self.rules.layers(relation, self.carried, numbered)
+
+    @property
+    def record(self) -> str:
+        """SQL over the file's rows: the raw record of a row (one the lenient read could not split: its line, as
+        DuckDB's reader gives a malformed row's)."""
+        fields = _json_object(self.header, self.zones)
+        return f"CASE WHEN {READ_FINE} THEN {fields} ELSE {quote(RAW_LINE)} END" if self.lenient else fields
 
 
 def _header_hint(header: list[str], missing: list[str]) -> str:
@@ -528,7 +539,8 @@ class _SourceIngest:
             self._quarantine_incomplete(reader, missing)
             return
         loaded = _LoadedFile(extract, reader.lenient, self.rules(reader),
-                             header=[c for c in reader.column_names if c not in (READ_PROBLEM, RAW_LINE)])
+                             header=[c for c in reader.column_names if c not in (READ_PROBLEM, RAW_LINE)],
+                             zones={c: zone for c, zone in stored_timestamps(reader.schema).items() if zone})
         layers = loaded.layers("_text", numbered=False)
         columns = ", ".join(quote(c) for c in source.columns)
         insert = (f"INSERT INTO {self.loading} WITH {layers} "
@@ -572,7 +584,7 @@ class _SourceIngest:
             self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
             self._number_past_malformed_rows(file_order)
         self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
-                              loaded.header, lenient=loaded.lenient)
+                              loaded.record)
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
                           f"SELECT {self.key}, ?, _row_number FROM typed", [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
@@ -646,11 +658,9 @@ class _SourceIngest:
                 )
 
     def _quarantine_rows(self, extract: Extract, file_order: int, layers: str, failures: list[tuple[str, str, str]],
-                         header: list[str], lenient: bool) -> None:
-        """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received (a
-        row the lenient read could not split: its line, as DuckDB's reader gives a malformed row's)."""
-        record = (f"CASE WHEN {READ_FINE} THEN {_json_object(header)} ELSE {quote(RAW_LINE)} END" if lenient
-                  else _json_object(header))
+                         record: str) -> None:
+        """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received
+        (``record``, SQL over the rows)."""
         failure_list = ", ".join(
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
             for column, condition, reason in failures
