@@ -79,14 +79,18 @@ def landing_data_bytes(landing_dir: Path) -> int:
     """CSV bytes plus Parquet's uncompressed bytes: what DuckDB will hold, comparable across formats."""
     if not landing_dir.is_dir():
         return 0
+    from soe_assets.ingest.landing import UnreadableFile, extract_format  # pyarrow: only where a run sizes
+
     total = 0
-    for path in landing_dir.rglob("*"):
-        suffix = path.suffix.lower()
-        if suffix == ".csv" and path.is_file():
-            total += path.stat().st_size
-        elif suffix == ".parquet" and path.is_file():
-            stat = path.stat()
-            total += _parquet_data_bytes(str(path), stat.st_mtime_ns, stat.st_size)
+    for path in landing_dir.glob("*/*"):  # the source folders' extracts
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            parquet = extract_format(path) == "parquet"
+        except UnreadableFile:  # packed: ingest rejects it unread
+            continue
+        stat = path.stat()
+        total += _parquet_data_bytes(str(path), stat.st_mtime_ns, stat.st_size) if parquet else stat.st_size
     return total
 
 

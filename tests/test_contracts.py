@@ -162,6 +162,30 @@ def test_unreadable_and_undated_files_are_quarantined_whole(landing):
     assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2"}
 
 
+def test_a_name_may_end_any_way_after_its_date_and_the_content_tells_csv_from_parquet(landing):
+    """The contract: "its name starts with the extract date (anything may follow)". A name without .csv or
+    .parquet is read by what it holds; a compressed file is named as such, rejected whole; a Parquet file whose
+    bytes are corrupt inside is rejected as Parquet, not read as text."""
+    import gzip
+
+    folder = landing / "sales_orders"
+    pd.DataFrame([_order("TEXT")]).to_csv(folder / f"{AS_OF.isoformat()}_erp_eu", index=False)
+    pd.DataFrame([_order("COLUMNS")]).to_parquet(folder / f"{AS_OF.isoformat()}_erp_us.dat", index=False)
+    (folder / f"{AS_OF.isoformat()}_erp_apac.csv.gz").write_bytes(
+        gzip.compress(pd.DataFrame([_order("PACKED")]).to_csv(index=False).encode()))
+    (folder / f"{AS_OF.isoformat()}_erp_latam.xlsx").write_bytes(b"PK\x03\x04 a workbook")
+    (folder / f"{AS_OF.isoformat()}_erp_emea.bin").write_bytes(b"PAR1 not parquet inside PAR1")
+    result = ingest_landing_zone(landing, AS_OF)
+    assert set(result.table("sales_orders")["order_id"]) == {"GOOD-1", "GOOD-2", "TEXT", "COLUMNS"}
+    reasons = _quarantine(result, "sales_orders").set_index("file")["reason"]
+    assert reasons[f"{AS_OF.isoformat()}_erp_apac.csv.gz"].startswith(
+        "the file is gzip-compressed, not CSV or Parquet: unpack it into the source folder")
+    assert reasons[f"{AS_OF.isoformat()}_erp_latam.xlsx"].startswith(
+        "the file is a zip archive (as an Excel workbook is), not CSV or Parquet")
+    assert reasons[f"{AS_OF.isoformat()}_erp_emea.bin"].startswith("not a readable Parquet file")
+    assert len(reasons) == 3
+
+
 @pytest.mark.parametrize("delimiter", [";", "\t"], ids=["semicolon", "tab"])
 def test_wrong_delimiter_says_so(landing, delimiter):
     frame = pd.DataFrame([_order("SEMI")])

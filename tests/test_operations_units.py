@@ -670,7 +670,8 @@ def test_auto_memory_budget_follows_the_landing_zone_within_its_bounds(tmp_path,
     )
 
     # Data size: CSV bytes as they are, Parquet by its uncompressed size (a compressible column is far
-    # larger than its file); anything else is not an extract.
+    # larger than its file), whatever the extract's name ends with; a file outside the source folders is no
+    # extract.
     (tmp_path / "skus").mkdir()
     (tmp_path / "skus" / "2026-11-20.csv").write_text("sku_id\nA\nB\n")
     parquet = tmp_path / "skus" / "2026-11-21.parquet"
@@ -679,6 +680,8 @@ def test_auto_memory_budget_follows_the_landing_zone_within_its_bounds(tmp_path,
     (tmp_path / "notes.txt").write_text("ignored" * 1000)
     size = landing_data_bytes(tmp_path)
     assert size > len("sku_id\nA\nB\n") + 20_000 * 200 > 5 * parquet.stat().st_size
+    (tmp_path / "skus" / "2026-11-22_mdm").write_bytes(parquet.read_bytes())
+    assert landing_data_bytes(tmp_path) == 2 * size - len("sku_id\nA\nB\n")
 
     assert auto_budget_bytes(size, 24 * GIB) == 1 * GIB  # small zones: the 1GiB floor
     assert auto_budget_bytes(2 * GIB, 24 * GIB) == 3 * GIB  # in between: one and a half times the data size

@@ -30,7 +30,12 @@ import pyarrow.parquet as pq
 from data_contracts.sql_rules import literal, quote
 
 EXTRACT_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})")
-SUPPORTED_SUFFIXES = (".csv", ".parquet")
+# A name may end any way after its date (the contract: "anything may follow"): where its suffix does not say
+# .csv or .parquet, the content does. Parquet starts with its magic bytes; packed files are named as such
+# (read as CSV text they would fail with a misleading reason); anything else is read as CSV text.
+FORMAT_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
+PARQUET_MAGIC = b"PAR1"
+PACKED_MAGICS = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive (as an Excel workbook is)"}
 # Set (only) on files read through the lenient path: why a row cannot be taken as read ('' when it can).
 READ_PROBLEM = "_read_problem"
 # Set (only) on files read through the lenient path: the line as received of a row that cannot be taken as read.
@@ -73,6 +78,23 @@ def _extract_date(name: str) -> date | None:
         return date.fromisoformat(match.group(1))
     except ValueError:
         return None
+
+
+def extract_format(path: Path) -> str:
+    """'csv' or 'parquet': as the name's suffix says, else as the first bytes do ('csv' when they cannot be
+    read: the reader then says why); a packed file (gzip, zip) raises ``UnreadableFile``."""
+    known = FORMAT_SUFFIXES.get(path.suffix.lower())
+    if known:
+        return known
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return "csv"
+    for magic, packed in PACKED_MAGICS.items():
+        if head.startswith(magic):
+            raise UnreadableFile(f"the file is {packed}, not CSV or Parquet: unpack it into the source folder")
+    return "parquet" if head == PARQUET_MAGIC else "csv"
 
 
 def list_extracts(landing_dir: Path, source: str) -> list[Extract]:
@@ -279,12 +301,10 @@ class ExtractReader:
         self.lenient = lenient
         self.error: UnreadableFile | None = None
         self.blank_lines_before_header = 0  # a CSV's: DuckDB's reader must skip them, and they are no rows
-        suffix = extract.path.suffix.lower()
         if extract.file != extract.path.name:
             raise UnreadableFile("the file name is not valid UTF-8 (its other bytes are shown as \\xNN): "
                                  "rename the file")
-        if suffix not in SUPPORTED_SUFFIXES:
-            raise UnreadableFile(f"unsupported file type '{suffix or '(none)'}': extracts are .csv or .parquet")
+        self.format = extract_format(extract.path)
         try:
             with extract.path.open("rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
@@ -292,13 +312,13 @@ class ExtractReader:
             raise UnreadableFile(f"the file cannot be opened: {error.strerror or error}") from error
         if size == 0:
             raise UnreadableFile("the file is empty (no header row)")
-        if suffix == ".csv" and _looks_utf16(extract.path):
+        if self.format == "csv" and _looks_utf16(extract.path):
             raise UnreadableFile("the file is UTF-16 text (as Excel saves 'Unicode text'); extracts are UTF-8: "
                                  "save it as 'CSV UTF-8'")
         if lenient:
             table = _csv_text_lenient(extract.path)
             self._schema, self._open = table.schema, lambda: iter(table.to_batches())
-        elif suffix == ".csv":
+        elif self.format == "csv":
             self._schema, self._open = self._open_csv()
         else:
             self._schema, self._open = self._open_parquet()
@@ -335,7 +355,7 @@ class ExtractReader:
 
     @property
     def is_csv(self) -> bool:
-        return self.extract.path.suffix.lower() == ".csv"
+        return self.format == "csv"
 
     def native_sql(self, numbered: bool, skip_malformed: bool = False) -> str | None:
         """A DuckDB query reading the extract natively, in parallel, with ``_row_number`` when ``numbered``;

@@ -33,7 +33,7 @@ from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     FIELD_COUNT_PROBLEM, MALFORMED_ROWS, RAW_LINE, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX,
     UNQUOTED_COMMA_HINT, UNQUOTED_VALUE_PROBLEM, Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers,
-    ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
+    extract_format, ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.ingest.state import (
     STATE_SCHEMA, FileState, IngestedFile, code_fingerprint, ensure_manifest, master_fingerprint, record_manifest,
@@ -700,7 +700,7 @@ class _SourceIngest:
         paths = {loaded.extract.file: loaded.extract.path for loaded in self.loaded.values()}
         for (file,) in files:
             path = paths.get(file)
-            blank_lines = self.blank_lines(path) if path is not None and path.suffix.lower() == ".csv" else []
+            blank_lines = self.blank_lines(path) if path is not None and extract_format(path) == "csv" else []
             if not len(blank_lines):
                 continue
             rows = self.conn.execute(
