@@ -137,7 +137,8 @@ def _post_within(url: str, payload: dict, seconds: float) -> str:
     if seconds <= 0:
         return f"failed: not sent: the {WEBHOOK_BUDGET_SECONDS:.0f} s this step gives the webhook were used up"
     status: list[str] = []
-    post = threading.Thread(target=lambda: status.append(post_webhook(url, payload, timeout=seconds)), daemon=True)
+    # urllib's own timeout a second later: the join decides, however the machine schedules the two
+    post = threading.Thread(target=lambda: status.append(post_webhook(url, payload, timeout=seconds + 1)), daemon=True)
     post.start()
     post.join(seconds)
     return status[0] if status else f"failed: no answer within {seconds:.0f} s"
