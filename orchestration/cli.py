@@ -24,6 +24,7 @@ from soe_assets import run_lock
 from soe_assets.alerts import ALERT_LOG_ENV, ALERT_LOG_NAME, default_alert_log
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
 from soe_assets.run_window import MAX_HORIZON_WEEKS, parse_iso_day, window_problem
+from soe_assets.terminal import say
 
 if TYPE_CHECKING:  # imported when a run needs them: they take seconds, and `soe --help` should not
     import dagster as dg
@@ -361,7 +362,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         replace=args.replace,
     )
     rows = sum(summary.rows_per_source.values())
-    print(f"landing zone for as_of {summary.as_of} written to {args.out}: {rows:,} rows in "
+    say(f"landing zone for as_of {summary.as_of} written to {args.out}: {rows:,} rows in "
           f"{len(summary.files_written)} files, {len(summary.planted_problems)} planted problems "
           f"({time.monotonic() - started:.1f} s)")
     return 0
@@ -381,7 +382,7 @@ class RunOptions:
     reread: bool = False  # read every extract, even those the last run ingested as they are now
 
 
-def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = print) -> bool:
+def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = say) -> bool:
     """Materialise every asset once, in order, in this process. Returns True on success."""
     from soe_assets.ingest.pipeline import LandingZoneError, resolve_as_of
 
@@ -657,7 +658,7 @@ def cmd_exceptions(args: argparse.Namespace) -> int:
     held_back = history[history["as_of"].eq(as_of) & history["status"].eq("open") & ~history["in_alert_budget"]]
     if args.location is not None and not frame["location_id"].eq(args.location).any():
         _known_location(args, history)
-    print(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location,
+    say(format_exceptions(frame, top=args.top, exception_type=args.type, location=args.location,
                             held_back=held_back))
     return 0
 
@@ -682,7 +683,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
 
     _known(args.action, ACTION_TYPES, "--action")
     frame = _load_mart_for(args, "recommendations", columns=MART_COLUMNS)
-    print(format_recommendations(frame, top=args.top, action_type=args.action))
+    say(format_recommendations(frame, top=args.top, action_type=args.action))
     return 0
 
 
@@ -705,15 +706,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"{workspace.landing} holds {len(foreign)} extract(s) the demo did not write, e.g. "
                         f"{foreign[0].relative_to(workspace.landing)}: the demo replaces its landing zone, so "
                         f"move them away or choose another --dir")
-    print(f"generating the sample network into {workspace.landing} ...")
+    say(f"generating the sample network into {workspace.landing} ...")
     _write_sample_network(workspace.landing, seed=args.seed, replace=True)
     if not run_pipeline(workspace, RunOptions()):
         return 1
-    print("")
-    print(f"warehouse (DuckDB):  {workspace.warehouse}")
-    print(f"published marts:     {workspace.publish}/<table>.parquet")
-    print(f"planner views:       soe exceptions --dir {args.dir}   |   soe recommendations --dir {args.dir}")
-    print(f"Dagster UI:          soe ui --dir {args.dir}   (then open http://127.0.0.1:3000)")
+    say("")
+    say(f"warehouse (DuckDB):  {workspace.warehouse}")
+    say(f"published marts:     {workspace.publish}/<table>.parquet")
+    say(f"planner views:       soe exceptions --dir {args.dir}   |   soe recommendations --dir {args.dir}")
+    say(f"Dagster UI:          soe ui --dir {args.dir}   (then open http://127.0.0.1:3000)")
     return 0
 
 
@@ -746,7 +747,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     _writable_folder(default_alert_log(workspace.warehouse).parent, "alert log")
     workspace.export()
     command = ["dagster", "dev", "-m", "orchestration.definitions", "--host", args.host, "--port", str(args.port)]
-    print(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
+    say(f"starting the Dagster UI on http://{args.host}:{args.port} (Ctrl-C to stop) ...", flush=True)
     bin_dir = Path(sys.executable).parent
     # started in the background by a script, the shell makes it ignore SIGINT, and `dagster dev` stops on SIGTERM
     # through its SIGINT handler: without the default handler back, `kill` would leave the UI's processes running
@@ -763,7 +764,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UserError(f"no S&OP report in {publish} yet: it is written by the sop_feedback asset "
                         f"(soe run / soe demo, the soe_daily schedule, or the S&OP-calendar sensor)")
-    print(path.absolute())  # not resolved: the link to the published set stays, the set it names changes
+    say(path.absolute())  # not resolved: the link to the published set stays, the set it names changes
     return 0
 
 
@@ -948,12 +949,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as error:
-        print(f"soe: error: {error}", file=sys.stderr)
+        say(f"soe: error: {error}", file=sys.stderr)
         return error.exit_code
     except RunInterrupted:
         return 130
     except KeyboardInterrupt:
-        print("soe: interrupted", file=sys.stderr)
+        say("soe: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of the output went away (`soe exceptions | head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

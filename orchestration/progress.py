@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED
+from soe_assets.terminal import say
 
 STAGE_EVENTS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
 SKIPPED_STEP = "Dependencies for step "  # Dagster's message for each step a failed one leaves undone
@@ -45,7 +46,7 @@ class _ProgressHandler(logging.Handler):
             if message.startswith((SKIPPED_STEP, *LIBRARY_NOTES)):
                 return
             if step and message and record.levelno >= logging.INFO:
-                print(f"    {message}", file=sys.__stdout__, flush=True)
+                say(f"    {message}", file=sys.__stdout__, flush=True)
             return
         kind = event.event_type_value
         if kind not in STAGE_EVENTS:
@@ -55,14 +56,14 @@ class _ProgressHandler(logging.Handler):
             global steps_started
             steps_started += 1
             self._started[step] = now
-            print(f"[{step}] started", file=sys.__stdout__, flush=True)
+            say(f"[{step}] started", file=sys.__stdout__, flush=True)
         else:
             elapsed = now - self._started.get(step, now)
-            print(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
+            say(f"[{step}] {STAGE_EVENTS[kind]} in {elapsed:.1f} s", file=sys.__stdout__, flush=True)
             if kind == "STEP_FAILURE" and event.step_failure_data and event.step_failure_data.error:
                 reasons = failure_reasons(event.step_failure_data.error)
                 for prefix, reason in zip(["", *["caused by: "] * len(reasons)], reasons):
-                    print(f"    {prefix}{reason}", file=sys.__stderr__, flush=True)
+                    say(f"    {prefix}{reason}", file=sys.__stderr__, flush=True)
 
 
 # The errors a step ends with on Ctrl-C or a stop signal: Dagster's own, or DuckDB's when the signal came

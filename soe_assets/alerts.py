@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from soe_assets.terminal import say
+
 WEBHOOK_ENV = "SOE_ALERT_WEBHOOK_URL"
 ALERT_LOG_ENV = "SOE_ALERT_LOG"
 WEBHOOK_TIMEOUT_SECONDS = 5.0
@@ -173,7 +175,7 @@ def deliver(alerts: Iterable[Alert], alert_log: Path, warn: Callable[[str], None
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    say(message, file=sys.stderr)
 
 
 def read_alert_log(alert_log: Path) -> list[dict]:

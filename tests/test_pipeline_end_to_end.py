@@ -350,6 +350,21 @@ def test_an_unreadable_newest_extract_is_quarantined_and_the_run_publishes_on_th
         zip(expected["sku_id"], expected["location_id"], expected["available_qty"]))
 
 
+def test_control_characters_in_a_file_name_reach_the_terminal_as_text(tmp_path, capfd):
+    """An extract named with an escape sequence (clear the screen, turn red) and a carriage return: what the run
+    prints about it shows them as \\xNN, as it does bytes that are not UTF-8, instead of acting on the terminal."""
+    from orchestration.cli import main
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    hostile = f"{AS_OF}_\x1b[2J\x1b[31mevil\r.parquet"
+    (landing / "shipments" / hostile).write_bytes(b"PAR1garbagePAR1")
+    assert main(["run", "--landing", str(landing), "--warehouse", str(tmp_path / "w" / "soe.duckdb"),
+                 "--publish", str(tmp_path / "p")]) == 0
+    printed = "".join(capfd.readouterr())
+    assert f"{AS_OF}_\\x1b[2J\\x1b[31mevil\\x0d.parquet" in printed
+    assert "\x1b" not in printed and "\r" not in printed
+
+
 def test_a_run_history_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):
     """Dagster's storage failing (a full disk says 'database or disk is full'; here its index is not a
     database) stops the run with the storage's own words, exit 2, no traceback."""
