@@ -50,7 +50,9 @@ class Alert:
     run_id: str = ""
     as_of: str = ""
     details: dict = field(default_factory=dict)
-    raised_at: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+    # the machine's clock with its offset: a team reading alerts of several machines (or across a clock change)
+    # can order them
+    raised_at: str = field(default_factory=lambda: datetime.now().astimezone().isoformat(timespec="seconds"))
 
     def headline(self) -> str:
         scope = f" (as_of {self.as_of})" if self.as_of else ""

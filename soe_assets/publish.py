@@ -141,7 +141,7 @@ def _write_version(conn: duckdb.DuckDBPyConnection, building: Path, final: Path,
     manifest = {
         "as_of": as_of,
         "run_id": run_id,
-        "published_at": datetime.now().isoformat(timespec="seconds"),
+        "published_at": datetime.now().astimezone().isoformat(timespec="seconds"),  # with the clock's offset
         "schema_version": SCHEMA_VERSION,
         "row_counts": row_counts,
         "files": sorted([f"{t}.parquet" for t in row_counts] + list(extra_files or {})),

@@ -81,6 +81,7 @@ def test_alert_goes_to_the_log_and_to_a_real_webhook_without_leaking_the_url(tmp
     logged = read_alert_log(log)
     assert [a["name"] for a in logged] == ["freshness", "soe_full_run"]
     assert logged[0]["webhook"] == "delivered"
+    assert datetime.fromisoformat(logged[0]["raised_at"]).utcoffset() is not None  # an instant, not a wall clock
     assert SECRET not in log.read_text()
 
 

@@ -112,6 +112,7 @@ def test_marts_are_published_as_one_set_with_a_manifest(first_run):
     publish = first_run.workspace.publish
     manifest = json.loads((publish / "_manifest.json").read_text())
     assert manifest["as_of"] == AS_OF.isoformat()
+    assert datetime.fromisoformat(manifest["published_at"]).utcoffset() is not None  # an instant, not a wall clock
     for table, rows in manifest["row_counts"].items():
         assert len(pd.read_parquet(publish / f"{table}.parquet")) == rows
     assert {"sku_location_week", "data_quality_issues"} <= set(manifest["row_counts"])
