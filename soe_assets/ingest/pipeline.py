@@ -33,7 +33,7 @@ from data_contracts.validation import missing_columns
 from soe_assets.ingest.landing import (
     FIELD_COUNT_PROBLEM, MALFORMED_ROWS, RAW_LINE, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX,
     UNQUOTED_COMMA_HINT, UNQUOTED_VALUE_PROBLEM, Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers,
-    extract_format, ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
+    ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.ingest.state import (
     STATE_SCHEMA, FileState, IngestedFile, code_fingerprint, ensure_manifest, master_fingerprint, record_manifest,
@@ -199,6 +199,7 @@ class _LoadedFile:
     rules: CompiledContract
     header: list[str]  # the record's columns as received
     zones: dict[str, str]  # the columns the file stores as zoned timestamps, with their zone
+    csv: bool  # the reader's verdict on the file's format (read from its first bytes where its name says none)
     malformed_rows: int = 0  # rows skipped by the read as malformed (quarantined as the file loaded)
 
     @property
@@ -540,7 +541,8 @@ class _SourceIngest:
             return
         loaded = _LoadedFile(extract, reader.lenient, self.rules(reader),
                              header=[c for c in reader.column_names if c not in (READ_PROBLEM, RAW_LINE)],
-                             zones={c: zone for c, zone in stored_timestamps(reader.schema).items() if zone})
+                             zones={c: zone for c, zone in stored_timestamps(reader.schema).items() if zone},
+                             csv=reader.is_csv)
         layers = loaded.layers("_text", numbered=False)
         columns = ", ".join(quote(c) for c in source.columns)
         insert = (f"INSERT INTO {self.loading} WITH {layers} "
@@ -697,10 +699,10 @@ class _SourceIngest:
         files = self.conn.execute(
             "SELECT DISTINCT file FROM raw.quarantine WHERE source = ? AND row_number IS NOT NULL", [self.source.name]
         ).fetchall()
-        paths = {loaded.extract.file: loaded.extract.path for loaded in self.loaded.values()}
+        csv_paths = {loaded.extract.file: loaded.extract.path for loaded in self.loaded.values() if loaded.csv}
         for (file,) in files:
-            path = paths.get(file)
-            blank_lines = self.blank_lines(path) if path is not None and extract_format(path) == "csv" else []
+            path = csv_paths.get(file)
+            blank_lines = self.blank_lines(path) if path is not None else []
             if not len(blank_lines):
                 continue
             rows = self.conn.execute(
