@@ -216,8 +216,10 @@ def planted_network() -> dict:
     add_clean_sku(net, "HOLD", "DC-1")
     add_clean_sku(net, "HOLD-NEAR", "DC-1", stock=300)
     add_clean_sku(net, "HOLD-PART", "DC-1", stock=80)
-    # a count holding more than it has on hand (fires, and says so)
+    # counts holding more than they have on hand: 30 of 20 (fires, releasing at most the 20 there) / 5 of none
+    # (nothing to release: quiet, the reconciliation finding says it)
     add_clean_sku(net, "HOLD-OVER", "DC-1", stock=20)
+    add_clean_sku(net, "HOLD-GONE", "DC-1", stock=0)
     for snap in net["inventory_snapshots"]:
         if snap["sku_id"] == "HOLD":
             snap["quality_hold_qty"] = 170.0
@@ -227,6 +229,8 @@ def planted_network() -> dict:
             snap["quality_hold_qty"] = 60.0
         if snap["sku_id"] == "HOLD-NEAR":
             snap["quality_hold_qty"] = 50.0
+        if snap["sku_id"] == "HOLD-GONE":
+            snap["quality_hold_qty"] = 5.0
     return net
 
 
@@ -448,9 +452,10 @@ def test_exceptions_date_from_their_first_affected_week_and_a_buffer_misses_at_m
 
 
 def test_data_quality_names_the_bad_file(planted: pd.DataFrame) -> None:
-    # and the count of HOLD-OVER, which holds more than it has on hand (a reconciliation finding)
-    assert fired(planted, "data_quality") == {f"sales_orders/{AS_OF.isoformat()}_bad.csv",
-                                              f"hold_above_on_hand:inventory_snapshots:{AS_OF.isoformat()}:HOLD-OVER:DC-1"}
+    # and the counts of HOLD-OVER and HOLD-GONE, which hold more than they have on hand (reconciliation findings)
+    assert fired(planted, "data_quality") == {
+        f"sales_orders/{AS_OF.isoformat()}_bad.csv",
+        *(f"hold_above_on_hand:inventory_snapshots:{AS_OF.isoformat()}:{sku}:DC-1" for sku in ("HOLD-OVER", "HOLD-GONE"))}
     # two rows quarantined, one of them for two reasons: counted (and valued) as two rows, not three reasons
     bad_file = planted[planted["reference_id"] == f"sales_orders/{AS_OF.isoformat()}_bad.csv"].iloc[0]
     assert bad_file["shortfall_qty"] == 2
@@ -696,8 +701,11 @@ def test_quality_hold_says_how_much_releasing_it_covers(planted: pd.DataFrame) -
     part = holds.loc["HOLD-PART"]  # 60 held, more missing: releasing all of it covers 60
     assert part["shortfall_qty"] == 60
     assert part["explanation"].endswith("releasing all 60 would cover that much of it; the rest needs other supply.")
-    over = holds.loc["HOLD-OVER"]  # 30 held of 20 on hand
+    over = holds.loc["HOLD-OVER"]  # 30 held of 20 on hand, 50 missing: only the 20 there can be released
+    assert (over["shortfall_qty"], over["impact_value"]) == (20, 20 * 20.0)
     assert over["explanation"].startswith("30 units of HOLD-OVER at DC-1 are on quality hold, more than the 20 on hand;")
+    assert over["explanation"].endswith(
+        "releasing the 20 on hand would cover that much of it; the rest needs other supply.")
 
 
 def test_priority_unique_and_money_ranks(planted: pd.DataFrame) -> None:

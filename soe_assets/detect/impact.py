@@ -23,7 +23,7 @@ def impact_value(candidates: pd.DataFrame, config: DetectionConfig) -> pd.Series
     """Money at stake per candidate, by type:
 
     - revenue at risk, ``qty x unit_price``: projected_stockout (worst shortfall), below_safety_stock
-      (missing buffer), quality_hold (held units needed to restore the buffer), demand_above_plan
+      (missing buffer), quality_hold (releasable held units needed to restore the buffer), demand_above_plan
       (demand above plan in the window), demand_below_plan (planned revenue not realised),
       capacity_overload (units over capacity x load-weighted unit price);
     - value of delayed or missing supply, ``qty x unit_cost``: late_purchase_order, late_transfer

@@ -611,36 +611,40 @@ where load_qty > capacity_qty * (1 + ?) and load_qty - capacity_qty >= ?
 
 def quality_hold(conn: duckdb.DuckDBPyConnection, config: DetectionConfig) -> pd.DataFrame:
     """Stock on quality hold where the projection without it falls materially below safety stock (or
-    below zero) inside the fence: the hold causes or threatens a shortage."""
+    below zero) inside the fence: the hold causes or threatens a shortage. Only held stock that is on hand
+    can be released: a count holding more than it has (a reconciliation finding, hold_above_on_hand)
+    releases at most its on-hand stock, and one with nothing on hand raises no hold exception."""
     sql = f"""
 with {RUN},
 short as (
-    select *, safety_stock_qty - projected_available_qty as gap
+    select *, safety_stock_qty - projected_available_qty as gap,
+           least(quality_hold_qty, greatest(on_hand_qty, 0)) as releasable_qty
     from marts.sku_location_week
-    where inside_time_fence and quality_hold_qty >= ?
+    where inside_time_fence and releasable_qty >= ?
       and (safety_stock_qty - projected_available_qty > greatest(? * safety_stock_qty, ?)
            or projected_available_qty < -?)
 ),
 agg as (
     select sku_id, location_id, min(week_index) as first_week, count(*) as weeks_affected,
-           max(quality_hold_qty) as hold_qty, max(on_hand_qty) as on_hand_qty, max(gap) as gap,
-           arg_min(week_start, week_index) as week_start,
+           max(quality_hold_qty) as hold_qty, max(on_hand_qty) as on_hand_qty, max(releasable_qty) as releasable_qty,
+           max(gap) as gap, arg_min(week_start, week_index) as week_start,
            any_value(unit_price) as unit_price, any_value(unit_cost) as unit_cost
     from short group by sku_id, location_id
 )
 select
     'quality_hold' as exception_type, sku_id, location_id, week_start, first_week as week_index, null as reference_id,
-    least(hold_qty, gap) as qty, unit_price, unit_cost, weeks_affected, null as absorbable,
+    least(releasable_qty, gap) as qty, unit_price, unit_cost, weeks_affected, null as absorbable,
     case when hold_qty > on_hand_qty
-         -- the count holds more than it has (a reconciliation finding, hold_above_on_hand)
          then {_units('hold_qty')} || ' of ' || sku_id || ' at ' || location_id || ' are on quality hold, more than the '
               || {_num('on_hand_qty')} || ' on hand'
          else {_num('hold_qty')} || ' of ' || {_units('on_hand_qty')} || ' of ' || sku_id || ' at ' || location_id
               || ' are on quality hold' end
         || '; without them the projection falls up to ' || {_units('gap')}
         || ' below safety stock from the week of ' || strftime(week_start, '%Y-%m-%d')
-        || case when hold_qty >= gap then ': releasing ' || {_units('gap')} || ' would cover it.'
-                else ': releasing all ' || {_num('hold_qty')} || ' would cover that much of it; the rest needs other supply.'
+        || case when releasable_qty >= gap then ': releasing ' || {_units('gap')} || ' would cover it.'
+                else ': releasing ' || case when releasable_qty < hold_qty then 'the ' || {_num('releasable_qty')} || ' on hand'
+                                            else 'all ' || {_num('hold_qty')} end
+                     || ' would cover that much of it; the rest needs other supply.'
            end as explanation
 from agg
 """
