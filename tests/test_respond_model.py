@@ -1,6 +1,7 @@
 """The respond optimiser on hand-made frames (values worked out by hand in the comments)."""
 
 import re
+from dataclasses import replace
 from datetime import date, timedelta
 
 import duckdb
@@ -402,18 +403,41 @@ def test_a_donor_ships_down_the_network_only_what_keeps_it_below_plan():
 
 
 def test_rounding_up_never_takes_more_from_an_item_than_it_holds():
-    """Two expedites of one 50-unit PO line the optimiser split 33.29 + 16.64: rounded up they would take 51."""
-    from soe_assets.respond.recommend import overdrawn_items
+    """Two expedites of one 50-unit PO line the optimiser split 33.4 + 16.6: rounded up they would take 51, rounded
+    down 49; the line's 50th unit goes to the one arriving first."""
+    from soe_assets.respond.recommend import rounded_up_within_items
+
+    def fits(actions: pd.DataFrame) -> list[bool]:
+        return rounded_up_within_items(actions, np.ceil(actions["qty"]), np.floor(actions["qty"])).tolist()
 
     actions = pd.DataFrame({"item_key": ["po|PO-1:2", "po|PO-1:2", "po|PO-2:1"], "item_qty": [50.0, 50.0, 40.0],
                             "other_item_key": [None, None, None], "other_item_qty": [np.nan] * 3,
-                            "qty": [34.0, 17.0, 40.0]})
-    assert overdrawn_items(actions).tolist() == [True, True, False]
-    assert not overdrawn_items(actions.assign(qty=[33.0, 16.0, 40.0])).any()
-    # a reprioritisation draws on the order it pushes later too
+                            "arrive_week": [2, 1, 1], "qty": [33.4, 16.6, 39.5]})
+    assert fits(actions) == [False, True, True]
+    assert fits(actions.assign(arrive_week=[1, 2, 1])) == [True, False, True]
+    # a reprioritisation draws on the order it pushes later too: 20 + 20 + 8 of PO-1:2 rounded down leave 2 units
     swap = actions.assign(other_item_key=[None, None, "po|PO-1:2"], other_item_qty=[np.nan, np.nan, 50.0],
-                          qty=[20.0, 20.0, 11.0])
-    assert overdrawn_items(swap).tolist() == [True, True, True]
+                          qty=[20.5, 20.5, 8.5])
+    assert fits(swap) == [False, True, True]
+
+
+def test_a_line_split_over_weeks_is_rounded_to_its_units_and_covers_the_shortage():
+    """A is 16.7, 33.4 and 50 short in weeks 1-3 until PO-1:1 (50 units) lands in week 4: the optimiser brings
+    16.7 into week 1, 16.7 into week 2 and 16.6 into week 3. Rounded up they would take 51 of the line's 50;
+    all rounded down, 48, leaving A 2 units short (escalated) though the line has them. Its 2 units beyond the
+    rounded-down 48 go to the earliest arrivals (a unit landing sooner lifts every week after it): 17 + 17 + 16."""
+    config = replace(CONFIG, max_po_pull_in_days=28)
+    pos = positions({("X", "A"): ([5, -16.7, -33.4, -50, 0, 0], 0)})
+    supply = pd.DataFrame([{"supply_kind": "purchase_order", "reference_id": "PO-1:1", "sku_id": "X", "location_id": "A",
+                            "resource_id": None, "due_date": date(2026, 12, 16), "week_index": 4, "qty": 50.0,
+                            "ship_date": None}])
+    prob = build_problem(AS_OF, H, F, pos, shortages(pos), lanes(), NO_USUAL, supply, NO_CAPACITY, config)
+    acts, withdrawn, projected, _ = choose_actions(prob, config)
+    assert withdrawn.empty
+    assert acts[["arrive_week", "qty"]].values.tolist() == [[1, 17.0], [2, 17.0], [3, 16.0]]
+    assert projected.loc[projected["inside_time_fence"], "proj_new"].min() >= 0
+    _, short = attribute(prob, acts, projected)
+    assert short[["covered_qty", "left_qty"]].values.tolist() == [[50.0, 0.0]]
 
 
 def test_explanation_states_the_numbers():

@@ -70,16 +70,22 @@ def _week_label(week0: date, week_index: pd.Series) -> pd.Series:
     return "week-" + starts.dt.isocalendar().week.astype(str) + " (" + starts.dt.strftime("%Y-%m-%d") + ")"
 
 
-def overdrawn_items(actions: pd.DataFrame) -> pd.Series:
-    """Per action: it draws on an item (``item_key``, or the order a reprioritisation pushes later) whose actions
-    together take more than its open quantity (two expedites of one PO line rounded up: 34 + 17 of 50)."""
-    draws = pd.concat([actions[["item_key", "item_qty", "qty"]],
-                       actions[["other_item_key", "other_item_qty", "qty"]].set_axis(["item_key", "item_qty", "qty"],
-                                                                                     axis=1)])
-    draws = draws[draws["item_key"].notna()]
-    taken = draws.groupby("item_key").agg(qty=("qty", "sum"), open_qty=("item_qty", "first"))
-    over = taken.index[taken["qty"] > taken["open_qty"] + 1e-6]
-    return actions["item_key"].isin(over) | actions["other_item_key"].isin(over)
+def rounded_up_within_items(actions: pd.DataFrame, up: pd.Series, down: pd.Series) -> pd.Series:
+    """Per action: it may take its ``up`` quantity, rather than ``down``, without overdrawing an item it draws on
+    (``item_key``, and the order a reprioritisation pushes later), its other actions taking theirs rounded down.
+    The units an item has beyond its actions rounded down go to its earliest arrivals first (a unit landing sooner
+    lifts every week after it): expedites of one 50-unit PO line split 16.7 + 16.7 + 16.6 take 17 + 17 + 16, not
+    51 nor 48 and A left 2 short."""
+    columns = ["arrive_week", "down", "extra", "remainder"]
+    rounding = actions.assign(down=down, extra=up - down, remainder=actions["qty"] - down)
+    draws = pd.concat([rounding[["item_key", "item_qty", *columns]],
+                       rounding[["other_item_key", "other_item_qty", *columns]].set_axis(
+                           ["item_key", "item_qty", *columns], axis=1)])
+    draws = draws[draws["item_key"].notna()].sort_values(["item_key", "arrive_week", "remainder"],
+                                                         ascending=[True, True, False], kind="stable")
+    room = draws["item_qty"] - draws.groupby("item_key")["down"].transform("sum")
+    fits = draws.groupby("item_key")["extra"].cumsum() <= room + 1e-6
+    return fits.groupby(level=0).all().reindex(actions.index, fill_value=True).astype(bool)
 
 
 def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Solution]:
@@ -88,9 +94,9 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
 
     The LP's quantities are rounded up where the re-projection with every quantity rounded up flags
     nothing the action touches (a shortage of 32.9 units gets 33, not 32 and a unit left short) and the
-    item it draws on (a PO line, shipment or production order) has the units, else down; should that mix
-    still need a withdrawal, every quantity is rounded down, which never takes more from a donor, a
-    resource or an item than the LP did.
+    item it draws on (a PO line, shipment or production order) has the units (``rounded_up_within_items``),
+    else down; should that mix still need a withdrawal, every quantity is rounded down, which never takes more
+    from a donor, a resource or an item than the LP did.
     """
     solution = solve(problem, config)
     acts = solution.actions
@@ -99,8 +105,8 @@ def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFram
     chosen = replace(problem, effects=problem.effects[problem.effects["action_id"].isin(acts["action_id"])])
     down = np.floor(acts["qty"] + 1e-6)
     up = acts.assign(qty=np.ceil(acts["qty"] - 1e-6))
-    up_is_safe = ~find_violations(chosen, up, reproject(chosen, up)) & ~overdrawn_items(up)
-    for qty in (up["qty"].where(up_is_safe, down), down):
+    up_qty = up["qty"].where(~find_violations(chosen, up, reproject(chosen, up)), down)
+    for qty in (up_qty.where(rounded_up_within_items(acts, up_qty, down), down), down):
         rounded = acts.assign(qty=qty)
         kept, withdrawn, projected = verified(chosen, rounded[rounded["qty"] >= config.min_action_qty])
         if withdrawn.empty:
