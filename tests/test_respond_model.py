@@ -216,6 +216,16 @@ def test_optimiser_beats_greedy_where_greedy_takes_the_shared_donor():
     assert short["protected_value"].sum() > greedy
 
 
+def test_greedy_answers_the_largest_shortage_first():
+    """A (100 short) and B (60 short) share their only donor D, 100 to spare: the greedy baseline serves A, the
+    larger, first and it takes all 100, B none. Served smallest first, B would take 60 and A the other 40."""
+    pos = positions({("X", "A"): ([0, -100, -100, -100, -100, -100], 0), ("X", "B"): ([0, -60, -60, -60, -60, -60], 0),
+                     ("X", "D"): ([200] * 6, 100)})
+    value, shipped = greedy_value(problem(pos, lanes(("D", "A", 1, 1.0), ("D", "B", 1, 1.0))))
+    assert shipped.values.tolist() == [["X", "D", "A", 100.0]]
+    assert value == pytest.approx(100 * 50)
+
+
 def test_capacity_free_resource_gets_a_pull_in_within_its_spare_capacity():
     # Plant P is 50 short in weeks 1-3 until order MO-1 (200 units) finishes on Fri 2026-12-18 (week 4).
     # Resource R has 80 spare in week 1: pull 50 units in to finish by Sunday 11-29 (19 days earlier).

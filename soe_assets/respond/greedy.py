@@ -1,6 +1,6 @@
 """A simple greedy baseline to compare the optimiser with (tests only).
 
-Largest shortage first; for each, the nearest donor (fewest transit days) ships as much as it can
+Largest shortage (in units) first; for each, the nearest donor (fewest transit days) ships as much as it can
 spare (its lowest balance above safety stock over the horizon) departing tomorrow; then the next
 donor. Only reallocations; no joint view of the network.
 """
