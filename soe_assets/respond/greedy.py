@@ -1,8 +1,8 @@
 """A simple greedy baseline to compare the optimiser with (tests only).
 
-Largest shortage (in units) first; for each, the nearest donor (fewest transit days) ships as much as it can
-spare (its lowest balance above safety stock over the horizon) departing tomorrow; then the next
-donor. Only reallocations; no joint view of the network.
+Largest shortage (in units) first, ties by SKU and location; for each, the nearest donor (fewest
+transit days) ships as much as it can spare (its lowest balance above safety stock over the horizon)
+departing tomorrow; then the next donor. Only reallocations; no joint view of the network.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ def greedy_value(problem: Problem) -> tuple[float, pd.DataFrame]:
     lanes = acts[acts["action_type"].isin(["reallocate_stock", "alternate_source"]) & (acts["depart_week"] == 0)]
     shipped = []
     total = 0.0
-    for short in problem.shortages.sort_values("short_qty", ascending=False).itertuples():
+    # ties broken by place, so the baseline answers the same way on every run
+    by_size = problem.shortages.sort_values(["short_qty", "sku_id", "location_id"], ascending=[False, True, True],
+                                            kind="stable")
+    for short in by_size.itertuples():
         series = pos[(pos["sku_id"] == short.sku_id) & (pos["location_id"] == short.location_id)].set_index("week_index")
         fence = series[series["inside_time_fence"]]
         proj = fence["proj"].copy()
