@@ -351,6 +351,27 @@ def test_an_unreadable_newest_extract_is_quarantined_and_the_run_publishes_on_th
         zip(expected["sku_id"], expected["location_id"], expected["available_qty"]))
 
 
+def test_the_warning_names_the_columns_a_file_rejected_whole_lacks(tmp_path):
+    """An extract lacking contract columns is quarantined whole: the contract_violations alert names those
+    columns, for the file and among the columns most rows were lost for (its rows count for each), as it names
+    a rejected row's column; every row of the other extracts is still ingested, and the run publishes."""
+    network = minimal_network()
+    landing = write_landing_zone(tmp_path / "landing", network)
+    lacking = pd.DataFrame([dict(network["sales_orders"][0], order_id=f"WMS-{i}") for i in range(5)])
+    write_source(landing, "sales_orders", lacking.drop(columns=["promised_date", "status"]), suffix="_wms")
+    run = run_soe(tmp_path, landing)
+    assert run.ok
+    alerts = [json.loads(line) for line in (tmp_path / "warehouse" / "alerts.jsonl").read_text().splitlines()]
+    warning = next(a for a in alerts if (a["subject"], a["name"]) == ("raw/sales_orders", "contract_violations"))
+    read = len(network["sales_orders"]) + 5
+    assert warning["message"] == (
+        f"sales_orders: 5 of {read} rows of its newest extract ({AS_OF}) quarantined ({5 / read:.1%}, warning "
+        f"above 2%; most for promised_date (5), status (5)); 1 file(s) rejected whole: {AS_OF}_wms.csv (for "
+        "promised_date, status) (see data_quality_issues)")
+    kept = run.query("select order_id, line_no from raw.sales_orders")
+    assert sorted(zip(kept["order_id"], kept["line_no"])) == sorted(
+        (row["order_id"], row["line_no"]) for row in network["sales_orders"])
+
 def test_control_characters_in_a_file_name_reach_the_terminal_as_text(tmp_path, capfd):
     """An extract named with an escape sequence (clear the screen, turn red) and a carriage return: what the run
     prints about it shows them as \\xNN, as it does bytes that are not UTF-8, instead of acting on the terminal."""

@@ -1,7 +1,8 @@
 """Input health after ingest: contract violations, rejected files, freshness (no Dagster here).
 
-Read from ``raw.ingest_log``, ``raw.quarantine`` and ``raw.run_context``, so
-the same findings back the Dagster asset checks, the alert sink and tests.
+Read from ``raw.ingest_log``, ``raw.quarantine`` and ``raw.run_context`` (and
+the ingest manifest's rows per file rejected whole), so the same findings back
+the Dagster asset checks, the alert sink and tests.
 
 Two levels, on purpose (bad rows never stop a run):
 - per-source *warnings*: some rows quarantined above the warning share, a
@@ -26,13 +27,14 @@ Two levels, on purpose (bad rows never stop a run):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
+from soe_assets.ingest.state import MANIFEST
 
 DEFAULT_WARN_QUARANTINE_SHARE = 0.02
 DEFAULT_BLOCK_QUARANTINE_SHARE = 0.25
@@ -90,6 +92,8 @@ class SourceHealth:
     may_be_empty_beside: str | None = None  # SourceContract.may_be_empty_beside
     # the columns most of the quarantined rows are rejected for, with their counts (most first; '' for the row)
     quarantined_columns: tuple[tuple[str, int], ...] = ()
+    # per file rejected whole for columns (one it lacks, one stored as nested values): those columns
+    rejected_for: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def present(self) -> bool:
@@ -125,21 +129,19 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             "newest_extract_date, newest_rows_read, newest_rows_quarantined FROM raw.ingest_log"
         ).fetchall()
     }
-    rejected: dict[str, list[str]] = {}
-    by_file = conn.execute(  # the quarantined rows per source, extract file and column
-        "SELECT source, file, CASE WHEN starts_with(reason, 'malformed CSV row') THEN '' "
-        "ELSE coalesce(\"column\", '') END AS column_name, count(*) AS n FROM raw.quarantine "
-        "WHERE row_number IS NOT NULL GROUP BY ALL").df()
+    by_file = conn.execute(QUARANTINED_BY_FILE_SQL).df()
     by_file["extract_date"] = by_file["file"].map(extract_date_of)
-    for source, file in conn.execute(
-        "SELECT DISTINCT source, file FROM raw.quarantine WHERE row_number IS NULL ORDER BY source, file"
+    rejected: dict[str, dict[str, tuple[str, ...]]] = {}
+    for source, file, columns in conn.execute(
+        "SELECT source, file, max(\"column\") FROM raw.quarantine WHERE row_number IS NULL GROUP BY ALL "
+        "ORDER BY source, file"
     ).fetchall():
-        rejected.setdefault(source, []).append(file)
+        rejected.setdefault(source, {})[file] = tuple(columns.split(", ")) if columns else ()
     health = {}
     for contract in SOURCES:
         (files_read, rows_read, rows_valid, rows_quarantined, latest_usable, newest, newest_read,
          newest_quarantined) = log.get(contract.name, (0, 0, 0, 0, None, None, 0, 0))
-        files = tuple(rejected.get(contract.name, []))
+        files = rejected.get(contract.name, {})
         health[contract.name] = SourceHealth(
             source=contract.name,
             required=contract.required,
@@ -148,7 +150,8 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             as_of=as_of,
             files_read=int(files_read or 0),
             files_rejected=len(files),
-            rejected_files=files,
+            rejected_files=tuple(files),
+            rejected_for={file: columns for file, columns in files.items() if columns},
             rows_read=int(rows_read or 0),
             rows_valid=int(rows_valid or 0),
             rows_quarantined=int(rows_quarantined or 0),
@@ -159,6 +162,20 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             quarantined_columns=_columns_most_quarantined(by_file, contract.name, newest),
         )
     return health
+
+
+# The quarantined rows per source, extract file and column: a malformed line counts for the row as a whole, a file
+# rejected whole for columns it lacks counts the rows read from it (the ingest manifest's) for each of them, as a
+# row failing for several columns counts for each.
+QUARANTINED_BY_FILE_SQL = f"""
+SELECT source, file, CASE WHEN starts_with(reason, 'malformed CSV row') THEN '' ELSE coalesce("column", '') END
+       AS column_name, count(*) AS n
+FROM raw.quarantine WHERE row_number IS NOT NULL GROUP BY ALL
+UNION ALL
+SELECT source, file, unnest(string_split(coalesce(q."column", ''), ', ')) AS column_name, m.rows_quarantined AS n
+FROM raw.quarantine AS q JOIN {MANIFEST} AS m USING (source, file)
+WHERE q.row_number IS NULL AND m.rows_quarantined > 0
+"""
 
 
 def _columns_most_quarantined(by_file: pd.DataFrame, source: str, newest: date | None) -> tuple[tuple[str, int], ...]:
@@ -199,6 +216,13 @@ def _quarantined_for(health: SourceHealth) -> str:
     return f"; most for {listed}"
 
 
+def _rejected_for(health: SourceHealth, file: str) -> str:
+    """'2026-11-18_wms.csv (for promised_date, status)': a file rejected whole with the columns it was rejected
+    for, as a row's column is named."""
+    columns = health.rejected_for.get(file)
+    return f"{file} (for {named_briefly(columns)})" if columns else file
+
+
 def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
     """Warning: rows of the newest extract quarantined above the warning share, or files rejected whole."""
     share = health.quarantine_share
@@ -219,7 +243,8 @@ def contract_violations(health: SourceHealth, limits: QualityLimits) -> Finding:
             f"({share:.1%}, warning above {limits.warn_quarantine_share:.0%}{_quarantined_for(health)})"
         )
     if health.files_rejected:
-        problems.append(f"{health.files_rejected} file(s) rejected whole: {named_briefly(health.rejected_files)}")
+        files = [_rejected_for(health, file) for file in health.rejected_files]
+        problems.append(f"{health.files_rejected} file(s) rejected whole: {named_briefly(files)}")
     if not problems:
         return Finding(True, f"{health.rows_quarantined:,} of {health.rows_read:,} rows quarantined", metadata)
     return Finding(False, f"{health.source}: " + "; ".join(problems) + " (see data_quality_issues)", metadata)
