@@ -537,6 +537,34 @@ def test_malformed_csv_rows_are_quarantined_one_by_one_and_the_rest_of_the_file_
     assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (11, 4)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"], ids=["DuckDB's read", "the lenient read"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+@pytest.mark.parametrize("filler", ["   ", "\t", " , ,  ", "all commas"])
+def test_a_line_holding_no_value_is_quarantined_as_an_empty_row(landing, filler, newline, encoding):
+    """A line of spaces, a tab, or blanks and commas (as a spreadsheet exports a row it thinks used) holds no
+    value: it is one quarantined row, for the row as a whole (no column), saying it is empty, with its line as
+    received (a line that splits into the header's fields, its empty fields); a truly empty line is still no row.
+    The rows around it flow on, and the rows after it keep their numbers. The lenient read (a file holding bytes
+    that are not UTF-8) says the same."""
+    orders = [_order("E1") | {"note": "café"}, _order("E2") | {"note": ""},
+              _order("E3", ordered_qty=-1) | {"note": ""}, _order("E4") | {"note": ""}]
+    path = write_source(landing, "sales_orders", orders, suffix="_gaps")
+    filler = "," * (len(orders[0]) - 1) if filler == "all commas" else filler
+    text = path.read_text().replace("\nE2,", f"\n{filler}\nE2,").replace("\nE3,", "\n\nE3,")  # rows 2 and 4
+    path.write_bytes(text.replace("\n", newline).encode(encoding))
+    result = ingest_landing_zone(landing, AS_OF)
+    quarantined = _quarantine(result, "sales_orders")
+    assert quarantined[["row_number", "column", "reason"]].values.tolist() == [
+        [2, None, "empty row: no column holds a value"], [5, "ordered_qty", "ordered_qty must be > 0"]]
+    received = quarantined.loc[0, "raw_record"]
+    if filler.startswith(",,"):  # split as the header is: its fields, every one empty
+        assert json.loads(received) == dict.fromkeys([*orders[0]], "")
+    else:
+        assert received == filler
+    assert {"GOOD-1", "GOOD-2", "E1", "E2", "E4"} == set(result.table("sales_orders")["order_id"])
+    report = result.reports["sales_orders"]
+    assert (report.rows_read_by_file[path.name], report.rows_quarantined) == (5, 2)
+
 def test_a_line_of_spaces_before_the_header_is_named_as_the_cause(landing):
     """Blank lines before a header are skipped; a line of spaces is a line with a value, so it is the header: the
     file lacks every column, and the reason says the header line holds no names."""

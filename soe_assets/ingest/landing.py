@@ -132,6 +132,9 @@ UNQUOTED_COMMA_HINT = " (a comma inside a value that is not quoted?)"
 REPLACEMENT_CHARACTER = "\ufffd"
 # The quarantine's reason for a CSV row whose quoting is broken (DuckDB's reader and the lenient one give this one).
 UNQUOTED_VALUE_PROBLEM = "malformed CSV row: a quoted value has text after its closing quote or is not closed"
+# The quarantine's reason for a row that holds no value: a line of blanks, or of blanks and commas (as a spreadsheet
+# exports a row it takes for used), or a row whose every field is blank. A line with no character at all is no row.
+EMPTY_ROW_PROBLEM = "empty row: no column holds a value"
 # The longest line DuckDB's reader takes (its max_line_size); the lenient read takes values as long.
 LONGEST_LINE_BYTES = 2_000_000
 

@@ -29,11 +29,11 @@ from data_contracts.sources import SOURCES, SourceContract
 from data_contracts.sql_rules import (
     DUPLICATE_KEY, CompiledContract, as_received, compile_contract, literal, text_alias,
 )
-from data_contracts.validation import missing_columns
+from data_contracts.validation import EDGE_BLANKS, missing_columns
 from soe_assets.ingest.landing import (
-    FIELD_COUNT_PROBLEM, MALFORMED_ROWS, RAW_LINE, READ_PROBLEM, REPLACEMENT_CHARACTER, UNNAMED_COLUMN_PREFIX,
-    UNQUOTED_COMMA_HINT, UNQUOTED_VALUE_PROBLEM, Extract, ExtractReader, InvalidUtf8, UnreadableFile, blank_line_numbers,
-    ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
+    EMPTY_ROW_PROBLEM, FIELD_COUNT_PROBLEM, MALFORMED_ROWS, RAW_LINE, READ_PROBLEM, REPLACEMENT_CHARACTER,
+    UNNAMED_COLUMN_PREFIX, UNQUOTED_COMMA_HINT, UNQUOTED_VALUE_PROBLEM, Extract, ExtractReader, InvalidUtf8,
+    UnreadableFile, blank_line_numbers, ignored_folders, list_extracts, stored_timestamps, stored_typed_columns,
 )
 from soe_assets.ingest.state import (
     STATE_SCHEMA, FileState, IngestedFile, code_fingerprint, ensure_manifest, master_fingerprint, record_manifest,
@@ -185,6 +185,16 @@ READ_FAILURE = ("", f"{quote(READ_PROBLEM)} <> ''", quote(READ_PROBLEM))
 READ_FINE = f"{quote(READ_PROBLEM)} = ''"
 
 
+def _blank(text: str) -> str:
+    """SQL: ``text`` (VARCHAR) is NULL or holds nothing but blanks, as a contract value is blank."""
+    return f"coalesce(trim({text}, {literal(EDGE_BLANKS)}) = '', true)"
+
+
+def _line_holds_no_value(line: str) -> str:
+    """SQL: a CSV line as received holds only blanks and commas, so every field it splits into is blank."""
+    return _blank(f"replace({line}, ',', '')")
+
+
 def _garbled(column: str) -> str:
     """SQL: the lenient read replaced bytes of the column's value that are not UTF-8 (by U+FFFD)."""
     return f"coalesce(contains({text_alias(column)}, {literal(REPLACEMENT_CHARACTER)}), false)"
@@ -244,6 +254,14 @@ class _LoadedFile:
         DuckDB's reader gives a malformed row's)."""
         fields = _json_object(self.header, self.zones)
         return f"CASE WHEN {READ_FINE} THEN {fields} ELSE {quote(RAW_LINE)} END" if self.lenient else fields
+
+    @property
+    def holds_no_value(self) -> str:
+        """SQL over the file's rows: every field of the row is blank (one the lenient read could not split: its
+        line holds only blanks and commas, as ``_quarantine_malformed`` judges DuckDB's malformed lines)."""
+        fields = " AND ".join(_blank(f"CAST({quote(column)} AS VARCHAR)") for column in self.header)
+        return (f"CASE WHEN {READ_FINE} THEN {fields} ELSE {_line_holds_no_value(quote(RAW_LINE))} END"
+                if self.lenient else fields)
 
 
 def _header_hint(header: list[str], missing: list[str]) -> str:
@@ -481,7 +499,8 @@ class _SourceIngest:
                                     for position, name in enumerate(reader.header_names)) + "}"
         field_count = FIELD_COUNT_PROBLEM.format(found="{}", expected=width)
         # One row per malformed line. DuckDB lists a row lacking fields once per missing column (the
-        # first missing column's position is the number of fields found); a row with too many, once.
+        # first missing column's position is the number of fields found); a row with too many, once. A line of
+        # blanks and commas holds no value: an empty row, for the row as a whole.
         self.conn.execute(
             f"""
             INSERT INTO raw.quarantine
@@ -493,17 +512,18 @@ class _SourceIngest:
                        min(CAST(substr(column_name, 2) AS INTEGER)) AS position
                 FROM {MALFORMED_ROWS} GROUP BY line
             )
-            SELECT ?, ?, numbers.row_number, {names}['c' || position],
-                   CASE error_type
+            SELECT ?, ?, numbers.row_number, CASE WHEN NOT no_value THEN {names}['c' || position] END,
+                   CASE WHEN no_value THEN {literal(EMPTY_ROW_PROBLEM)} ELSE CASE error_type
                        WHEN 'MISSING COLUMNS' THEN format({literal(field_count)}, position)
                        WHEN 'TOO MANY COLUMNS'
                            THEN format({literal(field_count)}, fields_found)
                                 || {literal(UNQUOTED_COMMA_HINT)}
                        WHEN 'UNQUOTED VALUE'
                            THEN {literal(UNQUOTED_VALUE_PROBLEM)}
-                       ELSE 'malformed CSV row: ' || error_message END,
+                       ELSE 'malformed CSV row: ' || error_message END END,
                    csv_line, ?
-            FROM lines JOIN {MALFORMED_ROW_NUMBERS} AS numbers USING (line) ORDER BY line
+            FROM (SELECT *, {_line_holds_no_value("csv_line")} AS no_value FROM lines)
+                JOIN {MALFORMED_ROW_NUMBERS} AS numbers USING (line) ORDER BY line
             """,
             [self.source.name, reader.extract.file, self.detected_at],
         )
@@ -585,8 +605,7 @@ class _SourceIngest:
             self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}")
             self.conn.execute(f"DROP TABLE IF EXISTS {MALFORMED_ROWS}_scans")
             self._number_past_malformed_rows(file_order)
-        self._quarantine_rows(loaded.extract, file_order, loaded.layers("_failed_text"), loaded.failures,
-                              loaded.record)
+        self._quarantine_rows(loaded, file_order)
         self.conn.execute(f"INSERT INTO {self.rejected} WITH {loaded.layers('_failed_text')} "
                           f"SELECT {self.key}, ?, _row_number FROM typed", [loaded.extract.file])
         self.conn.execute("DROP TABLE _failed_text")
@@ -659,30 +678,32 @@ class _SourceIngest:
                     f"WHERE c._file_order = d._file_order AND {self._same_key('c', 'd', 'IS NOT DISTINCT FROM')}"
                 )
 
-    def _quarantine_rows(self, extract: Extract, file_order: int, layers: str, failures: list[tuple[str, str, str]],
-                         record: str) -> None:
-        """Failed rows only (``layers`` read ``_failed_text``): every reason, with the raw record as received
-        (``record``, SQL over the rows)."""
+    def _quarantine_rows(self, loaded: _LoadedFile, file_order: int) -> None:
+        """Failed rows only (``_failed_text``): every reason, with the raw record as received; a row that holds no
+        value once, for the row as a whole (not once per required column, blank like every other)."""
         failure_list = ", ".join(
             f"CASE WHEN {condition} THEN {{'column': {literal(column) if column else 'NULL'}, 'reason': {reason}}} END"
-            for column, condition, reason in failures
+            for column, condition, reason in loaded.failures
         )
+        empty_row = f"[{{'column': CAST(NULL AS VARCHAR), 'reason': {literal(EMPTY_ROW_PROBLEM)}}}]"
         same_key = self._same_key("t", "d", "IS NOT DISTINCT FROM")
         self.conn.execute(
             f"""
             INSERT INTO raw.quarantine
-            WITH {layers},
+            WITH {loaded.layers("_failed_text")},
                  flagged AS (SELECT t.*, EXISTS (SELECT 1 FROM _duplicate_keys AS d
                                                  WHERE d._file_order = {file_order} AND {same_key})
                                  AS {DUPLICATE_KEY} FROM typed AS t),
-                 listed AS (SELECT _row_number, unnest(list_filter([{failure_list}], lambda f: f IS NOT NULL))
-                                AS failure
+                 empty AS (SELECT _row_number FROM _failed_text WHERE {loaded.holds_no_value}),
+                 listed AS (SELECT _row_number,
+                                   unnest(CASE WHEN _row_number IN (SELECT _row_number FROM empty) THEN {empty_row}
+                                          ELSE list_filter([{failure_list}], lambda f: f IS NOT NULL) END) AS failure
                             FROM flagged)
-            SELECT ?, ?, _row_number, listed.failure.column, listed.failure.reason, {record}, ?
+            SELECT ?, ?, _row_number, listed.failure.column, listed.failure.reason, {loaded.record}, ?
             FROM listed JOIN _failed_text USING (_row_number)
             ORDER BY _row_number, listed.failure.column
             """,
-            [self.source.name, extract.file, self.detected_at],
+            [self.source.name, loaded.extract.file, self.detected_at],
         )
 
     def blank_lines(self, path: Path) -> np.ndarray:
