@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from orchestration import stop_signals
 from soe_assets import run_lock
 from soe_assets.alerts import ALERT_LOG_ENV, ALERT_LOG_NAME, default_alert_log
 from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
@@ -68,7 +69,8 @@ class RunStopped(UserError):
 
 
 class RunInterrupted(Exception):
-    """A run stopped by Ctrl-C or a stop signal, whose end was already said: exit code 130, nothing more."""
+    """A run stopped by Ctrl-C or a stop signal, whose end was already said: exit code 128 + the signal's
+    number (130, 143 for SIGTERM), nothing more."""
 
 
 @dataclass(frozen=True)
@@ -452,8 +454,9 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
     _print_failed_checks(result, default_alert_log(workspace.warehouse.resolve()), echo)
     if not result.success:
         outcome = _alert_run_failure(result, workspace)
-        if _interrupted(result):  # Ctrl-C: Dagster ends the step it was in and records the run as failed
-            echo(f"run interrupted after {elapsed:.1f} s (run id {result.run_id}). {outcome}")
+        if _interrupted(result):  # Ctrl-C, SIGTERM: Dagster ends the step it was in and records the run as failed
+            echo(f"run {stop_signals.STOPPED[stop_signals.received()]} after {elapsed:.1f} s "
+                 f"(run id {result.run_id}). {outcome}")
             raise RunInterrupted
         echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. {outcome}")
         return False
@@ -946,19 +949,21 @@ def main(argv: list[str] | None = None) -> int:
         # argparse would first miss the command and never name the option the user mistyped
         parser.error(f"unrecognized option {given[0]}: options go after the command (soe COMMAND --help)")
     args = parser.parse_args(given)
-    try:
-        return args.func(args)
-    except UserError as error:
-        say(f"soe: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except RunInterrupted:
-        return 130
-    except KeyboardInterrupt:
-        say("soe: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader of the output went away (`soe exceptions | head`): nothing to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    with stop_signals.noted():
+        try:
+            return args.func(args)
+        except UserError as error:
+            say(f"soe: error: {error}", file=sys.stderr)
+            return error.exit_code
+        except RunInterrupted:
+            return stop_signals.exit_code(stop_signals.received())
+        except KeyboardInterrupt:
+            stop = stop_signals.received()
+            say(f"soe: {stop_signals.STOPPED[stop]}", file=sys.stderr)
+            return stop_signals.exit_code(stop)
+        except BrokenPipeError:  # the reader of the output went away (`soe exceptions | head`): nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
 
 
 def command() -> NoReturn:

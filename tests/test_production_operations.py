@@ -8,7 +8,8 @@ One workspace, one sequence (each full run is ~20-60 s, so runs are shared):
 4. two more runs while a second process reads the published set in a loop: it never sees a
    partial or mixed set; the re-run of the same as_of replaces its exception-history rows;
 5. a run interrupted by Ctrl-C (SIGINT to its whole process group, as a terminal sends it) while dbt
-   builds: one clear message, no traceback, the published set intact.
+   builds: one clear message, no traceback, the published set intact, exit 130; stopped by SIGTERM (on a
+   run of its own, and on a command outside a run): the same, exit 143.
 """
 
 import json
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -399,13 +401,12 @@ def test_rerunning_an_as_of_replaces_its_exception_history(reruns, root):
     assert set(manifest) >= {"as_of", "run_id", "row_counts", "schema_version"}
 
 
-# --- 5. Ctrl-C ------------------------------------------------------------------------------
+# --- 5. Ctrl-C and SIGTERM ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def interrupted_run(reruns, root):
-    before = _read_published(root / "publish")
-    # its own process group, as a terminal's foreground job: Ctrl-C reaches soe, dbt and Dagster's helpers alike
+def _run_stopped_in_dbt(root: Path, stop: Callable[[subprocess.Popen], None]) -> dict:
+    """`soe run` in its own process group, as a terminal's foreground job or a service's, stopped by ``stop`` a
+    second after dbt starts."""
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "orchestration.cli", *_run_args(root)], cwd=REPO, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -416,14 +417,21 @@ def interrupted_run(reruns, root):
             seen.append(line)
             if line.startswith("[soe_dbt_models] started"):
                 time.sleep(1.0)  # dbt is running
-                os.killpg(process.pid, signal.SIGINT)
+                stop(process)
                 break
         seen.extend(process.stdout)
         process.wait(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    return {"before": before, "output": "".join(seen), "returncode": process.returncode}
+    return {"output": "".join(seen), "returncode": process.returncode}
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(reruns, root):
+    before = _read_published(root / "publish")
+    # to the whole process group, as a terminal's Ctrl-C: it reaches soe, dbt and Dagster's helpers alike
+    return {"before": before, **_run_stopped_in_dbt(root, lambda process: os.killpg(process.pid, signal.SIGINT))}
 
 
 def test_ctrl_c_stops_the_run_with_one_clear_message_and_keeps_the_published_set(interrupted_run, root):
@@ -437,3 +445,41 @@ def test_ctrl_c_stops_the_run_with_one_clear_message_and_keeps_the_published_set
     alert = json.loads((root / "warehouse" / "alerts.jsonl").read_text().splitlines()[-1])
     assert alert["kind"] == "run_failed"
     assert alert["message"].startswith("step soe_dbt_models failed: interrupted (Ctrl-C or a stop signal)")
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["to-soe-alone", "to-its-process-group"])
+def test_sigterm_stops_the_run_as_ctrl_c_does_with_exit_code_143(tmp_path, to_group):
+    """SIGTERM to soe alone, as `kill`, Kubernetes or a cron wrapper's timeout send it, or to its process group
+    with dbt, as systemd does: the run stops as on Ctrl-C, and exits 128 + 15, which supervisors read as
+    "stopped on request", not 130 ("Ctrl-C")."""
+    write_landing_zone(tmp_path / "landing", minimal_network())
+    stopped = _run_stopped_in_dbt(tmp_path, lambda process: (os.killpg if to_group else os.kill)(process.pid,
+                                                                                                 signal.SIGTERM))
+    output = stopped["output"]
+    assert stopped["returncode"] == 143, output[-3000:]
+    assert "run terminated (SIGTERM) after" in output and "run interrupted" not in output
+    if not to_group:  # to the group it also ends the `tail` Dagster mirrors a step's captured output with
+        assert "[soe_dbt_models] FAILED" in output and "interrupted (Ctrl-C or a stop signal)" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert not (tmp_path / "publish" / "current").exists()
+    alert = json.loads((tmp_path / "warehouse" / "alerts.jsonl").read_text().splitlines()[-1])
+    assert alert["kind"] == "run_failed"
+    assert alert["message"].startswith("step soe_dbt_models failed: interrupted (Ctrl-C or a stop signal)")
+
+
+def test_sigterm_stops_a_command_outside_a_run_with_exit_code_143(tmp_path):
+    """Outside a Dagster run (here `soe generate` simulating a large network) SIGTERM ends the command with its
+    one line and 143 too, not Python's death by the signal."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "orchestration.cli", "generate", "--out", str(tmp_path / "landing"),
+         "--skus", "50000"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout.readline().startswith("simulating SKUs")
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, errors[-3000:]
+    assert errors.strip() == "soe: terminated (SIGTERM)"
