@@ -7,6 +7,8 @@ Layout of ``<publish_dir>``::
     <table>.parquet -> current/<table>.parquet              (stable names for readers)
     _manifest.json  -> current/_manifest.json
 
+``<version>`` is ``<sequence>_<local time>_<run id>`` (``version_name``): the sequence number orders the sets.
+
 A set is written completely under a new version folder before ``current`` is
 switched by an atomic ``rename`` of a symlink, so a reader sees the previous
 complete set or the new one, never a half-written file. A reader that opens
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -37,6 +40,9 @@ VERSIONS = ".versions"
 CURRENT = "current"
 MANIFEST = "_manifest.json"
 KEEP_VERSIONS = 3
+# A version folder's sequence number leads its name, zero-padded so that a listing shows the sets in order.
+SEQUENCE_DIGITS = 8
+SEQUENCE = re.compile(r"(\d+)_")
 # Marts dbt builds from joins and windows: the warehouse holds their rows in no meaningful order, so
 # their Parquet need not keep it (10M network, the trusted view's 12.5M rows: 7.5 s against 8.3-9.1 s).
 # The marts the Python stages write keep theirs (exceptions by priority, KPIs by name and week).
@@ -85,7 +91,7 @@ def publish_marts(
     holds a later as_of."""
     publish_dir.mkdir(parents=True, exist_ok=True)
     previous_as_of = published_as_of(publish_dir)
-    version = f"{datetime.now():%Y%m%dT%H%M%S%f}_{run_id[:8]}"
+    version = version_name(_next_sequence(publish_dir / VERSIONS), datetime.now(), run_id)
     building = publish_dir / VERSIONS / f".{version}.building"
     building.mkdir(parents=True)
     try:
@@ -151,9 +157,37 @@ def _write_version(conn: duckdb.DuckDBPyConnection, building: Path, final: Path,
     return final, manifest
 
 
+def version_name(sequence: int, published: datetime, run_id: str) -> str:
+    """A set's folder name: its sequence number, which orders the sets, then the local time of its publish and
+    its run, for people. The time cannot order them: the clock repeats an hour when daylight saving time ends
+    and goes back when it is set back."""
+    return f"{sequence:0{SEQUENCE_DIGITS}d}_{published:%Y%m%dT%H%M%S%f}_{run_id[:8]}"
+
+
+def version_sequence(name: str) -> int:
+    """The sequence number of a version folder; 0 for one named before the numbers (only its time and run):
+    older than every numbered set."""
+    numbered = SEQUENCE.match(name)
+    return int(numbered.group(1)) if numbered else 0
+
+
+def _complete_versions(versions: Path) -> list[Path]:
+    """The complete sets under ``versions``, oldest first: by sequence number, sets named before the numbers by
+    their time among themselves."""
+    complete = (p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(complete, key=lambda folder: (version_sequence(folder.name), folder.name))
+
+
+def _next_sequence(versions: Path) -> int:
+    """One more than the largest sequence number published; runs publish one at a time (the warehouse's run
+    lock), so no two sets get the same."""
+    complete = _complete_versions(versions) if versions.is_dir() else []
+    return version_sequence(complete[-1].name) + 1 if complete else 1
+
+
 def _prune_versions(versions: Path, keep: set[Path]) -> None:
     """Keep the newest few complete sets (readers may still hold an older one open) and those in ``keep``."""
-    complete = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    complete = _complete_versions(versions)
     for old in complete[:-KEEP_VERSIONS]:
         if old.resolve() not in keep:
             shutil.rmtree(old, ignore_errors=True)

@@ -783,6 +783,37 @@ def test_backfills_never_prune_the_set_readers_are_on(tmp_path):
     assert not latest.version_dir.exists()
 
 
+def test_sets_are_kept_in_publish_order_whatever_the_clock_says(tmp_path):
+    """A clock set back, or the hour repeated when daylight saving time ends, names the next sets earlier than
+    the last ones: ordered by that time, pruning would delete the newest sets and keep the older ones. Sets are
+    ordered by their sequence number; those of an installation from before the numbers are older than any."""
+    import duckdb
+
+    from soe_assets.publish import KEEP_VERSIONS, publish_marts, published_as_of
+
+    publish = tmp_path / "publish"
+    versions = publish / ".versions"
+    ahead = ["20991230T120000000000_legacy01", "20991231T120000000000_legacy02",  # named before the numbers
+             "00000001_20991231T130000000000_numbered"]  # the first numbered set, before the clock was set back
+    for name in ahead:
+        (versions / name).mkdir(parents=True)
+        (versions / name / "_manifest.json").write_text(json.dumps({"as_of": "2026-11-17", "run_id": name}))
+    (publish / "current").symlink_to(f".versions/{ahead[-1]}")
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA marts")
+        published = []
+        for day in (18, 19, 20):
+            conn.execute(f"CREATE OR REPLACE TABLE marts.exceptions AS SELECT DATE '2026-11-{day}' AS as_of")
+            published.append(publish_marts(conn, publish, run_id=f"run-{day}", as_of=f"2026-11-{day}"))
+    assert len(published) == KEEP_VERSIONS
+    assert sorted(p.name for p in versions.iterdir()) == [p.version_dir.name for p in published]
+    assert (publish / "current").resolve() == published[-1].version_dir
+    assert [p.version_dir.name[:9] for p in published] == ["00000002_", "00000003_", "00000004_"]
+    assert all(p.version_dir.name[9:17] < "20991230" for p in published)  # the clock's time stays in the name
+    assert published_as_of(publish) == date(2026, 11, 20)
+    assert pd.read_parquet(publish / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 20)]
+
+
 def _publish_a_day_then_build_the_next(conn, publish: Path):
     """The set of 2026-11-18 published from a one-table marts schema, which then holds the next day's rows."""
     from soe_assets.publish import publish_marts
