@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, NoReturn
 from orchestration import stop_signals
 from soe_assets import run_lock
 from soe_assets.alerts import ALERT_LOG_ENV, ALERT_LOG_NAME, default_alert_log
-from soe_assets.duckdb_settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_ENV, InvalidMemoryLimit, memory_limit
+from soe_assets.duckdb_settings import (DEFAULT_MEMORY_LIMIT, LOCK_WAIT_SECONDS, MEMORY_LIMIT_ENV, InvalidMemoryLimit,
+                                       memory_limit)
 from soe_assets.run_window import MAX_HORIZON_WEEKS, parse_iso_day, window_problem
 from soe_assets.terminal import say
 
@@ -259,16 +260,19 @@ def _refuse_unreadable_database(path: Path) -> None:
                         + (" (it is empty)" if not header else ""))
 
 
-def _check_warehouse_file(path: Path) -> None:
-    """An existing warehouse must be a DuckDB database that no other process is writing."""
+def _check_warehouse_file(path: Path, lock_wait: float) -> None:
+    """An existing warehouse must be a DuckDB database that no other process holds (waited for ``lock_wait``
+    seconds)."""
     if not path.exists():
         return
     import duckdb
 
-    from soe_assets.warehouse import open_warehouse
+    from soe_assets.warehouse import WarehouseHeld, open_warehouse
 
     try:
-        open_warehouse(path).close()
+        open_warehouse(path, lock_wait=lock_wait).close()
+    except WarehouseHeld as held:  # it says which file, which process and what to do
+        raise UserError(str(held)) from None
     except duckdb.Error as error:
         raise UserError(f"cannot use {path} as the warehouse: {error}") from None
 
@@ -382,6 +386,7 @@ class RunOptions:
     freshness_days: str = ""  # "source=days,..." over $SOE_FRESHNESS_DAYS and the contract defaults
     memory_limit: str = ""  # DuckDB's memory budget (empty: $SOE_DUCKDB_MEMORY_LIMIT or the default)
     reread: bool = False  # read every extract, even those the last run ingested as they are now
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS  # the wait for a reader holding the warehouse, at start and each step
 
 
 def run_pipeline(workspace: Workspace, options: RunOptions, echo: Callable[[str], None] = say) -> bool:
@@ -440,7 +445,7 @@ def _run_settings(options: RunOptions) -> QualitySettings:
 def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: QualitySettings,
                           echo: Callable[[str], None]) -> bool:
     """``run_pipeline`` once this process holds the warehouse's run lock: no other run starts until it ends."""
-    _check_warehouse_file(workspace.warehouse)
+    _check_warehouse_file(workspace.warehouse, options.lock_wait_seconds)
     workspace.export()
     budget = memory_limit()  # `auto` sizes it to this run's landing zone
     os.environ["SOE_TERSE_OUTPUT"] = "1"
@@ -523,7 +528,7 @@ def _load_full_run_job(workspace: Workspace, options: RunOptions, quality: Quali
             max_open_exceptions=options.max_open_exceptions,
             reread_landing_zone=options.reread,
         ),
-        WarehouseResource(path=str(workspace.warehouse.resolve())),
+        WarehouseResource(path=str(workspace.warehouse.resolve()), lock_wait_seconds=options.lock_wait_seconds),
         quality,
     )
     return defs.resolve_job_def(FULL_RUN_JOB)

@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 
 from soe_assets import run_lock
+from soe_assets.duckdb_settings import LOCK_WAIT_SECONDS
 from soe_assets.run_window import ISO_DAY, window_problem
 from soe_assets.warehouse import connect
 
@@ -22,6 +23,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str
     threads: int = 2
+    lock_wait_seconds: float = LOCK_WAIT_SECONDS  # how long a step waits for a reader holding the file
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = f"Dagster run {context.run.run_id[:8]}" if context.run else "a Dagster step"
@@ -35,7 +37,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.path, read_only=read_only, threads=self.threads) as conn:
+        with connect(self.path, read_only=read_only, threads=self.threads, lock_wait=self.lock_wait_seconds) as conn:
             yield conn
 
     @property

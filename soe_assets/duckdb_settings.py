@@ -26,6 +26,12 @@ AUTO_CEILING_BYTES = 6 * GIB
 AUTO_DATA_FACTOR = 1.5
 
 
+# How long a run waits for a reader that holds the warehouse file (a planner's `soe exceptions --warehouse`, a
+# notebook: readers are told to read the published marts, but one that opens the live file between two steps
+# would otherwise fail the run), at its start and at each step.
+LOCK_WAIT_SECONDS = 60.0
+
+
 class InvalidMemoryLimit(ValueError):
     """``SOE_DUCKDB_MEMORY_LIMIT`` is neither ``auto`` nor a size such as 1GB or 512MB."""
 

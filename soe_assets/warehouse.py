@@ -20,13 +20,12 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sql_rules import quote
-from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED, memory_limit
+from soe_assets.duckdb_settings import DUCKDB_INTERRUPTED, LOCK_WAIT_SECONDS, memory_limit
 
 
-# How long a step waits for a reader that holds the file (a planner's `soe exceptions --warehouse`, a
-# notebook: readers are told to read the published marts, but one that opens the live file between two
-# steps would otherwise fail the run).
-LOCK_WAIT_SECONDS = 60.0
+class WarehouseHeld(duckdb.IOException):
+    """Another process held the warehouse file for all of the wait: its message says which and what to do, in
+    place of DuckDB's lock error."""
 
 
 def is_lock_conflict(error: duckdb.Error) -> bool:
@@ -39,31 +38,44 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
                    on_wait: Callable[[duckdb.Error], None] | None = None) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, waiting up to ``lock_wait`` seconds while another process holds the file's lock;
     ``on_wait`` is told once, when the wait begins (by default the user is, on stderr: the terminal of
-    `soe run`, a step's log in the UI; a run that stands still says why)."""
+    `soe run`, a step's log in the UI; a run that stands still says why). Raises ``WarehouseHeld`` when the
+    wait ends with the file still held."""
     deadline = time.monotonic() + lock_wait
     waiting = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as error:
-            if not is_lock_conflict(error) or time.monotonic() >= deadline:
+            if not is_lock_conflict(error):
                 raise
+            if time.monotonic() >= deadline:
+                raise WarehouseHeld(
+                    f"the warehouse {path} is held by another process{_holder(error)}, which did not let go within "
+                    f"{lock_wait:.0f} s: close that process or its connection to the file (a notebook, a BI tool); "
+                    "readers should read the published Parquet marts instead") from None
             if not waiting:
                 (on_wait or (lambda held: _say_waiting(path, lock_wait, held)))(error)
             waiting = True
             time.sleep(0.2)
 
 
+def _holder(error: duckdb.Error) -> str:
+    """' (PID n)' for the process holding the file, where DuckDB's lock error names it."""
+    pid = re.search(r"\(PID (\d+)\)", str(error))
+    return f" (PID {pid.group(1)})" if pid else ""
+
+
 def _say_waiting(path: str | Path, seconds: float, error: duckdb.Error) -> None:
-    holder = re.search(r"\(PID (\d+)\)", str(error))
-    print(f"{path} is held by another process{f' (PID {holder.group(1)})' if holder else ''}: waiting up to "
-          f"{seconds:.0f} s for it to let go ...", file=sys.stderr, flush=True)
+    print(f"{path} is held by another process{_holder(error)}: waiting up to {seconds:.0f} s for it to let go ...",
+          file=sys.stderr, flush=True)
 
 
 @contextmanager
-def connect(path: str | Path, *, read_only: bool = False, threads: int = 2) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(path: str | Path, *, read_only: bool = False, threads: int = 2,
+            lock_wait: float = LOCK_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()})
+    conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()},
+                          lock_wait=lock_wait)
     try:
         yield conn
     except Exception as error:

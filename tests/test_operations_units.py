@@ -1179,7 +1179,7 @@ def test_a_step_waits_for_a_reader_that_holds_the_warehouse_instead_of_failing(t
 
     holder = reader(30)
     try:
-        with pytest.raises(duckdb.IOException, match="Could not set lock"):
+        with pytest.raises(duckdb.IOException, match="held by another process"):
             open_warehouse(warehouse, lock_wait=0)
     finally:
         holder.kill()
@@ -1313,6 +1313,36 @@ def test_ctrl_c_in_a_stage_query_stops_the_run_before_any_other_step(tmp_path, i
     assert failure_reasons(failure.step_failure_data.error) == [INTERRUPTED]
     assert [event.step_key for event in result.all_events if event.event_type_value == "STEP_START"] == [
         "a_interrupted_query"]
+
+
+def test_a_step_whose_warehouse_another_process_holds_past_the_wait_fails_in_one_clear_line(tmp_path):
+    """A notebook that opens the live file between two steps and holds it past the wait: the step fails with
+    one line naming the file, the process and what to do (the run's output and its alert show it), not
+    DuckDB's lock error."""
+    import dagster as dg
+    import duckdb
+    from support import another_process_holding
+
+    from orchestration.progress import failure_reasons
+    from orchestration.resources import WarehouseResource
+
+    warehouse = tmp_path / "soe.duckdb"
+    duckdb.connect(str(warehouse)).close()
+
+    @dg.asset
+    def reads_the_warehouse(warehouse: WarehouseResource) -> None:
+        with warehouse.connect() as conn:
+            conn.execute("SELECT 1").fetchall()
+
+    resource = WarehouseResource(path=str(warehouse), lock_wait_seconds=1.0)
+    with another_process_holding(warehouse, 60, read_only=True) as notebook:
+        result = dg.materialize([reads_the_warehouse], resources={"warehouse": resource}, raise_on_error=False,
+                                instance=dg.DagsterInstance.ephemeral())
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert failure_reasons(failure.step_failure_data.error)[-1] == (
+        f"the warehouse {warehouse} is held by another process (PID {notebook.pid}), which did not let go within "
+        "1 s: close that process or its connection to the file (a notebook, a BI tool); readers should read the "
+        "published Parquet marts instead")
 
 
 def test_a_dagster_run_on_a_warehouse_another_run_holds_fails_at_its_start(lock_held_elsewhere):

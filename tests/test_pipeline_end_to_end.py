@@ -712,11 +712,31 @@ def test_waiting_for_a_warehouse_another_process_holds_is_said_once(tmp_path):
     duckdb.connect(str(warehouse)).close()
     with another_process_holding(warehouse, 30) as holder:
         told = []
-        with pytest.raises(duckdb.IOException, match="Conflicting lock"):
+        with pytest.raises(duckdb.IOException, match=f"held by another process \\(PID {holder.pid}\\)"):
             open_warehouse(warehouse, lock_wait=1.0, on_wait=told.append)
         assert len(told) == 1 and f"(PID {holder.pid})" in str(told[0])
     open_warehouse(warehouse, lock_wait=1.0, on_wait=told.append).close()
     assert len(told) == 1
+
+
+def test_a_run_on_a_warehouse_another_process_holds_past_the_wait_ends_in_one_clear_line(tmp_path):
+    """A notebook holding a connection to the warehouse as the run starts, and past the wait: the run does not
+    start, and the user reads which file, which process and what to do, not DuckDB's lock error."""
+    from orchestration.cli import UserError
+
+    landing = write_landing_zone(tmp_path / "landing", minimal_network())
+    warehouse = tmp_path / "warehouse" / "soe.duckdb"
+    warehouse.parent.mkdir()
+    duckdb.connect(str(warehouse)).close()
+    with another_process_holding(warehouse, 60) as notebook:
+        with pytest.raises(UserError) as refused:
+            run_soe(tmp_path, landing, lock_wait_seconds=1.0)
+    assert refused.value.exit_code == 2
+    assert str(refused.value) == (
+        f"the warehouse {warehouse} is held by another process (PID {notebook.pid}), which did not let go within "
+        "1 s: close that process or its connection to the file (a notebook, a BI tool); readers should read the "
+        "published Parquet marts instead")
+    assert not (tmp_path / "publish" / "current").exists()
 
 
 def test_a_step_waiting_for_a_reader_of_the_warehouse_says_so(tmp_path, capsys):
