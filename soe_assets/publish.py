@@ -33,7 +33,9 @@ import duckdb
 import pandas as pd
 
 from soe_assets import run_lock
-from soe_assets.warehouse import HISTORY_TABLES, is_lock_conflict, published_history, quote, record_published
+from soe_assets.warehouse import (
+    HISTORY_TABLES, is_lock_conflict, lock_holder, published_history, quote, record_published,
+)
 
 SCHEMA_VERSION = "1"
 VERSIONS = ".versions"
@@ -218,9 +220,11 @@ def load_mart(table: str, *, publish_dir: Path | None = None, warehouse: Path | 
         try:
             conn = duckdb.connect(str(warehouse), read_only=True)
         except duckdb.Error as error:  # not a DuckDB file, or another process writes it
-            hint = ("; another process is writing it: read the published marts (--publish) instead"
-                    if is_lock_conflict(error) else "")
-            raise MartNotPublished(f"cannot open the warehouse {warehouse} ({error}){hint}") from None
+            if is_lock_conflict(error):  # which process, and what to do, rather than DuckDB's lock error
+                raise MartNotPublished(f"the warehouse {warehouse} is held by another process{lock_holder(error)} "
+                                       "that writes it: read the published marts (--publish) instead, or wait for "
+                                       "it to close the file") from None
+            raise MartNotPublished(f"cannot open the warehouse {warehouse} ({error})") from None
         with conn:
             if table not in mart_tables(conn):
                 raise MartNotPublished(f"{warehouse} has no marts.{table} yet: run 'soe run' first")

@@ -50,7 +50,7 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
                 raise
             if time.monotonic() >= deadline:
                 raise WarehouseHeld(
-                    f"the warehouse {path} is held by another process{_holder(error)}, which did not let go within "
+                    f"the warehouse {path} is held by another process{lock_holder(error)}, which did not let go within "
                     f"{lock_wait:.0f} s: close that process or its connection to the file (a notebook, a BI tool); "
                     "readers should read the published Parquet marts instead") from None
             if not waiting:
@@ -59,14 +59,14 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
             time.sleep(0.2)
 
 
-def _holder(error: duckdb.Error) -> str:
+def lock_holder(error: duckdb.Error) -> str:
     """' (PID n)' for the process holding the file, where DuckDB's lock error names it."""
     pid = re.search(r"\(PID (\d+)\)", str(error))
     return f" (PID {pid.group(1)})" if pid else ""
 
 
 def _say_waiting(path: str | Path, seconds: float, error: duckdb.Error) -> None:
-    print(f"{path} is held by another process{_holder(error)}: waiting up to {seconds:.0f} s for it to let go ...",
+    print(f"{path} is held by another process{lock_holder(error)}: waiting up to {seconds:.0f} s for it to let go ...",
           file=sys.stderr, flush=True)
 
 

@@ -1150,6 +1150,25 @@ def test_a_reader_of_the_live_warehouse_is_sent_to_the_published_marts_while_a_r
     assert "read the published marts (--publish) instead" in error
 
 
+def test_a_reader_of_the_live_warehouse_another_process_writes_is_told_so_in_one_line(tmp_path, capsys):
+    """`soe exceptions --warehouse W` while a notebook (no run) holds W for writing: one line naming the file, the
+    process and what to do, not DuckDB's lock error."""
+    import duckdb
+    from support import another_process_holding
+
+    from orchestration.cli import main
+
+    warehouse = tmp_path / "soe.duckdb"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT 1 AS x")
+    with another_process_holding(warehouse, 60) as notebook:
+        assert main(["exceptions", "--warehouse", str(warehouse)]) == 2
+    assert capsys.readouterr().err == (
+        f"soe: error: the warehouse {warehouse} is held by another process (PID {notebook.pid}) that writes it: read "
+        "the published marts (--publish) instead, or wait for it to close the file\n")
+
+
 HOLD_WAREHOUSE_OPEN = """
 import sys, time, duckdb
 conn = duckdb.connect(sys.argv[1], read_only=True)
