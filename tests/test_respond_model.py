@@ -429,6 +429,33 @@ def test_rounding_up_never_takes_more_from_an_item_than_it_holds():
     swap = actions.assign(other_item_key=[None, None, "po|PO-1:2"], other_item_qty=[np.nan, np.nan, 50.0],
                           qty=[20.5, 20.5, 8.5])
     assert fits(swap) == [False, True, True]
+    # a unit an action cannot take stays for the item's next action: the reprioritisation, refused by PO-1:2 (its
+    # one spare unit gone to the earlier expedite), leaves PO-2:1's spare unit to the expedite arriving after it
+    chain = pd.DataFrame({"item_key": ["po|PO-1:2", "po|PO-1:2", "po|PO-2:1"], "item_qty": [10.0, 10.0, 10.0],
+                          "other_item_key": [None, "po|PO-2:1", None], "other_item_qty": [np.nan, 10.0, np.nan],
+                          "arrive_week": [0, 1, 2], "qty": [5.5, 4.5, 5.5]})
+    assert fits(chain) == [True, False, True]
+    # 30 actions over 3 lines with 3 units each beyond their actions rounded down: no line overdrawn, and no action
+    # left rounded down while every line it draws on still has a unit to give
+    rng = np.random.default_rng(7)
+    many = pd.DataFrame({"item_key": rng.choice(["po|A:1", "po|B:1", "po|C:1"], 30),
+                         "other_item_key": rng.choice([None, "po|A:1", "po|B:1", "po|C:1"], 30),
+                         "arrive_week": rng.integers(0, 5, 30), "qty": rng.uniform(0.2, 2.9, 30)})
+    many.loc[many["other_item_key"].eq(many["item_key"]), "other_item_key"] = None
+
+    def taken(qty: pd.Series) -> pd.Series:
+        return pd.concat([qty.groupby(many[column]).sum() for column in ("item_key", "other_item_key")]).groupby(
+            level=0).sum()
+
+    line_qty = taken(np.floor(many["qty"])) + 3
+    many = many.assign(item_qty=many["item_key"].map(line_qty), other_item_qty=many["other_item_key"].map(line_qty))
+    up = pd.Series(fits(many), index=many.index)
+    rounded = np.ceil(many["qty"]).where(up, np.floor(many["qty"]))
+    assert (~up).sum() > 5  # the lines are tight: many actions keep their rounded-down quantity
+    assert (taken(rounded) <= line_qty).all()
+    spare = line_qty - taken(rounded)
+    has_spare = many["item_key"].map(spare).ge(1) & many["other_item_key"].map(spare).fillna(1).ge(1)
+    assert not (~up & has_spare).any()
 
 
 def test_a_line_split_over_weeks_is_rounded_to_its_units_and_covers_the_shortage():

@@ -75,17 +75,36 @@ def rounded_up_within_items(actions: pd.DataFrame, up: pd.Series, down: pd.Serie
     (``item_key``, and the order a reprioritisation pushes later), its other actions taking theirs rounded down.
     The units an item has beyond its actions rounded down go to its earliest arrivals first (a unit landing sooner
     lifts every week after it): expedites of one 50-unit PO line split 16.7 + 16.7 + 16.6 take 17 + 17 + 16, not
-    51 nor 48 and A left 2 short."""
-    columns = ["arrive_week", "down", "extra", "remainder"]
-    rounding = actions.assign(down=down, extra=up - down, remainder=actions["qty"] - down)
-    draws = pd.concat([rounding[["item_key", "item_qty", *columns]],
-                       rounding[["other_item_key", "other_item_qty", *columns]].set_axis(
-                           ["item_key", "item_qty", *columns], axis=1)])
-    draws = draws[draws["item_key"].notna()].sort_values(["item_key", "arrive_week", "remainder"],
-                                                         ascending=[True, True, False], kind="stable")
-    room = draws["item_qty"] - draws.groupby("item_key")["down"].transform("sum")
-    fits = draws.groupby("item_key")["extra"].cumsum() <= room + 1e-6
-    return fits.groupby(level=0).all().reindex(actions.index, fill_value=True).astype(bool)
+    51 nor 48 and the place left 2 short. A unit an action cannot take (another item it draws on has none left)
+    stays for the item's next action.
+
+    The result is that of one pass in arrival order, each action rounding up if every item it draws on has a unit
+    left after the earlier ones, decided in rounds over all actions at once: an action that fits among those not
+    yet refused is granted (those granted before it can only be fewer), one that no longer fits after those
+    already granted is refused; each round decides at least the earliest action still open."""
+    wants = up > down  # each takes one unit more: up is at most one above down
+    order = actions.assign(remainder=actions["qty"] - down).sort_values(["arrive_week", "remainder"],
+                                                                         ascending=[True, False])
+    position = pd.Series(np.arange(len(order)), index=order.index)
+    items = ["item_key", "item_qty"]
+    draws = pd.concat([actions[items], actions[["other_item_key", "other_item_qty"]].set_axis(items, axis=1)])
+    draws = draws.assign(action=draws.index, down=down.reindex(draws.index).to_numpy(),
+                         wants=wants.reindex(draws.index).to_numpy(), position=position.reindex(draws.index).to_numpy())
+    draws = draws[draws["item_key"].notna()].reset_index(drop=True)
+    draws["room"] = draws["item_qty"] - draws.groupby("item_key")["down"].transform("sum") + 1e-6
+    draws = draws[draws["wants"]].sort_values(["item_key", "position"])
+    shares = actions.index.isin(draws["action"])
+    granted, undecided = wants & ~shares, wants & shares  # an action drawing on no item shares nothing
+    while undecided.any():
+        live = draws[(granted | undecided).reindex(draws["action"]).to_numpy()]
+        fits = (live.groupby("item_key").cumcount() + 1 <= live["room"]).groupby(live["action"]).all()
+        newly = undecided & fits.reindex(actions.index, fill_value=False)
+        granted |= newly
+        taken = granted.reindex(live["action"]).to_numpy()
+        before = live.assign(taken=taken).groupby("item_key")["taken"].cumsum() - taken
+        refused = (before + 1 > live["room"]).groupby(live["action"]).any().reindex(actions.index, fill_value=False)
+        undecided &= ~newly & ~refused
+    return granted | ~wants
 
 
 def choose_actions(problem: Problem, config: RespondConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Solution]:
