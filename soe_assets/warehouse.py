@@ -51,7 +51,7 @@ def open_warehouse(path: str | Path, *, read_only: bool = False, config: dict | 
             if time.monotonic() >= deadline:
                 raise WarehouseHeld(
                     f"the warehouse {path} is held by another process{lock_holder(error)}, which did not let go within "
-                    f"{lock_wait:.0f} s: close that process or its connection to the file (a notebook, a BI tool); "
+                    f"{lock_wait:g} s: close that process or its connection to the file (a notebook, a BI tool); "
                     "readers should read the published Parquet marts instead") from None
             if not waiting:
                 (on_wait or (lambda held: _say_waiting(path, lock_wait, held)))(error)
@@ -66,7 +66,7 @@ def lock_holder(error: duckdb.Error) -> str:
 
 
 def _say_waiting(path: str | Path, seconds: float, error: duckdb.Error) -> None:
-    print(f"{path} is held by another process{lock_holder(error)}: waiting up to {seconds:.0f} s for it to let go ...",
+    print(f"{path} is held by another process{lock_holder(error)}: waiting up to {seconds:g} s for it to let go ...",
           file=sys.stderr, flush=True)
 
 

@@ -1,8 +1,7 @@
 """Input health after ingest: contract violations, rejected files, freshness (no Dagster here).
 
-Read from ``raw.ingest_log``, ``raw.quarantine`` and ``raw.run_context`` (and
-the ingest manifest's rows per file rejected whole), so the same findings back
-the Dagster asset checks, the alert sink and tests.
+Read from ``raw.ingest_log``, ``raw.quarantine`` and ``raw.run_context``, so
+the same findings back the Dagster asset checks, the alert sink and tests.
 
 Two levels, on purpose (bad rows never stop a run):
 - per-source *warnings*: some rows quarantined above the warning share, a
@@ -34,7 +33,6 @@ import duckdb
 import pandas as pd
 
 from data_contracts.sources import SOURCES, SOURCES_BY_NAME
-from soe_assets.ingest.state import MANIFEST
 
 DEFAULT_WARN_QUARANTINE_SHARE = 0.02
 DEFAULT_BLOCK_QUARANTINE_SHARE = 0.25
@@ -129,7 +127,10 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             "newest_extract_date, newest_rows_read, newest_rows_quarantined FROM raw.ingest_log"
         ).fetchall()
     }
-    by_file = conn.execute(QUARANTINED_BY_FILE_SQL).df()
+    by_file = conn.execute(  # the quarantined rows per source, extract file and column
+        "SELECT source, file, CASE WHEN starts_with(reason, 'malformed CSV row') THEN '' "
+        "ELSE coalesce(\"column\", '') END AS column_name, count(*) AS n FROM raw.quarantine "
+        "WHERE row_number IS NOT NULL GROUP BY ALL").df()
     by_file["extract_date"] = by_file["file"].map(extract_date_of)
     rejected: dict[str, dict[str, tuple[str, ...]]] = {}
     for source, file, columns in conn.execute(
@@ -162,20 +163,6 @@ def read_source_health(conn: duckdb.DuckDBPyConnection) -> dict[str, SourceHealt
             quarantined_columns=_columns_most_quarantined(by_file, contract.name, newest),
         )
     return health
-
-
-# The quarantined rows per source, extract file and column: a malformed line counts for the row as a whole, a file
-# rejected whole for columns it lacks counts the rows read from it (the ingest manifest's) for each of them, as a
-# row failing for several columns counts for each.
-QUARANTINED_BY_FILE_SQL = f"""
-SELECT source, file, CASE WHEN starts_with(reason, 'malformed CSV row') THEN '' ELSE coalesce("column", '') END
-       AS column_name, count(*) AS n
-FROM raw.quarantine WHERE row_number IS NOT NULL GROUP BY ALL
-UNION ALL
-SELECT source, file, unnest(string_split(coalesce(q."column", ''), ', ')) AS column_name, m.rows_quarantined AS n
-FROM raw.quarantine AS q JOIN {MANIFEST} AS m USING (source, file)
-WHERE q.row_number IS NULL AND m.rows_quarantined > 0
-"""
 
 
 def _columns_most_quarantined(by_file: pd.DataFrame, source: str, newest: date | None) -> tuple[tuple[str, int], ...]:
