@@ -6,6 +6,7 @@ Layout of ``<publish_dir>``::
     current -> .versions/<version>                         (switched with one rename)
     <table>.parquet -> current/<table>.parquet              (stable names for readers)
     _manifest.json  -> current/_manifest.json
+    .publish-lock                                          (held while a run publishes into the folder)
 
 ``<version>`` is ``<sequence>_<local time>_<run id>`` (``version_name``): the sequence number orders the sets.
 
@@ -21,10 +22,14 @@ backfill) writes its set beside it and leaves ``current`` where it is.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -33,6 +38,7 @@ import duckdb
 import pandas as pd
 
 from soe_assets import run_lock
+from soe_assets.terminal import say
 from soe_assets.warehouse import (
     HISTORY_TABLES, is_lock_conflict, lock_holder, published_history, quote, record_published,
 )
@@ -42,6 +48,8 @@ VERSIONS = ".versions"
 CURRENT = "current"
 MANIFEST = "_manifest.json"
 KEEP_VERSIONS = 3
+# Held while a run publishes into the folder: runs of two warehouses publishing into one folder take turns.
+PUBLISH_LOCK = ".publish-lock"
 # A version folder's sequence number leads its name, zero-padded so that a listing shows the sets in order.
 SEQUENCE_DIGITS = 8
 SEQUENCE = re.compile(r"(\d+)_")
@@ -92,6 +100,32 @@ def publish_marts(
     """Write every ``marts.*`` table to a new version folder, then switch ``current`` to it unless ``current``
     holds a later as_of."""
     publish_dir.mkdir(parents=True, exist_ok=True)
+    with _publishing_alone(publish_dir):
+        return _publish(conn, publish_dir, run_id=run_id, as_of=as_of, extra_files=extra_files)
+
+
+@contextmanager
+def _publishing_alone(publish_dir: Path) -> Iterator[None]:
+    """Hold the publish folder's lock for a publish. The run lock is the warehouse's: runs of two warehouses
+    publishing into one folder would otherwise take the same sequence number, switch ``current`` over each
+    other, and one's pruning would remove the set the other is writing. The operating system releases the lock
+    when the process ends, even when it is killed."""
+    fd = os.open(publish_dir / PUBLISH_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another run is publishing into {publish_dir}: waiting for it to finish ...", file=sys.stderr,
+                flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _publish(conn: duckdb.DuckDBPyConnection, publish_dir: Path, *, run_id: str, as_of: str,
+             extra_files: dict[str, Path] | None) -> PublishedSet:
+    """``publish_marts`` once this process alone publishes into ``publish_dir``."""
     previous_as_of = published_as_of(publish_dir)
     version = version_name(_next_sequence(publish_dir / VERSIONS), datetime.now(), run_id)
     building = publish_dir / VERSIONS / f".{version}.building"

@@ -814,6 +814,43 @@ def test_sets_are_kept_in_publish_order_whatever_the_clock_says(tmp_path):
     assert pd.read_parquet(publish / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 20)]
 
 
+def test_runs_of_two_warehouses_publishing_into_one_folder_take_turns(tmp_path, capfd):
+    """Another warehouse's run publishing into the same folder (its run lock is its own warehouse's) holds the
+    folder's publish lock: this publish waits for it, says so, and then takes the next sequence number."""
+    import subprocess
+    import sys
+    import threading
+
+    import duckdb
+
+    from soe_assets.publish import PUBLISH_LOCK, publish_marts
+
+    publish = tmp_path / "publish"
+    publish.mkdir()
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('publishing', flush=True); sys.stdin.readline()",
+         str(publish / PUBLISH_LOCK)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "publishing"
+        conn = duckdb.connect()
+        conn.execute("CREATE SCHEMA marts")
+        conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
+        published = []
+        publishing = threading.Thread(target=lambda: published.append(
+            publish_marts(conn, publish, run_id="mine", as_of="2026-11-18")))
+        publishing.start()
+        publishing.join(timeout=2)
+        assert publishing.is_alive() and not (publish / ".versions").exists()  # waiting, nothing written yet
+    finally:
+        other.stdin.close()  # the other run's publish ends
+        other.wait(timeout=10)
+    publishing.join(timeout=30)
+    assert not publishing.is_alive()
+    assert published[0].is_current and published[0].version_dir.name.startswith("00000001_")
+    assert f"another run is publishing into {publish}: waiting for it to finish ..." in capfd.readouterr().err
+
+
 def _publish_a_day_then_build_the_next(conn, publish: Path):
     """The set of 2026-11-18 published from a one-table marts schema, which then holds the next day's rows."""
     from soe_assets.publish import publish_marts
