@@ -947,6 +947,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_warehouse_queries() -> None:
+    """A stop signal came: interrupt the queries of the warehouse connections open (none while the stages'
+    module is not even loaded: importing it here would only delay the stop)."""
+    warehouse = sys.modules.get("soe_assets.warehouse")
+    if warehouse is not None:
+        warehouse.interrupt_queries()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     given = sys.argv[1:] if argv is None else argv
@@ -954,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
         # argparse would first miss the command and never name the option the user mistyped
         parser.error(f"unrecognized option {given[0]}: options go after the command (soe COMMAND --help)")
     args = parser.parse_args(given)
-    with stop_signals.noted():
+    with stop_signals.noted(on_stop=_interrupt_warehouse_queries):
         try:
             return args.func(args)
         except UserError as error:

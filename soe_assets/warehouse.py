@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -70,12 +71,19 @@ def _say_waiting(path: str | Path, seconds: float, error: duckdb.Error) -> None:
           file=sys.stderr, flush=True)
 
 
+# The warehouse connections of this process that ``connect`` has open: a stop signal interrupts their queries.
+_open_connections: set[duckdb.DuckDBPyConnection] = set()
+_open_connections_guard = threading.Lock()
+
+
 @contextmanager
 def connect(path: str | Path, *, read_only: bool = False, threads: int = 2,
             lock_wait: float = LOCK_WAIT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = open_warehouse(path, read_only=read_only, config={"threads": threads, "memory_limit": memory_limit()},
                           lock_wait=lock_wait)
+    with _open_connections_guard:
+        _open_connections.add(conn)
     try:
         yield conn
     except Exception as error:
@@ -83,7 +91,18 @@ def connect(path: str | Path, *, read_only: bool = False, threads: int = 2,
             raise
         raise KeyboardInterrupt from None
     finally:
+        with _open_connections_guard:
+            _open_connections.discard(conn)
         conn.close()
+
+
+def interrupt_queries() -> None:
+    """Interrupt what each open warehouse connection runs (a stop signal came; called from another thread). A
+    connection between two queries fails its next one as interrupted: the stage stops there."""
+    with _open_connections_guard:
+        for conn in _open_connections:
+            with suppress(duckdb.Error):  # closed meanwhile
+                conn.interrupt()
 
 
 def interrupted_query(error: BaseException) -> bool:

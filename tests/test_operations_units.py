@@ -1311,6 +1311,39 @@ def test_a_step_interrupted_in_a_duckdb_query_reads_as_interrupted(interrupt, er
     assert step_failures(result.all_events) == f"step long_query failed: {INTERRUPTED}"
 
 
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_interrupts_a_stage_query_on_two_threads_at_once(tmp_path, stop):
+    """On two threads DuckDB may not let Python see a signal another process sends (Ctrl-C, kill) until its query
+    ends (this one: ~14 s here): the stop-signal watcher interrupts the open warehouse connections' queries as
+    the signal comes, so the step fails as interrupted at once, and the command knows which signal it was."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import dagster as dg
+
+    from orchestration import stop_signals
+    from orchestration.progress import INTERRUPTED, failure_reasons
+    from orchestration.resources import WarehouseResource
+    from soe_assets.warehouse import interrupt_queries
+
+    @dg.asset
+    def long_query(warehouse: WarehouseResource) -> None:
+        with warehouse.connect() as conn:
+            subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -{stop[3:]} {os.getpid()}"])
+            conn.execute("SELECT count(*) FROM range(5000000000) AS numbers(i) WHERE i % 7 = 3").fetchall()
+
+    started = time.monotonic()
+    with stop_signals.noted(on_stop=interrupt_queries):
+        result = dg.materialize([long_query], resources={"warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))},
+                                raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
+        assert stop_signals.received() == getattr(signal, stop)
+    assert time.monotonic() - started < 5  # the query alone: ~14 s here
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert failure_reasons(failure.step_failure_data.error) == [INTERRUPTED]
+
+
 def test_a_failure_alert_carries_the_cause_without_terminal_colours(tmp_path):
     """dbt colours its verdicts and names the cause after ~500 characters of its own boilerplate: the alert
     keeps the cause and drops the colour codes."""
