@@ -949,10 +949,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _interrupt_warehouse_queries() -> None:
     """A stop signal came: interrupt the queries of the warehouse connections open (none while the stages'
-    module is not even loaded: importing it here would only delay the stop)."""
-    warehouse = sys.modules.get("soe_assets.warehouse")
-    if warehouse is not None:
-        warehouse.interrupt_queries()
+    module is not loaded, or is still loading: importing it here would only delay the stop)."""
+    interrupt_queries = getattr(sys.modules.get("soe_assets.warehouse"), "interrupt_queries", None)
+    if interrupt_queries is not None:
+        interrupt_queries()
 
 
 def main(argv: list[str] | None = None) -> int:

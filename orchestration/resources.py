@@ -13,7 +13,7 @@ import duckdb
 from soe_assets import run_lock
 from soe_assets.duckdb_settings import LOCK_WAIT_SECONDS
 from soe_assets.run_window import ISO_DAY, window_problem
-from soe_assets.warehouse import connect
+from soe_assets.warehouse import close_open_connections, connect
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -33,6 +33,7 @@ class WarehouseResource(dg.ConfigurableResource):
             raise dg.Failure(str(busy), allow_retries=False) from None
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        close_open_connections()  # a stop signal may have left a stage's connection open: closed before unlocking
         run_lock.release(self.path)
 
     @contextmanager

@@ -53,18 +53,22 @@ def noted(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
         signal.set_wakeup_fd(previous_fd)
         os.close(write_end)  # the watcher reads the end of the pipe and stops
         watcher.join(timeout=5)
-        os.close(read_end)
+        if not watcher.is_alive():  # else the process is ending with it: its descriptor must not be reused
+            os.close(read_end)
+        _received.clear()
+        _noted.clear()
 
 
 def _watch(read_end: int, on_stop: Callable[[], None]) -> None:
     """The signals the wakeup descriptor receives, until the pipe is closed: each stop signal noted, then
-    ``on_stop``."""
+    ``on_stop`` (whose failure must not end the watch: the next signal is noted all the same)."""
     while numbers := os.read(read_end, 256):
         stops = [signal.Signals(number) for number in numbers if number in STOPPED]
         if stops:
             _received.extend(stops)
             _noted.set()
-            on_stop()
+            with contextlib.suppress(Exception):
+                on_stop()
 
 
 def received() -> signal.Signals:

@@ -110,7 +110,8 @@ def _publishing_alone(publish_dir: Path) -> Iterator[None]:
     publishing into one folder would otherwise take the same sequence number, switch ``current`` over each
     other, and one's pruning would remove the set the other is writing. The operating system releases the lock
     when the process ends, even when it is killed."""
-    fd = os.open(publish_dir / PUBLISH_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    # read-only is enough for flock: a folder shared by several accounts' runs may hold a lock file another made
+    fd = os.open(publish_dir / PUBLISH_LOCK, os.O_RDONLY | os.O_CREAT, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -215,7 +216,7 @@ def _complete_versions(versions: Path) -> list[Path]:
 
 
 def _next_sequence(versions: Path) -> int:
-    """One more than the largest sequence number published; runs publish one at a time (the warehouse's run
+    """One more than the largest sequence number published; runs publish one at a time (the publish folder's
     lock), so no two sets get the same."""
     complete = _complete_versions(versions) if versions.is_dir() else []
     return version_sequence(complete[-1].name) + 1 if complete else 1

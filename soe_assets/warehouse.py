@@ -72,8 +72,9 @@ def _say_waiting(path: str | Path, seconds: float, error: duckdb.Error) -> None:
 
 
 # The warehouse connections of this process that ``connect`` has open: a stop signal interrupts their queries.
+# Re-entrant: the garbage collector may finish a ``connect`` (its ``finally``) in the thread holding it.
 _open_connections: set[duckdb.DuckDBPyConnection] = set()
-_open_connections_guard = threading.Lock()
+_open_connections_guard = threading.RLock()
 
 
 @contextmanager
@@ -97,12 +98,27 @@ def connect(path: str | Path, *, read_only: bool = False, threads: int = 2,
 
 
 def interrupt_queries() -> None:
-    """Interrupt what each open warehouse connection runs (a stop signal came; called from another thread). A
-    connection between two queries fails its next one as interrupted: the stage stops there."""
+    """Interrupt the query each open warehouse connection runs (a stop signal came; called from another thread).
+    An idle connection is left as it is (DuckDB forgets an interrupt when its next query starts); a clean-up
+    query the stopped stage starts before this call (dropping a temporary table, a rollback: what closing the
+    connection does anyway) may be interrupted too."""
     with _open_connections_guard:
-        for conn in _open_connections:
-            with suppress(duckdb.Error):  # closed meanwhile
-                conn.interrupt()
+        connections = list(_open_connections)
+    for conn in connections:
+        with suppress(duckdb.Error):  # closed meanwhile
+            conn.interrupt()
+
+
+def close_open_connections() -> None:
+    """Close the warehouse connections a stopped stage left open. The interrupt a stop signal raises in Python
+    may come as a stage's connection is being left, before ``connect`` closes it; the connection would hold the
+    file until the garbage collector met it, while the run's failure alert reads the warehouse."""
+    with _open_connections_guard:
+        connections = list(_open_connections)
+        _open_connections.clear()
+    for conn in connections:
+        with suppress(duckdb.Error):
+            conn.close()
 
 
 def interrupted_query(error: BaseException) -> bool:

@@ -1322,26 +1322,57 @@ def test_a_stop_signal_interrupts_a_stage_query_on_two_threads_at_once(tmp_path,
     import time
 
     import dagster as dg
+    import duckdb
 
     from orchestration import stop_signals
     from orchestration.progress import INTERRUPTED, failure_reasons
     from orchestration.resources import WarehouseResource
     from soe_assets.warehouse import interrupt_queries
 
+    warehouse = tmp_path / "w.duckdb"
+
     @dg.asset
     def long_query(warehouse: WarehouseResource) -> None:
         with warehouse.connect() as conn:
+            conn.execute("CREATE TABLE written_before AS SELECT 1 AS x")
             subprocess.Popen(["sh", "-c", f"sleep 0.5; kill -{stop[3:]} {os.getpid()}"])
             conn.execute("SELECT count(*) FROM range(5000000000) AS numbers(i) WHERE i % 7 = 3").fetchall()
 
     started = time.monotonic()
     with stop_signals.noted(on_stop=interrupt_queries):
-        result = dg.materialize([long_query], resources={"warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))},
+        result = dg.materialize([long_query], resources={"warehouse": WarehouseResource(path=str(warehouse))},
                                 raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
         assert stop_signals.received() == getattr(signal, stop)
     assert time.monotonic() - started < 5  # the query alone: ~14 s here
     failure = next(event for event in result.all_events if event.is_step_failure)
     assert failure_reasons(failure.step_failure_data.error) == [INTERRUPTED]
+    with duckdb.connect(str(warehouse), read_only=True) as conn:  # another configuration: refused while open
+        assert conn.execute("SELECT x FROM written_before").fetchall() == [(1,)]
+
+
+def test_a_connection_a_stopped_stage_left_open_is_closed_when_the_run_ends(tmp_path):
+    """The interrupt a stop signal raises in Python may come as a stage leaves its connection, before ``connect``
+    closes it (its clean-up skipped, as this stage skips it): the run's end closes it, so the failure alert that
+    follows can read the warehouse and the run lock is released with the file closed."""
+    import dagster as dg
+    import duckdb
+
+    from orchestration.resources import WarehouseResource
+
+    warehouse = tmp_path / "w.duckdb"
+    left = []  # the stage's connection, left without its exit, as an interrupt at its start leaves it
+
+    @dg.asset
+    def stopped_stage(warehouse: WarehouseResource) -> None:
+        left.append(warehouse.connect())
+        left[0].__enter__().execute("CREATE TABLE written_before AS SELECT 1 AS x")
+        raise KeyboardInterrupt
+
+    result = dg.materialize([stopped_stage], resources={"warehouse": WarehouseResource(path=str(warehouse))},
+                            raise_on_error=False, instance=dg.DagsterInstance.ephemeral())
+    assert not result.success
+    with duckdb.connect(str(warehouse), read_only=True) as conn:  # another configuration: refused while open
+        assert conn.execute("SELECT x FROM written_before").fetchall() == [(1,)]
 
 
 def test_a_failure_alert_carries_the_cause_without_terminal_colours(tmp_path):
