@@ -544,10 +544,13 @@ def _execute_in_this_process(job: dg.JobDefinition, workspace: Workspace,
         for run_id in fail_orphaned_cli_runs(instance, workspace.warehouse):
             echo(f"note: run {run_id[:8]} of 'soe run' ended without finishing (its process is gone: killed?); "
                  "recorded as failed and alerted")
-        return job.execute_in_process(
-            run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False,
-            tags={CLI_TAG: "cli", **process_tags()},
-        )
+        try:
+            return job.execute_in_process(
+                run_config={"loggers": {"soe_progress": {}}}, instance=instance, raise_on_error=False,
+                tags={CLI_TAG: "cli", **process_tags()},
+            )
+        finally:
+            stop_signals.rearm_sigterm()
 
 
 def _print_failed_checks(result, alert_log: Path, echo: Callable[[str], None]) -> None:

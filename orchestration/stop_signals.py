@@ -27,6 +27,7 @@ NOTE_WAIT_SECONDS = 1.0
 
 _received: list[signal.Signals] = []  # the stop signals that came within ``noted``, in order
 _noted = threading.Event()  # set once one came
+_watching = threading.Event()  # set while ``noted`` is active
 
 
 @contextlib.contextmanager
@@ -46,9 +47,11 @@ def noted(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
     watcher.start()
     previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     previous_handler = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _watching.set()
     try:
         yield
     finally:
+        _watching.clear()
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous_handler is None else previous_handler)
         signal.set_wakeup_fd(previous_fd)
         os.close(write_end)  # the watcher reads the end of the pipe and stops
@@ -57,6 +60,14 @@ def noted(on_stop: Callable[[], None] = lambda: None) -> Iterator[None]:
             os.close(read_end)
         _received.clear()
         _noted.clear()
+
+
+def rearm_sigterm() -> None:
+    """After a Dagster run inside ``noted``: SIGTERM stops the command again. Dagster ends a run by giving SIGTERM
+    SIGINT's handler, which a script that starts soe in the background sets to ignore: ``kill`` was ignored from
+    the end of the run (its alerts, its summary) until soe exited."""
+    if _watching.is_set() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _watch(read_end: int, on_stop: Callable[[], None]) -> None:

@@ -1350,6 +1350,39 @@ def test_a_stop_signal_interrupts_a_stage_query_on_two_threads_at_once(tmp_path,
         assert conn.execute("SELECT x FROM written_before").fetchall() == [(1,)]
 
 
+def test_sigterm_stops_the_command_again_after_its_dagster_run(tmp_path, monkeypatch):
+    """A script that starts `soe run` in the background leaves it ignoring SIGINT, and Dagster ends a run by giving
+    SIGTERM SIGINT's handler: `kill` was ignored from the end of the run (its alerts, its summary) until soe
+    exited. The command's own SIGTERM handler is back once the run has ended."""
+    import signal
+
+    import dagster as dg
+
+    from orchestration import stop_signals
+    from orchestration.cli import Workspace, _execute_in_this_process
+    from orchestration.progress import progress_logger
+
+    for name in ("SOE_LANDING_DIR", "SOE_WAREHOUSE", "SOE_PUBLISH_DIR", "DAGSTER_HOME"):
+        monkeypatch.setenv(name, "")  # the workspace's export sets them: put back after the test
+    workspace = Workspace(landing=tmp_path / "landing", warehouse=tmp_path / "w" / "soe.duckdb",
+                          publish=tmp_path / "publish")
+    workspace.export()
+
+    @dg.asset
+    def quick_stage() -> None:
+        pass
+
+    job = dg.Definitions(assets=[quick_stage], jobs=[dg.define_asset_job("quick", selection=[quick_stage])],
+                         loggers={"soe_progress": progress_logger}).resolve_job_def("quick")
+    ignored_by_the_shell = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_signals.noted():
+            assert _execute_in_this_process(job, workspace, echo=lambda _: None).success
+            assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, ignored_by_the_shell)
+
+
 def test_a_connection_a_stopped_stage_left_open_is_closed_when_the_run_ends(tmp_path):
     """The interrupt a stop signal raises in Python may come as a stage leaves its connection, before ``connect``
     closes it (its clean-up skipped, as this stage skips it): the run's end closes it, so the failure alert that
