@@ -435,6 +435,10 @@ def test_rounding_up_never_takes_more_from_an_item_than_it_holds():
                           "other_item_key": [None, "po|PO-2:1", None], "other_item_qty": [np.nan, 10.0, np.nan],
                           "arrive_week": [0, 1, 2], "qty": [5.5, 4.5, 5.5]})
     assert fits(chain) == [True, False, True]
+    # an action drawing twice on one item needs a unit from each draw: 4.5 + 4.5 of a 9-unit order cannot round up
+    twice = chain.iloc[:1].assign(item_qty=9.0, other_item_key="po|PO-1:2", other_item_qty=9.0, qty=4.5)
+    assert fits(twice) == [False]
+    assert fits(twice.assign(item_qty=10.0, other_item_qty=10.0)) == [True]
     # 30 actions over 3 lines with 3 units each beyond their actions rounded down: no line overdrawn, and no action
     # left rounded down while every line it draws on still has a unit to give
     rng = np.random.default_rng(7)

@@ -93,6 +93,7 @@ def rounded_up_within_items(actions: pd.DataFrame, up: pd.Series, down: pd.Serie
     draws = draws[draws["item_key"].notna()].reset_index(drop=True)
     draws["room"] = draws["item_qty"] - draws.groupby("item_key")["down"].transform("sum") + 1e-6
     draws = draws[draws["wants"]].sort_values(["item_key", "position"])
+    draws["own"] = draws.groupby(["item_key", "action"]).cumcount() + 1  # an action may draw twice on one item
     shares = actions.index.isin(draws["action"])
     granted, undecided = wants & ~shares, wants & shares  # an action drawing on no item shares nothing
     while undecided.any():
@@ -102,7 +103,8 @@ def rounded_up_within_items(actions: pd.DataFrame, up: pd.Series, down: pd.Serie
         granted |= newly
         taken = granted.reindex(live["action"]).to_numpy()
         before = live.assign(taken=taken).groupby("item_key")["taken"].cumsum() - taken
-        refused = (before + 1 > live["room"]).groupby(live["action"]).any().reindex(actions.index, fill_value=False)
+        refused = (before + live["own"] > live["room"]).groupby(live["action"]).any().reindex(actions.index,
+                                                                                              fill_value=False)
         undecided &= ~newly & ~refused
     return granted | ~wants
 
