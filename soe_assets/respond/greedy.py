@@ -22,8 +22,7 @@ def greedy_value(problem: Problem) -> tuple[float, pd.DataFrame]:
     shipped = []
     total = 0.0
     # ties broken by place, so the baseline answers the same way on every run
-    by_size = problem.shortages.sort_values(["short_qty", "sku_id", "location_id"], ascending=[False, True, True],
-                                            kind="stable")
+    by_size = problem.shortages.sort_values(["short_qty", "sku_id", "location_id"], ascending=[False, True, True])
     for short in by_size.itertuples():
         series = pos[(pos["sku_id"] == short.sku_id) & (pos["location_id"] == short.location_id)].set_index("week_index")
         fence = series[series["inside_time_fence"]]
