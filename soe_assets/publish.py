@@ -100,28 +100,57 @@ def publish_marts(
     """Write every ``marts.*`` table to a new version folder, then switch ``current`` to it unless ``current``
     holds a later as_of."""
     publish_dir.mkdir(parents=True, exist_ok=True)
-    with _publishing_alone(publish_dir):
+    with _publishing_alone(publish_dir, _holder_line(conn, run_id)):
         return _publish(conn, publish_dir, run_id=run_id, as_of=as_of, extra_files=extra_files)
 
 
+def _holder_line(conn: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """What the publish lock file says of this publish, for a run that has to wait for it."""
+    warehouse = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    of = f" of {warehouse[0]}" if warehouse and warehouse[0] else ""
+    return f"pid {os.getpid()}: run {run_id}{of}"
+
+
 @contextmanager
-def _publishing_alone(publish_dir: Path) -> Iterator[None]:
+def _publishing_alone(publish_dir: Path, holder: str) -> Iterator[None]:
     """Hold the publish folder's lock for a publish. The run lock is the warehouse's: runs of two warehouses
     publishing into one folder would otherwise take the same sequence number, switch ``current`` over each
     other, and one's pruning would remove the set the other is writing. The operating system releases the lock
-    when the process ends, even when it is killed."""
-    # read-only is enough for flock: a folder shared by several accounts' runs may hold a lock file another made
-    fd = os.open(publish_dir / PUBLISH_LOCK, os.O_RDONLY | os.O_CREAT, 0o666)
+    when the process ends, even when it is killed.
+
+    The holder writes ``holder`` into the lock file, so that a run waiting for it can say which run it waits
+    for; a lock file another account made may be read-only here (flock needs no write access), and this
+    publish then names nobody."""
+    path = publish_dir / PUBLISH_LOCK
+    try:
+        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+    except PermissionError:
+        fd, writable = os.open(path, os.O_RDONLY), False
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say(f"another run is publishing into {publish_dir}: waiting for it to finish ...", file=sys.stderr,
-                flush=True)
+            say(f"another run{_publishing_now(fd)} is publishing into {publish_dir}: waiting for it to finish ...",
+                file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        held = True
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{holder}, publishing since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode(), 0)
         yield
     finally:
+        if held and writable:
+            os.ftruncate(fd, 0)  # a later holder that cannot write must not be taken for this one
         os.close(fd)  # releases the lock
+
+
+def _publishing_now(fd: int) -> str:
+    """`` (<the holder's line>)`` while the process that wrote the publish lock file lives, else nothing: a run
+    killed while publishing leaves its line behind, and a holder that cannot write the file writes none."""
+    line = os.pread(fd, 1024, 0).decode("utf-8", "replace").strip()
+    pid = re.match(r"pid (\d+):", line)
+    return f" ({line})" if pid and run_lock.process_alive(int(pid.group(1))) else ""
 
 
 def _publish(conn: duckdb.DuckDBPyConnection, publish_dir: Path, *, run_id: str, as_of: str,

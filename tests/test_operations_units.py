@@ -814,25 +814,36 @@ def test_sets_are_kept_in_publish_order_whatever_the_clock_says(tmp_path):
     assert pd.read_parquet(publish / "exceptions.parquet")["as_of"].tolist() == [date(2026, 11, 20)]
 
 
-def test_runs_of_two_warehouses_publishing_into_one_folder_take_turns(tmp_path, capfd):
-    """Another warehouse's run publishing into the same folder (its run lock is its own warehouse's) holds the
-    folder's publish lock: this publish waits for it, says so, and then takes the next sequence number."""
+def _hold_publish_lock(lock_file: Path, *, writable: bool):
+    """Another process holding the publish folder's lock until its stdin closes: as another warehouse's run does
+    while publishing (``writable``), or as a run of an account that cannot write the lock file."""
     import subprocess
     import sys
+
+    if writable:
+        code = ("import duckdb, sys; from pathlib import Path; from soe_assets.publish import _holder_line, "
+                "_publishing_alone; holder = _holder_line(duckdb.connect(sys.argv[2]), 'run-eu'); "
+                "lock = _publishing_alone(Path(sys.argv[1]).parent, holder); lock.__enter__(); "
+                "print('publishing', flush=True); sys.stdin.readline()")
+    else:
+        code = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+                "print('publishing', flush=True); sys.stdin.readline()")
+    other = subprocess.Popen([sys.executable, "-c", code, str(lock_file), str(lock_file.parent.parent / "eu.duckdb")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert other.stdout.readline().strip() == "publishing"
+    return other
+
+
+def _publish_waiting_for(other, publish: Path) -> list:
+    """Publish a one-table set into ``publish`` while ``other`` holds its lock; the sets published, after checking
+    that this publish waited, writing nothing, until ``other`` let go."""
     import threading
 
     import duckdb
 
-    from soe_assets.publish import PUBLISH_LOCK, publish_marts
+    from soe_assets.publish import publish_marts
 
-    publish = tmp_path / "publish"
-    publish.mkdir()
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); print('publishing', flush=True); sys.stdin.readline()",
-         str(publish / PUBLISH_LOCK)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert other.stdout.readline().strip() == "publishing"
         conn = duckdb.connect()
         conn.execute("CREATE SCHEMA marts")
         conn.execute("CREATE TABLE marts.exceptions AS SELECT DATE '2026-11-18' AS as_of")
@@ -847,7 +858,42 @@ def test_runs_of_two_warehouses_publishing_into_one_folder_take_turns(tmp_path, 
         other.wait(timeout=10)
     publishing.join(timeout=30)
     assert not publishing.is_alive()
+    return published
+
+
+def test_runs_of_two_warehouses_publishing_into_one_folder_take_turns(tmp_path, capfd):
+    """Another warehouse's run publishing into the same folder (its run lock is its own warehouse's) holds the
+    folder's publish lock: this publish waits for it, says which run it waits for, and then takes the next
+    sequence number; the lock file names nobody once the publish is over."""
+    from soe_assets.publish import PUBLISH_LOCK
+
+    publish = tmp_path / "publish"
+    publish.mkdir()
+    other = _hold_publish_lock(publish / PUBLISH_LOCK, writable=True)
+    published = _publish_waiting_for(other, publish)
     assert published[0].is_current and published[0].version_dir.name.startswith("00000001_")
+    waiting = capfd.readouterr().err
+    assert re.search(rf"another run \(pid {other.pid}: run run-eu of {re.escape(str(tmp_path / 'eu.duckdb'))}, "
+                     rf"publishing since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\) is publishing into "
+                     rf"{re.escape(str(publish))}: waiting for it to finish \.\.\.", waiting), waiting
+    assert (publish / PUBLISH_LOCK).read_text() == ""
+
+
+def test_a_publish_lock_holder_that_cannot_write_the_lock_file_is_not_taken_for_an_earlier_one(tmp_path, capfd):
+    """The lock file still names a run killed while publishing (its pid is gone); a holder of another account
+    writes nothing into it: the waiting publish names nobody rather than the dead run."""
+    import subprocess
+    import sys
+
+    from soe_assets.publish import PUBLISH_LOCK
+
+    publish = tmp_path / "publish"
+    publish.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (publish / PUBLISH_LOCK).write_text(f"pid {gone.stdout.strip()}: run killed-run, publishing since 2026-12-06 "
+                                        "06:45:35\n")
+    other = _hold_publish_lock(publish / PUBLISH_LOCK, writable=False)
+    assert _publish_waiting_for(other, publish)[0].is_current
     assert f"another run is publishing into {publish}: waiting for it to finish ..." in capfd.readouterr().err
 
 
