@@ -456,8 +456,8 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
         start_up_done()
         result = _execute_in_this_process_recorded(job, workspace, echo)
     elapsed = time.monotonic() - started
-    _print_failed_checks(result, default_alert_log(workspace.warehouse.resolve()), echo)
     if not result.success:
+        _print_failed_checks(result, default_alert_log(workspace.warehouse.resolve()), echo)
         outcome = _alert_run_failure(result, workspace)
         if _interrupted(result):  # Ctrl-C, SIGTERM: Dagster ends the step it was in and records the run as failed
             echo(f"run {stop_signals.STOPPED[stop_signals.received()]} after {elapsed:.1f} s "
@@ -465,7 +465,15 @@ def _run_holding_the_lock(workspace: Workspace, options: RunOptions, quality: Qu
             raise RunInterrupted
         echo(f"run FAILED after {elapsed:.1f} s (run id {result.run_id}); see the messages above. {outcome}")
         return False
-    _print_summary(workspace, elapsed, echo)
+    try:
+        _print_failed_checks(result, default_alert_log(workspace.warehouse.resolve()), echo)
+        _print_summary(workspace, elapsed, echo)
+    except KeyboardInterrupt:  # stopped once the run had ended: it stands, as recorded, and may have published
+        from orchestration.sensors import publish_outcome
+
+        echo(f"run completed in {elapsed:.1f} s (run id {result.run_id}); {stop_signals.STOPPED[stop_signals.received()]}"
+             f" before its summary. {publish_outcome(workspace.warehouse, result.run_id)}")
+        raise RunInterrupted from None
     return True
 
 

@@ -467,6 +467,31 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_with_exit_code_143(tmp_path, to_gr
     assert alert["message"].startswith("step soe_dbt_models failed: interrupted (Ctrl-C or a stop signal)")
 
 
+def test_sigterm_once_the_run_has_ended_says_the_run_completed_and_what_it_published(tmp_path):
+    """A stop signal after the run's last step, as soe reads the warehouse for its summary: the run stands as
+    recorded, a success, and its set is published; soe says so (exit 143), not only "terminated"."""
+    write_landing_zone(tmp_path / "landing", minimal_network())
+    # a real SIGTERM, sent at the moment soe starts its summary
+    stopped_at_the_summary = textwrap.dedent("""
+        import os, signal, sys
+        from orchestration import cli
+        summary = cli._print_summary
+        def signalled_summary(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return summary(*args, **kwargs)
+        cli._print_summary = signalled_summary
+        sys.exit(cli.main(sys.argv[1:]))
+    """)
+    process = subprocess.run([sys.executable, "-u", "-c", stopped_at_the_summary, *_run_args(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+    output = process.stdout + process.stderr
+    assert process.returncode == 143, output[-3000:]
+    assert re.search(r"run completed in [\d.]+ s \(run id [\w-]+\); terminated \(SIGTERM\) before its summary\. "
+                     r"Its set of marts had been published before it ended: readers get it\.", output), output[-3000:]
+    assert "soe: terminated" not in output and "Traceback" not in output
+    assert (tmp_path / "publish" / "current" / "_manifest.json").exists()
+
+
 def test_sigterm_stops_a_command_outside_a_run_with_exit_code_143(tmp_path):
     """Outside a Dagster run (here `soe generate` simulating a large network) SIGTERM ends the command with its
     one line and 143 too, not Python's death by the signal."""
