@@ -72,6 +72,8 @@ class _ProgressHandler(logging.Handler):
 INTERRUPTION_ERRORS = frozenset({"DagsterExecutionInterruptedError", "InterruptException", "KeyboardInterrupt"})
 DUCKDB_SIGINT = ("RuntimeError", DUCKDB_INTERRUPTED)
 INTERRUPTED = "interrupted (Ctrl-C or a stop signal)"
+# What Dagster wraps a step's own error in.
+STEP_ERROR_WRAPPER = "DagsterExecutionStepExecutionError"
 
 
 def _is_interruption(error: SerializableErrorInfo) -> bool:
@@ -96,6 +98,8 @@ def failure_reasons(error: SerializableErrorInfo | None) -> list[str]:
         error = error.cause
     if any(_is_interruption(link) for link in chain):
         return [INTERRUPTED]
+    if chain and chain[0].cls_name == STEP_ERROR_WRAPPER and len(chain) > 1:
+        chain = chain[1:]  # 'Error occurred while executing op "<step>":' says the step its reader has been told
     return [readable_error(link) for link in chain]
 
 
