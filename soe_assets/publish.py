@@ -108,7 +108,7 @@ def _holder_line(conn: duckdb.DuckDBPyConnection, run_id: str) -> str:
     """What the publish lock file says of this publish, for a run that has to wait for it."""
     warehouse = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
     of = f" of {warehouse[0]}" if warehouse and warehouse[0] else ""
-    return f"pid {os.getpid()}: run {run_id}{of}"
+    return f"pid {os.getpid()}: run {run_id[:8]}{of}"
 
 
 @contextmanager
@@ -137,7 +137,8 @@ def _publishing_alone(publish_dir: Path, holder: str) -> Iterator[None]:
         held = True
         if writable:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{holder}, publishing since {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode(), 0)
+            os.pwrite(fd, f"{holder}, publishing since {datetime.now():%Y-%m-%d %H:%M:%S}\n"
+                          f"{_process_start(os.getpid())}\n".encode(), 0)
         yield
     finally:
         if held and writable:
@@ -147,10 +148,21 @@ def _publishing_alone(publish_dir: Path, holder: str) -> Iterator[None]:
 
 def _publishing_now(fd: int) -> str:
     """`` (<the holder's line>)`` while the process that wrote the publish lock file lives, else nothing: a run
-    killed while publishing leaves its line behind, and a holder that cannot write the file writes none."""
-    line = os.pread(fd, 1024, 0).decode("utf-8", "replace").strip()
+    killed while publishing leaves its line behind, and a holder that cannot write the file writes none. The
+    process is the writer if its number and its start time are the writer's (a number is reused)."""
+    line, _, started = os.pread(fd, 1024, 0).decode("utf-8", "replace").partition("\n")
     pid = re.match(r"pid (\d+):", line)
-    return f" ({line})" if pid and run_lock.process_alive(int(pid.group(1))) else ""
+    alive = pid and run_lock.process_alive(int(pid.group(1))) and _process_start(int(pid.group(1))) == started.strip()
+    return f" ({line.strip()})" if alive else ""
+
+
+def _process_start(pid: int) -> str:
+    """When the process started, in clock ticks since boot (``/proc``; empty where there is none)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22; the name before ")" may hold blanks
 
 
 def _publish(conn: duckdb.DuckDBPyConnection, publish_dir: Path, *, run_id: str, as_of: str,

@@ -822,7 +822,7 @@ def _hold_publish_lock(lock_file: Path, *, writable: bool):
 
     if writable:
         code = ("import duckdb, sys; from pathlib import Path; from soe_assets.publish import _holder_line, "
-                "_publishing_alone; holder = _holder_line(duckdb.connect(sys.argv[2]), 'run-eu'); "
+                "_publishing_alone; holder = _holder_line(duckdb.connect(sys.argv[2]), 'run-eu-west-1'); "
                 "lock = _publishing_alone(Path(sys.argv[1]).parent, holder); lock.__enter__(); "
                 "print('publishing', flush=True); sys.stdin.readline()")
     else:
@@ -873,15 +873,18 @@ def test_runs_of_two_warehouses_publishing_into_one_folder_take_turns(tmp_path, 
     published = _publish_waiting_for(other, publish)
     assert published[0].is_current and published[0].version_dir.name.startswith("00000001_")
     waiting = capfd.readouterr().err
-    assert re.search(rf"another run \(pid {other.pid}: run run-eu of {re.escape(str(tmp_path / 'eu.duckdb'))}, "
+    assert re.search(rf"another run \(pid {other.pid}: run run-eu-w of {re.escape(str(tmp_path / 'eu.duckdb'))}, "
                      rf"publishing since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\) is publishing into "
                      rf"{re.escape(str(publish))}: waiting for it to finish \.\.\.", waiting), waiting
     assert (publish / PUBLISH_LOCK).read_text() == ""
 
 
-def test_a_publish_lock_holder_that_cannot_write_the_lock_file_is_not_taken_for_an_earlier_one(tmp_path, capfd):
-    """The lock file still names a run killed while publishing (its pid is gone); a holder of another account
-    writes nothing into it: the waiting publish names nobody rather than the dead run."""
+@pytest.mark.parametrize("left_by", ["a-process-gone", "a-process-whose-number-is-reused"])
+def test_a_publish_lock_holder_that_cannot_write_the_lock_file_is_not_taken_for_an_earlier_one(tmp_path, capfd,
+                                                                                              left_by):
+    """The lock file still names a run killed while publishing: its process is gone, or its number now belongs
+    to another process (started later). A holder of another account writes nothing into the file: the waiting
+    publish names nobody rather than the dead run."""
     import subprocess
     import sys
 
@@ -889,9 +892,13 @@ def test_a_publish_lock_holder_that_cannot_write_the_lock_file_is_not_taken_for_
 
     publish = tmp_path / "publish"
     publish.mkdir()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (publish / PUBLISH_LOCK).write_text(f"pid {gone.stdout.strip()}: run killed-run, publishing since 2026-12-06 "
-                                        "06:45:35\n")
+    if left_by == "a-process-gone":
+        pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True).stdout.strip()
+        started = "1"
+    else:
+        pid, started = os.getpid(), "1"  # this process, alive, but not started one tick after boot
+    (publish / PUBLISH_LOCK).write_text(f"pid {pid}: run killed-r, publishing since 2026-12-06 06:45:35\n{started}\n")
     other = _hold_publish_lock(publish / PUBLISH_LOCK, writable=False)
     assert _publish_waiting_for(other, publish)[0].is_current
     assert f"another run is publishing into {publish}: waiting for it to finish ..." in capfd.readouterr().err

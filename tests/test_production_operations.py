@@ -486,10 +486,15 @@ def test_sigterm_once_the_run_has_ended_says_the_run_completed_and_what_it_publi
                              capture_output=True, text=True, timeout=600)
     output = process.stdout + process.stderr
     assert process.returncode == 143, output[-3000:]
-    assert re.search(r"run completed in [\d.]+ s \(run id [\w-]+\); terminated \(SIGTERM\) before its summary\. "
-                     r"Its set of marts had been published before it ended: readers get it\.", output), output[-3000:]
+    said = re.search(r"run completed in [\d.]+ s \(run id ([\w-]+)\); terminated \(SIGTERM\) before its summary\. "
+                     r"Its set of marts had been published before it ended: readers get it\.", output)
+    assert said, output[-3000:]
     assert "soe: terminated" not in output and "Traceback" not in output
-    assert (tmp_path / "publish" / "current" / "_manifest.json").exists()
+    assert json.loads((tmp_path / "publish" / "current" / "_manifest.json").read_text())["run_id"] == said.group(1)
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "warehouse" / "dagster_home")) as instance:
+        assert instance.get_run_by_id(said.group(1)).status == dg.DagsterRunStatus.SUCCESS
 
 
 def test_sigterm_stops_a_command_outside_a_run_with_exit_code_143(tmp_path):
