@@ -36,7 +36,7 @@ from pathlib import Path
 
 import duckdb
 
-from data_contracts.sources import SOURCES, SourceContract
+from data_contracts.sources import SOURCES, SOURCES_BY_NAME, SourceContract
 from run_benchmark import DBT_PROJECT, SOE, read_floor
 from soe_assets.duckdb_settings import MEMORY_LIMIT_ENV, resolve_memory_limit
 from soe_assets.ingest.landing import list_extracts
@@ -63,9 +63,9 @@ def checks_alone(landing: Path, group_keys: bool) -> float:
     started = time.perf_counter()
     with duckdb.connect() as conn:
         conn.execute("SET preserve_insertion_order = false")
-        for table, column, source in (("skus", "sku_id", "skus"), ("locations", "location_id", "locations")):
-            master = next(s for s in SOURCES if s.name == source)
-            conn.execute(f"CREATE TABLE {table} AS SELECT DISTINCT {column} AS id FROM ({_typed_extracts(master, landing)})")
+        for master, column in (("skus", "sku_id"), ("locations", "location_id")):
+            extracts = _typed_extracts(SOURCES_BY_NAME[master], landing)
+            conn.execute(f"CREATE TABLE {master} AS SELECT DISTINCT {column} AS id FROM ({extracts})")
         for source in EXECUTION_SOURCES:
             union = _typed_extracts(source, landing)
             if not union:
